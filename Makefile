@@ -1,0 +1,38 @@
+# shopping_upload: PGXS build
+EXTENSION = shopping_upload
+MODULE_big = shopping_upload
+OBJS = \
+	src/shopping_upload.o \
+	src/payload.o \
+	src/validate.o \
+	src/functions.o
+DATA = shopping_upload--1.0.sql
+PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
+
+REGRESS = foundation validate
+REGRESS_OPTS = --load-extension=shopping_upload
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PKG_CONFIG ?= pkg-config
+
+# PostgreSQL's headers are not -Wextra clean: read them as system headers so
+# that -Wall -Wextra speaks of our code only.
+PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server) \
+	$(shell $(PKG_CONFIG) --cflags json-c libcurl)
+PG_CFLAGS = -Wall -Wextra
+SHLIB_LINK = $(shell $(PKG_CONFIG) --libs json-c libcurl)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The validator is pure C + json-c: its unit test needs no server.
+UNIT_CFLAGS = -Wall -Wextra -Werror -O1 -Isrc $(shell $(PKG_CONFIG) --cflags json-c)
+test/unit/test_validate: test/unit/test_validate.c src/validate.c src/validate.h src/errcodes.h
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_validate.c src/validate.c \
+		$(shell $(PKG_CONFIG) --libs json-c)
+
+unit-test: test/unit/test_validate
+	test/unit/test_validate
+
+.PHONY: unit-test
+EXTRA_CLEAN = test/unit/test_validate

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Runs every test of shopping_upload on a throwaway cluster and ends with one
+# line "N passed, N failed", totalled over every suite.  Run as root on a
+# fresh Debian 12 machine (it installs what it needs), or as a user who can
+# write PostgreSQL's extension directories.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/scripts/lib.sh"
+
+if [ "$(id -u)" = 0 ]; then
+	bash "$here/scripts/deps.sh" || exit 1
+fi
+ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+
+work=$(mktemp -d /tmp/shopping_upload-test.XXXXXX)
+chmod 755 "$work"
+cleanup() {
+	# stop whatever a suite left behind, then remove the folder
+	for d in "$work"/*_instance "$work"/tree/tmp_check/t_*_data/pgdata; do
+		[ -f "$d/postmaster.pid" ] && as_pg pg_ctl -D "$d" -m immediate stop >/dev/null 2>&1
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+tree=$work/tree
+build_and_install "$here" "$tree" || { echo "0 passed, 1 failed"; exit 1; }
+
+passed=0
+failed=0
+tally() {						# tally NAME PASSED FAILED
+	echo "== $1: $2 passed, $3 failed"
+	passed=$((passed + $2))
+	failed=$((failed + $3))
+}
+
+# pg_regress and isolation print "test NAME ... ok" or "... FAILED"
+regress_suite() {
+	local name=$1 log=$work/$1.log
+	shift
+	as_pg make -C "$tree" PG_CONFIG="$PG_CONFIG" "$@" >"$log" 2>&1
+	local rc=$? ok bad
+	ok=$(grep -cE '\.\.\. ok( |$)' "$log")
+	bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$log")
+	if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
+	[ "$bad" != 0 ] && { tail -n 40 "$log"; cat "$tree"/regression.diffs "$tree"/output_iso/regression.diffs 2>/dev/null | head -n 200; }
+	tally "$name" "$ok" "$bad"
+}
+
+# programs that end with their own "N passed, N failed" line
+counted_suite() {
+	local name=$1 log=$work/$1.log line
+	shift
+	"$@" >"$log" 2>&1
+	local rc=$?
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	local ok=${line%% passed*} bad
+	bad=${line#*passed, }
+	bad=${bad%% failed*}
+	[ -z "$line" ] && { ok=0; bad=1; }
+	if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
+	[ "$bad" != 0 ] && tail -n 40 "$log"
+	tally "$name" "$ok" "$bad"
+}
+
+# 1. the validator alone (C, no server)
+counted_suite unit as_pg make -C "$tree" -s PG_CONFIG="$PG_CONFIG" unit-test
+
+# 2. the stand-in WeChat server's own self-test
+if [ -f "$tree/test/stub_selftest.sh" ]; then
+	counted_suite stub as_pg bash "$tree/test/stub_selftest.sh"
+fi
+
+# 3. pg_regress on a temporary instance with the library preloaded
+cat >"$work/regress.conf" <<CONF
+shared_preload_libraries = 'shopping_upload'
+CONF
+chown "$PG_USER" "$work/regress.conf"
+regress_suite regress installcheck ISOLATION= TAP_TESTS= \
+	EXTRA_REGRESS_OPTS="--temp-instance=$work/regress_instance --temp-config=$work/regress.conf"
+
+# 4. isolation tests, when there are any
+if grep -q '^ISOLATION' "$tree/Makefile"; then
+	regress_suite isolation installcheck REGRESS= TAP_TESTS= \
+		EXTRA_REGRESS_OPTS="--temp-instance=$work/isolation_instance --temp-config=$work/regress.conf"
+fi
+
+# 5. TAP tests (PostgreSQL::Test::Cluster), when there are any
+if ls "$tree"/t/*.pl >/dev/null 2>&1; then
+	log=$work/tap.log
+	as_pg make -C "$tree" PG_CONFIG="$PG_CONFIG" installcheck REGRESS= ISOLATION= \
+		PROVE_FLAGS=-v >"$log" 2>&1
+	rc=$?
+	ok=$(grep -cE '^\s*ok [0-9]+' "$log")
+	bad=$(grep -cE '^\s*not ok [0-9]+' "$log")
+	if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
+	[ "$bad" != 0 ] && { grep -E 'not ok|^#|Failed|Dubious' "$log" | head -n 80; }
+	tally tap "$ok" "$bad"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

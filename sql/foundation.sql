@@ -1,0 +1,138 @@
+--
+-- The extension, its tables, import_order() and build_payload()
+--
+SET client_min_messages = warning;
+SET TimeZone = 'Asia/Shanghai';
+
+SELECT extname, extversion, n.nspname, extrelocatable
+  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+ WHERE extname = 'shopping_upload';
+SELECT relname FROM pg_class
+ WHERE relnamespace = 'shopping_upload'::regnamespace AND relkind = 'r'
+ ORDER BY relname;
+
+-- settings: the prefix is reserved, so a typo is an error
+SHOW shopping_upload.auto_upload;
+SET shopping_upload.auto_uplaod = off;
+SET shopping_upload.appid = 'wxmerchantapp';
+SHOW shopping_upload.appid;
+
+-- nothing is granted to PUBLIC
+SELECT count(*) AS public_grants
+  FROM information_schema.role_table_grants
+ WHERE table_schema = 'shopping_upload' AND grantee = 'PUBLIC';
+SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
+  FROM pg_proc p WHERE p.pronamespace = 'shopping_upload'::regnamespace
+ ORDER BY 1 LIMIT 3;
+
+-- a complete, valid order
+SELECT shopping_upload.import_order($${
+  "order_key": {"order_number_type": 1, "mchid": "1230000109", "out_trade_no": "NO_1001*a|b"},
+  "upload_time": "2022-05-20T13:29:35.120+08:00",
+  "order_list": [{
+    "merchant_order_no": "sub-1",
+    "order_detail_jump_link": {"type": "MINI_PROGRAM", "appid": "wxmerchantapp", "path": "/pages/order?id=1"},
+    "item_list": [
+      {"merchant_item_id": "sku-1", "name": "绿茶 Green tea", "description": "一盒 250g",
+       "unit_price": 1999, "quantity": 2,
+       "image_url": ["https://img.example.com/a.png", "http://img.example.com:8080/b.png"],
+       "item_detail_jump_link": {"type": "MINI_PROGRAM", "appid": "wxmerchantapp", "path": "/pages/item?sku=1"}},
+      {"merchant_item_id": "sku-2", "name": "Cup", "unit_price": 500, "quantity": 1,
+       "image_url": ["https://img.example.com/c.png"],
+       "item_detail_jump_link": {"type": "MINI_PROGRAM", "appid": "wxmerchantapp", "path": "/pages/item?sku=2"}}
+    ]}],
+  "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+  "logistics_type": 1
+}$$) AS id \gset
+
+SELECT order_id = :id AS same_id, appid, order_number_type, transaction_id, mchid,
+       out_trade_no, openid, logistics_type
+  FROM shopping_upload.orders;
+SELECT * FROM shopping_upload.sub_orders ORDER BY 1, 2;
+SELECT * FROM shopping_upload.items ORDER BY 1, 2, 3;
+
+-- the wire form: upload_time is now, RFC 3339 with milliseconds and an offset
+SELECT jsonb_pretty(shopping_upload.build_payload(:id) - 'upload_time');
+SELECT shopping_upload.build_payload(:id) ->> 'upload_time'
+       ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+08:00$' AS rfc3339_beijing;
+SET TimeZone = 'UTC';
+SELECT shopping_upload.build_payload(:id) ->> 'upload_time' ~ '\.\d{3}\+00:00$' AS numeric_utc_offset;
+SELECT abs(extract(epoch FROM ((shopping_upload.build_payload(:id) ->> 'upload_time')::timestamptz
+       - clock_timestamp()))) < 5 AS is_now;
+SET TimeZone = 'America/St_Johns';
+SELECT shopping_upload.build_payload(:id) ->> 'upload_time' ~ '-0[23]:30$' AS half_hour_offset;
+SET TimeZone = 'Asia/Shanghai';
+SELECT * FROM shopping_upload.validate_order(:id);
+
+-- round trip: import(build(x)) stores x again, under the same id
+SELECT shopping_upload.import_order(shopping_upload.build_payload(:id)) = :id AS same_order;
+SELECT (shopping_upload.build_payload(:id) - 'upload_time')
+     = (SELECT shopping_upload.build_payload(:id) - 'upload_time') AS stable;
+
+-- upsert by order key: same key and appid replace the content, keep the id
+SELECT shopping_upload.import_order($${
+  "order_key": {"order_number_type": "MERCHANT_TRADE_NUMBER", "mchid": "1230000109", "out_trade_no": "NO_1001*a|b"},
+  "order_list": [{"merchant_order_no": "sub-9",
+    "order_detail_jump_link": {"type": 1, "url": "https://shop.example.com/o/9"},
+    "item_list": [{"merchant_item_id": "sku-9", "name": "Pot", "unit_price": 7000, "quantity": 1,
+      "image_url": ["https://img.example.com/p.png"],
+      "item_detail_jump_link": {"type": 1, "url": "https://shop.example.com/i/9"}}]}],
+  "payer": {"openid": "o-new"},
+  "logistics_type": "LOCATION_BASED_LOGISTICS"
+}$$) = :id AS replaced_same_id;
+SELECT count(*) AS orders FROM shopping_upload.orders;
+SELECT jsonb_pretty(shopping_upload.build_payload(:id) - 'upload_time');
+SELECT * FROM shopping_upload.validate_order(:id);
+
+-- the same key under another appid is another order
+SELECT shopping_upload.import_order(shopping_upload.build_payload(:id), 'wxotherapp') <> :id AS new_order;
+-- type 2 keys upsert on transaction_id
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 2, "transaction_id": "4200001"}}') AS t2 \gset
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": "WXPAY_TRADE_NUMBER", "transaction_id": "4200001"}, "payer": {"openid": "x"}}') = :t2 AS same_t2;
+SELECT openid FROM shopping_upload.orders WHERE order_id = :t2;
+SELECT count(*) AS orders FROM shopping_upload.orders;
+
+-- orders that break WeChat's rules are stored all the same, and validate_order says why
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 7}, "logistics_type": 9,
+  "order_list": [{"item_list": [{"unit_price": -5, "quantity": 0, "image_url": []}]}]}') AS bad \gset
+SELECT jsonb_pretty(shopping_upload.build_payload(:bad) - 'upload_time');
+SELECT * FROM shopping_upload.validate_order(:bad);
+SELECT shopping_upload.import_order('{}') AS empty \gset
+SELECT shopping_upload.build_payload(:empty) - 'upload_time' AS empty_payload;
+SELECT errcode, field FROM shopping_upload.validate_order(:empty);
+
+-- JSON that cannot be stored: a clear error naming the field, nothing stored
+SELECT count(*) AS orders_before FROM shopping_upload.orders \gset
+SELECT shopping_upload.import_order('[1, 2]');
+SELECT shopping_upload.import_order('"order"');
+SELECT shopping_upload.import_order('{"order_key": []}');
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": "three"}}');
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 1.5}}');
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 99999999999}}');
+SELECT shopping_upload.import_order('{"order_key": {"mchid": 12}}');
+SELECT shopping_upload.import_order('{"logistics_type": "BY_AIR"}');
+SELECT shopping_upload.import_order('{"payer": "o-1"}');
+SELECT shopping_upload.import_order('{"order_list": {"merchant_order_no": "a"}}');
+SELECT shopping_upload.import_order('{"order_list": [{"merchant_order_no": "a", "item_list": []}, 5]}');
+SELECT shopping_upload.import_order('{"order_list": [{"merchant_order_no": "a"},
+  {"item_list": [{"name": "ok"}, {"unit_price": "12"}]}]}');
+SELECT shopping_upload.import_order('{"order_list": [{"item_list": [{"image_url": ["a", 3]}]}]}');
+SELECT shopping_upload.import_order('{"order_list": [{"item_list": [{"item_detail_jump_link": {"type": true}}]}]}');
+SELECT shopping_upload.import_order('{"order_list": [{"order_detail_jump_link": "https://x"}]}');
+SELECT shopping_upload.import_order(NULL);
+SELECT count(*) = :orders_before AS nothing_stored FROM shopping_upload.orders;
+SELECT count(*) AS orphans FROM shopping_upload.sub_orders s
+ WHERE NOT EXISTS (SELECT 1 FROM shopping_upload.orders o WHERE o.order_id = s.order_id);
+
+-- unknown orders
+SELECT shopping_upload.build_payload(424242);
+SELECT * FROM shopping_upload.validate_order(424242);
+
+-- rows written by hand are built the same way
+INSERT INTO shopping_upload.orders (order_id, order_number_type, transaction_id, openid)
+VALUES (1000, 2, '4200000000000001', 'o-hand');
+INSERT INTO shopping_upload.sub_orders VALUES (1000, 0, 'm-1', 'URL', 'https://shop.example.com/o/1', NULL, NULL);
+INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, merchant_item_id, name, unit_price, quantity, image_url, link_type, link_url)
+VALUES (1000, 0, 0, 'i-1', 'Tea', 100, 3, '{https://img.example.com/t.png}', 'URL', 'https://shop.example.com/i/1');
+SELECT jsonb_pretty(shopping_upload.build_payload(1000) - 'upload_time');
+SELECT * FROM shopping_upload.validate_order(1000);

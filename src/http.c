@@ -1,0 +1,324 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *		HTTP(S) POSTs with libcurl's multi interface.
+ *
+ * One multi handle per process keeps connections alive between requests.
+ * TLS always verifies the peer and the host name.  No PostgreSQL here: the
+ * callers check interrupts between su_http_wait() calls, so a request is
+ * cancellable within one wait.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "http.h"
+
+#define SU_HTTP_MAX_RESPONSE (4 * 1024 * 1024)
+
+struct SuHttpClient
+{
+	CURLM	   *multi;
+	struct curl_slist *headers;
+	int			running;		/* started, not yet finished */
+	SuHttpRequest *done_head;
+	SuHttpRequest *done_tail;
+};
+
+static SuHttpClient *the_client = NULL;
+
+SuHttpClient *
+su_http_client(void)
+{
+	SuHttpClient *c;
+
+	if (the_client != NULL)
+		return the_client;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return NULL;
+	c = calloc(1, sizeof(SuHttpClient));
+	if (c == NULL)
+		return NULL;
+	c->multi = curl_multi_init();
+	c->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	if (c->headers)
+		c->headers = curl_slist_append(c->headers, "Expect:");	/* no 100-continue */
+	if (c->multi == NULL || c->headers == NULL)
+	{
+		if (c->multi)
+			curl_multi_cleanup(c->multi);
+		curl_slist_free_all(c->headers);
+		free(c);
+		return NULL;
+	}
+	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 256L);
+	the_client = c;
+	return c;
+}
+
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	SuHttpRequest *req = arg;
+	size_t		n = size * nmemb;
+
+	if (req->response_len + n + 1 > req->response_cap)
+	{
+		size_t		cap = req->response_cap ? req->response_cap * 2 : 1024;
+		char	   *p;
+
+		while (cap < req->response_len + n + 1)
+			cap *= 2;
+		if (cap > SU_HTTP_MAX_RESPONSE)
+			return 0;			/* too large: curl fails with WRITE_ERROR */
+		p = realloc(req->response, cap);
+		if (p == NULL)
+			return 0;
+		req->response = p;
+		req->response_cap = cap;
+	}
+	memcpy(req->response + req->response_len, data, n);
+	req->response_len += n;
+	req->response[req->response_len] = '\0';
+	return n;
+}
+
+void
+su_http_host(const char *url, char *buf, size_t len)
+{
+	CURLU	   *u = curl_url();
+	char	   *host = NULL;
+	char	   *port = NULL;
+
+	snprintf(buf, len, "(unknown host)");
+	if (u == NULL)
+		return;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+	{
+		if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
+			snprintf(buf, len, "%s:%s", host, port);
+		else
+			snprintf(buf, len, "%s", host);
+	}
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+}
+
+static void
+fail(SuHttpRequest *req, int code, const char *fmt, const char *arg)
+{
+	req->curl_code = code;
+	snprintf(req->error, sizeof(req->error), fmt, arg);
+	req->done = true;
+}
+
+bool
+su_http_start(SuHttpClient *client, SuHttpRequest *req)
+{
+	CURL	   *e;
+
+	req->done = false;
+	req->http_status = 0;
+	req->curl_code = 0;
+	req->error[0] = '\0';
+	req->response = NULL;
+	req->response_len = req->response_cap = 0;
+	req->duration_ms = 0;
+	req->next_done = NULL;
+
+	if (client == NULL || (e = curl_easy_init()) == NULL)
+	{
+		fail(req, CURLE_FAILED_INIT, "%s", "could not initialize libcurl");
+		return false;
+	}
+	req->easy = e;
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, client->headers);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "shopping_upload/1.0");
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (req->ca_file && req->ca_file[0])
+		curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+
+	if (curl_multi_add_handle(client->multi, e) != CURLM_OK)
+	{
+		curl_easy_cleanup(e);
+		req->easy = NULL;
+		fail(req, CURLE_FAILED_INIT, "%s", "could not start the request");
+		return false;
+	}
+	client->running++;
+	return true;
+}
+
+/* a sentence about a failed transfer; never the URL (it holds the token) */
+static void
+describe(SuHttpRequest *req, CURLcode rc, const char *detail, bool connected)
+{
+	char		host[256];
+	long		limit;
+
+	su_http_host(req->url, host, sizeof(host));
+	switch (rc)
+	{
+		case CURLE_OPERATION_TIMEDOUT:
+			limit = req->timeout_ms;
+			if (!connected && req->connect_timeout_ms > 0 &&
+				(limit <= 0 || req->connect_timeout_ms < limit))
+				limit = req->connect_timeout_ms;
+			snprintf(req->error, sizeof(req->error),
+					 connected ? "timed out after %ld ms waiting for %s to answer"
+					 : "timed out after %ld ms while connecting to %s",
+					 limit, host);
+			break;
+		case CURLE_COULDNT_CONNECT:
+			snprintf(req->error, sizeof(req->error),
+					 "could not connect to %s: %s", host, detail);
+			break;
+		case CURLE_COULDNT_RESOLVE_HOST:
+			snprintf(req->error, sizeof(req->error),
+					 "could not resolve the host of %s", host);
+			break;
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CERTPROBLEM:
+			snprintf(req->error, sizeof(req->error),
+					 "TLS failure with %s: %s", host, detail);
+			break;
+		case CURLE_GOT_NOTHING:
+		case CURLE_RECV_ERROR:
+		case CURLE_SEND_ERROR:
+		case CURLE_PARTIAL_FILE:
+			snprintf(req->error, sizeof(req->error),
+					 "the connection to %s was closed before a complete answer (%s)",
+					 host, detail);
+			break;
+		default:
+			snprintf(req->error, sizeof(req->error),
+					 "request to %s failed: %s", host, detail);
+			break;
+	}
+}
+
+static void
+finish(SuHttpClient *client, CURL *e, CURLcode rc)
+{
+	SuHttpRequest *req = NULL;
+	curl_off_t	total_us = 0;
+	curl_off_t	connect_us = 0;
+	char		detail[CURL_ERROR_SIZE];
+
+	curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **) &req);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &req->http_status);
+	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total_us);
+	curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &connect_us);
+	req->duration_ms = total_us / 1000.0;
+	req->curl_code = rc;
+	if (rc != CURLE_OK)
+	{
+		snprintf(detail, sizeof(detail), "%s", curl_easy_strerror(rc));
+		describe(req, rc, detail, connect_us > 0);
+	}
+	curl_multi_remove_handle(client->multi, e);
+	curl_easy_cleanup(e);
+	req->easy = NULL;
+	req->done = true;
+	client->running--;
+
+	if (client->done_tail)
+		client->done_tail->next_done = req;
+	else
+		client->done_head = req;
+	client->done_tail = req;
+}
+
+int
+su_http_wait(SuHttpClient *client, int timeout_ms)
+{
+	int			still = 0;
+	CURLMsg    *msg;
+	int			left;
+
+	curl_multi_perform(client->multi, &still);
+	if (client->done_head == NULL && still > 0 && timeout_ms > 0)
+	{
+		curl_multi_poll(client->multi, NULL, 0, timeout_ms, NULL);
+		curl_multi_perform(client->multi, &still);
+	}
+	while ((msg = curl_multi_info_read(client->multi, &left)) != NULL)
+		if (msg->msg == CURLMSG_DONE)
+			finish(client, msg->easy_handle, msg->data.result);
+	return client->running;
+}
+
+SuHttpRequest *
+su_http_next_done(SuHttpClient *client)
+{
+	SuHttpRequest *req = client->done_head;
+
+	if (req)
+	{
+		client->done_head = req->next_done;
+		if (client->done_head == NULL)
+			client->done_tail = NULL;
+		req->next_done = NULL;
+	}
+	return req;
+}
+
+int
+su_http_running(SuHttpClient *client)
+{
+	return client ? client->running : 0;
+}
+
+void
+su_http_cancel(SuHttpClient *client, SuHttpRequest *req)
+{
+	SuHttpRequest **p;
+
+	if (req->easy)
+	{
+		curl_multi_remove_handle(client->multi, req->easy);
+		curl_easy_cleanup(req->easy);
+		req->easy = NULL;
+		client->running--;
+	}
+	/* unlink it from the finished list, if it got there */
+	for (p = &client->done_head; *p; p = &(*p)->next_done)
+		if (*p == req)
+		{
+			*p = req->next_done;
+			break;
+		}
+	client->done_tail = NULL;
+	for (SuHttpRequest *r = client->done_head; r; r = r->next_done)
+		client->done_tail = r;
+	su_http_release(req);
+}
+
+void
+su_http_release(SuHttpRequest *req)
+{
+	free(req->response);
+	req->response = NULL;
+	req->response_len = req->response_cap = 0;
+}

@@ -1,0 +1,80 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.h
+ *		HTTP(S) POSTs with libcurl: one at a time or many in flight.
+ *
+ * A client is a libcurl multi handle with its connection cache (keep-alive)
+ * and lives as long as the process.  Requests are added to it and driven by
+ * su_http_wait(), which returns after at most timeout_ms so that the caller
+ * can check for interrupts between calls: nothing here blocks for long, and
+ * nothing here knows about PostgreSQL.
+ *
+ * libcurl allocates with malloc: connections outlive memory contexts.  The
+ * response body is malloc'd too (a write callback must not ereport), and is
+ * released by su_http_release().
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SU_HTTP_H
+#define SU_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct SuHttpClient SuHttpClient;
+
+typedef struct SuHttpRequest
+{
+	/* set by the caller; must stay valid until the request is done */
+	const char *url;
+	const char *body;
+	size_t		body_len;
+	long		connect_timeout_ms;
+	long		timeout_ms;
+	const char *ca_file;		/* NULL or "": the system's CA bundle */
+	void	   *user;			/* the caller's */
+
+	/* results, valid once done */
+	bool		done;
+	long		http_status;	/* 0 when no answer came */
+	int			curl_code;		/* CURLcode; 0 when the transfer worked */
+	char		error[320];		/* what failed, for people; "" if nothing */
+	char	   *response;		/* malloc'd, NUL-terminated; NULL if none */
+	size_t		response_len;
+	double		duration_ms;
+
+	/* private */
+	void	   *easy;
+	size_t		response_cap;
+	struct SuHttpRequest *next_done;
+} SuHttpRequest;
+
+/* The process's client, created on first use (NULL if libcurl fails). */
+extern SuHttpClient *su_http_client(void);
+
+/* Starts a request; false (with error set and done) if it could not start. */
+extern bool su_http_start(SuHttpClient *client, SuHttpRequest *req);
+
+/*
+ * Moves the transfers on, waiting up to timeout_ms for network activity;
+ * returns the number still running.  Finished requests are queued for
+ * su_http_next_done().
+ */
+extern int	su_http_wait(SuHttpClient *client, int timeout_ms);
+
+/* The next finished request, or NULL. */
+extern SuHttpRequest *su_http_next_done(SuHttpClient *client);
+
+/* Number of requests started and not yet finished. */
+extern int	su_http_running(SuHttpClient *client);
+
+/* Abandons a running request (its connection is closed). */
+extern void su_http_cancel(SuHttpClient *client, SuHttpRequest *req);
+
+/* Frees a finished or cancelled request's response and handle. */
+extern void su_http_release(SuHttpRequest *req);
+
+/* host[:port] of a URL, written into buf (for messages: never the query) */
+extern void su_http_host(const char *url, char *buf, size_t len);
+
+#endif							/* SU_HTTP_H */

@@ -1,0 +1,723 @@
+/*-------------------------------------------------------------------------
+ *
+ * payload.c
+ *		Order tables <-> uploadShoppingInfo payload, with json-c.
+ *
+ * Building reads an order with two prepared SPI queries and writes the
+ * payload's wire form: integers for order_number_type and logistics_type,
+ * names for link types, optional fields left out when empty.
+ *
+ * Importing reads an API-shaped payload (enum aliases accepted) and stores
+ * it as it is, rules broken or not; only JSON that cannot be stored at all
+ * (a wrong JSON type) is refused, with an error naming the field.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <json-c/json.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/datetime.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "payload.h"
+#include "shopping_upload.h"
+
+/* ---------------------------------------------------------------------
+ * json-c glue
+ * ---------------------------------------------------------------------
+ */
+
+static void
+su_json_put_callback(void *arg)
+{
+	json_object_put((json_object *) arg);
+}
+
+void
+su_json_track(json_object *obj)
+{
+	MemoryContextCallback *cb;
+
+	if (obj == NULL)
+		return;
+	cb = MemoryContextAlloc(CurrentMemoryContext, sizeof(MemoryContextCallback));
+	cb->func = su_json_put_callback;
+	cb->arg = obj;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+}
+
+json_object *
+su_json_parse(const char *text, size_t len)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *obj;
+	enum json_tokener_error jerr;
+
+	if (tok == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	obj = json_tokener_parse_ex(tok, text, (int) len);
+	jerr = json_tokener_get_error(tok);
+	if (obj != NULL && jerr == json_tokener_success &&
+		json_tokener_get_parse_end(tok) < len)
+		jerr = json_tokener_error_parse_unexpected;
+	json_tokener_free(tok);
+	if (jerr != json_tokener_success)
+	{
+		json_object_put(obj);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid JSON: %s", json_tokener_error_desc(jerr))));
+	}
+	su_json_track(obj);
+	return obj;
+}
+
+char *
+su_json_text(json_object *obj, size_t *len)
+{
+	size_t		n;
+	const char *s;
+
+	s = json_object_to_json_string_length(obj,
+										  JSON_C_TO_STRING_PLAIN |
+										  JSON_C_TO_STRING_NOSLASHESCAPE,
+										  &n);
+	if (len)
+		*len = n;
+	return pnstrdup(s, n);
+}
+
+char *
+su_format_upload_time(TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+	int			off;
+
+	if (timestamp2tm(t, &tz, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("upload_time is out of range")));
+	off = -tz;					/* timestamp2tm's tz is seconds west */
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03d%c%02d:%02d",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (fsec / 1000),
+					off < 0 ? '-' : '+', abs(off) / 3600, (abs(off) % 3600) / 60);
+}
+
+/* ---------------------------------------------------------------------
+ * SPI helpers
+ * ---------------------------------------------------------------------
+ */
+
+static SPIPlanPtr
+su_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*cache = plan;
+	}
+	return *cache;
+}
+
+static char *
+su_datum_text(Datum d)
+{
+	text	   *t = (text *) PG_DETOAST_DATUM_PACKED(d);
+
+	return pnstrdup(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+static Datum
+su_text_datum(const char *s)
+{
+	size_t		len = strlen(s);
+	text	   *t = palloc(len + VARHDRSZ);
+
+	SET_VARSIZE(t, len + VARHDRSZ);
+	memcpy(VARDATA(t), s, len);
+	return PointerGetDatum(t);
+}
+
+/* column value as a string, or NULL */
+static char *
+su_col_text(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? NULL : su_datum_text(d);
+}
+
+/* ---------------------------------------------------------------------
+ * Building
+ * ---------------------------------------------------------------------
+ */
+
+static SPIPlanPtr order_plan = NULL;
+static SPIPlanPtr lines_plan = NULL;
+
+/* adds a string member unless NULL (or, when optional, empty) */
+static void
+add_string(json_object *obj, const char *key, const char *value, bool optional)
+{
+	if (value == NULL || (optional && value[0] == '\0'))
+		return;
+	json_object_object_add(obj, key, json_object_new_string(value));
+}
+
+static void
+add_int_col(json_object *obj, const char *key, HeapTuple tup, TupleDesc desc,
+			int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	if (isnull)
+		return;
+	if (SPI_gettypeid(desc, col) == INT4OID)
+		json_object_object_add(obj, key, json_object_new_int64(DatumGetInt32(d)));
+	else
+		json_object_object_add(obj, key, json_object_new_int64(DatumGetInt64(d)));
+}
+
+/* a link object from four columns (type, url, appid, path); NULL if all NULL */
+static json_object *
+build_link(HeapTuple tup, TupleDesc desc, int first)
+{
+	static const char *const keys[] = {"type", "url", "appid", "path"};
+	json_object *link = NULL;
+
+	for (int i = 0; i < 4; i++)
+	{
+		char	   *v = su_col_text(tup, desc, first + i);
+
+		if (v == NULL)
+			continue;
+		if (link == NULL)
+			link = json_object_new_object();
+		json_object_object_add(link, keys[i], json_object_new_string(v));
+	}
+	return link;
+}
+
+static json_object *
+build_image_urls(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	json_object *arr = json_object_new_array();
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (isnull)
+		return arr;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			json_object_array_add(arr,
+								  json_object_new_string(su_datum_text(elems[i])));
+	return arr;
+}
+
+json_object *
+su_build_payload(int64 order_id, TimestampTz upload_time, char **appid)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+	json_object *root;
+	json_object *key;
+	json_object *list;
+	json_object *sub = NULL;
+	json_object *items = NULL;
+	json_object *payer;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	int			cur_sub = -1;
+
+	su_plan(&order_plan,
+			"SELECT order_number_type, transaction_id, mchid, out_trade_no,"
+			" openid, logistics_type, appid"
+			" FROM " SU_SCHEMA ".orders WHERE order_id = $1",
+			1, argtypes);
+	su_plan(&lines_plan,
+			"SELECT s.sub_order_no, s.merchant_order_no,"
+			" s.link_type, s.link_url, s.link_appid, s.link_path,"
+			" i.merchant_item_id, i.name, i.description, i.unit_price,"
+			" i.quantity, i.image_url,"
+			" i.link_type, i.link_url, i.link_appid, i.link_path, i.item_no"
+			" FROM " SU_SCHEMA ".sub_orders s"
+			" LEFT JOIN " SU_SCHEMA ".items i USING (order_id, sub_order_no)"
+			" WHERE s.order_id = $1 ORDER BY s.sub_order_no, i.item_no",
+			1, argtypes);
+
+	if (SPI_execute_plan(order_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("order " INT64_FORMAT " does not exist", order_id),
+				 errhint("Orders are rows of shopping_upload.orders.")));
+
+	root = json_object_new_object();
+	su_json_track(root);
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	key = json_object_new_object();
+	add_int_col(key, "order_number_type", tup, desc, 1);
+	add_string(key, "transaction_id", su_col_text(tup, desc, 2), true);
+	add_string(key, "mchid", su_col_text(tup, desc, 3), true);
+	add_string(key, "out_trade_no", su_col_text(tup, desc, 4), true);
+	json_object_object_add(root, "order_key", key);
+
+	list = json_object_new_array();	/* filled below */
+	json_object_object_add(root, "order_list", list);
+	payer = json_object_new_object();
+	add_string(payer, "openid", su_col_text(tup, desc, 5), false);
+	json_object_object_add(root, "payer", payer);
+	add_int_col(root, "logistics_type", tup, desc, 6);
+	add_string(root, "upload_time", su_format_upload_time(upload_time), false);
+
+	if (appid)
+	{
+		*appid = su_col_text(tup, desc, 7);
+		if (*appid == NULL && su_appid != NULL && su_appid[0] != '\0')
+			*appid = pstrdup(su_appid);
+	}
+
+	if (SPI_execute_plan(lines_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the sub-orders of order " INT64_FORMAT,
+			 order_id);
+	desc = SPI_tuptable->tupdesc;
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int			sub_no;
+		json_object *item;
+		json_object *link;
+
+		tup = SPI_tuptable->vals[r];
+		sub_no = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		if (sub == NULL || sub_no != cur_sub)
+		{
+			cur_sub = sub_no;
+			sub = json_object_new_object();
+			add_string(sub, "merchant_order_no", su_col_text(tup, desc, 2), false);
+			if ((link = build_link(tup, desc, 3)) != NULL)
+				json_object_object_add(sub, "order_detail_jump_link", link);
+			items = json_object_new_array();
+			json_object_object_add(sub, "item_list", items);
+			json_object_array_add(list, sub);
+		}
+		SPI_getbinval(tup, desc, 17, &isnull);
+		if (isnull)
+			continue;			/* a sub-order without items */
+
+		item = json_object_new_object();
+		add_string(item, "merchant_item_id", su_col_text(tup, desc, 7), false);
+		add_string(item, "name", su_col_text(tup, desc, 8), false);
+		add_string(item, "description", su_col_text(tup, desc, 9), true);
+		add_int_col(item, "unit_price", tup, desc, 10);
+		add_int_col(item, "quantity", tup, desc, 11);
+		json_object_object_add(item, "image_url", build_image_urls(tup, desc, 12));
+		if ((link = build_link(tup, desc, 13)) != NULL)
+			json_object_object_add(item, "item_detail_jump_link", link);
+		json_object_array_add(items, item);
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	return root;
+}
+
+/* ---------------------------------------------------------------------
+ * Importing
+ * ---------------------------------------------------------------------
+ */
+
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr upsert_merchant_plan = NULL;
+static SPIPlanPtr upsert_transaction_plan = NULL;
+static SPIPlanPtr clear_plan = NULL;
+static SPIPlanPtr sub_plan = NULL;
+static SPIPlanPtr item_plan = NULL;
+
+static const char *
+json_type_label(json_object *v)
+{
+	switch (json_object_get_type(v))
+	{
+		case json_type_boolean:
+			return "a boolean";
+		case json_type_double:
+			return "a number with a fraction";
+		case json_type_int:
+			return "an integer";
+		case json_type_object:
+			return "an object";
+		case json_type_array:
+			return "an array";
+		case json_type_string:
+			return "a string";
+		default:
+			return "null";
+	}
+}
+
+static void
+import_type_error(const char *path, const char *expected, json_object *v)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s must be %s, not %s", path, expected, json_type_label(v)),
+			 errdetail("import_order() stores orders that break WeChat's rules, "
+					   "but not values of the wrong JSON type.")));
+}
+
+/* member of an object; NULL when absent or JSON null */
+static json_object *
+member(json_object *obj, const char *key)
+{
+	json_object *v = NULL;
+
+	if (obj == NULL || !json_object_object_get_ex(obj, key, &v))
+		return NULL;
+	return json_object_get_type(v) == json_type_null ? NULL : v;
+}
+
+static json_object *
+get_container(json_object *obj, const char *key, json_type type,
+			  const char *path)
+{
+	json_object *v = member(obj, key);
+
+	if (v != NULL && json_object_get_type(v) != type)
+		import_type_error(path, type == json_type_object ? "an object" : "an array", v);
+	return v;
+}
+
+static Datum
+get_text(json_object *obj, const char *key, const char *path, bool *isnull)
+{
+	json_object *v = member(obj, key);
+
+	*isnull = (v == NULL);
+	if (v == NULL)
+		return (Datum) 0;
+	if (json_object_get_type(v) != json_type_string)
+		import_type_error(path, "a string", v);
+	return su_text_datum(json_object_get_string(v));
+}
+
+/*
+ * An integer member, or one of its enum aliases (names[i] stands for i + 1).
+ */
+static Datum
+get_int(json_object *obj, const char *key, const char *path, bool is_int8,
+		const char *const *names, int nnames, bool *isnull)
+{
+	json_object *v = member(obj, key);
+	int64		n;
+
+	*isnull = (v == NULL);
+	if (v == NULL)
+		return (Datum) 0;
+	if (json_object_get_type(v) == json_type_string && nnames > 0)
+	{
+		const char *s = json_object_get_string(v);
+
+		for (int i = 0; i < nnames; i++)
+			if (names[i] != NULL && strcmp(s, names[i]) == 0)
+				return Int32GetDatum(i + 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("%s must be an integer or one of its names, not \"%s\"",
+						path, s)));
+	}
+	if (json_object_get_type(v) != json_type_int)
+		import_type_error(path, "an integer", v);
+	errno = 0;
+	n = json_object_get_int64(v);
+	if (errno == ERANGE || (!is_int8 && (n < PG_INT32_MIN || n > PG_INT32_MAX)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s is out of range", path)));
+	return is_int8 ? Int64GetDatum(n) : Int32GetDatum((int32) n);
+}
+
+/* link type: "URL", "MINI_PROGRAM" (or anything else, kept) or 1/2 */
+static Datum
+get_link_type(json_object *link, const char *path, bool *isnull)
+{
+	json_object *v = member(link, "type");
+
+	*isnull = (v == NULL);
+	if (v == NULL)
+		return (Datum) 0;
+	if (json_object_get_type(v) == json_type_int)
+	{
+		int64		n = json_object_get_int64(v);
+
+		if (n == 1)
+			return su_text_datum("URL");
+		if (n == 2)
+			return su_text_datum("MINI_PROGRAM");
+		return su_text_datum(psprintf(INT64_FORMAT, n));
+	}
+	if (json_object_get_type(v) != json_type_string)
+		import_type_error(path, "a string", v);
+	return su_text_datum(json_object_get_string(v));
+}
+
+/* fills values/nulls[0..3] from a link object */
+static void
+get_link(json_object *obj, const char *key, const char *path,
+		 Datum *values, char *nulls)
+{
+	json_object *link = get_container(obj, key, json_type_object, path);
+	static const char *const keys[] = {"url", "appid", "path"};
+	bool		isnull;
+
+	values[0] = get_link_type(link, psprintf("%s.type", path), &isnull);
+	nulls[0] = isnull ? 'n' : ' ';
+	for (int i = 0; i < 3; i++)
+	{
+		values[i + 1] = get_text(link, keys[i],
+								 psprintf("%s.%s", path, keys[i]), &isnull);
+		nulls[i + 1] = isnull ? 'n' : ' ';
+	}
+}
+
+static Datum
+get_text_array(json_object *obj, const char *key, const char *path,
+			   bool *isnull)
+{
+	json_object *arr = get_container(obj, key, json_type_array, path);
+	size_t		n;
+	Datum	   *elems;
+
+	*isnull = (arr == NULL);
+	if (arr == NULL)
+		return (Datum) 0;
+	n = json_object_array_length(arr);
+	elems = palloc(sizeof(Datum) * (n + 1));
+	for (size_t i = 0; i < n; i++)
+	{
+		json_object *e = json_object_array_get_idx(arr, i);
+
+		if (e == NULL || json_object_get_type(e) != json_type_string)
+			import_type_error(psprintf("%s[%zu]", path, i), "a string", e);
+		elems[i] = su_text_datum(json_object_get_string(e));
+	}
+	return PointerGetDatum(construct_array(elems, (int) n, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+static void
+import_items(json_object *sub, const char *path, int64 order_id, int sub_no)
+{
+	Oid			types[13] = {INT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID,
+		TEXTOID, INT8OID, INT8OID, TEXTARRAYOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	char	   *ipath = psprintf("%s.item_list", path);
+	json_object *items = get_container(sub, "item_list", json_type_array, ipath);
+	size_t		n = items ? json_object_array_length(items) : 0;
+
+	su_plan(&item_plan,
+			"INSERT INTO " SU_SCHEMA ".items (order_id, sub_order_no, item_no,"
+			" merchant_item_id, name, description, unit_price, quantity,"
+			" image_url, link_type, link_url, link_appid, link_path)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+			13, types);
+
+	for (size_t j = 0; j < n; j++)
+	{
+		json_object *item = json_object_array_get_idx(items, j);
+		char	   *p = psprintf("%s[%zu]", ipath, j);
+		Datum		values[13];
+		char		nulls[13];
+		bool		isnull;
+
+		if (item == NULL || json_object_get_type(item) != json_type_object)
+			import_type_error(p, "an object", item);
+		memset(nulls, ' ', sizeof(nulls));
+		values[0] = Int64GetDatum(order_id);
+		values[1] = Int32GetDatum(sub_no);
+		values[2] = Int32GetDatum((int) j);
+#define TEXT_COL(i, k) \
+		values[i] = get_text(item, k, psprintf("%s.%s", p, k), &isnull); \
+		nulls[i] = isnull ? 'n' : ' '
+		TEXT_COL(3, "merchant_item_id");
+		TEXT_COL(4, "name");
+		TEXT_COL(5, "description");
+#undef TEXT_COL
+		values[6] = get_int(item, "unit_price", psprintf("%s.unit_price", p),
+							true, NULL, 0, &isnull);
+		nulls[6] = isnull ? 'n' : ' ';
+		values[7] = get_int(item, "quantity", psprintf("%s.quantity", p),
+							true, NULL, 0, &isnull);
+		nulls[7] = isnull ? 'n' : ' ';
+		values[8] = get_text_array(item, "image_url",
+								   psprintf("%s.image_url", p), &isnull);
+		nulls[8] = isnull ? 'n' : ' ';
+		get_link(item, "item_detail_jump_link",
+				 psprintf("%s.item_detail_jump_link", p), &values[9], &nulls[9]);
+
+		if (SPI_execute_plan(item_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store %s", p);
+	}
+}
+
+static void
+import_sub_orders(json_object *payload, int64 order_id)
+{
+	Oid			types[7] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID};
+	json_object *list = get_container(payload, "order_list", json_type_array,
+									  "order_list");
+	size_t		n = list ? json_object_array_length(list) : 0;
+
+	su_plan(&sub_plan,
+			"INSERT INTO " SU_SCHEMA ".sub_orders (order_id, sub_order_no,"
+			" merchant_order_no, link_type, link_url, link_appid, link_path)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7)",
+			7, types);
+
+	for (size_t i = 0; i < n; i++)
+	{
+		json_object *sub = json_object_array_get_idx(list, i);
+		char	   *p = psprintf("order_list[%zu]", i);
+		Datum		values[7];
+		char		nulls[7];
+		bool		isnull;
+
+		if (sub == NULL || json_object_get_type(sub) != json_type_object)
+			import_type_error(p, "an object", sub);
+		memset(nulls, ' ', sizeof(nulls));
+		values[0] = Int64GetDatum(order_id);
+		values[1] = Int32GetDatum((int) i);
+		values[2] = get_text(sub, "merchant_order_no",
+							 psprintf("%s.merchant_order_no", p), &isnull);
+		nulls[2] = isnull ? 'n' : ' ';
+		get_link(sub, "order_detail_jump_link",
+				 psprintf("%s.order_detail_jump_link", p), &values[3], &nulls[3]);
+		if (SPI_execute_plan(sub_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store %s", p);
+		import_items(sub, p, order_id, (int) i);
+	}
+}
+
+int64
+su_import_order(json_object *payload, const char *appid)
+{
+	static const char *const order_types[] = {"MERCHANT_TRADE_NUMBER",
+	"WXPAY_TRADE_NUMBER"};
+	static const char *const logistics_types[] = {NULL, "LOCATION_BASED_LOGISTICS"};
+	Oid			types[7] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, INT4OID};
+	Datum		values[7];
+	char		nulls[7];
+	bool		isnull;
+	json_object *key;
+	json_object *payer;
+	SPIPlanPtr	plan;
+	int64		order_id;
+	bool		replaced;
+
+#define ORDER_COLS " (appid, order_number_type, transaction_id, mchid," \
+		" out_trade_no, openid, logistics_type)" \
+		" VALUES ($1, $2, $3, $4, $5, $6, $7)"
+#define ORDER_UPDATE " DO UPDATE SET appid = EXCLUDED.appid," \
+		" order_number_type = EXCLUDED.order_number_type," \
+		" transaction_id = EXCLUDED.transaction_id, mchid = EXCLUDED.mchid," \
+		" out_trade_no = EXCLUDED.out_trade_no, openid = EXCLUDED.openid," \
+		" logistics_type = EXCLUDED.logistics_type, updated_at = now()" \
+		" RETURNING order_id, xmax <> 0"
+
+	if (payload == NULL || json_object_get_type(payload) != json_type_object)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the payload must be a JSON object, not %s",
+						payload ? json_type_label(payload) : "null")));
+
+	key = get_container(payload, "order_key", json_type_object, "order_key");
+	payer = get_container(payload, "payer", json_type_object, "payer");
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = appid ? su_text_datum(appid) : (Datum) 0;
+	nulls[0] = appid ? ' ' : 'n';
+	values[1] = get_int(key, "order_number_type", "order_key.order_number_type",
+						false, order_types, 2, &isnull);
+	nulls[1] = isnull ? 'n' : ' ';
+	values[2] = get_text(key, "transaction_id", "order_key.transaction_id", &isnull);
+	nulls[2] = isnull ? 'n' : ' ';
+	values[3] = get_text(key, "mchid", "order_key.mchid", &isnull);
+	nulls[3] = isnull ? 'n' : ' ';
+	values[4] = get_text(key, "out_trade_no", "order_key.out_trade_no", &isnull);
+	nulls[4] = isnull ? 'n' : ' ';
+	values[5] = get_text(payer, "openid", "payer.openid", &isnull);
+	nulls[5] = isnull ? 'n' : ' ';
+	values[6] = get_int(payload, "logistics_type", "logistics_type", false,
+						logistics_types, 2, &isnull);
+	nulls[6] = isnull ? 'n' : ' ';
+
+	/* the order key decides whether this replaces a stored order */
+	if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 1 &&
+		nulls[3] == ' ' && nulls[4] == ' ')
+		plan = su_plan(&upsert_merchant_plan,
+					   "INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
+					   " ON CONFLICT ((coalesce(appid, '')), mchid, out_trade_no)"
+					   " WHERE order_number_type = 1" ORDER_UPDATE,
+					   7, types);
+	else if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 2 && nulls[2] == ' ')
+		plan = su_plan(&upsert_transaction_plan,
+					   "INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
+					   " ON CONFLICT ((coalesce(appid, '')), transaction_id)"
+					   " WHERE order_number_type = 2" ORDER_UPDATE,
+					   7, types);
+	else
+		plan = su_plan(&insert_plan,
+					   "INSERT INTO " SU_SCHEMA ".orders" ORDER_COLS
+					   " RETURNING order_id, false",
+					   7, types);
+
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not store the order");
+	order_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	replaced = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2, &isnull));
+
+	if (replaced)
+	{
+		Oid			argtypes[1] = {INT8OID};
+		Datum		args[1] = {Int64GetDatum(order_id)};
+
+		su_plan(&clear_plan,
+				"DELETE FROM " SU_SCHEMA ".sub_orders WHERE order_id = $1",
+				1, argtypes);
+		if (SPI_execute_plan(clear_plan, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not replace the sub-orders of order " INT64_FORMAT,
+				 order_id);
+	}
+	import_sub_orders(payload, order_id);
+	return order_id;
+}

@@ -1,0 +1,47 @@
+/*-------------------------------------------------------------------------
+ *
+ * payload.h
+ *		Order tables <-> uploadShoppingInfo payload (json-c).
+ *
+ * Files that include json-c must not include utils/builtins.h: json-c's
+ * json_object type clashes with PostgreSQL's json_object() prototype.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SU_PAYLOAD_H
+#define SU_PAYLOAD_H
+
+#include "datatype/timestamp.h"
+
+struct json_object;
+
+/*
+ * json-c allocates with malloc.  A tracked object is released (put) when
+ * the memory context that was current at tracking time is reset or deleted,
+ * so an ereport() cannot leak it.  Never put a tracked object by hand.
+ */
+extern void su_json_track(struct json_object *obj);
+
+/* Parses JSON text into a tracked object; ereports on malformed input. */
+extern struct json_object *su_json_parse(const char *text, size_t len);
+
+/* Compact wire form of a json-c value, palloc'd; non-ASCII kept raw. */
+extern char *su_json_text(struct json_object *obj, size_t *len);
+
+/* RFC 3339 with milliseconds and a numeric offset, in the session's TimeZone. */
+extern char *su_format_upload_time(TimestampTz t);
+
+/*
+ * Builds the payload of an order as a tracked json-c object.  SPI must be
+ * connected.  *appid is set to the order's merchant appid (NULL when the
+ * order has none and shopping_upload.appid is not set either).  Raises an
+ * error naming the order when it does not exist.
+ */
+extern struct json_object *su_build_payload(int64 order_id,
+											TimestampTz upload_time,
+											char **appid);
+
+/* Stores an API-shaped payload; returns its order_id.  SPI must be connected. */
+extern int64 su_import_order(struct json_object *payload, const char *appid);
+
+#endif							/* SU_PAYLOAD_H */
