@@ -5,7 +5,11 @@ OBJS = \
 	src/shopping_upload.o \
 	src/payload.o \
 	src/validate.o \
-	src/functions.o
+	src/functions.o \
+	src/http.o \
+	src/token.o \
+	src/upload.o \
+	src/queue.o
 DATA = shopping_upload--1.0.sql
 PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 

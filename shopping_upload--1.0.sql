@@ -101,6 +101,100 @@ LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION validate_order(bigint) IS
 'validate_payload() of an order''s built payload, checked against its merchant appid';
 
+/*
+ * Where every order stands.  One row per order, created when it is first
+ * queued or uploaded.  version grows with every change of the order; an
+ * attempt's outcome is recorded against the version it sent.
+ */
+CREATE TABLE order_state (
+	order_id	bigint PRIMARY KEY REFERENCES orders ON DELETE CASCADE,
+	state		text NOT NULL DEFAULT 'pending'
+		CHECK (state IN ('pending', 'uploading', 'uploaded', 'retrying',
+						 'rejected', 'dead', 'held')),
+	version		bigint NOT NULL DEFAULT 1,
+	uploaded_version bigint,
+	attempts	integer NOT NULL DEFAULT 0,
+	next_attempt_at timestamptz DEFAULT now(),	/* NULL: nothing planned */
+	lease_until timestamptz,	/* while uploading: when the claim expires */
+	last_upload_time timestamptz,	/* upload_time of the last attempt */
+	last_errcode integer,
+	last_errmsg text,
+	last_audit_id bigint,
+	queued_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE order_state IS 'Upload state of every queued or uploaded order';
+
+/* One row per attempt, sent or refused before sending. */
+CREATE TABLE audit (
+	audit_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	order_id	bigint NOT NULL,	/* no foreign key: the audit outlives orders */
+	created_at	timestamptz NOT NULL DEFAULT clock_timestamp(),
+	attempt		integer NOT NULL,
+	via			text NOT NULL,	/* sql: upload_shopping_info(); worker */
+	appid		text,
+	upload_time text,			/* as sent */
+	request		jsonb,			/* the body sent (or refused) */
+	sent		boolean NOT NULL,	/* false: refused before any request */
+	http_status integer,
+	errcode		integer NOT NULL,
+	errmsg		text,			/* WeChat's, verbatim (keep its rid) */
+	transport_error text,
+	duration_ms double precision
+);
+
+CREATE INDEX audit_order_idx ON audit (order_id, audit_id);
+CREATE INDEX audit_created_at_idx ON audit (created_at);
+
+COMMENT ON TABLE audit IS 'Every upload attempt and WeChat''s answer to it';
+
+/*
+ * Merchants' credentials, for a database that uploads for several appids
+ * (a third-party platform).  Readable by the extension's owner only.
+ */
+CREATE TABLE accounts (
+	appid		text PRIMARY KEY,
+	secret		text,			/* for stable_token */
+	access_token text,			/* handed in: authorizer_access_token */
+	token_expires_at timestamptz,
+	CHECK (secret IS NOT NULL OR access_token IS NOT NULL)
+);
+
+COMMENT ON TABLE accounts IS 'appid -> secret, or a handed-in access token; owner only';
+
+CREATE FUNCTION upload_shopping_info(order_id bigint,
+	OUT errcode integer, OUT errmsg text, OUT http_status integer,
+	OUT audit_id bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'su_upload_shopping_info_sql'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION upload_shopping_info(bigint) IS
+'Uploads an order to WeChat now: validate, POST, audit; answers WeChat''s errcode and errmsg';
+
+CREATE FUNCTION set_access_token(appid text, access_token text,
+	expires_at timestamptz)
+RETURNS void
+AS 'MODULE_PATHNAME', 'su_set_access_token_sql'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION set_access_token(text, text, timestamptz) IS
+'Hands in an access token obtained elsewhere (authorizer_access_token) for an appid';
+
+CREATE FUNCTION token_cache(OUT appid text, OUT has_token boolean,
+	OUT expires_at timestamptz, OUT fetched_at timestamptz,
+	OUT rejections integer, OUT force_refreshes_today integer,
+	OUT fetches bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'su_token_cache_sql'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION token_cache() IS
+'The shared access token cache, without the tokens';
+
 /* Nothing is granted to PUBLIC: see README, "Privileges". */
 REVOKE ALL ON ALL TABLES IN SCHEMA shopping_upload FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shopping_upload FROM PUBLIC;

@@ -15,8 +15,11 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "catalog/pg_type.h"
 #include "payload.h"
 #include "shopping_upload.h"
+#include "token.h"
+#include "upload.h"
 #include "validate.h"
 
 /* utils/builtins.h cannot be included next to json-c (see payload.h) */
@@ -28,6 +31,9 @@ PG_FUNCTION_INFO_V1(su_validate_payload_sql);
 PG_FUNCTION_INFO_V1(su_validate_order_sql);
 PG_FUNCTION_INFO_V1(su_build_payload_sql);
 PG_FUNCTION_INFO_V1(su_import_order_sql);
+PG_FUNCTION_INFO_V1(su_upload_shopping_info_sql);
+PG_FUNCTION_INFO_V1(su_set_access_token_sql);
+PG_FUNCTION_INFO_V1(su_token_cache_sql);
 
 static json_object *
 jsonb_to_json_c(Jsonb *jb)
@@ -141,4 +147,105 @@ su_import_order_sql(PG_FUNCTION_ARGS)
 	order_id = su_import_order(payload, appid);
 	SPI_finish();
 	PG_RETURN_INT64(order_id);
+}
+
+/*
+ * upload_shopping_info(order_id bigint, OUT errcode integer, OUT errmsg text,
+ *		OUT http_status integer, OUT audit_id bigint)
+ */
+Datum
+su_upload_shopping_info_sql(PG_FUNCTION_ARGS)
+{
+	int64		order_id = PG_GETARG_INT64(0);
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	SuUpload	u;
+	HeapTuple	tup;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	SPI_connect();
+	su_upload_sync(order_id, &u);
+	SPI_finish();
+
+	values[0] = Int32GetDatum(u.errcode);
+	if (u.errmsg)
+		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
+	else
+		nulls[1] = true;
+	values[2] = Int32GetDatum((int32) u.http_status);
+	nulls[2] = !u.sent || u.http_status == 0;
+	values[3] = Int64GetDatum(u.audit_id);
+	tup = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tup));
+}
+
+/*
+ * set_access_token(appid text, access_token text, expires_at timestamptz)
+ */
+Datum
+su_set_access_token_sql(PG_FUNCTION_ARGS)
+{
+	char	   *appid = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *token = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	TimestampTz expires_at = PG_GETARG_TIMESTAMPTZ(2);
+	Oid			types[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[3];
+
+	if (appid[0] == '\0' || token[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("appid and access_token must not be empty")));
+	if (expires_at <= GetCurrentTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_at must be in the future")));
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO " SU_SCHEMA ".accounts AS a"
+							  " (appid, access_token, token_expires_at)"
+							  " VALUES ($1, $2, $3) ON CONFLICT (appid) DO UPDATE"
+							  " SET access_token = EXCLUDED.access_token,"
+							  " token_expires_at = EXCLUDED.token_expires_at",
+							  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store the access token");
+	SPI_finish();
+	su_token_put(appid, token, expires_at);
+	PG_RETURN_VOID();
+}
+
+/*
+ * token_cache() RETURNS SETOF record: the shared cache, without the tokens.
+ */
+Datum
+su_token_cache_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	SuTokenSlot *snap = palloc(sizeof(SuTokenSlot) * SU_MAX_APPIDS);
+	int			n = su_token_snapshot(snap);
+	TimestampTz now = GetCurrentTimestamp();
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[7];
+		bool		nulls[7] = {false, false, false, false, false, false, false};
+		int			today = (int) ((now + 8 * USECS_PER_HOUR) / USECS_PER_DAY);
+
+		values[0] = PointerGetDatum(cstring_to_text(snap[i].appid));
+		values[1] = BoolGetDatum(snap[i].token[0] != '\0');
+		values[2] = TimestampTzGetDatum(snap[i].expires_at);
+		nulls[2] = snap[i].expires_at == 0;
+		values[3] = TimestampTzGetDatum(snap[i].fetched_at);
+		nulls[3] = snap[i].fetched_at == 0;
+		values[4] = Int32GetDatum(snap[i].rejections);
+		values[5] = Int32GetDatum(snap[i].force_day == today ? snap[i].force_count : 0);
+		values[6] = Int64GetDatum(snap[i].fetches);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -291,10 +291,27 @@ su_http_running(SuHttpClient *client)
 }
 
 void
+su_http_forget(SuHttpClient *client, SuHttpRequest *req)
+{
+	SuHttpRequest *prev = NULL;
+
+	for (SuHttpRequest *r = client->done_head; r; prev = r, r = r->next_done)
+		if (r == req)
+		{
+			if (prev)
+				prev->next_done = r->next_done;
+			else
+				client->done_head = r->next_done;
+			if (client->done_tail == r)
+				client->done_tail = prev;
+			r->next_done = NULL;
+			break;
+		}
+}
+
+void
 su_http_cancel(SuHttpClient *client, SuHttpRequest *req)
 {
-	SuHttpRequest **p;
-
 	if (req->easy)
 	{
 		curl_multi_remove_handle(client->multi, req->easy);
@@ -302,17 +319,21 @@ su_http_cancel(SuHttpClient *client, SuHttpRequest *req)
 		req->easy = NULL;
 		client->running--;
 	}
-	/* unlink it from the finished list, if it got there */
-	for (p = &client->done_head; *p; p = &(*p)->next_done)
-		if (*p == req)
-		{
-			*p = req->next_done;
-			break;
-		}
-	client->done_tail = NULL;
-	for (SuHttpRequest *r = client->done_head; r; r = r->next_done)
-		client->done_tail = r;
+	su_http_forget(client, req);
 	su_http_release(req);
+}
+
+char *
+su_http_escape(const char *s)
+{
+	char	   *e = curl_easy_escape(NULL, s, 0);
+	char	   *copy;
+
+	if (e == NULL)
+		return NULL;
+	copy = strdup(e);
+	curl_free(e);
+	return copy;
 }
 
 void

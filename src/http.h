@@ -71,6 +71,12 @@ extern int	su_http_running(SuHttpClient *client);
 /* Abandons a running request (its connection is closed). */
 extern void su_http_cancel(SuHttpClient *client, SuHttpRequest *req);
 
+/* Takes a finished request off the finished list (su_http_next_done). */
+extern void su_http_forget(SuHttpClient *client, SuHttpRequest *req);
+
+/* URL-encodes s into a malloc'd string (free() it), or NULL. */
+extern char *su_http_escape(const char *s);
+
 /* Frees a finished or cancelled request's response and handle. */
 extern void su_http_release(SuHttpRequest *req);
 

@@ -143,7 +143,7 @@ su_datum_text(Datum d)
 	return pnstrdup(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
-static Datum
+Datum
 su_text_datum(const char *s)
 {
 	size_t		len = strlen(s);

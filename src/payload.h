@@ -28,6 +28,9 @@ extern struct json_object *su_json_parse(const char *text, size_t len);
 /* Compact wire form of a json-c value, palloc'd; non-ASCII kept raw. */
 extern char *su_json_text(struct json_object *obj, size_t *len);
 
+/* A text Datum of a C string (utils/builtins.h's is out of reach here). */
+extern Datum su_text_datum(const char *s);
+
 /* RFC 3339 with milliseconds and a numeric offset, in the session's TimeZone. */
 extern char *su_format_upload_time(TimestampTz t);
 

@@ -1,43 +1,186 @@
 /*-------------------------------------------------------------------------
  *
  * shopping_upload.c
- *		Module load: settings, and (with shared_preload_libraries) shared
- *		memory and the background worker.
+ *		Module load: settings and, with shared_preload_libraries, the shared
+ *		memory of the token cache.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "shopping_upload.h"
+#include "token.h"
 
 PG_MODULE_MAGIC;
 
 char	   *su_appid = NULL;
+char	   *su_secret = NULL;
+char	   *su_api_base_url = NULL;
+char	   *su_ca_file = NULL;
 bool		su_auto_upload = true;
+int			su_connect_timeout_ms = 5000;
+int			su_timeout_ms = 15000;
+int			su_max_attempts = 10;
+int			su_retry_base_ms = 1000;
+int			su_retry_max_ms = 600000;
+int			su_config_retry_s = 600;
 
-void
-_PG_init(void)
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+const char *
+su_api_base(void)
+{
+	static char *cached = NULL;
+	static char *cached_for = NULL;
+	const char *url = su_api_base_url ? su_api_base_url : "";
+
+	/* the setting may change on SET or SIGHUP: recompute when it did */
+	if (cached_for == NULL || strcmp(cached_for, url) != 0)
+	{
+		size_t		n = strlen(url);
+
+		while (n > 0 && url[n - 1] == '/')
+			n--;
+		if (cached)
+			pfree(cached);
+		if (cached_for)
+			pfree(cached_for);
+		cached = MemoryContextStrdup(TopMemoryContext, url);
+		cached[n] = '\0';
+		cached_for = MemoryContextStrdup(TopMemoryContext, url);
+	}
+	return cached;
+}
+
+static bool
+check_api_base_url(char **newval, void **extra, GucSource source)
+{
+	(void) extra;
+	(void) source;
+	if (*newval && strncmp(*newval, "https://", 8) != 0 &&
+		strncmp(*newval, "http://", 7) != 0)
+	{
+		GUC_check_errdetail("shopping_upload.api_base_url must start with https:// or http://.");
+		return false;
+	}
+	return true;
+}
+
+static void
+su_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(su_token_shmem_size());
+	RequestNamedLWLockTranche("shopping_upload", 1);
+}
+
+static void
+su_shmem_startup(void)
+{
+	bool		found;
+	SuTokenSlot *slots;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	slots = ShmemInitStruct("shopping_upload tokens", su_token_shmem_size(), &found);
+	if (!found)
+		memset(slots, 0, su_token_shmem_size());
+	su_token_shmem_init(slots, &(GetNamedLWLockTranche("shopping_upload"))->lock);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+define_settings(void)
 {
 	DefineCustomStringVariable("shopping_upload.appid",
 							   "Default merchant Mini Program appid.",
 							   "Orders whose appid is NULL belong to this appid.",
-							   &su_appid,
-							   NULL,
-							   PGC_USERSET,
-							   0,
+							   &su_appid, NULL, PGC_USERSET, 0,
 							   NULL, NULL, NULL);
-
+	DefineCustomStringVariable("shopping_upload.secret",
+							   "App secret of shopping_upload.appid, for stable_token.",
+							   "Shown to superusers only.  Secrets of other appids "
+							   "go in shopping_upload.accounts.",
+							   &su_secret, NULL, PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("shopping_upload.api_base_url",
+							   "Base URL of WeChat's API.",
+							   NULL,
+							   &su_api_base_url, "https://api.weixin.qq.com",
+							   PGC_SUSET, 0,
+							   check_api_base_url, NULL, NULL);
+	DefineCustomStringVariable("shopping_upload.ca_file",
+							   "CA certificates that verify the API's TLS certificate.",
+							   "Empty: the system's CA bundle.  Peer and host name "
+							   "verification are always on.",
+							   &su_ca_file, "", PGC_SUSET, 0,
+							   NULL, NULL, NULL);
 	DefineCustomBoolVariable("shopping_upload.auto_upload",
 							 "Queue orders for upload when the order tables are written.",
 							 NULL,
-							 &su_auto_upload,
-							 true,
-							 PGC_USERSET,
-							 0,
+							 &su_auto_upload, true, PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.connect_timeout",
+							"Time allowed to connect to the API.",
+							NULL,
+							&su_connect_timeout_ms, 5000, 1, 600000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.timeout",
+							"Time allowed for a whole request to the API.",
+							NULL,
+							&su_timeout_ms, 15000, 1, 3600000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.max_attempts",
+							"Attempts before an order that keeps failing is dead.",
+							"Counts transport failures and -1 answers.",
+							&su_max_attempts, 10, 1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.retry_base_delay",
+							"First retry delay; it doubles with every attempt.",
+							NULL,
+							&su_retry_base_ms, 1000, 1, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.retry_max_delay",
+							"Longest delay between two attempts.",
+							NULL,
+							&su_retry_max_ms, 600000, 1, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.config_retry_interval",
+							"How long uploads of an appid wait after a permission or configuration error.",
+							NULL,
+							&su_config_retry_s, 600, 1, 86400 * 7,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
 
+void
+_PG_init(void)
+{
+	define_settings();
 	MarkGUCPrefixReserved("shopping_upload");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = su_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = su_shmem_startup;
 }

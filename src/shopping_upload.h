@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * shopping_upload.h
- *		Settings and helpers shared by every room of shopping_upload.
+ *		Settings and shared state of shopping_upload.
  *
  *-------------------------------------------------------------------------
  */
@@ -12,7 +12,19 @@
 
 /* settings (src/shopping_upload.c) */
 extern char *su_appid;
+extern char *su_secret;
+extern char *su_api_base_url;
+extern char *su_ca_file;
 extern bool su_auto_upload;
+extern int	su_connect_timeout_ms;
+extern int	su_timeout_ms;
+extern int	su_max_attempts;
+extern int	su_retry_base_ms;
+extern int	su_retry_max_ms;
+extern int	su_config_retry_s;
+
+/* api_base_url without a trailing slash */
+extern const char *su_api_base(void);
 
 extern void _PG_init(void);
 

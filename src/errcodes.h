@@ -1,0 +1,151 @@
+/*-------------------------------------------------------------------------
+ *
+ * errcodes.h
+ *		WeChat's errcodes for uploadShoppingInfo and what a client does
+ *		about each of them.
+ *
+ * Plain C: includable without postgres.h.  The classes follow the table
+ * "Errcodes a client must act on" of spec/uploadShoppingInfo.md.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SU_ERRCODES_H
+#define SU_ERRCODES_H
+
+/* general */
+#define WX_ERR_OK							0
+#define WX_ERR_SYSTEM_BUSY					(-1)
+#define WX_ERR_PARAM						268435461	/* parameter error */
+
+/* access token */
+#define WX_ERR_INVALID_CREDENTIAL			40001
+#define WX_ERR_INVALID_ACCESS_TOKEN			40014
+#define WX_ERR_ACCESS_TOKEN_EXPIRED			42001
+
+/* quotas */
+#define WX_ERR_QUOTA_DAY					45009
+#define WX_ERR_QUOTA_MINUTE					45011
+
+/* permission, wrong app: configuration problems */
+#define WX_ERR_API_UNAUTHORIZED				48001
+#define WX_ERR_COMPONENT_UNAUTHORIZED		61007
+#define WX_ERR_NO_SHOPPING_PERMISSION		268485184
+#define WX_ERR_APPID_NOT_MINI_PROGRAM		268456389
+#define WX_ERR_INVALID_APPID				40013
+
+/* request data, outside the 2684xxxxx range */
+#define WX_ERR_INVALID_OPENID				40003
+#define WX_ERR_DATA_FORMAT					47001
+#define WX_ERR_EMPTY_POST_DATA				44002
+#define WX_ERR_POST_DATA_TOO_LONG			45002
+
+/* the payload's rules (validate.c) */
+#define WX_ERR_ORDER_LIST_EMPTY				268485191
+#define WX_ERR_PAYER_OPENID_MISSING			268485192
+#define WX_ERR_LOGISTICS_TYPE				268485193
+#define WX_ERR_ORDER_KEY_MISSING			268485194	/* also bad order_number_type */
+#define WX_ERR_TRANSACTION_ID_MISSING		268485195
+#define WX_ERR_MCHID_MISSING				268485196
+#define WX_ERR_OUT_TRADE_NO_MISSING			268485197
+#define WX_ERR_MERCHANT_ORDER_NO_MISSING	268485201
+#define WX_ERR_LINK_TYPE					268485202
+#define WX_ERR_LINK_APPID_MISSING			268485204
+#define WX_ERR_LINK_PATH_MISSING			268485205
+#define WX_ERR_LINK_URL_MISSING				268485206
+#define WX_ERR_ITEM_NAME_MISSING			268485207
+#define WX_ERR_UNIT_PRICE_MISSING			268485208
+#define WX_ERR_QUANTITY_MISSING				268485209
+#define WX_ERR_IMAGE_URL_MISSING			268485210
+#define WX_ERR_ITEM_LIST_EMPTY				268485211
+#define WX_ERR_UPLOAD_TIME_MISSING			268485214
+#define WX_ERR_UPLOAD_TIME_FORMAT			268485216
+#define WX_ERR_ITEM_LINK_MISSING			268485272
+#define WX_ERR_LINK_APPID_NOT_MERCHANT		268486029
+#define WX_ERR_LINK_TYPE_MISMATCH			268459788
+#define WX_ERR_LINK_APPID_MISMATCH			268459789
+#define WX_ERR_ITEM_ID_REPEATED				268486047
+#define WX_ERR_ORDER_NO_REPEATED			268459786
+
+/* the 2684xxxxx range: the order's data, unless listed otherwise */
+#define WX_ERR_DATA_RANGE_FIRST				268400000
+#define WX_ERR_DATA_RANGE_LAST				268499999
+
+typedef enum SuErrClass
+{
+	SU_CLASS_OK,				/* accepted */
+	SU_CLASS_RETRY,				/* retry with backoff and jitter */
+	SU_CLASS_REFRESH_TOKEN,		/* fetch a fresh token, retry once */
+	SU_CLASS_QUOTA_MINUTE,		/* wait at least 60 s, retry */
+	SU_CLASS_QUOTA_DAY,			/* hold until the next day (UTC+8) */
+	SU_CLASS_CONFIG,			/* stop, alert: configuration problem */
+	SU_CLASS_DATA,				/* order rejected until it changes */
+	SU_CLASS_UNKNOWN			/* treat as permanent, keep errmsg */
+} SuErrClass;
+
+/*
+ * What a client does about a WeChat errcode.  Transport failures (HTTP 5xx,
+ * timeouts, connection or TLS errors) carry no errcode: the caller treats
+ * them as SU_CLASS_RETRY itself.
+ */
+static inline SuErrClass
+su_classify_errcode(int errcode)
+{
+	switch (errcode)
+	{
+		case WX_ERR_OK:
+			return SU_CLASS_OK;
+		case WX_ERR_SYSTEM_BUSY:
+			return SU_CLASS_RETRY;
+		case WX_ERR_INVALID_CREDENTIAL:
+		case WX_ERR_INVALID_ACCESS_TOKEN:
+		case WX_ERR_ACCESS_TOKEN_EXPIRED:
+			return SU_CLASS_REFRESH_TOKEN;
+		case WX_ERR_QUOTA_MINUTE:
+			return SU_CLASS_QUOTA_MINUTE;
+		case WX_ERR_QUOTA_DAY:
+			return SU_CLASS_QUOTA_DAY;
+		case WX_ERR_API_UNAUTHORIZED:
+		case WX_ERR_COMPONENT_UNAUTHORIZED:
+		case WX_ERR_NO_SHOPPING_PERMISSION:
+		case WX_ERR_APPID_NOT_MINI_PROGRAM:
+		case WX_ERR_INVALID_APPID:
+			return SU_CLASS_CONFIG;
+		case WX_ERR_INVALID_OPENID:
+		case WX_ERR_DATA_FORMAT:
+		case WX_ERR_EMPTY_POST_DATA:
+		case WX_ERR_POST_DATA_TOO_LONG:
+			return SU_CLASS_DATA;
+		default:
+			break;
+	}
+	if (errcode >= WX_ERR_DATA_RANGE_FIRST && errcode <= WX_ERR_DATA_RANGE_LAST)
+		return SU_CLASS_DATA;
+	return SU_CLASS_UNKNOWN;
+}
+
+static inline const char *
+su_errclass_name(SuErrClass cls)
+{
+	switch (cls)
+	{
+		case SU_CLASS_OK:
+			return "ok";
+		case SU_CLASS_RETRY:
+			return "retry";
+		case SU_CLASS_REFRESH_TOKEN:
+			return "refresh_token";
+		case SU_CLASS_QUOTA_MINUTE:
+			return "quota_minute";
+		case SU_CLASS_QUOTA_DAY:
+			return "quota_day";
+		case SU_CLASS_CONFIG:
+			return "config";
+		case SU_CLASS_DATA:
+			return "data";
+		case SU_CLASS_UNKNOWN:
+			break;
+	}
+	return "unknown";
+}
+
+#endif							/* SU_ERRCODES_H */

@@ -1,0 +1,401 @@
+/*-------------------------------------------------------------------------
+ *
+ * token.c
+ *		Access tokens per appid.
+ *
+ * Tokens come from WeChat's stable_token endpoint (never GET /cgi-bin/token,
+ * which would invalidate the token of every other service of the merchant)
+ * or are handed in with set_access_token() by a third-party platform.  They
+ * are cached in shared memory, one slot per appid, shared by every backend
+ * and the worker, and used until about five minutes before they expire.
+ * force_refresh is sent only when a token fetched after a rejection is
+ * rejected again, at most 20 times a day (Beijing time) and 30 s apart.
+ *
+ * Without shared_preload_libraries the cache is local to the backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <json-c/json.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "payload.h"
+#include "shopping_upload.h"
+#include "token.h"
+
+#define TOKEN_MARGIN_USECS	(300 * USECS_PER_SEC)
+#define FORCE_PER_DAY		20
+#define FORCE_GAP_USECS		(30 * USECS_PER_SEC)
+#define BEIJING_OFFSET_USECS (8 * USECS_PER_HOUR)
+
+static SuTokenSlot *slots = NULL;
+static LWLock *slots_lock = NULL;
+
+Size
+su_token_shmem_size(void)
+{
+	return mul_size(sizeof(SuTokenSlot), SU_MAX_APPIDS);
+}
+
+void
+su_token_shmem_init(SuTokenSlot *shared, LWLock *lock)
+{
+	slots = shared;
+	slots_lock = lock;
+}
+
+static void
+lock_slots(LWLockMode mode)
+{
+	if (slots == NULL)
+		slots = MemoryContextAllocZero(TopMemoryContext, su_token_shmem_size());
+	if (slots_lock)
+		LWLockAcquire(slots_lock, mode);
+}
+
+static void
+unlock_slots(void)
+{
+	if (slots_lock)
+		LWLockRelease(slots_lock);
+}
+
+/* the slot of an appid; with create, a free one is taken. Lock held. */
+static SuTokenSlot *
+find_slot(const char *appid, bool create)
+{
+	SuTokenSlot *free_slot = NULL;
+
+	for (int i = 0; i < SU_MAX_APPIDS; i++)
+	{
+		if (strcmp(slots[i].appid, appid) == 0)
+			return &slots[i];
+		if (free_slot == NULL && slots[i].appid[0] == '\0')
+			free_slot = &slots[i];
+	}
+	if (create && free_slot)
+	{
+		memset(free_slot, 0, sizeof(SuTokenSlot));
+		strlcpy(free_slot->appid, appid, SU_APPID_LEN);
+	}
+	return create ? free_slot : NULL;
+}
+
+/* true when the slot's token may still be used at now */
+static bool
+slot_fresh(SuTokenSlot *s, TimestampTz now)
+{
+	int64		margin;
+
+	if (s == NULL || s->token[0] == '\0')
+		return false;
+	margin = Min(TOKEN_MARGIN_USECS, (s->expires_at - s->fetched_at) / 2);
+	return now < s->expires_at - margin;
+}
+
+char *
+su_token_peek(const char *appid)
+{
+	SuTokenSlot *s;
+	char	   *token = NULL;
+
+	lock_slots(LW_SHARED);
+	s = find_slot(appid, false);
+	if (slot_fresh(s, GetCurrentTimestamp()))
+		token = pstrdup(s->token);
+	unlock_slots();
+	return token;
+}
+
+void
+su_token_put(const char *appid, const char *token, TimestampTz expires_at)
+{
+	SuTokenSlot *s;
+
+	if (strlen(appid) >= SU_APPID_LEN || strlen(token) >= SU_TOKEN_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("appid or access token is too long"),
+				 errdetail("At most %d bytes of appid and %d bytes of token are kept.",
+						   SU_APPID_LEN - 1, SU_TOKEN_LEN - 1)));
+	lock_slots(LW_EXCLUSIVE);
+	s = find_slot(appid, true);
+	if (s != NULL)
+	{
+		strlcpy(s->token, token, SU_TOKEN_LEN);
+		s->fetched_at = GetCurrentTimestamp();
+		s->expires_at = expires_at;
+	}
+	unlock_slots();
+	if (s == NULL)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("the access token cache is full (%d appids); "
+						"the token of appid \"%s\" is not shared",
+						SU_MAX_APPIDS, appid)));
+}
+
+void
+su_token_rejected(const char *appid, const char *token)
+{
+	SuTokenSlot *s;
+
+	lock_slots(LW_EXCLUSIVE);
+	s = find_slot(appid, false);
+	if (s != NULL && strcmp(s->token, token) == 0)
+	{
+		s->token[0] = '\0';
+		s->rejections++;
+	}
+	unlock_slots();
+}
+
+void
+su_token_accepted(const char *appid)
+{
+	SuTokenSlot *s;
+
+	lock_slots(LW_SHARED);
+	s = find_slot(appid, false);
+	if (s != NULL && s->rejections != 0)
+	{
+		/* a plain store of an int: harmless under a shared lock */
+		s->rejections = 0;
+	}
+	unlock_slots();
+}
+
+int
+su_token_snapshot(SuTokenSlot *out)
+{
+	int			n = 0;
+
+	lock_slots(LW_SHARED);
+	for (int i = 0; i < SU_MAX_APPIDS; i++)
+		if (slots[i].appid[0] != '\0')
+		{
+			out[n] = slots[i];
+			/* the token itself stays in the cache */
+			out[n].token[0] = slots[i].token[0] ? 'x' : '\0';
+			out[n].token[1] = '\0';
+			n++;
+		}
+	unlock_slots();
+	return n;
+}
+
+void
+su_credentials_load(const char *appid, SuCredentials *creds)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+
+	memset(creds, 0, sizeof(SuCredentials));
+	creds->appid = pstrdup(appid);
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT secret, access_token, token_expires_at"
+						   " FROM " SU_SCHEMA ".accounts WHERE appid = $1",
+						   1, argtypes);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the accounts query");
+	}
+	args[0] = su_text_datum(appid);
+	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read shopping_upload.accounts");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		d;
+
+		creds->secret = SPI_getvalue(tup, desc, 1);
+		creds->access_token = SPI_getvalue(tup, desc, 2);
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		creds->token_expires_at = isnull ? 0 : DatumGetTimestampTz(d);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (creds->secret == NULL && su_secret && su_secret[0] &&
+		su_appid && strcmp(su_appid, appid) == 0)
+		creds->secret = pstrdup(su_secret);
+}
+
+void
+su_http_perform(SuHttpRequest *req)
+{
+	SuHttpClient *client = su_http_client();
+
+	if (!su_http_start(client, req))
+		return;
+	PG_TRY();
+	{
+		while (!req->done)
+		{
+			su_http_wait(client, 50);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_CATCH();
+	{
+		su_http_cancel(client, req);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	su_http_forget(client, req);
+}
+
+static int
+beijing_day(TimestampTz t)
+{
+	return (int) ((t + BEIJING_OFFSET_USECS) / USECS_PER_DAY);
+}
+
+/* may this fetch use force_refresh? (counts it if so) */
+static bool
+take_force(const char *appid)
+{
+	SuTokenSlot *s;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		force = false;
+
+	lock_slots(LW_EXCLUSIVE);
+	s = find_slot(appid, false);
+	if (s != NULL && s->rejections >= 2)
+	{
+		if (s->force_day != beijing_day(now))
+		{
+			s->force_day = beijing_day(now);
+			s->force_count = 0;
+		}
+		if (s->force_count < FORCE_PER_DAY &&
+			now - s->last_force >= FORCE_GAP_USECS)
+		{
+			s->force_count++;
+			s->last_force = now;
+			force = true;
+		}
+	}
+	unlock_slots();
+	return force;
+}
+
+static void
+count_fetch(const char *appid)
+{
+	SuTokenSlot *s;
+
+	lock_slots(LW_EXCLUSIVE);
+	if ((s = find_slot(appid, true)) != NULL)
+		s->fetches++;
+	unlock_slots();
+}
+
+static bool
+fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
+{
+	json_object *body = json_object_new_object();
+	json_object *answer = NULL;
+	json_object *v;
+	SuHttpRequest req;
+	char	   *text;
+	size_t		len;
+	int64		expires_in = 7200;
+
+	su_json_track(body);
+	json_object_object_add(body, "grant_type", json_object_new_string("client_credential"));
+	json_object_object_add(body, "appid", json_object_new_string(creds->appid));
+	json_object_object_add(body, "secret", json_object_new_string(creds->secret));
+	if (force)
+		json_object_object_add(body, "force_refresh", json_object_new_boolean(1));
+	text = su_json_text(body, &len);
+
+	memset(&req, 0, sizeof(req));
+	req.url = psprintf("%s/cgi-bin/stable_token", su_api_base());
+	req.body = text;
+	req.body_len = len;
+	req.connect_timeout_ms = su_connect_timeout_ms;
+	req.timeout_ms = su_timeout_ms;
+	req.ca_file = su_ca_file;
+	su_http_perform(&req);
+	count_fetch(creds->appid);
+
+	/* the request held the secret: wipe it before the memory is reused */
+	explicit_bzero(text, len);
+
+	if (req.curl_code != 0 || req.http_status != 200)
+	{
+		res->errcode = -1;
+		res->errmsg = req.curl_code != 0 ?
+			psprintf("could not get an access token for appid \"%s\": %s",
+					 creds->appid, req.error) :
+			psprintf("could not get an access token for appid \"%s\": HTTP status %ld",
+					 creds->appid, req.http_status);
+		su_http_release(&req);
+		return false;
+	}
+	PG_TRY();
+	{
+		answer = su_json_parse(req.response ? req.response : "", req.response_len);
+	}
+	PG_FINALLY();
+	{
+		su_http_release(&req);
+	}
+	PG_END_TRY();
+
+	if (json_object_object_get_ex(answer, "access_token", &v) &&
+		json_object_is_type(v, json_type_string) &&
+		json_object_get_string_len(v) > 0)
+	{
+		json_object *e;
+
+		if (json_object_object_get_ex(answer, "expires_in", &e))
+			expires_in = json_object_get_int64(e);
+		res->token = pstrdup(json_object_get_string(v));
+		su_token_put(creds->appid, res->token,
+					 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 expires_in * 1000));
+		return true;
+	}
+	res->errcode = json_object_object_get_ex(answer, "errcode", &v) ?
+		json_object_get_int(v) : -1;
+	res->errmsg = psprintf("stable_token refused an access token for appid \"%s\": errcode %d, %s",
+						   creds->appid, res->errcode,
+						   json_object_object_get_ex(answer, "errmsg", &v) ?
+						   json_object_get_string(v) : "(no errmsg)");
+	return false;
+}
+
+bool
+su_token_get(const SuCredentials *creds, SuTokenResult *res)
+{
+	memset(res, 0, sizeof(SuTokenResult));
+	if ((res->token = su_token_peek(creds->appid)) != NULL)
+		return true;
+
+	if (creds->secret != NULL && creds->secret[0] != '\0')
+		return fetch_stable_token(creds, take_force(creds->appid), res);
+
+	if (creds->access_token != NULL && creds->access_token[0] != '\0' &&
+		creds->token_expires_at > GetCurrentTimestamp())
+	{
+		su_token_put(creds->appid, creds->access_token, creds->token_expires_at);
+		res->token = pstrdup(creds->access_token);
+		return true;
+	}
+
+	res->errcode = WX_ERR_NO_SECRET;
+	res->errmsg = psprintf("no secret and no valid access token for appid \"%s\"; "
+						   "add it to shopping_upload.accounts, or set "
+						   "shopping_upload.secret for shopping_upload.appid",
+						   creds->appid);
+	return false;
+}

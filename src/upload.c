@@ -1,0 +1,280 @@
+/*-------------------------------------------------------------------------
+ *
+ * upload.c
+ *		One upload attempt end to end, shared by upload_shopping_info() and
+ *		the background worker: build the payload, validate it, POST it with
+ *		an access token, read WeChat's errcode, write the audit row.
+ *
+ * The token travels in the URL only; it never reaches a message, a log line
+ * or the audit table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <json-c/json.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/timestamp.h"
+
+#include "payload.h"
+#include "queue.h"
+#include "shopping_upload.h"
+#include "token.h"
+#include "upload.h"
+#include "validate.h"
+
+/* utils/builtins.h cannot be included next to json-c (see payload.h) */
+extern Datum jsonb_in(PG_FUNCTION_ARGS);
+
+typedef struct FirstViolation
+{
+	int			count;
+	int			errcode;
+	char	   *errmsg;
+	char	   *field;
+} FirstViolation;
+
+static void
+keep_first(void *arg, int errcode, const char *field, const char *errmsg)
+{
+	FirstViolation *v = arg;
+
+	if (v->count++ == 0)
+	{
+		v->errcode = errcode;
+		v->errmsg = pstrdup(errmsg);
+		v->field = pstrdup(field);
+	}
+}
+
+bool
+su_upload_prepare(SuUpload *u, int64 order_id, TimestampTz upload_time)
+{
+	json_object *payload;
+	FirstViolation v = {0};
+
+	u->order_id = order_id;
+	u->sent = false;
+	u->cls = SU_CLASS_OK;
+	payload = su_build_payload(order_id, upload_time, &u->appid);
+	u->upload_time = su_format_upload_time(upload_time);
+	u->body = su_json_text(payload, &u->body_len);
+
+	su_validate_payload(payload, u->appid, keep_first, &v);
+	if (v.count > 0)
+	{
+		u->errcode = v.errcode;
+		u->errmsg = v.errmsg;
+		u->field = v.field;
+		u->cls = su_classify_errcode(v.errcode);
+		return false;
+	}
+	if (u->appid == NULL)
+	{
+		u->errcode = WX_ERR_NO_SECRET;
+		u->errmsg = pstrdup("the order has no appid and shopping_upload.appid is not set");
+		u->cls = SU_CLASS_CONFIG;
+		return false;
+	}
+	return true;
+}
+
+void
+su_upload_request(SuUpload *u, const char *token)
+{
+	char	   *escaped = su_http_escape(token);
+
+	if (escaped == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	u->token = pstrdup(token);
+	memset(&u->req, 0, sizeof(SuHttpRequest));
+	u->req.url = psprintf("%s/user-order/orders?access_token=%s",
+						  su_api_base(), escaped);
+	free(escaped);
+	u->req.body = u->body;
+	u->req.body_len = u->body_len;
+	u->req.connect_timeout_ms = su_connect_timeout_ms;
+	u->req.timeout_ms = su_timeout_ms;
+	u->req.ca_file = su_ca_file;
+	u->req.user = u;
+	u->sent = true;
+}
+
+static void
+transport_failure(SuUpload *u, char *what)
+{
+	u->errcode = WX_ERR_SYSTEM_BUSY;
+	u->errmsg = what;
+	u->transport_error = what;
+	u->cls = SU_CLASS_RETRY;
+}
+
+void
+su_upload_conclude(SuUpload *u)
+{
+	SuHttpRequest *req = &u->req;
+	char		host[256];
+	json_object *answer;
+	json_object *v;
+	enum json_tokener_error jerr;
+
+	u->http_status = req->http_status;
+	u->duration_ms = req->duration_ms;
+	su_http_host(req->url, host, sizeof(host));
+
+	if (req->curl_code != 0)
+		transport_failure(u, pstrdup(req->error));
+	else if (req->http_status != 200)
+		transport_failure(u, psprintf("HTTP status %ld from %s",
+									  req->http_status, host));
+	else
+	{
+		answer = json_tokener_parse_verbose(req->response ? req->response : "",
+											&jerr);
+		if (answer == NULL || !json_object_is_type(answer, json_type_object))
+			transport_failure(u, psprintf("the answer of %s is not a JSON object (%zu bytes)",
+										  host, req->response_len));
+		else if (!json_object_object_get_ex(answer, "errcode", &v) ||
+				 !json_object_is_type(v, json_type_int))
+			transport_failure(u, psprintf("the answer of %s has no integer errcode",
+										  host));
+		else
+		{
+			u->errcode = json_object_get_int(v);
+			u->errmsg = json_object_object_get_ex(answer, "errmsg", &v) &&
+				!json_object_is_type(v, json_type_null) ?
+				pstrdup(json_object_get_string(v)) : NULL;
+			u->cls = su_classify_errcode(u->errcode);
+		}
+		json_object_put(answer);
+	}
+	su_http_release(req);
+
+	if (u->cls == SU_CLASS_OK)
+		su_token_accepted(u->appid);
+	else if (u->cls == SU_CLASS_REFRESH_TOKEN)
+		su_token_rejected(u->appid, u->token);
+}
+
+void
+su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
+{
+	u->sent = false;
+	u->errcode = errcode;
+	u->errmsg = pstrdup(errmsg);
+	if (errcode == WX_ERR_SYSTEM_BUSY)
+	{
+		u->transport_error = u->errmsg;
+		u->cls = SU_CLASS_RETRY;
+	}
+	else
+		u->cls = SU_CLASS_CONFIG;	/* a secret or an appid is wrong */
+}
+
+void
+su_audit_insert(SuUpload *u)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[12] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+		JSONBOID, BOOLOID, INT4OID, INT4OID, TEXTOID, TEXTOID,
+	FLOAT8OID};
+	Datum		values[12];
+	char		nulls[12];
+	bool		isnull;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("INSERT INTO " SU_SCHEMA ".audit (order_id, attempt,"
+						   " via, appid, upload_time, request, sent, http_status,"
+						   " errcode, errmsg, transport_error, duration_ms)"
+						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+						   " $11, $12) RETURNING audit_id",
+						   12, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the audit insert");
+	}
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(u->order_id);
+	values[1] = Int32GetDatum(u->attempt);
+	values[2] = su_text_datum(u->via);
+#define OPT_TEXT(i, s) \
+	do { if (s) values[i] = su_text_datum(s); else nulls[i] = 'n'; } while (0)
+	OPT_TEXT(3, u->appid);
+	OPT_TEXT(4, u->upload_time);
+	values[5] = (Datum) 0;
+	nulls[5] = 'n';
+	if (u->body)
+	{
+		values[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum(u->body));
+		nulls[5] = ' ';
+	}
+	values[6] = BoolGetDatum(u->sent);
+	values[7] = Int32GetDatum((int32) u->http_status);
+	if (!u->sent || u->http_status == 0)
+		nulls[7] = 'n';
+	values[8] = Int32GetDatum(u->errcode);
+	OPT_TEXT(9, u->errmsg);
+	OPT_TEXT(10, u->transport_error);
+	values[11] = Float8GetDatum(u->duration_ms);
+	if (!u->sent)
+		nulls[11] = 'n';
+#undef OPT_TEXT
+
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not write the audit row of order " INT64_FORMAT,
+			 u->order_id);
+	u->audit_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * upload_shopping_info(): the whole path for one order in this backend.
+ * A rejected token is refreshed and the request sent once more at once.
+ */
+void
+su_upload_sync(int64 order_id, SuUpload *u)
+{
+	TimestampTz upload_time;
+	SuCredentials creds;
+	SuTokenResult tok;
+
+	memset(u, 0, sizeof(SuUpload));
+	u->via = "sql";
+	upload_time = su_queue_begin(order_id, &u->version, &u->attempt);
+	if (!su_upload_prepare(u, order_id, upload_time))
+	{
+		su_audit_insert(u);
+		su_queue_record(u);
+		return;
+	}
+
+	for (int round = 0; round < 2; round++)
+	{
+		if (round > 0)
+		{
+			/* a second attempt: audited on its own, same body */
+			u->attempt++;
+			u->errmsg = u->transport_error = NULL;
+			u->http_status = 0;
+			u->cls = SU_CLASS_OK;
+		}
+		su_credentials_load(u->appid, &creds);
+		if (!su_token_get(&creds, &tok))
+		{
+			su_upload_token_failed(u, tok.errcode, tok.errmsg);
+			su_audit_insert(u);
+			break;
+		}
+		su_upload_request(u, tok.token);
+		su_http_perform(&u->req);
+		su_upload_conclude(u);
+		su_audit_insert(u);
+		if (u->cls != SU_CLASS_REFRESH_TOKEN)
+			break;
+	}
+	su_queue_record(u);
+}

@@ -1,0 +1,512 @@
+#!/usr/bin/env bash
+# stub_selftest.sh -- checks test/wechat_stub.py and test/make_test_ca.sh with curl.
+#
+# Starts the stub over HTTP and over HTTPS (with a CA made by make_test_ca.sh),
+# each on a port of its own choosing, and exercises the imitated API, every fault
+# kind, the records and the control API. Prints one "ok - ..." / "not ok - ..."
+# line per check and "N passed, M failed" last; exits non-zero if any check failed.
+# Every stub it starts is stopped on exit, however the script ends.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+stub="$here/wechat_stub.py"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/stub_selftest.XXXXXX")
+pids=()
+passed=0
+failed=0
+
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" 2>/dev/null
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- reporting ---------------------------------------------------------------
+
+ok()    { passed=$((passed + 1)); echo "ok - $1"; }
+notok() { failed=$((failed + 1)); echo "not ok - $1${2:+  [$2]}"; }
+# is NAME GOT EXPECTED
+is() { if [ "$2" = "$3" ]; then ok "$1"; else notok "$1" "got '$2', expected '$3'"; fi; }
+# isnt NAME GOT UNEXPECTED
+isnt() { if [ "$2" != "$3" ]; then ok "$1"; else notok "$1" "got '$2'"; fi; }
+# check NAME COMMAND...: passes if the command succeeds
+check() { local name=$1; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
+# refute NAME COMMAND...: passes if the command fails
+refute() { local name=$1; shift; if "$@"; then notok "$name"; else ok "$name"; fi; }
+# like NAME STRING ERE
+like() {
+    if [[ "$2" =~ $3 ]]; then ok "$1"; else notok "$1" "'$2' !~ /$3/"; fi
+}
+
+# ---- helpers -----------------------------------------------------------------
+
+# j EXPR: evaluate a Python expression over the JSON document on stdin (as d);
+# strings print raw, anything else as JSON.
+j() {
+    python3 -c '
+import json, re, sys
+raw = sys.stdin.read()
+try:
+    d = json.loads(raw)
+except ValueError:
+    print("<not json: %r>" % raw[:80]); sys.exit(0)
+try:
+    v = eval(sys.argv[1], {"d": d, "re": re, "len": len})
+except Exception as e:
+    print("<error: %s>" % e); sys.exit(0)
+print(v if isinstance(v, str) else json.dumps(v, sort_keys=True))' "$1"
+}
+
+# start_stub NAME ARGS...: start a stub, wait for its port file; sets PORT and PID.
+start_stub() {
+    local name=$1; shift
+    rm -f "$tmp/$name.port"
+    python3 "$stub" --port 0 --port-file "$tmp/$name.port" "$@" \
+        >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    PID=$!
+    pids+=("$PID")
+    local i
+    for i in $(seq 100); do
+        [ -s "$tmp/$name.port" ] && break
+        sleep 0.1
+    done
+    PORT=$(cat "$tmp/$name.port" 2>/dev/null)
+    [ -n "$PORT" ]
+}
+
+CURL=(curl -sS --max-time 10)
+# call METHOD URL [BODY]: prints "STATUS BODY" on one line (body last).
+call() {
+    local out status
+    if [ $# -ge 3 ]; then
+        status=$("${CURL[@]}" "${CURL_EXTRA[@]}" -o "$tmp/body" -w '%{http_code}' -X "$1" \
+            -H 'Content-Type: application/json' --data-binary "$3" "$2" 2>"$tmp/curl.err")
+    else
+        status=$("${CURL[@]}" "${CURL_EXTRA[@]}" -o "$tmp/body" -w '%{http_code}' -X "$1" \
+            "$2" 2>"$tmp/curl.err")
+    fi
+    CURL_RC=$?
+    STATUS=$status
+    BODY=$(cat "$tmp/body" 2>/dev/null)
+    rm -f "$tmp/body"
+}
+CURL_EXTRA=()
+
+ACC='"grant_type":"client_credential","appid":"wxtestappid","secret":"testsecret"'
+token()         { call POST "$BASE/cgi-bin/stable_token" "{$ACC}"; }
+token_refresh() { call POST "$BASE/cgi-bin/stable_token" "{$ACC,\"force_refresh\":true}"; }
+DEFAULT_ORDER='{"order_key":{"order_number_type":1}}'
+upload()        { call POST "$BASE/user-order/orders?access_token=$1" "${2:-$DEFAULT_ORDER}"; }
+fault()         { call POST "$BASE/__stub/fault" "$1"; }
+errcode()       { printf '%s' "$BODY" | j 'd.get("errcode")'; }
+field()         { printf '%s' "$BODY" | j "$1"; }
+
+RID_RE=' rid: [0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$'
+
+# ============================================================================
+echo "# HTTP stub"
+if ! start_stub http --log "$tmp/http.log" --seed 7 \
+        --accounts wxtestappid:testsecret,wxother:othersecret; then
+    notok "HTTP stub starts"; cat "$tmp/http.err"; exit 1
+fi
+HTTP_PID=$PID
+BASE="http://127.0.0.1:$PORT"
+ok "HTTP stub starts (port $PORT)"
+is "stdout announces the address" "$(head -n1 "$tmp/http.out")" "listening on $BASE"
+
+# ---- tokens
+token
+T1=$(field 'd["access_token"]')
+is "stable_token: HTTP 200" "$STATUS" 200
+check "stable_token: token of 40+ characters" [ "${#T1}" -ge 40 ]
+is "stable_token: expires_in 7200" "$(field 'd["expires_in"]')" 7200
+token
+is "stable_token again: the same token" "$(field 'd["access_token"]')" "$T1"
+check "stable_token again: expires_in <= 7200" [ "$(field 'd["expires_in"]')" -le 7200 ]
+token_refresh
+T2=$(field 'd["access_token"]')
+isnt "force_refresh: a new token" "$T2" "$T1"
+check "force_refresh: token of 40+ characters" [ "${#T2}" -ge 40 ]
+upload "$T1"
+is "force_refresh: the old token is rejected (40001)" "$(errcode)" 40001
+upload "$T2"
+is "force_refresh: the new token works" "$(errcode)" 0
+token
+is "stable_token after force_refresh: the new token" "$(field 'd["access_token"]')" "$T2"
+call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxother","secret":"othersecret"}'
+TO=$(field 'd["access_token"]')
+check "second account gets a token of its own" [ -n "$TO" -a "$TO" != "$T2" ]
+upload "$TO"
+is "second account's token works" "$(errcode)" 0
+call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxtestappid","secret":"wrong"}'
+is "wrong secret: 40125" "$(errcode)" 40125
+like "wrong secret: errmsg + rid" "$(field 'd["errmsg"]')" "^invalid appsecret$RID_RE"
+call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxnobody","secret":"testsecret"}'
+is "unknown appid: 40125" "$(errcode)" 40125
+call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"password","appid":"wxtestappid","secret":"testsecret"}'
+is "wrong grant_type: 40002" "$(errcode)" 40002
+like "wrong grant_type: errmsg + rid" "$(field 'd["errmsg"]')" "^invalid grant_type$RID_RE"
+call GET "$BASE/__stub/tokens"
+is "/__stub/tokens: current token of each appid" \
+    "$(field 'sorted(d)'),$(field 'd["wxtestappid"]["access_token"]')" "[\"wxother\", \"wxtestappid\"],$T2"
+
+# ---- uploads
+T=$T2
+upload "$T" '{"order_key":{"order_number_type":2,"transaction_id":"42"},"payer":{"openid":"中文"}}'
+is "upload: HTTP 200" "$STATUS" 200
+is "upload: errcode 0, errmsg ok" "$(field '[d["errcode"], d["errmsg"]]')" '[0, "ok"]'
+upload "bogus-token"
+is "upload with a bad token: 40001" "$(errcode)" 40001
+like "upload with a bad token: errmsg + rid" \
+    "$(field 'd["errmsg"]')" "^invalid credential, access_token is invalid or not latest$RID_RE"
+call POST "$BASE/user-order/orders" '{}'
+is "upload without a token: 40001" "$(errcode)" 40001
+upload "$T" '[1,2]'
+is "upload of a JSON array: 47001" "$(errcode)" 47001
+like "47001: errmsg + rid" "$(field 'd["errmsg"]')" "^data format error$RID_RE"
+upload "$T" 'not json'
+is "upload of garbage: 47001" "$(errcode)" 47001
+printf '{"a":"\xff"}' >"$tmp/badutf8"
+upload "$T" "@$tmp/badutf8"
+is "upload of invalid UTF-8: 47001" "$(errcode)" 47001
+call GET "$BASE/no/such/path"
+is "unknown path: HTTP 404" "$STATUS" 404
+is "unknown path: JSON body" "$(field 'd["error"]')" "not found"
+call GET "$BASE/user-order/orders?access_token=$T"
+is "GET on the upload path: HTTP 404" "$STATUS" 404
+CURL_EXTRA=(-H 'Transfer-Encoding: chunked')
+upload "$T" '{"chunked":true}'
+is "chunked request body: accepted" "$(errcode)" 0
+CURL_EXTRA=(-H 'Expect: 100-continue')
+upload "$T" '{"expect":true}'
+is "Expect: 100-continue: accepted" "$(errcode)" 0
+CURL_EXTRA=()
+conns=$("${CURL[@]}" -o /dev/null -o /dev/null -w '%{num_connects} ' \
+    "$BASE/__stub/stats" "$BASE/__stub/stats")
+is "keep-alive: second request reuses the connection" "$conns" "1 0 "
+
+# ---- records
+call POST "$BASE/__stub/reset"
+is "reset: ok" "$(field 'd["ok"]')" true
+call GET "$BASE/__stub/requests"
+is "reset: no records left" "$BODY" "[]"
+lines_before=$(wc -l <"$tmp/http.log")
+token
+token_refresh
+T=$(field 'd["access_token"]')
+upload "$T" '{"name":"中文 \"q\""}'
+upload "nope"
+call GET "$BASE/__stub/requests"
+is "records: 4 requests, control calls not recorded" "$(field 'len(d)')" 4
+is "records: seq from 1" "$(field '[r["seq"] for r in d]')" "[1, 2, 3, 4]"
+is "records: paths" "$(field '[r["path"] for r in d]')" \
+    '["/cgi-bin/stable_token", "/cgi-bin/stable_token", "/user-order/orders", "/user-order/orders"]'
+is "records: every field" "$(field 'sorted(d[2])')" \
+    '["answer", "body", "errcode", "fault", "headers", "method", "path", "query", "seq", "target", "time"]'
+is "records: raw body kept" "$(field 'd[2]["body"]')" '{"name":"中文 \"q\""}'
+is "records: query parsed" "$(field 'd[2]["query"]["access_token"]')" "$T"
+is "records: headers lowercased" "$(field 'd[2]["headers"]["content-type"]')" "application/json"
+is "records: answer" "$(field '[d[2]["answer"], d[3]["errcode"], d[2]["fault"]]')" \
+    '[{"json": {"errcode": 0, "errmsg": "ok"}, "status": 200}, 40001, null]'
+check "records: time is unix time" [ "$(field 'abs(d[0]["time"] - __import__("time").time()) < 60')" = true ]
+call GET "$BASE/__stub/requests?path=/user-order/orders"
+is "records: ?path= filters" "$(field '[r["seq"] for r in d]')" "[3, 4]"
+call GET "$BASE/__stub/requests?since=3"
+is "records: ?since= filters" "$(field '[r["seq"] for r in d]')" "[4]"
+is "log: one line per recorded request" "$(( $(wc -l <"$tmp/http.log") - lines_before ))" 4
+is "log: lines are the records" \
+    "$(tail -n1 "$tmp/http.log" | j '[d["seq"], d["errcode"]]')" "[4, 40001]"
+
+# ---- stats
+call GET "$BASE/__stub/stats"
+is "stats: per path" "$(field 'd["by_path"]')" '{"/cgi-bin/stable_token": 2, "/user-order/orders": 2}'
+is "stats: per errcode" "$(field 'd["by_errcode"]')" '{"0": 1, "40001": 1}'
+is "stats: tokens issued, force_refresh" "$(field '[d["tokens_issued"], d["force_refresh"], d["requests"]]')" "[1, 1, 4]"
+
+# ---- faults
+call POST "$BASE/__stub/reset"
+fault '{"kind":"errcode:-1"}'
+is "fault errcode:-1: queued" "$(field '[d["ok"], d["fault"]["kind"], d["fault"]["count"]]')" '[true, "errcode:-1", 1]'
+upload "$T"
+is "fault errcode:-1: answered" "$(errcode)" -1
+like "fault errcode:-1: errmsg + rid" "$(field 'd["errmsg"]')" "^system error$RID_RE"
+upload "$T"
+is "fault errcode:-1: used up after 1" "$(errcode)" 0
+
+for code in 45009 45011 48001 268485194; do
+    fault "{\"kind\":\"errcode:$code\"}"
+    upload "$T"
+    is "fault errcode:$code: answered" "$(errcode)" "$code"
+    like "fault errcode:$code: errmsg + rid" \
+    "$(field 'd["errmsg"]')" "$RID_RE"
+done
+
+fault '{"kind":"errcode:40001"}'
+upload "$T"
+is "fault errcode:40001: answered" "$(errcode)" 40001
+upload "$T"
+is "fault errcode:40001: the token is invalidated" "$(errcode)" 40001
+token
+TN=$(field 'd["access_token"]')
+isnt "fault errcode:40001: stable_token gives a new token" "$TN" "$T"
+T=$TN
+upload "$T"
+is "fault errcode:40001: new token works" "$(errcode)" 0
+
+fault '{"kind":"http500"}'
+upload "$T"
+is "fault http500: HTTP 500" "$STATUS" 500
+like "fault http500: HTML body" "$BODY" '^<html>.*500'
+fault '{"kind":"http502"}'
+upload "$T"
+is "fault http502: HTTP 502" "$STATUS" 502
+fault '{"kind":"notjson"}'
+upload "$T"
+is "fault notjson: HTTP 200 + <html>oops</html>" "$STATUS $BODY" "200 <html>oops</html>"
+
+fault '{"kind":"delay","delay_ms":400}'
+start=$(date +%s%N)
+upload "$T"
+elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+is "fault delay: normal answer" "$(errcode)" 0
+check "fault delay: took >= 400 ms (${elapsed} ms)" [ "$elapsed" -ge 400 ]
+
+fault '{"kind":"drop"}'
+upload "$T"
+is "fault drop: curl sees an empty reply (52)" "$CURL_RC" 52
+upload "$T"
+is "fault drop: next request fine" "$(errcode)" 0
+
+fault '{"kind":"http500","delay_ms":300}'
+start=$(date +%s%N)
+upload "$T"
+elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+check "delay_ms with another kind: slow 500 (${elapsed} ms)" [ "$STATUS" = 500 -a "$elapsed" -ge 300 ]
+
+fault '{"kind":"errcode:-1","count":2}'
+upload "$T"; a=$(errcode); upload "$T"; b=$(errcode); upload "$T"; c=$(errcode)
+is "fault count 2" "$a $b $c" "-1 -1 0"
+
+fault '{"kind":"errcode:45011"}'
+fault '{"kind":"errcode:45009"}'
+upload "$T"; a=$(errcode); upload "$T"; b=$(errcode); upload "$T"; c=$(errcode)
+is "faults queue in order" "$a $b $c" "45011 45009 0"
+
+fault '{"kind":"http502","count":0}'
+upload "$T"; a=$STATUS; upload "$T"; b=$STATUS; upload "$T"; c=$STATUS
+is "fault count 0: always" "$a $b $c" "502 502 502"
+call GET "$BASE/__stub/faults"
+is "faults list: the pending one" "$(field '[(f["kind"], f["applied"]) for f in d]')" '[["http502", 3]]'
+call POST "$BASE/__stub/faults/clear"
+is "faults/clear: cleared 1" "$(field 'd["cleared"]')" 1
+upload "$T"
+is "faults/clear: back to normal" "$(errcode)" 0
+
+fault '{"kind":"http500","fraction":0.5}'
+n500=0
+for i in $(seq 40); do
+    upload "$T"
+    [ "$STATUS" = 500 ] && n500=$((n500 + 1))
+done
+check "fault fraction 0.5: some but not all of 40 ($n500)" [ "$n500" -ge 5 -a "$n500" -le 35 ]
+call GET "$BASE/__stub/faults"
+is "fault fraction: stays until cleared" "$(field 'len(d)')" 1
+call POST "$BASE/__stub/faults/clear"
+
+fault '{"kind":"errcode:-1","path":"/cgi-bin/stable_token"}'
+upload "$T"
+is "stable_token fault: uploads unaffected" "$(errcode)" 0
+token
+is "stable_token fault: answered there" "$(errcode)" -1
+token
+is "stable_token fault: used up" "$(field 'd["access_token"]')" "$T"
+
+fault '{"kind":"expire_tokens"}'
+check "expire_tokens: immediate" [ "$(field 'd["ok"]')" = true -a "$(field 'd["expired"]')" -ge 1 ]
+upload "$T"
+is "expire_tokens: old token rejected" "$(errcode)" 40001
+call GET "$BASE/__stub/faults"
+is "expire_tokens: nothing queued" "$BODY" "[]"
+token
+T=$(field 'd["access_token"]')
+upload "$T"
+is "expire_tokens: a fresh token works" "$(errcode)" 0
+
+fault '{"kind":"bogus"}'
+is "bad fault kind: HTTP 400" "$STATUS" 400
+fault '{"kind":"errcode:abc"}'
+is "bad errcode fault: HTTP 400" "$STATUS" 400
+fault '{"kind":"drop","count":-1}'
+is "negative count: HTTP 400" "$STATUS" 400
+fault '{"kind":"drop","fraction":2}'
+is "fraction out of range: HTTP 400" "$STATUS" 400
+call GET "$BASE/__stub/nothing"
+is "unknown control endpoint: HTTP 404" "$STATUS" 404
+
+call GET "$BASE/__stub/stats"
+is "stats: faults applied counted" "$(field '[d["faults_applied"]["errcode:-1"], d["faults_applied"]["drop"]]')" "[4, 1]"
+check "stats: drops counted" [ "$(field 'd["by_status"]["drop"]')" = 1 ]
+
+# ---- reset keeps tokens unless asked
+fault '{"kind":"drop","count":0}'
+call POST "$BASE/__stub/reset"
+call GET "$BASE/__stub/stats"
+is "reset: counters and faults cleared" \
+    "$(field '[d["requests"], d["tokens_issued"], d["force_refresh"], d["faults_pending"], d["by_path"]]')" \
+    "[0, 0, 0, 0, {}]"
+upload "$T"
+is "reset: tokens kept" "$(errcode)" 0
+call POST "$BASE/__stub/reset" '{"tokens":true}'
+upload "$T"
+is "reset {tokens:true}: tokens dropped" "$(errcode)" 40001
+
+# ---- concurrency: requests are served in parallel
+token
+T=$(field 'd["access_token"]')
+fault '{"kind":"delay","delay_ms":500,"count":0}'
+start=$(date +%s%N)
+cpids=()
+for i in $(seq 20); do
+    "${CURL[@]}" -o "$tmp/par.$i" -d '{}' "$BASE/user-order/orders?access_token=$T" &
+    cpids+=($!)
+done
+wait "${cpids[@]}"
+elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+call POST "$BASE/__stub/faults/clear"
+nok=$(grep -l '"errcode": 0' "$tmp"/par.* | wc -l)
+is "20 concurrent delayed uploads all answered" "$nok" 20
+check "20 concurrent 500 ms uploads took < 3 s (${elapsed} ms)" [ "$elapsed" -lt 3000 ]
+
+# ---- clients misbehaving
+fault '{"kind":"delay","delay_ms":1500}'
+"${CURL[@]}" --max-time 0.3 -o /dev/null -d '{}' "$BASE/user-order/orders?access_token=$T" 2>/dev/null
+is "client gives up during a delay (curl 28)" "$?" 28
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'POST /user-order/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a"' >&3
+exec 3>&-
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'GARBAGE\r\n\r\n' >&3
+exec 3>&-
+sleep 1.5
+token
+check "stub survives clients dropping connections" [ -n "$(field 'd.get("access_token")')" ]
+check "stub keeps stderr quiet" [ ! -s "$tmp/http.err" ]
+
+# ---- refuses other hosts
+python3 "$stub" --host 0.0.0.0 --port 0 --port-file "$tmp/bad.port" >/dev/null 2>"$tmp/bad.err" &
+bad=$!
+pids+=("$bad")
+wait "$bad"
+is "--host 0.0.0.0 refused (exit 2)" "$?" 2
+check "--host 0.0.0.0: no port file" [ ! -e "$tmp/bad.port" ]
+
+# ============================================================================
+echo "# TLS material"
+cadir="$tmp/ca"
+check "make_test_ca.sh runs" "$here/make_test_ca.sh" "$cadir"
+for f in ca.crt ca.key server.crt server.key other-ca.crt; do
+    check "make_test_ca.sh made $f" [ -s "$cadir/$f" ]
+done
+sum1=$(cat "$cadir"/* | cksum)
+"$here/make_test_ca.sh" "$cadir"
+is "make_test_ca.sh is idempotent" "$(cat "$cadir"/* | cksum)" "$sum1"
+verifies() { openssl verify -CAfile "$1" "$cadir/server.crt" >/dev/null 2>&1; }
+check "server.crt verifies against ca.crt" verifies "$cadir/ca.crt"
+refute "server.crt does not verify against other-ca.crt" verifies "$cadir/other-ca.crt"
+check "server.crt has SAN DNS:localhost, IP:127.0.0.1" \
+    grep -q "DNS:localhost, IP Address:127.0.0.1" \
+    <(openssl x509 -in "$cadir/server.crt" -noout -text)
+
+echo "# HTTPS stub"
+if ! start_stub https --tls-cert "$cadir/server.crt" --tls-key "$cadir/server.key" \
+        --token-ttl 2 --accounts wxa:sa,wxb:sb; then
+    notok "HTTPS stub starts"; cat "$tmp/https.err"
+else
+    HTTPS_PID=$PID
+    BASE="https://127.0.0.1:$PORT"
+    ok "HTTPS stub starts (port $PORT)"
+    is "stdout announces the https address" "$(head -n1 "$tmp/https.out")" "listening on $BASE"
+    CURL_EXTRA=(--cacert "$cadir/ca.crt")
+    call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxa","secret":"sa"}'
+    TA=$(field 'd["access_token"]')
+    check "HTTPS with --cacert ca.crt works" [ "$CURL_RC" = 0 -a "${#TA}" -ge 40 ]
+    is "HTTPS: expires_in = --token-ttl" "$(field 'd["expires_in"]')" 2
+    call POST "https://localhost:$PORT/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxb","secret":"sb"}'
+    TB=$(field 'd["access_token"]')
+    check "HTTPS via localhost (SAN DNS) works" [ "$CURL_RC" = 0 -a "${#TB}" -ge 40 ]
+    isnt "HTTPS: per-appid tokens" "$TA" "$TB"
+    call POST "$BASE/cgi-bin/stable_token" "{$ACC}"
+    is "--accounts replaces the default account" "$(errcode)" 40125
+    upload "$TA"
+    is "HTTPS upload ok" "$(errcode)" 0
+    conns=$("${CURL[@]}" "${CURL_EXTRA[@]}" -o /dev/null -o /dev/null -w '%{num_connects} ' \
+        "$BASE/__stub/stats" "$BASE/__stub/stats")
+    is "HTTPS keep-alive" "$conns" "1 0 "
+
+    CURL_EXTRA=(--cacert "$cadir/other-ca.crt")
+    call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxa","secret":"sa"}'
+    is "HTTPS with --cacert other-ca.crt fails (curl 60)" "$CURL_RC" 60
+    CURL_EXTRA=()
+    call GET "http://127.0.0.1:$PORT/__stub/stats"
+    isnt "plain HTTP to the HTTPS port fails" "$CURL_RC:$STATUS" "0:200"
+    CURL_EXTRA=(--cacert "$cadir/ca.crt")
+    call GET "$BASE/__stub/stats"
+    is "HTTPS stub survives failed handshakes" "$STATUS" 200
+    is "failed handshakes are not recorded" "$(field 'd["requests"]')" 4
+
+    fault '{"kind":"drop"}'
+    upload "$TA"
+    check "HTTPS fault drop: curl fails (rc $CURL_RC)" [ "$CURL_RC" != 0 ]
+    fault '{"kind":"http500"}'
+    upload "$TA"
+    is "HTTPS fault http500" "$STATUS" 500
+    fault '{"kind":"errcode:45011"}'
+    upload "$TA"
+    is "HTTPS fault errcode:45011" "$(errcode)" 45011
+
+    sleep 2.2
+    upload "$TA"
+    is "token expires after --token-ttl" "$(errcode)" 40001
+    call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxa","secret":"sa"}'
+    isnt "stable_token after expiry: a new token" "$(field 'd["access_token"]')" "$TA"
+    check "HTTPS stub keeps stderr quiet" [ ! -s "$tmp/https.err" ]
+    CURL_EXTRA=()
+fi
+
+# ============================================================================
+echo "# shutdown"
+# stop_stub NAME PID: SIGTERM, expect exit 0 and the port file gone.
+stop_stub() {
+    local name=$1 pid=$2 rc
+    kill -TERM "$pid"
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        notok "$name stub exits on SIGTERM"
+        kill -KILL "$pid" 2>/dev/null
+        return
+    fi
+    wait "$pid"; rc=$?
+    is "$name stub exits 0 on SIGTERM" "$rc" 0
+    check "$name stub removed its port file" [ ! -e "$tmp/$name.port" ]
+}
+stop_stub http "$HTTP_PID"
+[ -n "${HTTPS_PID:-}" ] && stop_stub https "$HTTPS_PID"
+
+left=0
+for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null && left=$((left + 1))
+done
+is "no stub left running" "$left" 0
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
