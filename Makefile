@@ -9,7 +9,8 @@ OBJS = \
 	src/http.o \
 	src/token.o \
 	src/upload.o \
-	src/queue.o
+	src/queue.o \
+	src/worker.o
 DATA = shopping_upload--1.0.sql
 PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 

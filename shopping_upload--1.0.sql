@@ -114,8 +114,9 @@ CREATE TABLE order_state (
 	version		bigint NOT NULL DEFAULT 1,
 	uploaded_version bigint,
 	attempts	integer NOT NULL DEFAULT 0,
-	next_attempt_at timestamptz DEFAULT now(),	/* NULL: nothing planned */
-	lease_until timestamptz,	/* while uploading: when the claim expires */
+	/* when the worker takes it next; while uploading, when the lease ends;
+	 * NULL: nothing planned (uploaded, rejected, dead) */
+	next_attempt_at timestamptz DEFAULT now(),
 	last_upload_time timestamptz,	/* upload_time of the last attempt */
 	last_errcode integer,
 	last_errmsg text,
@@ -125,6 +126,10 @@ CREATE TABLE order_state (
 );
 
 COMMENT ON TABLE order_state IS 'Upload state of every queued or uploaded order';
+
+/* the worker claims by next_attempt_at; terminal states are not indexed */
+CREATE INDEX order_state_due_idx ON order_state (next_attempt_at)
+	WHERE next_attempt_at IS NOT NULL;
 
 /* One row per attempt, sent or refused before sending. */
 CREATE TABLE audit (
@@ -194,6 +199,78 @@ LANGUAGE C VOLATILE STRICT;
 
 COMMENT ON FUNCTION token_cache() IS
 'The shared access token cache, without the tokens';
+
+/* Queueing: every write to the order tables queues the order (once per transaction). */
+CREATE FUNCTION queue_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'su_queue_trigger'
+LANGUAGE C;
+
+CREATE TRIGGER queue_order AFTER INSERT OR UPDATE ON orders
+	FOR EACH ROW EXECUTE FUNCTION queue_trigger();
+CREATE TRIGGER queue_order AFTER INSERT OR UPDATE OR DELETE ON sub_orders
+	FOR EACH ROW EXECUTE FUNCTION queue_trigger();
+CREATE TRIGGER queue_order AFTER INSERT OR UPDATE OR DELETE ON items
+	FOR EACH ROW EXECUTE FUNCTION queue_trigger();
+
+CREATE FUNCTION enqueue(order_id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'su_enqueue_sql'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION enqueue(bigint) IS
+'Queues an order for upload by the worker (whatever shopping_upload.auto_upload says)';
+
+CREATE FUNCTION requeue(order_id bigint DEFAULT NULL,
+	states text[] DEFAULT '{dead,rejected}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'su_requeue_sql'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION requeue(bigint, text[]) IS
+'Puts dead or rejected orders (or one of them) back in the queue; returns how many';
+
+/* One row per order: where it stands. */
+CREATE VIEW order_status AS
+SELECT o.order_id,
+	   coalesce(o.appid, current_setting('shopping_upload.appid', true)) AS appid,
+	   s.state,
+	   coalesce(s.attempts, 0) AS attempts,
+	   s.last_errcode,
+	   s.last_errmsg,
+	   s.next_attempt_at,
+	   s.version,
+	   s.uploaded_version,
+	   s.last_upload_time,
+	   s.queued_at,
+	   coalesce(s.updated_at, o.updated_at) AS updated_at
+  FROM orders o
+  LEFT JOIN order_state s USING (order_id);
+
+COMMENT ON VIEW order_status IS
+'Where every order stands; state is NULL for an order never queued';
+
+/* At a glance. */
+CREATE VIEW stats AS
+SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+	   count(*) FILTER (WHERE state = 'uploading') AS uploading,
+	   count(*) FILTER (WHERE state = 'uploaded') AS uploaded,
+	   count(*) FILTER (WHERE state = 'retrying') AS retrying,
+	   count(*) FILTER (WHERE state = 'held') AS held,
+	   count(*) FILTER (WHERE state = 'rejected') AS rejected,
+	   count(*) FILTER (WHERE state = 'dead') AS dead,
+	   (SELECT count(*) FROM audit a
+		 WHERE a.created_at > now() - interval '1 minute' AND a.errcode = 0)
+		 AS uploads_last_minute,
+	   (SELECT count(*) FROM audit a
+		 WHERE a.created_at > now() - interval '1 minute' AND a.errcode <> 0)
+		 AS failures_last_minute,
+	   now() - min(queued_at) FILTER (WHERE state IN ('pending', 'retrying', 'uploading'))
+		 AS oldest_pending_age
+  FROM order_state;
+
+COMMENT ON VIEW stats IS
+'Orders per state, uploads in the last minute, age of the oldest order waiting';
 
 /* Nothing is granted to PUBLIC: see README, "Privileges". */
 REVOKE ALL ON ALL TABLES IN SCHEMA shopping_upload FROM PUBLIC;

@@ -15,6 +15,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
 work=$(mktemp -d /tmp/shopping_upload-test.XXXXXX)
 chmod 755 "$work"
+chown "$PG_USER" "$work"
 cleanup() {
 	# stop whatever a suite left behind, then remove the folder
 	for d in "$work"/*_instance "$work"/tree/tmp_check/t_*_data/pgdata; do

@@ -17,6 +17,7 @@
 
 #include "catalog/pg_type.h"
 #include "payload.h"
+#include "queue.h"
 #include "shopping_upload.h"
 #include "token.h"
 #include "upload.h"
@@ -34,6 +35,8 @@ PG_FUNCTION_INFO_V1(su_import_order_sql);
 PG_FUNCTION_INFO_V1(su_upload_shopping_info_sql);
 PG_FUNCTION_INFO_V1(su_set_access_token_sql);
 PG_FUNCTION_INFO_V1(su_token_cache_sql);
+PG_FUNCTION_INFO_V1(su_enqueue_sql);
+PG_FUNCTION_INFO_V1(su_requeue_sql);
 
 static json_object *
 jsonb_to_json_c(Jsonb *jb)
@@ -248,4 +251,59 @@ su_token_cache_sql(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * enqueue(order_id bigint): queue an order by hand.
+ */
+Datum
+su_enqueue_sql(PG_FUNCTION_ARGS)
+{
+	int64		order_id = PG_GETARG_INT64(0);
+	bool		found;
+
+	SPI_connect();
+	found = su_queue_order(order_id);
+	SPI_finish();
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("order " INT64_FORMAT " does not exist", order_id),
+				 errhint("Orders are rows of shopping_upload.orders.")));
+	PG_RETURN_VOID();
+}
+
+/*
+ * requeue(order_id bigint DEFAULT NULL, states text[] DEFAULT '{dead,rejected}')
+ *		RETURNS bigint: puts dead or rejected orders back in the queue.
+ */
+Datum
+su_requeue_sql(PG_FUNCTION_ARGS)
+{
+	Oid			types[2] = {INT8OID, TEXTARRAYOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	uint64		n;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("states must not be NULL")));
+	values[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
+	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
+	values[1] = PG_GETARG_DATUM(1);
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE " SU_SCHEMA ".order_state"
+							  " SET state = 'pending', attempts = 0,"
+							  " next_attempt_at = now(), queued_at = now(),"
+							  " updated_at = now()"
+							  " WHERE state = ANY ($2)"
+							  " AND ($1 IS NULL OR order_id = $1)",
+							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not requeue orders");
+	n = SPI_processed;
+	SPI_finish();
+	if (n > 0)
+		su_queue_wake_at_commit();
+	PG_RETURN_INT64((int64) n);
 }

@@ -251,6 +251,7 @@ su_build_payload(int64 order_id, TimestampTz upload_time, char **appid)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	int			cur_sub = -1;
+	MemoryContext cxt = CurrentMemoryContext;	/* SPI calls leave it */
 
 	su_plan(&order_plan,
 			"SELECT order_number_type, transaction_id, mchid, out_trade_no,"
@@ -270,6 +271,7 @@ su_build_payload(int64 order_id, TimestampTz upload_time, char **appid)
 
 	if (SPI_execute_plan(order_plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	MemoryContextSwitchTo(cxt);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -306,6 +308,7 @@ su_build_payload(int64 order_id, TimestampTz upload_time, char **appid)
 	if (SPI_execute_plan(lines_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the sub-orders of order " INT64_FORMAT,
 			 order_id);
+	MemoryContextSwitchTo(cxt);
 	desc = SPI_tuptable->tupdesc;
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{

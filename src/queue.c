@@ -13,10 +13,16 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "queue.h"
@@ -136,10 +142,9 @@ su_queue_record(SuUpload *u)
 			  "UPDATE " SU_SCHEMA ".order_state SET"
 			  " state = CASE WHEN version = $2 THEN $3 ELSE state END,"
 			  " next_attempt_at = CASE WHEN version = $2 THEN $4 ELSE next_attempt_at END,"
-			  " lease_until = CASE WHEN version = $2 THEN NULL ELSE lease_until END,"
 			  " uploaded_version = CASE WHEN $5 THEN greatest(uploaded_version, $2)"
 			  "  ELSE uploaded_version END,"
-			  " last_errcode = $6, last_errmsg = $7, last_audit_id = $8,"
+			  " last_errcode = $6, last_errmsg = $7, last_audit_id = nullif($8, 0),"
 			  " updated_at = now()"
 			  " WHERE order_id = $1",
 			  8, types);
@@ -158,4 +163,246 @@ su_queue_record(SuUpload *u)
 	if (SPI_execute_plan(record_plan, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record the outcome of order " INT64_FORMAT,
 			 u->order_id);
+}
+
+/* ---------------------------------------------------------------------
+ * Queueing: the trigger on the order tables and enqueue()
+ * ---------------------------------------------------------------------
+ */
+
+/* orders queued by the current transaction, so each is queued once */
+static HTAB *queued = NULL;
+static bool queued_any = false;
+static SPIPlanPtr queue_plan = NULL;
+
+static void
+queue_xact_callback(XactEvent event, void *arg)
+{
+	(void) arg;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (queued_any)
+				su_wake_worker();
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			queued = NULL;		/* lived in TopTransactionContext */
+			queued_any = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	(void) mySubid;
+	(void) parentSubid;
+	(void) arg;
+	/* what a rolled back subtransaction queued is gone: forget all of it */
+	if (event == SUBXACT_EVENT_ABORT_SUB && queued != NULL)
+	{
+		hash_destroy(queued);
+		queued = NULL;
+	}
+}
+
+void
+su_queue_init(void)
+{
+	RegisterXactCallback(queue_xact_callback, NULL);
+	RegisterSubXactCallback(queue_subxact_callback, NULL);
+}
+
+void
+su_queue_wake_at_commit(void)
+{
+	queued_any = true;
+}
+
+bool
+su_queue_order(int64 order_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+
+	keep_plan(&queue_plan,
+			  "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
+			  " SELECT order_id FROM " SU_SCHEMA ".orders WHERE order_id = $1"
+			  " ON CONFLICT (order_id) DO UPDATE SET state = 'pending',"
+			  " version = s.version + 1, attempts = 0,"
+			  " next_attempt_at = now(), queued_at = now(), updated_at = now()",
+			  1, types);
+	if (SPI_execute_plan(queue_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not queue order " INT64_FORMAT, order_id);
+	if (SPI_processed > 0)
+		queued_any = true;
+	return SPI_processed > 0;
+}
+
+/* queues order_id unless this transaction did already */
+static void
+queue_once(int64 order_id)
+{
+	bool		found;
+
+	if (queued == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(int64);
+		ctl.hcxt = TopTransactionContext;
+		queued = hash_create("shopping_upload queued orders", 64, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	hash_search(queued, &order_id, HASH_ENTER, &found);
+	if (found)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	su_queue_order(order_id);
+	SPI_finish();
+}
+
+static void
+queue_tuple(TriggerData *td, HeapTuple tuple)
+{
+	int			attnum;
+	bool		isnull;
+	Datum		d;
+
+	if (tuple == NULL)
+		return;
+	attnum = SPI_fnumber(td->tg_relation->rd_att, "order_id");
+	if (attnum <= 0)
+		elog(ERROR, "table \"%s\" has no order_id column",
+			 RelationGetRelationName(td->tg_relation));
+	d = heap_getattr(tuple, attnum, td->tg_relation->rd_att, &isnull);
+	if (!isnull)
+		queue_once(DatumGetInt64(d));
+}
+
+/*
+ * AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW on orders, sub_orders
+ * and items: queue the order whose row changed, once per transaction.
+ */
+PG_FUNCTION_INFO_V1(su_queue_trigger);
+Datum
+su_queue_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("queue_trigger() must be called as a row trigger")));
+	if (!su_auto_upload)
+		return PointerGetDatum(NULL);
+
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		queue_tuple(td, td->tg_trigtuple);
+	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		queue_tuple(td, td->tg_newtuple);
+		queue_tuple(td, td->tg_trigtuple);	/* moved to another order */
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		queue_tuple(td, td->tg_trigtuple);
+	return PointerGetDatum(NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * The worker's side: claim, recover, trim
+ * ---------------------------------------------------------------------
+ */
+
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr due_plan = NULL;
+static SPIPlanPtr trim_plan = NULL;
+
+int
+su_queue_claim(int max, SuClaim *out)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		args[2] = {Int32GetDatum(max), Int32GetDatum(su_lease_s)};
+	bool		isnull;
+
+	keep_plan(&claim_plan,
+			  "WITH due AS (SELECT order_id FROM " SU_SCHEMA ".order_state"
+			  "  WHERE next_attempt_at <= now()"
+			  "  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+			  " UPDATE " SU_SCHEMA ".order_state s SET state = 'uploading',"
+			  " next_attempt_at = now() + make_interval(secs => $2),"
+			  " attempts = s.attempts + 1,"
+			  " last_upload_time = greatest(date_trunc('milliseconds', clock_timestamp()),"
+			  "  s.last_upload_time + interval '1 millisecond'),"
+			  " updated_at = now()"
+			  " FROM due WHERE s.order_id = due.order_id"
+			  " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
+			  2, types);
+	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim orders");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		out[i].order_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		out[i].version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		out[i].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+	return (int) SPI_processed;
+}
+
+TimestampTz
+su_queue_next_due(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	keep_plan(&due_plan,
+			  "SELECT min(next_attempt_at) FROM " SU_SCHEMA ".order_state",
+			  0, NULL);
+	if (SPI_execute_plan(due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the queue");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+void
+su_queue_recover(void)
+{
+	if (SPI_execute("UPDATE " SU_SCHEMA ".order_state SET next_attempt_at = now()"
+					" WHERE state = 'uploading'", false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not recover the orders of a previous worker");
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("shopping_upload worker: %llu orders left uploading by a previous worker are due again",
+						(unsigned long long) SPI_processed)));
+}
+
+int
+su_audit_trim(int limit)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		args[2] = {Int32GetDatum(su_audit_retention_s), Int32GetDatum(limit)};
+
+	if (su_audit_retention_s <= 0)
+		return 0;
+	keep_plan(&trim_plan,
+			  "DELETE FROM " SU_SCHEMA ".audit WHERE audit_id IN"
+			  " (SELECT audit_id FROM " SU_SCHEMA ".audit"
+			  "  WHERE created_at < now() - make_interval(secs => $1)"
+			  "  ORDER BY created_at LIMIT $2)",
+			  2, types);
+	if (SPI_execute_plan(trim_plan, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete old audit rows");
+	return (int) SPI_processed;
 }

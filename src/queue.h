@@ -27,4 +27,37 @@ extern void su_queue_record(SuUpload *u);
 extern const char *su_queue_next_state(SuUpload *u, TimestampTz now,
 									   TimestampTz *next_attempt_at);
 
+/* A claimed order, as the worker gets it. */
+typedef struct SuClaim
+{
+	int64		order_id;
+	int64		version;
+	int			attempt;
+	TimestampTz upload_time;
+} SuClaim;
+
+/*
+ * Claims up to max due orders (SPI connected, in the claim transaction):
+ * state uploading, leased for shopping_upload.lease.  Returns the count.
+ */
+extern int	su_queue_claim(int max, SuClaim *out);
+
+/* Earliest next_attempt_at of any order, or 0 if none is planned. */
+extern TimestampTz su_queue_next_due(void);
+
+/* At worker start: orders left uploading by a dead worker are due now. */
+extern void su_queue_recover(void);
+
+/* Deletes up to limit audit rows older than the retention; returns the count. */
+extern int	su_audit_trim(int limit);
+
+/* Sets up the transaction callbacks of the queueing trigger. */
+extern void su_queue_init(void);
+
+/* Wakes the worker when the current transaction commits. */
+extern void su_queue_wake_at_commit(void);
+
+/* Queues an order (SPI connected); false if it does not exist. */
+extern bool su_queue_order(int64 order_id);
+
 #endif							/* SU_QUEUE_H */

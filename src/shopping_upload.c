@@ -8,14 +8,20 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
+#include "queue.h"
 #include "shopping_upload.h"
 #include "token.h"
 
@@ -32,9 +38,17 @@ int			su_max_attempts = 10;
 int			su_retry_base_ms = 1000;
 int			su_retry_max_ms = 600000;
 int			su_config_retry_s = 600;
+char	   *su_database_name = NULL;
+int			su_max_inflight = 64;
+int			su_lease_s = 60;
+int			su_max_rate = 0;
+int			su_audit_retention_s = 30 * 86400;
+
+SuShared   *su_shared = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
 
 const char *
 su_api_base(void)
@@ -80,7 +94,7 @@ su_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(su_token_shmem_size());
+	RequestAddinShmemSpace(add_size(sizeof(SuShared), su_token_shmem_size()));
 	RequestNamedLWLockTranche("shopping_upload", 1);
 }
 
@@ -97,7 +111,40 @@ su_shmem_startup(void)
 	if (!found)
 		memset(slots, 0, su_token_shmem_size());
 	su_token_shmem_init(slots, &(GetNamedLWLockTranche("shopping_upload"))->lock);
+	su_shared = ShmemInitStruct("shopping_upload state", sizeof(SuShared), &found);
+	if (!found)
+	{
+		memset(su_shared, 0, sizeof(SuShared));
+		SpinLockInit(&su_shared->mutex);
+	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * DROP DATABASE of the worker's database would wait for the worker, then
+ * fail: ask the worker to leave first, and the launcher to let it be.
+ */
+static void
+su_process_utility(PlannedStmt *pstmt, const char *queryString,
+				   bool readOnlyTree, ProcessUtilityContext context,
+				   ParamListInfo params, QueryEnvironment *queryEnv,
+				   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (su_shared && IsA(parsetree, DropdbStmt) &&
+		strcmp(((DropdbStmt *) parsetree)->dbname, su_database_name) == 0)
+	{
+		su_shared->drop_requested_at = GetCurrentTimestamp();
+		if (su_shared->worker_pid > 0)
+			kill(su_shared->worker_pid, SIGTERM);
+	}
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
 }
 
 static void
@@ -168,6 +215,36 @@ define_settings(void)
 							&su_config_retry_s, 600, 1, 86400 * 7,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("shopping_upload.database_name",
+							   "Database whose orders the background worker uploads.",
+							   NULL,
+							   &su_database_name, "postgres", PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.max_inflight",
+							"Most requests the worker has in flight at once.",
+							NULL,
+							&su_max_inflight, 64, 1, 1024,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.lease",
+							"How long a claimed order is the worker's before it is claimed again.",
+							"Must exceed shopping_upload.timeout: a lease that runs out "
+							"(a crash mid-send) makes the order claimable again.",
+							&su_lease_s, 60, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.max_rate",
+							"Most upload requests per second per appid; 0: no cap.",
+							NULL,
+							&su_max_rate, 0, 0, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.audit_retention",
+							"Age after which the worker deletes audit rows; 0 keeps them.",
+							NULL,
+							&su_audit_retention_s, 30 * 86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
 }
 
 void
@@ -175,9 +252,14 @@ _PG_init(void)
 {
 	define_settings();
 	MarkGUCPrefixReserved("shopping_upload");
+	su_queue_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = su_process_utility;
+	su_register_launcher();
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = su_shmem_request;

@@ -10,6 +10,23 @@
 
 #define SU_SCHEMA "shopping_upload"
 
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+/* State shared by backends, the launcher and the worker (shared memory). */
+typedef struct SuShared
+{
+	slock_t		mutex;			/* protects worker_latch and worker_pid */
+	Latch	   *worker_latch;	/* set to wake the worker; NULL if none */
+	pid_t		worker_pid;
+	pid_t		launcher_pid;
+	TimestampTz drop_requested_at;	/* DROP DATABASE of our database */
+} SuShared;
+
+/* NULL unless loaded by shared_preload_libraries */
+extern SuShared *su_shared;
+
 /* settings (src/shopping_upload.c) */
 extern char *su_appid;
 extern char *su_secret;
@@ -22,10 +39,19 @@ extern int	su_max_attempts;
 extern int	su_retry_base_ms;
 extern int	su_retry_max_ms;
 extern int	su_config_retry_s;
+extern char *su_database_name;
+extern int	su_max_inflight;
+extern int	su_lease_s;
+extern int	su_max_rate;
+extern int	su_audit_retention_s;
 
 /* api_base_url without a trailing slash */
 extern const char *su_api_base(void);
 
 extern void _PG_init(void);
+
+/* worker.c */
+extern void su_register_launcher(void);
+extern void su_wake_worker(void);
 
 #endif							/* SHOPPING_UPLOAD_H */

@@ -197,6 +197,7 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 	bool		isnull;
+	MemoryContext cxt = CurrentMemoryContext;	/* SPI calls leave it */
 
 	memset(creds, 0, sizeof(SuCredentials));
 	creds->appid = pstrdup(appid);
@@ -211,6 +212,7 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 	args[0] = su_text_datum(appid);
 	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read shopping_upload.accounts");
+	MemoryContextSwitchTo(cxt);
 	if (SPI_processed == 1)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
