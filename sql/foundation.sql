@@ -105,6 +105,8 @@ SELECT errcode, field FROM shopping_upload.validate_order(:empty);
 SELECT count(*) AS orders_before FROM shopping_upload.orders \gset
 SELECT shopping_upload.import_order('[1, 2]');
 SELECT shopping_upload.import_order('"order"');
+SELECT shopping_upload.import_order('42');
+SELECT shopping_upload.import_order('null');
 SELECT shopping_upload.import_order('{"order_key": []}');
 SELECT shopping_upload.import_order('{"order_key": {"order_number_type": "three"}}');
 SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 1.5}}');

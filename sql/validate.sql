@@ -87,7 +87,10 @@ SELECT "case", errcode, field, errmsg
   FROM base, LATERAL (VALUES
     (1, 'payload is an array',       '[]'::jsonb),
     (2, 'payload is an array of one object', jsonb_build_array(p)),
-    (3, 'payload is a string',       '"{}"'::jsonb)
+    (3, 'payload is a string',       '"{}"'::jsonb),
+    (4, 'payload is a number',       '42'::jsonb),
+    (5, 'payload is a boolean',      'true'::jsonb),
+    (6, 'payload is null',           'null'::jsonb)
   ) AS c(n, label, q), pg_temp.check(c.label, c.q) AS t
  ORDER BY c.n, t.k;
 
@@ -137,6 +140,9 @@ SELECT "case", errcode, field
     (5,  'order_number_type 3',                     jsonb_set(p, '{order_key,order_number_type}', '3')),
     (6,  'order_number_type -1',                    jsonb_set(p, '{order_key,order_number_type}', '-1')),
     -- an unknown type requires none of the key's members
+    -- any value outside the enum, whatever its JSON type, is "not 1/2"
+    (20, 'order_number_type true',                  jsonb_set(p, '{order_key,order_number_type}', 'true')),
+    (21, 'order_number_type 1.0',                   jsonb_set(p, '{order_key,order_number_type}', '1.0')),
     (7,  'order_number_type 3, key members empty',  jsonb_set(p, '{order_key}', '{"order_number_type": 3, "mchid": "", "out_trade_no": ""}')),
     -- type 1: mchid and out_trade_no
     (8,  'type 1, mchid missing',                   p #- '{order_key,mchid}'),
@@ -217,6 +223,9 @@ SELECT "case", errcode, field
     (9,  'logistics_type 4',           jsonb_set(p, '{logistics_type}', '4')),
     (10, 'logistics_type 0',           jsonb_set(p, '{logistics_type}', '0')),
     (11, 'logistics_type 5',           jsonb_set(p, '{logistics_type}', '5')),
+    -- any value outside the enum, whatever its JSON type, is "not 1-4"
+    (15, 'logistics_type true',        jsonb_set(p, '{logistics_type}', 'true')),
+    (16, 'logistics_type 2.0',         jsonb_set(p, '{logistics_type}', '2.0')),
     (12, 'upload_time missing',        p - 'upload_time'),
     (13, 'upload_time empty',          jsonb_set(p, '{upload_time}', '""')),
     (14, 'upload_time not RFC 3339',   jsonb_set(p, '{upload_time}', '"2022/05/20 13:29"'))

@@ -62,7 +62,8 @@ su_json_parse(const char *text, size_t len)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-	obj = json_tokener_parse_ex(tok, text, (int) len);
+	/* with the terminating NUL, so that a bare number at the end parses */
+	obj = json_tokener_parse_ex(tok, text, (int) len + 1);
 	jerr = json_tokener_get_error(tok);
 	if (obj != NULL && jerr == json_tokener_success &&
 		json_tokener_get_parse_end(tok) < len)

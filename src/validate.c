@@ -133,7 +133,7 @@ static const EnumDef link_type_enum = {
 
 static const EnumDef logistics_type_enum = {
 	1, 4, {{"LOCATION_BASED_LOGISTICS", 2}, {NULL, 0}},
-	WX_ERR_LOGISTICS_TYPE, WX_ERR_PARAM,
+	WX_ERR_LOGISTICS_TYPE, WX_ERR_LOGISTICS_TYPE,
 	"1, 2, 3, 4 or \"LOCATION_BASED_LOGISTICS\""
 };
 

@@ -832,12 +832,12 @@ static const Case cases[] = {
 	{"logistics_type an object",
 		.patches = {{"logistics_type", "{}"}},
 		.expect = {
-			{PARAM, "logistics_type",
+			{268485193, "logistics_type",
 				"logistics_type must be 1, 2, "
 				"3, 4 or \"LOCATION_BASED_LOGISTICS\", got an object"}}},
 	{"logistics_type 2.0",
 		.patches = {{"logistics_type", "2.0"}},
-		.expect = {{PARAM, "logistics_type", NULL}}},
+		.expect = {{268485193, "logistics_type", NULL}}},
 
 	/* upload_time */
 	{"upload_time missing",
