@@ -17,6 +17,8 @@ PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 REGRESS = foundation validate
 REGRESS_OPTS = --load-extension=shopping_upload
 TAP_TESTS = 1
+ISOLATION = claim
+ISOLATION_OPTS = --load-extension=shopping_upload
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PKG_CONFIG ?= pkg-config

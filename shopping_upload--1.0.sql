@@ -230,6 +230,15 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION requeue(bigint, text[]) IS
 'Puts dead or rejected orders (or one of them) back in the queue; returns how many';
 
+CREATE FUNCTION claim(max integer)
+RETURNS TABLE (order_id bigint, version bigint, attempt integer,
+	upload_time timestamptz)
+AS 'MODULE_PATHNAME', 'su_claim_sql'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION claim(integer) IS
+'Claims up to max due orders as the worker does (state uploading, leased); for tests and external senders';
+
 /* One row per order: where it stands. */
 CREATE VIEW order_status AS
 SELECT o.order_id,

@@ -37,6 +37,7 @@ PG_FUNCTION_INFO_V1(su_set_access_token_sql);
 PG_FUNCTION_INFO_V1(su_token_cache_sql);
 PG_FUNCTION_INFO_V1(su_enqueue_sql);
 PG_FUNCTION_INFO_V1(su_requeue_sql);
+PG_FUNCTION_INFO_V1(su_claim_sql);
 
 static json_object *
 jsonb_to_json_c(Jsonb *jb)
@@ -306,4 +307,39 @@ su_requeue_sql(PG_FUNCTION_ARGS)
 	if (n > 0)
 		su_queue_wake_at_commit();
 	PG_RETURN_INT64((int64) n);
+}
+
+/*
+ * claim(max integer) RETURNS TABLE (order_id, version, attempt, upload_time):
+ * the worker's claim, callable from SQL.
+ */
+Datum
+su_claim_sql(PG_FUNCTION_ARGS)
+{
+	int32		max = PG_GETARG_INT32(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	SuClaim    *claims;
+	int			n;
+
+	if (max < 1 || max > 10000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max must be between 1 and 10000")));
+	InitMaterializedSRF(fcinfo, 0);
+	claims = palloc(sizeof(SuClaim) * max);
+	SPI_connect();
+	n = su_queue_claim(max, claims);
+	SPI_finish();
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = Int64GetDatum(claims[i].order_id);
+		values[1] = Int64GetDatum(claims[i].version);
+		values[2] = Int32GetDatum(claims[i].attempt);
+		values[3] = TimestampTzGetDatum(claims[i].upload_time);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
 }

@@ -637,6 +637,8 @@ su_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			next_trim = 0;		/* a new retention applies at once */
+			claim_wanted = true;
 		}
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);

@@ -1,0 +1,310 @@
+# The background worker: queueing, retries, errcodes, crashes, signals.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use SuStub;
+
+my $dir = PostgreSQL::Test::Utils::tempdir();
+my $stub = SuStub->start(dir => $dir);
+my $stub2 = SuStub->start(dir => $dir, name => 'stub2');
+
+my $node = SuStub::node(conf => <<"EOC");
+shopping_upload.api_base_url = '${\ $stub->url}'
+shopping_upload.appid = 'wxtestappid'
+shopping_upload.secret = 'testsecret'
+shopping_upload.retry_base_delay = '50ms'
+shopping_upload.retry_max_delay = '200ms'
+shopping_upload.timeout = '5s'
+shopping_upload.lease = '30s'
+EOC
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+sub wait_for
+{
+	my ($query, $expected, $name) = @_;
+	ok($node->poll_query_until('postgres', $query, $expected), $name);
+}
+sub worker_pid
+{
+	return sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'");
+}
+my $n = 0;
+sub order_json
+{
+	my (%o) = @_;
+	return SuStub::order_json(out_trade_no => sprintf('W%011d', ++$n), %o);
+}
+sub import_sql { my $j = order_json(@_); return "shopping_upload.import_order('$j')"; }
+sub import_order { return sql('SELECT ' . import_sql(@_)); }
+sub state_of { return sql("SELECT state FROM shopping_upload.order_status WHERE order_id = $_[0]"); }
+sub reload
+{
+	my ($setting, $value) = @_;
+	sql("ALTER SYSTEM SET $setting = '$value'");
+	$node->reload;
+}
+
+# --- the worker runs, and shows itself
+wait_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'shopping_upload%'",
+	'2', 'the launcher and the worker run');
+ok(worker_pid() =~ /^\d+$/, 'the worker shows in pg_stat_activity as "shopping_upload worker"');
+
+# --- orders written are uploaded with no further call
+my $id = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded',
+	'an imported order is uploaded by the worker');
+is(scalar @{ $stub->requests('/user-order/orders') }, 1, 'one request reached the stand-in');
+is(sql("SELECT via || ' ' || errcode FROM shopping_upload.audit WHERE order_id = $id"),
+	'worker 0', 'the worker audited it');
+
+# orders written by hand, several rows in one transaction: one job
+sql("BEGIN;
+	INSERT INTO shopping_upload.orders (order_id, order_number_type, transaction_id, openid)
+		VALUES (5000, 2, '4200005000', 'o-1');
+	INSERT INTO shopping_upload.sub_orders VALUES (5000, 0, 'm-5000', 'URL', 'https://shop.example.com/o/5000', NULL, NULL);
+	INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, merchant_item_id, name, unit_price, quantity, image_url, link_type, link_url)
+		SELECT 5000, 0, g, 'i-' || g, 'Tea ' || g, 100, 1, '{https://img.example.com/t.png}', 'URL', 'https://shop.example.com/i/1'
+		FROM generate_series(0, 4) g;
+	COMMIT;");
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = 5000", 'uploaded',
+	'an order written with plain INSERTs is uploaded');
+is(sql("SELECT version FROM shopping_upload.order_state WHERE order_id = 5000"), '1',
+	'seven rows written in one transaction make one job (version 1)');
+
+# a change to an uploaded order queues it again, with a later upload_time
+sql("UPDATE shopping_upload.items SET quantity = 2 WHERE order_id = 5000");
+wait_for("SELECT state || ' ' || version || ' ' || uploaded_version FROM shopping_upload.order_state WHERE order_id = 5000",
+	'uploaded 2 2', 'a changed order is uploaded again');
+is(sql("SELECT count(*) FROM shopping_upload.audit WHERE order_id = 5000 AND errcode = 0"), '2',
+	'two accepted uploads of it');
+is(sql("SELECT max(upload_time::timestamptz) > min(upload_time::timestamptz) FROM shopping_upload.audit WHERE order_id = 5000"),
+	't', 'the second with a later upload_time');
+
+# --- a rolled back transaction queues nothing
+$stub->reset;
+sql("BEGIN; SELECT " . import_sql() . "; ROLLBACK;");
+sql("BEGIN; SELECT " . import_sql() . "; SAVEPOINT a; SELECT " . import_sql() . "; ROLLBACK TO a; COMMIT;");
+wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploaded'", '0',
+	'what was committed is uploaded');
+is(scalar @{ $stub->requests('/user-order/orders') }, 1, 'and only that: rolled back orders are not sent');
+
+# --- auto_upload off queues nothing; enqueue() queues by hand
+my $quiet = sql("SET shopping_upload.auto_upload = off; SELECT " . import_sql());
+is(state_of($quiet), '', 'with auto_upload off the order is not queued');
+sql("SELECT shopping_upload.enqueue($quiet)");
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $quiet", 'uploaded',
+	'enqueue() queues it by hand');
+my ($rc, $out, $err) = $node->psql('postgres', 'SELECT shopping_upload.enqueue(987654)');
+like($err, qr/order 987654 does not exist/, 'enqueue() of an unknown order says so');
+
+# --- transient faults are retried until accepted, every attempt audited
+$stub->reset;
+$stub->fault(kind => 'errcode:-1', count => 2);
+$stub->fault(kind => 'http500', count => 1);
+$stub->fault(kind => 'notjson', count => 1);
+$id = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded',
+	'an order is retried through -1, HTTP 500 and a body that is not JSON');
+is(sql("SELECT string_agg(errcode::text || ':' || coalesce(http_status::text, '-'), ' ' ORDER BY audit_id)
+		FROM shopping_upload.audit WHERE order_id = $id"),
+	'-1:200 -1:200 -1:500 -1:200 0:200', 'each attempt is audited');
+
+# --- data errors are rejected without retry; requeue() puts them back
+$stub->reset;
+$stub->fault(kind => 'errcode:268485216', count => 1);
+$id = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'rejected',
+	'a data errcode from WeChat rejects the order');
+my $bad = sql(q{SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 1, "mchid": "1230000109", "out_trade_no": "INVALID0001"}}')});
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $bad", 'rejected',
+	'an order that fails validation is rejected');
+is(sql("SELECT last_errcode FROM shopping_upload.order_status WHERE order_id = $bad"), '268485191',
+	'with the validator\'s errcode, visible in order_status');
+sql("SELECT pg_sleep(0.5)");
+is(sql("SELECT count(*) FROM shopping_upload.audit WHERE order_id IN ($id, $bad)"), '2',
+	'rejected orders are not retried');
+is(scalar @{ $stub->requests('/user-order/orders') }, 1, 'and the invalid one was never sent');
+is(sql("SELECT shopping_upload.requeue($id)"), '1', 'requeue() takes a rejected order back');
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded',
+	'and it is uploaded');
+
+# --- giving up: dead after max_attempts; requeue() revives
+reload('shopping_upload.max_attempts', '3');
+$stub->reset;
+$stub->fault(kind => 'errcode:-1', count => 0);
+$id = import_order();
+wait_for("SELECT state || ' ' || attempts FROM shopping_upload.order_status WHERE order_id = $id", 'dead 3',
+	'an order failing max_attempts times is dead');
+$stub->clear_faults;
+sql("DELETE FROM shopping_upload.orders WHERE order_id = $bad");
+is(sql("SELECT shopping_upload.requeue()"), '1', 'requeue() of all dead and rejected orders');
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded',
+	'the dead order is uploaded after requeue()');
+reload('shopping_upload.max_attempts', '10');
+
+# --- the token expiring mid-run is survived
+$stub->reset;
+my @ids = map { import_order() } 1 .. 5;
+$stub->fault(kind => 'expire_tokens');
+push @ids, map { import_order() } 1 .. 5;
+my $list = join ',', @ids;
+wait_for("SELECT count(*) FROM shopping_upload.order_status WHERE order_id IN ($list) AND state = 'uploaded'",
+	'10', 'orders queued around a token expiry are all uploaded');
+
+# --- the minute quota waits; the daily quota holds the appid
+$stub->reset;
+$stub->fault(kind => 'errcode:45011', count => 1);
+$id = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'retrying',
+	'45011: the order waits');
+ok(sql("SELECT next_attempt_at > now() + interval '50 seconds' FROM shopping_upload.order_status WHERE order_id = $id") eq 't',
+	'45011: at least a minute');
+sql("UPDATE shopping_upload.order_state SET next_attempt_at = now() WHERE order_id = $id");
+sql("SELECT shopping_upload.enqueue($id)");
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded',
+	'and is uploaded when it is due');
+
+my $logpos = -s $node->logfile;
+$stub->reset;
+$stub->fault(kind => 'errcode:45009', count => 1);
+$id = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'held',
+	'45009: the order is held');
+is(sql("SELECT next_attempt_at = date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai' + interval '1 day') AT TIME ZONE 'Asia/Shanghai'
+		FROM shopping_upload.order_status WHERE order_id = $id"), 't', 'until the next midnight, Beijing time');
+my $id2 = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id2", 'held',
+	'other orders of the appid are held too');
+is(scalar @{ $stub->requests('/user-order/orders') }, 1, 'without being sent');
+ok($node->wait_for_log(qr/uploads for appid "wxtestappid" are held until/, $logpos),
+	'a warning says so in the log');
+my $log = slurp_file($node->logfile, $logpos);
+my @warnings = ($log =~ /are held until/g);
+is(scalar @warnings, 1, 'once');
+
+# a permission error holds the appid for config_retry_interval
+sql("UPDATE shopping_upload.order_state SET next_attempt_at = now() WHERE state = 'held'");
+sql("SELECT pg_terminate_backend(" . worker_pid() . ")");   # forget the hold
+wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploaded'", '0',
+	'held orders are uploaded once the hold is over');
+$stub->reset;
+$stub->fault(kind => 'errcode:48001', count => 1);
+$id = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'held',
+	'48001: the order is held');
+ok(sql("SELECT next_attempt_at > now() + interval '9 minutes' FROM shopping_upload.order_status WHERE order_id = $id") eq 't',
+	'for config_retry_interval');
+sql("UPDATE shopping_upload.order_state SET next_attempt_at = now() WHERE state = 'held'");
+sql("SELECT pg_terminate_backend(" . worker_pid() . ")");
+wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploaded'", '0',
+	'and uploaded after it');
+
+# --- SIGHUP: a new api_base_url is followed
+reload('shopping_upload.api_base_url', $stub2->url);
+$stub->reset;
+$id = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded',
+	'an order is uploaded after the reload');
+is(scalar @{ $stub2->requests('/user-order/orders') }, 1, 'to the new api_base_url');
+is(scalar @{ $stub->requests('/user-order/orders') }, 0, 'not the old one');
+reload('shopping_upload.api_base_url', $stub->url);
+
+# --- per-appid rate cap
+reload('shopping_upload.max_rate', '10');
+$stub->reset;
+sql("SELECT " . join(', ', map { import_sql() } 1 .. 30));
+wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploaded'", '0',
+	'a burst of 30 orders is uploaded under max_rate');
+my @t = sort { $a <=> $b } map { $_->{time} } @{ $stub->requests('/user-order/orders') };
+my $worst = 0;
+for my $i (0 .. $#t)
+{
+	my $c = grep { $_ >= $t[$i] && $_ < $t[$i] + 1 } @t;
+	$worst = $c if $c > $worst;
+}
+ok($worst <= 21, "at most max_rate a second plus a burst of max_rate (worst second: $worst)");
+reload('shopping_upload.max_rate', '0');
+
+# --- kill -9 of the worker mid-run: nothing is lost
+$stub->reset;
+$stub->fault(kind => 'delay', delay_ms => 300, count => 0);
+sql("SELECT " . join(', ', map { import_sql() } 1 .. 40));
+$node->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM shopping_upload.order_state WHERE state = 'uploading'");
+kill 'KILL', worker_pid();
+$stub->clear_faults;
+wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploaded'", '0',
+	'after kill -9 of the worker, every order is uploaded');
+
+# --- immediate shutdown and restart: nothing is lost
+$stub->fault(kind => 'delay', delay_ms => 300, count => 0);
+sql("SELECT " . join(', ', map { import_sql() } 1 .. 40));
+$node->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM shopping_upload.order_state WHERE state = 'uploading'");
+$node->stop('immediate');
+$stub->clear_faults;
+$node->start;
+wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploaded'", '0',
+	'after an immediate shutdown and restart, every order is uploaded');
+is(sql("SELECT count(*) FROM shopping_upload.orders o WHERE NOT EXISTS
+		(SELECT FROM shopping_upload.audit a WHERE a.order_id = o.order_id AND a.errcode = 0)"),
+	'0', 'every order has an accepted upload in the audit');
+
+# --- SIGTERM during a slow request ends the worker promptly
+$stub->fault(kind => 'delay', delay_ms => 60000, count => 0);
+reload('shopping_upload.timeout', '120s');
+$id = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploading',
+	'a slow request is in flight');
+my $pid = worker_pid();
+kill 'TERM', $pid;
+wait_for("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid", '0',
+	'SIGTERM ends the worker in the middle of a request');
+$stub->clear_faults;
+reload('shopping_upload.timeout', '5s');
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded',
+	'the launcher starts a new worker, which uploads the order');
+
+# --- the statistics view
+is(sql("SELECT pending + uploading + retrying + held + rejected + dead = 0 AND uploaded > 100
+		AND uploads_last_minute > 0 AND oldest_pending_age IS NULL FROM shopping_upload.stats"),
+	't', 'stats: everything uploaded');
+
+# --- audit retention: old rows go in small batches
+sql("UPDATE shopping_upload.audit SET created_at = now() - interval '2 days' WHERE audit_id % 2 = 0");
+my $old = sql("SELECT count(*) FROM shopping_upload.audit WHERE created_at < now() - interval '1 day'");
+reload('shopping_upload.audit_retention', '1d');
+wait_for("SELECT count(*) FROM shopping_upload.audit WHERE created_at < now() - interval '1 day'", '0',
+	"the worker deletes the $old audit rows older than audit_retention");
+ok(sql("SELECT count(*) FROM shopping_upload.audit") > 0, 'and keeps the others');
+
+# --- DROP EXTENSION and DROP DATABASE do not hang
+sql("DROP EXTENSION shopping_upload");
+pass('DROP EXTENSION with the worker running returns');
+sql("CREATE EXTENSION shopping_upload");
+$id = import_order();
+wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded',
+	'after CREATE EXTENSION the worker uploads again');
+
+my $node2 = SuStub::node(name => 'shop', conf => <<"EOC");
+shopping_upload.database_name = 'shop'
+shopping_upload.api_base_url = '${\ $stub->url}'
+EOC
+my $logpos2 = -s $node2->logfile;
+ok($node2->wait_for_log(qr/database "shop" does not exist; waiting for it/, 0),
+	'the launcher waits quietly for a missing database');
+$node2->safe_psql('postgres', 'CREATE DATABASE shop');
+$node2->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' AND datname = 'shop'")
+  or die 'no worker in shop';
+pass('the worker starts once the database exists');
+($rc, $out, $err) = $node2->psql('postgres', 'DROP DATABASE shop', timeout => 60);
+is($rc, 0, 'DROP DATABASE of the worker\'s database succeeds') or diag $err;
+$node2->stop;
+
+done_testing();
