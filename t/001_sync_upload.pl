@@ -18,7 +18,9 @@ my $stub = SuStub->start(dir => $dir,
 my $tls = SuStub->start(dir => $dir, tls => 1, ca => $ca,
 	accounts => 'wxtestappid:testsecret');
 
+# no worker here: this test is about the synchronous path alone
 my $node = SuStub::node(conf => <<"EOC");
+shopping_upload.database_name = 'no_worker_here'
 shopping_upload.api_base_url = '${\ $stub->url}'
 shopping_upload.appid = 'wxtestappid'
 shopping_upload.secret = 'testsecret'
