@@ -120,7 +120,6 @@ CREATE TABLE order_state (
 	last_upload_time timestamptz,	/* upload_time of the last attempt */
 	last_errcode integer,
 	last_errmsg text,
-	last_audit_id bigint,
 	queued_at	timestamptz NOT NULL DEFAULT now(),
 	updated_at	timestamptz NOT NULL DEFAULT now()
 );

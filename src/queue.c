@@ -19,6 +19,7 @@
 #include "commands/trigger.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -129,40 +130,67 @@ su_queue_next_state(SuUpload *u, TimestampTz now, TimestampTz *next)
 }
 
 void
-su_queue_record(SuUpload *u)
+su_queue_record(SuUpload **us, int n)
 {
-	Oid			types[8] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, BOOLOID,
-	INT4OID, TEXTOID, INT8OID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	TimestampTz next;
-	const char *state = su_queue_next_state(u, GetCurrentTimestamp(), &next);
+	Oid			types[7] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	Datum		args[7];
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *versions = palloc(sizeof(Datum) * n);
+	Datum	   *states = palloc(sizeof(Datum) * n);
+	Datum	   *nexts = palloc(sizeof(Datum) * n);
+	bool	   *next_nulls = palloc0(sizeof(bool) * n);
+	Datum	   *oks = palloc(sizeof(Datum) * n);
+	Datum	   *codes = palloc(sizeof(Datum) * n);
+	Datum	   *msgs = palloc(sizeof(Datum) * n);
+	bool	   *msg_nulls = palloc0(sizeof(bool) * n);
+	TimestampTz now = GetCurrentTimestamp();
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
 
+	if (n == 0)
+		return;
 	keep_plan(&record_plan,
-			  "UPDATE " SU_SCHEMA ".order_state SET"
-			  " state = CASE WHEN version = $2 THEN $3 ELSE state END,"
-			  " next_attempt_at = CASE WHEN version = $2 THEN $4 ELSE next_attempt_at END,"
-			  " uploaded_version = CASE WHEN $5 THEN greatest(uploaded_version, $2)"
-			  "  ELSE uploaded_version END,"
-			  " last_errcode = $6, last_errmsg = $7, last_audit_id = nullif($8, 0),"
-			  " updated_at = now()"
-			  " WHERE order_id = $1",
-			  8, types);
-	values[0] = Int64GetDatum(u->order_id);
-	values[1] = Int64GetDatum(u->version);
-	values[2] = CStringGetTextDatum(state);
-	values[3] = TimestampTzGetDatum(next);
-	if (next == 0)
-		nulls[3] = 'n';
-	values[4] = BoolGetDatum(u->cls == SU_CLASS_OK);
-	values[5] = Int32GetDatum(u->errcode);
-	values[6] = u->errmsg ? CStringGetTextDatum(u->errmsg) : (Datum) 0;
-	if (u->errmsg == NULL)
-		nulls[6] = 'n';
-	values[7] = Int64GetDatum(u->audit_id);
-	if (SPI_execute_plan(record_plan, values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record the outcome of order " INT64_FORMAT,
-			 u->order_id);
+			  "UPDATE " SU_SCHEMA ".order_state s SET"
+			  " state = CASE WHEN s.version = u.version THEN u.state ELSE s.state END,"
+			  " next_attempt_at = CASE WHEN s.version = u.version THEN u.next"
+			  "  ELSE s.next_attempt_at END,"
+			  " uploaded_version = CASE WHEN u.ok THEN greatest(s.uploaded_version, u.version)"
+			  "  ELSE s.uploaded_version END,"
+			  " last_errcode = u.errcode, last_errmsg = u.errmsg, updated_at = now()"
+			  " FROM unnest($1, $2, $3, $4, $5, $6, $7)"
+			  "  AS u(order_id, version, state, next, ok, errcode, errmsg)"
+			  " WHERE s.order_id = u.order_id",
+			  7, types);
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+		TimestampTz next;
+
+		ids[i] = Int64GetDatum(u->order_id);
+		versions[i] = Int64GetDatum(u->version);
+		states[i] = CStringGetTextDatum(su_queue_next_state(u, now, &next));
+		nexts[i] = TimestampTzGetDatum(next);
+		next_nulls[i] = (next == 0);
+		oks[i] = BoolGetDatum(u->cls == SU_CLASS_OK);
+		codes[i] = Int32GetDatum(u->errcode);
+		if (u->errmsg)
+			msgs[i] = CStringGetTextDatum(u->errmsg);
+		else
+			msg_nulls[i] = true;
+	}
+	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(versions, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(states, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_md_array(nexts, next_nulls, 1, dims, lbs,
+												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+												 TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_array(oks, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	args[5] = PointerGetDatum(construct_array(codes, n, INT4OID, 4, true, TYPALIGN_INT));
+	args[6] = PointerGetDatum(construct_md_array(msgs, msg_nulls, 1, dims, lbs,
+												 TEXTOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the outcome of %d uploads", n);
 }
 
 /* ---------------------------------------------------------------------

@@ -20,8 +20,8 @@
  */
 extern TimestampTz su_queue_begin(int64 order_id, int64 *version, int *attempt);
 
-/* Records an attempt's outcome: the order's next state (SPI connected). */
-extern void su_queue_record(SuUpload *u);
+/* Records the outcomes of n attempts: the orders' next states (SPI connected). */
+extern void su_queue_record(SuUpload **us, int n);
 
 /* When an order whose attempt ended so goes next, and in which state. */
 extern const char *su_queue_next_state(SuUpload *u, TimestampTz now,

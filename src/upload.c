@@ -16,6 +16,8 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "payload.h"
@@ -175,60 +177,91 @@ su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
 		u->cls = SU_CLASS_CONFIG;	/* a secret or an appid is wrong */
 }
 
+/* a one-dimensional array of n Datums of type elemtype */
+static Datum
+make_array(Datum *values, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		byval;
+	char		align;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &byval, &align);
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs,
+											  elemtype, typlen, byval, align));
+}
+
+#define AUDIT_COLS 12
+
 void
-su_audit_insert(SuUpload *u)
+su_audit_insert(SuUpload **us, int n)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[12] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
-		JSONBOID, BOOLOID, INT4OID, INT4OID, TEXTOID, TEXTOID,
-	FLOAT8OID};
-	Datum		values[12];
-	char		nulls[12];
+	static const Oid elemtypes[AUDIT_COLS] = {INT8OID, INT4OID, TEXTOID, TEXTOID,
+		TEXTOID, JSONBOID, BOOLOID, INT4OID, INT4OID, TEXTOID, TEXTOID, FLOAT8OID};
+	Oid			types[AUDIT_COLS] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID, BOOLARRAYOID, INT4ARRAYOID,
+	INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID};
+	Datum	   *v[AUDIT_COLS];
+	bool	   *nul[AUDIT_COLS];
+	Datum		args[AUDIT_COLS];
 	bool		isnull;
 
+	if (n == 0)
+		return;
 	if (plan == NULL)
 	{
 		plan = SPI_prepare("INSERT INTO " SU_SCHEMA ".audit (order_id, attempt,"
 						   " via, appid, upload_time, request, sent, http_status,"
 						   " errcode, errmsg, transport_error, duration_ms)"
-						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-						   " $11, $12) RETURNING audit_id",
-						   12, types);
+						   " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8,"
+						   " $9, $10, $11, $12) RETURNING audit_id",
+						   AUDIT_COLS, types);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare the audit insert");
 	}
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(u->order_id);
-	values[1] = Int32GetDatum(u->attempt);
-	values[2] = su_text_datum(u->via);
-#define OPT_TEXT(i, s) \
-	do { if (s) values[i] = su_text_datum(s); else nulls[i] = 'n'; } while (0)
-	OPT_TEXT(3, u->appid);
-	OPT_TEXT(4, u->upload_time);
-	values[5] = (Datum) 0;
-	nulls[5] = 'n';
-	if (u->body)
+	for (int c = 0; c < AUDIT_COLS; c++)
 	{
-		values[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum(u->body));
-		nulls[5] = ' ';
+		v[c] = palloc(sizeof(Datum) * n);
+		nul[c] = palloc0(sizeof(bool) * n);
 	}
-	values[6] = BoolGetDatum(u->sent);
-	values[7] = Int32GetDatum((int32) u->http_status);
-	if (!u->sent || u->http_status == 0)
-		nulls[7] = 'n';
-	values[8] = Int32GetDatum(u->errcode);
-	OPT_TEXT(9, u->errmsg);
-	OPT_TEXT(10, u->transport_error);
-	values[11] = Float8GetDatum(u->duration_ms);
-	if (!u->sent)
-		nulls[11] = 'n';
-#undef OPT_TEXT
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
 
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not write the audit row of order " INT64_FORMAT,
-			 u->order_id);
-	u->audit_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
+#define TEXT_OR_NULL(c, s) \
+	do { if (s) v[c][i] = su_text_datum(s); else nul[c][i] = true; } while (0)
+		v[0][i] = Int64GetDatum(u->order_id);
+		v[1][i] = Int32GetDatum(u->attempt);
+		v[2][i] = su_text_datum(u->via);
+		TEXT_OR_NULL(3, u->appid);
+		TEXT_OR_NULL(4, u->upload_time);
+		if (u->body)
+			v[5][i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(u->body));
+		else
+			nul[5][i] = true;
+		v[6][i] = BoolGetDatum(u->sent);
+		v[7][i] = Int32GetDatum((int32) u->http_status);
+		nul[7][i] = !u->sent || u->http_status == 0;
+		v[8][i] = Int32GetDatum(u->errcode);
+		TEXT_OR_NULL(9, u->errmsg);
+		TEXT_OR_NULL(10, u->transport_error);
+		v[11][i] = Float8GetDatum(u->duration_ms);
+		nul[11][i] = !u->sent;
+#undef TEXT_OR_NULL
+	}
+	for (int c = 0; c < AUDIT_COLS; c++)
+		args[c] = make_array(v[c], nul[c], n, elemtypes[c]);
+
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != (uint64) n)
+		elog(ERROR, "could not write %d audit rows", n);
+	/* INSERT ... SELECT returns its rows in the order they were inserted */
+	for (int i = 0; i < n; i++)
+		us[i]->audit_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 1,
+													  &isnull));
 }
 
 /*
@@ -247,8 +280,8 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	upload_time = su_queue_begin(order_id, &u->version, &u->attempt);
 	if (!su_upload_prepare(u, order_id, upload_time))
 	{
-		su_audit_insert(u);
-		su_queue_record(u);
+		su_audit_insert(&u, 1);
+		su_queue_record(&u, 1);
 		return;
 	}
 
@@ -266,15 +299,15 @@ su_upload_sync(int64 order_id, SuUpload *u)
 		if (!su_token_get(&creds, &tok))
 		{
 			su_upload_token_failed(u, tok.errcode, tok.errmsg);
-			su_audit_insert(u);
+			su_audit_insert(&u, 1);
 			break;
 		}
 		su_upload_request(u, tok.token);
 		su_http_perform(&u->req);
 		su_upload_conclude(u);
-		su_audit_insert(u);
+		su_audit_insert(&u, 1);
 		if (u->cls != SU_CLASS_REFRESH_TOKEN)
 			break;
 	}
-	su_queue_record(u);
+	su_queue_record(&u, 1);
 }

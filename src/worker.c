@@ -399,9 +399,11 @@ claim(int max, TimestampTz *next_due)
 {
 	SuClaim    *claims = palloc(sizeof(SuClaim) * max);
 	dlist_head	batch;
+	dlist_head	refused;
 	int			n;
 
 	dlist_init(&batch);
+	dlist_init(&refused);
 	begin_txn("claiming orders");
 	n = su_queue_claim(max, claims);
 	for (int i = 0; i < n; i++)
@@ -415,12 +417,9 @@ claim(int max, TimestampTz *next_due)
 			dlist_push_tail(&batch, &f->node);
 		else
 		{
-			su_audit_insert(&f->u);
-			su_queue_record(&f->u);
+			/* refused before sending: recorded with the answers */
 			maybe_hold(&f->u);
-			MemoryContextSwitchTo(old);
-			free_flight(f);
-			continue;
+			dlist_push_tail(&refused, &f->node);
 		}
 		MemoryContextSwitchTo(old);
 	}
@@ -434,6 +433,8 @@ claim(int max, TimestampTz *next_due)
 		dlist_push_tail(&ready, dlist_pop_head_node(&batch));
 		n_ready++;
 	}
+	while (!dlist_is_empty(&refused))
+		dlist_push_tail(&done, dlist_pop_head_node(&refused));
 	pfree(claims);
 	return n;
 }
@@ -442,19 +443,33 @@ claim(int max, TimestampTz *next_due)
 static void
 record_done(void)
 {
-	begin_txn("recording uploads");
-	while (!dlist_is_empty(&done))
-	{
-		Flight	   *f = dlist_container(Flight, node, dlist_pop_head_node(&done));
-		MemoryContext old = MemoryContextSwitchTo(f->cxt);
+	dlist_iter	iter;
+	SuUpload  **all;
+	SuUpload  **attempted;
+	int			n = 0;
+	int			n_attempted = 0;
 
+	dlist_foreach(iter, &done)
+		n++;
+	all = palloc(sizeof(SuUpload *) * n);
+	attempted = palloc(sizeof(SuUpload *) * n);
+	n = 0;
+	dlist_foreach(iter, &done)
+	{
+		Flight	   *f = dlist_container(Flight, node, iter.cur);
+
+		all[n++] = &f->u;
 		if (f->attempted)
-			su_audit_insert(&f->u);
-		su_queue_record(&f->u);
-		MemoryContextSwitchTo(old);
-		free_flight(f);
+			attempted[n_attempted++] = &f->u;
 	}
+
+	begin_txn("recording uploads");
+	su_audit_insert(attempted, n_attempted);
+	su_queue_record(all, n);
 	commit_txn();
+
+	while (!dlist_is_empty(&done))
+		free_flight(dlist_container(Flight, node, dlist_pop_head_node(&done)));
 }
 
 /* a token for the appid, fetching one (with its credentials) if needed */
