@@ -14,7 +14,7 @@ OBJS = \
 DATA = shopping_upload--1.0.sql
 PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 
-REGRESS = foundation validate
+REGRESS = foundation validate queue
 REGRESS_OPTS = --load-extension=shopping_upload
 TAP_TESTS = 1
 ISOLATION = claim

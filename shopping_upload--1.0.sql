@@ -104,10 +104,12 @@ COMMENT ON FUNCTION validate_order(bigint) IS
 /*
  * Where every order stands.  One row per order, created when it is first
  * queued or uploaded.  version grows with every change of the order; an
- * attempt's outcome is recorded against the version it sent.
+ * attempt's outcome is recorded against the version it sent.  No foreign
+ * key: a key check would lock the order row in every writing transaction;
+ * the queueing trigger deletes the row with its order (and on TRUNCATE).
  */
 CREATE TABLE order_state (
-	order_id	bigint PRIMARY KEY REFERENCES orders ON DELETE CASCADE,
+	order_id	bigint PRIMARY KEY,
 	state		text NOT NULL DEFAULT 'pending'
 		CHECK (state IN ('pending', 'uploading', 'uploaded', 'retrying',
 						 'rejected', 'dead', 'held')),
@@ -199,14 +201,20 @@ LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION token_cache() IS
 'The shared access token cache, without the tokens';
 
-/* Queueing: every write to the order tables queues the order (once per transaction). */
+/*
+ * Queueing: every write to the order tables queues the order (once per
+ * transaction).  It runs as the extension's owner, so that writers need no
+ * privilege on order_state; its queries name every object with its schema.
+ */
 CREATE FUNCTION queue_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'su_queue_trigger'
-LANGUAGE C;
+LANGUAGE C SECURITY DEFINER;
 
-CREATE TRIGGER queue_order AFTER INSERT OR UPDATE ON orders
+CREATE TRIGGER queue_order AFTER INSERT OR UPDATE OR DELETE ON orders
 	FOR EACH ROW EXECUTE FUNCTION queue_trigger();
+CREATE TRIGGER forget_orders AFTER TRUNCATE ON orders
+	FOR EACH STATEMENT EXECUTE FUNCTION queue_trigger();
 CREATE TRIGGER queue_order AFTER INSERT OR UPDATE OR DELETE ON sub_orders
 	FOR EACH ROW EXECUTE FUNCTION queue_trigger();
 CREATE TRIGGER queue_order AFTER INSERT OR UPDATE OR DELETE ON items

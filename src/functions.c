@@ -103,7 +103,7 @@ su_validate_order_sql(PG_FUNCTION_ARGS)
 	char	   *appid;
 
 	SPI_connect();
-	payload = su_build_payload(order_id, GetCurrentTimestamp(), &appid);
+	payload = su_build_payload(order_id, GetCurrentTimestamp(), &appid, false);
 	validate_into(fcinfo, payload, appid);
 	SPI_finish();
 	return (Datum) 0;
@@ -122,7 +122,7 @@ su_build_payload_sql(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	SPI_connect();
-	payload = su_build_payload(order_id, GetCurrentTimestamp(), NULL);
+	payload = su_build_payload(order_id, GetCurrentTimestamp(), NULL, false);
 	MemoryContextSwitchTo(caller);
 	text = su_json_text(payload, NULL);
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));

@@ -239,7 +239,8 @@ build_image_urls(HeapTuple tup, TupleDesc desc, int col)
 }
 
 json_object *
-su_build_payload(int64 order_id, TimestampTz upload_time, char **appid)
+su_build_payload(int64 order_id, TimestampTz upload_time, char **appid,
+				 bool missing_ok)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
@@ -273,6 +274,8 @@ su_build_payload(int64 order_id, TimestampTz upload_time, char **appid)
 	if (SPI_execute_plan(order_plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
 	MemoryContextSwitchTo(cxt);
+	if (SPI_processed == 0 && missing_ok)
+		return NULL;
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

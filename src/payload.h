@@ -37,12 +37,12 @@ extern char *su_format_upload_time(TimestampTz t);
 /*
  * Builds the payload of an order as a tracked json-c object.  SPI must be
  * connected.  *appid is set to the order's merchant appid (NULL when the
- * order has none and shopping_upload.appid is not set either).  Raises an
- * error naming the order when it does not exist.
+ * order has none and shopping_upload.appid is not set either).  When the
+ * order does not exist: NULL with missing_ok, else an error naming it.
  */
 extern struct json_object *su_build_payload(int64 order_id,
 											TimestampTz upload_time,
-											char **appid);
+											char **appid, bool missing_ok);
 
 /* Stores an API-shaped payload; returns its order_id.  SPI must be connected. */
 extern int64 su_import_order(struct json_object *payload, const char *appid);

@@ -277,7 +277,7 @@ su_queue_order(int64 order_id)
 static void
 queue_once(int64 order_id)
 {
-	bool		found;
+	bool		queued_now;
 
 	if (queued == NULL)
 	{
@@ -289,47 +289,106 @@ queue_once(int64 order_id)
 		queued = hash_create("shopping_upload queued orders", 64, &ctl,
 							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	hash_search(queued, &order_id, HASH_ENTER, &found);
-	if (found)
+	if (hash_search(queued, &order_id, HASH_FIND, NULL) != NULL)
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	su_queue_order(order_id);
+	queued_now = su_queue_order(order_id);
 	SPI_finish();
+	/* an order being deleted is not queued: a later insert must queue it */
+	if (queued_now)
+		hash_search(queued, &order_id, HASH_ENTER, NULL);
+}
+
+void
+su_queue_forget(int64 order_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+
+	keep_plan(&plan,
+			  "DELETE FROM " SU_SCHEMA ".order_state WHERE order_id = $1",
+			  1, types);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the state of order " INT64_FORMAT, order_id);
+}
+
+/* an order is gone: so is its state (and this transaction may queue it anew) */
+static void
+forget_order(int64 order_id)
+{
+	if (queued != NULL)
+		hash_search(queued, &order_id, HASH_REMOVE, NULL);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	su_queue_forget(order_id);
+	SPI_finish();
+}
+
+static int64
+tuple_order_id(TriggerData *td, HeapTuple tuple, bool *isnull)
+{
+	int			attnum = SPI_fnumber(td->tg_relation->rd_att, "order_id");
+
+	if (attnum <= 0)
+		elog(ERROR, "table \"%s\" has no order_id column",
+			 RelationGetRelationName(td->tg_relation));
+	return DatumGetInt64(heap_getattr(tuple, attnum, td->tg_relation->rd_att,
+									  isnull));
 }
 
 static void
 queue_tuple(TriggerData *td, HeapTuple tuple)
 {
-	int			attnum;
 	bool		isnull;
-	Datum		d;
+	int64		order_id = tuple_order_id(td, tuple, &isnull);
 
-	if (tuple == NULL)
-		return;
-	attnum = SPI_fnumber(td->tg_relation->rd_att, "order_id");
-	if (attnum <= 0)
-		elog(ERROR, "table \"%s\" has no order_id column",
-			 RelationGetRelationName(td->tg_relation));
-	d = heap_getattr(tuple, attnum, td->tg_relation->rd_att, &isnull);
 	if (!isnull)
-		queue_once(DatumGetInt64(d));
+		queue_once(order_id);
 }
 
 /*
  * AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW on orders, sub_orders
- * and items: queue the order whose row changed, once per transaction.
+ * and items: queue the order whose row changed, once per transaction.  A
+ * deleted order takes its state along; AFTER TRUNCATE on orders, all of it.
  */
 PG_FUNCTION_INFO_V1(su_queue_trigger);
 Datum
 su_queue_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
+	bool		is_orders;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("queue_trigger() must be called as a row trigger")));
+				 errmsg("queue_trigger() must be called as a trigger")));
+	is_orders = strcmp(RelationGetRelationName(td->tg_relation), "orders") == 0;
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute("DELETE FROM " SU_SCHEMA ".order_state", false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete the states of truncated orders");
+		SPI_finish();
+		if (queued != NULL)
+		{
+			hash_destroy(queued);
+			queued = NULL;
+		}
+		return PointerGetDatum(NULL);
+	}
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) && is_orders)
+	{
+		bool		isnull;
+		int64		order_id = tuple_order_id(td, td->tg_trigtuple, &isnull);
+
+		if (!isnull)
+			forget_order(order_id);
+		return PointerGetDatum(NULL);
+	}
 	if (!su_auto_upload)
 		return PointerGetDatum(NULL);
 

@@ -54,6 +54,9 @@ extern int	su_audit_trim(int limit);
 /* Sets up the transaction callbacks of the queueing trigger. */
 extern void su_queue_init(void);
 
+/* Deletes the state of an order that no longer exists (SPI connected). */
+extern void su_queue_forget(int64 order_id);
+
 /* Wakes the worker when the current transaction commits. */
 extern void su_queue_wake_at_commit(void);
 

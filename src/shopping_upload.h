@@ -20,6 +20,7 @@ typedef struct SuShared
 	slock_t		mutex;			/* protects worker_latch and worker_pid */
 	Latch	   *worker_latch;	/* set to wake the worker; NULL if none */
 	pid_t		worker_pid;
+	Oid			worker_dboid;	/* the database the worker serves */
 	pid_t		launcher_pid;
 	TimestampTz drop_requested_at;	/* DROP DATABASE of our database */
 } SuShared;

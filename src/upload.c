@@ -60,7 +60,12 @@ su_upload_prepare(SuUpload *u, int64 order_id, TimestampTz upload_time)
 	u->order_id = order_id;
 	u->sent = false;
 	u->cls = SU_CLASS_OK;
-	payload = su_build_payload(order_id, upload_time, &u->appid);
+	payload = su_build_payload(order_id, upload_time, &u->appid, true);
+	if (payload == NULL)
+	{
+		u->gone = true;
+		return false;
+	}
 	u->upload_time = su_format_upload_time(upload_time);
 	u->body = su_json_text(payload, &u->body_len);
 
@@ -274,11 +279,17 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	TimestampTz upload_time;
 	SuCredentials creds;
 	SuTokenResult tok;
+	bool		prepared;
 
 	memset(u, 0, sizeof(SuUpload));
 	u->via = "sql";
 	upload_time = su_queue_begin(order_id, &u->version, &u->attempt);
-	if (!su_upload_prepare(u, order_id, upload_time))
+	prepared = su_upload_prepare(u, order_id, upload_time);
+	if (!prepared && u->gone)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("order " INT64_FORMAT " does not exist", order_id)));
+	if (!prepared)
 	{
 		su_audit_insert(&u, 1);
 		su_queue_record(&u, 1);

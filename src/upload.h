@@ -26,6 +26,7 @@ typedef struct SuUpload
 	char	   *body;			/* the payload's wire form */
 	size_t		body_len;
 	bool		sent;			/* false: refused before any request */
+	bool		gone;			/* the order no longer exists */
 	char	   *token;			/* the access token used; never logged */
 	SuHttpRequest req;
 
@@ -42,7 +43,8 @@ typedef struct SuUpload
 
 /*
  * Builds and validates an order's payload (SPI connected).  Returns false,
- * with errcode/errmsg/field set and nothing to send, when it breaks a rule.
+ * with errcode/errmsg/field set and nothing to send, when it breaks a rule,
+ * or with gone set when the order does not exist (any more).
  */
 extern bool su_upload_prepare(SuUpload *u, int64 order_id, TimestampTz upload_time);
 

@@ -71,7 +71,7 @@ su_wake_worker(void)
 	if (su_shared == NULL)
 		return;
 	SpinLockAcquire(&su_shared->mutex);
-	if (su_shared->worker_latch)
+	if (su_shared->worker_latch && su_shared->worker_dboid == MyDatabaseId)
 		SetLatch(su_shared->worker_latch);
 	SpinLockRelease(&su_shared->mutex);
 }
@@ -85,6 +85,7 @@ publish_worker(int code, Datum arg)
 	SpinLockAcquire(&su_shared->mutex);
 	su_shared->worker_latch = on ? MyLatch : NULL;
 	su_shared->worker_pid = on ? MyProcPid : 0;
+	su_shared->worker_dboid = on ? MyDatabaseId : InvalidOid;
 	SpinLockRelease(&su_shared->mutex);
 }
 
@@ -405,6 +406,13 @@ claim(int max, TimestampTz *next_due)
 	dlist_init(&batch);
 	dlist_init(&refused);
 	begin_txn("claiming orders");
+
+	/*
+	 * A claim lost in a crash costs nothing (the order is due again), so its
+	 * commit need not wait for the WAL flush.  The record transaction's does.
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	n = su_queue_claim(max, claims);
 	for (int i = 0; i < n; i++)
 	{
@@ -415,6 +423,14 @@ claim(int max, TimestampTz *next_due)
 		f->u.attempt = claims[i].attempt;
 		if (su_upload_prepare(&f->u, claims[i].order_id, claims[i].upload_time))
 			dlist_push_tail(&batch, &f->node);
+		else if (f->u.gone)
+		{
+			/* deleted behind the triggers' back (replica role): forget it */
+			su_queue_forget(claims[i].order_id);
+			MemoryContextSwitchTo(old);
+			free_flight(f);
+			continue;
+		}
 		else
 		{
 			/* refused before sending: recorded with the answers */

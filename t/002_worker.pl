@@ -77,6 +77,20 @@ wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = 5000",
 is(sql("SELECT version FROM shopping_upload.order_state WHERE order_id = 5000"), '1',
 	'seven rows written in one transaction make one job (version 1)');
 
+# a role with privileges on the order tables only: its orders are queued too
+sql("CREATE ROLE clerk LOGIN;
+	GRANT USAGE ON SCHEMA shopping_upload TO clerk;
+	GRANT SELECT, INSERT, UPDATE, DELETE ON shopping_upload.orders,
+		shopping_upload.sub_orders, shopping_upload.items TO clerk;");
+$node->safe_psql('postgres', "INSERT INTO shopping_upload.orders (order_id, order_number_type, transaction_id, openid)
+	VALUES (6000, 2, '4200006000', 'o-clerk')", extra_params => [ '-U', 'clerk' ]);
+wait_for("SELECT state || ' ' || last_errcode FROM shopping_upload.order_status WHERE order_id = 6000",
+	'rejected 268485191', 'an order written by a role without rights on the queue is queued (and refused: no order_list)');
+$node->safe_psql('postgres', 'DELETE FROM shopping_upload.orders WHERE order_id = 6000',
+	extra_params => [ '-U', 'clerk' ]);
+is(sql("SELECT count(*) FROM shopping_upload.order_state WHERE order_id = 6000"), '0',
+	'deleting an order deletes its state');
+
 # a change to an uploaded order queues it again, with a later upload_time
 sql("UPDATE shopping_upload.items SET quantity = 2 WHERE order_id = 5000");
 wait_for("SELECT state || ' ' || version || ' ' || uploaded_version FROM shopping_upload.order_state WHERE order_id = 5000",
