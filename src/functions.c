@@ -118,14 +118,12 @@ su_build_payload_sql(PG_FUNCTION_ARGS)
 	int64		order_id = PG_GETARG_INT64(0);
 	MemoryContext caller = CurrentMemoryContext;
 	json_object *payload;
-	char	   *text;
 	Datum		result;
 
 	SPI_connect();
 	payload = su_build_payload(order_id, GetCurrentTimestamp(), NULL, false);
 	MemoryContextSwitchTo(caller);
-	text = su_json_text(payload, NULL);
-	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+	result = su_json_to_jsonb(payload);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
@@ -264,7 +262,7 @@ su_enqueue_sql(PG_FUNCTION_ARGS)
 	bool		found;
 
 	SPI_connect();
-	found = su_queue_order(order_id);
+	found = su_queue_order(order_id, false);
 	SPI_finish();
 	if (!found)
 		ereport(ERROR,

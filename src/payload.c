@@ -22,7 +22,9 @@
 #include "utils/array.h"
 #include "utils/datetime.h"
 #include "utils/lsyscache.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 
 #include "payload.h"
 #include "shopping_upload.h"
@@ -95,6 +97,75 @@ su_json_text(json_object *obj, size_t *len)
 	return pnstrdup(s, n);
 }
 
+/* utils/builtins.h (fmgrprotos.h) cannot be included next to json-c */
+extern Datum float8_numeric(PG_FUNCTION_ARGS);
+extern Datum jsonb_in(PG_FUNCTION_ARGS);
+
+static JsonbValue *
+push_json(JsonbParseState **state, json_object *v, JsonbIteratorToken token)
+{
+	JsonbValue	jv;
+
+	switch (json_object_get_type(v))
+	{
+		case json_type_object:
+			pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+			{
+				json_object_iter it;
+
+				json_object_object_foreachC(v, it)
+				{
+					jv.type = jbvString;
+					jv.val.string.val = it.key;
+					jv.val.string.len = strlen(it.key);
+					pushJsonbValue(state, WJB_KEY, &jv);
+					push_json(state, it.val, WJB_VALUE);
+				}
+			}
+			return pushJsonbValue(state, WJB_END_OBJECT, NULL);
+		case json_type_array:
+			pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
+			for (size_t i = 0; i < json_object_array_length(v); i++)
+				push_json(state, json_object_array_get_idx(v, i), WJB_ELEM);
+			return pushJsonbValue(state, WJB_END_ARRAY, NULL);
+		case json_type_string:
+			jv.type = jbvString;
+			jv.val.string.val = (char *) json_object_get_string(v);
+			jv.val.string.len = json_object_get_string_len(v);
+			break;
+		case json_type_int:
+			jv.type = jbvNumeric;
+			jv.val.numeric = int64_to_numeric(json_object_get_int64(v));
+			break;
+		case json_type_double:
+			jv.type = jbvNumeric;
+			jv.val.numeric = DatumGetNumeric(DirectFunctionCall1(float8_numeric,
+																 Float8GetDatum(json_object_get_double(v))));
+			break;
+		case json_type_boolean:
+			jv.type = jbvBool;
+			jv.val.boolean = json_object_get_boolean(v);
+			break;
+		default:
+			jv.type = jbvNull;
+			break;
+	}
+	return pushJsonbValue(state, token, &jv);
+}
+
+Datum
+su_json_to_jsonb(json_object *obj)
+{
+	JsonbParseState *state = NULL;
+
+	/* a document is an object or an array; anything else goes through text */
+	if (!json_object_is_type(obj, json_type_object) &&
+		!json_object_is_type(obj, json_type_array))
+		return DirectFunctionCall1(jsonb_in,
+								   CStringGetDatum(su_json_text(obj, NULL)));
+	return PointerGetDatum(JsonbValueToJsonb(push_json(&state, obj, WJB_DONE)));
+}
+
 char *
 su_format_upload_time(TimestampTz t)
 {
@@ -120,11 +191,12 @@ su_format_upload_time(TimestampTz t)
  */
 
 static SPIPlanPtr
-su_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+su_plan_opts(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes,
+			 int cursor_options)
 {
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s",
@@ -134,6 +206,12 @@ su_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+static SPIPlanPtr
+su_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	return su_plan_opts(cache, sql, nargs, argtypes, 0);
 }
 
 static char *
@@ -238,120 +316,203 @@ build_image_urls(HeapTuple tup, TupleDesc desc, int col)
 	return arr;
 }
 
+/* the orders to build, sorted by order_id, with their place in the caller's arrays */
+typedef struct BuildSlot
+{
+	int64		order_id;
+	int			pos;
+	int			sub_no;			/* the sub-order being filled, or -1 */
+	json_object *items;			/* its item_list */
+} BuildSlot;
+
+static int
+slot_cmp(const void *a, const void *b)
+{
+	int64		x = ((const BuildSlot *) a)->order_id;
+	int64		y = ((const BuildSlot *) b)->order_id;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* the slot of order_id, moving forward from *k (results come sorted) */
+static BuildSlot *
+find_slot(BuildSlot *slots, int n, int *k, int64 order_id)
+{
+	while (*k < n && slots[*k].order_id < order_id)
+		(*k)++;
+	return (*k < n && slots[*k].order_id == order_id) ? &slots[*k] : NULL;
+}
+
+/* the order's row: order_key, an empty order_list, payer, logistics_type, upload_time */
+static json_object *
+build_order(HeapTuple tup, TupleDesc desc, TimestampTz upload_time, char **appid)
+{
+	json_object *root = json_object_new_object();
+	json_object *key = json_object_new_object();
+	json_object *payer = json_object_new_object();
+
+	su_json_track(root);
+	add_int_col(key, "order_number_type", tup, desc, 2);
+	add_string(key, "transaction_id", su_col_text(tup, desc, 3), true);
+	add_string(key, "mchid", su_col_text(tup, desc, 4), true);
+	add_string(key, "out_trade_no", su_col_text(tup, desc, 5), true);
+	json_object_object_add(root, "order_key", key);
+	json_object_object_add(root, "order_list", json_object_new_array());
+	add_string(payer, "openid", su_col_text(tup, desc, 6), false);
+	json_object_object_add(root, "payer", payer);
+	add_int_col(root, "logistics_type", tup, desc, 7);
+	add_string(root, "upload_time", su_format_upload_time(upload_time), false);
+
+	*appid = su_col_text(tup, desc, 8);
+	if (*appid == NULL && su_appid != NULL && su_appid[0] != '\0')
+		*appid = pstrdup(su_appid);
+	return root;
+}
+
+/* one row of the sub-orders x items join, added to the order's order_list */
+static void
+build_line(json_object *root, BuildSlot *slot, HeapTuple tup, TupleDesc desc)
+{
+	json_object *item;
+	json_object *link;
+	bool		isnull;
+	int			sub_no = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+
+	/* a new sub-order when its number changes (rows come sorted) */
+	if (slot->items == NULL || sub_no != slot->sub_no)
+	{
+		json_object *sub = json_object_new_object();
+
+		add_string(sub, "merchant_order_no", su_col_text(tup, desc, 3), false);
+		if ((link = build_link(tup, desc, 4)) != NULL)
+			json_object_object_add(sub, "order_detail_jump_link", link);
+		slot->items = json_object_new_array();
+		slot->sub_no = sub_no;
+		json_object_object_add(sub, "item_list", slot->items);
+		json_object_array_add(json_object_object_get(root, "order_list"), sub);
+	}
+	SPI_getbinval(tup, desc, 18, &isnull);
+	if (isnull)
+		return;					/* a sub-order without items */
+
+	item = json_object_new_object();
+	add_string(item, "merchant_item_id", su_col_text(tup, desc, 8), false);
+	add_string(item, "name", su_col_text(tup, desc, 9), false);
+	add_string(item, "description", su_col_text(tup, desc, 10), true);
+	add_int_col(item, "unit_price", tup, desc, 11);
+	add_int_col(item, "quantity", tup, desc, 12);
+	json_object_object_add(item, "image_url", build_image_urls(tup, desc, 13));
+	if ((link = build_link(tup, desc, 14)) != NULL)
+		json_object_object_add(item, "item_detail_jump_link", link);
+	json_object_array_add(slot->items, item);
+}
+
+void
+su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times,
+				  MemoryContext *cxts, json_object **out, char **appids)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		args[1];
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	BuildSlot  *slots = palloc(sizeof(BuildSlot) * n);
+	MemoryContext caller = CurrentMemoryContext;	/* SPI calls leave it */
+	SPITupleTable *tt;
+	int			k = 0;
+
+	/*
+	 * One index lookup per order, whatever the statistics say: "= ANY ($1)"
+	 * is planned as a scan of a large part of the tables until they have been
+	 * analyzed; the OFFSET 0 fences keep the lookups apart, so that the plan
+	 * stays good as the tables grow, and can be kept.
+	 */
+	su_plan_opts(&order_plan,
+				 "SELECT o.order_id, o.order_number_type, o.transaction_id,"
+				 " o.mchid, o.out_trade_no, o.openid, o.logistics_type, o.appid"
+				 " FROM unnest($1) AS k(order_id), LATERAL"
+				 " (SELECT * FROM " SU_SCHEMA ".orders o"
+				 "  WHERE o.order_id = k.order_id OFFSET 0) o"
+				 " ORDER BY k.order_id",
+				 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	su_plan_opts(&lines_plan,
+			"SELECT k.order_id, l.* FROM unnest($1) AS k(order_id), LATERAL"
+			" (SELECT s.sub_order_no, s.merchant_order_no,"
+			"  s.link_type, s.link_url, s.link_appid, s.link_path,"
+			"  i.merchant_item_id, i.name, i.description, i.unit_price,"
+			"  i.quantity, i.image_url,"
+			"  i.link_type, i.link_url, i.link_appid, i.link_path, i.item_no"
+			"  FROM " SU_SCHEMA ".sub_orders s"
+			"  LEFT JOIN " SU_SCHEMA ".items i USING (order_id, sub_order_no)"
+			"  WHERE s.order_id = k.order_id OFFSET 0) l"
+			" ORDER BY k.order_id, l.sub_order_no, l.item_no",
+			1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+	MemoryContextSwitchTo(caller);
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = Int64GetDatum(order_ids[i]);
+		slots[i].order_id = order_ids[i];
+		slots[i].pos = i;
+		slots[i].sub_no = -1;
+		slots[i].items = NULL;
+		out[i] = NULL;
+		appids[i] = NULL;
+	}
+	qsort(slots, n, sizeof(BuildSlot), slot_cmp);
+	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+
+	if (SPI_execute_plan(order_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the orders to upload");
+	tt = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+		BuildSlot  *slot = find_slot(slots, n, &k, id);
+
+		if (slot == NULL)
+			continue;
+		MemoryContextSwitchTo(cxts ? cxts[slot->pos] : caller);
+		out[slot->pos] = build_order(tt->vals[r], tt->tupdesc,
+									 upload_times[slot->pos], &appids[slot->pos]);
+	}
+	SPI_freetuptable(tt);
+
+	if (SPI_execute_plan(lines_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the sub-orders of the orders to upload");
+	tt = SPI_tuptable;
+	k = 0;
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+		BuildSlot  *slot = find_slot(slots, n, &k, id);
+
+		if (slot == NULL || out[slot->pos] == NULL)
+			continue;
+		MemoryContextSwitchTo(cxts ? cxts[slot->pos] : caller);
+		build_line(out[slot->pos], slot, tt->vals[r], tt->tupdesc);
+	}
+	SPI_freetuptable(tt);
+	MemoryContextSwitchTo(caller);
+}
+
 json_object *
 su_build_payload(int64 order_id, TimestampTz upload_time, char **appid,
 				 bool missing_ok)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1] = {Int64GetDatum(order_id)};
-	json_object *root;
-	json_object *key;
-	json_object *list;
-	json_object *sub = NULL;
-	json_object *items = NULL;
-	json_object *payer;
-	HeapTuple	tup;
-	TupleDesc	desc;
-	int			cur_sub = -1;
-	MemoryContext cxt = CurrentMemoryContext;	/* SPI calls leave it */
+	json_object *payload;
+	char	   *order_appid;
 
-	su_plan(&order_plan,
-			"SELECT order_number_type, transaction_id, mchid, out_trade_no,"
-			" openid, logistics_type, appid"
-			" FROM " SU_SCHEMA ".orders WHERE order_id = $1",
-			1, argtypes);
-	su_plan(&lines_plan,
-			"SELECT s.sub_order_no, s.merchant_order_no,"
-			" s.link_type, s.link_url, s.link_appid, s.link_path,"
-			" i.merchant_item_id, i.name, i.description, i.unit_price,"
-			" i.quantity, i.image_url,"
-			" i.link_type, i.link_url, i.link_appid, i.link_path, i.item_no"
-			" FROM " SU_SCHEMA ".sub_orders s"
-			" LEFT JOIN " SU_SCHEMA ".items i USING (order_id, sub_order_no)"
-			" WHERE s.order_id = $1 ORDER BY s.sub_order_no, i.item_no",
-			1, argtypes);
-
-	if (SPI_execute_plan(order_plan, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
-	MemoryContextSwitchTo(cxt);
-	if (SPI_processed == 0 && missing_ok)
-		return NULL;
-	if (SPI_processed == 0)
+	su_build_payloads(1, &order_id, &upload_time, NULL, &payload, &order_appid);
+	if (payload == NULL && !missing_ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("order " INT64_FORMAT " does not exist", order_id),
 				 errhint("Orders are rows of shopping_upload.orders.")));
-
-	root = json_object_new_object();
-	su_json_track(root);
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	key = json_object_new_object();
-	add_int_col(key, "order_number_type", tup, desc, 1);
-	add_string(key, "transaction_id", su_col_text(tup, desc, 2), true);
-	add_string(key, "mchid", su_col_text(tup, desc, 3), true);
-	add_string(key, "out_trade_no", su_col_text(tup, desc, 4), true);
-	json_object_object_add(root, "order_key", key);
-
-	list = json_object_new_array();	/* filled below */
-	json_object_object_add(root, "order_list", list);
-	payer = json_object_new_object();
-	add_string(payer, "openid", su_col_text(tup, desc, 5), false);
-	json_object_object_add(root, "payer", payer);
-	add_int_col(root, "logistics_type", tup, desc, 6);
-	add_string(root, "upload_time", su_format_upload_time(upload_time), false);
-
 	if (appid)
-	{
-		*appid = su_col_text(tup, desc, 7);
-		if (*appid == NULL && su_appid != NULL && su_appid[0] != '\0')
-			*appid = pstrdup(su_appid);
-	}
-
-	if (SPI_execute_plan(lines_plan, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the sub-orders of order " INT64_FORMAT,
-			 order_id);
-	MemoryContextSwitchTo(cxt);
-	desc = SPI_tuptable->tupdesc;
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		int			sub_no;
-		json_object *item;
-		json_object *link;
-
-		tup = SPI_tuptable->vals[r];
-		sub_no = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		if (sub == NULL || sub_no != cur_sub)
-		{
-			cur_sub = sub_no;
-			sub = json_object_new_object();
-			add_string(sub, "merchant_order_no", su_col_text(tup, desc, 2), false);
-			if ((link = build_link(tup, desc, 3)) != NULL)
-				json_object_object_add(sub, "order_detail_jump_link", link);
-			items = json_object_new_array();
-			json_object_object_add(sub, "item_list", items);
-			json_object_array_add(list, sub);
-		}
-		SPI_getbinval(tup, desc, 17, &isnull);
-		if (isnull)
-			continue;			/* a sub-order without items */
-
-		item = json_object_new_object();
-		add_string(item, "merchant_item_id", su_col_text(tup, desc, 7), false);
-		add_string(item, "name", su_col_text(tup, desc, 8), false);
-		add_string(item, "description", su_col_text(tup, desc, 9), true);
-		add_int_col(item, "unit_price", tup, desc, 10);
-		add_int_col(item, "quantity", tup, desc, 11);
-		json_object_object_add(item, "image_url", build_image_urls(tup, desc, 12));
-		if ((link = build_link(tup, desc, 13)) != NULL)
-			json_object_object_add(item, "item_detail_jump_link", link);
-		json_object_array_add(items, item);
-	}
-	SPI_freetuptable(SPI_tuptable);
-
-	return root;
+		*appid = order_appid;
+	return payload;
 }
 
 /* ---------------------------------------------------------------------

@@ -31,6 +31,9 @@ extern char *su_json_text(struct json_object *obj, size_t *len);
 /* A text Datum of a C string (utils/builtins.h's is out of reach here). */
 extern Datum su_text_datum(const char *s);
 
+/* The jsonb of a json-c document, built without a round trip through text. */
+extern Datum su_json_to_jsonb(struct json_object *obj);
+
 /* RFC 3339 with milliseconds and a numeric offset, in the session's TimeZone. */
 extern char *su_format_upload_time(TimestampTz t);
 
@@ -43,6 +46,16 @@ extern char *su_format_upload_time(TimestampTz t);
 extern struct json_object *su_build_payload(int64 order_id,
 											TimestampTz upload_time,
 											char **appid, bool missing_ok);
+
+/*
+ * The same for n orders at once, with two queries in all: out[i] and
+ * appids[i] for order_ids[i] (out[i] NULL if it does not exist), each built
+ * in cxts[i] (NULL: the current context).
+ */
+extern void su_build_payloads(int n, const int64 *order_ids,
+							  const TimestampTz *upload_times,
+							  MemoryContext *cxts,
+							  struct json_object **out, char **appids);
 
 /* Stores an API-shaped payload; returns its order_id.  SPI must be connected. */
 extern int64 su_import_order(struct json_object *payload, const char *appid);

@@ -254,19 +254,30 @@ su_queue_wake_at_commit(void)
 }
 
 bool
-su_queue_order(int64 order_id)
+su_queue_order(int64 order_id, bool exists)
 {
+	static SPIPlanPtr checked_plan = NULL;
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
+	SPIPlanPtr	plan;
 
-	keep_plan(&queue_plan,
-			  "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
-			  " SELECT order_id FROM " SU_SCHEMA ".orders WHERE order_id = $1"
-			  " ON CONFLICT (order_id) DO UPDATE SET state = 'pending',"
-			  " version = s.version + 1, attempts = 0,"
-			  " next_attempt_at = now(), queued_at = now(), updated_at = now()",
-			  1, types);
-	if (SPI_execute_plan(queue_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+#define QUEUE_UPSERT " ON CONFLICT (order_id) DO UPDATE SET state = 'pending'," \
+		" version = s.version + 1, attempts = 0," \
+		" next_attempt_at = now(), queued_at = now(), updated_at = now()"
+
+	if (exists)
+		plan = keep_plan(&queue_plan,
+						 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
+						 " VALUES ($1)" QUEUE_UPSERT,
+						 1, types);
+	else
+		plan = keep_plan(&checked_plan,
+						 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
+						 " SELECT order_id FROM " SU_SCHEMA ".orders WHERE order_id = $1"
+						 QUEUE_UPSERT,
+						 1, types);
+#undef QUEUE_UPSERT
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not queue order " INT64_FORMAT, order_id);
 	if (SPI_processed > 0)
 		queued_any = true;
@@ -275,7 +286,7 @@ su_queue_order(int64 order_id)
 
 /* queues order_id unless this transaction did already */
 static void
-queue_once(int64 order_id)
+queue_once(int64 order_id, bool exists)
 {
 	bool		queued_now;
 
@@ -293,7 +304,7 @@ queue_once(int64 order_id)
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	queued_now = su_queue_order(order_id);
+	queued_now = su_queue_order(order_id, exists);
 	SPI_finish();
 	/* an order being deleted is not queued: a later insert must queue it */
 	if (queued_now)
@@ -338,14 +349,18 @@ tuple_order_id(TriggerData *td, HeapTuple tuple, bool *isnull)
 									  isnull));
 }
 
+/*
+ * exists: the row written refers to an existing order (a foreign key makes
+ * sure of it); a deleted row's order may be gone too.
+ */
 static void
-queue_tuple(TriggerData *td, HeapTuple tuple)
+queue_tuple(TriggerData *td, HeapTuple tuple, bool exists)
 {
 	bool		isnull;
 	int64		order_id = tuple_order_id(td, tuple, &isnull);
 
 	if (!isnull)
-		queue_once(order_id);
+		queue_once(order_id, exists);
 }
 
 /*
@@ -393,14 +408,14 @@ su_queue_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		queue_tuple(td, td->tg_trigtuple);
+		queue_tuple(td, td->tg_trigtuple, true);
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
-		queue_tuple(td, td->tg_newtuple);
-		queue_tuple(td, td->tg_trigtuple);	/* moved to another order */
+		queue_tuple(td, td->tg_newtuple, true);
+		queue_tuple(td, td->tg_trigtuple, false);	/* moved from another order */
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		queue_tuple(td, td->tg_trigtuple);
+		queue_tuple(td, td->tg_trigtuple, false);
 	return PointerGetDatum(NULL);
 }
 

@@ -60,7 +60,10 @@ extern void su_queue_forget(int64 order_id);
 /* Wakes the worker when the current transaction commits. */
 extern void su_queue_wake_at_commit(void);
 
-/* Queues an order (SPI connected); false if it does not exist. */
-extern bool su_queue_order(int64 order_id);
+/*
+ * Queues an order (SPI connected); false if it does not exist.  With exists,
+ * the caller knows it does, and it is not checked.
+ */
+extern bool su_queue_order(int64 order_id, bool exists);
 
 #endif							/* SU_QUEUE_H */

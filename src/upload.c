@@ -51,24 +51,15 @@ keep_first(void *arg, int errcode, const char *field, const char *errmsg)
 	}
 }
 
-bool
-su_upload_prepare(SuUpload *u, int64 order_id, TimestampTz upload_time)
+/* the built payload's text and verdict; false if it is not to be sent */
+static bool
+check_payload(SuUpload *u, json_object *payload, TimestampTz upload_time)
 {
-	json_object *payload;
 	FirstViolation v = {0};
 
-	u->order_id = order_id;
-	u->sent = false;
-	u->cls = SU_CLASS_OK;
-	payload = su_build_payload(order_id, upload_time, &u->appid, true);
-	if (payload == NULL)
-	{
-		u->gone = true;
-		return false;
-	}
 	u->upload_time = su_format_upload_time(upload_time);
+	u->payload = payload;
 	u->body = su_json_text(payload, &u->body_len);
-
 	su_validate_payload(payload, u->appid, keep_first, &v);
 	if (v.count > 0)
 	{
@@ -86,6 +77,32 @@ su_upload_prepare(SuUpload *u, int64 order_id, TimestampTz upload_time)
 		return false;
 	}
 	return true;
+}
+
+void
+su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+				  MemoryContext *cxts, bool *ok)
+{
+	int64	   *ids = palloc(sizeof(int64) * n);
+	json_object **payloads = palloc(sizeof(json_object *) * n);
+	char	  **appids = palloc(sizeof(char *) * n);
+	MemoryContext caller = CurrentMemoryContext;
+
+	for (int i = 0; i < n; i++)
+		ids[i] = us[i]->order_id;
+	su_build_payloads(n, ids, upload_times, cxts, payloads, appids);
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+
+		MemoryContextSwitchTo(cxts ? cxts[i] : caller);
+		u->sent = false;
+		u->cls = SU_CLASS_OK;
+		u->appid = appids[i];
+		u->gone = (payloads[i] == NULL);
+		ok[i] = !u->gone && check_payload(u, payloads[i], upload_times[i]);
+	}
+	MemoryContextSwitchTo(caller);
 }
 
 void
@@ -242,7 +259,9 @@ su_audit_insert(SuUpload **us, int n)
 		v[2][i] = su_text_datum(u->via);
 		TEXT_OR_NULL(3, u->appid);
 		TEXT_OR_NULL(4, u->upload_time);
-		if (u->body)
+		if (u->payload)
+			v[5][i] = su_json_to_jsonb(u->payload);
+		else if (u->body)
 			v[5][i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(u->body));
 		else
 			nul[5][i] = true;
@@ -284,7 +303,8 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	memset(u, 0, sizeof(SuUpload));
 	u->via = "sql";
 	upload_time = su_queue_begin(order_id, &u->version, &u->attempt);
-	prepared = su_upload_prepare(u, order_id, upload_time);
+	u->order_id = order_id;
+	su_upload_prepare(1, &u, &upload_time, NULL, &prepared);
 	if (!prepared && u->gone)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

@@ -24,6 +24,7 @@ typedef struct SuUpload
 	char	   *appid;			/* merchant appid; NULL if none is known */
 	char	   *upload_time;	/* as sent */
 	char	   *body;			/* the payload's wire form */
+	struct json_object *payload;	/* the same, as built (tracked) */
 	size_t		body_len;
 	bool		sent;			/* false: refused before any request */
 	bool		gone;			/* the order no longer exists */
@@ -42,11 +43,13 @@ typedef struct SuUpload
 } SuUpload;
 
 /*
- * Builds and validates an order's payload (SPI connected).  Returns false,
- * with errcode/errmsg/field set and nothing to send, when it breaks a rule,
- * or with gone set when the order does not exist (any more).
+ * Builds and validates the payloads of n orders (us[i]->order_id) at once,
+ * us[i]'s in cxts[i] (NULL: the current context); SPI connected.  ok[i] is
+ * false, with errcode/errmsg/field set and nothing to send, when the order
+ * breaks a rule, or with gone set when it does not exist (any more).
  */
-extern bool su_upload_prepare(SuUpload *u, int64 order_id, TimestampTz upload_time);
+extern void su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+							  MemoryContext *cxts, bool *ok);
 
 /* Sets the request up for a token; u->req is then ready to be started. */
 extern void su_upload_request(SuUpload *u, const char *token);

@@ -399,6 +399,11 @@ static int
 claim(int max, TimestampTz *next_due)
 {
 	SuClaim    *claims = palloc(sizeof(SuClaim) * max);
+	Flight	  **flights;
+	SuUpload  **uploads;
+	TimestampTz *times;
+	MemoryContext *cxts;
+	bool	   *ok;
 	dlist_head	batch;
 	dlist_head	refused;
 	int			n;
@@ -414,22 +419,35 @@ claim(int max, TimestampTz *next_due)
 	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	n = su_queue_claim(max, claims);
+	flights = palloc(sizeof(Flight *) * Max(n, 1));
+	uploads = palloc(sizeof(SuUpload *) * Max(n, 1));
+	times = palloc(sizeof(TimestampTz) * Max(n, 1));
+	cxts = palloc(sizeof(MemoryContext) * Max(n, 1));
+	ok = palloc(sizeof(bool) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
-		Flight	   *f = new_flight();
-		MemoryContext old = MemoryContextSwitchTo(f->cxt);
+		Flight	   *f = flights[i] = new_flight();
 
+		f->u.order_id = claims[i].order_id;
 		f->u.version = claims[i].version;
 		f->u.attempt = claims[i].attempt;
-		if (su_upload_prepare(&f->u, claims[i].order_id, claims[i].upload_time))
+		uploads[i] = &f->u;
+		times[i] = claims[i].upload_time;
+		cxts[i] = f->cxt;
+	}
+	if (n > 0)
+		su_upload_prepare(n, uploads, times, cxts, ok);
+	for (int i = 0; i < n; i++)
+	{
+		Flight	   *f = flights[i];
+
+		if (ok[i])
 			dlist_push_tail(&batch, &f->node);
 		else if (f->u.gone)
 		{
 			/* deleted behind the triggers' back (replica role): forget it */
-			su_queue_forget(claims[i].order_id);
-			MemoryContextSwitchTo(old);
+			su_queue_forget(f->u.order_id);
 			free_flight(f);
-			continue;
 		}
 		else
 		{
@@ -437,7 +455,6 @@ claim(int max, TimestampTz *next_due)
 			maybe_hold(&f->u);
 			dlist_push_tail(&refused, &f->node);
 		}
-		MemoryContextSwitchTo(old);
 	}
 	if (n < max)
 		*next_due = su_queue_next_due();
@@ -644,6 +661,8 @@ su_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(su_database_name, NULL, 0);
 	pgstat_report_appname("shopping_upload worker");
+	/* short, frequent queries: compiling them would cost more than it saves */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	publish_worker(0, BoolGetDatum(true));
 	before_shmem_exit(publish_worker, BoolGetDatum(false));
