@@ -30,6 +30,9 @@ PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server) \
 PG_CFLAGS = -Wall -Wextra
 SHLIB_LINK = $(shell $(PKG_CONFIG) --libs json-c libcurl)
 
+# rebuild an object when a header it includes changes
+$(OBJS): CPPFLAGS += -MMD -MP
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
@@ -43,4 +46,6 @@ unit-test: test/unit/test_validate
 	test/unit/test_validate
 
 .PHONY: unit-test
-EXTRA_CLEAN = test/unit/test_validate
+EXTRA_CLEAN = test/unit/test_validate $(OBJS:.o=.d)
+
+-include $(OBJS:.o=.d)
