@@ -43,6 +43,7 @@ int			su_max_inflight = 64;
 int			su_lease_s = 60;
 int			su_max_rate = 0;
 int			su_audit_retention_s = 30 * 86400;
+int			su_claim_interval_ms = 2;
 
 SuShared   *su_shared = NULL;
 
@@ -238,6 +239,13 @@ define_settings(void)
 							NULL,
 							&su_max_rate, 0, 0, 1000000,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.claim_interval",
+							"Least time between two claims of the worker.",
+							"Orders committed within it are claimed, built and recorded "
+							"together; it adds at most this much latency.",
+							&su_claim_interval_ms, 2, 0, 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.audit_retention",
 							"Age after which the worker deletes audit rows; 0 keeps them.",

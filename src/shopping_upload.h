@@ -45,6 +45,7 @@ extern int	su_max_inflight;
 extern int	su_lease_s;
 extern int	su_max_rate;
 extern int	su_audit_retention_s;
+extern int	su_claim_interval_ms;
 
 /* api_base_url without a trailing slash */
 extern const char *su_api_base(void);

@@ -253,6 +253,7 @@ static int	n_inflight = 0;
 static TimestampTz next_due = 0;	/* earliest planned retry, 0: none */
 static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
 static bool claim_wanted = true;	/* the queue may hold due orders */
+static TimestampTz last_claim = 0;	/* when the last claim ran */
 static AppState apps[MAX_APPS];
 static int	n_apps = 0;
 
@@ -698,10 +699,16 @@ su_worker_main(Datum arg)
 		{
 			int			room = su_max_inflight - n_inflight - n_ready;
 
-			if (room > 0 && (claim_wanted || (next_due != 0 && now >= next_due)))
+			/*
+			 * Claims are at least claim_interval apart: under a stream of
+			 * small transactions, the orders of several go in one batch.
+			 */
+			if (room > 0 && (claim_wanted || (next_due != 0 && now >= next_due)) &&
+				now - last_claim >= su_claim_interval_ms * (int64) 1000)
 			{
 				int			want = Min(room, CLAIM_MAX);
 
+				last_claim = now;
 				claim_wanted = (claim(want, &next_due) == want);
 			}
 			start_ready(client, now, &rate_limited);
@@ -742,18 +749,25 @@ su_worker_main(Datum arg)
 		}
 		PG_END_TRY();
 
-		if (n_inflight == 0 && (n_ready == 0 || rate_limited) && !claim_wanted)
+		if (n_inflight == 0 && (n_ready == 0 || rate_limited))
 		{
+			TimestampTz t = GetCurrentTimestamp();
+			TimestampTz next_claim = last_claim + su_claim_interval_ms * (int64) 1000;
 			long		timeout = 60000;
 
-			if (rate_limited)
-				timeout = 5;
+			if (claim_wanted || (next_due != 0 && next_due <= t))
+				timeout = next_claim > t ? (next_claim - t + 999) / 1000 : 0;
 			else if (next_due != 0)
-				timeout = Max(0, Min(timeout, (next_due - GetCurrentTimestamp()) / 1000 + 1));
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 timeout, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			claim_wanted = true;
+				timeout = Min(timeout, (next_due - t) / 1000 + 1);
+			if (rate_limited)
+				timeout = Min(timeout, 5);
+			if (timeout > 0)
+			{
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 timeout, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				claim_wanted = true;
+			}
 		}
 		else if (MyLatch->is_set)
 		{
