@@ -28,6 +28,7 @@
 
 #include "payload.h"
 #include "shopping_upload.h"
+#include "validate.h"
 
 /* ---------------------------------------------------------------------
  * json-c glue
@@ -189,30 +190,6 @@ su_format_upload_time(TimestampTz t)
  * SPI helpers
  * ---------------------------------------------------------------------
  */
-
-static SPIPlanPtr
-su_plan_opts(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes,
-			 int cursor_options)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*cache = plan;
-	}
-	return *cache;
-}
-
-static SPIPlanPtr
-su_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	return su_plan_opts(cache, sql, nargs, argtypes, 0);
-}
 
 static char *
 su_datum_text(Datum d)
@@ -425,7 +402,7 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 	 * analyzed; the OFFSET 0 fences keep the lookups apart, so that the plan
 	 * stays good as the tables grow, and can be kept.
 	 */
-	su_plan_opts(&order_plan,
+	su_kept_plan(&order_plan,
 				 "SELECT o.order_id, o.order_number_type, o.transaction_id,"
 				 " o.mchid, o.out_trade_no, o.openid, o.logistics_type, o.appid"
 				 " FROM unnest($1) AS k(order_id), LATERAL"
@@ -433,7 +410,7 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 				 "  WHERE o.order_id = k.order_id OFFSET 0) o"
 				 " ORDER BY k.order_id",
 				 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
-	su_plan_opts(&lines_plan,
+	su_kept_plan(&lines_plan,
 			"SELECT k.order_id, l.* FROM unnest($1) AS k(order_id), LATERAL"
 			" (SELECT s.sub_order_no, s.merchant_order_no,"
 			"  s.link_type, s.link_url, s.link_appid, s.link_path,"
@@ -527,34 +504,12 @@ static SPIPlanPtr clear_plan = NULL;
 static SPIPlanPtr sub_plan = NULL;
 static SPIPlanPtr item_plan = NULL;
 
-static const char *
-json_type_label(json_object *v)
-{
-	switch (json_object_get_type(v))
-	{
-		case json_type_boolean:
-			return "a boolean";
-		case json_type_double:
-			return "a number with a fraction";
-		case json_type_int:
-			return "an integer";
-		case json_type_object:
-			return "an object";
-		case json_type_array:
-			return "an array";
-		case json_type_string:
-			return "a string";
-		default:
-			return "null";
-	}
-}
-
 static void
 import_type_error(const char *path, const char *expected, json_object *v)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s must be %s, not %s", path, expected, json_type_label(v)),
+			 errmsg("%s must be %s, not %s", path, expected, su_json_type_phrase(v)),
 			 errdetail("import_order() stores orders that break WeChat's rules, "
 					   "but not values of the wrong JSON type.")));
 }
@@ -708,12 +663,12 @@ import_items(json_object *sub, const char *path, int64 order_id, int sub_no)
 	json_object *items = get_container(sub, "item_list", json_type_array, ipath);
 	size_t		n = items ? json_object_array_length(items) : 0;
 
-	su_plan(&item_plan,
+	su_kept_plan(&item_plan,
 			"INSERT INTO " SU_SCHEMA ".items (order_id, sub_order_no, item_no,"
 			" merchant_item_id, name, description, unit_price, quantity,"
 			" image_url, link_type, link_url, link_appid, link_path)"
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-			13, types);
+			13, types, 0);
 
 	for (size_t j = 0; j < n; j++)
 	{
@@ -762,11 +717,11 @@ import_sub_orders(json_object *payload, int64 order_id)
 									  "order_list");
 	size_t		n = list ? json_object_array_length(list) : 0;
 
-	su_plan(&sub_plan,
+	su_kept_plan(&sub_plan,
 			"INSERT INTO " SU_SCHEMA ".sub_orders (order_id, sub_order_no,"
 			" merchant_order_no, link_type, link_url, link_appid, link_path)"
 			" VALUES ($1, $2, $3, $4, $5, $6, $7)",
-			7, types);
+			7, types, 0);
 
 	for (size_t i = 0; i < n; i++)
 	{
@@ -823,7 +778,7 @@ su_import_order(json_object *payload, const char *appid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the payload must be a JSON object, not %s",
-						payload ? json_type_label(payload) : "null")));
+						payload ? su_json_type_phrase(payload) : "null")));
 
 	key = get_container(payload, "order_key", json_type_object, "order_key");
 	payer = get_container(payload, "payer", json_type_object, "payer");
@@ -849,22 +804,22 @@ su_import_order(json_object *payload, const char *appid)
 	/* the order key decides whether this replaces a stored order */
 	if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 1 &&
 		nulls[3] == ' ' && nulls[4] == ' ')
-		plan = su_plan(&upsert_merchant_plan,
+		plan = su_kept_plan(&upsert_merchant_plan,
 					   "INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
 					   " ON CONFLICT ((coalesce(appid, '')), mchid, out_trade_no)"
 					   " WHERE order_number_type = 1" ORDER_UPDATE,
-					   7, types);
+			7, types, 0);
 	else if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 2 && nulls[2] == ' ')
-		plan = su_plan(&upsert_transaction_plan,
+		plan = su_kept_plan(&upsert_transaction_plan,
 					   "INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
 					   " ON CONFLICT ((coalesce(appid, '')), transaction_id)"
 					   " WHERE order_number_type = 2" ORDER_UPDATE,
-					   7, types);
+			7, types, 0);
 	else
-		plan = su_plan(&insert_plan,
+		plan = su_kept_plan(&insert_plan,
 					   "INSERT INTO " SU_SCHEMA ".orders" ORDER_COLS
 					   " RETURNING order_id, false",
-					   7, types);
+			7, types, 0);
 
 	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
@@ -879,9 +834,9 @@ su_import_order(json_object *payload, const char *appid)
 		Oid			argtypes[1] = {INT8OID};
 		Datum		args[1] = {Int64GetDatum(order_id)};
 
-		su_plan(&clear_plan,
+		su_kept_plan(&clear_plan,
 				"DELETE FROM " SU_SCHEMA ".sub_orders WHERE order_id = $1",
-				1, argtypes);
+			1, argtypes, 0);
 		if (SPI_execute_plan(clear_plan, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not replace the sub-orders of order " INT64_FORMAT,
 				 order_id);

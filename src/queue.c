@@ -34,21 +34,6 @@
 static SPIPlanPtr begin_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		*cache = plan;
-	}
-	return *cache;
-}
-
 TimestampTz
 su_queue_begin(int64 order_id, int64 *version, int *attempt)
 {
@@ -58,7 +43,7 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 	TupleDesc	desc;
 	bool		isnull;
 
-	keep_plan(&begin_plan,
+	su_kept_plan(&begin_plan,
 			  "INSERT INTO " SU_SCHEMA ".order_state AS s"
 			  " (order_id, last_upload_time, attempts)"
 			  " SELECT o.order_id, date_trunc('milliseconds', clock_timestamp()), 1"
@@ -68,7 +53,7 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 			  "  s.last_upload_time + interval '1 millisecond'),"
 			  " attempts = s.attempts + 1"
 			  " RETURNING last_upload_time, version, attempts",
-			  1, types);
+				 1, types, 0);
 	if (SPI_execute_plan(begin_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not start an attempt on order " INT64_FORMAT, order_id);
 	if (SPI_processed == 0)
@@ -150,7 +135,7 @@ su_queue_record(SuUpload **us, int n)
 
 	if (n == 0)
 		return;
-	keep_plan(&record_plan,
+	su_kept_plan(&record_plan,
 			  "UPDATE " SU_SCHEMA ".order_state s SET"
 			  " state = CASE WHEN s.version = u.version THEN u.state ELSE s.state END,"
 			  " next_attempt_at = CASE WHEN s.version = u.version THEN u.next"
@@ -161,7 +146,7 @@ su_queue_record(SuUpload **us, int n)
 			  " FROM unnest($1, $2, $3, $4, $5, $6, $7)"
 			  "  AS u(order_id, version, state, next, ok, errcode, errmsg)"
 			  " WHERE s.order_id = u.order_id",
-			  7, types);
+				 7, types, 0);
 	for (int i = 0; i < n; i++)
 	{
 		SuUpload   *u = us[i];
@@ -266,16 +251,16 @@ su_queue_order(int64 order_id, bool exists)
 		" next_attempt_at = now(), queued_at = now(), updated_at = now()"
 
 	if (exists)
-		plan = keep_plan(&queue_plan,
+		plan = su_kept_plan(&queue_plan,
 						 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
 						 " VALUES ($1)" QUEUE_UPSERT,
-						 1, types);
+				 1, types, 0);
 	else
-		plan = keep_plan(&checked_plan,
+		plan = su_kept_plan(&checked_plan,
 						 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
 						 " SELECT order_id FROM " SU_SCHEMA ".orders WHERE order_id = $1"
 						 QUEUE_UPSERT,
-						 1, types);
+				 1, types, 0);
 #undef QUEUE_UPSERT
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not queue order " INT64_FORMAT, order_id);
@@ -318,9 +303,9 @@ su_queue_forget(int64 order_id)
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
 
-	keep_plan(&plan,
+	su_kept_plan(&plan,
 			  "DELETE FROM " SU_SCHEMA ".order_state WHERE order_id = $1",
-			  1, types);
+				 1, types, 0);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the state of order " INT64_FORMAT, order_id);
 }
@@ -435,7 +420,7 @@ su_queue_claim(int max, SuClaim *out)
 	Datum		args[2] = {Int32GetDatum(max), Int32GetDatum(su_lease_s)};
 	bool		isnull;
 
-	keep_plan(&claim_plan,
+	su_kept_plan(&claim_plan,
 			  "WITH due AS (SELECT order_id FROM " SU_SCHEMA ".order_state"
 			  "  WHERE next_attempt_at <= now()"
 			  "  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
@@ -447,7 +432,7 @@ su_queue_claim(int max, SuClaim *out)
 			  " updated_at = now()"
 			  " FROM due WHERE s.order_id = due.order_id"
 			  " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
-			  2, types);
+				 2, types, 0);
 	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim orders");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -469,9 +454,9 @@ su_queue_next_due(void)
 	bool		isnull;
 	Datum		d;
 
-	keep_plan(&due_plan,
+	su_kept_plan(&due_plan,
 			  "SELECT min(next_attempt_at) FROM " SU_SCHEMA ".order_state",
-			  0, NULL);
+				 0, NULL, 0);
 	if (SPI_execute_plan(due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -498,12 +483,12 @@ su_audit_trim(int limit)
 
 	if (su_audit_retention_s <= 0)
 		return 0;
-	keep_plan(&trim_plan,
+	su_kept_plan(&trim_plan,
 			  "DELETE FROM " SU_SCHEMA ".audit WHERE audit_id IN"
 			  " (SELECT audit_id FROM " SU_SCHEMA ".audit"
 			  "  WHERE created_at < now() - make_interval(secs => $1)"
 			  "  ORDER BY created_at LIMIT $2)",
-			  2, types);
+				 2, types, 0);
 	if (SPI_execute_plan(trim_plan, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete old audit rows");
 	return (int) SPI_processed;

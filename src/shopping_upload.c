@@ -10,6 +10,7 @@
 
 #include <signal.h>
 
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -50,6 +51,24 @@ SuShared   *su_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
+
+SPIPlanPtr
+su_kept_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes,
+			 int cursor_options)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not keep the plan of \"%s\"", sql);
+		*cache = plan;
+	}
+	return *cache;
+}
 
 const char *
 su_api_base(void)

@@ -47,6 +47,14 @@ extern int	su_max_rate;
 extern int	su_audit_retention_s;
 extern int	su_claim_interval_ms;
 
+/*
+ * A statement prepared once per process and kept (SPI connected): *cache is
+ * filled on first use.  cursor_options as for SPI_prepare_cursor.
+ */
+struct _SPI_plan;
+extern struct _SPI_plan *su_kept_plan(struct _SPI_plan **cache, const char *sql,
+									  int nargs, Oid *argtypes, int cursor_options);
+
 /* api_base_url without a trailing slash */
 extern const char *su_api_base(void);
 

@@ -201,14 +201,9 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 
 	memset(creds, 0, sizeof(SuCredentials));
 	creds->appid = pstrdup(appid);
-	if (plan == NULL)
-	{
-		plan = SPI_prepare("SELECT secret, access_token, token_expires_at"
-						   " FROM " SU_SCHEMA ".accounts WHERE appid = $1",
-						   1, argtypes);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the accounts query");
-	}
+	su_kept_plan(&plan, "SELECT secret, access_token, token_expires_at"
+				 " FROM " SU_SCHEMA ".accounts WHERE appid = $1",
+				 1, argtypes, 0);
 	args[0] = su_text_datum(appid);
 	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read shopping_upload.accounts");

@@ -232,17 +232,13 @@ su_audit_insert(SuUpload **us, int n)
 
 	if (n == 0)
 		return;
-	if (plan == NULL)
-	{
-		plan = SPI_prepare("INSERT INTO " SU_SCHEMA ".audit (order_id, attempt,"
-						   " via, appid, upload_time, request, sent, http_status,"
-						   " errcode, errmsg, transport_error, duration_ms)"
-						   " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8,"
-						   " $9, $10, $11, $12) RETURNING audit_id",
-						   AUDIT_COLS, types);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the audit insert");
-	}
+	su_kept_plan(&plan,
+				 "INSERT INTO " SU_SCHEMA ".audit (order_id, attempt, via, appid,"
+				 " upload_time, request, sent, http_status, errcode, errmsg,"
+				 " transport_error, duration_ms)"
+				 " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+				 " $11, $12) RETURNING audit_id",
+				 AUDIT_COLS, types, 0);
 	for (int c = 0; c < AUDIT_COLS; c++)
 	{
 		v[c] = palloc(sizeof(Datum) * n);

@@ -206,8 +206,8 @@ member(struct json_object *obj, const char *key)
 	return v;
 }
 
-static const char *
-type_phrase(struct json_object *v)
+const char *
+su_json_type_phrase(struct json_object *v)
 {
 	switch (json_object_get_type(v))
 	{
@@ -263,7 +263,7 @@ describe_value(struct json_object *v, char *buf, size_t size)
 		snprintf(buf, size, "\"%s\"", json_object_get_string(v));
 		return buf;
 	}
-	return type_phrase(v);
+	return su_json_type_phrase(v);
 }
 
 /* Unicode code points of UTF-8 text: bytes that are not 10xxxxxx */
@@ -321,7 +321,7 @@ check_string_value(Ctx *c, struct json_object *v, const char *path,
 	if (!json_object_is_type(v, json_type_string))
 	{
 		report(c, WX_ERR_PARAM, path, "must be a string, got %s",
-			   type_phrase(v));
+			   su_json_type_phrase(v));
 		return STR_BAD;
 	}
 	out->s = json_object_get_string(v);
@@ -365,7 +365,7 @@ is_object(Ctx *c, struct json_object *v, const char *path)
 {
 	if (v != NULL && json_object_is_type(v, json_type_object))
 		return true;
-	report(c, WX_ERR_PARAM, path, "must be an object, got %s", type_phrase(v));
+	report(c, WX_ERR_PARAM, path, "must be an object, got %s", su_json_type_phrase(v));
 	return false;
 }
 
@@ -401,7 +401,7 @@ check_array(Ctx *c, struct json_object *parent, const char *key,
 	if (!json_object_is_type(v, json_type_array))
 	{
 		report(c, WX_ERR_PARAM, path, "must be an array, got %s",
-			   type_phrase(v));
+			   su_json_type_phrase(v));
 		return NULL;
 	}
 	n = json_object_array_length(v);
@@ -429,7 +429,7 @@ check_count(Ctx *c, struct json_object *parent, const char *key,
 		report(c, missing, path, "is required");
 	else if (!json_object_is_type(v, json_type_int))
 		report(c, WX_ERR_PARAM, path, "must be an integer, got %s",
-			   type_phrase(v));
+			   su_json_type_phrase(v));
 	else if ((n = json_object_get_int64(v)) == 0)
 		report(c, missing, path, "must be at least 1, got 0");
 	else if (n < 0)
@@ -984,7 +984,7 @@ su_validate_payload(struct json_object *payload, const char *appid,
 	if (!json_object_is_type(payload, json_type_object))
 	{
 		report(&c, WX_ERR_PARAM, "", "must be a JSON object, got %s",
-			   type_phrase(payload));
+			   su_json_type_phrase(payload));
 		return c.count;
 	}
 	check_order_key(&c, payload);

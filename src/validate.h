@@ -31,4 +31,7 @@ typedef void (*su_violation_cb) (void *arg, int errcode, const char *field,
 extern int	su_validate_payload(struct json_object *payload, const char *appid,
 								su_violation_cb cb, void *arg);
 
+/* "a string", "an integer", "null", ...: a JSON value's type, for messages */
+extern const char *su_json_type_phrase(struct json_object *v);
+
 #endif							/* SU_VALIDATE_H */
