@@ -235,11 +235,6 @@ define_settings(void)
 							&su_config_retry_s, 600, 1, 86400 * 7,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
-	DefineCustomStringVariable("shopping_upload.database_name",
-							   "Database whose orders the background worker uploads.",
-							   NULL,
-							   &su_database_name, "postgres", PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.max_inflight",
 							"Most requests the worker has in flight at once.",
 							NULL,
@@ -278,6 +273,18 @@ void
 _PG_init(void)
 {
 	define_settings();
+
+	/*
+	 * The worker's database is fixed at server start; the setting exists only
+	 * where it can (a postmaster setting cannot be defined later, and the SQL
+	 * functions work without the preload, with a token cache per backend).
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("shopping_upload.database_name",
+								   "Database whose orders the background worker uploads.",
+								   NULL,
+								   &su_database_name, "postgres", PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("shopping_upload");
 	su_queue_init();
 

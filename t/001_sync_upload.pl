@@ -8,6 +8,7 @@ use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 use Time::HiRes qw(time);
 use SuStub;
 
@@ -154,6 +155,19 @@ $stub->clear_faults;
 my $closed = PostgreSQL::Test::Cluster::get_free_port();
 like(upload($id, "SET shopping_upload.api_base_url = 'http://127.0.0.1:$closed';"),
 	qr/^-1\|could not connect to 127\.0\.0\.1:$closed/, 'a refused connection answers -1 and says so');
+
+# a host that never accepts the connection: the connect timeout, not the total one
+{
+	my $pf = "$dir/blackhole.port";
+	my $bh = IPC::Run::start([ 'python3', "$SuStub::srcdir/test/blackhole.py", $pf ]);
+	for (1 .. 100) { last if -s $pf; Time::HiRes::usleep(50_000); }
+	my $bport = slurp_file($pf);
+	like(upload($id, "SET shopping_upload.api_base_url = 'http://127.0.0.1:$bport';
+			SET shopping_upload.connect_timeout = '300ms'; SET shopping_upload.timeout = '5s';"),
+		qr/^-1\|timed out after 300 ms while connecting to 127\.0\.0\.1:$bport$/,
+		'a connection that is never accepted times out after connect_timeout, and says so');
+	$bh->kill_kill;
+}
 
 # --- HTTPS with the test CA; a wrong CA fails
 my $tlsurl = $tls->url;
