@@ -160,14 +160,18 @@ void
 su_token_accepted(const char *appid)
 {
 	SuTokenSlot *s;
+	bool		reset;
 
+	/* nearly always nothing to do: look under a shared lock first */
 	lock_slots(LW_SHARED);
 	s = find_slot(appid, false);
-	if (s != NULL && s->rejections != 0)
-	{
-		/* a plain store of an int: harmless under a shared lock */
+	reset = (s != NULL && s->rejections != 0);
+	unlock_slots();
+	if (!reset)
+		return;
+	lock_slots(LW_EXCLUSIVE);
+	if ((s = find_slot(appid, false)) != NULL)
 		s->rejections = 0;
-	}
 	unlock_slots();
 }
 

@@ -367,6 +367,14 @@ begin_txn(const char *what)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, what);
+
+	/*
+	 * A session that called upload_shopping_info() holds its order's state
+	 * until it commits: never wait on it for long.  An error ends the round;
+	 * the leases bring its orders back.
+	 */
+	(void) set_config_option("lock_timeout", "10s", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }
 
 static void
