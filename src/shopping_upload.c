@@ -109,6 +109,25 @@ check_api_base_url(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * ALTER DATABASE/ROLE ... SET would store the secret in pg_db_role_setting,
+ * which every user can read: refuse it (those commands validate with
+ * PGC_S_TEST).
+ */
+static bool
+check_secret(char **newval, void **extra, GucSource source)
+{
+	(void) extra;
+	if (source == PGC_S_TEST && *newval && (*newval)[0])
+	{
+		GUC_check_errmsg("shopping_upload.secret cannot be stored with ALTER DATABASE or ALTER ROLE");
+		GUC_check_errdetail("Every user can read those settings in pg_db_role_setting.");
+		GUC_check_errhint("Set it in postgresql.conf (or with ALTER SYSTEM), or put it in shopping_upload.accounts.");
+		return false;
+	}
+	return true;
+}
+
 static void
 su_shmem_request(void)
 {
@@ -181,7 +200,7 @@ define_settings(void)
 							   "go in shopping_upload.accounts.",
 							   &su_secret, NULL, PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, NULL);
+							   check_secret, NULL, NULL);
 	DefineCustomStringVariable("shopping_upload.api_base_url",
 							   "Base URL of WeChat's API.",
 							   NULL,

@@ -206,6 +206,8 @@ like($err, qr/permission denied|must be superuser/, 'a non-superuser cannot SHOW
 	"SELECT count(*) FROM pg_settings WHERE name = 'shopping_upload.secret'",
 	extra_params => [ '-U', 'merchant' ]);
 is($out, '0', 'nor see it in pg_settings');
+($rc, $out, $err) = $node->psql('postgres', "ALTER DATABASE postgres SET shopping_upload.secret = 'leaky'");
+like($err, qr/cannot be stored with ALTER DATABASE/, 'the secret cannot go where every user reads it (pg_db_role_setting)');
 ($rc, $out, $err) = $node->psql('postgres', 'SELECT * FROM shopping_upload.accounts',
 	extra_params => [ '-U', 'merchant' ]);
 like($err, qr/permission denied/, 'nor read the accounts table');
