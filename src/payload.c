@@ -411,17 +411,17 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 				 " ORDER BY k.order_id",
 				 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	su_kept_plan(&lines_plan,
-			"SELECT k.order_id, l.* FROM unnest($1) AS k(order_id), LATERAL"
-			" (SELECT s.sub_order_no, s.merchant_order_no,"
-			"  s.link_type, s.link_url, s.link_appid, s.link_path,"
-			"  i.merchant_item_id, i.name, i.description, i.unit_price,"
-			"  i.quantity, i.image_url,"
-			"  i.link_type, i.link_url, i.link_appid, i.link_path, i.item_no"
-			"  FROM " SU_SCHEMA ".sub_orders s"
-			"  LEFT JOIN " SU_SCHEMA ".items i USING (order_id, sub_order_no)"
-			"  WHERE s.order_id = k.order_id OFFSET 0) l"
-			" ORDER BY k.order_id, l.sub_order_no, l.item_no",
-			1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+				 "SELECT k.order_id, l.* FROM unnest($1) AS k(order_id), LATERAL"
+				 " (SELECT s.sub_order_no, s.merchant_order_no,"
+				 "  s.link_type, s.link_url, s.link_appid, s.link_path,"
+				 "  i.merchant_item_id, i.name, i.description, i.unit_price,"
+				 "  i.quantity, i.image_url,"
+				 "  i.link_type, i.link_url, i.link_appid, i.link_path, i.item_no"
+				 "  FROM " SU_SCHEMA ".sub_orders s"
+				 "  LEFT JOIN " SU_SCHEMA ".items i USING (order_id, sub_order_no)"
+				 "  WHERE s.order_id = k.order_id OFFSET 0) l"
+				 " ORDER BY k.order_id, l.sub_order_no, l.item_no",
+				 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	MemoryContextSwitchTo(caller);
 	for (int i = 0; i < n; i++)
@@ -664,11 +664,11 @@ import_items(json_object *sub, const char *path, int64 order_id, int sub_no)
 	size_t		n = items ? json_object_array_length(items) : 0;
 
 	su_kept_plan(&item_plan,
-			"INSERT INTO " SU_SCHEMA ".items (order_id, sub_order_no, item_no,"
-			" merchant_item_id, name, description, unit_price, quantity,"
-			" image_url, link_type, link_url, link_appid, link_path)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-			13, types, 0);
+				 "INSERT INTO " SU_SCHEMA ".items (order_id, sub_order_no, item_no,"
+				 " merchant_item_id, name, description, unit_price, quantity,"
+				 " image_url, link_type, link_url, link_appid, link_path)"
+				 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+				 13, types, 0);
 
 	for (size_t j = 0; j < n; j++)
 	{
@@ -718,10 +718,10 @@ import_sub_orders(json_object *payload, int64 order_id)
 	size_t		n = list ? json_object_array_length(list) : 0;
 
 	su_kept_plan(&sub_plan,
-			"INSERT INTO " SU_SCHEMA ".sub_orders (order_id, sub_order_no,"
-			" merchant_order_no, link_type, link_url, link_appid, link_path)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7)",
-			7, types, 0);
+				 "INSERT INTO " SU_SCHEMA ".sub_orders (order_id, sub_order_no,"
+				 " merchant_order_no, link_type, link_url, link_appid, link_path)"
+				 " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+				 7, types, 0);
 
 	for (size_t i = 0; i < n; i++)
 	{
@@ -805,21 +805,21 @@ su_import_order(json_object *payload, const char *appid)
 	if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 1 &&
 		nulls[3] == ' ' && nulls[4] == ' ')
 		plan = su_kept_plan(&upsert_merchant_plan,
-					   "INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
-					   " ON CONFLICT ((coalesce(appid, '')), mchid, out_trade_no)"
-					   " WHERE order_number_type = 1" ORDER_UPDATE,
-			7, types, 0);
+							"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
+							" ON CONFLICT ((coalesce(appid, '')), mchid, out_trade_no)"
+							" WHERE order_number_type = 1" ORDER_UPDATE,
+							7, types, 0);
 	else if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 2 && nulls[2] == ' ')
 		plan = su_kept_plan(&upsert_transaction_plan,
-					   "INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
-					   " ON CONFLICT ((coalesce(appid, '')), transaction_id)"
-					   " WHERE order_number_type = 2" ORDER_UPDATE,
-			7, types, 0);
+							"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
+							" ON CONFLICT ((coalesce(appid, '')), transaction_id)"
+							" WHERE order_number_type = 2" ORDER_UPDATE,
+							7, types, 0);
 	else
 		plan = su_kept_plan(&insert_plan,
-					   "INSERT INTO " SU_SCHEMA ".orders" ORDER_COLS
-					   " RETURNING order_id, false",
-			7, types, 0);
+							"INSERT INTO " SU_SCHEMA ".orders" ORDER_COLS
+							" RETURNING order_id, false",
+							7, types, 0);
 
 	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
@@ -835,8 +835,8 @@ su_import_order(json_object *payload, const char *appid)
 		Datum		args[1] = {Int64GetDatum(order_id)};
 
 		su_kept_plan(&clear_plan,
-				"DELETE FROM " SU_SCHEMA ".sub_orders WHERE order_id = $1",
-			1, argtypes, 0);
+					 "DELETE FROM " SU_SCHEMA ".sub_orders WHERE order_id = $1",
+					 1, argtypes, 0);
 		if (SPI_execute_plan(clear_plan, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not replace the sub-orders of order " INT64_FORMAT,
 				 order_id);

@@ -44,15 +44,15 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 	bool		isnull;
 
 	su_kept_plan(&begin_plan,
-			  "INSERT INTO " SU_SCHEMA ".order_state AS s"
-			  " (order_id, last_upload_time, attempts)"
-			  " SELECT o.order_id, date_trunc('milliseconds', clock_timestamp()), 1"
-			  " FROM " SU_SCHEMA ".orders o WHERE o.order_id = $1"
-			  " ON CONFLICT (order_id) DO UPDATE SET"
-			  " last_upload_time = greatest(EXCLUDED.last_upload_time,"
-			  "  s.last_upload_time + interval '1 millisecond'),"
-			  " attempts = s.attempts + 1"
-			  " RETURNING last_upload_time, version, attempts",
+				 "INSERT INTO " SU_SCHEMA ".order_state AS s"
+				 " (order_id, last_upload_time, attempts)"
+				 " SELECT o.order_id, date_trunc('milliseconds', clock_timestamp()), 1"
+				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id = $1"
+				 " ON CONFLICT (order_id) DO UPDATE SET"
+				 " last_upload_time = greatest(EXCLUDED.last_upload_time,"
+				 "  s.last_upload_time + interval '1 millisecond'),"
+				 " attempts = s.attempts + 1"
+				 " RETURNING last_upload_time, version, attempts",
 				 1, types, 0);
 	if (SPI_execute_plan(begin_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not start an attempt on order " INT64_FORMAT, order_id);
@@ -136,16 +136,16 @@ su_queue_record(SuUpload **us, int n)
 	if (n == 0)
 		return;
 	su_kept_plan(&record_plan,
-			  "UPDATE " SU_SCHEMA ".order_state s SET"
-			  " state = CASE WHEN s.version = u.version THEN u.state ELSE s.state END,"
-			  " next_attempt_at = CASE WHEN s.version = u.version THEN u.next"
-			  "  ELSE s.next_attempt_at END,"
-			  " uploaded_version = CASE WHEN u.ok THEN greatest(s.uploaded_version, u.version)"
-			  "  ELSE s.uploaded_version END,"
-			  " last_errcode = u.errcode, last_errmsg = u.errmsg, updated_at = now()"
-			  " FROM unnest($1, $2, $3, $4, $5, $6, $7)"
-			  "  AS u(order_id, version, state, next, ok, errcode, errmsg)"
-			  " WHERE s.order_id = u.order_id",
+				 "UPDATE " SU_SCHEMA ".order_state s SET"
+				 " state = CASE WHEN s.version = u.version THEN u.state ELSE s.state END,"
+				 " next_attempt_at = CASE WHEN s.version = u.version THEN u.next"
+				 "  ELSE s.next_attempt_at END,"
+				 " uploaded_version = CASE WHEN u.ok THEN greatest(s.uploaded_version, u.version)"
+				 "  ELSE s.uploaded_version END,"
+				 " last_errcode = u.errcode, last_errmsg = u.errmsg, updated_at = now()"
+				 " FROM unnest($1, $2, $3, $4, $5, $6, $7)"
+				 "  AS u(order_id, version, state, next, ok, errcode, errmsg)"
+				 " WHERE s.order_id = u.order_id",
 				 7, types, 0);
 	for (int i = 0; i < n; i++)
 	{
@@ -252,15 +252,15 @@ su_queue_order(int64 order_id, bool exists)
 
 	if (exists)
 		plan = su_kept_plan(&queue_plan,
-						 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
-						 " VALUES ($1)" QUEUE_UPSERT,
-				 1, types, 0);
+							"INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
+							" VALUES ($1)" QUEUE_UPSERT,
+							1, types, 0);
 	else
 		plan = su_kept_plan(&checked_plan,
-						 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
-						 " SELECT order_id FROM " SU_SCHEMA ".orders WHERE order_id = $1"
-						 QUEUE_UPSERT,
-				 1, types, 0);
+							"INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
+							" SELECT order_id FROM " SU_SCHEMA ".orders WHERE order_id = $1"
+							QUEUE_UPSERT,
+							1, types, 0);
 #undef QUEUE_UPSERT
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not queue order " INT64_FORMAT, order_id);
@@ -304,7 +304,7 @@ su_queue_forget(int64 order_id)
 	Datum		args[1] = {Int64GetDatum(order_id)};
 
 	su_kept_plan(&plan,
-			  "DELETE FROM " SU_SCHEMA ".order_state WHERE order_id = $1",
+				 "DELETE FROM " SU_SCHEMA ".order_state WHERE order_id = $1",
 				 1, types, 0);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the state of order " INT64_FORMAT, order_id);
@@ -397,7 +397,8 @@ su_queue_trigger(PG_FUNCTION_ARGS)
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
 		queue_tuple(td, td->tg_newtuple, true);
-		queue_tuple(td, td->tg_trigtuple, false);	/* moved from another order */
+		queue_tuple(td, td->tg_trigtuple, false);	/* moved from another
+													 * order */
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 		queue_tuple(td, td->tg_trigtuple, false);
@@ -421,17 +422,17 @@ su_queue_claim(int max, SuClaim *out)
 	bool		isnull;
 
 	su_kept_plan(&claim_plan,
-			  "WITH due AS (SELECT order_id FROM " SU_SCHEMA ".order_state"
-			  "  WHERE next_attempt_at <= now()"
-			  "  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-			  " UPDATE " SU_SCHEMA ".order_state s SET state = 'uploading',"
-			  " next_attempt_at = now() + make_interval(secs => $2),"
-			  " attempts = s.attempts + 1,"
-			  " last_upload_time = greatest(date_trunc('milliseconds', clock_timestamp()),"
-			  "  s.last_upload_time + interval '1 millisecond'),"
-			  " updated_at = now()"
-			  " FROM due WHERE s.order_id = due.order_id"
-			  " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
+				 "WITH due AS (SELECT order_id FROM " SU_SCHEMA ".order_state"
+				 "  WHERE next_attempt_at <= now()"
+				 "  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+				 " UPDATE " SU_SCHEMA ".order_state s SET state = 'uploading',"
+				 " next_attempt_at = now() + make_interval(secs => $2),"
+				 " attempts = s.attempts + 1,"
+				 " last_upload_time = greatest(date_trunc('milliseconds', clock_timestamp()),"
+				 "  s.last_upload_time + interval '1 millisecond'),"
+				 " updated_at = now()"
+				 " FROM due WHERE s.order_id = due.order_id"
+				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
 				 2, types, 0);
 	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim orders");
@@ -455,7 +456,7 @@ su_queue_next_due(void)
 	Datum		d;
 
 	su_kept_plan(&due_plan,
-			  "SELECT min(next_attempt_at) FROM " SU_SCHEMA ".order_state",
+				 "SELECT min(next_attempt_at) FROM " SU_SCHEMA ".order_state",
 				 0, NULL, 0);
 	if (SPI_execute_plan(due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
@@ -484,10 +485,10 @@ su_audit_trim(int limit)
 	if (su_audit_retention_s <= 0)
 		return 0;
 	su_kept_plan(&trim_plan,
-			  "DELETE FROM " SU_SCHEMA ".audit WHERE audit_id IN"
-			  " (SELECT audit_id FROM " SU_SCHEMA ".audit"
-			  "  WHERE created_at < now() - make_interval(secs => $1)"
-			  "  ORDER BY created_at LIMIT $2)",
+				 "DELETE FROM " SU_SCHEMA ".audit WHERE audit_id IN"
+				 " (SELECT audit_id FROM " SU_SCHEMA ".audit"
+				 "  WHERE created_at < now() - make_interval(secs => $1)"
+				 "  ORDER BY created_at LIMIT $2)",
 				 2, types, 0);
 	if (SPI_execute_plan(trim_plan, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete old audit rows");

@@ -146,7 +146,7 @@ start_worker(void)
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
+	w.bgw_restart_time = BGW_NEVER_RESTART; /* the launcher restarts it */
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "shopping_upload");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "su_worker_main");
 	snprintf(w.bgw_name, BGW_MAXLEN, "shopping_upload worker");
@@ -245,7 +245,7 @@ typedef struct AppState
 } AppState;
 
 static MemoryContext flights_cxt;
-static dlist_head ready = DLIST_STATIC_INIT(ready);	/* claimed, not sent */
+static dlist_head ready = DLIST_STATIC_INIT(ready); /* claimed, not sent */
 static dlist_head inflight = DLIST_STATIC_INIT(inflight);	/* sent */
 static dlist_head done = DLIST_STATIC_INIT(done);	/* to record */
 static int	n_ready = 0;
@@ -664,6 +664,7 @@ su_worker_main(Datum arg)
 {
 	SuHttpClient *client;
 	MemoryContext loop_cxt;
+
 	(void) arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
