@@ -288,6 +288,19 @@ SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
 COMMENT ON VIEW stats IS
 'Orders per state, uploads in the last minute, age of the oldest order waiting';
 
+/*
+ * The tables hold the merchant's data, not the extension's: pg_dump dumps
+ * their rows (and the identity counters) like any table's.
+ */
+SELECT pg_catalog.pg_extension_config_dump('orders', '');
+SELECT pg_catalog.pg_extension_config_dump('sub_orders', '');
+SELECT pg_catalog.pg_extension_config_dump('items', '');
+SELECT pg_catalog.pg_extension_config_dump('order_state', '');
+SELECT pg_catalog.pg_extension_config_dump('audit', '');
+SELECT pg_catalog.pg_extension_config_dump('accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('orders_order_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('audit_audit_id_seq', '');
+
 /* Nothing is granted to PUBLIC: see README, "Privileges". */
 REVOKE ALL ON ALL TABLES IN SCHEMA shopping_upload FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shopping_upload FROM PUBLIC;

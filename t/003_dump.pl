@@ -1,0 +1,63 @@
+# pg_dump and restore keep the orders, where they stand, and the audit.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use SuStub;
+
+my $dir = PostgreSQL::Test::Utils::tempdir();
+my $stub = SuStub->start(dir => $dir);
+
+# the worker serves "shop"; the copy is restored into "restored"
+my $node = SuStub::node(conf => <<"EOC");
+shopping_upload.database_name = 'shop'
+shopping_upload.api_base_url = '${\ $stub->url}'
+shopping_upload.appid = 'wxtestappid'
+shopping_upload.secret = 'testsecret'
+EOC
+$node->safe_psql('postgres', 'CREATE DATABASE shop');
+$node->safe_psql('shop', 'CREATE EXTENSION shopping_upload');
+
+sub sql { my ($db, $q) = @_; return $node->safe_psql($db, $q); }
+
+my @ids;
+for my $n (1 .. 5)
+{
+	my $json = SuStub::order_json(out_trade_no => sprintf('DUMP%08d', $n));
+	push @ids, sql('shop', "SELECT shopping_upload.import_order('$json')");
+}
+sql('shop', "SELECT shopping_upload.import_order('{\"order_key\": {\"order_number_type\": 2, \"transaction_id\": \"T1\"}}')");
+ok($node->poll_query_until('shop',
+		"SELECT count(*) = 6 FROM shopping_upload.order_state WHERE state IN ('uploaded', 'rejected')"),
+	'the orders are uploaded (or rejected) before the dump');
+my $before = sql('shop', "SELECT string_agg(order_id || ':' || state || ':' || version, ',' ORDER BY order_id)
+	FROM shopping_upload.order_state");
+my $audit = sql('shop', 'SELECT count(*) FROM shopping_upload.audit');
+
+my $dump = "$dir/shop.dump";
+$node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('shop'), '-f', $dump ], 'pg_dump');
+
+sql('postgres', 'CREATE DATABASE restored');
+{
+	# orders restored are orders already uploaded: do not queue them again
+	local $ENV{PGOPTIONS} = '-c shopping_upload.auto_upload=off';
+	$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore');
+}
+
+is(sql('restored', 'SELECT count(*) FROM shopping_upload.orders'), '6', 'the orders are restored');
+is(sql('restored', 'SELECT count(*) FROM shopping_upload.items'), '15', 'with their items');
+is(sql('restored', "SELECT string_agg(order_id || ':' || state || ':' || version, ',' ORDER BY order_id)
+	FROM shopping_upload.order_state"), $before, 'and where each stands');
+is(sql('restored', 'SELECT count(*) FROM shopping_upload.audit'), $audit, 'and the audit');
+is(sql('restored', "SELECT (shopping_upload.build_payload($ids[0]) - 'upload_time')
+	= (SELECT shopping_upload.build_payload($ids[0]) - 'upload_time')"), 't', 'payloads build again');
+my $next = sql('restored', "SELECT shopping_upload.import_order('{\"order_key\": {\"order_number_type\": 2, \"transaction_id\": \"T2\"}}')");
+ok($next > $ids[-1], 'a new order gets a new id: the identity counter is restored');
+my $aid = sql('restored', "SELECT (shopping_upload.upload_shopping_info($ids[0])).audit_id");
+ok($aid > $audit, 'so does the audit\'s');
+
+done_testing();
