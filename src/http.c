@@ -284,12 +284,6 @@ su_http_next_done(SuHttpClient *client)
 	return req;
 }
 
-int
-su_http_running(SuHttpClient *client)
-{
-	return client ? client->running : 0;
-}
-
 void
 su_http_forget(SuHttpClient *client, SuHttpRequest *req)
 {

@@ -65,9 +65,6 @@ extern int	su_http_wait(SuHttpClient *client, int timeout_ms);
 /* The next finished request, or NULL. */
 extern SuHttpRequest *su_http_next_done(SuHttpClient *client);
 
-/* Number of requests started and not yet finished. */
-extern int	su_http_running(SuHttpClient *client);
-
 /* Abandons a running request (its connection is closed). */
 extern void su_http_cancel(SuHttpClient *client, SuHttpRequest *req);
 
