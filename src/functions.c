@@ -236,7 +236,6 @@ su_token_cache_sql(PG_FUNCTION_ARGS)
 	{
 		Datum		values[7];
 		bool		nulls[7] = {false, false, false, false, false, false, false};
-		int			today = (int) ((now + 8 * USECS_PER_HOUR) / USECS_PER_DAY);
 
 		values[0] = PointerGetDatum(cstring_to_text(snap[i].appid));
 		values[1] = BoolGetDatum(snap[i].token[0] != '\0');
@@ -245,7 +244,7 @@ su_token_cache_sql(PG_FUNCTION_ARGS)
 		values[3] = TimestampTzGetDatum(snap[i].fetched_at);
 		nulls[3] = snap[i].fetched_at == 0;
 		values[4] = Int32GetDatum(snap[i].rejections);
-		values[5] = Int32GetDatum(snap[i].force_day == today ? snap[i].force_count : 0);
+		values[5] = Int32GetDatum(snap[i].force_day == su_beijing_day(now) ? snap[i].force_count : 0);
 		values[6] = Int64GetDatum(snap[i].fetches);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -265,10 +264,7 @@ su_enqueue_sql(PG_FUNCTION_ARGS)
 	found = su_queue_order(order_id, false);
 	SPI_finish();
 	if (!found)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("order " INT64_FORMAT " does not exist", order_id),
-				 errhint("Orders are rows of shopping_upload.orders.")));
+		su_order_missing(order_id);
 	PG_RETURN_VOID();
 }
 

@@ -435,8 +435,7 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 		appids[i] = NULL;
 	}
 	qsort(slots, n, sizeof(BuildSlot), slot_cmp);
-	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL,
-											  TYPALIGN_DOUBLE));
+	args[0] = su_array(ids, NULL, n, INT8OID);
 
 	if (SPI_execute_plan(order_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the orders to upload");
@@ -483,10 +482,7 @@ su_build_payload(int64 order_id, TimestampTz upload_time, char **appid,
 
 	su_build_payloads(1, &order_id, &upload_time, NULL, &payload, &order_appid);
 	if (payload == NULL && !missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("order " INT64_FORMAT " does not exist", order_id),
-				 errhint("Orders are rows of shopping_upload.orders.")));
+		su_order_missing(order_id);
 	if (appid)
 		*appid = order_appid;
 	return payload;
@@ -649,8 +645,7 @@ get_text_array(json_object *obj, const char *key, const char *path,
 			import_type_error(psprintf("%s[%zu]", path, i), "a string", e);
 		elems[i] = su_text_datum(json_object_get_string(e));
 	}
-	return PointerGetDatum(construct_array(elems, (int) n, TEXTOID, -1, false,
-										   TYPALIGN_INT));
+	return su_array(elems, NULL, (int) n, TEXTOID);
 }
 
 static void

@@ -29,8 +29,6 @@
 #include "queue.h"
 #include "shopping_upload.h"
 
-#define BEIJING_OFFSET_USECS (8 * USECS_PER_HOUR)
-
 static SPIPlanPtr begin_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 
@@ -57,10 +55,7 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 	if (SPI_execute_plan(begin_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not start an attempt on order " INT64_FORMAT, order_id);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("order " INT64_FORMAT " does not exist", order_id),
-				 errhint("Orders are rows of shopping_upload.orders.")));
+		su_order_missing(order_id);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	*version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
@@ -101,8 +96,8 @@ su_queue_next_state(SuUpload *u, TimestampTz now, TimestampTz *next)
 			return "retrying";
 		case SU_CLASS_QUOTA_DAY:
 			/* the next midnight in Beijing (UTC+8) */
-			*next = ((now + BEIJING_OFFSET_USECS) / USECS_PER_DAY + 1) * USECS_PER_DAY
-				- BEIJING_OFFSET_USECS;
+			*next = ((now + SU_BEIJING_OFFSET_USECS) / USECS_PER_DAY + 1) * USECS_PER_DAY
+				- SU_BEIJING_OFFSET_USECS;
 			return "held";
 		case SU_CLASS_CONFIG:
 			*next = now + (int64) su_config_retry_s * USECS_PER_SEC;
@@ -130,8 +125,6 @@ su_queue_record(SuUpload **us, int n)
 	Datum	   *msgs = palloc(sizeof(Datum) * n);
 	bool	   *msg_nulls = palloc0(sizeof(bool) * n);
 	TimestampTz now = GetCurrentTimestamp();
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
 
 	if (n == 0)
 		return;
@@ -164,16 +157,13 @@ su_queue_record(SuUpload **us, int n)
 		else
 			msg_nulls[i] = true;
 	}
-	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_array(versions, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(construct_array(states, n, TEXTOID, -1, false, TYPALIGN_INT));
-	args[3] = PointerGetDatum(construct_md_array(nexts, next_nulls, 1, dims, lbs,
-												 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
-												 TYPALIGN_DOUBLE));
-	args[4] = PointerGetDatum(construct_array(oks, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	args[5] = PointerGetDatum(construct_array(codes, n, INT4OID, 4, true, TYPALIGN_INT));
-	args[6] = PointerGetDatum(construct_md_array(msgs, msg_nulls, 1, dims, lbs,
-												 TEXTOID, -1, false, TYPALIGN_INT));
+	args[0] = su_array(ids, NULL, n, INT8OID);
+	args[1] = su_array(versions, NULL, n, INT8OID);
+	args[2] = su_array(states, NULL, n, TEXTOID);
+	args[3] = su_array(nexts, next_nulls, n, TIMESTAMPTZOID);
+	args[4] = su_array(oks, NULL, n, BOOLOID);
+	args[5] = su_array(codes, NULL, n, INT4OID);
+	args[6] = su_array(msgs, msg_nulls, n, TEXTOID);
 	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record the outcome of %d uploads", n);
 }

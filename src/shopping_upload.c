@@ -18,7 +18,9 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/array.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -68,6 +70,29 @@ su_kept_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes,
 		*cache = plan;
 	}
 	return *cache;
+}
+
+void
+su_order_missing(int64 order_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("order " INT64_FORMAT " does not exist", order_id),
+			 errhint("Orders are rows of shopping_upload.orders.")));
+}
+
+Datum
+su_array(Datum *values, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		byval;
+	char		align;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &byval, &align);
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs,
+											  elemtype, typlen, byval, align));
 }
 
 const char *

@@ -55,6 +55,16 @@ struct _SPI_plan;
 extern struct _SPI_plan *su_kept_plan(struct _SPI_plan **cache, const char *sql,
 									  int nargs, Oid *argtypes, int cursor_options);
 
+/* Raises "order N does not exist" (ERRCODE_NO_DATA_FOUND). */
+extern void su_order_missing(int64 order_id) pg_attribute_noreturn();
+
+/* A one-dimensional array of n Datums of elemtype; nulls may be NULL. */
+extern Datum su_array(Datum *values, bool *nulls, int n, Oid elemtype);
+
+/* WeChat's day is Beijing's (UTC+8): days since 2000-01-01 there. */
+#define SU_BEIJING_OFFSET_USECS (8 * USECS_PER_HOUR)
+#define su_beijing_day(t) ((int) (((t) + SU_BEIJING_OFFSET_USECS) / USECS_PER_DAY))
+
 /* api_base_url without a trailing slash */
 extern const char *su_api_base(void);
 

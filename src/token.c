@@ -32,7 +32,6 @@
 #define TOKEN_MARGIN_USECS	(300 * USECS_PER_SEC)
 #define FORCE_PER_DAY		20
 #define FORCE_GAP_USECS		(30 * USECS_PER_SEC)
-#define BEIJING_OFFSET_USECS (8 * USECS_PER_HOUR)
 
 static SuTokenSlot *slots = NULL;
 static LWLock *slots_lock = NULL;
@@ -253,12 +252,6 @@ su_http_perform(SuHttpRequest *req)
 	su_http_forget(client, req);
 }
 
-static int
-beijing_day(TimestampTz t)
-{
-	return (int) ((t + BEIJING_OFFSET_USECS) / USECS_PER_DAY);
-}
-
 /* may this fetch use force_refresh? (counts it if so) */
 static bool
 take_force(const char *appid)
@@ -271,9 +264,9 @@ take_force(const char *appid)
 	s = find_slot(appid, false);
 	if (s != NULL && s->rejections >= 2)
 	{
-		if (s->force_day != beijing_day(now))
+		if (s->force_day != su_beijing_day(now))
 		{
-			s->force_day = beijing_day(now);
+			s->force_day = su_beijing_day(now);
 			s->force_count = 0;
 		}
 		if (s->force_count < FORCE_PER_DAY &&

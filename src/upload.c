@@ -17,7 +17,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
-#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "payload.h"
@@ -199,21 +198,6 @@ su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
 		u->cls = SU_CLASS_CONFIG;	/* a secret or an appid is wrong */
 }
 
-/* a one-dimensional array of n Datums of type elemtype */
-static Datum
-make_array(Datum *values, bool *nulls, int n, Oid elemtype)
-{
-	int16		typlen;
-	bool		byval;
-	char		align;
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	get_typlenbyvalalign(elemtype, &typlen, &byval, &align);
-	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs,
-											  elemtype, typlen, byval, align));
-}
-
 #define AUDIT_COLS 12
 
 void
@@ -272,7 +256,7 @@ su_audit_insert(SuUpload **us, int n)
 #undef TEXT_OR_NULL
 	}
 	for (int c = 0; c < AUDIT_COLS; c++)
-		args[c] = make_array(v[c], nul[c], n, elemtypes[c]);
+		args[c] = su_array(v[c], nul[c], n, elemtypes[c]);
 
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != (uint64) n)
@@ -302,9 +286,7 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	u->order_id = order_id;
 	su_upload_prepare(1, &u, &upload_time, NULL, &prepared);
 	if (!prepared && u->gone)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("order " INT64_FORMAT " does not exist", order_id)));
+		su_order_missing(order_id);
 	if (!prepared)
 	{
 		su_audit_insert(&u, 1);
