@@ -84,7 +84,8 @@ SELECT pending, uploading, uploaded, retrying, held, rejected, dead, oldest_pend
 -- deleting an order deletes its state; TRUNCATE all of them
 DELETE FROM shopping_upload.orders WHERE order_id = 100005;
 SELECT pg_temp.state(100005);
--- deleted and inserted again in one transaction: queued again
+-- deleted and inserted again in one transaction: queued again, a new version
+-- (claimed above, its lease still runs: it stays uploading until the answer)
 BEGIN;
 DELETE FROM shopping_upload.orders WHERE order_id = 100004;
 INSERT INTO shopping_upload.orders (order_id, order_number_type, transaction_id) VALUES (100004, 2, '4200000004');

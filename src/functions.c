@@ -261,7 +261,7 @@ su_enqueue_sql(PG_FUNCTION_ARGS)
 	bool		found;
 
 	SPI_connect();
-	found = su_queue_order(order_id, false);
+	found = su_queue_order(order_id);
 	SPI_finish();
 	if (!found)
 		su_order_missing(order_id);
@@ -288,12 +288,17 @@ su_requeue_sql(PG_FUNCTION_ARGS)
 	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
 	values[1] = PG_GETARG_DATUM(1);
 	SPI_connect();
-	if (SPI_execute_with_args("UPDATE " SU_SCHEMA ".order_state"
+	/* rows are locked in order_id order, as every queueing does */
+	if (SPI_execute_with_args("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+							  "  WHERE st.state OPERATOR(pg_catalog.=) ANY ($2)"
+							  "  AND ($1 IS NULL OR st.order_id OPERATOR(pg_catalog.=) $1)"
+							  "  ORDER BY st.order_id FOR UPDATE)"
+							  " UPDATE " SU_SCHEMA ".order_state s"
 							  " SET state = 'pending', attempts = 0,"
-							  " next_attempt_at = now(), queued_at = now(),"
-							  " updated_at = now()"
-							  " WHERE state = ANY ($2)"
-							  " AND ($1 IS NULL OR order_id = $1)",
+							  " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
+							  " updated_at = pg_catalog.now()"
+							  " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
+							  " AND s.state OPERATOR(pg_catalog.=) ANY ($2)",
 							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not requeue orders");
 	n = SPI_processed;

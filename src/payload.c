@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "catalog/pg_type.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/datetime.h"
@@ -25,6 +26,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/snapmgr.h"
 
 #include "payload.h"
 #include "shopping_upload.h"
@@ -386,7 +388,8 @@ build_line(json_object *root, BuildSlot *slot, HeapTuple tup, TupleDesc desc)
 
 void
 su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times,
-				  MemoryContext *cxts, json_object **out, char **appids)
+				  MemoryContext *cxts, json_object **out, char **appids,
+				  int64 *versions)
 {
 	Oid			argtypes[1] = {INT8ARRAYOID};
 	Datum		args[1];
@@ -400,26 +403,32 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 	 * One index lookup per order, whatever the statistics say: "= ANY ($1)"
 	 * is planned as a scan of a large part of the tables until they have been
 	 * analyzed; the OFFSET 0 fences keep the lookups apart, so that the plan
-	 * stays good as the tables grow, and can be kept.
+	 * stays good as the tables grow, and can be kept.  The order's version is
+	 * read with its content, in the same snapshot: the version recorded for
+	 * an upload is the one whose content was sent.
 	 */
 	su_kept_plan(&order_plan,
 				 "SELECT o.order_id, o.order_number_type, o.transaction_id,"
-				 " o.mchid, o.out_trade_no, o.openid, o.logistics_type, o.appid"
-				 " FROM unnest($1) AS k(order_id), LATERAL"
+				 " o.mchid, o.out_trade_no, o.openid, o.logistics_type, o.appid,"
+				 " (SELECT st.version FROM " SU_SCHEMA ".order_state st"
+				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id)"
+				 " FROM pg_catalog.unnest($1) AS k(order_id), LATERAL"
 				 " (SELECT * FROM " SU_SCHEMA ".orders o"
-				 "  WHERE o.order_id = k.order_id OFFSET 0) o"
+				 "  WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o"
 				 " ORDER BY k.order_id",
 				 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	su_kept_plan(&lines_plan,
-				 "SELECT k.order_id, l.* FROM unnest($1) AS k(order_id), LATERAL"
+				 "SELECT k.order_id, l.* FROM pg_catalog.unnest($1) AS k(order_id), LATERAL"
 				 " (SELECT s.sub_order_no, s.merchant_order_no,"
 				 "  s.link_type, s.link_url, s.link_appid, s.link_path,"
 				 "  i.merchant_item_id, i.name, i.description, i.unit_price,"
 				 "  i.quantity, i.image_url,"
 				 "  i.link_type, i.link_url, i.link_appid, i.link_path, i.item_no"
 				 "  FROM " SU_SCHEMA ".sub_orders s"
-				 "  LEFT JOIN " SU_SCHEMA ".items i USING (order_id, sub_order_no)"
-				 "  WHERE s.order_id = k.order_id OFFSET 0) l"
+				 "  LEFT JOIN " SU_SCHEMA ".items i"
+				 "   ON i.order_id OPERATOR(pg_catalog.=) s.order_id"
+				 "   AND i.sub_order_no OPERATOR(pg_catalog.=) s.sub_order_no"
+				 "  WHERE s.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) l"
 				 " ORDER BY k.order_id, l.sub_order_no, l.item_no",
 				 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
@@ -433,9 +442,20 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 		slots[i].items = NULL;
 		out[i] = NULL;
 		appids[i] = NULL;
+		if (versions)
+			versions[i] = 0;
 	}
 	qsort(slots, n, sizeof(BuildSlot), slot_cmp);
 	args[0] = su_array(ids, NULL, n, INT8OID);
+
+	/*
+	 * Both queries read one snapshot, taken now: later than whatever the
+	 * caller wrote (a claim, an attempt's start), so that an order committed
+	 * before it is seen, and the same for both, so that an order and its
+	 * lines are of one version.
+	 */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
 
 	if (SPI_execute_plan(order_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the orders to upload");
@@ -445,17 +465,22 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 		bool		isnull;
 		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
 		BuildSlot  *slot = find_slot(slots, n, &k, id);
+		Datum		version;
 
 		if (slot == NULL)
 			continue;
 		MemoryContextSwitchTo(cxts ? cxts[slot->pos] : caller);
 		out[slot->pos] = build_order(tt->vals[r], tt->tupdesc,
 									 upload_times[slot->pos], &appids[slot->pos]);
+		version = SPI_getbinval(tt->vals[r], tt->tupdesc, 9, &isnull);
+		if (versions && !isnull)
+			versions[slot->pos] = DatumGetInt64(version);
 	}
 	SPI_freetuptable(tt);
 
 	if (SPI_execute_plan(lines_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the sub-orders of the orders to upload");
+	PopActiveSnapshot();
 	tt = SPI_tuptable;
 	k = 0;
 	for (uint64 r = 0; r < SPI_processed; r++)
@@ -480,7 +505,8 @@ su_build_payload(int64 order_id, TimestampTz upload_time, char **appid,
 	json_object *payload;
 	char	   *order_appid;
 
-	su_build_payloads(1, &order_id, &upload_time, NULL, &payload, &order_appid);
+	su_build_payloads(1, &order_id, &upload_time, NULL, &payload, &order_appid,
+					  NULL);
 	if (payload == NULL && !missing_ok)
 		su_order_missing(order_id);
 	if (appid)

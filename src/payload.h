@@ -50,12 +50,15 @@ extern struct json_object *su_build_payload(int64 order_id,
 /*
  * The same for n orders at once, with two queries in all: out[i] and
  * appids[i] for order_ids[i] (out[i] NULL if it does not exist), each built
- * in cxts[i] (NULL: the current context).
+ * in cxts[i] (NULL: the current context).  Everything is read in one fresh
+ * snapshot, taken after whatever the caller wrote; versions[i] (when not
+ * NULL) is the order's order_state.version in that snapshot, 0 if none.
  */
 extern void su_build_payloads(int n, const int64 *order_ids,
 							  const TimestampTz *upload_times,
 							  MemoryContext *cxts,
-							  struct json_object **out, char **appids);
+							  struct json_object **out, char **appids,
+							  int64 *versions);
 
 /* Stores an API-shaped payload; returns its order_id.  SPI must be connected. */
 extern int64 su_import_order(struct json_object *payload, const char *appid);

@@ -15,15 +15,23 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "queue.h"
@@ -41,16 +49,23 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 	TupleDesc	desc;
 	bool		isnull;
 
+	/*
+	 * The upsert locks the order's state until this transaction ends: the
+	 * worker skips it, and a writer's queueing waits for it.
+	 */
 	su_kept_plan(&begin_plan,
 				 "INSERT INTO " SU_SCHEMA ".order_state AS s"
 				 " (order_id, last_upload_time, attempts)"
-				 " SELECT o.order_id, date_trunc('milliseconds', clock_timestamp()), 1"
-				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id = $1"
+				 " SELECT o.order_id, pg_catalog.date_trunc('milliseconds',"
+				 "  pg_catalog.clock_timestamp()), 1"
+				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1"
 				 " ON CONFLICT (order_id) DO UPDATE SET"
 				 " last_upload_time = greatest(EXCLUDED.last_upload_time,"
-				 "  s.last_upload_time + interval '1 millisecond'),"
-				 " attempts = s.attempts + 1"
-				 " RETURNING last_upload_time, version, attempts",
+				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
+				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1"
+				 " RETURNING last_upload_time, version, attempts,"
+				 "  s.state OPERATOR(pg_catalog.=) 'uploading'"
+				 "  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
 				 1, types, 0);
 	if (SPI_execute_plan(begin_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not start an attempt on order " INT64_FORMAT, order_id);
@@ -60,6 +75,13 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 	desc = SPI_tuptable->tupdesc;
 	*version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("order " INT64_FORMAT " is being uploaded by the worker",
+						order_id),
+				 errdetail("One request per order is in flight at a time."),
+				 errhint("Wait until its state in shopping_upload.order_status is no longer \"uploading\".")));
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
 }
 
@@ -109,36 +131,66 @@ su_queue_next_state(SuUpload *u, TimestampTz now, TimestampTz *next)
 	return "rejected";
 }
 
-void
-su_queue_record(SuUpload **us, int n)
+int
+su_queue_record(SuUpload **us, int n, bool *recorded)
 {
+	static SPIPlanPtr exists_plan = NULL;
 	Oid			types[7] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 	TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
 	Datum		args[7];
-	Datum	   *ids = palloc(sizeof(Datum) * n);
-	Datum	   *versions = palloc(sizeof(Datum) * n);
-	Datum	   *states = palloc(sizeof(Datum) * n);
-	Datum	   *nexts = palloc(sizeof(Datum) * n);
-	bool	   *next_nulls = palloc0(sizeof(bool) * n);
-	Datum	   *oks = palloc(sizeof(Datum) * n);
-	Datum	   *codes = palloc(sizeof(Datum) * n);
-	Datum	   *msgs = palloc(sizeof(Datum) * n);
-	bool	   *msg_nulls = palloc0(sizeof(bool) * n);
+	Datum	   *ids;
+	Datum	   *versions;
+	Datum	   *states;
+	Datum	   *nexts;
+	bool	   *next_nulls;
+	Datum	   *oks;
+	Datum	   *codes;
+	Datum	   *msgs;
+	bool	   *msg_nulls;
 	TimestampTz now = GetCurrentTimestamp();
+	int			n_recorded = 0;
+	uint64		processed;
+	SPITupleTable *tt;
 
 	if (n == 0)
-		return;
+		return 0;
+	ids = palloc(sizeof(Datum) * n);
+	versions = palloc(sizeof(Datum) * n);
+	states = palloc(sizeof(Datum) * n);
+	nexts = palloc(sizeof(Datum) * n);
+	next_nulls = palloc0(sizeof(bool) * n);
+	oks = palloc(sizeof(Datum) * n);
+	codes = palloc(sizeof(Datum) * n);
+	msgs = palloc(sizeof(Datum) * n);
+	msg_nulls = palloc0(sizeof(bool) * n);
+
+	/*
+	 * Rows another transaction holds are skipped, never waited for: the
+	 * worker then cannot take part in a deadlock, and what it skipped it
+	 * records in a later round.  An order that changed since its attempt
+	 * started is due again at once, whatever the answer.
+	 */
 	su_kept_plan(&record_plan,
-				 "UPDATE " SU_SCHEMA ".order_state s SET"
-				 " state = CASE WHEN s.version = u.version THEN u.state ELSE s.state END,"
-				 " next_attempt_at = CASE WHEN s.version = u.version THEN u.next"
-				 "  ELSE s.next_attempt_at END,"
-				 " uploaded_version = CASE WHEN u.ok THEN greatest(s.uploaded_version, u.version)"
+				 "WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+				 "  WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+				 "  FOR UPDATE SKIP LOCKED)"
+				 " UPDATE " SU_SCHEMA ".order_state s SET"
+				 " state = CASE WHEN s.version OPERATOR(pg_catalog.=) u.version"
+				 "  THEN u.state ELSE 'pending' END,"
+				 " next_attempt_at = CASE WHEN s.version OPERATOR(pg_catalog.=) u.version"
+				 "  THEN u.next ELSE pg_catalog.now() END,"
+				 " uploaded_version = CASE WHEN u.ok"
+				 "  THEN greatest(s.uploaded_version, u.version)"
 				 "  ELSE s.uploaded_version END,"
-				 " last_errcode = u.errcode, last_errmsg = u.errmsg, updated_at = now()"
-				 " FROM unnest($1, $2, $3, $4, $5, $6, $7)"
-				 "  AS u(order_id, version, state, next, ok, errcode, errmsg)"
-				 " WHERE s.order_id = u.order_id",
+				 " last_errcode = u.errcode, last_errmsg = u.errmsg,"
+				 " updated_at = pg_catalog.now()"
+				 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+				 "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+				 "  pg_catalog.unnest($6), pg_catalog.unnest($7))"
+				 "  AS u(order_id, version, state, next, ok, errcode, errmsg), l"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
+				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
+				 " RETURNING s.order_id",
 				 7, types, 0);
 	for (int i = 0; i < n; i++)
 	{
@@ -156,6 +208,7 @@ su_queue_record(SuUpload **us, int n)
 			msgs[i] = CStringGetTextDatum(u->errmsg);
 		else
 			msg_nulls[i] = true;
+		recorded[i] = false;
 	}
 	args[0] = su_array(ids, NULL, n, INT8OID);
 	args[1] = su_array(versions, NULL, n, INT8OID);
@@ -164,19 +217,239 @@ su_queue_record(SuUpload **us, int n)
 	args[4] = su_array(oks, NULL, n, BOOLOID);
 	args[5] = su_array(codes, NULL, n, INT4OID);
 	args[6] = su_array(msgs, msg_nulls, n, TEXTOID);
-	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not record the outcome of %d uploads", n);
+	processed = SPI_processed;
+	tt = SPI_tuptable;
+	for (uint64 r = 0; r < processed; r++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+
+		for (int i = 0; i < n; i++)
+			if (!recorded[i] && us[i]->order_id == id)
+			{
+				recorded[i] = true;
+				n_recorded++;
+				break;
+			}
+	}
+	SPI_freetuptable(tt);
+	if (n_recorded == n)
+		return n;
+
+	/*
+	 * Not recorded: held by another transaction (try again later), or gone
+	 * with its order (nothing to record but the audit row).
+	 */
+	su_kept_plan(&exists_plan,
+				 "SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+				 " WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)",
+				 1, types, 0);
+	if (SPI_execute_plan(exists_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the state of %d orders", n);
+	for (int i = 0; i < n; i++)
+	{
+		bool		held = false;
+
+		if (recorded[i])
+			continue;
+		for (uint64 r = 0; r < SPI_processed && !held; r++)
+		{
+			bool		isnull;
+
+			held = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+											   SPI_tuptable->tupdesc, 1,
+											   &isnull)) == us[i]->order_id;
+		}
+		if (!held)
+		{
+			recorded[i] = true;
+			n_recorded++;
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return n_recorded;
 }
 
 /* ---------------------------------------------------------------------
  * Queueing: the trigger on the order tables and enqueue()
+ *
+ * The trigger only notes which orders the transaction wrote.  Their states
+ * are written just before it commits, all at once and in order_id order:
+ * every transaction that queues orders takes their state rows' locks in the
+ * same order, at the same moment (its end), holding no other lock of ours,
+ * so queueing adds no deadlock to the writers' own transactions, whatever
+ * order they write their orders in.  The worker never waits for a state row
+ * (SKIP LOCKED), and an upload_shopping_info() call holds one row only.
  * ---------------------------------------------------------------------
  */
 
-/* orders queued by the current transaction, so each is queued once */
-static HTAB *queued = NULL;
-static bool queued_any = false;
+/* an order this transaction wrote or deleted */
+typedef struct NotedOrder
+{
+	int64		order_id;		/* hash key */
+	bool		queue;			/* queue it, if it still exists */
+	bool		forget;			/* its row was deleted: forget it if gone */
+} NotedOrder;
+
+/* lives in TopTransactionContext; what aborted subtransactions noted stays */
+static HTAB *noted = NULL;
+static bool wake_at_commit = false;
+
 static SPIPlanPtr queue_plan = NULL;
+static SPIPlanPtr forget_plan = NULL;
+
+static void
+note_order(int64 order_id, bool queue, bool forget)
+{
+	NotedOrder *o;
+	bool		found;
+
+	if (noted == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(NotedOrder);
+		ctl.hcxt = TopTransactionContext;
+		noted = hash_create("shopping_upload noted orders", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	o = hash_search(noted, &order_id, HASH_ENTER, &found);
+	if (!found)
+		o->queue = o->forget = false;
+	o->queue |= queue;
+	o->forget |= forget;
+}
+
+void
+su_queue_unnote(int64 order_id)
+{
+	if (noted != NULL)
+		hash_search(noted, &order_id, HASH_REMOVE, NULL);
+}
+
+static int
+int64_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* the owner of the extension's tables, as whom the states are written */
+static Oid
+state_owner(void)
+{
+	Oid			nsp = get_namespace_oid(SU_SCHEMA, false);
+	Oid			relid = get_relname_relid("order_state", nsp);
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table " SU_SCHEMA ".order_state does not exist")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* runs statement plan with the sorted ids of the noted orders that want it */
+static uint64
+apply_noted(SPIPlanPtr plan, bool forget, int64 *ids, int n_all)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n_all);
+	Datum		args[1];
+	HASH_SEQ_STATUS seq;
+	NotedOrder *o;
+	int			n = 0;
+	int			ret;
+
+	hash_seq_init(&seq, noted);
+	while ((o = hash_seq_search(&seq)) != NULL)
+		if (forget ? o->forget : o->queue)
+			ids[n++] = o->order_id;
+	if (n == 0)
+		return 0;
+	qsort(ids, n, sizeof(int64), int64_cmp);
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	args[0] = su_array(elems, NULL, n, INT8OID);
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (ret != (forget ? SPI_OK_DELETE : SPI_OK_INSERT))
+		elog(ERROR, "could not queue the orders of this transaction");
+	return SPI_processed;
+}
+
+/*
+ * Just before commit: writes the noted orders' states, as the tables' owner
+ * and with a pinned search_path (the transaction may have set any).
+ */
+static void
+queue_noted(void)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	long		n = hash_get_num_entries(noted);
+	int64	   *ids;
+	Oid			save_userid;
+	int			save_sec;
+	int			save_nestlevel;
+
+	if (n == 0)
+		return;
+	ids = MemoryContextAlloc(TopTransactionContext, sizeof(int64) * n);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(state_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	/*
+	 * An order in flight keeps its lease: the worker sends the new version
+	 * once the answer to the old one is in (su_queue_record), so that one
+	 * request per order is in flight at a time.
+	 */
+#define IN_FLIGHT "s.state OPERATOR(pg_catalog.=) 'uploading'" \
+		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	su_kept_plan(&queue_plan,
+				 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
+				 " SELECT o.order_id FROM pg_catalog.unnest($1) AS k(order_id)"
+				 "  JOIN " SU_SCHEMA ".orders o"
+				 "  ON o.order_id OPERATOR(pg_catalog.=) k.order_id"
+				 " ORDER BY o.order_id"
+				 " ON CONFLICT (order_id) DO UPDATE SET"
+				 " state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
+				 " next_attempt_at = CASE WHEN " IN_FLIGHT
+				 "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
+				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
+				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
+				 1, types, 0);
+#undef IN_FLIGHT
+	su_kept_plan(&forget_plan,
+				 "DELETE FROM " SU_SCHEMA ".order_state s"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
+				 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
+				 1, types, 0);
+	if (apply_noted(queue_plan, false, ids, n) > 0)
+		wake_at_commit = true;
+	(void) apply_noted(forget_plan, true, ids, n);
+
+	PopActiveSnapshot();
+	SPI_finish();
+	AtEOXact_GUC(false, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
 
 static void
 queue_xact_callback(XactEvent event, void *arg)
@@ -184,34 +457,24 @@ queue_xact_callback(XactEvent event, void *arg)
 	(void) arg;
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (noted != NULL)
+				queue_noted();
+			noted = NULL;
+			break;
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (queued_any)
+			if (wake_at_commit)
 				su_wake_worker();
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			queued = NULL;		/* lived in TopTransactionContext */
-			queued_any = false;
+			noted = NULL;		/* lived in TopTransactionContext */
+			wake_at_commit = false;
 			break;
 		default:
 			break;
-	}
-}
-
-static void
-queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					   SubTransactionId parentSubid, void *arg)
-{
-	(void) mySubid;
-	(void) parentSubid;
-	(void) arg;
-	/* what a rolled back subtransaction queued is gone: forget all of it */
-	if (event == SUBXACT_EVENT_ABORT_SUB && queued != NULL)
-	{
-		hash_destroy(queued);
-		queued = NULL;
 	}
 }
 
@@ -219,71 +482,37 @@ void
 su_queue_init(void)
 {
 	RegisterXactCallback(queue_xact_callback, NULL);
-	RegisterSubXactCallback(queue_subxact_callback, NULL);
 }
 
 void
 su_queue_wake_at_commit(void)
 {
-	queued_any = true;
+	wake_at_commit = true;
 }
 
 bool
-su_queue_order(int64 order_id, bool exists)
+su_queue_order(int64 order_id)
 {
-	static SPIPlanPtr checked_plan = NULL;
+	static SPIPlanPtr exists_plan = NULL;
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
-	SPIPlanPtr	plan;
+	Oid			nsp = get_namespace_oid(SU_SCHEMA, false);
+	Oid			relid = get_relname_relid("order_state", nsp);
 
-#define QUEUE_UPSERT " ON CONFLICT (order_id) DO UPDATE SET state = 'pending'," \
-		" version = s.version + 1, attempts = 0," \
-		" next_attempt_at = now(), queued_at = now(), updated_at = now()"
-
-	if (exists)
-		plan = su_kept_plan(&queue_plan,
-							"INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
-							" VALUES ($1)" QUEUE_UPSERT,
-							1, types, 0);
-	else
-		plan = su_kept_plan(&checked_plan,
-							"INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
-							" SELECT order_id FROM " SU_SCHEMA ".orders WHERE order_id = $1"
-							QUEUE_UPSERT,
-							1, types, 0);
-#undef QUEUE_UPSERT
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not queue order " INT64_FORMAT, order_id);
-	if (SPI_processed > 0)
-		queued_any = true;
-	return SPI_processed > 0;
-}
-
-/* queues order_id unless this transaction did already */
-static void
-queue_once(int64 order_id, bool exists)
-{
-	bool		queued_now;
-
-	if (queued == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(int64);
-		ctl.entrysize = sizeof(int64);
-		ctl.hcxt = TopTransactionContext;
-		queued = hash_create("shopping_upload queued orders", 64, &ctl,
-							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	if (hash_search(queued, &order_id, HASH_FIND, NULL) != NULL)
-		return;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	queued_now = su_queue_order(order_id, exists);
-	SPI_finish();
-	/* an order being deleted is not queued: a later insert must queue it */
-	if (queued_now)
-		hash_search(queued, &order_id, HASH_ENTER, NULL);
+	/* its state is written as the tables' owner: the caller must be allowed to */
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK ||
+		pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "order_state");
+	su_kept_plan(&exists_plan,
+				 "SELECT FROM " SU_SCHEMA ".orders o"
+				 " WHERE o.order_id OPERATOR(pg_catalog.=) $1",
+				 1, types, 0);
+	if (SPI_execute_plan(exists_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		return false;
+	note_order(order_id, true, false);
+	return true;
 }
 
 void
@@ -293,23 +522,15 @@ su_queue_forget(int64 order_id)
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
 
+	/* a statement of its own: a fresh snapshot sees every committed order */
 	su_kept_plan(&plan,
-				 "DELETE FROM " SU_SCHEMA ".order_state WHERE order_id = $1",
+				 "DELETE FROM " SU_SCHEMA ".order_state s"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
+				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
+				 "  WHERE o.order_id OPERATOR(pg_catalog.=) $1)",
 				 1, types, 0);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the state of order " INT64_FORMAT, order_id);
-}
-
-/* an order is gone: so is its state (and this transaction may queue it anew) */
-static void
-forget_order(int64 order_id)
-{
-	if (queued != NULL)
-		hash_search(queued, &order_id, HASH_REMOVE, NULL);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	su_queue_forget(order_id);
-	SPI_finish();
 }
 
 static int64
@@ -324,24 +545,21 @@ tuple_order_id(TriggerData *td, HeapTuple tuple, bool *isnull)
 									  isnull));
 }
 
-/*
- * exists: the row written refers to an existing order (a foreign key makes
- * sure of it); a deleted row's order may be gone too.
- */
 static void
-queue_tuple(TriggerData *td, HeapTuple tuple, bool exists)
+note_tuple(TriggerData *td, HeapTuple tuple, bool queue, bool forget)
 {
 	bool		isnull;
 	int64		order_id = tuple_order_id(td, tuple, &isnull);
 
 	if (!isnull)
-		queue_once(order_id, exists);
+		note_order(order_id, queue, forget);
 }
 
 /*
  * AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW on orders, sub_orders
- * and items: queue the order whose row changed, once per transaction.  A
- * deleted order takes its state along; AFTER TRUNCATE on orders, all of it.
+ * and items: notes the order whose row changed, to be queued at commit.  A
+ * deleted order takes its state along (at commit, if it is still gone);
+ * AFTER TRUNCATE on orders, all of it at once.
  */
 PG_FUNCTION_INFO_V1(su_queue_trigger);
 Datum
@@ -363,35 +581,26 @@ su_queue_trigger(PG_FUNCTION_ARGS)
 		if (SPI_execute("DELETE FROM " SU_SCHEMA ".order_state", false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete the states of truncated orders");
 		SPI_finish();
-		if (queued != NULL)
-		{
-			hash_destroy(queued);
-			queued = NULL;
-		}
 		return PointerGetDatum(NULL);
 	}
 	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) && is_orders)
 	{
-		bool		isnull;
-		int64		order_id = tuple_order_id(td, td->tg_trigtuple, &isnull);
-
-		if (!isnull)
-			forget_order(order_id);
+		note_tuple(td, td->tg_trigtuple, false, true);
 		return PointerGetDatum(NULL);
 	}
 	if (!su_auto_upload)
 		return PointerGetDatum(NULL);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		queue_tuple(td, td->tg_trigtuple, true);
+		note_tuple(td, td->tg_trigtuple, true, false);
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
-		queue_tuple(td, td->tg_newtuple, true);
-		queue_tuple(td, td->tg_trigtuple, false);	/* moved from another
-													 * order */
+		note_tuple(td, td->tg_newtuple, true, false);
+		note_tuple(td, td->tg_trigtuple, true, false);	/* moved from another
+														 * order */
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		queue_tuple(td, td->tg_trigtuple, false);
+		note_tuple(td, td->tg_trigtuple, true, false);
 	return PointerGetDatum(NULL);
 }
 
@@ -407,21 +616,23 @@ static SPIPlanPtr trim_plan = NULL;
 int
 su_queue_claim(int max, SuClaim *out)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		args[2] = {Int32GetDatum(max), Int32GetDatum(su_lease_s)};
+	Oid			types[2] = {INT4OID, FLOAT8OID};
+	Datum		args[2] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s)};
 	bool		isnull;
 
 	su_kept_plan(&claim_plan,
 				 "WITH due AS (SELECT order_id FROM " SU_SCHEMA ".order_state"
-				 "  WHERE next_attempt_at <= now()"
+				 "  WHERE next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 				 "  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
 				 " UPDATE " SU_SCHEMA ".order_state s SET state = 'uploading',"
-				 " next_attempt_at = now() + make_interval(secs => $2),"
-				 " attempts = s.attempts + 1,"
-				 " last_upload_time = greatest(date_trunc('milliseconds', clock_timestamp()),"
-				 "  s.last_upload_time + interval '1 millisecond'),"
-				 " updated_at = now()"
-				 " FROM due WHERE s.order_id = due.order_id"
+				 " next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
+				 "  pg_catalog.make_interval(secs => $2),"
+				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
+				 " last_upload_time = greatest(pg_catalog.date_trunc('milliseconds',"
+				 "  pg_catalog.clock_timestamp()),"
+				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
+				 " updated_at = pg_catalog.now()"
+				 " FROM due WHERE s.order_id OPERATOR(pg_catalog.=) due.order_id"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
 				 2, types, 0);
 	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
@@ -446,7 +657,7 @@ su_queue_next_due(void)
 	Datum		d;
 
 	su_kept_plan(&due_plan,
-				 "SELECT min(next_attempt_at) FROM " SU_SCHEMA ".order_state",
+				 "SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".order_state",
 				 0, NULL, 0);
 	if (SPI_execute_plan(due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
@@ -457,8 +668,8 @@ su_queue_next_due(void)
 void
 su_queue_recover(void)
 {
-	if (SPI_execute("UPDATE " SU_SCHEMA ".order_state SET next_attempt_at = now()"
-					" WHERE state = 'uploading'", false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute("UPDATE " SU_SCHEMA ".order_state SET next_attempt_at = pg_catalog.now()"
+					" WHERE state OPERATOR(pg_catalog.=) 'uploading'", false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover the orders of a previous worker");
 	if (SPI_processed > 0)
 		ereport(LOG,
@@ -469,15 +680,16 @@ su_queue_recover(void)
 int
 su_audit_trim(int limit)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		args[2] = {Int32GetDatum(su_audit_retention_s), Int32GetDatum(limit)};
+	Oid			types[2] = {FLOAT8OID, INT4OID};
+	Datum		args[2] = {Float8GetDatum((double) su_audit_retention_s), Int32GetDatum(limit)};
 
 	if (su_audit_retention_s <= 0)
 		return 0;
 	su_kept_plan(&trim_plan,
-				 "DELETE FROM " SU_SCHEMA ".audit WHERE audit_id IN"
+				 "DELETE FROM " SU_SCHEMA ".audit WHERE audit_id OPERATOR(pg_catalog.=) ANY"
 				 " (SELECT audit_id FROM " SU_SCHEMA ".audit"
-				 "  WHERE created_at < now() - make_interval(secs => $1)"
+				 "  WHERE created_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+				 "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))"
 				 "  ORDER BY created_at LIMIT $2)",
 				 2, types, 0);
 	if (SPI_execute_plan(trim_plan, args, NULL, false, 0) != SPI_OK_DELETE)

@@ -20,8 +20,14 @@
  */
 extern TimestampTz su_queue_begin(int64 order_id, int64 *version, int *attempt);
 
-/* Records the outcomes of n attempts: the orders' next states (SPI connected). */
-extern void su_queue_record(SuUpload **us, int n);
+/*
+ * Records the outcomes of n attempts: the orders' next states (SPI
+ * connected).  Never waits for a row lock: recorded[i] is false for an order
+ * whose state another transaction holds (record it later); true when it was
+ * recorded, or when its state is gone with the order.  Returns how many are
+ * true.
+ */
+extern int	su_queue_record(SuUpload **us, int n, bool *recorded);
 
 /* When an order whose attempt ended so goes next, and in which state. */
 extern const char *su_queue_next_state(SuUpload *u, TimestampTz now,
@@ -54,16 +60,22 @@ extern int	su_audit_trim(int limit);
 /* Sets up the transaction callbacks of the queueing trigger. */
 extern void su_queue_init(void);
 
-/* Deletes the state of an order that no longer exists (SPI connected). */
+/*
+ * Deletes the state of an order unless the order exists in a fresh snapshot
+ * (SPI connected).
+ */
 extern void su_queue_forget(int64 order_id);
 
 /* Wakes the worker when the current transaction commits. */
 extern void su_queue_wake_at_commit(void);
 
 /*
- * Queues an order (SPI connected); false if it does not exist.  With exists,
- * the caller knows it does, and it is not checked.
+ * Queues an order at commit, as the trigger does (SPI connected); false if
+ * it does not exist.  The caller must be allowed to write order_state.
  */
-extern bool su_queue_order(int64 order_id, bool exists);
+extern bool su_queue_order(int64 order_id);
+
+/* Drops an order from what this transaction queues at commit. */
+extern void su_queue_unnote(int64 order_id);
 
 #endif							/* SU_QUEUE_H */

@@ -85,11 +85,12 @@ su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 	int64	   *ids = palloc(sizeof(int64) * n);
 	json_object **payloads = palloc(sizeof(json_object *) * n);
 	char	  **appids = palloc(sizeof(char *) * n);
+	int64	   *versions = palloc(sizeof(int64) * n);
 	MemoryContext caller = CurrentMemoryContext;
 
 	for (int i = 0; i < n; i++)
 		ids[i] = us[i]->order_id;
-	su_build_payloads(n, ids, upload_times, cxts, payloads, appids);
+	su_build_payloads(n, ids, upload_times, cxts, payloads, appids, versions);
 	for (int i = 0; i < n; i++)
 	{
 		SuUpload   *u = us[i];
@@ -99,6 +100,9 @@ su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 		u->cls = SU_CLASS_OK;
 		u->appid = appids[i];
 		u->gone = (payloads[i] == NULL);
+		/* the version whose content was read, which may be newer than claimed */
+		if (versions[i] != 0)
+			u->version = versions[i];
 		ok[i] = !u->gone && check_payload(u, payloads[i], upload_times[i]);
 	}
 	MemoryContextSwitchTo(caller);
@@ -279,6 +283,7 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	SuCredentials creds;
 	SuTokenResult tok;
 	bool		prepared;
+	bool		recorded;
 
 	memset(u, 0, sizeof(SuUpload));
 	u->via = "sql";
@@ -290,7 +295,8 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	if (!prepared)
 	{
 		su_audit_insert(&u, 1);
-		su_queue_record(&u, 1);
+		(void) su_queue_record(&u, 1, &recorded);
+		su_queue_unnote(order_id);
 		return;
 	}
 
@@ -318,5 +324,8 @@ su_upload_sync(int64 order_id, SuUpload *u)
 		if (u->cls != SU_CLASS_REFRESH_TOKEN)
 			break;
 	}
-	su_queue_record(&u, 1);
+	/* this transaction holds the order's state: it is recorded */
+	(void) su_queue_record(&u, 1, &recorded);
+	/* what this transaction wrote before was sent: no need to queue it again */
+	su_queue_unnote(order_id);
 }

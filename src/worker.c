@@ -250,6 +250,8 @@ static dlist_head inflight = DLIST_STATIC_INIT(inflight);	/* sent */
 static dlist_head done = DLIST_STATIC_INIT(done);	/* to record */
 static int	n_ready = 0;
 static int	n_inflight = 0;
+static int	n_done = 0;			/* left by the last record_done() */
+static TimestampTz last_record = 0;
 static TimestampTz next_due = 0;	/* earliest planned retry, 0: none */
 static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
 static bool claim_wanted = true;	/* the queue may hold due orders */
@@ -481,37 +483,54 @@ claim(int max, TimestampTz *next_due)
 	return n;
 }
 
-/* Writes the audit rows and next states of the finished flights. */
+/*
+ * Writes the audit rows and next states of the finished flights.  A flight
+ * whose order's state another transaction holds stays in the done list for
+ * a later round: its answer is never thrown away.
+ */
 static void
 record_done(void)
 {
-	dlist_iter	iter;
+	dlist_mutable_iter iter;
+	Flight	  **flights;
 	SuUpload  **all;
 	SuUpload  **attempted;
+	bool	   *recorded;
 	int			n = 0;
 	int			n_attempted = 0;
 
-	dlist_foreach(iter, &done)
+	dlist_foreach_modify(iter, &done)
 		n++;
+	flights = palloc(sizeof(Flight *) * n);
 	all = palloc(sizeof(SuUpload *) * n);
 	attempted = palloc(sizeof(SuUpload *) * n);
+	recorded = palloc(sizeof(bool) * n);
 	n = 0;
-	dlist_foreach(iter, &done)
+	dlist_foreach_modify(iter, &done)
 	{
 		Flight	   *f = dlist_container(Flight, node, iter.cur);
 
+		flights[n] = f;
 		all[n++] = &f->u;
-		if (f->attempted)
-			attempted[n_attempted++] = &f->u;
 	}
 
 	begin_txn("recording uploads");
+	(void) su_queue_record(all, n, recorded);
+	for (int i = 0; i < n; i++)
+		if (recorded[i] && flights[i]->attempted)
+			attempted[n_attempted++] = all[i];
 	su_audit_insert(attempted, n_attempted);
-	su_queue_record(all, n);
 	commit_txn();
 
-	while (!dlist_is_empty(&done))
-		free_flight(dlist_container(Flight, node, dlist_pop_head_node(&done)));
+	for (int i = 0; i < n; i++)
+		if (recorded[i])
+		{
+			dlist_delete(&flights[i]->node);
+			free_flight(flights[i]);
+		}
+	n_done = 0;
+	dlist_foreach_modify(iter, &done)
+		n_done++;
 }
 
 /* a token for the appid, fetching one (with its credentials) if needed */
@@ -612,14 +631,15 @@ collect(SuHttpClient *client)
 	}
 }
 
-/* after an error: drop what was in hand; leases bring the orders back */
+/*
+ * after an error: drop what was in hand but the answers; leases bring the
+ * orders back
+ */
 static void
 drop_all(SuHttpClient *client)
 {
 	while (!dlist_is_empty(&ready))
 		free_flight(dlist_container(Flight, node, dlist_pop_head_node(&ready)));
-	while (!dlist_is_empty(&done))
-		free_flight(dlist_container(Flight, node, dlist_pop_head_node(&done)));
 	while (!dlist_is_empty(&inflight))
 	{
 		Flight	   *f = dlist_container(Flight, node, dlist_pop_head_node(&inflight));
@@ -629,7 +649,6 @@ drop_all(SuHttpClient *client)
 	}
 	n_ready = 0;
 	n_inflight = 0;
-	MemoryContextReset(flights_cxt);
 }
 
 static void
@@ -726,8 +745,10 @@ su_worker_main(Datum arg)
 				su_http_wait(client, 10);
 				collect(client);
 			}
-			if (!dlist_is_empty(&done))
+			if (!dlist_is_empty(&done) &&
+				(n_done == 0 || now - last_record >= 20 * 1000))
 			{
+				last_record = now;
 				record_done();
 				claim_wanted = true;	/* retries may be due; room was made */
 			}
@@ -770,6 +791,8 @@ su_worker_main(Datum arg)
 				timeout = Min(timeout, (next_due - t) / 1000 + 1);
 			if (rate_limited)
 				timeout = Min(timeout, 5);
+			if (n_done > 0)
+				timeout = Min(timeout, 20);	/* answers to record */
 			if (timeout > 0)
 			{
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
