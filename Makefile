@@ -3,11 +3,16 @@ EXTENSION = shopping_upload
 MODULE_big = shopping_upload
 OBJS = \
 	src/shopping_upload.o \
+	src/settings.o \
+	src/common.o \
+	src/json_util.o \
 	src/payload.o \
 	src/validate.o \
 	src/functions.o \
 	src/http.o \
+	src/http_sync.o \
 	src/token.o \
+	src/audit.o \
 	src/upload.o \
 	src/queue.o \
 	src/worker.o

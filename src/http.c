@@ -4,32 +4,85 @@
  *		HTTP(S) POSTs with libcurl's multi interface.
  *
  * One multi handle per process keeps connections alive between requests.
- * TLS always verifies the peer and the host name.  No PostgreSQL here: the
- * callers check interrupts between su_http_wait() calls, so a request is
- * cancellable within one wait.
+ * TLS always verifies the peer and the host name.  libcurl is driven by its
+ * socket interface: the sockets it wants watched are registered in one epoll
+ * descriptor, which a caller waits on together with its latch (one wait
+ * event), so that nothing polls.  No PostgreSQL here.
  *
  *-------------------------------------------------------------------------
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "http.h"
 
 #define SU_HTTP_MAX_RESPONSE (4 * 1024 * 1024)
+#define lengthof_events(a) ((int) (sizeof(a) / sizeof((a)[0])))
 
 struct SuHttpClient
 {
 	CURLM	   *multi;
 	struct curl_slist *headers;
+	int			epfd;			/* the sockets libcurl wants watched */
+	int64_t		deadline_ms;	/* libcurl's timer (monotonic ms), -1: none */
 	int			running;		/* started, not yet finished */
 	SuHttpRequest *done_head;
 	SuHttpRequest *done_tail;
 };
 
 static SuHttpClient *the_client = NULL;
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* libcurl: watch socket s for what (CURL_POLL_*), or stop watching it */
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	SuHttpClient *c = userp;
+	struct epoll_event ev;
+
+	(void) easy;
+	(void) socketp;
+	if (what == CURL_POLL_REMOVE)
+	{
+		(void) epoll_ctl(c->epfd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = s;
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
+		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev) != 0 &&
+		(errno != ENOENT || epoll_ctl(c->epfd, EPOLL_CTL_ADD, s, &ev) != 0))
+		return -1;
+	return 0;
+}
+
+/* libcurl: call back in timeout_ms (-1: no timer) */
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	SuHttpClient *c = userp;
+
+	(void) multi;
+	c->deadline_ms = timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
+	return 0;
+}
 
 SuHttpClient *
 su_http_client(void)
@@ -44,18 +97,26 @@ su_http_client(void)
 	if (c == NULL)
 		return NULL;
 	c->multi = curl_multi_init();
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	c->deadline_ms = -1;
 	c->headers = curl_slist_append(NULL, "Content-Type: application/json");
 	if (c->headers)
 		c->headers = curl_slist_append(c->headers, "Expect:");	/* no 100-continue */
-	if (c->multi == NULL || c->headers == NULL)
+	if (c->multi == NULL || c->headers == NULL || c->epfd < 0)
 	{
 		if (c->multi)
 			curl_multi_cleanup(c->multi);
+		if (c->epfd >= 0)
+			close(c->epfd);
 		curl_slist_free_all(c->headers);
 		free(c);
 		return NULL;
 	}
 	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 256L);
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
 	the_client = c;
 	return c;
 }
@@ -250,22 +311,61 @@ finish(SuHttpClient *client, CURL *e, CURLcode rc)
 	client->done_tail = req;
 }
 
-int
-su_http_wait(SuHttpClient *client, int timeout_ms)
+void
+su_http_drive(SuHttpClient *client)
 {
-	int			still = 0;
+	struct epoll_event ev[64];
+	int			n;
+	int			still;
 	CURLMsg    *msg;
 	int			left;
 
-	curl_multi_perform(client->multi, &still);
-	if (client->done_head == NULL && still > 0 && timeout_ms > 0)
+	do
 	{
-		curl_multi_poll(client->multi, NULL, 0, timeout_ms, NULL);
-		curl_multi_perform(client->multi, &still);
+		n = epoll_wait(client->epfd, ev, lengthof_events(ev), 0);
+		for (int i = 0; i < n; i++)
+		{
+			int			flags = 0;
+
+			if (ev[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (ev[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (ev[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(client->multi, ev[i].data.fd, flags, &still);
+		}
+	} while (n == lengthof_events(ev));
+	if (client->deadline_ms >= 0 && monotonic_ms() >= client->deadline_ms)
+	{
+		client->deadline_ms = -1;
+		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &still);
 	}
 	while ((msg = curl_multi_info_read(client->multi, &left)) != NULL)
 		if (msg->msg == CURLMSG_DONE)
 			finish(client, msg->easy_handle, msg->data.result);
+}
+
+int
+su_http_socket(SuHttpClient *client)
+{
+	return client->epfd;
+}
+
+long
+su_http_timeout(SuHttpClient *client)
+{
+	int64_t		left;
+
+	if (client->deadline_ms < 0)
+		return -1;
+	left = client->deadline_ms - monotonic_ms();
+	return left < 0 ? 0 : (long) left;
+}
+
+int
+su_http_running(SuHttpClient *client)
+{
 	return client->running;
 }
 

@@ -4,10 +4,10 @@
  *		HTTP(S) POSTs with libcurl: one at a time or many in flight.
  *
  * A client is a libcurl multi handle with its connection cache (keep-alive)
- * and lives as long as the process.  Requests are added to it and driven by
- * su_http_wait(), which returns after at most timeout_ms so that the caller
- * can check for interrupts between calls: nothing here blocks for long, and
- * nothing here knows about PostgreSQL.
+ * and lives as long as the process.  Requests are added to it and moved on
+ * by su_http_drive(), which never blocks; between calls the caller waits
+ * until su_http_socket() is readable or su_http_timeout() has passed (with
+ * its latch, in PostgreSQL).  Nothing here knows about PostgreSQL.
  *
  * libcurl allocates with malloc: connections outlive memory contexts.  The
  * response body is malloc'd too (a write callback must not ereport), and is
@@ -56,11 +56,19 @@ extern SuHttpClient *su_http_client(void);
 extern bool su_http_start(SuHttpClient *client, SuHttpRequest *req);
 
 /*
- * Moves the transfers on, waiting up to timeout_ms for network activity;
- * returns the number still running.  Finished requests are queued for
- * su_http_next_done().
+ * Moves the transfers on as far as they go without waiting.  Finished
+ * requests are queued for su_http_next_done().
  */
-extern int	su_http_wait(SuHttpClient *client, int timeout_ms);
+extern void su_http_drive(SuHttpClient *client);
+
+/* A descriptor that is readable when su_http_drive() has work to do. */
+extern int	su_http_socket(SuHttpClient *client);
+
+/* Milliseconds until su_http_drive() must run anyway; -1: no deadline. */
+extern long su_http_timeout(SuHttpClient *client);
+
+/* Requests started and not yet finished. */
+extern int	su_http_running(SuHttpClient *client);
 
 /* The next finished request, or NULL. */
 extern SuHttpRequest *su_http_next_done(SuHttpClient *client);

@@ -13,26 +13,9 @@
 
 #include "datatype/timestamp.h"
 
+#include "json_util.h"
+
 struct json_object;
-
-/*
- * json-c allocates with malloc.  A tracked object is released (put) when
- * the memory context that was current at tracking time is reset or deleted,
- * so an ereport() cannot leak it.  Never put a tracked object by hand.
- */
-extern void su_json_track(struct json_object *obj);
-
-/* Parses JSON text into a tracked object; ereports on malformed input. */
-extern struct json_object *su_json_parse(const char *text, size_t len);
-
-/* Compact wire form of a json-c value, palloc'd; non-ASCII kept raw. */
-extern char *su_json_text(struct json_object *obj, size_t *len);
-
-/* A text Datum of a C string (utils/builtins.h's is out of reach here). */
-extern Datum su_text_datum(const char *s);
-
-/* The jsonb of a json-c document, built without a round trip through text. */
-extern Datum su_json_to_jsonb(struct json_object *obj);
 
 /* RFC 3339 with milliseconds and a numeric offset, in the session's TimeZone. */
 extern char *su_format_upload_time(TimestampTz t);

@@ -605,13 +605,12 @@ su_queue_trigger(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------
- * The worker's side: claim, recover, trim
+ * The worker's side: claim, recover
  * ---------------------------------------------------------------------
  */
 
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
-static SPIPlanPtr trim_plan = NULL;
 
 int
 su_queue_claim(int max, SuClaim *out)
@@ -675,24 +674,4 @@ su_queue_recover(void)
 		ereport(LOG,
 				(errmsg("shopping_upload worker: %llu orders left uploading by a previous worker are due again",
 						(unsigned long long) SPI_processed)));
-}
-
-int
-su_audit_trim(int limit)
-{
-	Oid			types[2] = {FLOAT8OID, INT4OID};
-	Datum		args[2] = {Float8GetDatum((double) su_audit_retention_s), Int32GetDatum(limit)};
-
-	if (su_audit_retention_s <= 0)
-		return 0;
-	su_kept_plan(&trim_plan,
-				 "DELETE FROM " SU_SCHEMA ".audit WHERE audit_id OPERATOR(pg_catalog.=) ANY"
-				 " (SELECT audit_id FROM " SU_SCHEMA ".audit"
-				 "  WHERE created_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
-				 "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))"
-				 "  ORDER BY created_at LIMIT $2)",
-				 2, types, 0);
-	if (SPI_execute_plan(trim_plan, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete old audit rows");
-	return (int) SPI_processed;
 }

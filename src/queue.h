@@ -54,9 +54,6 @@ extern TimestampTz su_queue_next_due(void);
 /* At worker start: orders left uploading by a dead worker are due now. */
 extern void su_queue_recover(void);
 
-/* Deletes up to limit audit rows older than the retention; returns the count. */
-extern int	su_audit_trim(int limit);
-
 /* Sets up the transaction callbacks of the queueing trigger. */
 extern void su_queue_init(void);
 

@@ -28,7 +28,7 @@ typedef struct SuShared
 /* NULL unless loaded by shared_preload_libraries */
 extern SuShared *su_shared;
 
-/* settings (src/shopping_upload.c) */
+/* settings (src/settings.c) */
 extern char *su_appid;
 extern char *su_secret;
 extern char *su_api_base_url;
@@ -48,6 +48,8 @@ extern int	su_audit_retention_s;
 extern int	su_claim_interval_ms;
 
 /*
+ * Helpers (src/common.c).
+ *
  * A statement prepared once per process and kept (SPI connected): *cache is
  * filled on first use.  cursor_options as for SPI_prepare_cursor.
  */
@@ -68,10 +70,15 @@ extern Datum su_array(Datum *values, bool *nulls, int n, Oid elemtype);
 /* api_base_url without a trailing slash */
 extern const char *su_api_base(void);
 
+/* Defines the settings; database_name only with preload. */
+extern void su_define_settings(bool preload);
+
 extern void _PG_init(void);
+
+/* Wakes the worker of this database, if it runs (common.c). */
+extern void su_wake_worker(void);
 
 /* worker.c */
 extern void su_register_launcher(void);
-extern void su_wake_worker(void);
 
 #endif							/* SHOPPING_UPLOAD_H */

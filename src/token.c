@@ -25,7 +25,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "payload.h"
+#include "http_sync.h"
+#include "json_util.h"
 #include "shopping_upload.h"
 #include "token.h"
 
@@ -226,30 +227,6 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 	if (creds->secret == NULL && su_secret && su_secret[0] &&
 		su_appid && strcmp(su_appid, appid) == 0)
 		creds->secret = pstrdup(su_secret);
-}
-
-void
-su_http_perform(SuHttpRequest *req)
-{
-	SuHttpClient *client = su_http_client();
-
-	if (!su_http_start(client, req))
-		return;
-	PG_TRY();
-	{
-		while (!req->done)
-		{
-			su_http_wait(client, 50);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
-	PG_CATCH();
-	{
-		su_http_cancel(client, req);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	su_http_forget(client, req);
 }
 
 /* may this fetch use force_refresh? (counts it if so) */

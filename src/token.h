@@ -76,7 +76,5 @@ extern void su_token_put(const char *appid, const char *token,
 /* Copies the cache (tokens blanked) into out[SU_MAX_APPIDS]; returns the count. */
 extern int	su_token_snapshot(SuTokenSlot *out);
 
-/* Runs one request to its end, checking for interrupts (cancel, die). */
-extern void su_http_perform(SuHttpRequest *req);
 
 #endif							/* SU_TOKEN_H */

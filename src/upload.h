@@ -60,9 +60,6 @@ extern void su_upload_conclude(SuUpload *u);
 /* Records a failure to get a token as the attempt's outcome. */
 extern void su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg);
 
-/* Writes the audit rows of n attempts in one statement (SPI connected); sets audit_id. */
-extern void su_audit_insert(SuUpload **us, int n);
-
 /* upload_shopping_info(): one order, now, in this backend. */
 extern void su_upload_sync(int64 order_id, SuUpload *u);
 

@@ -7,21 +7,29 @@
  * starts the worker when shopping_upload.database_name exists and restarts
  * it when it stops; it waits quietly while the database does not exist.
  *
- * The worker's loop:
- *   claim due orders in a short transaction (FOR UPDATE SKIP LOCKED, with a
- *   lease), build and validate them there;
- *   send them with no transaction open, many in flight (libcurl multi,
- *   keep-alive), at most shopping_upload.max_rate a second per appid;
- *   record the answers (audit rows, next states) in a second short
- *   transaction.
- * It sleeps on its latch, which committing transactions that queued an
- * order set, or until the next retry is due.  A worker that dies leaves its
- * orders "uploading" until their lease runs out; the next worker takes them
- * again at once: delivery is at-least-once.
+ * The worker's loop is a round of named steps:
+ *   claim    due orders, in a short transaction (FOR UPDATE SKIP LOCKED, with
+ *            a lease); build and validate them there, from one snapshot
+ *            taken after the claim;
+ *   send     what the in-flight cap and the rate limits allow (libcurl
+ *            multi, keep-alive), with no transaction open;
+ *   collect  the finished requests;
+ *   record   the answers (audit rows, next states) in a second short
+ *            transaction, skipping state rows others hold;
+ *   trim     the audit rows past retention, within a time budget;
+ *   wait     on one wait event set: the latch (committing transactions that
+ *            queued an order set it), libcurl's sockets, and the earliest of
+ *            the next retry, the next claim and libcurl's timer.
+ * An error ends the round the way autovacuum recovers: the transaction is
+ * aborted, and every answer already received is kept and recorded later.
+ * A worker that dies leaves its orders "uploading" until their lease runs
+ * out; the next worker takes them again at once: delivery is at-least-once.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <setjmp.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -33,6 +41,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
+#include "libpq/pqsignal.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -47,6 +56,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "audit.h"
 #include "http.h"
 #include "queue.h"
 #include "shopping_upload.h"
@@ -57,25 +67,13 @@ PGDLLEXPORT void su_launcher_main(Datum arg);
 PGDLLEXPORT void su_worker_main(Datum arg);
 
 #define CLAIM_MAX			500
-#define AUDIT_TRIM_BATCH	1000
 #define MAX_APPS			64
+#define AUDIT_TRIM_BATCH	1000
+#define AUDIT_TRIM_BUDGET_MS 20		/* per round, while behind */
+#define RECORD_RETRY_MS		20	/* answers whose state row was held */
+#define ERROR_PAUSE_MS		1000	/* after an error */
 
-/* ---------------------------------------------------------------------
- * Waking the worker (any backend)
- * ---------------------------------------------------------------------
- */
-
-void
-su_wake_worker(void)
-{
-	if (su_shared == NULL)
-		return;
-	SpinLockAcquire(&su_shared->mutex);
-	if (su_shared->worker_latch && su_shared->worker_dboid == MyDatabaseId)
-		SetLatch(su_shared->worker_latch);
-	SpinLockRelease(&su_shared->mutex);
-}
-
+/* the worker's latch, published for the backends that wake it */
 static void
 publish_worker(int code, Datum arg)
 {
@@ -244,20 +242,33 @@ typedef struct AppState
 	char		held_errmsg[256];
 } AppState;
 
-static MemoryContext flights_cxt;
+static SuHttpClient *client;
+static WaitEventSet *wait_set;
+static MemoryContext flights_cxt;	/* one child context per flight */
+static MemoryContext round_cxt;		/* reset at every round */
+
+static dlist_head claiming = DLIST_STATIC_INIT(claiming);	/* in the claim txn */
 static dlist_head ready = DLIST_STATIC_INIT(ready); /* claimed, not sent */
 static dlist_head inflight = DLIST_STATIC_INIT(inflight);	/* sent */
 static dlist_head done = DLIST_STATIC_INIT(done);	/* to record */
+static Flight *in_hand = NULL;	/* off every list, being sent or concluded */
 static int	n_ready = 0;
 static int	n_inflight = 0;
-static int	n_done = 0;			/* left by the last record_done() */
-static TimestampTz last_record = 0;
-static TimestampTz next_due = 0;	/* earliest planned retry, 0: none */
-static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
+
 static bool claim_wanted = true;	/* the queue may hold due orders */
+static bool rate_limited = false;	/* a ready order waits for its rate */
+static bool extension_ready = false;	/* checked since the last error */
 static TimestampTz last_claim = 0;	/* when the last claim ran */
+static TimestampTz next_due = 0;	/* earliest planned retry, 0: none */
+static TimestampTz next_record = 0; /* held answers: when to try again */
+static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
 static AppState apps[MAX_APPS];
 static int	n_apps = 0;
+
+/* ---------------------------------------------------------------------
+ * Flights
+ * ---------------------------------------------------------------------
+ */
 
 static AppState *
 app_state(const char *appid)
@@ -352,7 +363,7 @@ rate_take(AppState *app, TimestampTz now)
 }
 
 /* ---------------------------------------------------------------------
- * The worker's transactions
+ * Transactions, waits, settings
  * ---------------------------------------------------------------------
  */
 
@@ -369,14 +380,6 @@ begin_txn(const char *what)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, what);
-
-	/*
-	 * A session that called upload_shopping_info() holds its order's state
-	 * until it commits: never wait on it for long.  An error ends the round;
-	 * the leases bring its orders back.
-	 */
-	(void) set_config_option("lock_timeout", "10s", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }
 
 static void
@@ -388,6 +391,38 @@ commit_txn(void)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(txn_caller_cxt);
+}
+
+/*
+ * The one wait: until the latch is set, libcurl has work, or timeout_ms
+ * (-1: no timeout) has passed.  A set latch means orders may be due.
+ */
+static void
+worker_wait(long timeout_ms)
+{
+	WaitEvent	events[3];
+	int			n;
+
+	n = WaitEventSetWait(wait_set, timeout_ms, events, lengthof(events),
+						 PG_WAIT_EXTENSION);
+	for (int i = 0; i < n; i++)
+		if (events[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			claim_wanted = true;
+		}
+}
+
+/* SIGHUP: the new settings apply from this round on */
+static void
+reload_settings(void)
+{
+	if (!ConfigReloadPending)
+		return;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	next_trim = 0;				/* a new retention applies at once */
+	claim_wanted = true;
 }
 
 static bool
@@ -402,12 +437,18 @@ extension_exists(void)
 	return exists;
 }
 
+/* ---------------------------------------------------------------------
+ * The steps of a round
+ * ---------------------------------------------------------------------
+ */
+
 /*
- * Claims up to max due orders; builds and validates them.  Refused ones are
- * recorded at once; the others join the ready list.  Returns the count.
+ * Claims up to max due orders; builds and validates them.  Refused ones go
+ * to the done list, the others to the ready list, once the claim commits.
+ * Returns the count.
  */
 static int
-claim(int max, TimestampTz *next_due)
+claim(int max)
 {
 	SuClaim    *claims = palloc(sizeof(SuClaim) * max);
 	Flight	  **flights;
@@ -415,12 +456,8 @@ claim(int max, TimestampTz *next_due)
 	TimestampTz *times;
 	MemoryContext *cxts;
 	bool	   *ok;
-	dlist_head	batch;
-	dlist_head	refused;
 	int			n;
 
-	dlist_init(&batch);
-	dlist_init(&refused);
 	begin_txn("claiming orders");
 
 	/*
@@ -439,6 +476,7 @@ claim(int max, TimestampTz *next_due)
 	{
 		Flight	   *f = flights[i] = new_flight();
 
+		dlist_push_tail(&claiming, &f->node);
 		f->u.order_id = claims[i].order_id;
 		f->u.version = claims[i].version;
 		f->u.attempt = claims[i].attempt;
@@ -452,85 +490,55 @@ claim(int max, TimestampTz *next_due)
 	{
 		Flight	   *f = flights[i];
 
-		if (ok[i])
-			dlist_push_tail(&batch, &f->node);
-		else if (f->u.gone)
+		if (!ok[i] && f->u.gone)
 		{
 			/* deleted behind the triggers' back (replica role): forget it */
 			su_queue_forget(f->u.order_id);
+			dlist_delete(&f->node);
 			free_flight(f);
 		}
-		else
-		{
-			/* refused before sending: recorded with the answers */
-			maybe_hold(&f->u);
-			dlist_push_tail(&refused, &f->node);
-		}
+		else if (!ok[i])
+			maybe_hold(&f->u);	/* refused before sending */
 	}
 	if (n < max)
-		*next_due = su_queue_next_due();
+		next_due = su_queue_next_due();
 	commit_txn();
 
 	/* only now are the claims ours */
-	while (!dlist_is_empty(&batch))
+	for (int i = 0; i < n; i++)
 	{
-		dlist_push_tail(&ready, dlist_pop_head_node(&batch));
-		n_ready++;
+		Flight	   *f = flights[i];
+
+		if (!ok[i] && f->u.gone)
+			continue;
+		dlist_delete(&f->node);
+		if (ok[i])
+		{
+			dlist_push_tail(&ready, &f->node);
+			n_ready++;
+		}
+		else
+			dlist_push_tail(&done, &f->node);
 	}
-	while (!dlist_is_empty(&refused))
-		dlist_push_tail(&done, dlist_pop_head_node(&refused));
-	pfree(claims);
 	return n;
 }
 
-/*
- * Writes the audit rows and next states of the finished flights.  A flight
- * whose order's state another transaction holds stays in the done list for
- * a later round: its answer is never thrown away.
- */
 static void
-record_done(void)
+step_claim(TimestampTz now)
 {
-	dlist_mutable_iter iter;
-	Flight	  **flights;
-	SuUpload  **all;
-	SuUpload  **attempted;
-	bool	   *recorded;
-	int			n = 0;
-	int			n_attempted = 0;
+	int			room = su_max_inflight - n_inflight - n_ready;
+	int			want;
 
-	dlist_foreach_modify(iter, &done)
-		n++;
-	flights = palloc(sizeof(Flight *) * n);
-	all = palloc(sizeof(SuUpload *) * n);
-	attempted = palloc(sizeof(SuUpload *) * n);
-	recorded = palloc(sizeof(bool) * n);
-	n = 0;
-	dlist_foreach_modify(iter, &done)
-	{
-		Flight	   *f = dlist_container(Flight, node, iter.cur);
-
-		flights[n] = f;
-		all[n++] = &f->u;
-	}
-
-	begin_txn("recording uploads");
-	(void) su_queue_record(all, n, recorded);
-	for (int i = 0; i < n; i++)
-		if (recorded[i] && flights[i]->attempted)
-			attempted[n_attempted++] = all[i];
-	su_audit_insert(attempted, n_attempted);
-	commit_txn();
-
-	for (int i = 0; i < n; i++)
-		if (recorded[i])
-		{
-			dlist_delete(&flights[i]->node);
-			free_flight(flights[i]);
-		}
-	n_done = 0;
-	dlist_foreach_modify(iter, &done)
-		n_done++;
+	/*
+	 * Claims are at least claim_interval apart: under a stream of small
+	 * transactions, the orders of several go in one batch.
+	 */
+	if (room <= 0 || !(claim_wanted || (next_due != 0 && now >= next_due)) ||
+		now - last_claim < su_claim_interval_ms * (int64) 1000)
+		return;
+	want = Min(room, CLAIM_MAX);
+	last_claim = now;
+	claim_wanted = (claim(want) == want);
 }
 
 /* a token for the appid, fetching one (with its credentials) if needed */
@@ -558,11 +566,11 @@ worker_token(Flight *f, char **token)
 
 /* Starts what the in-flight cap and the rate limits allow. */
 static void
-start_ready(SuHttpClient *client, TimestampTz now, bool *rate_limited)
+step_send(TimestampTz now)
 {
 	dlist_mutable_iter iter;
 
-	*rate_limited = false;
+	rate_limited = false;
 	dlist_foreach_modify(iter, &ready)
 	{
 		Flight	   *f = dlist_container(Flight, node, iter.cur);
@@ -581,21 +589,22 @@ start_ready(SuHttpClient *client, TimestampTz now, bool *rate_limited)
 		}
 		if (!rate_take(app, now))
 		{
-			*rate_limited = true;
+			rate_limited = true;
 			continue;
 		}
 		dlist_delete(&f->node);
 		n_ready--;
+		in_hand = f;
 		if (!worker_token(f, &token))
 		{
 			maybe_hold(&f->u);
+			in_hand = NULL;
 			dlist_push_tail(&done, &f->node);
 			continue;
 		}
 		old = MemoryContextSwitchTo(f->cxt);
 		su_upload_request(&f->u, token);
 		f->u.req.user = f;
-		MemoryContextSwitchTo(old);
 		if (su_http_start(client, &f->u.req))
 		{
 			dlist_push_tail(&inflight, &f->node);
@@ -603,20 +612,23 @@ start_ready(SuHttpClient *client, TimestampTz now, bool *rate_limited)
 		}
 		else
 		{
-			old = MemoryContextSwitchTo(f->cxt);
 			su_upload_conclude(&f->u);
-			MemoryContextSwitchTo(old);
 			dlist_push_tail(&done, &f->node);
 		}
+		in_hand = NULL;
+		MemoryContextSwitchTo(old);
 	}
 }
 
-/* Moves finished requests to the done list. */
+/* Moves the transfers on, and finished requests to the done list. */
 static void
-collect(SuHttpClient *client)
+step_collect(void)
 {
 	SuHttpRequest *req;
 
+	if (n_inflight == 0)
+		return;
+	su_http_drive(client);
 	while ((req = su_http_next_done(client)) != NULL)
 	{
 		Flight	   *f = req->user;
@@ -624,22 +636,125 @@ collect(SuHttpClient *client)
 
 		dlist_delete(&f->node);
 		n_inflight--;
+		in_hand = f;
 		su_upload_conclude(&f->u);
 		maybe_hold(&f->u);
+		in_hand = NULL;
 		MemoryContextSwitchTo(old);
 		dlist_push_tail(&done, &f->node);
 	}
 }
 
 /*
- * after an error: drop what was in hand but the answers; leases bring the
- * orders back
+ * Writes the audit rows and next states of the finished flights.  A flight
+ * whose order's state another transaction holds stays in the done list for
+ * a later round: its answer is never thrown away.
  */
 static void
-drop_all(SuHttpClient *client)
+step_record(TimestampTz now)
 {
-	while (!dlist_is_empty(&ready))
-		free_flight(dlist_container(Flight, node, dlist_pop_head_node(&ready)));
+	dlist_iter	iter;
+	Flight	  **flights;
+	SuUpload  **all;
+	SuUpload  **attempted;
+	bool	   *recorded;
+	int			n = 0;
+	int			n_attempted = 0;
+	int			n_recorded;
+
+	if (dlist_is_empty(&done) || now < next_record)
+		return;
+	dlist_foreach(iter, &done)
+		n++;
+	flights = palloc(sizeof(Flight *) * n);
+	all = palloc(sizeof(SuUpload *) * n);
+	attempted = palloc(sizeof(SuUpload *) * n);
+	recorded = palloc(sizeof(bool) * n);
+	n = 0;
+	dlist_foreach(iter, &done)
+	{
+		Flight	   *f = dlist_container(Flight, node, iter.cur);
+
+		flights[n] = f;
+		all[n++] = &f->u;
+	}
+
+	begin_txn("recording uploads");
+	n_recorded = su_queue_record(all, n, recorded);
+	for (int i = 0; i < n; i++)
+		if (recorded[i] && flights[i]->attempted)
+			attempted[n_attempted++] = all[i];
+	su_audit_insert(attempted, n_attempted);
+	commit_txn();
+
+	for (int i = 0; i < n; i++)
+		if (recorded[i])
+		{
+			dlist_delete(&flights[i]->node);
+			free_flight(flights[i]);
+		}
+	next_record = n_recorded < n ?
+		TimestampTzPlusMilliseconds(now, RECORD_RETRY_MS) : 0;
+	claim_wanted = true;		/* retries may be due; room was made */
+}
+
+/* Deletes audit rows past retention, a bounded time a round. */
+static void
+step_trim(TimestampTz now)
+{
+	bool		caught_up;
+
+	if (su_audit_retention_s <= 0 || now < next_trim)
+		return;
+	begin_txn("deleting old audit rows");
+	(void) su_audit_trim(AUDIT_TRIM_BATCH, AUDIT_TRIM_BUDGET_MS, &caught_up);
+	commit_txn();
+	next_trim = caught_up ? TimestampTzPlusMilliseconds(now, 60000) : now;
+}
+
+/* Waits until the next step has something to do. */
+static void
+step_wait(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz wake = TimestampTzPlusMilliseconds(now, 60000);
+	long		curl_ms = su_http_timeout(client);
+	long		timeout_ms;
+
+	if (su_max_inflight - n_inflight - n_ready > 0)
+	{
+		if (claim_wanted)
+			wake = last_claim + su_claim_interval_ms * (int64) 1000;
+		else if (next_due != 0)
+			wake = Min(wake, Max(next_due,
+								 last_claim + su_claim_interval_ms * (int64) 1000));
+	}
+	if (rate_limited)
+		wake = Min(wake, TimestampTzPlusMilliseconds(now, 5));
+	if (!dlist_is_empty(&done))
+		wake = Min(wake, next_record);
+	if (su_audit_retention_s > 0)
+		wake = Min(wake, next_trim);
+	timeout_ms = wake <= now ? 0 : (long) ((wake - now + 999) / 1000);
+	if (n_inflight > 0 && curl_ms >= 0)
+		timeout_ms = Min(timeout_ms, curl_ms);
+	worker_wait(timeout_ms);
+}
+
+/* ---------------------------------------------------------------------
+ * Start, errors, the loop
+ * ---------------------------------------------------------------------
+ */
+
+/* Drops every flight: the extension is gone, and its orders with it. */
+static void
+drop_all(void)
+{
+	dlist_head *lists[] = {&claiming, &ready, &done};
+
+	for (int l = 0; l < (int) lengthof(lists); l++)
+		while (!dlist_is_empty(lists[l]))
+			free_flight(dlist_container(Flight, node, dlist_pop_head_node(lists[l])));
 	while (!dlist_is_empty(&inflight))
 	{
 		Flight	   *f = dlist_container(Flight, node, dlist_pop_head_node(&inflight));
@@ -647,15 +762,30 @@ drop_all(SuHttpClient *client)
 		su_http_cancel(client, &f->u.req);
 		free_flight(f);
 	}
+	if (in_hand)
+		free_flight(in_hand);
+	in_hand = NULL;
 	n_ready = 0;
 	n_inflight = 0;
 }
 
+/*
+ * Waits for the extension; at start, or when it was created anew, makes
+ * the orders a dead worker left uploading due at once.  After an error with
+ * the extension still there, keeps every flight.
+ */
 static void
-wait_for_extension(void)
+wait_for_extension(bool at_start)
 {
 	bool		said = false;
 
+	if (!at_start && extension_exists())
+	{
+		extension_ready = true;
+		return;
+	}
+	if (!at_start)
+		drop_all();
 	while (!extension_exists())
 	{
 		if (!said)
@@ -663,26 +793,53 @@ wait_for_extension(void)
 					(errmsg("shopping_upload worker: waiting for CREATE EXTENSION shopping_upload in database \"%s\"",
 							su_database_name)));
 		said = true;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 5000, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		worker_wait(5000);
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		reload_settings();
 	}
 	begin_txn("recovering");
 	su_queue_recover();
 	commit_txn();
+	extension_ready = true;
+	claim_wanted = true;
+}
+
+/*
+ * After an error: the claim under way is undone with its transaction (its
+ * orders are due again); a flight that was being sent or concluded is
+ * recorded as a transient failure, with the error as its reason; the rest
+ * stays as it was, answers included.  Called with the error data copied.
+ */
+static void
+recover_flights(ErrorData *edata)
+{
+	while (!dlist_is_empty(&claiming))
+		free_flight(dlist_container(Flight, node, dlist_pop_head_node(&claiming)));
+	if (in_hand)
+	{
+		SuUpload   *u = &in_hand->u;
+		MemoryContext old = MemoryContextSwitchTo(in_hand->cxt);
+
+		if (u->req.easy)
+			su_http_cancel(client, &u->req);
+		u->sent = false;
+		u->errcode = WX_ERR_SYSTEM_BUSY;
+		u->errmsg = psprintf("the worker failed before an answer: %s",
+							 edata->message ? edata->message : "?");
+		MemoryContextSwitchTo(old);
+		u->transport_error = u->errmsg;
+		u->cls = SU_CLASS_RETRY;
+		dlist_push_tail(&done, &in_hand->node);
+		in_hand = NULL;
+	}
+	claim_wanted = true;
+	next_due = 0;
 }
 
 void
 su_worker_main(Datum arg)
 {
-	SuHttpClient *client;
-	MemoryContext loop_cxt;
+	sigjmp_buf	local_sigjmp_buf;
 
 	(void) arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -692,6 +849,15 @@ su_worker_main(Datum arg)
 	pgstat_report_appname("shopping_upload worker");
 	/* short, frequent queries: compiling them would cost more than it saves */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* no object of anyone's schema is ever resolved by the worker's statements */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * A session that called upload_shopping_info() holds its order's state
+	 * until it commits; the worker skips such rows, and never waits long for
+	 * any other lock.
+	 */
+	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 
 	publish_worker(0, BoolGetDatum(true));
 	before_shmem_exit(publish_worker, BoolGetDatum(false));
@@ -702,109 +868,58 @@ su_worker_main(Datum arg)
 				(errmsg("shopping_upload worker: could not initialize libcurl")));
 	flights_cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload flights",
 										ALLOCSET_DEFAULT_SIZES);
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload loop",
-									 ALLOCSET_DEFAULT_SIZES);
-	wait_for_extension();
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload round",
+									  ALLOCSET_DEFAULT_SIZES);
+#if PG_VERSION_NUM >= 170000
+	wait_set = CreateWaitEventSet(NULL, 3);
+#else
+	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+#endif
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, su_http_socket(client), NULL, NULL);
+
+	wait_for_extension(true);
+
+	/* error recovery, as autovacuum's */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		ErrorData  *edata;
+
+		HOLD_INTERRUPTS();
+		error_context_stack = NULL;
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		recover_flights(edata);
+		FreeErrorData(edata);
+		extension_ready = false;
+		RESUME_INTERRUPTS();
+		/* a dropped extension, or a passing problem: wait a little */
+		worker_wait(ERROR_PAUSE_MS);
+	}
+	PG_exception_stack = &local_sigjmp_buf;
 
 	for (;;)
 	{
 		TimestampTz now;
-		bool		rate_limited = false;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			next_trim = 0;		/* a new retention applies at once */
-			claim_wanted = true;
-		}
-		MemoryContextReset(loop_cxt);
-		MemoryContextSwitchTo(loop_cxt);
+		reload_settings();
+		if (!extension_ready)
+			wait_for_extension(false);
+		MemoryContextReset(round_cxt);
+		MemoryContextSwitchTo(round_cxt);
 		now = GetCurrentTimestamp();
 
-		PG_TRY();
-		{
-			int			room = su_max_inflight - n_inflight - n_ready;
-
-			/*
-			 * Claims are at least claim_interval apart: under a stream of
-			 * small transactions, the orders of several go in one batch.
-			 */
-			if (room > 0 && (claim_wanted || (next_due != 0 && now >= next_due)) &&
-				now - last_claim >= su_claim_interval_ms * (int64) 1000)
-			{
-				int			want = Min(room, CLAIM_MAX);
-
-				last_claim = now;
-				claim_wanted = (claim(want, &next_due) == want);
-			}
-			start_ready(client, now, &rate_limited);
-			if (n_inflight > 0)
-			{
-				su_http_wait(client, 10);
-				collect(client);
-			}
-			if (!dlist_is_empty(&done) &&
-				(n_done == 0 || now - last_record >= 20 * 1000))
-			{
-				last_record = now;
-				record_done();
-				claim_wanted = true;	/* retries may be due; room was made */
-			}
-			if (su_audit_retention_s > 0 && now >= next_trim)
-			{
-				begin_txn("deleting old audit rows");
-				next_trim = su_audit_trim(AUDIT_TRIM_BATCH) == AUDIT_TRIM_BATCH ?
-					now : TimestampTzPlusMilliseconds(now, 60000);
-				commit_txn();
-			}
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(loop_cxt);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			pgstat_report_activity(STATE_IDLE, NULL);
-			drop_all(client);
-			claim_wanted = true;
-			next_due = 0;
-			/* a dropped extension, or a passing problem: wait a little */
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1000, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			wait_for_extension();
-			continue;
-		}
-		PG_END_TRY();
-
-		if (n_inflight == 0 && (n_ready == 0 || rate_limited))
-		{
-			TimestampTz t = GetCurrentTimestamp();
-			TimestampTz next_claim = last_claim + su_claim_interval_ms * (int64) 1000;
-			long		timeout = 60000;
-
-			if (claim_wanted || (next_due != 0 && next_due <= t))
-				timeout = next_claim > t ? (next_claim - t + 999) / 1000 : 0;
-			else if (next_due != 0)
-				timeout = Min(timeout, (next_due - t) / 1000 + 1);
-			if (rate_limited)
-				timeout = Min(timeout, 5);
-			if (n_done > 0)
-				timeout = Min(timeout, 20);	/* answers to record */
-			if (timeout > 0)
-			{
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 timeout, PG_WAIT_EXTENSION);
-				ResetLatch(MyLatch);
-				claim_wanted = true;
-			}
-		}
-		else if (MyLatch->is_set)
-		{
-			ResetLatch(MyLatch);
-			claim_wanted = true;
-		}
+		step_claim(now);
+		step_send(now);
+		step_collect();
+		step_record(now);
+		step_trim(now);
+		step_wait();
 	}
 }

@@ -1,0 +1,128 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit.c
+ *		shopping_upload.audit: one row per attempt, written in batches, and
+ *		deleted once older than shopping_upload.audit_retention.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <json-c/json.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/timestamp.h"
+
+#include "audit.h"
+#include "json_util.h"
+#include "shopping_upload.h"
+
+/* utils/builtins.h cannot be included next to json-c (see json_util.h) */
+extern Datum jsonb_in(PG_FUNCTION_ARGS);
+
+#define AUDIT_COLS 12
+
+void
+su_audit_insert(SuUpload **us, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid elemtypes[AUDIT_COLS] = {INT8OID, INT4OID, TEXTOID, TEXTOID,
+	TEXTOID, JSONBOID, BOOLOID, INT4OID, INT4OID, TEXTOID, TEXTOID, FLOAT8OID};
+	Oid			types[AUDIT_COLS] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID, BOOLARRAYOID, INT4ARRAYOID,
+	INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID};
+	Datum	   *v[AUDIT_COLS];
+	bool	   *nul[AUDIT_COLS];
+	Datum		args[AUDIT_COLS];
+	bool		isnull;
+
+	if (n == 0)
+		return;
+	su_kept_plan(&plan,
+				 "INSERT INTO " SU_SCHEMA ".audit (order_id, attempt, via, appid,"
+				 " upload_time, request, sent, http_status, errcode, errmsg,"
+				 " transport_error, duration_ms)"
+				 " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+				 " $11, $12) RETURNING audit_id",
+				 AUDIT_COLS, types, 0);
+	for (int c = 0; c < AUDIT_COLS; c++)
+	{
+		v[c] = palloc(sizeof(Datum) * n);
+		nul[c] = palloc0(sizeof(bool) * n);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+
+#define TEXT_OR_NULL(c, s) \
+	do { if (s) v[c][i] = su_text_datum(s); else nul[c][i] = true; } while (0)
+		v[0][i] = Int64GetDatum(u->order_id);
+		v[1][i] = Int32GetDatum(u->attempt);
+		v[2][i] = su_text_datum(u->via);
+		TEXT_OR_NULL(3, u->appid);
+		TEXT_OR_NULL(4, u->upload_time);
+		if (u->payload)
+			v[5][i] = su_json_to_jsonb(u->payload);
+		else if (u->body)
+			v[5][i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(u->body));
+		else
+			nul[5][i] = true;
+		v[6][i] = BoolGetDatum(u->sent);
+		v[7][i] = Int32GetDatum((int32) u->http_status);
+		nul[7][i] = !u->sent || u->http_status == 0;
+		v[8][i] = Int32GetDatum(u->errcode);
+		TEXT_OR_NULL(9, u->errmsg);
+		TEXT_OR_NULL(10, u->transport_error);
+		v[11][i] = Float8GetDatum(u->duration_ms);
+		nul[11][i] = !u->sent;
+#undef TEXT_OR_NULL
+	}
+	for (int c = 0; c < AUDIT_COLS; c++)
+		args[c] = su_array(v[c], nul[c], n, elemtypes[c]);
+
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != (uint64) n)
+		elog(ERROR, "could not write %d audit rows", n);
+	/* INSERT ... SELECT returns its rows in the order they were inserted */
+	for (int i = 0; i < n; i++)
+		us[i]->audit_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 1,
+													  &isnull));
+}
+
+static SPIPlanPtr trim_plan = NULL;
+
+int64
+su_audit_trim(int batch, int budget_ms, bool *caught_up)
+{
+	Oid			types[2] = {FLOAT8OID, INT4OID};
+	Datum		args[2] = {Float8GetDatum((double) su_audit_retention_s), Int32GetDatum(batch)};
+	TimestampTz start = GetCurrentTimestamp();
+	int64		total = 0;
+
+	*caught_up = true;
+	if (su_audit_retention_s <= 0)
+		return 0;
+	su_kept_plan(&trim_plan,
+				 "DELETE FROM " SU_SCHEMA ".audit WHERE audit_id OPERATOR(pg_catalog.=) ANY"
+				 " (SELECT audit_id FROM " SU_SCHEMA ".audit"
+				 "  WHERE created_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+				 "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))"
+				 "  ORDER BY created_at LIMIT $2)",
+				 2, types, 0);
+	for (;;)
+	{
+		if (SPI_execute_plan(trim_plan, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete old audit rows");
+		total += SPI_processed;
+		if (SPI_processed < (uint64) batch)
+			break;
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), budget_ms))
+		{
+			*caught_up = false;
+			break;
+		}
+	}
+	return total;
+}

@@ -1,0 +1,23 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit.h
+ *		shopping_upload.audit: write, and delete what is past retention.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SU_AUDIT_H
+#define SU_AUDIT_H
+
+#include "upload.h"
+
+/* Writes the audit rows of n attempts in one statement (SPI connected); sets audit_id. */
+extern void su_audit_insert(SuUpload **us, int n);
+
+/*
+ * Deletes audit rows older than the retention, in batches of batch rows,
+ * until none is left or budget_ms has passed (SPI connected, in a
+ * transaction).  Returns the count; *caught_up tells whether none is left.
+ */
+extern int64 su_audit_trim(int batch, int budget_ms, bool *caught_up);
+
+#endif							/* SU_AUDIT_H */
