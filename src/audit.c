@@ -16,7 +16,8 @@
 
 #include "audit.h"
 #include "json_util.h"
-#include "shopping_upload.h"
+#include "common.h"
+#include "settings.h"
 
 /* utils/builtins.h cannot be included next to json-c (see json_util.h) */
 extern Datum jsonb_in(PG_FUNCTION_ARGS);

@@ -15,7 +15,7 @@
 #include "utils/array.h"
 #include "utils/lsyscache.h"
 
-#include "shopping_upload.h"
+#include "common.h"
 
 SuShared   *su_shared = NULL;
 

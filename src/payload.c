@@ -30,7 +30,8 @@
 
 #include "json_util.h"
 #include "payload.h"
-#include "shopping_upload.h"
+#include "common.h"
+#include "settings.h"
 #include "validate.h"
 
 char *

@@ -35,7 +35,8 @@
 #include "utils/timestamp.h"
 
 #include "queue.h"
-#include "shopping_upload.h"
+#include "common.h"
+#include "settings.h"
 
 static SPIPlanPtr begin_plan = NULL;
 static SPIPlanPtr record_plan = NULL;

@@ -12,7 +12,8 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "shopping_upload.h"
+#include "common.h"
+#include "settings.h"
 
 char	   *su_appid = NULL;
 char	   *su_secret = NULL;

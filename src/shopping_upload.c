@@ -20,10 +20,14 @@
 #include "utils/timestamp.h"
 
 #include "queue.h"
-#include "shopping_upload.h"
+#include "common.h"
+#include "settings.h"
+#include "worker.h"
 #include "token.h"
 
 PG_MODULE_MAGIC;
+
+extern PGDLLEXPORT void _PG_init(void);
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;

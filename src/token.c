@@ -27,7 +27,8 @@
 
 #include "http_sync.h"
 #include "json_util.h"
-#include "shopping_upload.h"
+#include "common.h"
+#include "settings.h"
 #include "token.h"
 
 #define TOKEN_MARGIN_USECS	(300 * USECS_PER_SEC)

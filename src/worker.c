@@ -59,7 +59,9 @@
 #include "audit.h"
 #include "http.h"
 #include "queue.h"
-#include "shopping_upload.h"
+#include "common.h"
+#include "settings.h"
+#include "worker.h"
 #include "token.h"
 #include "upload.h"
 

@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  *
- * shopping_upload.h
- *		Settings and shared state of shopping_upload.
+ * common.h
+ *		What every file of shopping_upload uses: the schema's name, the
+ *		state shared in memory, kept SPI plans, SQL arrays, Beijing's day.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef SHOPPING_UPLOAD_H
-#define SHOPPING_UPLOAD_H
+#ifndef SU_COMMON_H
+#define SU_COMMON_H
 
 #define SU_SCHEMA "shopping_upload"
 
@@ -28,28 +29,7 @@ typedef struct SuShared
 /* NULL unless loaded by shared_preload_libraries */
 extern SuShared *su_shared;
 
-/* settings (src/settings.c) */
-extern char *su_appid;
-extern char *su_secret;
-extern char *su_api_base_url;
-extern char *su_ca_file;
-extern bool su_auto_upload;
-extern int	su_connect_timeout_ms;
-extern int	su_timeout_ms;
-extern int	su_max_attempts;
-extern int	su_retry_base_ms;
-extern int	su_retry_max_ms;
-extern int	su_config_retry_s;
-extern char *su_database_name;
-extern int	su_max_inflight;
-extern int	su_lease_s;
-extern int	su_max_rate;
-extern int	su_audit_retention_s;
-extern int	su_claim_interval_ms;
-
 /*
- * Helpers (src/common.c).
- *
  * A statement prepared once per process and kept (SPI connected): *cache is
  * filled on first use.  cursor_options as for SPI_prepare_cursor.
  */
@@ -67,18 +47,7 @@ extern Datum su_array(Datum *values, bool *nulls, int n, Oid elemtype);
 #define SU_BEIJING_OFFSET_USECS (8 * USECS_PER_HOUR)
 #define su_beijing_day(t) ((int) (((t) + SU_BEIJING_OFFSET_USECS) / USECS_PER_DAY))
 
-/* api_base_url without a trailing slash */
-extern const char *su_api_base(void);
-
-/* Defines the settings; database_name only with preload. */
-extern void su_define_settings(bool preload);
-
-extern void _PG_init(void);
-
-/* Wakes the worker of this database, if it runs (common.c). */
+/* Wakes the worker of this database, if it runs. */
 extern void su_wake_worker(void);
 
-/* worker.c */
-extern void su_register_launcher(void);
-
-#endif							/* SHOPPING_UPLOAD_H */
+#endif							/* SU_COMMON_H */

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.h
+ *		The shopping_upload.* settings.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SU_SETTINGS_H
+#define SU_SETTINGS_H
+
+extern char *su_appid;
+extern char *su_secret;
+extern char *su_api_base_url;
+extern char *su_ca_file;
+extern bool su_auto_upload;
+extern int	su_connect_timeout_ms;
+extern int	su_timeout_ms;
+extern int	su_max_attempts;
+extern int	su_retry_base_ms;
+extern int	su_retry_max_ms;
+extern int	su_config_retry_s;
+extern char *su_database_name;
+extern int	su_max_inflight;
+extern int	su_lease_s;
+extern int	su_max_rate;
+extern int	su_audit_retention_s;
+extern int	su_claim_interval_ms;
+
+/* api_base_url without a trailing slash */
+extern const char *su_api_base(void);
+
+/* Defines the settings; database_name only with preload. */
+extern void su_define_settings(bool preload);
+
+#endif							/* SU_SETTINGS_H */
