@@ -230,6 +230,7 @@ su_upload_sync(int64 order_id, SuUpload *u)
 		su_audit_insert(&u, 1);
 		(void) su_queue_record(&u, 1, &recorded);
 		su_queue_unnote(order_id);
+		su_queue_wake_at_commit();
 		return;
 	}
 
@@ -259,6 +260,9 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	}
 	/* this transaction holds the order's state: it is recorded */
 	(void) su_queue_record(&u, 1, &recorded);
+	/* a retry or a hold is the worker's to plan: it learns of it at commit */
+	if (u->cls != SU_CLASS_OK)
+		su_queue_wake_at_commit();
 	/* what this transaction wrote before was sent: no need to queue it again */
 	su_queue_unnote(order_id);
 }

@@ -407,6 +407,9 @@ worker_wait(long timeout_ms)
 
 	n = WaitEventSetWait(wait_set, timeout_ms, events, lengthof(events),
 						 PG_WAIT_EXTENSION);
+	/* a full timeout: look at the queue anyway (plans made elsewhere) */
+	if (n == 0 && timeout_ms >= 60000)
+		claim_wanted = true;
 	for (int i = 0; i < n; i++)
 		if (events[i].events & WL_LATCH_SET)
 		{
