@@ -22,7 +22,7 @@ PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 REGRESS = foundation validate queue
 REGRESS_OPTS = --load-extension=shopping_upload
 TAP_TESTS = 1
-ISOLATION = claim
+ISOLATION = claim queue_race
 ISOLATION_OPTS = --load-extension=shopping_upload
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
