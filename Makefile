@@ -16,10 +16,10 @@ OBJS = \
 	src/upload.o \
 	src/queue.o \
 	src/worker.o
-DATA = shopping_upload--1.0.sql
+DATA = shopping_upload--1.0.sql shopping_upload--1.1.sql shopping_upload--1.0--1.1.sql
 PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 
-REGRESS = foundation validate queue
+REGRESS = foundation validate queue security
 REGRESS_OPTS = --load-extension=shopping_upload
 TAP_TESTS = 1
 ISOLATION = claim queue_race

@@ -160,6 +160,7 @@ Datum
 su_upload_shopping_info_sql(PG_FUNCTION_ARGS)
 {
 	int64		order_id = PG_GETARG_INT64(0);
+	MemoryContext caller = CurrentMemoryContext;
 	TupleDesc	desc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
@@ -171,8 +172,9 @@ su_upload_shopping_info_sql(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	su_upload_sync(order_id, &u);
-	SPI_finish();
 
+	/* copied out before SPI_finish() frees what the attempt allocated */
+	MemoryContextSwitchTo(caller);
 	values[0] = Int32GetDatum(u.errcode);
 	if (u.errmsg)
 		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
@@ -182,6 +184,7 @@ su_upload_shopping_info_sql(PG_FUNCTION_ARGS)
 	nulls[2] = !u.sent || u.http_status == 0;
 	values[3] = Int64GetDatum(u.audit_id);
 	tup = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
+	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(tup));
 }
 

@@ -200,7 +200,9 @@ su_http_start(SuHttpClient *client, SuHttpRequest *req)
 	}
 	req->easy = e;
 	curl_easy_setopt(e, CURLOPT_URL, req->url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, req->allow_http ? "http,https" : "https");
+	/* "" disables a proxy even where http_proxy/https_proxy are set */
+	curl_easy_setopt(e, CURLOPT_PROXY, req->proxy ? req->proxy : "");
 	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
@@ -252,6 +254,11 @@ describe(SuHttpRequest *req, CURLcode rc, const char *detail, bool connected)
 		case CURLE_COULDNT_CONNECT:
 			snprintf(req->error, sizeof(req->error),
 					 "could not connect to %s: %s", host, detail);
+			break;
+		case CURLE_UNSUPPORTED_PROTOCOL:
+			snprintf(req->error, sizeof(req->error),
+					 "refused to send to %s over plain http: the API is reached over https only, "
+					 "unless a superuser sets shopping_upload.allow_insecure_http", host);
 			break;
 		case CURLE_COULDNT_RESOLVE_HOST:
 			snprintf(req->error, sizeof(req->error),

@@ -32,6 +32,8 @@ typedef struct SuHttpRequest
 	long		connect_timeout_ms;
 	long		timeout_ms;
 	const char *ca_file;		/* NULL or "": the system's CA bundle */
+	bool		allow_http;		/* false: https:// only */
+	const char *proxy;			/* NULL or "": none, whatever the environment says */
 	void	   *user;			/* the caller's */
 
 	/* results, valid once done */

@@ -646,8 +646,8 @@ su_import_order(json_object *payload, const char *appid)
 		" order_number_type = EXCLUDED.order_number_type," \
 		" transaction_id = EXCLUDED.transaction_id, mchid = EXCLUDED.mchid," \
 		" out_trade_no = EXCLUDED.out_trade_no, openid = EXCLUDED.openid," \
-		" logistics_type = EXCLUDED.logistics_type, updated_at = now()" \
-		" RETURNING order_id, xmax <> 0"
+		" logistics_type = EXCLUDED.logistics_type, updated_at = pg_catalog.now()" \
+		" RETURNING order_id, xmax OPERATOR(pg_catalog.<>) 0"
 
 	if (payload == NULL || json_object_get_type(payload) != json_type_object)
 		ereport(ERROR,
@@ -682,13 +682,13 @@ su_import_order(json_object *payload, const char *appid)
 		plan = su_kept_plan(&upsert_merchant_plan,
 							"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
 							" ON CONFLICT ((coalesce(appid, '')), mchid, out_trade_no)"
-							" WHERE order_number_type = 1" ORDER_UPDATE,
+							" WHERE order_number_type OPERATOR(pg_catalog.=) 1" ORDER_UPDATE,
 							7, types, 0);
 	else if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 2 && nulls[2] == ' ')
 		plan = su_kept_plan(&upsert_transaction_plan,
 							"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
 							" ON CONFLICT ((coalesce(appid, '')), transaction_id)"
-							" WHERE order_number_type = 2" ORDER_UPDATE,
+							" WHERE order_number_type OPERATOR(pg_catalog.=) 2" ORDER_UPDATE,
 							7, types, 0);
 	else
 		plan = su_kept_plan(&insert_plan,
@@ -710,7 +710,8 @@ su_import_order(json_object *payload, const char *appid)
 		Datum		args[1] = {Int64GetDatum(order_id)};
 
 		su_kept_plan(&clear_plan,
-					 "DELETE FROM " SU_SCHEMA ".sub_orders WHERE order_id = $1",
+					 "DELETE FROM " SU_SCHEMA ".sub_orders"
+					 " WHERE order_id OPERATOR(pg_catalog.=) $1",
 					 1, argtypes, 0);
 		if (SPI_execute_plan(clear_plan, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not replace the sub-orders of order " INT64_FORMAT,

@@ -296,17 +296,15 @@ typedef struct NotedOrder
 
 /* lives in TopTransactionContext; what aborted subtransactions noted stays */
 static HTAB *noted = NULL;
+static bool truncated = false;	/* orders was truncated: forget every gone order */
 static bool wake_at_commit = false;
 
 static SPIPlanPtr queue_plan = NULL;
 static SPIPlanPtr forget_plan = NULL;
 
 static void
-note_order(int64 order_id, bool queue, bool forget)
+note_init(void)
 {
-	NotedOrder *o;
-	bool		found;
-
 	if (noted == NULL)
 	{
 		HASHCTL		ctl;
@@ -317,11 +315,27 @@ note_order(int64 order_id, bool queue, bool forget)
 		noted = hash_create("shopping_upload noted orders", 64, &ctl,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+}
+
+static void
+note_order(int64 order_id, bool queue, bool forget)
+{
+	NotedOrder *o;
+	bool		found;
+
+	note_init();
 	o = hash_search(noted, &order_id, HASH_ENTER, &found);
 	if (!found)
 		o->queue = o->forget = false;
 	o->queue |= queue;
 	o->forget |= forget;
+}
+
+static void
+note_truncate(void)
+{
+	note_init();
+	truncated = true;
 }
 
 void
@@ -402,9 +416,9 @@ queue_noted(void)
 	int			save_sec;
 	int			save_nestlevel;
 
-	if (n == 0)
+	if (n == 0 && !truncated)
 		return;
-	ids = MemoryContextAlloc(TopTransactionContext, sizeof(int64) * n);
+	ids = MemoryContextAlloc(TopTransactionContext, sizeof(int64) * Max(n, 1));
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(state_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
@@ -442,6 +456,12 @@ queue_noted(void)
 				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
 				 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
 				 1, types, 0);
+	if (truncated &&
+		SPI_execute("DELETE FROM " SU_SCHEMA ".order_state s WHERE NOT EXISTS"
+					" (SELECT FROM " SU_SCHEMA ".orders o"
+					"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
+					false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the states of truncated orders");
 	if (apply_noted(queue_plan, false, ids, n) > 0)
 		wake_at_commit = true;
 	(void) apply_noted(forget_plan, true, ids, n);
@@ -463,6 +483,7 @@ queue_xact_callback(XactEvent event, void *arg)
 			if (noted != NULL)
 				queue_noted();
 			noted = NULL;
+			truncated = false;
 			break;
 		case XACT_EVENT_COMMIT:
 			if (wake_at_commit)
@@ -472,6 +493,7 @@ queue_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			noted = NULL;		/* lived in TopTransactionContext */
+			truncated = false;
 			wake_at_commit = false;
 			break;
 		default:
@@ -560,7 +582,9 @@ note_tuple(TriggerData *td, HeapTuple tuple, bool queue, bool forget)
  * AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW on orders, sub_orders
  * and items: notes the order whose row changed, to be queued at commit.  A
  * deleted order takes its state along (at commit, if it is still gone);
- * AFTER TRUNCATE on orders, all of it at once.
+ * AFTER TRUNCATE on orders, all of it at once.  Runs as the caller (it
+ * writes nothing itself): the states are written at commit as the tables'
+ * owner, by statements that name every object with its schema.
  */
 PG_FUNCTION_INFO_V1(su_queue_trigger);
 Datum
@@ -577,11 +601,7 @@ su_queue_trigger(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute("DELETE FROM " SU_SCHEMA ".order_state", false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete the states of truncated orders");
-		SPI_finish();
+		note_truncate();
 		return PointerGetDatum(NULL);
 	}
 	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) && is_orders)

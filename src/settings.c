@@ -8,17 +8,23 @@
 #include "postgres.h"
 
 #include <limits.h>
+#include <sys/stat.h>
 
+#include "storage/fd.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "common.h"
+#include "http.h"
 #include "settings.h"
 
 char	   *su_appid = NULL;
 char	   *su_secret = NULL;
+char	   *su_secret_file = NULL;
 char	   *su_api_base_url = NULL;
 char	   *su_ca_file = NULL;
+bool		su_allow_insecure_http = false;
+char	   *su_proxy = NULL;
 bool		su_auto_upload = true;
 int			su_connect_timeout_ms = 5000;
 int			su_timeout_ms = 15000;
@@ -73,22 +79,33 @@ check_api_base_url(char **newval, void **extra, GucSource source)
 }
 
 /*
- * ALTER DATABASE/ROLE ... SET would store the secret in pg_db_role_setting,
- * which every user can read: refuse it (those commands validate with
- * PGC_S_TEST).
+ * The secret is never read from a place whose value may reach a log or
+ * another user: postgresql.conf and ALTER SYSTEM (PostgreSQL logs the new
+ * value of a changed setting on reload), the command line, ALTER
+ * DATABASE/ROLE ... SET (pg_db_role_setting, which every user can read).
+ * A superuser's SET in a session remains, for tests; production puts the
+ * secret in shopping_upload.secret_file or shopping_upload.accounts.
  */
 static bool
 check_secret(char **newval, void **extra, GucSource source)
 {
 	(void) extra;
-	if (source == PGC_S_TEST && *newval && (*newval)[0])
+	if (*newval == NULL || (*newval)[0] == '\0' || source == PGC_S_SESSION ||
+		source == PGC_S_DEFAULT)
+		return true;
+	if (source == PGC_S_TEST)
 	{
 		GUC_check_errmsg("shopping_upload.secret cannot be stored with ALTER DATABASE or ALTER ROLE");
 		GUC_check_errdetail("Every user can read those settings in pg_db_role_setting.");
-		GUC_check_errhint("Set it in postgresql.conf (or with ALTER SYSTEM), or put it in shopping_upload.accounts.");
-		return false;
 	}
-	return true;
+	else
+	{
+		GUC_check_errmsg("shopping_upload.secret cannot be set in the configuration");
+		GUC_check_errdetail("PostgreSQL writes the new value of a changed setting to its log.");
+	}
+	GUC_check_errhint("Put the secret in a file that only the server's operating system user can read, "
+					  "and set shopping_upload.secret_file to its path; or put it in shopping_upload.accounts.");
+	return false;
 }
 
 void
@@ -96,16 +113,23 @@ su_define_settings(bool preload)
 {
 	DefineCustomStringVariable("shopping_upload.appid",
 							   "Default merchant Mini Program appid.",
-							   "Orders whose appid is NULL belong to this appid.",
-							   &su_appid, NULL, PGC_USERSET, 0,
+							   "Orders whose appid is NULL belong to this appid.  Set by "
+							   "an administrator (postgresql.conf, ALTER DATABASE ... SET).",
+							   &su_appid, NULL, PGC_SUSET, 0,
 							   NULL, NULL, NULL);
 	DefineCustomStringVariable("shopping_upload.secret",
 							   "App secret of shopping_upload.appid, for stable_token.",
-							   "Shown to superusers only.  Secrets of other appids "
-							   "go in shopping_upload.accounts.",
+							   "A superuser's SET only: the configuration names a file "
+							   "(shopping_upload.secret_file) instead.",
 							   &su_secret, NULL, PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   check_secret, NULL, NULL);
+	DefineCustomStringVariable("shopping_upload.secret_file",
+							   "File that holds the app secret of shopping_upload.appid.",
+							   "Readable by the server's operating system user only; "
+							   "read whenever a token is fetched.",
+							   &su_secret_file, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 	DefineCustomStringVariable("shopping_upload.api_base_url",
 							   "Base URL of WeChat's API.",
 							   NULL,
@@ -118,6 +142,17 @@ su_define_settings(bool preload)
 							   "verification are always on.",
 							   &su_ca_file, "", PGC_SUSET, 0,
 							   NULL, NULL, NULL);
+	DefineCustomBoolVariable("shopping_upload.allow_insecure_http",
+							 "Allows an http:// api_base_url (a local stand-in for tests).",
+							 "Off: requests go over https only, so that the secret and "
+							 "the tokens never travel in clear text.",
+							 &su_allow_insecure_http, false, PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("shopping_upload.proxy",
+							   "Proxy for the requests to the API; empty: none.",
+							   "Proxy variables of the server's environment are ignored.",
+							   &su_proxy, "", PGC_SUSET, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 	DefineCustomBoolVariable("shopping_upload.auto_upload",
 							 "Queue orders for upload when the order tables are written.",
 							 NULL,
@@ -127,13 +162,13 @@ su_define_settings(bool preload)
 							"Time allowed to connect to the API.",
 							NULL,
 							&su_connect_timeout_ms, 5000, 1, 600000,
-							PGC_USERSET, GUC_UNIT_MS,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.timeout",
 							"Time allowed for a whole request to the API.",
 							NULL,
 							&su_timeout_ms, 15000, 1, 3600000,
-							PGC_USERSET, GUC_UNIT_MS,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.max_attempts",
 							"Attempts before an order that keeps failing is dead.",
@@ -204,4 +239,53 @@ su_define_settings(bool preload)
 								   &su_database_name, "postgres", PGC_POSTMASTER, 0,
 								   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("shopping_upload");
+}
+
+void
+su_http_settings(SuHttpRequest *req)
+{
+	req->connect_timeout_ms = su_connect_timeout_ms;
+	req->timeout_ms = su_timeout_ms;
+	req->ca_file = su_ca_file;
+	req->allow_http = su_allow_insecure_http;
+	req->proxy = su_proxy;
+}
+
+char *
+su_config_secret(void)
+{
+	FILE	   *f;
+	struct stat st;
+	char		buf[1024];
+	size_t		n;
+	char	   *secret;
+
+	if (su_secret != NULL && su_secret[0] != '\0')
+		return pstrdup(su_secret);
+	if (su_secret_file == NULL || su_secret_file[0] == '\0')
+		return NULL;
+	f = AllocateFile(su_secret_file, "r");
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open the secret file \"%s\": %m", su_secret_file),
+				 errhint("shopping_upload.secret_file names it.")));
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
+		(st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		FreeFile(f);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("the secret file \"%s\" must be a regular file that only its owner can read",
+						su_secret_file),
+				 errhint("chmod 600 it, owned by the server's operating system user.")));
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	FreeFile(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+					 buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		n--;
+	secret = n > 0 ? pnstrdup(buf, n) : NULL;
+	explicit_bzero(buf, sizeof(buf));
+	return secret;
 }

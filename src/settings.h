@@ -10,8 +10,11 @@
 
 extern char *su_appid;
 extern char *su_secret;
+extern char *su_secret_file;
 extern char *su_api_base_url;
 extern char *su_ca_file;
+extern bool su_allow_insecure_http;
+extern char *su_proxy;
 extern bool su_auto_upload;
 extern int	su_connect_timeout_ms;
 extern int	su_timeout_ms;
@@ -28,6 +31,16 @@ extern int	su_claim_interval_ms;
 
 /* api_base_url without a trailing slash */
 extern const char *su_api_base(void);
+
+/*
+ * The secret of shopping_upload.appid, palloc'd: a superuser's SET, else
+ * the content of shopping_upload.secret_file; NULL if neither.
+ */
+extern char *su_config_secret(void);
+
+/* The settings' part of a request: timeouts, CA, https only, proxy. */
+struct SuHttpRequest;
+extern void su_http_settings(struct SuHttpRequest *req);
 
 /* Defines the settings; database_name only with preload. */
 extern void su_define_settings(bool preload);

@@ -10,6 +10,8 @@
 
 #include <signal.h>
 
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -17,6 +19,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/acl.h"
 #include "utils/timestamp.h"
 
 #include "queue.h"
@@ -64,9 +67,26 @@ su_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/* would DROP DATABASE dbname get past its permission checks? */
+static bool
+may_drop(const char *dbname)
+{
+	Oid			dboid = get_database_oid(dbname, true);
+
+	if (!OidIsValid(dboid) || dboid == MyDatabaseId)
+		return false;
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(DatabaseRelationId, dboid, GetUserId());
+#else
+	return pg_database_ownercheck(dboid, GetUserId());
+#endif
+}
+
 /*
  * DROP DATABASE of the worker's database would wait for the worker, then
- * fail: ask the worker to leave first, and the launcher to let it be.
+ * fail: ask the worker to leave first, and the launcher to let it be; only
+ * for a role allowed to drop it (its owner or a superuser), so that no one
+ * else can pause the uploads with a DROP DATABASE that fails.
  */
 static void
 su_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -77,7 +97,8 @@ su_process_utility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *parsetree = pstmt->utilityStmt;
 
 	if (su_shared && IsA(parsetree, DropdbStmt) &&
-		strcmp(((DropdbStmt *) parsetree)->dbname, su_database_name) == 0)
+		strcmp(((DropdbStmt *) parsetree)->dbname, su_database_name) == 0 &&
+		may_drop(((DropdbStmt *) parsetree)->dbname))
 	{
 		su_shared->drop_requested_at = GetCurrentTimestamp();
 		if (su_shared->worker_pid > 0)

@@ -207,7 +207,7 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 	memset(creds, 0, sizeof(SuCredentials));
 	creds->appid = pstrdup(appid);
 	su_kept_plan(&plan, "SELECT secret, access_token, token_expires_at"
-				 " FROM " SU_SCHEMA ".accounts WHERE appid = $1",
+				 " FROM " SU_SCHEMA ".accounts WHERE appid OPERATOR(pg_catalog.=) $1",
 				 1, argtypes, 0);
 	args[0] = su_text_datum(appid);
 	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
@@ -225,9 +225,8 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 		creds->token_expires_at = isnull ? 0 : DatumGetTimestampTz(d);
 	}
 	SPI_freetuptable(SPI_tuptable);
-	if (creds->secret == NULL && su_secret && su_secret[0] &&
-		su_appid && strcmp(su_appid, appid) == 0)
-		creds->secret = pstrdup(su_secret);
+	if (creds->secret == NULL && su_appid && strcmp(su_appid, appid) == 0)
+		creds->secret = su_config_secret();
 }
 
 /* may this fetch use force_refresh? (counts it if so) */
@@ -293,9 +292,7 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 	req.url = psprintf("%s/cgi-bin/stable_token", su_api_base());
 	req.body = text;
 	req.body_len = len;
-	req.connect_timeout_ms = su_connect_timeout_ms;
-	req.timeout_ms = su_timeout_ms;
-	req.ca_file = su_ca_file;
+	su_http_settings(&req);
 	su_http_perform(&req);
 	count_fetch(creds->appid);
 
@@ -367,7 +364,7 @@ su_token_get(const SuCredentials *creds, SuTokenResult *res)
 	res->errcode = WX_ERR_NO_SECRET;
 	res->errmsg = psprintf("no secret and no valid access token for appid \"%s\"; "
 						   "add it to shopping_upload.accounts, or set "
-						   "shopping_upload.secret for shopping_upload.appid",
+						   "shopping_upload.secret_file for shopping_upload.appid",
 						   creds->appid);
 	return false;
 }

@@ -127,9 +127,7 @@ su_upload_request(SuUpload *u, const char *token)
 	free(escaped);
 	u->req.body = u->body;
 	u->req.body_len = u->body_len;
-	u->req.connect_timeout_ms = su_connect_timeout_ms;
-	u->req.timeout_ms = su_timeout_ms;
-	u->req.ca_file = su_ca_file;
+	su_http_settings(&u->req);
 	u->req.user = u;
 	u->sent = true;
 }

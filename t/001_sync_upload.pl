@@ -181,6 +181,31 @@ like(upload($id, "SET shopping_upload.api_base_url = '$tlsurl'; SET shopping_upl
 like(upload($id, "SET shopping_upload.api_base_url = '$tlsurl';"),
 	qr/^-1\|TLS failure/, 'HTTPS against the system CAs fails for a test certificate');
 
+# --- plain http only where a superuser allows it (a stand-in of its own:
+# the worker, which may retry the order, sends elsewhere)
+{
+	my $plain = SuStub->start(dir => $dir, name => 'plain_only');
+	my $url = $plain->url;
+	like(upload($id, "SET shopping_upload.api_base_url = '$url'; SET shopping_upload.allow_insecure_http = off;"),
+		qr/^-1\|.*refused to send to 127\.0\.0\.1:\d+ over plain http/,
+		'an http:// api_base_url is refused unless allow_insecure_http is on');
+	is(scalar @{ $plain->requests }, 0, 'and nothing reached the server');
+	$plain->stop;
+}
+
+# --- a proxy only where shopping_upload.proxy names one, never from the environment
+{
+	my $noproxy = PostgreSQL::Test::Cluster::get_free_port();
+	like(upload($id, "SET shopping_upload.proxy = 'http://127.0.0.1:$noproxy';"),
+		qr/^-1\|could not connect to 127\.0\.0\.1:\d+/, 'shopping_upload.proxy is used when set');
+	local $ENV{http_proxy} = "http://127.0.0.1:$noproxy";
+	local $ENV{https_proxy} = "http://127.0.0.1:$noproxy";
+	local $ENV{all_proxy} = "http://127.0.0.1:$noproxy";
+	$node->restart;
+	is(upload($id), '0|ok', 'proxy variables in the server\'s environment are ignored');
+}
+$node->restart;
+
 # --- several merchants: accounts table, handed-in tokens
 sql("INSERT INTO shopping_upload.accounts (appid, secret) VALUES ('wxsecond', 'secret2')");
 my $second = import_order('SECOND_00001', appid => 'wxsecond');

@@ -2,6 +2,7 @@
 # and helpers to set up a cluster with shopping_upload.
 #
 #   my $stub = SuStub->start(tls => 1, dir => $dir);
+#   SuStub->start(log => $file);        # also every record to $file, JSON lines
 #   $stub->url;                         # http(s)://127.0.0.1:PORT
 #   $stub->fault(kind => 'errcode:-1', count => 2);
 #   $stub->requests('/user-order/orders');   # array of records
@@ -44,6 +45,7 @@ sub start
 		'--port-file', $portfile, '--seed', '1');
 	push @cmd, '--accounts', $opt{accounts} if $opt{accounts};
 	push @cmd, '--token-ttl', $opt{token_ttl} if $opt{token_ttl};
+	push @cmd, '--log', $opt{log} if $opt{log};
 	push @cmd, '--tls-cert', "$opt{ca}/server.crt", '--tls-key',
 	  "$opt{ca}/server.key"
 	  if $opt{tls};
@@ -129,16 +131,31 @@ END
 }
 
 # A started node with the library preloaded and the extension created;
-# extra lines of configuration in %opt{conf}.
+# extra lines of configuration in %opt{conf}.  Plain http to the stand-in is
+# allowed (shopping_upload.allow_insecure_http); a secret given as
+# "shopping_upload.secret = '...'" is written to a file only the server's
+# user can read, named by shopping_upload.secret_file.
 sub node
 {
 	my (%opt) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($opt{name} // 'main');
+	my $conf = $opt{conf} // '';
 	$node->init;
+
+	# The secret cannot be set in postgresql.conf (PostgreSQL logs changed
+	# values): a "shopping_upload.secret = '...'" line becomes a secret file.
+	if ($conf =~ s/^shopping_upload\.secret\s*=\s*'([^']*)'[^\n]*$/shopping_upload.secret_file = '__SECRET_FILE__'/m)
+	{
+		my $file = $node->basedir . '/app_secret';
+		PostgreSQL::Test::Utils::append_to_file($file, "$1\n");
+		chmod 0600, $file;
+		$conf =~ s/__SECRET_FILE__/$file/;
+	}
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = 'shopping_upload'\n"
 		  . "listen_addresses = ''\n"
-		  . ($opt{conf} // ''));
+		  . "shopping_upload.allow_insecure_http = on\n"
+		  . $conf);
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION shopping_upload');
 	return $node;

@@ -1,0 +1,48 @@
+--
+-- Privileges: what no caller can reach through its search_path or its
+-- session settings
+--
+SET client_min_messages = warning;
+
+-- every SECURITY DEFINER function of the extension pins its search_path
+SELECT p.oid::regprocedure AS definer_without_search_path
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_depend d
+    ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+   AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+ WHERE e.extname = 'shopping_upload' AND p.prosecdef
+   AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false);
+
+-- the definers, and their settings
+SELECT p.oid::regprocedure AS definer, p.proconfig
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace = 'shopping_upload'::regnamespace AND p.prosecdef
+ ORDER BY 1::text;
+
+-- the queueing trigger runs as its caller (it writes nothing itself)
+SELECT prosecdef FROM pg_catalog.pg_proc
+ WHERE oid = 'shopping_upload.queue_trigger()'::regprocedure;
+
+-- settings that steer privileged calls are an administrator's
+CREATE ROLE su_plain;
+SET ROLE su_plain;
+SET shopping_upload.appid = 'wxother';
+SET shopping_upload.timeout = '1ms';
+SET shopping_upload.connect_timeout = '1ms';
+SET shopping_upload.allow_insecure_http = on;
+SET shopping_upload.proxy = 'http://127.0.0.1:1';
+SET shopping_upload.secret = 'stolen';
+SHOW shopping_upload.proxy;
+SELECT count(*) AS visible_secret_settings FROM pg_catalog.pg_settings
+ WHERE name IN ('shopping_upload.secret', 'shopping_upload.secret_file', 'shopping_upload.proxy');
+RESET ROLE;
+DROP ROLE su_plain;
+
+-- the secret goes nowhere PostgreSQL logs or shows it: not the
+-- configuration, not ALTER DATABASE/ROLE
+ALTER SYSTEM SET shopping_upload.secret = 'leaky';
+ALTER DATABASE contrib_regression SET shopping_upload.secret = 'leaky';
+-- a superuser's SET in a session remains
+SET shopping_upload.secret = 'for-a-test';
+RESET shopping_upload.secret;

@@ -1,0 +1,613 @@
+# Soak: writers insert, update and delete orders with plain SQL, and call
+# upload_shopping_info(), all at once, for SOAK_SECONDS (default 60) seconds,
+# while the stand-in WeChat fails about one request in ten and the worker is
+# killed with SIGKILL once (the cluster crash-restarts; the writers reconnect).
+# upload_shopping_info() calls go on for a few seconds after the other writers
+# stop.  When the queue drains, every order left must be uploaded, with the
+# content it has now as the last body WeChat accepted.
+#
+# Reported (diag), not checked: deadlocks and serialization failures the
+# writers saw, and the same content accepted twice in a row for one order.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use POSIX qw(WNOHANG);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use SuStub;
+
+my $duration = $ENV{SOAK_SECONDS} // 60;
+die "SOAK_SECONDS must be a whole number of seconds, at least 20\n"
+  unless $duration =~ /^\d+$/ && $duration >= 20;
+my $drain_limit = 120;    # seconds for the queue to drain once writers stop
+
+# The writer groups: transactions per second (pgbench -R, whole group), clients.
+my %group = (
+	insert => { clients => 2, rate => 200 },
+	update => { clients => 2, rate => 80 },
+	delete => { clients => 1, rate => 10 },    # 1 in 20 of the inserts
+	upload => { clients => 1 },                # psql: upload_shopping_info()
+);
+my $upload_pause = 0.04;    # seconds between two upload_shopping_info() calls
+my $upload_tail = 3;    # seconds it goes on once the other writers are done
+
+my $dir = PostgreSQL::Test::Utils::tempdir();
+my $stub_log = "$dir/stub_requests.jsonl";
+my $stub = SuStub->start(dir => $dir, log => $stub_log);
+
+my $node = SuStub::node(conf => <<"EOC");
+shopping_upload.api_base_url = '${\ $stub->url}'
+shopping_upload.appid = 'wxtestappid'
+shopping_upload.secret = 'testsecret'
+shopping_upload.retry_base_delay = '50ms'
+shopping_upload.retry_max_delay = '500ms'
+shopping_upload.max_attempts = 1000
+shopping_upload.timeout = '5s'
+shopping_upload.lease = '10s'
+restart_after_crash = on
+max_connections = 40
+log_statement = none
+EOC
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+# a query that may fail (the cluster restarting): its output, or undef
+sub try_sql
+{
+	my ($query) = @_;
+	my ($out, $err, $timed_out) = ('', '', 0);
+	my $rc = $node->psql('postgres', $query, stdout => \$out, stderr => \$err,
+		timeout => 30, timed_out => \$timed_out);
+	return (defined $rc && $rc == 0 && !$timed_out) ? $out : undef;
+}
+
+# polls until $query answers $expected, at most $secs seconds
+sub wait_until
+{
+	my ($query, $expected, $secs) = @_;
+	my $until = time + $secs;
+	while (time < $until)
+	{
+		my $out = try_sql($query);
+		return 1 if defined $out && $out eq $expected;
+		usleep(200_000);
+	}
+	return 0;
+}
+
+sub worker_pid
+{
+	my $pid = try_sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'");
+	return (defined $pid && $pid =~ /^\d+$/) ? $pid : undef;
+}
+
+# ---------------------------------------------------------------------
+# The writers' scripts
+# ---------------------------------------------------------------------
+
+sql("CREATE SEQUENCE public.soak_txn; CREATE SEQUENCE public.soak_ver;");
+
+# an existing order: one of the newest 50, most likely in the worker's hands
+# right now (mode 1), or any (otherwise)
+my $pick = <<'EOS';
+\if :mode = 1
+SELECT order_id AS target FROM shopping_upload.orders
+ WHERE order_id >= (SELECT max(order_id) - :back FROM shopping_upload.orders)
+ ORDER BY order_id LIMIT 1 \gset
+\else
+SELECT order_id AS target FROM shopping_upload.orders
+ WHERE order_id >= (SELECT min(order_id) + (max(order_id) - min(order_id)) * :frac / 1000000
+                      FROM shopping_upload.orders)
+ ORDER BY order_id LIMIT 1 \gset
+\endif
+EOS
+
+# one valid order (order_number_type 2, unique transaction_id), 1 sub-order, 2-3 items
+append_to_file("$dir/insert.sql", <<'EOS');
+\set nitems random(2, 3)
+BEGIN;
+INSERT INTO shopping_upload.orders (order_number_type, transaction_id, openid, logistics_type)
+  VALUES (2, '42' || lpad(nextval('public.soak_txn')::text, 18, '0'), 'o-soak-' || :client_id, 1)
+  RETURNING order_id \gset
+INSERT INTO shopping_upload.sub_orders (order_id, sub_order_no, merchant_order_no, link_type, link_url)
+  VALUES (:order_id, 0, 'm-' || :order_id, 'URL', 'https://shop.example.com/o/' || :order_id);
+INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, merchant_item_id, name,
+    unit_price, quantity, image_url, link_type, link_url)
+  SELECT :order_id, 0, g, 'sku-' || g, 'Tea ' || g, 100 * (g + 1), 1,
+         ARRAY['https://img.example.com/' || g || '.png'], 'URL', 'https://shop.example.com/i/' || g
+    FROM generate_series(0, :nitems - 1) g;
+COMMIT;
+EOS
+
+# every update changes the content (a quantity grows; names and openids
+# carry a counter), so no two versions of an order have the same content
+append_to_file("$dir/update.sql", <<"EOS");
+\\set mode random(1, 2)
+\\set back random(0, 50)
+\\set frac random(0, 999999)
+\\set what random(1, 10)
+$pick
+BEGIN;
+UPDATE shopping_upload.items SET quantity = quantity + 1 WHERE order_id = :target AND item_no = 0;
+\\if :what <= 3
+UPDATE shopping_upload.items SET name = 'Tea ' || item_no || ' v' || nextval('public.soak_ver')
+ WHERE order_id = :target;
+\\endif
+\\if :what >= 8
+UPDATE shopping_upload.orders SET openid = 'o-soak-v' || nextval('public.soak_ver'), updated_at = now()
+ WHERE order_id = :target;
+\\endif
+COMMIT;
+EOS
+
+append_to_file("$dir/delete.sql", <<"EOS");
+\\set mode random(1, 4)
+\\set back random(0, 50)
+\\set frac random(0, 999999)
+$pick
+DELETE FROM shopping_upload.orders WHERE order_id = :target;
+EOS
+
+my @conn = ('-h', $node->host, '-p', $node->port);
+
+# upload_shopping_info() on random orders (half of them among the newest
+# 100), paced; psql goes on after an error and prints its SQLSTATE
+sub upload_script
+{
+	my ($path, $calls) = @_;
+	my $s = "\\set VERBOSITY verbose\n";
+	for (1 .. $calls)
+	{
+		my $from = rand() < 0.5
+		  ? sprintf('(SELECT max(order_id) - %d FROM shopping_upload.orders)', int(rand(100)))
+		  : sprintf('(SELECT min(order_id) + ((max(order_id) - min(order_id)) * %.6f)::bigint'
+			  . ' FROM shopping_upload.orders)', rand());
+		$s .= "SELECT 'call ' || coalesce(errcode::text, '?') FROM shopping_upload.upload_shopping_info("
+		  . "(SELECT order_id FROM shopping_upload.orders WHERE order_id >= $from ORDER BY order_id LIMIT 1));\n"
+		  . "SELECT pg_sleep($upload_pause);\n";
+	}
+	open my $fh, '>', $path or die "$path: $!";
+	print $fh $s;
+	close $fh;
+}
+
+# ---------------------------------------------------------------------
+# Writer processes: each group runs until the deadline, relaunched when
+# it ends early (a crash-restart ends every connection)
+# ---------------------------------------------------------------------
+
+my %kids;    # pid => run record
+my @runs;    # every run: group, pid, out, err, status
+
+sub spawn
+{
+	my ($name, @cmd) = @_;
+	my $n = scalar(grep { $_->{group} eq $name } @runs) + 1;
+	my $run = { group => $name, n => $n, out => "$dir/$name.$n.out",
+		err => "$dir/$name.$n.err", started => time };
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>', $run->{out}) or POSIX::_exit(127);
+		open(STDERR, '>', $run->{err}) or POSIX::_exit(127);
+		exec { $cmd[0] } @cmd or POSIX::_exit(127);
+	}
+	$run->{pid} = $pid;
+	$kids{$pid} = $run;
+	push @runs, $run;
+	return $run;
+}
+
+# reaps the writers that ended
+sub reap
+{
+	for my $pid (keys %kids)
+	{
+		my $r = waitpid($pid, WNOHANG);
+		next unless $r == $pid || $r == -1;
+		$kids{$pid}->{status} = $r == -1 ? -1 : $?;
+		$kids{$pid}->{ended} = time;
+		delete $kids{$pid};
+	}
+}
+
+sub running { my ($name) = @_; return grep { $_->{group} eq $name } values %kids; }
+
+# waits at most $secs seconds for every writer to end; how many still run
+sub wait_writers
+{
+	my ($secs) = @_;
+	my $until = time + $secs;
+	while (%kids && time < $until)
+	{
+		reap();
+		usleep(50_000);
+	}
+	return scalar(keys %kids);
+}
+
+# TERM, then KILL after $grace seconds, every writer still running
+sub stop_writers
+{
+	my ($grace) = @_;
+	kill 'TERM', keys %kids;
+	return unless wait_writers($grace);
+	kill 'KILL', keys %kids;
+	wait_writers(10);
+}
+
+END
+{
+	local $?;
+	stop_writers(3) if %kids;
+}
+
+sub launch
+{
+	my ($name, $secs) = @_;
+	my $g = $group{$name};
+	if ($name eq 'upload')
+	{
+		my $path = "$dir/upload." . (scalar(@runs) + 1) . '.sql';
+		upload_script($path, int(($secs + $upload_tail + 15) / $upload_pause));
+		return spawn($name, 'psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=0',
+			@conn, '-d', 'postgres', '-f', $path);
+	}
+	return spawn($name, 'pgbench', '-n', @conn, '-c', $g->{clients}, '-j', 1,
+		'-T', $secs, '-R', $g->{rate}, '--max-tries=10', '--failures-detailed',
+		'-f', "$dir/$name.sql", 'postgres');
+}
+
+# ---------------------------------------------------------------------
+# Before: the scripts write valid orders, and the worker uploads them
+# ---------------------------------------------------------------------
+
+ok(wait_until("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'", '1', 30),
+	'the worker runs');
+my $seed = spawn('seed', 'pgbench', '-n', @conn, '-c', 1, '-t', 200, '-f', "$dir/insert.sql",
+	'postgres');
+wait_writers(60);
+stop_writers(3);
+is($seed->{status}, 0, 'the insert script writes 200 orders')
+  or diag(slurp_file($seed->{err}));
+is(sql("SELECT count(*) FROM shopping_upload.orders o, shopping_upload.validate_order(o.order_id)"),
+	'0', 'they are valid (validate_order() finds nothing)');
+ok(wait_until("SELECT count(*) FROM shopping_upload.order_status WHERE state = 'uploaded'", '200', 30),
+	'the worker uploads them')
+  or diag(sql("SELECT coalesce(state, 'no state') || ': ' || count(*) FROM shopping_upload.order_status GROUP BY state"));
+
+# ---------------------------------------------------------------------
+# The soak
+# ---------------------------------------------------------------------
+
+# about one request in ten fails, transiently, for the whole run
+$stub->fault(kind => 'errcode:-1', fraction => 0.05, count => 0);
+$stub->fault(kind => 'http500', fraction => 0.05, count => 0);
+
+my $logpos = -s $node->logfile;
+my $t0 = time;
+my $deadline = $t0 + $duration;
+my $kill_at = $t0 + $duration * 0.4;
+my ($killed_pid, $killed_at, $back_pid, $back_at);
+my %next_launch = map { $_ => 0 } keys %group;
+my $next_probe = 0;
+my $next_report = $t0 + 15;
+
+diag(sprintf('soak: %d s, writers: insert %d/s, update %d/s, delete %d/s, upload_shopping_info %.0f/s',
+	$duration, $group{insert}{rate}, $group{update}{rate}, $group{delete}{rate}, 1 / $upload_pause));
+while (time < $deadline)
+{
+	reap();
+	for my $name (sort keys %group)
+	{
+		next if running($name) || time < $next_launch{$name};
+		my $secs = int($deadline - time);
+		next if $secs < 2;
+		launch($name, $secs);
+		$next_launch{$name} = time + 0.5;    # if it fails at once: the cluster restarts
+	}
+
+	if (!$killed_pid && time >= $kill_at && defined(my $pid = worker_pid()))
+	{
+		kill 'KILL', $pid;
+		($killed_pid, $killed_at) = ($pid, time);
+		diag(sprintf('soak: %.1f s: kill -9 of the worker (pid %d)', $killed_at - $t0, $pid));
+	}
+	if ($killed_pid && !$back_pid && time >= $next_probe)
+	{
+		my $pid = worker_pid();
+		if (defined $pid && $pid != $killed_pid)
+		{
+			($back_pid, $back_at) = ($pid, time);
+			diag(sprintf('soak: %.1f s: a new worker runs (pid %d), %.1f s after the kill',
+				$back_at - $t0, $pid, $back_at - $killed_at));
+		}
+		$next_probe = time + 0.5;
+	}
+	if (time >= $next_report)
+	{
+		my $s = try_sql("SELECT (SELECT count(*) FROM shopping_upload.orders) || ' orders; queue: '
+			|| pending || ' pending, ' || uploading || ' uploading, ' || retrying || ' retrying, '
+			|| uploaded || ' uploaded' FROM shopping_upload.stats");
+		diag(sprintf('soak: %.0f s: %s; %d requests at the stand-in', time - $t0,
+			$s // '(database unavailable)', $stub->stats->{requests}));
+		$next_report = time + 15;
+	}
+	usleep(100_000);
+}
+
+# pgbench ends at its -T.  upload_shopping_info() goes on alone for a few
+# seconds more: calls while nothing else is written, when only its own
+# timers wake the worker (an order a call leaves due must still be sent)
+my $until = time + 15;
+while (grep({ $_->{group} ne 'upload' } values %kids) && time < $until)
+{
+	reap();
+	usleep(50_000);
+}
+my $hung = grep { $_->{group} ne 'upload' } values %kids;
+my $tail = time + $upload_tail;
+while (time < $tail) { reap(); usleep(50_000); }
+kill 'TERM', map { $_->{pid} } running('upload');
+stop_writers(3);
+for my $run (grep { exists $group{ $_->{group} } } @runs)
+{
+	my $st = $run->{status};
+	note(sprintf('writer run: %s %d, %.1f s to %.1f s, %s', $run->{group}, $run->{n},
+		$run->{started} - $t0, ($run->{ended} // time) - $t0,
+		!defined $st || $st < 0 ? 'exit status unknown'
+		: $st & 127 ? 'signal ' . ($st & 127)
+		: 'exit status ' . ($st >> 8)));
+}
+is($hung, 0, 'every pgbench writer ended by the deadline');
+ok(wait_until("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+	'0', 30), 'no writer session is left');
+
+# ---------------------------------------------------------------------
+# Drain: no faults; wait until nothing is waiting to be sent
+# ---------------------------------------------------------------------
+
+$stub->clear_faults;
+my $drain_start = time;
+my ($drained, $quiet) = (0, 0);
+while (time < $drain_start + $drain_limit)
+{
+	my $n = try_sql("SELECT count(*) FROM shopping_upload.order_state
+		WHERE state IN ('pending', 'uploading', 'retrying', 'held')");
+	$quiet = (defined $n && $n eq '0') ? $quiet + 1 : 0;
+	if ($quiet >= 2) { $drained = 1; last; }
+	usleep(500_000);
+}
+my $drain_secs = time - $drain_start;
+if ($killed_pid && !$back_pid && defined(my $pid = worker_pid()))
+{
+	($back_pid, $back_at) = ($pid, time) if $pid != $killed_pid;
+}
+ok($drained, sprintf('the queue drains (%.1f s)', $drain_secs))
+  or diag(sql("SELECT state || ': ' || count(*) FROM shopping_upload.order_state GROUP BY state"));
+
+# ---------------------------------------------------------------------
+# What the writers did
+# ---------------------------------------------------------------------
+
+my %w = map { $_ => { runs => 0, tx => 0, failed => 0, serialization => 0, deadlock => 0,
+	retries => 0, aborted => 0 } } keys %group;
+my (%upload_calls, %upload_errors, %writer_errors);
+for my $run (grep { exists $group{ $_->{group} } } @runs)
+{
+	my $c = $w{ $run->{group} };
+	my $out = -e $run->{out} ? slurp_file($run->{out}) : '';
+	my $err = -e $run->{err} ? slurp_file($run->{err}) : '';
+	$c->{runs}++;
+	if ($run->{group} eq 'upload')
+	{
+		$upload_calls{$1}++ while $out =~ /^call (\S+)$/mg;
+		while ($err =~ /ERROR:\s+([0-9A-Z]{5}): (.*)$/mg)
+		{
+			my ($code, $msg) = ($1, $2);
+			$msg =~ s/\d+/N/g;
+			$upload_errors{"$code $msg"}++;
+		}
+		next;
+	}
+	$c->{tx} += $1 if $out =~ /number of transactions actually processed: (\d+)/;
+	$c->{failed} += $1 if $out =~ /number of failed transactions: (\d+)/;
+	$c->{serialization} += $1 if $out =~ /number of serialization failures: (\d+)/;
+	$c->{deadlock} += $1 if $out =~ /number of deadlock failures: (\d+)/;
+	$c->{retries} += $1 if $out =~ /total number of retries: (\d+)/;
+	for my $line (grep { /aborted|error/i } split /\n/, $err)
+	{
+		$c->{aborted}++ if $line =~ /client \d+ aborted/;
+		next if $line =~ /connection|recovery mode|shutting down|not yet accepting|Run was aborted|perhaps the backend died|terminating|server closed/i;
+		(my $norm = $line) =~ s/\d+/N/g;
+		$writer_errors{"$run->{group}: $norm"}++;
+	}
+}
+my $calls = 0;
+$calls += $_ for values %upload_calls;
+my $call_errors = 0;
+$call_errors += $_ for values %upload_errors;
+
+my $log = slurp_file($node->logfile, $logpos);
+my $log_deadlocks = () = $log =~ /ERROR:\s+deadlock detected/g;
+my $log_serialization = () = $log =~ /ERROR:\s+could not serialize access/g;
+my %log_errors;
+while ($log =~ /\b(ERROR|WARNING|FATAL|PANIC):\s+(.*)$/mg)
+{
+	my ($level, $msg) = ($1, $2);
+	$msg =~ s/\d+/N/g;
+	$log_errors{"$level: $msg"}++;
+}
+my $crashed = $log =~ /terminating any other active server processes/;
+my $worker_exits = () = $log =~ /background worker "shopping_upload worker" \(PID \d+\) (?:exited|was terminated)/g;
+
+# ---------------------------------------------------------------------
+# What the stand-in accepted (its log, one record a line), against the orders
+# ---------------------------------------------------------------------
+
+{
+	# complete lines only: a request may be being recorded right now
+	open my $in, '<', $stub_log or die "$stub_log: $!";
+	open my $out, '>', "$dir/requests.jsonl" or die "$dir/requests.jsonl: $!";
+	while (my $line = <$in>)
+	{
+		last unless $line =~ /\n\z/;
+		print $out $line;
+	}
+	close $in;
+	close $out or die "$dir/requests.jsonl: $!";
+}
+sql("CREATE TABLE public.soak_requests (rec jsonb);
+	COPY public.soak_requests FROM '$dir/requests.jsonl' WITH (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e');
+	CREATE TABLE public.soak_sent AS
+	SELECT seq, body->'order_key' AS okey, body - 'upload_time' AS content, body->>'upload_time' AS upload_time
+	  FROM (SELECT (rec->>'seq')::bigint AS seq, (rec->>'body')::jsonb AS body
+	          FROM public.soak_requests
+	         WHERE rec->>'path' = '/user-order/orders' AND rec->>'errcode' = '0') r;
+	CREATE TABLE public.soak_final AS
+	SELECT o.order_id, p->'order_key' AS okey, p - 'upload_time' AS content
+	  FROM shopping_upload.orders o, shopping_upload.build_payload(o.order_id) p;
+	CREATE TABLE public.soak_last AS
+	SELECT DISTINCT ON (okey) okey, seq, content FROM public.soak_sent ORDER BY okey, seq DESC;
+	ANALYZE public.soak_sent, public.soak_final, public.soak_last;");
+
+my ($n_orders, $uploaded, $not_uploaded, $missing_state, $by_state) = split /\|/, sql(
+	"SELECT count(*),
+		count(*) FILTER (WHERE state = 'uploaded' AND uploaded_version = version),
+		count(*) FILTER (WHERE NOT coalesce(state = 'uploaded' AND uploaded_version = version, false)),
+		count(*) FILTER (WHERE state IS NULL),
+		coalesce((SELECT string_agg(s || ' ' || n, ', ' ORDER BY s) FROM
+			(SELECT CASE WHEN state IS NULL THEN 'no state'
+			             WHEN state = 'uploaded' THEN 'uploaded, older version'
+			             ELSE state END AS s, count(*) AS n
+			   FROM shopping_upload.order_status
+			  WHERE NOT coalesce(state = 'uploaded' AND uploaded_version = version, false)
+			  GROUP BY 1) x), '')
+	   FROM shopping_upload.order_status");
+my $orphans = sql("SELECT count(*) FROM shopping_upload.order_state s
+	WHERE NOT EXISTS (SELECT FROM shopping_upload.orders o WHERE o.order_id = s.order_id)");
+my ($never_accepted, $stale) = split /\|/, sql(
+	"SELECT count(*) FILTER (WHERE l.seq IS NULL),
+		count(*) FILTER (WHERE l.seq IS NOT NULL AND l.content <> f.content)
+	   FROM public.soak_final f LEFT JOIN public.soak_last l USING (okey)");
+my $wrong_content = $never_accepted + $stale;
+
+# the same content accepted twice in a row for one order; which path sent
+# the repeat, from the audit (no audit row: lost in the crash)
+my ($accepted, $unaudited, $dups, $dups_worker, $dups_sql) = split /\|/, sql(
+	"WITH s AS (SELECT s.seq, s.okey, s.content, a.via
+	              FROM public.soak_sent s
+	              LEFT JOIN (SELECT DISTINCT ON (request->'order_key', upload_time)
+	                                request->'order_key' AS okey, upload_time, via
+	                           FROM shopping_upload.audit WHERE errcode = 0 AND sent) a
+	                USING (okey, upload_time)),
+	      d AS (SELECT via, content = lag(content) OVER (PARTITION BY okey ORDER BY seq) AS dup FROM s)
+	 SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM s WHERE via IS NULL),
+	        count(*) FILTER (WHERE dup), count(*) FILTER (WHERE dup AND via = 'worker'),
+	        count(*) FILTER (WHERE dup AND via = 'sql')
+	   FROM d");
+my $invalid = sql("SELECT count(*) FROM (SELECT order_id FROM shopping_upload.orders
+	ORDER BY random() LIMIT 200) o, shopping_upload.validate_order(o.order_id)");
+my $stub_stats = $stub->stats;
+my $faults = 0;
+$faults += $_ for values %{ $stub_stats->{faults_applied} };
+
+my $committed = $w{insert}{tx} + $w{update}{tx} + $w{delete}{tx};
+my $retries = 0;
+$retries += $w{$_}{retries} for qw(insert update delete);
+my $pgb_deadlocks = 0;
+$pgb_deadlocks += $w{$_}{deadlock} for qw(insert update delete);
+my $pgb_serialization = 0;
+$pgb_serialization += $w{$_}{serialization} for qw(insert update delete);
+my $fmt_counts = sub {
+	my ($h) = @_;
+	return join(', ', map { "$_ x$h->{$_}" } sort { $h->{$b} <=> $h->{$a} || $a cmp $b } keys %$h) || 'none';
+};
+
+diag(join "\n", '',
+	'==================== soak figures ====================',
+	sprintf('soak: %d s run, worker killed at %s s, a new one %s s later (worker exits in the log: %d); drain %.1f s%s',
+		$duration, $killed_at ? sprintf('%.1f', $killed_at - $t0) : 'never',
+		$back_at ? sprintf('%.1f', $back_at - $killed_at) : 'never', $worker_exits, $drain_secs,
+		$drained ? '' : ' (did not drain)'),
+	sprintf('soak: writes committed %d (inserted %d, updated %d, deleted %d); orders at the end %d',
+		$committed, $w{insert}{tx}, $w{update}{tx}, $w{delete}{tx}, $n_orders),
+	sprintf('soak: uploaded %d, not uploaded %d%s, wrong content %d (never accepted %d, stale %d)',
+		$uploaded, $not_uploaded, $by_state ? " ($by_state)" : '', $wrong_content, $never_accepted, $stale),
+	sprintf('soak: missing state %d, state of a deleted order %d', $missing_state, $orphans),
+	sprintf('soak: duplicates %d (repeat sent by the worker %d, by upload_shopping_info %d, not audited %d)',
+		$dups, $dups_worker, $dups_sql, $dups - $dups_worker - $dups_sql),
+	sprintf('soak: deadlocks %d, serialization %d (server log); pgbench: %d retries, failures: deadlock %d, serialization %d',
+		$log_deadlocks, $log_serialization, $retries, $pgb_deadlocks, $pgb_serialization),
+	sprintf('soak: upload_shopping_info calls %d (errcodes: %s), errors %d (%s)',
+		$calls + $call_errors, $fmt_counts->(\%upload_calls), $call_errors, $fmt_counts->(\%upload_errors)),
+	sprintf('soak: requests at the stand-in %d, accepted %d (%d without an audit row), faults injected %d',
+		$stub_stats->{by_path}{'/user-order/orders'} // 0, $accepted, $unaudited, $faults),
+	sprintf('soak: writer runs: %s; clients cut off: %s',
+		join(', ', map { "$_ $w{$_}{runs}" } sort keys %w),
+		join(', ', map { "$_ $w{$_}{aborted}" } qw(insert update delete))),
+	'soak: other writer errors: ' . $fmt_counts->(\%writer_errors),
+	'soak: server log: ' . $fmt_counts->(\%log_errors),
+	'======================================================');
+
+# a few of the bad orders, to start from
+my $examples = sql(
+	"SELECT 'order ' || f.order_id || ': ' || coalesce(s.state, 'no state')
+		|| ' version ' || coalesce(s.version::text, '-') || ' uploaded_version '
+		|| coalesce(s.uploaded_version::text, '-') || ' attempts ' || coalesce(s.attempts::text, '-')
+		|| ' last_errcode ' || coalesce(s.last_errcode::text, '-')
+		|| CASE WHEN s.next_attempt_at IS NULL THEN ''
+		        WHEN s.next_attempt_at <= now() THEN ' due since '
+		   || round(extract(epoch FROM now() - s.next_attempt_at)::numeric, 1) || ' s'
+		   ELSE ' due in ' || round(extract(epoch FROM s.next_attempt_at - now())::numeric, 1) || ' s' END
+		|| '; accepted ' || (SELECT count(*) FROM public.soak_sent x WHERE x.okey = f.okey)
+		|| CASE WHEN l.seq IS NULL THEN ' (none)' ELSE
+		   '; last accepted (seq ' || l.seq || ') quantities '
+		   || jsonb_path_query_array(l.content, '\$.order_list[*].item_list[*].quantity')::text
+		   || ' openid ' || (l.content #>> '{payer,openid}') END
+		|| '; now quantities '
+		|| jsonb_path_query_array(f.content, '\$.order_list[*].item_list[*].quantity')::text
+		|| ' openid ' || (f.content #>> '{payer,openid}')
+	   FROM public.soak_final f
+	   LEFT JOIN public.soak_last l USING (okey)
+	   LEFT JOIN shopping_upload.order_state s USING (order_id)
+	  WHERE l.seq IS NULL OR l.content <> f.content
+	     OR NOT coalesce(s.state = 'uploaded' AND s.uploaded_version = s.version, false)
+	  ORDER BY f.order_id LIMIT 10");
+diag("soak: bad orders (first 10):\n$examples") if $examples ne '';
+my $orphan_examples = sql("SELECT string_agg(order_id || ' ' || state, ', ') FROM
+	(SELECT s.order_id, s.state FROM shopping_upload.order_state s
+	  WHERE NOT EXISTS (SELECT FROM shopping_upload.orders o WHERE o.order_id = s.order_id)
+	  ORDER BY s.order_id LIMIT 10) x");
+diag("soak: states of deleted orders (first 10): $orphan_examples") if $orphan_examples ne '';
+
+# ---------------------------------------------------------------------
+# The run did work
+# ---------------------------------------------------------------------
+
+ok($w{insert}{tx} >= 50 * $duration, "at least @{[50 * $duration]} orders inserted ($w{insert}{tx})");
+ok($w{update}{tx} >= 10 * $duration, "at least @{[10 * $duration]} updates ($w{update}{tx})");
+ok($w{delete}{tx} >= $duration, "at least $duration deletes ($w{delete}{tx})");
+ok($calls >= 2 * $duration, "at least @{[2 * $duration]} upload_shopping_info() calls answered ($calls)");
+ok($faults > 0, "the stand-in injected faults ($faults)");
+ok($killed_pid && $crashed, 'the worker was killed with SIGKILL and the cluster crash-restarted');
+ok($back_pid, 'a new worker came back after the crash');
+is($invalid, '0', 'orders stay valid (validate_order() of 200 random orders finds nothing)');
+
+# ---------------------------------------------------------------------
+# Nothing lost, nothing stale
+# ---------------------------------------------------------------------
+
+is($not_uploaded, '0', 'every order is uploaded, at its current version');
+is($wrong_content, 0,
+	'the last body the stand-in accepted for each order is its current content (upload_time aside)');
+is($missing_state, '0', 'every order has a state');
+is($orphans, '0', 'no state is left for a deleted order');
+
+done_testing();

@@ -1,0 +1,1025 @@
+# Hostile roles.  Roles with exactly the README's grants for each duty
+# (writer, uploader, watcher) and the owner of the worker's database
+# (dbowner) attack the extension:
+#
+#   1. they plant look-alike functions, operators and aggregates (now(),
+#      "=", unnest(), min(), ...) in their own schemas and in public, then
+#      use every path under every search_path ordering, while the worker runs
+#      and re-plans; an administrator calls the extension's functions with an
+#      attacker's schema first.  No planted object may ever run as anyone but
+#      its planter, and no attacker may become superuser;
+#   2. a database owner pre-creates the extension's schema before CREATE
+#      EXTENSION;
+#   3. they hunt for the app secret and the access tokens in every view,
+#      setting, table, function, error message, and in the server log
+#      (also at log_min_messages = debug5 while the secret is changed);
+#   4. session settings (appid, timeouts) must not steer
+#      upload_shopping_info(); made-up appids must not fill the token cache
+#      nor receive the secret;
+#   5. DROP DATABASE by a role that may not drop the worker's database must
+#      not stop the worker; ALTER DATABASE ... SET by the database owner must
+#      not steer the worker.
+#
+# Every attack prints one diag line: "HELD" (the defence held) or "HOLE".
+# Planted objects record who ran them in public.pwned and in the server log
+# (lines "PWNED planter=... current_user=..."), and try ALTER ROLE <planter>
+# SUPERUSER.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use HTTP::Tiny;
+use JSON::PP;
+use Time::HiRes qw(time usleep);
+use SuStub;
+
+my $t_start = time;
+my $dir = PostgreSQL::Test::Utils::tempdir();
+
+# every secret is random, so that finding one anywhere is no coincidence
+sub rnd { return join '', map { sprintf '%08x', int(rand(2**32)) } 1 .. 3; }
+my $SECRET = 'confsecret' . rnd();     # shopping_upload.secret / secret_file
+my $ACCT_SECRET = 'acctsecret' . rnd();    # shopping_upload.accounts, wxacct
+my $HANDED_SECRET = 'handedsecret' . rnd(); # only to get wxhanded's token
+my $ROTATED1 = 'rotatedconf' . rnd();    # written to postgresql.conf late
+my $ROTATED2 = 'rotatedfile' . rnd();    # written to a secret file late
+
+my $stub = SuStub->start(dir => $dir,
+	accounts => "wxtestappid:$SECRET,wxacct:$ACCT_SECRET,wxhanded:$HANDED_SECRET");
+
+# --- the node: the worker serves 'postgres'; settings not defined (yet) by
+# the code under test are added only if the server starts with them
+my $secret_file = "$dir/app_secret";
+write_secret_file($secret_file, $SECRET);
+
+my $base_conf = <<"EOC";
+shared_preload_libraries = 'shopping_upload'
+listen_addresses = ''
+shopping_upload.api_base_url = '${\ $stub->url}'
+shopping_upload.appid = 'wxtestappid'
+shopping_upload.secret = '$SECRET'
+shopping_upload.timeout = '3s'
+shopping_upload.lease = '4s'
+shopping_upload.retry_base_delay = '50ms'
+shopping_upload.retry_max_delay = '200ms'
+log_line_prefix = '%m [%p] %b %u\@%d '
+log_statement = 'all'
+EOC
+my @guarded = (
+	"shopping_upload.allow_insecure_http = on",
+	"shopping_upload.secret_file = '$secret_file'");
+
+my $node = PostgreSQL::Test::Cluster->new('hostile');
+$node->init;
+$node->append_conf('postgresql.conf', $base_conf . join("\n", @guarded) . "\n");
+if (!$node->start(fail_ok => 1))
+{
+	diag 'the node did not start with ' . join(', ', @guarded)
+	  . '; starting without them';
+	remove_conf_lines(@guarded);
+	$node->start;
+}
+
+# The test's own statements run with a pinned search_path, so that they never
+# call a planted object themselves; each hostile session SETs its own.
+$ENV{PGOPTIONS} = '-c search_path=pg_catalog,pg_temp';
+
+sub sql { return $node->safe_psql($_[1] // 'postgres', $_[0]); }
+
+# statements that hold a secret or a token: kept out of log_statement, since
+# the log is searched for them at the end
+sub quiet_sql
+{
+	local $ENV{PGOPTIONS} = $ENV{PGOPTIONS} . ' -c log_statement=none';
+	return sql(@_);
+}
+
+# a session as $role: (rc, stdout, stderr); errors do not stop it
+sub as_role
+{
+	my ($role, $sql, %o) = @_;
+	local $ENV{PGOPTIONS} = $o{pgoptions} if defined $o{pgoptions};
+	my ($rc, $out, $err) = $node->psql($o{db} // 'postgres', $sql,
+		extra_params => [ '-U', $role ],
+		on_error_stop => 0);
+	return ($rc, $out // '', $err // '');
+}
+
+# psql exits 0 after a failed statement unless ON_ERROR_STOP: read stderr
+sub errors_of { return join ' | ', grep { /ERROR|FATAL/ } split /\n/, $_[0]; }
+sub failed { return $_[0] =~ /ERROR|FATAL/; }
+
+my $superuser = sql('SELECT current_user');
+my %defined = map {
+	$_ => sql("SELECT current_setting('shopping_upload.$_', true) IS NOT NULL")
+	  eq 't'
+} qw(allow_insecure_http secret_file);
+for my $s (sort keys %defined)
+{
+	diag "shopping_upload.$s is "
+	  . ($defined{$s} ? 'defined' : 'not defined by this build: its part is skipped');
+}
+remove_conf_lines($guarded[1]) unless $defined{secret_file};
+remove_conf_lines($guarded[0]) unless $defined{allow_insecure_http};
+$node->reload;
+
+sql('CREATE EXTENSION shopping_upload');
+
+my @report;
+
+# records an attack and its outcome: a test, and one diag line
+sub check
+{
+	my ($held, $name, $detail) = @_;
+	$detail //= '';
+	$detail =~ s/\s+/ /g;
+	$detail = substr($detail, 0, 400) . '...' if length $detail > 400;
+	diag(($held ? 'HELD ' : 'HOLE ') . $name . ($detail ne '' ? " -- $detail" : ''));
+	push @report, [ $held, $name ];
+	return ok($held, $name);
+}
+
+sub worker_pid
+{
+	return sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'");
+}
+
+# polls $query until it returns $want, for at most $secs seconds
+sub wait_for
+{
+	my ($query, $want, $secs) = @_;
+	my $end = time + $secs;
+	while (1)
+	{
+		my $v = sql($query);
+		return 1 if $v eq $want;
+		return 0 if time > $end;
+		usleep(100_000);
+	}
+}
+
+# no order waiting for the worker (or leased by a claim)
+sub settle
+{
+	my ($secs) = @_;
+	return wait_for("SELECT count(*) FROM shopping_upload.order_state
+		WHERE state IN ('pending', 'uploading')", '0', $secs // 8);
+}
+
+sub write_secret_file
+{
+	my ($path, $content) = @_;
+	open my $fh, '>', $path or die "cannot write $path: $!";
+	print $fh "$content\n";
+	close $fh;
+	chmod 0600, $path;
+}
+
+sub remove_conf_lines
+{
+	my @lines = @_;
+	my $conf = $node->data_dir . '/postgresql.conf';
+	my $text = slurp_file($conf);
+	for my $l (@lines)
+	{
+		$text =~ s/^\Q$l\E\n//mg;
+	}
+	open my $fh, '>', $conf or die "cannot write $conf: $!";
+	print $fh $text;
+	close $fh;
+}
+
+my $json = JSON::PP->new->utf8->canonical;
+
+# ---------------------------------------------------------------------
+# Roles with the README's grants, their schemas, public writable by all
+# (as in clusters upgraded from 14), the database owned by dbowner
+# ---------------------------------------------------------------------
+my @attackers = qw(writer uploader watcher dbowner);
+sql(<<'EOS');
+CREATE ROLE writer LOGIN;
+CREATE ROLE uploader LOGIN;
+CREATE ROLE watcher LOGIN;
+CREATE ROLE dbowner LOGIN;
+GRANT USAGE ON SCHEMA shopping_upload TO writer, uploader, watcher;
+GRANT INSERT, UPDATE, DELETE, SELECT ON shopping_upload.orders,
+	shopping_upload.sub_orders, shopping_upload.items TO writer;
+GRANT EXECUTE ON FUNCTION shopping_upload.import_order(jsonb, text) TO writer;
+GRANT EXECUTE ON FUNCTION shopping_upload.upload_shopping_info(bigint) TO uploader;
+GRANT SELECT ON shopping_upload.order_status, shopping_upload.stats,
+	shopping_upload.audit TO watcher;
+CREATE SCHEMA evil_writer AUTHORIZATION writer;
+CREATE SCHEMA evil_uploader AUTHORIZATION uploader;
+CREATE SCHEMA evil_watcher AUTHORIZATION watcher;
+CREATE SCHEMA evil_dbowner AUTHORIZATION dbowner;
+GRANT CREATE ON SCHEMA public TO PUBLIC;
+ALTER DATABASE postgres OWNER TO dbowner;
+EOS
+
+# where planted code reports who ran it (the superuser's, in each database)
+my $pwn_infra = <<'EOS';
+CREATE TABLE public.pwned (
+	at timestamptz DEFAULT clock_timestamp(),
+	planter text, current_user_ text, session_user_ text, fn text,
+	backend text, got_super boolean);
+GRANT INSERT ON public.pwned TO PUBLIC;
+CREATE FUNCTION public.pwn_note(planter text, fn text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $pwn$
+DECLARE
+	k text := 'pwn.k' || md5(planter || '|' || current_user || '|' || fn);
+	be text;
+	got boolean := false;
+BEGIN
+	-- once per backend, planter, runner and object
+	IF coalesce(current_setting(k, true), '') <> '' THEN
+		RETURN;
+	END IF;
+	PERFORM set_config(k, '1', false);
+	SELECT backend_type INTO be FROM pg_stat_activity WHERE pid = pg_backend_pid();
+	BEGIN
+		EXECUTE format('ALTER ROLE %I SUPERUSER', planter);
+		got := true;
+	EXCEPTION WHEN others THEN
+		got := false;
+	END;
+	RAISE LOG 'PWNED planter=% current_user=% session_user=% fn=% backend=% superuser_granted=%',
+		planter, current_user, session_user, fn, replace(coalesce(be, '?'), ' ', '_'), got;
+	BEGIN
+		INSERT INTO public.pwned (planter, current_user_, session_user_, fn, backend, got_super)
+			VALUES (planter, current_user, session_user, fn, be, got);
+	EXCEPTION WHEN others THEN
+		RAISE LOG 'PWNED-UNRECORDED fn=% error=%', fn, SQLERRM;
+	END;
+END
+$pwn$;
+EOS
+sql($pwn_infra);
+
+# ---------------------------------------------------------------------
+# The planted objects: every built-in the extension's SQL names (src/*.c
+# and the script), as exact-type overloads that beat a polymorphic or
+# coerced pg_catalog candidate, and as same-signature look-alikes that win
+# where the schema precedes pg_catalog
+# ---------------------------------------------------------------------
+my @plant_items;
+{
+	my @fns = (
+		[ 'now', '', 'timestamptz', 0, 'pg_catalog.now()' ],
+		[ 'clock_timestamp', '', 'timestamptz', 0, 'pg_catalog.clock_timestamp()' ],
+		[ 'statement_timestamp', '', 'timestamptz', 0, 'pg_catalog.statement_timestamp()' ],
+		[ 'transaction_timestamp', '', 'timestamptz', 0, 'pg_catalog.transaction_timestamp()' ],
+		[ 'date_trunc', 'text, timestamptz', 'timestamptz', 0, 'pg_catalog.date_trunc($1, $2)' ],
+		[ 'make_interval', 'secs float8', 'interval', 0, 'pg_catalog.make_interval(secs => $1)' ],
+		[ 'make_interval', 'secs int4', 'interval', 0, 'pg_catalog.make_interval(secs => $1)' ],
+		[ 'current_setting', 'text', 'text', 0, 'pg_catalog.current_setting($1)' ],
+		[ 'current_setting', 'text, bool', 'text', 0, 'pg_catalog.current_setting($1, $2)' ],
+		[ 'jsonb_build_object', 'text, text', 'jsonb', 0, 'pg_catalog.jsonb_build_object($1, $2)' ],
+		[ 'md5', 'text', 'text', 0, 'pg_catalog.md5($1)' ],
+		(map { [ 'unnest', "${_}[]", $_, 1, 'pg_catalog.unnest($1)' ] }
+			  qw(int8 int4 text timestamptz bool jsonb float8)),
+		[ 'unnest', 'anyarray', 'anyelement', 1, 'pg_catalog.unnest($1)' ],
+	);
+	push @plant_items, { kind => 'fn', name => $_->[0], args => $_->[1],
+		ret => $_->[2], setof => $_->[3], expr => $_->[4] } for @fns;
+	my @ops = (
+		[ '+', 'int8', 'int8', 'int8' ],
+		[ '+', 'int4', 'int4', 'int4' ],
+		[ '+', 'timestamptz', 'interval', 'timestamptz' ],
+		[ '-', 'timestamptz', 'interval', 'timestamptz' ],
+		[ '-', 'timestamptz', 'timestamptz', 'interval' ],
+		[ '=', 'int8', 'int8', 'bool' ],
+		[ '=', 'int8', 'int4', 'bool' ],
+		[ '=', 'text', 'text', 'bool' ],
+		[ '=', 'timestamptz', 'timestamptz', 'bool' ],
+		# "=" on integers makes ON CONFLICT ... WHERE order_number_type = 1
+		# miss its index: planted in one schema only (evil_watcher), so that
+		# the others show what runs rather than what breaks
+		[ '=', 'int4', 'int4', 'bool', 'evil_watcher' ],
+		[ '<>', 'xid', 'int4', 'bool' ],
+		[ '<>', 'int4', 'int4', 'bool' ],
+		[ '<>', 'int8', 'int8', 'bool' ],
+		[ '<>', 'text', 'text', 'bool' ],
+		(map { [ $_, 'timestamptz', 'timestamptz', 'bool' ] } qw(< <= > >=)),
+	);
+	push @plant_items, { kind => 'op', name => $_->[0], left => $_->[1],
+		right => $_->[2], ret => $_->[3], only => $_->[4] } for @ops;
+	push @plant_items, { kind => 'agg', name => 'min' };
+}
+
+sub qt { my ($s) = @_; $s =~ s/'/''/g; return "'$s'"; }
+sub pgt
+{
+	my ($t) = @_;
+	return join ', ', map {
+		my $x = $_;
+		$x =~ s/^\s+|\s+$//g;
+		if ($x =~ /^(\w+) (\w+\[?\]?)$/) { "$1 pg_catalog.$2" }
+		elsif ($x eq '') { '' }
+		else { "pg_catalog.$x" }
+	} split /,/, $t;
+}
+
+# the SQL that plants, as $planter, the items (filtered by $want) in $schema
+sub plant_sql
+{
+	my ($planter, $schema, $want) = @_;
+	my $qs = qq{"$schema"};
+	my @s;
+	my $n = 0;
+	for my $it (@plant_items)
+	{
+		next if $want && !$want->($it);
+		next if $it->{only} && $it->{only} ne $schema;
+		$n++;
+		if ($it->{kind} eq 'fn')
+		{
+			(my $sig = $it->{args}) =~ s/\b(secs) //g;
+			$sig =~ s/\s+//g;
+			my $tag = "$schema.$it->{name}($sig)";
+			my $body = $it->{setof}
+			  ? "RETURN QUERY SELECT $it->{expr}"
+			  : "RETURN $it->{expr}";
+			push @s, sprintf(
+				q{CREATE FUNCTION %s.%s(%s) RETURNS %s%s LANGUAGE plpgsql AS $pwn$ BEGIN PERFORM public.pwn_note(%s, %s); %s; END $pwn$},
+				$qs, $it->{name}, pgt($it->{args}), $it->{setof} ? 'SETOF ' : '',
+				pgt($it->{ret}), qt($planter), qt($tag), $body);
+		}
+		elsif ($it->{kind} eq 'op')
+		{
+			my $tag = "$schema.$it->{name}($it->{left},$it->{right})";
+			my $f = "$qs.pwn_op_$n";
+			push @s, sprintf(
+				q{CREATE FUNCTION %s(pg_catalog.%s, pg_catalog.%s) RETURNS pg_catalog.%s LANGUAGE plpgsql AS $pwn$ BEGIN PERFORM public.pwn_note(%s, %s); RETURN $1 OPERATOR(pg_catalog.%s) $2; END $pwn$},
+				$f, $it->{left}, $it->{right}, $it->{ret}, qt($planter), qt($tag), $it->{name});
+			push @s, sprintf(
+				q{CREATE OPERATOR %s.%s (LEFTARG = pg_catalog.%s, RIGHTARG = pg_catalog.%s, FUNCTION = %s)},
+				$qs, $it->{name}, $it->{left}, $it->{right}, $f);
+		}
+		else
+		{
+			my $tag = "$schema.min(timestamptz)";
+			push @s, sprintf(
+				q{CREATE FUNCTION %s.pwn_min_step(pg_catalog.timestamptz, pg_catalog.timestamptz) RETURNS pg_catalog.timestamptz LANGUAGE plpgsql AS $pwn$ BEGIN PERFORM public.pwn_note(%s, %s); IF $1 IS NULL THEN RETURN $2; END IF; IF $2 IS NULL OR $1 OPERATOR(pg_catalog.<) $2 THEN RETURN $1; END IF; RETURN $2; END $pwn$},
+				$qs, qt($planter), qt($tag));
+			push @s, sprintf(
+				q{CREATE FUNCTION %s.pwn_min_final(pg_catalog.timestamptz) RETURNS pg_catalog.timestamptz LANGUAGE plpgsql AS $pwn$ BEGIN PERFORM public.pwn_note(%s, %s); RETURN $1; END $pwn$},
+				$qs, qt($planter), qt($tag));
+			push @s, sprintf(
+				q{CREATE AGGREGATE %s.min(pg_catalog.timestamptz) (SFUNC = %s.pwn_min_step, STYPE = pg_catalog.timestamptz, FINALFUNC = %s.pwn_min_final)},
+				$qs, $qs, $qs);
+		}
+	}
+	return (join(";\n", @s) . ";\n", $n);
+}
+
+sub plant
+{
+	my ($planter, $schema, $want, $db) = @_;
+	my ($sqltext, $n) = plant_sql($planter, $schema, $want);
+	my ($rc, $out, $err) = as_role($planter, $sqltext, db => $db);
+	my @errors = grep { /ERROR/ } split /\n/, $err;
+	diag "$planter planted $n objects in $schema"
+	  . ($db ? " (database $db)" : '')
+	  . (@errors ? ': ' . scalar(@errors) . " failed: $errors[0]" : '');
+	return !@errors;
+}
+
+my $is_public_by_writer = sub { $_[0]{name} eq 'unnest' || $_[0]{kind} eq 'agg' };
+my $planted_ok = 1;
+$planted_ok &&= plant($_, "evil_$_") for qw(writer uploader watcher dbowner);
+# public: writer (CREATE granted to PUBLIC) and the database owner
+$planted_ok &&= plant('writer', 'public', $is_public_by_writer);
+$planted_ok &&= plant('dbowner', 'public', sub { !$is_public_by_writer->(@_) });
+# "$user" of the superuser: the database owner may create that schema
+my ($rc0, $o0, $e0) = as_role('dbowner', qq{CREATE SCHEMA "$superuser"});
+if (!failed($e0))
+{
+	$planted_ok &&= plant('dbowner', $superuser);
+}
+else
+{
+	diag "dbowner could not create schema \"$superuser\": $e0";
+}
+ok($planted_ok, 'every attacker planted its objects');
+
+# ---------------------------------------------------------------------
+# Credentials: the configured secret, an account with a secret, a handed-in
+# token; the token is fetched from the stand-in as a platform would
+# ---------------------------------------------------------------------
+my $HANDED_TOKEN;
+{
+	my $r = HTTP::Tiny->new(timeout => 10)->post($stub->url . '/cgi-bin/stable_token',
+		{
+			headers => { 'Content-Type' => 'application/json' },
+			content => $json->encode({ grant_type => 'client_credential',
+				appid => 'wxhanded', secret => $HANDED_SECRET })
+		});
+	$HANDED_TOKEN = $json->decode($r->{content})->{access_token};
+	die 'no handed token from the stand-in' unless $HANDED_TOKEN;
+}
+quiet_sql("INSERT INTO shopping_upload.accounts (appid, secret) VALUES ('wxacct', '$ACCT_SECRET')");
+eval {
+	quiet_sql("SELECT shopping_upload.set_access_token('wxhanded', '$HANDED_TOKEN', now() + interval '2 hours')");
+	1;
+} or quiet_sql("INSERT INTO shopping_upload.accounts (appid, access_token, token_expires_at)
+	VALUES ('wxhanded', '$HANDED_TOKEN', now() + interval '2 hours')");
+
+# ---------------------------------------------------------------------
+# 1. Every path under every search_path ordering
+# ---------------------------------------------------------------------
+my @orderings = (
+	[ 'own schema first', sub { qq{"evil_$_[0]", pg_catalog, public} } ],
+	[ 'public first', sub { 'public, pg_catalog' } ],
+	[ 'default', sub { '"$user", public' } ],
+	[ 'pg_catalog first', sub { qq{pg_catalog, "evil_$_[0]", public} } ],
+);
+
+sub order_insert_sql
+{
+	my ($id) = @_;
+	return (
+		"INSERT INTO shopping_upload.orders (order_id, order_number_type, transaction_id, openid)
+			VALUES ($id, 2, '42000$id', 'o-$id')",
+		"INSERT INTO shopping_upload.sub_orders (order_id, sub_order_no, merchant_order_no, link_type, link_url)
+			VALUES ($id, 0, 'm-$id', 'URL', 'https://shop.example.com/o/$id')",
+		"INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, merchant_item_id, name,
+			unit_price, quantity, image_url, link_type, link_url)
+			VALUES ($id, 0, 0, 'i-0', 'Tea', 100, 1, '{https://img.example.com/t.png}', 'URL', 'https://shop.example.com/i/0'),
+			($id, 0, 1, 'i-1', 'Cup', 250, 2, '{https://img.example.com/c.png}', 'URL', 'https://shop.example.com/i/1')");
+}
+
+sub import_call
+{
+	my ($no, $appid) = @_;
+	my $j = SuStub::order_json(out_trade_no => $no, $appid ? (appid => $appid) : ());
+	return "SELECT shopping_upload.import_order('$j'::pg_catalog.jsonb"
+	  . ($appid ? ", '$appid'::pg_catalog.text" : '') . ')';
+}
+
+
+my %upload_order;    # round base -> order for the uploader
+my $round = 0;
+for my $o (@orderings)
+{
+	my ($oname, $pathf) = @$o;
+	$round++;
+	my $b = 100000 + 1000 * $round;
+
+	# writer: plain INSERT/UPDATE/DELETE, autocommit and in transactions,
+	# import_order new and replacing
+	my $wpath = $pathf->('writer');
+	my $w = "SET search_path = $wpath;\n" . join(";\n",
+		order_insert_sql($b + 1),
+		'BEGIN', order_insert_sql($b + 2),
+		"UPDATE shopping_upload.items SET quantity = 3 WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 1),
+		'COMMIT',
+		"UPDATE shopping_upload.orders SET openid = 'o-upd' WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 2),
+		order_insert_sql($b + 3),
+		"DELETE FROM shopping_upload.orders WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 3),
+		'BEGIN', order_insert_sql($b + 4), 'SAVEPOINT s',
+		"DELETE FROM shopping_upload.items WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 4),
+		'ROLLBACK TO s', 'COMMIT',
+		'BEGIN', order_insert_sql($b + 5), 'ROLLBACK',
+		import_call("IMP${b}A"),
+		import_call("IMP${b}A"),    # same order key: replaces it
+		'BEGIN', import_call("IMP${b}B", 'wxacct'), import_call("IMP${b}B", 'wxacct'), 'COMMIT',
+		'SET shopping_upload.auto_upload = off', order_insert_sql($b + 9),
+		'RESET shopping_upload.auto_upload') . ";\n";
+	my ($rc, $out, $err) = as_role('writer', $w);
+	my $imported = sql("SELECT count(*) FROM shopping_upload.orders WHERE out_trade_no IN ('IMP${b}A', 'IMP${b}B')");
+	my $rows = sql("SELECT count(*) FROM shopping_upload.orders WHERE order_id IN ("
+		  . join(',', map { $b + $_ } 1 .. 5, 9) . ')');
+	check($imported eq '2' && $rows eq '4' && errors_of($err) eq '',
+		"writer: plain writes and import_order work with search_path $wpath ($oname)",
+		errors_of($err));
+
+	# uploader: upload_shopping_info, autocommit and in a transaction
+	settle(6);
+	my $upath = $pathf->('uploader');
+	($rc, $out, $err) = as_role('uploader', "SET search_path = $upath;
+		SELECT errcode, errmsg FROM shopping_upload.upload_shopping_info(" . ($b + 9) . "::pg_catalog.int8);
+		BEGIN;
+		SELECT errcode, errmsg FROM shopping_upload.upload_shopping_info(" . ($b + 1) . "::pg_catalog.int8);
+		COMMIT;");
+	check($out =~ /^0\|ok\n0\|ok$/ && errors_of($err) eq '',
+		"uploader: upload_shopping_info works with search_path $upath ($oname)",
+		"answers: $out " . errors_of($err));
+
+	# watcher: the views and the audit
+	my $vpath = $pathf->('watcher');
+	($rc, $out, $err) = as_role('watcher', "SET search_path = $vpath;
+		SELECT pg_catalog.count(*) FROM shopping_upload.order_status;
+		SELECT * FROM shopping_upload.stats;
+		SELECT pg_catalog.count(*) FROM shopping_upload.audit;
+		SELECT state FROM shopping_upload.order_status WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 1) . ";
+		BEGIN ISOLATION LEVEL REPEATABLE READ;
+		SELECT * FROM shopping_upload.stats;
+		COMMIT;");
+	check(errors_of($err) eq '', "watcher: reads the views and the audit with search_path $vpath ($oname)",
+		errors_of($err));
+
+	# the worker re-plans: fresh statistics, a reload
+	sql('ANALYZE shopping_upload.orders, shopping_upload.sub_orders, shopping_upload.items,
+		shopping_upload.order_state, shopping_upload.audit, shopping_upload.accounts');
+	sql('SELECT pg_reload_conf()');
+}
+check(settle(8), 'the worker uploaded every order written under the hostile search_paths',
+	sql("SELECT string_agg(order_id || ':' || state, ' ') FROM shopping_upload.order_state
+		WHERE state IN ('pending', 'uploading')"));
+is(sql("SELECT count(*) FROM shopping_upload.order_state WHERE state NOT IN ('uploaded')
+		AND order_id BETWEEN 100000 AND 199999"), '0',
+	'and each was accepted');
+
+# the administrator, with an attacker's schema first (or planted $user/public)
+my $admin_order = sql(import_call('ADMIN00001'));
+settle(6);
+my @admin_paths = (
+	'"evil_writer", pg_catalog, public',
+	'public, pg_catalog',
+	'"$user", public',
+	'"evil_watcher", pg_catalog, public',
+	'pg_catalog, "evil_uploader", public');
+my $admin_n = 0;
+for my $p (@admin_paths)
+{
+	$admin_n++;
+	my $no = sprintf 'ADMINIMP%03d', $admin_n;
+	my $pj = SuStub::order_json(out_trade_no => 'VALIDATE01');
+	my @calls = (
+		"SELECT shopping_upload.build_payload(${admin_order}::pg_catalog.int8) IS NOT NULL",
+		"SELECT pg_catalog.count(*) FROM shopping_upload.validate_order(${admin_order}::pg_catalog.int8)",
+		"SELECT pg_catalog.count(*) FROM shopping_upload.validate_payload('$pj'::pg_catalog.jsonb)",
+		import_call($no),
+		import_call($no),
+		"SELECT errcode FROM shopping_upload.upload_shopping_info(${admin_order}::pg_catalog.int8)",
+		"SELECT pg_catalog.count(*) FROM shopping_upload.token_cache()",
+		"SELECT pg_catalog.count(*) FROM shopping_upload.order_status",
+		"SELECT * FROM shopping_upload.stats",
+		"SELECT shopping_upload.enqueue(${admin_order}::pg_catalog.int8)",
+		"SELECT shopping_upload.requeue(${admin_order}::pg_catalog.int8)",
+		"SELECT shopping_upload.requeue()",
+		"SELECT shopping_upload.requeue(NULL::pg_catalog.int8, '{dead,rejected,held}'::pg_catalog.text[])",
+		"SELECT pg_catalog.count(*) FROM shopping_upload.claim(2)",
+		"UPDATE shopping_upload.items SET quantity = 4 WHERE order_id OPERATOR(pg_catalog.=) $admin_order",
+		"DELETE FROM shopping_upload.orders WHERE out_trade_no OPERATOR(pg_catalog.=) '$no'::pg_catalog.text");
+	my ($rc, $out, $err) = $node->psql('postgres',
+		"SET search_path = $p;\n" . join(";\n", @calls) . ";\n", on_error_stop => 0);
+	check(errors_of($err) eq '',
+		"administrator: build_payload, validate_*, import_order, upload_shopping_info, enqueue, requeue, claim work with search_path $p",
+		errors_of($err));
+	settle(8);
+}
+
+# ---------------------------------------------------------------------
+# 2. Install time: the database owner creates the extension's schema
+# before the superuser runs CREATE EXTENSION in its database
+# ---------------------------------------------------------------------
+{
+	sql('CREATE DATABASE shop2 OWNER dbowner');
+	sql("GRANT CREATE ON SCHEMA public TO PUBLIC; $pwn_infra", 'shop2');
+	my ($rc, $out, $err) = as_role('dbowner', 'CREATE SCHEMA shopping_upload', db => 'shop2');
+	diag "dbowner pre-creates schema shopping_upload in shop2: "
+	  . (failed($err) ? $err : 'done');
+	plant('dbowner', 'shopping_upload', undef, 'shop2') unless failed($err);
+	($rc, $out, $err) = $node->psql('shop2', 'CREATE EXTENSION shopping_upload', on_error_stop => 0);
+	my $owner = sql("SELECT coalesce((SELECT nspowner::regrole::text FROM pg_namespace
+		WHERE nspname = 'shopping_upload'), '-')", 'shop2');
+	my $created = sql("SELECT count(*) FROM pg_extension WHERE extname = 'shopping_upload'", 'shop2') eq '1';
+	diag 'CREATE EXTENSION in shop2: ' . ($created ? "created, schema owned by $owner" : "refused: $err");
+	check(!$created || $owner ne 'dbowner',
+		'CREATE EXTENSION refuses a schema that a non-superuser owns (else that owner may drop, rename and replace what the extension resolves)',
+		$created ? "the extension lives in a schema owned by $owner" : $err);
+	if ($created)
+	{
+		# use it there the usual ways
+		my $id = sql(import_call('SHOP2000001'), 'shop2');
+		$node->psql('shop2', "SELECT shopping_upload.build_payload($id);
+			SELECT * FROM shopping_upload.validate_order($id);
+			SELECT * FROM shopping_upload.upload_shopping_info($id);
+			SELECT * FROM shopping_upload.stats; SELECT * FROM shopping_upload.order_status;",
+			on_error_stop => 0);
+	}
+}
+
+# ---------------------------------------------------------------------
+# 3. Secrets and tokens
+# ---------------------------------------------------------------------
+# tokens of every appid are in use now: wxtestappid (configured secret),
+# wxacct (accounts' secret), wxhanded (handed-in token)
+sql("SELECT " . join(', ', map { "shopping_upload.import_order('" . SuStub::order_json(
+	out_trade_no => "SECRETS_$_", appid => $_) . "', '$_')" } qw(wxacct wxhanded)));
+settle(6);
+
+my %all_tokens;
+sub harvest_tokens
+{
+	my $t = $stub->tokens;
+	$all_tokens{ $t->{$_}{access_token} } = $_ for keys %$t;
+	for my $r (@{ $stub->requests })
+	{
+		my $q = $r->{query}{access_token};
+		$all_tokens{$q} //= '?' if defined $q && length $q > 8;
+		my $a = $r->{answer} && $r->{answer}{json} && $r->{answer}{json}{access_token};
+		$all_tokens{$a} //= '?' if $a;
+	}
+	$all_tokens{$HANDED_TOKEN} = 'wxhanded';
+}
+harvest_tokens();
+
+# the strings that must never reach an attacker or the log
+sub secrets
+{
+	return ([ 'the configured secret', $SECRET ], [ 'the accounts secret', $ACCT_SECRET ],
+		[ 'the handed-in token', $HANDED_TOKEN ],
+		map { [ "a token of $all_tokens{$_}", $_ ] } sort keys %all_tokens);
+}
+
+# the first secret found in $text, or undef
+sub leaked
+{
+	my ($text) = @_;
+	for my $s (secrets())
+	{
+		return $s->[0] if index($text, $s->[1]) >= 0;
+	}
+	return undef;
+}
+
+# a failing call or two whose messages an attacker reads
+my @failures = (
+	[ { kind => 'drop' }, 'wxhanded' ],
+	[ { kind => 'http500' }, 'wxacct' ],
+	[ { kind => 'notjson' }, undef ],
+	[ { kind => 'errcode:40001', count => 2 }, 'wxhanded' ],
+	[ { kind => 'errcode:40001', count => 2 }, 'wxacct' ],
+);
+my $fail_out = '';
+for my $f (@failures)
+{
+	my ($fault, $appid) = @$f;
+	my $id = sql(import_call('FAIL' . rnd(), $appid));
+	settle(6);
+	$stub->fault(%$fault);
+	my ($rc, $out, $err) = as_role('uploader',
+		"SELECT errcode, errmsg FROM shopping_upload.upload_shopping_info(${id}::pg_catalog.int8)");
+	$stub->clear_faults;
+	$fail_out .= "$out\n$err\n";
+}
+{
+	# a request cancelled by statement_timeout, and one that does not exist
+	my $id = sql(import_call('FAIL' . rnd(), 'wxhanded'));
+	settle(6);
+	$stub->fault(kind => 'delay', delay_ms => 2000);
+	my ($rc, $out, $err) = as_role('uploader', "SET statement_timeout = '300ms';
+		SELECT errcode, errmsg FROM shopping_upload.upload_shopping_info(${id}::pg_catalog.int8);
+		RESET statement_timeout;
+		SELECT errcode, errmsg FROM shopping_upload.upload_shopping_info(987654321::pg_catalog.int8);");
+	$fail_out .= "$out\n$err\n";
+	usleep(2_200_000);
+	$stub->clear_faults;
+	settle(6);
+}
+harvest_tokens();
+
+my @hunts = (
+	# label, SQL, must be refused?
+	[ 'SHOW shopping_upload.secret', 'SHOW shopping_upload.secret', 1 ],
+	[ 'SHOW ALL', 'SHOW ALL', 0 ],
+	[ "current_setting('shopping_upload.secret')", "SELECT current_setting('shopping_upload.secret')", 1 ],
+	[ "current_setting('shopping_upload.secret', true)", "SELECT current_setting('shopping_upload.secret', true)", 0 ],
+	[ 'pg_settings', "SELECT name, setting, reset_val, boot_val, sourcefile FROM pg_settings WHERE name LIKE 'shopping_upload%'", 0 ],
+	[ 'pg_show_all_settings()', "SELECT * FROM pg_show_all_settings() WHERE name LIKE 'shopping_upload%'", 0 ],
+	[ 'pg_file_settings', 'SELECT * FROM pg_file_settings', 1 ],
+	[ 'pg_show_all_file_settings()', 'SELECT * FROM pg_show_all_file_settings()', 1 ],
+	[ 'pg_db_role_setting', 'SELECT * FROM pg_db_role_setting', 0 ],
+	[ 'shopping_upload.accounts', 'SELECT * FROM shopping_upload.accounts', 1 ],
+	[ 'COPY shopping_upload.accounts', 'COPY shopping_upload.accounts TO STDOUT', 1 ],
+	[ 'pg_stats of accounts', "SELECT * FROM pg_stats WHERE schemaname = 'shopping_upload'", 0 ],
+	[ 'token_cache()', 'SELECT * FROM shopping_upload.token_cache()', 0 ],
+	[ 'set_access_token()', "SELECT shopping_upload.set_access_token('wxacct', 'stolen', now() + interval '1 hour')", 1 ],
+	[ 'audit', 'SELECT * FROM shopping_upload.audit', 0 ],
+	[ 'order_status', 'SELECT * FROM shopping_upload.order_status', 0 ],
+	[ 'stats', 'SELECT * FROM shopping_upload.stats', 0 ],
+	[ 'order_state', 'SELECT * FROM shopping_upload.order_state', 0 ],
+	[ 'pg_read_file(postgresql.conf)', "SELECT pg_read_file('postgresql.conf')", 1 ],
+	[ 'pg_read_file(postgresql.auto.conf)', "SELECT pg_read_file('postgresql.auto.conf')", 1 ],
+	[ 'pg_read_file(the secret file)', "SELECT pg_read_file(" . qt($secret_file) . ")", 1 ],
+	[ 'pg_ls_logdir()', 'SELECT * FROM pg_ls_logdir()', 1 ],
+	[ 'pg_stat_activity', 'SELECT query FROM pg_stat_activity', 0 ],
+	[ 'pg_proc of the extension', "SELECT proname, proconfig, prosrc FROM pg_proc WHERE pronamespace = 'shopping_upload'::regnamespace", 0 ],
+	[ 'SET shopping_upload.secret', "SET shopping_upload.secret = 'mine'", 1 ],
+	[ 'ALTER ROLE self SET shopping_upload.secret', 'ALTER ROLE CURRENT_USER SET shopping_upload.secret = \'mine\'', 1 ],
+);
+for my $role (@attackers)
+{
+	my ($exposed, @not_refused) = ('');
+	for my $h (@hunts)
+	{
+		my ($label, $q, $must_refuse) = @$h;
+		my ($rc, $out, $err) = as_role($role, "$q;");
+		my $what = leaked("$out\n$err");
+		$exposed .= "$label shows $what; " if $what;
+		push @not_refused, $label
+		  if $must_refuse && $err !~ /permission denied|must be superuser|must be a member|not allowed|cannot be/;
+	}
+	check($exposed eq '', "$role finds no secret nor token in settings, catalogs, tables, views, functions",
+		$exposed);
+	check(!@not_refused, "$role is refused the secret's settings, the accounts, the files and set_access_token()",
+		'not refused: ' . join(', ', @not_refused));
+}
+{
+	my $what = leaked($fail_out);
+	check(!defined $what, 'the messages of failing uploads (drop, 500, not JSON, 40001, cancel, no order) hold no secret nor token',
+		$what);
+	my $audit = sql('SELECT audit::text FROM shopping_upload.audit');
+	my $state = sql('SELECT order_state::text FROM shopping_upload.order_state');
+	$what = leaked("$audit\n$state");
+	check(!defined $what, 'no secret nor token in the audit rows (request, errmsg, transport_error) or order states',
+		$what);
+}
+
+# ---------------------------------------------------------------------
+# 4. Session settings do not steer upload_shopping_info; made-up appids
+# ---------------------------------------------------------------------
+sub stub_since
+{
+	my ($seq, $path) = @_;
+	return [ grep { $_->{seq} > $seq } @{ $stub->requests($path) } ];
+}
+sub stub_seq
+{
+	my $r = $stub->requests;
+	return @$r ? $r->[-1]{seq} : 0;
+}
+sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} // '' } // '?'; }
+
+{
+	my ($wrc, $wout, $werr) = as_role('writer',
+		'SET shopping_upload.auto_upload = off; ' . import_call('STEER00001'));
+	my $id = sql("SELECT order_id FROM shopping_upload.orders WHERE out_trade_no = 'STEER00001'");
+	settle(6);
+
+	# appid: SET, set_config, connection options
+	my @steer = (
+		[ 'SET', "SET shopping_upload.appid = 'wxOTHER'", undef ],
+		[ 'set_config()', "SELECT set_config('shopping_upload.appid', 'wxOTHER', false)", undef ],
+		[ 'connection option', '', '-c shopping_upload.appid=wxOTHER' ],
+	);
+	for my $s (@steer)
+	{
+		my ($how, $set, $opts) = @$s;
+		my $seq = stub_seq();
+		my ($rc, $out, $err) = as_role('uploader',
+			"$set;\nSELECT errcode, errmsg FROM shopping_upload.upload_shopping_info(${id}::pg_catalog.int8);",
+			pgoptions => defined $opts ? "$ENV{PGOPTIONS} $opts" : undef);
+		harvest_tokens();
+		my $refused = $err =~ /permission denied|must be superuser|cannot be|not allowed/;
+		my $no_session = $err =~ /FATAL/;    # the connection option was refused
+		my @tok = @{ stub_since($seq, '/cgi-bin/stable_token') };
+		my @other = grep { ($json->decode($_->{body})->{appid} // '') eq 'wxOTHER' } @tok;
+		my @up = @{ stub_since($seq, '/user-order/orders') };
+		my @apps = map { token_appids_of_request($_) } @up;
+		my $audit_appid = sql("SELECT appid FROM shopping_upload.audit WHERE order_id = $id ORDER BY audit_id DESC LIMIT 1");
+		check($no_session || (!@other && @up >= 1 && !grep({ $_ ne 'wxtestappid' } @apps) && $audit_appid eq 'wxtestappid'),
+			"uploader's $how of shopping_upload.appid = 'wxOTHER' does not steer upload_shopping_info (configured appid's token used, no stable_token for wxOTHER)",
+			($no_session ? 'connection refused; ' : $refused ? 'setting refused; ' : 'setting accepted; ')
+			  . 'answer: ' . ($out || errors_of($err)) . '; stable_token calls for wxOTHER: ' . scalar(@other)
+			  . (grep({ index($_->{body}, $SECRET) >= 0 } @other) ? ' (with the configured secret)' : '')
+			  . "; uploads: " . scalar(@up) . " with tokens of [@apps]; audited appid $audit_appid");
+	}
+
+	# timeouts: every way a session can set them; ten calls or more
+	my @tsteer = (
+		[ 'SET', "SET shopping_upload.timeout = '1ms'; SET shopping_upload.connect_timeout = '1ms'", undef, 4 ],
+		[ 'set_config()', "SELECT set_config('shopping_upload.timeout', '1ms', false); SELECT set_config('shopping_upload.connect_timeout', '1ms', false)", undef, 4 ],
+		[ 'SET LOCAL', "BEGIN; SET LOCAL shopping_upload.timeout = '1ms'", undef, 2, 'COMMIT' ],
+		[ 'connection option', '', '-c shopping_upload.timeout=1ms -c shopping_upload.connect_timeout=1ms', 2 ],
+		[ 'ALTER ROLE self SET', "ALTER ROLE uploader SET shopping_upload.timeout = '1ms'", undef, 0 ],
+		[ 'the role setting', '', undef, 2 ],
+	);
+	my ($calls, @answers, @accepted) = (0);
+	for my $s (@tsteer)
+	{
+		my ($how, $set, $opts, $n, $end) = @$s;
+		my $q = "$set;\n" . ("SELECT errcode FROM shopping_upload.upload_shopping_info(${id}::pg_catalog.int8);\n" x $n)
+		  . ($end ? "$end;\n" : '');
+		my ($rc, $out, $err) = as_role('uploader', $q,
+			pgoptions => defined $opts ? "$ENV{PGOPTIONS} $opts" : undef);
+		my @codes = grep { /^-?\d+$/ } split /\n/, $out;
+		$calls += @codes;
+		push @answers, "$how: [@codes]";
+		push @accepted, $how if $set ne '' && $err !~ /permission denied|must be superuser|cannot be|not allowed/
+		  || defined $opts && $err !~ /permission denied|must be superuser/;
+	}
+	sql('ALTER ROLE uploader RESET ALL');
+	my $state = sql("SELECT state || ' after ' || attempts || ' attempts' FROM shopping_upload.order_state WHERE order_id = $id");
+	check(!@accepted, "uploader's session cannot set shopping_upload.timeout / connect_timeout",
+		'accepted by: ' . join(', ', @accepted));
+	check($calls >= 10 && $state !~ /^dead/,
+		"$calls uploads after the uploader set 1 ms timeouts do not make the order dead",
+		"state: $state; answers: " . join('; ', @answers));
+	my ($rc, $out, $err) = as_role('uploader',
+		"SELECT errcode, errmsg FROM shopping_upload.upload_shopping_info(${id}::pg_catalog.int8)");
+	is($out, '0|ok', 'the order still uploads in a plain session') or diag $err;
+}
+
+{
+	# 70 orders of appids that have no secret, account nor token
+	my $seq = stub_seq();
+	my $imports = join ";\n", map { import_call(sprintf('FAKE%06d', $_), "wxFAKE$_") } 1 .. 70;
+	my ($rc, $out, $err) = as_role('writer', "$imports;");
+	my @ids = split /\n/, $out;
+	my $calls = join '', map { "SELECT errcode FROM shopping_upload.upload_shopping_info(${_}::pg_catalog.int8);\n" } @ids;
+	($rc, $out, $err) = as_role('uploader', $calls);
+	my %codes;
+	$codes{$_}++ for grep { /^-?\d+$/ } split /\n/, $out;
+	# the same with the appid set in the session (an order whose appid is NULL)
+	my $nul = sql(import_call('FAKENULL01'));
+	settle(6);
+	for my $k (71 .. 75)
+	{
+		as_role('uploader', "SET shopping_upload.appid = 'wxFAKE$k';
+			SELECT errcode FROM shopping_upload.upload_shopping_info(${nul}::pg_catalog.int8);");
+	}
+	usleep(500_000);    # the worker tries them too
+	my $slots = sql("SELECT count(*) FROM shopping_upload.token_cache() WHERE appid LIKE 'wxFAKE%'");
+	my @tok = grep { ($json->decode($_->{body})->{appid} // '') =~ /^wxFAKE/ } @{ stub_since($seq, '/cgi-bin/stable_token') };
+	my $with_secret = grep { index($_->{body}, $SECRET) >= 0 } @tok;
+	my $all_slots = sql('SELECT count(*) FROM shopping_upload.token_cache()');
+	check($slots eq '0', 'made-up appids (70 orders, 5 session appids) take no slot of the token cache',
+		"$slots slots of wxFAKE appids, $all_slots slots in all; answers: "
+		  . join(', ', map { "$_ x$codes{$_}" } sort keys %codes));
+	check(!@tok, 'no stable_token call is made for a made-up appid, nor the secret sent for one',
+		scalar(@tok) . " calls, $with_secret with the configured secret, for "
+		  . join(' ', map { $json->decode($_->{body})->{appid} } @tok[0 .. ($#tok < 4 ? $#tok : 4)]));
+	settle(6);
+}
+
+# ---------------------------------------------------------------------
+# 5. DROP DATABASE by one who may not; ALTER DATABASE ... SET by its owner
+# ---------------------------------------------------------------------
+{
+	my $pid0 = worker_pid();
+	my @tries;
+	for my $db (qw(postgres template1))
+	{
+		for my $stmt ('DROP DATABASE postgres', 'DROP DATABASE IF EXISTS postgres',
+			'DROP DATABASE postgres WITH (FORCE)')
+		{
+			my ($rc, $out, $err) = as_role('writer', $stmt, db => $db);
+			push @tries, "$stmt from $db: " . (failed($err) ? (errors_of($err) =~ s/.*(ERROR|FATAL):\s*//r) : 'SUCCEEDED');
+		}
+	}
+	diag "writer: $_" for @tries;
+	is(scalar(grep { /SUCCEEDED/ } @tries), 0, 'writer cannot drop the worker\'s database');
+	usleep(1_000_000);
+	my $pid1 = worker_pid();
+	check($pid0 ne '' && $pid1 eq $pid0,
+		'a DROP DATABASE of the worker\'s database by writer (not its owner) does not stop the worker',
+		"worker pid before $pid0, a second later '$pid1'");
+	my $t0 = time;
+	my ($rc, $out, $err) = as_role('writer', import_call('AFTERDROP1'));
+	my $prompt = wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = " . ($out || 0), 'uploaded', 5);
+	check($prompt, 'an order written right after is uploaded promptly (within 5 s)',
+		sprintf('%.1f s', time - $t0));
+	wait_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'", '1', 20)
+	  or diag 'the worker did not come back';
+	settle(8);
+}
+
+{
+	# the database owner stores settings for every session of its database,
+	# the worker's included (pg_db_role_setting)
+	my @sets = (
+		"ALTER DATABASE postgres SET shopping_upload.appid = 'wxDBOWNER'",
+		"ALTER DATABASE postgres SET shopping_upload.timeout = '1ms'",
+		"ALTER DATABASE postgres SET shopping_upload.connect_timeout = '1ms'",
+		"ALTER DATABASE postgres SET search_path = public, pg_catalog",
+		"ALTER DATABASE postgres SET shopping_upload.max_attempts = 1",
+	);
+	my @accepted;
+	for my $s (@sets)
+	{
+		my ($rc, $out, $err) = as_role('dbowner', $s);
+		push @accepted, ($s =~ s/ALTER DATABASE postgres SET //r) unless failed($err);
+	}
+	diag 'dbowner stored: ' . (join(', ', @accepted) || 'nothing');
+	my $pid0 = worker_pid();
+	sql("SELECT pg_terminate_backend($pid0)");    # as after any restart
+	wait_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' AND pid <> $pid0",
+		'1', 15)
+	  or diag 'no new worker';
+	my $seq = stub_seq();
+	$stub->fault(kind => 'expire_tokens');    # the worker must fetch a token now
+	my ($rc, $out, $err) = as_role('writer', import_call('DBOWNER001'));
+	my $id = $out || 0;
+	my $uploaded = wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded', 8);
+	harvest_tokens();
+	my @tok = grep { ($json->decode($_->{body})->{appid} // '') eq 'wxDBOWNER' } @{ stub_since($seq, '/cgi-bin/stable_token') };
+	my @up = @{ stub_since($seq, '/user-order/orders') };
+	my $state = sql("SELECT coalesce(state, 'none') || ' ' || coalesce(last_errcode::text, '') || ' ' || coalesce(last_errmsg, '')
+		FROM shopping_upload.order_status WHERE order_id = $id");
+	check($uploaded && !@tok,
+		'ALTER DATABASE ... SET by the database owner (appid, timeouts, search_path, max_attempts) does not steer the worker',
+		"stored: @accepted; order $id: $state; stable_token calls for wxDBOWNER: " . scalar(@tok)
+		  . '; upload tokens of [' . join(' ', map { token_appids_of_request($_) } @up) . ']');
+	# the uploader's sessions get them too
+	($rc, $out, $err) = as_role('uploader',
+		"SELECT errcode, errmsg FROM shopping_upload.upload_shopping_info(${id}::pg_catalog.int8)");
+	check($out eq '0|ok', 'nor upload_shopping_info in the sessions of that database', $out || errors_of($err));
+	sql('ALTER DATABASE postgres RESET ALL');
+	$pid0 = worker_pid();
+	sql("SELECT pg_terminate_backend($pid0)") if $pid0;
+	wait_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' AND pid <> " . ($pid0 || 0),
+		'1', 15);
+	settle(8);
+}
+
+# ---------------------------------------------------------------------
+# What ran, where, as whom
+# ---------------------------------------------------------------------
+my $runs = sql("SELECT planter, current_user_, fn, coalesce(backend, '?'), got_super, count(*)
+	FROM public.pwned GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4");
+for my $l (split /\n/, $runs)
+{
+	my ($p, $cu, $fn, $be, $got, $n) = split /\|/, $l;
+	diag sprintf('planted %s (by %s) ran as %s in %s%s%s', $fn, $p, $cu, $be,
+		$got eq 't' ? ' and made its planter SUPERUSER' : '', $p ne $cu ? '   <-- HOLE' : '');
+}
+my $foreign = sql('SELECT count(*) FROM public.pwned WHERE current_user_ <> planter');
+check($foreign eq '0', 'no planted object ever ran as anyone but its planter (public.pwned)',
+	"$foreign runs as another role");
+{
+	my $log = slurp_file($node->logfile);
+	my @lines = ($log =~ /PWNED planter=(\S+) current_user=(\S+) session_user=\S+ fn=(\S+) backend=(\S+)/g);
+	my (%foreign, $n);
+	while (my ($p, $cu, $fn, $be) = splice(@lines, 0, 4))
+	{
+		$n++;
+		$foreign{"$fn by $p as $cu in $be"}++ if $p ne $cu;
+	}
+	check(!%foreign, 'nor did one in a transaction that rolled back (server log)',
+		join('; ', sort keys %foreign));
+	my $shop2 = sql("SELECT coalesce(string_agg(DISTINCT fn || ' by ' || planter || ' as ' || current_user_, '; '), '')
+		FROM public.pwned WHERE current_user_ <> planter", 'shop2');
+	check($shop2 eq '', 'nor in shop2, where dbowner had planted in the extension\'s schema', $shop2);
+}
+my $supers = sql("SELECT coalesce(string_agg(rolname, ', '), '') FROM pg_roles
+	WHERE rolsuper AND rolname IN ('writer', 'uploader', 'watcher', 'dbowner')");
+check($supers eq '', 'no attacker became superuser', "superusers now: $supers");
+
+# ---------------------------------------------------------------------
+# The secret changes at log_min_messages = debug5; the log holds no secret
+# ---------------------------------------------------------------------
+{
+	my $logpos = -s $node->logfile;
+	$node->append_conf('postgresql.conf', "log_min_messages = debug5\nshopping_upload.secret = '$ROTATED1'\n");
+	$node->reload;
+	usleep(1_500_000);
+	if ($defined{secret_file})
+	{
+		my $f2 = "$dir/app_secret_2";
+		write_secret_file($f2, $ROTATED2);
+		$node->append_conf('postgresql.conf', "shopping_upload.secret_file = '$f2'\n");
+		$node->reload;
+		usleep(1_000_000);
+	}
+	else
+	{
+		diag 'shopping_upload.secret_file is not defined: the secret file part is skipped';
+	}
+	# the new secret is read and sent: by the worker and by a backend
+	$stub->fault(kind => 'expire_tokens');
+	my ($rc, $out, $err) = as_role('writer', import_call('ROTATE0001'));
+	my $id = $out || 0;
+	usleep(1_000_000);
+	as_role('uploader', "SELECT errcode FROM shopping_upload.upload_shopping_info(${id}::pg_catalog.int8)");
+	$node->append_conf('postgresql.conf', "log_min_messages = warning\n");
+	$node->reload;
+	usleep(300_000);
+	harvest_tokens();
+	$node->stop;
+
+	my $log = slurp_file($node->logfile);
+	for my $s ([ 'the configured secret', $SECRET ], [ 'the secret changed in postgresql.conf', $ROTATED1 ],
+		$defined{secret_file} ? ([ 'the secret of the new secret file', $ROTATED2 ]) : (),
+		[ 'the accounts secret', $ACCT_SECRET ], [ 'the handed-in token', $HANDED_TOKEN ])
+	{
+		my ($name, $v) = @$s;
+		my @where = map { s/\Q$v\E/<$name>/gr } grep { index($_, $v) >= 0 } split /\n/, $log;
+		check(!@where, "the server log holds not $name", $where[0]);
+	}
+	my @leaks = grep { index($log, $_) >= 0 } keys %all_tokens;
+	check(!@leaks, 'the server log holds none of the ' . scalar(keys %all_tokens) . ' tokens the stand-in issued or saw',
+		scalar(@leaks) . ' found, of ' . join(', ', map { $all_tokens{$_} } @leaks));
+}
+
+diag sprintf('%d attacks: %d held, %d holes; %.0f s', scalar(@report),
+	scalar(grep { $_->[0] } @report), scalar(grep { !$_->[0] } @report), time - $t_start);
+diag "HOLE: $_->[1]" for grep { !$_->[0] } @report;
+
+done_testing();
