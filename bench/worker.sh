@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
-# Usage: bash bench/worker.sh [-h]     (as root; about 3 minutes)
+# Usage: bash bench/worker.sh [-h]     (as root; about 12 minutes on 2 cores)
 #
 # The upload worker against a local nginx that answers like WeChat at once:
-# sustained uploads per second, commit-to-request latency, the cost of the
-# queueing trigger on inserts, the worker's memory.  A benchmark, not a test:
-# it prints figures, ratios and a summary against targets, no verdict.
+# uploads per second from a backlog against what wrk gets from the same nginx,
+# the worker's CPU per upload, commit-to-request latency over every order at
+# 200 orders/s, the cost of the queueing triggers on inserts, the worker's
+# memory.  A benchmark: it prints figures and a summary against targets.  It
+# exits 1 (after printing everything) when an order of the 200 orders/s run
+# never reached nginx, or when a run's own checks fail (an order not
+# uploaded, queued when it should not be, ...): its figures would not count.
 #
 # Environment (for quick trials; the defaults are the benchmark):
-#   BACKLOG=50000   orders in each backlog (part 1, 3 runs; part 4 reads
-#                   memory after 2 of them)
-#   LAT_SECONDS=20  length of the 200 orders/s run (part 2)
-#   TPS_SECONDS=15  length of each insert throughput run (part 3)
-#   TPS_ROUNDS=3    rounds of the three insert throughput runs (medians)
-#   TIMEOUT=150     seconds a backlog or a drain may take before giving up
+#   BACKLOG=50000     orders in each backlog (part 1, 3 runs; memory read
+#                     after 2 of them); at least 200
+#   WRK_SECONDS=10    length of the wrk run (part 1)
+#   LAT_SECONDS=20    length of the 200 orders/s run (part 2)
+#   TPS_RUNS=5        runs of each insert throughput configuration (part 3)
+#   TPS_SECONDS=30    length of each of those runs
+#   NGINX_WORKERS=    nginx worker_processes; default: the number of cores
+#   TIMEOUT=150       seconds a backlog or a drain may take before giving up
 #
 # Method.  A throwaway cluster runs as the "postgres" OS user in a mktemp -d
 # folder (Unix socket there, listen_addresses = ''), with
 # shared_preload_libraries = 'shopping_upload', the worker serving database
 # "bench", shared_buffers = 1GB, max_wal_size = 4GB, track_commit_timestamp =
 # on, durability settings left at their defaults (fsync, synchronous_commit
-# on).  nginx (1 worker process, keep-alive for 10^6 requests, access_log off)
-# runs with its own configuration in that folder, on 127.0.0.1 only:
+# on).  nginx (NGINX_WORKERS worker processes, as many as cores by default,
+# for every part; keep-alive for 10^6 requests; access_log off) runs with its
+# own configuration in that folder, on 127.0.0.1 only:
 #   port A answers POST /cgi-bin/stable_token with
 #     {"access_token":"benchtoken","expires_in":7200} and
 #     POST /user-order/orders with {"errcode":0,"errmsg":"ok"} (return 200);
 #   port B (part 2 only) proxies /user-order/orders to port C, which returns
 #     the same answer, and logs "$msec $request_time $request_body" for each
 #     request (the body is only known to the log when nginx reads it).
-# Everything is stopped and removed on exit, whatever happens.
+# Long-running children (pgbench, wrk) run in the background and are waited
+# for, so that a signal stops the script at once.  nginx, the cluster, those
+# children and the folder are stopped and removed on exit, whatever happens.
 #
 # 1. Uploads per second: BACKLOG orders of 3 items are made with
 #    bench/orders.sql (auto_upload off: nothing queued), then queued in one
@@ -37,49 +46,80 @@
 #    server from the return of that COMMIT until
 #    count(*) WHERE state <> 'uploaded' is 0, polled every 50 ms; audit must
 #    then hold BACKLOG new rows, errcode 0, one per order.  3 runs (VACUUM and
-#    CHECKPOINT before each), median printed.  For comparison: wrk -t1
-#    -c<max_inflight> -d10s POSTing one 3-item payload (build_payload(1)) to
-#    the same nginx, and the ratio uploads/s / wrk requests/s.
+#    CHECKPOINT before each): min, median, max.  Worker CPU per upload:
+#    utime + stime of /proc/<worker pid>/stat before and after each run (the
+#    whole process, clock ticks of 1/CLK_TCK s), over BACKLOG.
+#    The HTTP ceiling: wrk -t<cores> -c<max_inflight> -d WRK_SECONDS POSTing
+#    one 3-item payload (build_payload(1)) to the same nginx (same worker
+#    processes, same answer), the worker idle; the ratio median uploads/s ÷
+#    wrk requests/s.
 # 2. Latency: pgbench -n -R 200 -T LAT_SECONDS -c 4 runs a script that
 #    inserts one order (1 sub-order, 3 items) per transaction with plain
-#    INSERTs, auto_upload on, the worker pointed at port B.  Arrival of a
-#    request at nginx = $msec - $request_time (when nginx read its first
-#    byte; millisecond resolution); commit = pg_xact_commit_timestamp(xmin)
-#    of the orders row; joined on out_trade_no.  p50, p99, max in ms.
-# 3. Insert throughput: the same script, pgbench -n -c 2 -T TPS_SECONDS, with
-#    PGOPTIONS='-c shopping_upload.auto_upload=off' (triggers do nothing),
-#    triggers on with the worker uploading, and triggers on in a second
-#    database with the extension that the worker does not serve (orders are
-#    queued, never uploaded; the worker is still woken at each commit).
-#    TPS_ROUNDS rounds of the three, interleaved, a CHECKPOINT before each
-#    run; median tps, and % slower than "off".
+#    INSERTs, auto_upload on, the worker pointed at port B; then the queue is
+#    drained (up to TIMEOUT s).  Arrival of a request at nginx = $msec -
+#    $request_time (when nginx read its first byte; millisecond resolution);
+#    commit = pg_xact_commit_timestamp(xmin) of the orders row.  Every order
+#    committed by the run counts: one whose out_trade_no is in no request
+#    logged at port B is lost, its latency infinite.  p50, p99 (nearest rank,
+#    percentile_disc: an observed value or "lost") and max in ms, over all of
+#    them; the lost are counted and listed.  Worker CPU per upload at this
+#    steady rate, one order per commit: utime + stime from just before
+#    pgbench to the end of the drain, over the errcode-0 audit rows written
+#    meanwhile.
+# 3. Insert throughput: the same script, pgbench -n -c 2 -T TPS_SECONDS, in
+#    three configurations, TPS_RUNS runs of each, interleaved (run r starts
+#    with configuration r mod 3), VACUUM and CHECKPOINT of the run's
+#    database before each run:
+#      disabled:   database bench, ALTER TABLE shopping_upload.orders,
+#                  sub_orders and items DISABLE TRIGGER queue_order for the
+#                  run (the baseline: the tables as if without the extension;
+#                  checked: nothing queued);
+#      on:         database bench, triggers on, the worker uploading every
+#                  order meanwhile (checked after a drain: every order
+#                  inserted uploaded, errcode 0);
+#      no worker:  database bench_noworker, the same extension and the same
+#                  BACKLOG orders loaded, triggers on, served by no worker
+#                  (the triggers' own cost; checked: every order queued).
+#    min, median, max tps of each, and the median's % against the median of
+#    "disabled".  The worker's CPU is reported for "on" (per upload) and
+#    "no worker" (% of a core).
 # 4. Memory: /proc/<worker pid>/status RssAnon (private memory; VmRSS also
 #    counts the shared buffers it touched) and VmRSS after a 200-order
 #    warm-up, before the first backlog, and after the 2nd and 3rd backlogs.
+# The end: one summary table in markdown.
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
+CORES=$(nproc)
 BACKLOG=${BACKLOG:-50000}
+WRK_SECONDS=${WRK_SECONDS:-10}
 LAT_SECONDS=${LAT_SECONDS:-20}
-TPS_SECONDS=${TPS_SECONDS:-15}
-TPS_ROUNDS=${TPS_ROUNDS:-3}
+TPS_RUNS=${TPS_RUNS:-5}
+TPS_SECONDS=${TPS_SECONDS:-30}
+NGINX_WORKERS=${NGINX_WORKERS:-$CORES}
 TIMEOUT=${TIMEOUT:-150}
-RUNS=3
+RUNS=3							# backlog runs
 LAT_RATE=200
+LAT_CLIENTS=4
+TPS_CLIENTS=2
 WARMUP=200
 
 case ${1:-} in
 	-h | --help)
-		sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	'') ;;
 	*)
-		echo "usage: bash bench/worker.sh [-h]   (settings through BACKLOG, LAT_SECONDS, TPS_SECONDS, TPS_ROUNDS, TIMEOUT)" >&2
+		echo "usage: bash bench/worker.sh [-h]   (settings through BACKLOG, WRK_SECONDS, LAT_SECONDS, TPS_RUNS, TPS_SECONDS, NGINX_WORKERS, TIMEOUT)" >&2
 		exit 2
 		;;
 esac
-for v in BACKLOG LAT_SECONDS TPS_SECONDS TPS_ROUNDS TIMEOUT; do
+if [ -n "${TPS_ROUNDS:-}" ]; then
+	echo "worker.sh: TPS_ROUNDS is now TPS_RUNS (runs of each configuration)" >&2
+	exit 2
+fi
+for v in BACKLOG WRK_SECONDS LAT_SECONDS TPS_RUNS TPS_SECONDS NGINX_WORKERS TIMEOUT; do
 	if ! [[ ${!v} =~ ^[1-9][0-9]{0,6}$ ]]; then
 		echo "worker.sh: $v must be a positive integer" >&2
 		exit 2
@@ -114,15 +154,24 @@ NGINX=$(command -v nginx)
 WRK=$(command -v wrk)
 
 as_pg() { runuser -u postgres -- "$@"; }
+# setpriv, not runuser: it execs (the pid is the program's, for run_child),
+# and runuser's PAM session (pam_limits) would reset the open files limit
+AS_PG_EXEC=(setpriv --reuid=postgres --regid=postgres --init-groups --reset-env)
 
 start_seconds=$SECONDS
 say() { printf '[%3ds] %s\n' $((SECONDS - start_seconds)) "$*"; }
 
 work=
 nginx_pid=
+child=
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+		kill -TERM "$child" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$child" 2>/dev/null || true
+	fi
 	if [ -n "$nginx_pid" ] && kill -0 "$nginx_pid" 2>/dev/null; then
 		kill -TERM "$nginx_pid" 2>/dev/null || true
 		for _ in $(seq 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
@@ -135,7 +184,7 @@ cleanup() {
 		fi
 		if [ "$rc" != 0 ]; then
 			if [ -f "$work/server.log" ]; then
-				echo "worker.sh: failed (exit $rc); end of the server log:" >&2
+				echo "worker.sh: exit $rc; end of the server log:" >&2
 				tail -n 25 "$work/server.log" >&2 || true
 			fi
 			if [ -s "$work/nginx/error.log" ]; then
@@ -151,6 +200,19 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# run_child OUT PROGRAM [ARG...]: runs PROGRAM (not a shell function) in the
+# background, output to OUT, and waits for it: a signal interrupts the wait,
+# and cleanup stops the child.  Returns its exit status.
+run_child() {
+	local out=$1 rc=0
+	shift
+	"$@" </dev/null >"$out" 2>&1 &
+	child=$!
+	wait "$child" || rc=$?
+	child=
+	return "$rc"
+}
+
 work=$(mktemp -d /tmp/su-wbench.XXXXXX)
 chmod 755 "$work"
 chown postgres "$work"
@@ -158,6 +220,9 @@ cd "$work"						# a folder the cluster user can read
 # many connections in flight: as many files as allowed (65536 if the hard limit allows)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 nofile=$(ulimit -n)
+
+failures=()						# reported at the end; the exit status is then 1
+fail() { failures+=("$*"); echo "  FAILED: $*"; }
 
 # ---------------------------------------------------------------------------
 # nginx
@@ -178,7 +243,7 @@ write_nginx_conf() {
 	local d=$work/nginx
 	cat >"$d/nginx.conf" <<NGINX
 user nobody nogroup;
-worker_processes 1;
+worker_processes $NGINX_WORKERS;
 worker_rlimit_nofile $nofile;
 pid $d/nginx.pid;
 error_log $d/error.log warn;
@@ -243,8 +308,9 @@ for attempt in 1 2 3 4 5; do
 done
 api_a=http://127.0.0.1:$PORT_A
 api_b=http://127.0.0.1:$PORT_B
+nginx_version=$("$NGINX" -v 2>&1 | sed 's|.*/||')
 answer=$(curl -s -X POST -d '{}' "$api_a/user-order/orders?access_token=x" 2>/dev/null || true)
-say "nginx $("$NGINX" -v 2>&1 | sed 's|.*/||'): $api_a (answers), $api_b (logs arrivals, proxies to :$PORT_C)${answer:+; answer: $answer}"
+say "nginx $nginx_version, worker_processes $NGINX_WORKERS ($CORES cores): $api_a (answers), $api_b (logs arrivals, proxies to :$PORT_C)${answer:+; answer: $answer}"
 
 # ---------------------------------------------------------------------------
 # The throwaway cluster
@@ -252,6 +318,10 @@ say "nginx $("$NGINX" -v 2>&1 | sed 's|.*/||'): $api_a (answers), $api_b (logs a
 as_pg "$PG_BIN/initdb" -D "$work/data" -U postgres -A trust -E UTF8 \
 	--locale=C.UTF-8 >"$work/initdb.log" 2>&1 ||
 	{ cat "$work/initdb.log" >&2; exit 1; }
+# the secret lives in a file only the server's user can read
+printf 'benchsecret\n' >"$work/app_secret"
+chmod 600 "$work/app_secret"
+chown postgres "$work/app_secret"
 cat >>"$work/data/postgresql.conf" <<CONF
 # bench/worker.sh
 listen_addresses = ''
@@ -261,16 +331,14 @@ shared_preload_libraries = 'shopping_upload'
 shopping_upload.database_name = 'bench'
 shopping_upload.api_base_url = '$api_a'
 shopping_upload.appid = 'wxtestappid'
-shopping_upload.secret = 'benchsecret'
+shopping_upload.secret_file = '$work/app_secret'
+shopping_upload.allow_insecure_http = on
 timezone = 'Asia/Shanghai'
 shared_buffers = 1GB
 max_wal_size = 4GB
 track_commit_timestamp = on
 CONF
-# setpriv, not runuser: runuser's PAM session (pam_limits) would reset the
-# open files limit to 1024
-setpriv --reuid=postgres --regid=postgres --init-groups --reset-env \
-	"$PG_BIN/pg_ctl" -D "$work/data" -l "$work/server.log" -w -t 60 start >/dev/null
+"${AS_PG_EXEC[@]}" "$PG_BIN/pg_ctl" -D "$work/data" -l "$work/server.log" -w -t 60 start >/dev/null
 
 psql_db() {						# psql_db DB [psql options]
 	local db=$1
@@ -279,6 +347,15 @@ psql_db() {						# psql_db DB [psql options]
 }
 q() {							# q DB SQL: one unaligned result
 	psql_db "$1" -At -F '|' -c "$2" </dev/null
+}
+# qw DB SQL: the same, for long calls, as a child waited for; the result in
+# $QW (not through $(...): a subshell would delay the signal traps)
+QW=
+qw() {
+	QW=
+	run_child "$work/qw.out" "${AS_PG_EXEC[@]}" "$PG_BIN/psql" -h "$work" -U postgres -d "$1" \
+		-X -q -v ON_ERROR_STOP=1 -At -F '|' -c "$2" || { cat "$work/qw.out" >&2; return 1; }
+	QW=$(cat "$work/qw.out")
 }
 
 pg_version=$(q postgres 'SHOW server_version')
@@ -373,20 +450,31 @@ END;
 SQL
 chmod 644 "$work/insert_order.sql"
 
+# pgbench_run OUT DB [pgbench options]: the insert script against DB
+pgbench_run() {
+	local out=$1 db=$2
+	shift 2
+	run_child "$out" "${AS_PG_EXEC[@]}" "$PG_BIN/pgbench" -h "$work" -U postgres -n \
+		-f "$work/insert_order.sql" "$@" "$db"
+}
+pgbench_tps() { awk '/^tps = / { print $3; exit }' "$1"; }
+
 worker_pid() {
 	q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'" | head -n 1
 }
 mem_kb() {						# mem_kb PID FIELD
 	awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
-cpu_ticks() {					# user + system clock ticks of PID
+cpu_ticks() {					# user + system clock ticks of PID (all its threads)
 	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 clk_tck=$(getconf CLK_TCK)
-drain() {						# drain DB: wait for the queue to empty
-	local r left stuck secs
-	r=$(q "$1" "CALL bench.drain($TIMEOUT)")
-	IFS='|' read -r left stuck secs <<<"$r"
+now_s() { date +%s.%N; }
+# drain DB: waits for the queue to empty; 1 (and what is left) if it does not
+drain() {
+	local left stuck secs
+	qw "$1" "CALL bench.drain($TIMEOUT)"
+	IFS='|' read -r left stuck secs <<<"$QW"
 	if [ "$left" != 0 ]; then
 		say "queue of $1 not drained after ${secs%.*} s: $left orders left ($stuck rejected/dead/held)"
 		q "$1" "SELECT state, last_errcode, last_errmsg, count(*) FROM shopping_upload.order_state
@@ -396,15 +484,32 @@ drain() {						# drain DB: wait for the queue to empty
 }
 fmt() { LC_ALL=C printf "%.${2:-1}f" "$1"; }
 calc() { LC_ALL=C awk "BEGIN { print $* }"; }
-median() { printf '%s\n' "$@" | LC_ALL=C sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+stats() {						# stats V...: "min median max"
+	printf '%s\n' "$@" | LC_ALL=C sort -g | LC_ALL=C awk '{ v[NR] = $1 }
+		END { if (NR) print v[1], (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[NR] }'
+}
+int() {							# int V: rounded, with thousands separators
+	LC_ALL=C awk -v x="$1" 'BEGIN {
+		s = sprintf("%.0f", x); sign = ""
+		if (s ~ /^-/) { sign = "-"; s = substr(s, 2) }
+		out = ""
+		while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+		print sign s out }'
+}
+pct() { LC_ALL=C awk -v x="$1" 'BEGIN { printf "%+.1f%%", x }'; }	# pct V: +1.2%
+mmm() {							# mmm MIN MED MAX: "min / median / max" as integers
+	printf '%s / %s / %s' "$(int "$1")" "$(int "$2")" "$(int "$3")"
+}
 
 # ---------------------------------------------------------------------------
 # Orders, warm-up
 # ---------------------------------------------------------------------------
-say "making $BACKLOG orders of 3 items with bench/orders.sql (auto_upload off)"
-psql_db bench -v n="$BACKLOG" -v first=1 -f "$orders_sql" </dev/null
-psql_db bench -c 'VACUUM ANALYZE' </dev/null
-q bench "SELECT setval('bench.order_id_seq', greatest(100000000, (SELECT max(order_id) FROM shopping_upload.orders)))" >/dev/null
+say "making $BACKLOG orders of 3 items with bench/orders.sql (auto_upload off), in bench and bench_noworker"
+for db in bench bench_noworker; do
+	psql_db "$db" -v n="$BACKLOG" -v first=1 -f "$orders_sql" </dev/null
+	psql_db "$db" -c 'VACUUM ANALYZE' </dev/null
+	q "$db" "SELECT setval('bench.order_id_seq', greatest(100000000, (SELECT max(order_id) FROM shopping_upload.orders)))" >/dev/null
+done
 max_inflight=$(q bench 'SHOW shopping_upload.max_inflight')
 payload=$(q bench 'SELECT shopping_upload.build_payload(1)::text')
 
@@ -415,8 +520,8 @@ for _ in $(seq 100); do
 done
 [ -n "$wpid" ] || { echo "worker.sh: no shopping_upload worker is running in database bench" >&2; exit 1; }
 say "worker pid $wpid; warm-up: $WARMUP orders queued and uploaded"
-r=$(q bench "CALL bench.backlog(1, $WARMUP, 30)")
-IFS='|' read -r secs left stuck t0 <<<"$r"
+qw bench "CALL bench.backlog(1, $WARMUP, 30)"
+IFS='|' read -r secs left stuck t0 <<<"$QW"
 warm=$(q bench "SELECT count(*) FILTER (WHERE errcode = 0) || '|' || count(*) FROM shopping_upload.audit")
 if [ "$left" != 0 ] || [ "${warm%%|*}" != "$WARMUP" ]; then
 	echo "worker.sh: the warm-up failed: $left of $WARMUP orders not uploaded, audit errcode 0 / rows: $warm" >&2
@@ -427,25 +532,33 @@ sleep 0.5
 wpid=$(worker_pid)
 mem_before_anon=$(mem_kb "$wpid" RssAnon)
 mem_before_rss=$(mem_kb "$wpid" VmRSS)
+restarts=
+check_worker() {				# notes a worker restart; wpid becomes the new one
+	local now
+	now=$(worker_pid)
+	if [ "$now" != "$wpid" ]; then
+		restarts="${restarts:+$restarts; }worker restarted (pid $wpid -> ${now:-none})"
+		fail "the worker restarted (pid $wpid -> ${now:-none}): the CPU and memory figures around it are not valid"
+		wpid=$now
+	fi
+}
 
 # ---------------------------------------------------------------------------
-# 1. A backlog, queue to audit (and 4. memory)
+# 1. A backlog, queue to audit (and 4. memory); the HTTP ceiling
 # ---------------------------------------------------------------------------
 echo
 echo "== 1. Sustained uploads: a backlog of $BACKLOG orders (3 items), $RUNS runs"
 rates=()
-valid_runs=0
-restarts=
+backlog_cpus=()
 for run in $(seq "$RUNS"); do
 	psql_db bench -c 'VACUUM ANALYZE shopping_upload.order_state' -c 'CHECKPOINT' </dev/null
 	before=$(q bench 'SELECT coalesce(max(audit_id), 0) FROM shopping_upload.audit')
-	pid_now=$(worker_pid)
-	[ "$pid_now" = "$wpid" ] || restarts="worker restarted (pid $wpid -> $pid_now)"
-	cpu0=$(cpu_ticks "$pid_now")
+	cpu0=$(cpu_ticks "$wpid")
 	say "run $run: queueing orders 1..$BACKLOG in one transaction"
-	r=$(q bench "CALL bench.backlog(1, $BACKLOG, $TIMEOUT)")
-	IFS='|' read -r secs left stuck t0 <<<"$r"
-	cpu1=$(cpu_ticks "$pid_now")
+	qw bench "CALL bench.backlog(1, $BACKLOG, $TIMEOUT)"
+	IFS='|' read -r secs left stuck t0 <<<"$QW"
+	cpu1=$(cpu_ticks "$wpid")
+	check_worker
 	IFS='|' read -r rows ok orders last_s <<<"$(q bench "SELECT count(*), count(*) FILTER (WHERE errcode = 0),
 		count(DISTINCT order_id), coalesce(extract(epoch FROM max(created_at)) - $t0, 0)
 		FROM shopping_upload.audit WHERE audit_id > $before")"
@@ -454,7 +567,7 @@ for run in $(seq "$RUNS"); do
 	if [ "$left" = 0 ] && [ "$rows" = "$BACKLOG" ] && [ "$ok" = "$BACKLOG" ] && [ "$orders" = "$BACKLOG" ]; then
 		check="audit $rows rows, all errcode 0"
 		rates+=("$rate")
-		valid_runs=$((valid_runs + 1))
+		backlog_cpus+=("$cpu_us")
 	else
 		check="NOT VALID: $left orders not uploaded ($stuck stuck); audit $rows rows, $ok errcode 0, $orders orders"
 		q bench "SELECT errcode, errmsg, transport_error, count(*) FROM shopping_upload.audit
@@ -462,153 +575,243 @@ for run in $(seq "$RUNS"); do
 	fi
 	say "run $run: $(fmt "$secs" 2) s to drain -> $(fmt "$rate" 0) orders/s (last audit row at $(fmt "$last_s" 2) s; worker CPU $(fmt "$cpu_us" 1) µs/upload); $check"
 	if [ "$run" = 2 ]; then
-		mem_after_anon=$(mem_kb "$pid_now" RssAnon)
-		mem_after_rss=$(mem_kb "$pid_now" VmRSS)
+		mem_after_anon=$(mem_kb "$wpid" RssAnon)
+		mem_after_rss=$(mem_kb "$wpid" VmRSS)
 	fi
 	if [ "$run" = 3 ]; then
-		mem_after3_anon=$(mem_kb "$pid_now" RssAnon)
-		mem_after3_rss=$(mem_kb "$pid_now" VmRSS)
+		mem_after3_anon=$(mem_kb "$wpid" RssAnon)
+		mem_after3_rss=$(mem_kb "$wpid" VmRSS)
 	fi
 	[ "$left" = 0 ] || { echo "worker.sh: the backlog did not drain in $TIMEOUT s; stopping" >&2; exit 1; }
 done
-if [ "${#rates[@]}" = 3 ]; then
-	rate_median=$(median "${rates[@]}")
+rate_min='' rate_med='' rate_max='' bcpu_min='' bcpu_med='' bcpu_max=''
+if [ "${#rates[@]}" = "$RUNS" ]; then
+	read -r rate_min rate_med rate_max <<<"$(stats "${rates[@]}")"
+	read -r bcpu_min bcpu_med bcpu_max <<<"$(stats "${backlog_cpus[@]}")"
 else
-	rate_median=
+	fail "only ${#rates[@]} of $RUNS backlog runs were valid"
 fi
 
-# the same nginx under wrk
+# the same nginx under wrk: as many threads as cores, max_inflight connections
+wrk_threads=$CORES
+wrk_conns=$((max_inflight > wrk_threads ? max_inflight : wrk_threads))
+wrk_version=$("$WRK" -v 2>&1 | awk 'NR == 1 { print $2 }' || true)
+ceiling="wrk ${wrk_version:-?} -t$wrk_threads -c$wrk_conns -d${WRK_SECONDS}s (keep-alive) against nginx $nginx_version, worker_processes $NGINX_WORKERS, on $CORES cores"
 cat >"$work/post.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = [==[$payload]==]
 LUA
-say "wrk -t1 -c$max_inflight -d10s: POST of a $(printf '%s' "$payload" | wc -c)-byte 3-item payload to $api_a/user-order/orders"
-"$WRK" -t1 -c"$max_inflight" -d10s -s "$work/post.lua" "$api_a/user-order/orders?access_token=benchtoken" >"$work/wrk.out" 2>&1 || true
+say "HTTP ceiling: $ceiling; POST of the $(printf '%s' "$payload" | wc -c)-byte 3-item payload to $api_a/user-order/orders"
+run_child "$work/wrk.out" "$WRK" -t"$wrk_threads" -c"$wrk_conns" -d"${WRK_SECONDS}s" -s "$work/post.lua" \
+	"$api_a/user-order/orders?access_token=benchtoken" || true
 wrk_rps=$(awk '/^Requests\/sec:/ { print $2 }' "$work/wrk.out")
 wrk_errors=$(grep -E 'Non-2xx|Socket errors' "$work/wrk.out" || true)
 if [ -z "$wrk_rps" ]; then
 	cat "$work/wrk.out"
+	fail "wrk measured nothing"
 	wrk_rps=0
 fi
+[ -z "$wrk_errors" ] || fail "wrk: $wrk_errors"
 say "wrk: $(fmt "$wrk_rps" 0) requests/s, latency avg $(awk '/^ +Latency/ { print $2 }' "$work/wrk.out")${wrk_errors:+; $wrk_errors}"
 
 echo
-if [ -n "$rate_median" ]; then
-	ratio=$(calc "$rate_median / ($wrk_rps > 0 ? $wrk_rps : 1)")
-	echo "uploads/s, median of $RUNS: $(fmt "$rate_median" 0)   (runs: $(for x in "${rates[@]}"; do printf '%s ' "$(fmt "$x" 0)"; done | sed 's/ $//'))"
-	echo "wrk requests/s, same nginx, -c$max_inflight: $(fmt "$wrk_rps" 0)"
-	echo "uploads/s ÷ wrk requests/s: $(fmt "$ratio" 3)"
-else
-	echo "uploads/s: only $valid_runs of $RUNS runs were valid; no median"
-	ratio=
+ratio=
+if [ -n "$rate_med" ]; then
+	ratio=$(calc "$rate_med / ($wrk_rps > 0 ? $wrk_rps : 1)")
+	echo "uploads/s, min / median / max of $RUNS: $(mmm "$rate_min" "$rate_med" "$rate_max")"
+	echo "worker CPU per upload in the backlog, min / median / max: $(fmt "$bcpu_min" 1) / $(fmt "$bcpu_med" 1) / $(fmt "$bcpu_max" 1) µs"
+	echo "wrk requests/s ($ceiling): $(int "$wrk_rps")"
+	echo "median uploads/s ÷ wrk requests/s: $(fmt "$ratio" 3)"
 fi
 
 # ---------------------------------------------------------------------------
-# 2. Latency, commit to nginx, at 200 orders/s
+# 2. Latency, commit to nginx, at 200 orders/s, over every order
 # ---------------------------------------------------------------------------
 echo
-echo "== 2. Latency from COMMIT to the request at nginx, $LAT_RATE orders/s for $LAT_SECONDS s"
+echo "== 2. Latency from COMMIT to the request at nginx, $LAT_RATE orders/s for $LAT_SECONDS s, over every order"
 q bench "ALTER SYSTEM SET shopping_upload.api_base_url = '$api_b'" >/dev/null
 q bench 'SELECT pg_reload_conf()' >/dev/null
 sleep 1
-as_pg "$PG_BIN/pgbench" -h "$work" -U postgres -n -c 1 -t 20 -f "$work/insert_order.sql" bench >/dev/null 2>&1
-drain bench
+pgbench_run "$work/pgbench_warm.out" bench -c 1 -t 20 || { cat "$work/pgbench_warm.out"; exit 1; }
+drain bench || true
 logged=$(wc -l <"$work/nginx/arrivals.log" 2>/dev/null || echo 0)
 if [ "$logged" -lt 20 ]; then
 	say "warning: only $logged of 20 warm-up uploads reached $api_b; the worker may not have reloaded its settings"
 fi
 : >"$work/nginx/arrivals.log"
 lo=$(q bench "SELECT last_value FROM bench.order_id_seq")
-say "pgbench -n -R $LAT_RATE -T $LAT_SECONDS -c 4 (auto_upload on, worker -> $api_b)"
-as_pg "$PG_BIN/pgbench" -h "$work" -U postgres -n -R "$LAT_RATE" -T "$LAT_SECONDS" -c 4 \
-	-f "$work/insert_order.sql" bench >"$work/pgbench_lat.out" 2>&1 ||
+audit0=$(q bench 'SELECT coalesce(max(audit_id), 0) FROM shopping_upload.audit')
+say "pgbench -n -R $LAT_RATE -T $LAT_SECONDS -c $LAT_CLIENTS (auto_upload on, worker -> $api_b)"
+cpu0=$(cpu_ticks "$wpid")
+t0=$(now_s)
+pgbench_run "$work/pgbench_lat.out" bench -R "$LAT_RATE" -T "$LAT_SECONDS" -c "$LAT_CLIENTS" ||
 	{ cat "$work/pgbench_lat.out"; exit 1; }
-drain bench
+lat_drained=yes
+drain bench || lat_drained=no
+cpu1=$(cpu_ticks "$wpid")
+t1=$(now_s)
+check_worker
 hi=$(q bench "SELECT last_value FROM bench.order_id_seq")
-sleep 0.2
+lat_uploads=$(q bench "SELECT count(*) FROM shopping_upload.audit WHERE audit_id > $audit0 AND errcode = 0")
+lat_cpu_us=
+[ "$lat_uploads" -gt 0 ] && lat_cpu_us=$(calc "($cpu1 - $cpu0) * 1e6 / $clk_tck / $lat_uploads")
+lat_cpu_pct=$(calc "($cpu1 - $cpu0) * 100 / $clk_tck / ($t1 - $t0)")
+sleep 0.2						# nginx writes its log line after the answer
 sed -nE 's/^([0-9]+\.[0-9]+) ([0-9]+\.[0-9]+) .*out_trade_no\\":\\"([^\\"]+)\\".*$/\1\t\2\t\3/p' \
 	"$work/nginx/arrivals.log" >"$work/arrivals.tsv"
 chmod 644 "$work/arrivals.tsv"
-IFS='|' read -r n_orders n_matched p50 p99 lmax lmin <<<"$(psql_db bench -At -F '|' <<SQL
+logged=$(wc -l <"$work/nginx/arrivals.log")
+# every order committed by the run; lost ones (no request at nginx) count as
+# infinitely late; nearest-rank percentiles over all of them
+psql_db bench -At -F '|' >"$work/latency.out" <<SQL
 CREATE TEMP TABLE arrivals (msec numeric, request_time numeric, out_trade_no text);
 \copy arrivals FROM '$work/arrivals.tsv'
+CREATE TEMP TABLE latency AS
 WITH o AS (
-	SELECT out_trade_no, pg_xact_commit_timestamp(xmin) AS committed
+	SELECT order_id, out_trade_no, pg_xact_commit_timestamp(xmin) AS committed
 	  FROM shopping_upload.orders WHERE order_id > $lo AND order_id <= $hi),
 a AS (
-	SELECT out_trade_no, min(msec - request_time) AS arrived
-	  FROM arrivals GROUP BY out_trade_no),
-l AS (
-	SELECT (a.arrived - extract(epoch FROM o.committed)) * 1000 AS ms
-	  FROM o JOIN a USING (out_trade_no))
-SELECT (SELECT count(*) FROM o), count(*),
-	   round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-	   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-	   round(max(ms), 1), round(min(ms), 1)
-  FROM l;
+	SELECT out_trade_no, min(msec - request_time) AS arrived, count(*) AS requests
+	  FROM arrivals GROUP BY out_trade_no)
+SELECT o.order_id, o.out_trade_no, a.requests,
+	   CASE WHEN a.arrived IS NULL THEN 'Infinity'::float8
+			ELSE ((a.arrived - extract(epoch FROM o.committed)) * 1000)::float8 END AS ms
+  FROM o LEFT JOIN a USING (out_trade_no);
+CREATE FUNCTION pg_temp.ms(float8) RETURNS text LANGUAGE sql
+	AS \$\$ SELECT CASE WHEN \$1 = 'Infinity' THEN 'lost' ELSE round(\$1::numeric, 1)::text END \$\$;
+SELECT 'figures', count(*), count(*) FILTER (WHERE requests IS NULL),
+	   count(*) FILTER (WHERE requests > 1),
+	   (SELECT count(*) FROM arrivals) - coalesce(sum(requests), 0),
+	   pg_temp.ms(percentile_disc(0.5) WITHIN GROUP (ORDER BY ms)),
+	   pg_temp.ms(percentile_disc(0.99) WITHIN GROUP (ORDER BY ms)),
+	   pg_temp.ms(max(ms)), pg_temp.ms(min(ms))
+  FROM latency;
+SELECT 'lost', l.order_id, l.out_trade_no, coalesce(s.state, 'not queued'),
+	   coalesce(s.last_errcode::text, ''), coalesce(s.last_errmsg, '')
+  FROM latency l LEFT JOIN shopping_upload.order_state s USING (order_id)
+ WHERE l.requests IS NULL ORDER BY l.order_id LIMIT 10;
 SQL
-)"
+IFS='|' read -r _ n_orders n_lost n_repeated n_other p50 p99 lmax lmin <<<"$(grep '^figures|' "$work/latency.out")"
 q bench "ALTER SYSTEM RESET shopping_upload.api_base_url" >/dev/null
 q bench 'SELECT pg_reload_conf()' >/dev/null
-pgb_tps=$(awk '/^tps = / { print $3; exit }' "$work/pgbench_lat.out")
+pgb_tps=$(pgbench_tps "$work/pgbench_lat.out")
 pgb_lag=$(awk '/schedule lag/ { print $0; exit }' "$work/pgbench_lat.out" | sed 's/^ *//')
-say "$n_orders orders committed at $(fmt "${pgb_tps:-0}" 1)/s; $n_matched of them found in the nginx log${pgb_lag:+ ($pgb_lag)}"
+say "$n_orders orders committed at $(fmt "${pgb_tps:-0}" 1)/s${pgb_lag:+ ($pgb_lag)}; $logged requests logged at nginx"
 echo
-echo "commit -> nginx (ms): p50 ${p50:-?}  p99 ${p99:-?}  max ${lmax:-?}  (min ${lmin:-?}; nginx reads its clock to the ms, rounded down: up to 1 ms low)"
-if [ "${n_matched:-0}" != "${n_orders:-x}" ]; then
-	echo "warning: $((n_orders - n_matched)) orders of the run were not found in the nginx log"
+echo "commit -> nginx (ms), over all $n_orders orders: p50 $p50  p99 $p99  max $lmax  (min $lmin; nginx reads its clock to the ms, rounded down: up to 1 ms low)"
+echo "orders lost (committed, never requested at nginx): $n_lost of $n_orders"
+[ "$n_repeated" = 0 ] || echo "orders requested more than once: $n_repeated (the first request counts)"
+[ "$n_other" = 0 ] || echo "requests for orders outside the run: $n_other"
+echo "worker CPU per upload at $LAT_RATE orders/s: $(fmt "${lat_cpu_us:-0}" 1) µs ($lat_uploads uploads; $(fmt "$lat_cpu_pct" 1)% of a core from the start of pgbench to the end of the drain)"
+if [ "$n_lost" != 0 ]; then
+	echo "lost orders (first 10): order_id | out_trade_no | state | last_errcode | last_errmsg"
+	grep '^lost|' "$work/latency.out" | cut -d'|' -f2- | sed 's/^/    /'
+	fail "$n_lost of $n_orders orders of the $LAT_RATE orders/s run never reached nginx"
+fi
+[ "$lat_drained" = yes ] || fail "the queue did not drain after the $LAT_RATE orders/s run"
+[ "${n_orders:-0}" -gt 0 ] || fail "the $LAT_RATE orders/s run committed no order"
+
+# back on port A: 20 orders must not reach port B
+sleep 1
+: >"$work/nginx/arrivals.log"
+pgbench_run "$work/pgbench_warm.out" bench -c 1 -t 20 || { cat "$work/pgbench_warm.out"; exit 1; }
+drain bench
+if [ -s "$work/nginx/arrivals.log" ]; then
+	say "warning: the worker still uploads to $api_b (it logs each request) in part 3"
 fi
 
 # ---------------------------------------------------------------------------
-# 3. Insert throughput with the triggers on and off
+# 3. Insert throughput: triggers disabled, on with the worker, on without
 # ---------------------------------------------------------------------------
-echo
-echo "== 3. Insert throughput: pgbench -n -c 2 -T $TPS_SECONDS, one order of 3 items per transaction;"
-echo "   $TPS_ROUNDS rounds of (triggers off, on, on without the worker), medians"
-sleep 1							# the worker is back on $api_a
-tps_run() {						# tps_run LABEL DB [PGOPTIONS]
-	local out=$work/pgbench_tps.out
-	q "$2" 'CHECKPOINT' >/dev/null
-	say "pgbench round $round/$TPS_ROUNDS: $1" >&2
-	as_pg env PGOPTIONS="${3:-}" "$PG_BIN/pgbench" -h "$work" -U postgres -n -c 2 -T "$TPS_SECONDS" \
-		-f "$work/insert_order.sql" "$2" >"$out" 2>&1 || { cat "$out" >&2; return 1; }
-	awk '/^tps = / { print $3; exit }' "$out"
+configs=(disabled on noworker)
+declare -A cfg_db=([disabled]=bench [on]=bench [noworker]=bench_noworker)
+declare -A cfg_label=(
+	[disabled]="triggers disabled (baseline)"
+	[on]="triggers on, worker uploading"
+	[noworker]="triggers on, no worker (bench_noworker)"
+)
+declare -A cfg_tps=()
+on_uploaded=0 on_ticks=0 nw_ticks=0 nw_seconds=0
+triggers() {					# triggers DB ENABLE|DISABLE
+	psql_db "$1" -c "BEGIN;
+		ALTER TABLE shopping_upload.orders $2 TRIGGER queue_order;
+		ALTER TABLE shopping_upload.sub_orders $2 TRIGGER queue_order;
+		ALTER TABLE shopping_upload.items $2 TRIGGER queue_order;
+		COMMIT;" </dev/null
 }
-tps_offs=() tps_ons=() tps_nws=()
-on_uploaded=0 on_ticks=0 nw_ticks=0
-for round in $(seq "$TPS_ROUNDS"); do
-	tps_offs+=("$(tps_run "triggers off" bench '-c shopping_upload.auto_upload=off')")
-
-	cpu0=$(cpu_ticks "$(worker_pid)")
-	seq0=$(q bench "SELECT last_value FROM bench.order_id_seq")
-	tps_ons+=("$(tps_run "triggers on, worker uploading" bench)")
-	drain bench
-	cpu1=$(cpu_ticks "$(worker_pid)")
-	seq1=$(q bench "SELECT last_value FROM bench.order_id_seq")
-	on_uploaded=$((on_uploaded + seq1 - seq0))
-	on_ticks=$((on_ticks + cpu1 - cpu0))
-
-	cpu0=$(cpu_ticks "$(worker_pid)")
-	tps_nws+=("$(tps_run "triggers on, worker not serving the database" bench_noworker)")
-	cpu1=$(cpu_ticks "$(worker_pid)")
-	nw_ticks=$((nw_ticks + cpu1 - cpu0))
-	say "round $round: off $(fmt "${tps_offs[-1]}" 0), on $(fmt "${tps_ons[-1]}" 0), on without the worker $(fmt "${tps_nws[-1]}" 0) tps"
-done
-tps_off=$(median "${tps_offs[@]}")
-tps_on=$(median "${tps_ons[@]}")
-tps_nw=$(median "${tps_nws[@]}")
-nw_cpu_pct=$(calc "$nw_ticks * 100 / $clk_tck / ($TPS_SECONDS * $TPS_ROUNDS)")
-nw_queued=$(q bench_noworker "SELECT count(*) FROM shopping_upload.order_state WHERE state = 'pending'")
-slower_on=$(calc "($tps_off - $tps_on) * 100 / $tps_off")
-slower_nw=$(calc "($tps_off - $tps_nw) * 100 / $tps_off")
+# tps_run CONFIG RUN: one pgbench run; appends its tps to cfg_tps[CONFIG]
+tps_run() {
+	local cfg=$1 run=$2 db=${cfg_db[$1]} out=$work/pgbench_tps.out
+	local seq0 states0 audit0 c0 c1 s0 s1 tps inserted r
+	psql_db "$db" -c 'VACUUM' -c 'CHECKPOINT' </dev/null
+	[ "$cfg" != disabled ] || triggers "$db" DISABLE
+	seq0=$(q "$db" "SELECT last_value FROM bench.order_id_seq")
+	states0=$(q "$db" "SELECT count(*) FROM shopping_upload.order_state")
+	audit0=$(q bench 'SELECT coalesce(max(audit_id), 0) FROM shopping_upload.audit')
+	c0=$(cpu_ticks "$wpid")
+	s0=$(now_s)
+	pgbench_run "$out" "$db" -c "$TPS_CLIENTS" -T "$TPS_SECONDS" || { cat "$out"; exit 1; }
+	s1=$(now_s)
+	tps=$(pgbench_tps "$out")
+	[ -n "$tps" ] || { cat "$out"; echo "worker.sh: no tps in the pgbench output" >&2; exit 1; }
+	cfg_tps[$cfg]="${cfg_tps[$cfg]:-} $tps"
+	inserted=$(q "$db" "SELECT count(*) FROM shopping_upload.orders WHERE order_id > $seq0")
+	case $cfg in
+		disabled)
+			triggers "$db" ENABLE
+			r=$(q "$db" "SELECT count(*) FROM shopping_upload.order_state")
+			[ "$r" = "$states0" ] || fail "run $run, $cfg: $((r - states0)) orders queued with the triggers disabled"
+			;;
+		on)
+			drain "$db" || fail "run $run, $cfg: the queue did not drain"
+			c1=$(cpu_ticks "$wpid")
+			r=$(q bench "SELECT count(DISTINCT order_id) FROM shopping_upload.audit
+			             WHERE audit_id > $audit0 AND errcode = 0 AND order_id > $seq0")
+			[ "$r" = "$inserted" ] || fail "run $run, $cfg: $r of $inserted orders inserted were uploaded"
+			on_uploaded=$((on_uploaded + r))
+			on_ticks=$((on_ticks + c1 - c0))
+			;;
+		noworker)
+			c1=$(cpu_ticks "$wpid")
+			r=$(q "$db" "SELECT count(*) FROM shopping_upload.order_state WHERE order_id > $seq0 AND state = 'pending'")
+			[ "$r" = "$inserted" ] || fail "run $run, $cfg: $r of $inserted orders inserted were queued"
+			nw_ticks=$((nw_ticks + c1 - c0))
+			nw_seconds=$(calc "$nw_seconds + $s1 - $s0")
+			;;
+	esac
+	printf '%s=%s ' "$cfg" "$(fmt "$tps" 0)" >>"$work/round.txt"
+}
 echo
-printf '  %-44s %9s tps\n' "triggers off (auto_upload=off)" "$(fmt "$tps_off" 0)"
-printf '  %-44s %9s tps  %5s%% slower  (%d orders uploaded, worker CPU %s µs/upload)\n' \
-	"triggers on, worker uploading" "$(fmt "$tps_on" 0)" "$(fmt "$slower_on" 1)" "$on_uploaded" \
-	"$(fmt "$(calc "$on_ticks * 1e6 / $clk_tck / ($on_uploaded > 0 ? $on_uploaded : 1)")" 1)"
-printf '  %-44s %9s tps  %5s%% slower  (%s orders queued, never uploaded; the worker, woken at each commit, used %s%% of a core)\n' \
-	"triggers on, worker not serving the database" "$(fmt "$tps_nw" 0)" "$(fmt "$slower_nw" 1)" "$nw_queued" "$(fmt "$nw_cpu_pct" 0)"
+echo "== 3. Insert throughput: pgbench -n -c $TPS_CLIENTS -T $TPS_SECONDS, one order of 3 items per transaction;"
+echo "   $TPS_RUNS runs of each configuration, interleaved; VACUUM and CHECKPOINT before each run"
+for run in $(seq "$TPS_RUNS"); do
+	: >"$work/round.txt"
+	for k in 0 1 2; do
+		cfg=${configs[$(((run - 1 + k) % 3))]}
+		say "run $run/$TPS_RUNS: ${cfg_label[$cfg]}"
+		tps_run "$cfg" "$run"
+	done
+	check_worker
+	say "run $run: $(cat "$work/round.txt")(tps)"
+done
+declare -A tps_min=() tps_med=() tps_max=() tps_vs=()
+for cfg in "${configs[@]}"; do
+	# shellcheck disable=SC2086	# a list of numbers
+	read -r "tps_min[$cfg]" "tps_med[$cfg]" "tps_max[$cfg]" <<<"$(stats ${cfg_tps[$cfg]})"
+	tps_vs[$cfg]=$(calc "(${tps_med[$cfg]} - ${tps_med[disabled]}) * 100 / ${tps_med[disabled]}")
+done
+on_cpu_us=$(calc "$on_ticks * 1e6 / $clk_tck / ($on_uploaded > 0 ? $on_uploaded : 1)")
+nw_cpu_pct=$(calc "$nw_ticks * 100 / $clk_tck / ($nw_seconds > 0 ? $nw_seconds : 1)")
+echo
+printf '  %-42s %27s  %s\n' "configuration" "tps min / median / max" "median vs disabled"
+for cfg in "${configs[@]}"; do
+	printf '  %-42s %27s  %s\n' "${cfg_label[$cfg]}" \
+		"$(mmm "${tps_min[$cfg]}" "${tps_med[$cfg]}" "${tps_max[$cfg]}")" \
+		"$(if [ "$cfg" = disabled ]; then echo "(baseline)"; else pct "${tps_vs[$cfg]}"; fi)"
+done
+echo "  worker CPU while uploading at full insert speed: $(fmt "$on_cpu_us" 1) µs/upload ($on_uploaded uploads, drains included)"
+echo "  worker CPU during the no-worker runs (it serves bench): $(fmt "$nw_cpu_pct" 1)% of a core"
 
 # ---------------------------------------------------------------------------
 # 4. Memory
@@ -630,21 +833,42 @@ met() {							# met VALUE OP LIMIT
 	[ -n "$1" ] || { echo "n/a"; return; }
 	if LC_ALL=C awk -v v="$1" -v l="$3" "BEGIN { exit !(v $2 l) }"; then echo yes; else echo NO; fi
 }
+p99_num=$p99
+[ "$p99" != lost ] || p99_num=1e99
+quick=
+if [ "$BACKLOG" -lt 50000 ] || [ "$WRK_SECONDS" -lt 10 ] || [ "$LAT_SECONDS" -lt 20 ] ||
+	[ "$TPS_RUNS" -lt 5 ] || [ "$TPS_SECONDS" -lt 30 ]; then
+	quick=" (quick trial: smaller than the benchmark)"
+fi
+na() {							# na TEST TEXT: TEXT, or n/a if TEST is empty
+	if [ -n "$1" ]; then echo "$2"; else echo "n/a"; fi
+}
 echo
-echo "== Summary: PostgreSQL $pg_version, $(nproc) CPUs, max_inflight $max_inflight, backlog $BACKLOG orders, total $((SECONDS - start_seconds)) s"
-row() { printf ' %-50s | %14s | %-13s | %s\n' "$@"; }
-row "figure" "value" "target" "met"
-echo "----------------------------------------------------+----------------+---------------+-----"
-row "uploads/s, backlog queue -> audit (median of $RUNS)" "$( [ -n "$rate_median" ] && fmt "$rate_median" 0 || echo "n/a")" ">= 10000" "$(met "$rate_median" '>=' 10000)"
-row "wrk requests/s, same nginx and body, -c$max_inflight" "$(fmt "$wrk_rps" 0)" "" ""
-row "ratio uploads/s over wrk requests/s" "$( [ -n "$ratio" ] && fmt "$ratio" 3 || echo "n/a")" "" ""
-row "commit -> nginx latency p50 at $LAT_RATE/s (ms)" "${p50:-n/a}" "" ""
-row "commit -> nginx latency p99 at $LAT_RATE/s (ms)" "${p99:-n/a}" "< 50" "$(met "${p99:-}" '<' 50)"
-row "commit -> nginx latency max at $LAT_RATE/s (ms)" "${lmax:-n/a}" "" ""
-row "insert tps, triggers off (median of $TPS_ROUNDS)" "$(fmt "$tps_off" 0)" "" ""
-row "insert tps, triggers on, worker uploading" "$(fmt "$tps_on" 0)" "" ""
-row "  % slower than off" "$(fmt "$slower_on" 1)" "< 10" "$(met "$slower_on" '<' 10)"
-row "insert tps, triggers on, worker not serving the db" "$(fmt "$tps_nw" 0)" "" ""
-row "  % slower than off" "$(fmt "$slower_nw" 1)" "< 10" "$(met "$slower_nw" '<' 10)"
-row "worker RssAnon growth, $((2 * BACKLOG)) uploads (MB)" "$(fmt "$(calc "$growth_anon / 1024")" 2)" "< 5" "$(met "$(calc "$growth_anon / 1024")" '<' 5)"
-row "worker VmRSS growth (+ shared buffers touched, MB)" "$(fmt "$(calc "$growth_rss / 1024")" 2)" "" ""
+echo "== Summary: PostgreSQL $pg_version, $CORES cores, max_inflight $max_inflight, backlog $BACKLOG orders, total $((SECONDS - start_seconds)) s$quick"
+echo
+echo "| figure | value | target | met |"
+echo "|---|---|---|---|"
+echo "| uploads/s, backlog of $(int "$BACKLOG") queued orders → all audited, min / median / max of $RUNS | $(na "$rate_med" "$(mmm "${rate_min:-0}" "${rate_med:-0}" "${rate_max:-0}")") | ≥ 10,000 (median) | $(met "$rate_med" '>=' 10000) |"
+echo "| wrk -t$wrk_threads -c$wrk_conns req/s, same nginx (worker_processes $NGINX_WORKERS) and body | $(int "$wrk_rps") | | |"
+echo "| ratio median uploads/s ÷ wrk req/s | $(na "$ratio" "$(fmt "${ratio:-0}" 3)") | | |"
+echo "| worker CPU per upload, backlog (min / median / max) | $(na "$bcpu_med" "$(fmt "${bcpu_min:-0}" 1) / $(fmt "${bcpu_med:-0}" 1) / $(fmt "${bcpu_max:-0}" 1) µs") | | |"
+echo "| worker CPU per upload, $LAT_RATE orders/s, one order per commit | $(na "$lat_cpu_us" "$(fmt "${lat_cpu_us:-0}" 1) µs") | | |"
+echo "| commit → request at nginx, $LAT_RATE orders/s, all $n_orders orders: p50 / p99 / max (ms) | $p50 / $p99 / $lmax | p99 < 50 | $(met "$p99_num" '<' 50) |"
+echo "| orders lost at $LAT_RATE orders/s (never requested at nginx) | $n_lost of $n_orders | 0 | $(met "$n_lost" '==' 0) |"
+for cfg in "${configs[@]}"; do
+	if [ "$cfg" = disabled ]; then
+		echo "| pgbench tps, ${cfg_label[$cfg]}, min / median / max of $TPS_RUNS × $TPS_SECONDS s | $(mmm "${tps_min[$cfg]}" "${tps_med[$cfg]}" "${tps_max[$cfg]}") | | |"
+	else
+		echo "| pgbench tps, ${cfg_label[$cfg]}; median vs disabled | $(mmm "${tps_min[$cfg]}" "${tps_med[$cfg]}" "${tps_max[$cfg]}"); $(pct "${tps_vs[$cfg]}") | > -10% | $(met "${tps_vs[$cfg]}" '>' -10) |"
+	fi
+done
+echo "| worker RssAnon growth over $(int $((2 * BACKLOG))) uploads | $(fmt "$(calc "$growth_anon / 1024")" 2) MB | < 5 MB | $(met "$(calc "$growth_anon / 1024")" '<' 5) |"
+echo "| worker VmRSS growth (+ shared buffers touched) | $(fmt "$(calc "$growth_rss / 1024")" 2) MB | | |"
+echo
+echo "HTTP ceiling: $ceiling."
+if [ "${#failures[@]}" -gt 0 ]; then
+	echo
+	echo "worker.sh: FAILED (${#failures[@]}):"
+	printf '  %s\n' "${failures[@]}"
+	exit 1
+fi

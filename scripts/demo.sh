@@ -40,13 +40,18 @@ echo "stand-in: $stub_url"
 
 say "Starting a throwaway PostgreSQL 15 cluster (Unix socket in $work)"
 as_pg initdb -D "$work/pg" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+# the app secret lives in a file only the server's user can read
+printf 'testsecret\n' >"$work/app_secret"
+chmod 600 "$work/app_secret"
+chown "$PG_USER" "$work/app_secret"
 cat >>"$work/pg/postgresql.conf" <<CONF
 listen_addresses = ''
 unix_socket_directories = '$work'
 shared_preload_libraries = 'shopping_upload'
 shopping_upload.api_base_url = '$stub_url'
 shopping_upload.appid = 'wxtestappid'
-shopping_upload.secret = 'testsecret'
+shopping_upload.secret_file = '$work/app_secret'
+shopping_upload.allow_insecure_http = on	# the local stand-in speaks plain http
 timezone = 'Asia/Shanghai'
 CONF
 as_pg pg_ctl -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
