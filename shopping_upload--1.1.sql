@@ -3,6 +3,22 @@
 \echo Use "CREATE EXTENSION shopping_upload" to load this file. \quit
 
 /*
+ * The schema must be the installer's: a schema of that name made
+ * beforehand by another role (a database owner, say) would let that role
+ * plant objects where this script, and later every caller, looks.
+ */
+DO $check$
+BEGIN
+	IF EXISTS (SELECT FROM pg_catalog.pg_namespace n
+				WHERE n.nspname OPERATOR(pg_catalog.=) 'shopping_upload'
+				  AND pg_catalog.pg_get_userbyid(n.nspowner) OPERATOR(pg_catalog.<>) CURRENT_USER) THEN
+		RAISE EXCEPTION 'schema "shopping_upload" belongs to another role'
+			USING HINT = 'Drop that schema (or make its owner the role that creates the extension) first.';
+	END IF;
+END
+$check$;
+
+/*
  * The order tables.  Their shape follows the uploadShoppingInfo payload:
  * an order (order_key, payer, logistics_type) has sub-orders (order_list)
  * which have items (item_list).  Constraints hold only the structure: an
@@ -26,12 +42,17 @@ CREATE TABLE orders (
 COMMENT ON TABLE orders IS 'One WeChat order: its order_key, payer and logistics type';
 COMMENT ON COLUMN orders.appid IS 'Merchant Mini Program appid that owns the order; NULL means shopping_upload.appid';
 
-/* An order key identifies an order at WeChat: one row per key and appid. */
+/*
+ * An order key identifies an order at WeChat: one row per key and appid.
+ * The index holds digests of the key's parts, so that a key of any length
+ * can be stored (an index row holds at most about 2.7 kB).
+ */
 CREATE UNIQUE INDEX orders_merchant_key
-	ON orders ((coalesce(appid, '')), mchid, out_trade_no)
+	ON orders ((pg_catalog.md5(coalesce(appid, ''))), (pg_catalog.md5(mchid)),
+			   (pg_catalog.md5(out_trade_no)))
 	WHERE order_number_type = 1;
 CREATE UNIQUE INDEX orders_transaction_key
-	ON orders ((coalesce(appid, '')), transaction_id)
+	ON orders ((pg_catalog.md5(coalesce(appid, ''))), (pg_catalog.md5(transaction_id)))
 	WHERE order_number_type = 2;
 
 CREATE TABLE sub_orders (
@@ -269,6 +290,15 @@ SELECT o.order_id,
 COMMENT ON VIEW order_status IS
 'Where every order stands; state is NULL for an order never queued';
 
+/* Audit rows the worker deleted past retention since the server started. */
+CREATE FUNCTION audit_rows_deleted()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'su_audit_rows_deleted_sql'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION audit_rows_deleted() IS
+'Audit rows the worker deleted past shopping_upload.audit_retention since the server started';
+
 /* At a glance. */
 CREATE VIEW stats AS
 SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
@@ -285,11 +315,12 @@ SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
 		 WHERE a.created_at > now() - interval '1 minute' AND a.errcode <> 0)
 		 AS failures_last_minute,
 	   now() - min(queued_at) FILTER (WHERE state IN ('pending', 'retrying', 'uploading'))
-		 AS oldest_pending_age
+		 AS oldest_pending_age,
+	   audit_rows_deleted() AS audit_rows_deleted
   FROM order_state;
 
 COMMENT ON VIEW stats IS
-'Orders per state, uploads in the last minute, age of the oldest order waiting';
+'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted';
 
 /*
  * The tables hold the merchant's data, not the extension's: pg_dump dumps
@@ -307,3 +338,5 @@ SELECT pg_catalog.pg_extension_config_dump('audit_audit_id_seq', '');
 /* Nothing is granted to PUBLIC: see README, "Privileges". */
 REVOKE ALL ON ALL TABLES IN SCHEMA shopping_upload FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shopping_upload FROM PUBLIC;
+/* a count, for the stats view of whoever may read it */
+GRANT EXECUTE ON FUNCTION audit_rows_deleted() TO PUBLIC;

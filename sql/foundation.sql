@@ -17,12 +17,14 @@ SET shopping_upload.auto_uplaod = off;
 SET shopping_upload.appid = 'wxmerchantapp';
 SHOW shopping_upload.appid;
 
--- nothing is granted to PUBLIC
+-- nothing is granted to PUBLIC (but EXECUTE on audit_rows_deleted(), a count
+-- that the stats view shows)
 SELECT count(*) AS public_grants
   FROM information_schema.role_table_grants
  WHERE table_schema = 'shopping_upload' AND grantee = 'PUBLIC';
 SELECT count(*) > 5 AS has_functions, count(*) FILTER (
-         WHERE has_function_privilege('public', p.oid, 'EXECUTE')) AS public_execute
+         WHERE has_function_privilege('public', p.oid, 'EXECUTE')
+           AND p.proname <> 'audit_rows_deleted') AS public_execute
   FROM pg_proc p WHERE p.pronamespace = 'shopping_upload'::regnamespace;
 
 -- a complete, valid order
@@ -138,3 +140,49 @@ INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, merchant_ite
 VALUES (1000, 0, 0, 'i-1', 'Tea', 100, 3, '{https://img.example.com/t.png}', 'URL', 'https://shop.example.com/i/1');
 SELECT jsonb_pretty(shopping_upload.build_payload(1000) - 'upload_time');
 SELECT * FROM shopping_upload.validate_order(1000);
+
+-- numbers are exact or refused: never stored as a different number
+SELECT shopping_upload.import_order(('{"order_key": {"order_number_type": 1, "mchid": "m", "out_trade_no": "num' || n || '"},
+   "order_list": [{"merchant_order_no": "x", "item_list": [{"name": "n", "unit_price": ' || v || ', "quantity": 1}]}]}')::jsonb) IS NOT NULL AS stored, v
+  FROM (VALUES (1, '9223372036854775807'), (2, '-9223372036854775808'), (3, '-0')) AS t(n, v);
+SELECT unit_price FROM shopping_upload.items i JOIN shopping_upload.orders o USING (order_id)
+ WHERE o.out_trade_no LIKE 'num%' ORDER BY o.out_trade_no;
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 1, "mchid": "m", "out_trade_no": "num4"},
+   "order_list": [{"merchant_order_no": "x", "item_list": [{"name": "n", "unit_price": 9223372036854775808, "quantity": 1}]}]}');
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 1, "mchid": "m", "out_trade_no": "num5"},
+   "order_list": [{"merchant_order_no": "x", "item_list": [{"name": "n", "unit_price": 1e308, "quantity": 1}]}]}');
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 1, "mchid": "m", "out_trade_no": "num6"},
+   "order_list": [{"merchant_order_no": "x", "item_list": [{"name": "n", "unit_price": 1e29, "quantity": 1}]}]}');
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 1, "mchid": "m", "out_trade_no": "num7"},
+   "order_list": [{"merchant_order_no": "x", "item_list": [{"name": "n", "unit_price": 1.5, "quantity": 1}]}]}');
+SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 1, "mchid": "m", "out_trade_no": "num8"},
+   "order_list": [{"merchant_order_no": "x", "item_list": [{"name": "n", "unit_price": -9223372036854775809, "quantity": 1}]}]}');
+
+-- an order key of any length is stored, and found again by import_order
+SELECT shopping_upload.import_order(('{"order_key": {"order_number_type": 1, "mchid": "m", "out_trade_no": "'
+         || repeat('K', 10000) || '"}}')::jsonb)
+     = shopping_upload.import_order(('{"order_key": {"order_number_type": 1, "mchid": "m", "out_trade_no": "'
+         || repeat('K', 10000) || '"}, "payer": {"openid": "o2"}}')::jsonb) AS same_order;
+SELECT count(*) AS long_keys, min(openid) FROM shopping_upload.orders WHERE length(out_trade_no) = 10000;
+
+-- JSON nested deeper than json-c's default (32 levels) is read
+SELECT errcode, field FROM shopping_upload.validate_payload(
+  (repeat('{"a":', 200) || '1' || repeat('}', 200))::jsonb) ORDER BY 1, 2 LIMIT 3;
+
+-- a payload past the size cap is refused before any work: one row
+SELECT errcode, field, errmsg ~ 'a body holds at most 1048576' AS says_why
+  FROM shopping_upload.validate_payload(jsonb_build_object('order_list',
+       (SELECT jsonb_agg(jsonb_build_object('merchant_order_no', 'n' || g, 'item_list', '[]'::jsonb))
+          FROM generate_series(1, 60000) g)));
+-- lists past their limit are reported once, not walked: 20,000 items
+SELECT count(*) AS violations, min(errcode) FROM shopping_upload.validate_payload(
+  jsonb_build_object('order_list', jsonb_build_array(jsonb_build_object('item_list',
+       (SELECT jsonb_agg(jsonb_build_object('name', 'x')) FROM generate_series(1, 20000) g)))));
+
+-- validate_payload: an integer outside bigint, or not integral, is the field's error
+SELECT v, errcode, field FROM (VALUES ('9223372036854775807'), ('9223372036854775808'),
+    ('-9223372036854775808'), ('1e308'), ('1.5'), ('-0')) AS t(v),
+  LATERAL shopping_upload.validate_payload(jsonb_set(
+    '{"order_list": [{"item_list": [{"unit_price": 1}]}]}'::jsonb,
+    '{order_list,0,item_list,0,unit_price}', v::jsonb)) AS r
+ WHERE r.field LIKE '%unit_price' ORDER BY 1;

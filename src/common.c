@@ -9,6 +9,8 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
@@ -74,4 +76,36 @@ su_wake_worker(void)
 	/* outside the spinlock: SetLatch may make a system call */
 	if (latch)
 		SetLatch(latch);
+}
+
+char *
+su_clean_text(const char *s)
+{
+	int			enc = GetDatabaseEncoding();
+	size_t		len = strlen(s);
+	StringInfoData buf;
+	const char *p = s;
+	const char *end = s + len;
+
+	/* nearly always valid as it is */
+	if (pg_verify_mbstr(enc, s, (int) Min(len, (size_t) INT_MAX), true))
+		return pstrdup(s);
+	initStringInfo(&buf);
+	while (p < end)
+	{
+		int			l = pg_encoding_verifymbchar(enc, p, (int) Min(end - p, INT_MAX));
+
+		if (l > 0)
+		{
+			appendBinaryStringInfo(&buf, p, l);
+			p += l;
+		}
+		else
+		{
+			/* a byte that is no character: shown as \xNN */
+			appendStringInfo(&buf, "\\x%02X", (unsigned char) *p);
+			p++;
+		}
+	}
+	return buf.data;
 }

@@ -11,7 +11,15 @@
 
 #define SU_SCHEMA "shopping_upload"
 
+/*
+ * The largest body sent: an order whose text passes it is refused before it
+ * is built (errcode 45002, content size out of limit).  WeChat's limits make
+ * a real order far smaller: 50 items of at most about 8 kB per sub-order.
+ */
+#define SU_MAX_BODY_BYTES (1024 * 1024)
+
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
 
@@ -24,6 +32,7 @@ typedef struct SuShared
 	Oid			worker_dboid;	/* the database the worker serves */
 	pid_t		launcher_pid;
 	TimestampTz drop_requested_at;	/* DROP DATABASE of our database */
+	pg_atomic_uint64 audit_deleted; /* audit rows past retention, deleted */
 } SuShared;
 
 /* NULL unless loaded by shared_preload_libraries */
@@ -46,6 +55,13 @@ extern Datum su_array(Datum *values, bool *nulls, int n, Oid elemtype);
 /* WeChat's day is Beijing's (UTC+8): days since 2000-01-01 there. */
 #define SU_BEIJING_OFFSET_USECS (8 * USECS_PER_HOUR)
 #define su_beijing_day(t) ((int) (((t) + SU_BEIJING_OFFSET_USECS) / USECS_PER_DAY))
+
+/*
+ * Text from the network, palloc'd and valid in the database encoding: a
+ * byte that is no character becomes \xNN (so that pg_dump/pg_restore and
+ * readers in any client_encoding get what was stored).
+ */
+extern char *su_clean_text(const char *s);
 
 /* Wakes the worker of this database, if it runs. */
 extern void su_wake_worker(void);

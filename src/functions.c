@@ -9,13 +9,16 @@
 
 #include <json-c/json.h>
 
+#include "access/detoast.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "catalog/pg_type.h"
+#include "json_util.h"
 #include "payload.h"
 #include "queue.h"
 #include "common.h"
@@ -39,14 +42,8 @@ PG_FUNCTION_INFO_V1(su_token_cache_sql);
 PG_FUNCTION_INFO_V1(su_enqueue_sql);
 PG_FUNCTION_INFO_V1(su_requeue_sql);
 PG_FUNCTION_INFO_V1(su_claim_sql);
+PG_FUNCTION_INFO_V1(su_audit_rows_deleted_sql);
 
-static json_object *
-jsonb_to_json_c(Jsonb *jb)
-{
-	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-
-	return su_json_parse(text, strlen(text));
-}
 
 /* one violation -> one row of the result's tuplestore */
 static void
@@ -62,13 +59,23 @@ violation_row(void *arg, int errcode, const char *field, const char *errmsg)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
+/* the validator's stop callback: an interrupt is pending */
+static bool
+interrupt_pending(void *arg)
+{
+	(void) arg;
+	return INTERRUPTS_PENDING_CONDITION();
+}
+
 static void
 validate_into(FunctionCallInfo fcinfo, json_object *payload, const char *appid)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	InitMaterializedSRF(fcinfo, 0);
-	su_validate_payload(payload, appid, violation_row, rsinfo);
+	su_validate_payload_ex(payload, appid, violation_row, rsinfo,
+						   interrupt_pending, NULL);
+	CHECK_FOR_INTERRUPTS();
 }
 
 /*
@@ -80,6 +87,7 @@ su_validate_payload_sql(PG_FUNCTION_ARGS)
 {
 	json_object *payload;
 	char	   *appid = NULL;
+	Size		size;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -87,7 +95,39 @@ su_validate_payload_sql(PG_FUNCTION_ARGS)
 				 errmsg("payload must not be NULL")));
 	if (!PG_ARGISNULL(1))
 		appid = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	payload = jsonb_to_json_c(PG_GETARG_JSONB_P(0));
+
+	/*
+	 * Past the cap the payload is refused before any work: jsonb's binary
+	 * form is near its text's size, a body of at most SU_MAX_BODY_BYTES.
+	 */
+	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
+	if (size > 2 * (Size) SU_MAX_BODY_BYTES)
+	{
+		char		msg[160];
+
+		snprintf(msg, sizeof(msg),
+				 "the payload is about %zu bytes; a body holds at most %d",
+				 size, SU_MAX_BODY_BYTES);
+		InitMaterializedSRF(fcinfo, 0);
+		violation_row(fcinfo->resultinfo, WX_ERR_POST_DATA_TOO_LONG, "", msg);
+		return (Datum) 0;
+	}
+	payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
+	if (payload != NULL &&
+		(size = strlen(json_object_to_json_string_ext(payload,
+													  JSON_C_TO_STRING_PLAIN |
+													  JSON_C_TO_STRING_NOSLASHESCAPE)))
+		> SU_MAX_BODY_BYTES)
+	{
+		char		msg[160];
+
+		snprintf(msg, sizeof(msg),
+				 "the payload is %zu bytes; a body holds at most %d",
+				 size, SU_MAX_BODY_BYTES);
+		InitMaterializedSRF(fcinfo, 0);
+		violation_row(fcinfo->resultinfo, WX_ERR_POST_DATA_TOO_LONG, "", msg);
+		return (Datum) 0;
+	}
 	validate_into(fcinfo, payload, appid);
 	return (Datum) 0;
 }
@@ -145,7 +185,7 @@ su_import_order_sql(PG_FUNCTION_ARGS)
 				 errmsg("payload must not be NULL")));
 	if (!PG_ARGISNULL(1))
 		appid = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	payload = jsonb_to_json_c(PG_GETARG_JSONB_P(0));
+	payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
 	SPI_connect();
 	order_id = su_import_order(payload, appid);
 	SPI_finish();
@@ -345,4 +385,17 @@ su_claim_sql(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();
+}
+
+/*
+ * audit_rows_deleted() RETURNS bigint: audit rows the worker deleted past
+ * retention since the server started (0 without the preload).
+ */
+Datum
+su_audit_rows_deleted_sql(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	if (su_shared == NULL)
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64((int64) pg_atomic_read_u64(&su_shared->audit_deleted));
 }

@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "miscadmin.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
@@ -34,35 +35,6 @@ su_json_track(json_object *obj)
 	cb->func = su_json_put_callback;
 	cb->arg = obj;
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
-}
-
-json_object *
-su_json_parse(const char *text, size_t len)
-{
-	json_tokener *tok = json_tokener_new();
-	json_object *obj;
-	enum json_tokener_error jerr;
-
-	if (tok == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	/* with the terminating NUL, so that a bare number at the end parses */
-	obj = json_tokener_parse_ex(tok, text, (int) len + 1);
-	jerr = json_tokener_get_error(tok);
-	if (obj != NULL && jerr == json_tokener_success &&
-		json_tokener_get_parse_end(tok) < len)
-		jerr = json_tokener_error_parse_unexpected;
-	json_tokener_free(tok);
-	if (jerr != json_tokener_success)
-	{
-		json_object_put(obj);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid JSON: %s", json_tokener_error_desc(jerr))));
-	}
-	su_json_track(obj);
-	return obj;
 }
 
 char *
@@ -147,6 +119,131 @@ su_json_to_jsonb(json_object *obj)
 		return DirectFunctionCall1(jsonb_in,
 								   CStringGetDatum(su_json_text(obj, NULL)));
 	return PointerGetDatum(JsonbValueToJsonb(push_json(&state, obj, WJB_DONE)));
+}
+
+/* utils/builtins.h (fmgrprotos.h) cannot be included next to json-c */
+extern Datum numeric_scale(PG_FUNCTION_ARGS);
+extern Datum numeric_int8(PG_FUNCTION_ARGS);
+extern Datum numeric_cmp(PG_FUNCTION_ARGS);
+extern Datum numeric_out(PG_FUNCTION_ARGS);
+
+/*
+ * A JSON number as json-c holds it: an integer when it is one within
+ * bigint, else a double (inexact, or infinite): never a different integer.
+ */
+static json_object *
+number_to_json(Numeric n)
+{
+	static Numeric lo = NULL;
+	static Numeric hi = NULL;
+	char	   *text;
+	double		d;
+
+	if (lo == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		lo = int64_to_numeric(PG_INT64_MIN);
+		hi = int64_to_numeric(PG_INT64_MAX);
+		MemoryContextSwitchTo(old);
+	}
+	if (DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n))) == 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+										  NumericGetDatum(lo))) >= 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+										  NumericGetDatum(hi))) <= 0)
+		return json_object_new_int64(DatumGetInt64(DirectFunctionCall1(numeric_int8,
+																		NumericGetDatum(n))));
+	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+	d = strtod(text, NULL);		/* +-HUGE_VAL beyond double's range */
+	pfree(text);
+	return json_object_new_double(d);
+}
+
+json_object *
+su_jsonb_to_json(Jsonb *jb)
+{
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	json_object **stack = palloc(sizeof(json_object *) * 16);
+	int			cap = 16;
+	int			depth = 0;
+	json_object *root = NULL;
+	char	   *key = NULL;
+	long		n = 0;
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		json_object *node = NULL;
+
+		if ((++n & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		switch (tok)
+		{
+			case WJB_BEGIN_OBJECT:
+				node = json_object_new_object();
+				break;
+			case WJB_BEGIN_ARRAY:
+				if (v.val.array.rawScalar)
+					continue;	/* its one element is the document */
+				node = json_object_new_array();
+				break;
+			case WJB_END_OBJECT:
+			case WJB_END_ARRAY:
+				if (depth > 0)
+					depth--;
+				continue;
+			case WJB_KEY:
+				key = pnstrdup(v.val.string.val, v.val.string.len);
+				continue;
+			case WJB_VALUE:
+			case WJB_ELEM:
+				switch (v.type)
+				{
+					case jbvString:
+						node = json_object_new_string_len(v.val.string.val,
+														  v.val.string.len);
+						break;
+					case jbvNumeric:
+						node = number_to_json(v.val.numeric);
+						break;
+					case jbvBool:
+						node = json_object_new_boolean(v.val.boolean);
+						break;
+					default:
+						node = NULL;	/* JSON null */
+						break;
+				}
+				break;
+			default:
+				continue;
+		}
+
+		/* attach the new node where it belongs; the tracked root owns it */
+		if (depth == 0)
+		{
+			/* the document: an object, an array, or a raw scalar */
+			root = node;
+			su_json_track(root);
+		}
+		else if (json_object_is_type(stack[depth - 1], json_type_object))
+			json_object_object_add(stack[depth - 1], key, node);
+		else
+			json_object_array_add(stack[depth - 1], node);
+
+		if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
+		{
+			if (depth == cap)
+			{
+				cap *= 2;
+				stack = repalloc(stack, sizeof(json_object *) * cap);
+			}
+			stack[depth++] = node;
+		}
+	}
+	pfree(stack);
+	return root;
 }
 
 /* A text Datum of a C string. */

@@ -11,6 +11,8 @@
 #ifndef SU_JSON_UTIL_H
 #define SU_JSON_UTIL_H
 
+#include "utils/jsonb.h"
+
 struct json_object;
 
 /*
@@ -20,11 +22,16 @@ struct json_object;
  */
 extern void su_json_track(struct json_object *obj);
 
-/* Parses JSON text into a tracked object; ereports on malformed input. */
-extern struct json_object *su_json_parse(const char *text, size_t len);
-
 /* Compact wire form of a json-c value, palloc'd; non-ASCII kept raw. */
 extern char *su_json_text(struct json_object *obj, size_t *len);
+
+/*
+ * The json-c document of a jsonb, tracked, built without a round trip
+ * through text: any depth, and a number is an integer only when it is one
+ * within bigint (else a double), so no number is read as a different one.
+ * NULL for a JSON null.
+ */
+extern struct json_object *su_jsonb_to_json(Jsonb *jb);
 
 /* A text Datum of a C string (utils/builtins.h's is out of reach here). */
 extern Datum su_text_datum(const char *s);

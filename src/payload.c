@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "catalog/pg_type.h"
+#include "access/detoast.h"
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -64,6 +65,18 @@ su_datum_text(Datum d)
 	text	   *t = (text *) PG_DETOAST_DATUM_PACKED(d);
 
 	return pnstrdup(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+/* a short column (appid) of an oversized row: read unless it is itself large */
+static char *
+su_col_text_capped(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	if (isnull || toast_raw_datum_size(d) > 1024)
+		return NULL;
+	return su_datum_text(d);
 }
 
 /* column value as a string, or NULL */
@@ -156,7 +169,44 @@ typedef struct BuildSlot
 	int			pos;
 	int			sub_no;			/* the sub-order being filled, or -1 */
 	json_object *items;			/* its item_list */
+	size_t		bytes;			/* text read so far */
+	bool		oversized;		/* over SU_MAX_BODY_BYTES: building stopped */
 } BuildSlot;
+
+/*
+ * The bytes of a row's text and arrays, read from their headers (nothing is
+ * detoasted): an order over the cap is refused before it is built.
+ */
+static size_t
+row_bytes(HeapTuple tup, TupleDesc desc)
+{
+	size_t		total = 0;
+
+	for (int col = 1; col <= desc->natts; col++)
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (TupleDescAttr(desc, col - 1)->attlen != -1)
+			continue;
+		d = SPI_getbinval(tup, desc, col, &isnull);
+		if (!isnull)
+			total += toast_raw_datum_size(d);
+	}
+	return total;
+}
+
+/* counts a row against the slot's cap; false (and oversized) once over */
+static bool
+take_bytes(BuildSlot *slot, HeapTuple tup, TupleDesc desc)
+{
+	if (slot->oversized)
+		return false;
+	slot->bytes += row_bytes(tup, desc);
+	if (slot->bytes > SU_MAX_BODY_BYTES)
+		slot->oversized = true;
+	return !slot->oversized;
+}
 
 static int
 slot_cmp(const void *a, const void *b)
@@ -243,7 +293,7 @@ build_line(json_object *root, BuildSlot *slot, HeapTuple tup, TupleDesc desc)
 void
 su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times,
 				  MemoryContext *cxts, json_object **out, char **appids,
-				  int64 *versions)
+				  int64 *versions, bool *oversized)
 {
 	Oid			argtypes[1] = {INT8ARRAYOID};
 	Datum		args[1];
@@ -294,6 +344,8 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 		slots[i].pos = i;
 		slots[i].sub_no = -1;
 		slots[i].items = NULL;
+		slots[i].bytes = 0;
+		slots[i].oversized = false;
 		out[i] = NULL;
 		appids[i] = NULL;
 		if (versions)
@@ -324,8 +376,16 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 		if (slot == NULL)
 			continue;
 		MemoryContextSwitchTo(cxts ? cxts[slot->pos] : caller);
-		out[slot->pos] = build_order(tt->vals[r], tt->tupdesc,
-									 upload_times[slot->pos], &appids[slot->pos]);
+		if (take_bytes(slot, tt->vals[r], tt->tupdesc))
+			out[slot->pos] = build_order(tt->vals[r], tt->tupdesc,
+										 upload_times[slot->pos], &appids[slot->pos]);
+		else
+		{
+			/* what is sent nowhere, and audited: the order's place only */
+			out[slot->pos] = json_object_new_object();
+			su_json_track(out[slot->pos]);
+			appids[slot->pos] = su_col_text_capped(tt->vals[r], tt->tupdesc, 8);
+		}
 		version = SPI_getbinval(tt->vals[r], tt->tupdesc, 9, &isnull);
 		if (versions && !isnull)
 			versions[slot->pos] = DatumGetInt64(version);
@@ -343,13 +403,16 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
 		BuildSlot  *slot = find_slot(slots, n, &k, id);
 
-		if (slot == NULL || out[slot->pos] == NULL)
+		if (slot == NULL || out[slot->pos] == NULL ||
+			!take_bytes(slot, tt->vals[r], tt->tupdesc))
 			continue;
 		MemoryContextSwitchTo(cxts ? cxts[slot->pos] : caller);
 		build_line(out[slot->pos], slot, tt->vals[r], tt->tupdesc);
 	}
 	SPI_freetuptable(tt);
 	MemoryContextSwitchTo(caller);
+	for (int i = 0; i < n && oversized; i++)
+		oversized[slots[i].pos] = slots[i].oversized;
 }
 
 json_object *
@@ -359,10 +422,19 @@ su_build_payload(int64 order_id, TimestampTz upload_time, char **appid,
 	json_object *payload;
 	char	   *order_appid;
 
+	bool		oversized;
+
 	su_build_payloads(1, &order_id, &upload_time, NULL, &payload, &order_appid,
-					  NULL);
+					  NULL, &oversized);
 	if (payload == NULL && !missing_ok)
 		su_order_missing(order_id);
+	if (oversized)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("order " INT64_FORMAT " is too large to upload", order_id),
+				 errdetail("Its text is over %d bytes; WeChat takes a body of at most that much.",
+						   SU_MAX_BODY_BYTES),
+				 errhint("An upload answers errcode 45002 and the order is rejected until it changes.")));
 	if (appid)
 		*appid = order_appid;
 	return payload;
@@ -450,6 +522,12 @@ get_int(json_object *obj, const char *key, const char *path, bool is_int8,
 				 errmsg("%s must be an integer or one of its names, not \"%s\"",
 						path, s)));
 	}
+	if (json_object_get_type(v) == json_type_double)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s must be an integer within bigint, not %.15g",
+						path, json_object_get_double(v)),
+				 errdetail("A number is never stored as a different number.")));
 	if (json_object_get_type(v) != json_type_int)
 		import_type_error(path, "an integer", v);
 	errno = 0;
@@ -681,13 +759,15 @@ su_import_order(json_object *payload, const char *appid)
 		nulls[3] == ' ' && nulls[4] == ' ')
 		plan = su_kept_plan(&upsert_merchant_plan,
 							"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
-							" ON CONFLICT ((coalesce(appid, '')), mchid, out_trade_no)"
+							" ON CONFLICT ((pg_catalog.md5(coalesce(appid, ''))),"
+							"  (pg_catalog.md5(mchid)), (pg_catalog.md5(out_trade_no)))"
 							" WHERE order_number_type OPERATOR(pg_catalog.=) 1" ORDER_UPDATE,
 							7, types, 0);
 	else if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 2 && nulls[2] == ' ')
 		plan = su_kept_plan(&upsert_transaction_plan,
 							"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
-							" ON CONFLICT ((coalesce(appid, '')), transaction_id)"
+							" ON CONFLICT ((pg_catalog.md5(coalesce(appid, ''))),"
+							"  (pg_catalog.md5(transaction_id)))"
 							" WHERE order_number_type OPERATOR(pg_catalog.=) 2" ORDER_UPDATE,
 							7, types, 0);
 	else

@@ -36,12 +36,15 @@ extern struct json_object *su_build_payload(int64 order_id,
  * in cxts[i] (NULL: the current context).  Everything is read in one fresh
  * snapshot, taken after whatever the caller wrote; versions[i] (when not
  * NULL) is the order's order_state.version in that snapshot, 0 if none.
+ * oversized[i] (when not NULL) is true for an order whose text passes
+ * SU_MAX_BODY_BYTES: it is not built (out[i] is an empty object), and no
+ * large value of it is even detoasted.
  */
 extern void su_build_payloads(int n, const int64 *order_ids,
 							  const TimestampTz *upload_times,
 							  MemoryContext *cxts,
 							  struct json_object **out, char **appids,
-							  int64 *versions);
+							  int64 *versions, bool *oversized);
 
 /* Stores an API-shaped payload; returns its order_id.  SPI must be connected. */
 extern int64 su_import_order(struct json_object *payload, const char *appid);

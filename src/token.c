@@ -29,7 +29,9 @@
 #include "json_util.h"
 #include "common.h"
 #include "settings.h"
+#include "errcodes.h"
 #include "token.h"
+#include "validate.h"
 
 #define TOKEN_MARGIN_USECS	(300 * USECS_PER_SEC)
 #define FORCE_PER_DAY		20
@@ -269,6 +271,52 @@ count_fetch(const char *appid)
 	unlock_slots();
 }
 
+/* a fetch failed: the next waits 1 s, 2 s, 4 s ... up to 5 minutes */
+static void
+fetch_failed(const char *appid)
+{
+	SuTokenSlot *s;
+	TimestampTz now = GetCurrentTimestamp();
+
+	lock_slots(LW_EXCLUSIVE);
+	if ((s = find_slot(appid, true)) != NULL)
+	{
+		int			shift = Min(s->failures, 8);
+
+		s->failures++;
+		s->retry_at = now + Min((int64) USECS_PER_SEC << shift, 300 * USECS_PER_SEC);
+	}
+	unlock_slots();
+}
+
+static void
+fetch_succeeded(const char *appid)
+{
+	SuTokenSlot *s;
+
+	lock_slots(LW_EXCLUSIVE);
+	if ((s = find_slot(appid, false)) != NULL)
+	{
+		s->failures = 0;
+		s->retry_at = 0;
+	}
+	unlock_slots();
+}
+
+/* after failures: when the next fetch may go, or 0 */
+static TimestampTz
+fetch_not_before(const char *appid)
+{
+	SuTokenSlot *s;
+	TimestampTz at = 0;
+
+	lock_slots(LW_SHARED);
+	if ((s = find_slot(appid, false)) != NULL)
+		at = s->retry_at;
+	unlock_slots();
+	return at;
+}
+
 static bool
 fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 {
@@ -278,6 +326,7 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 	SuHttpRequest req;
 	char	   *text;
 	size_t		len;
+	size_t		response_len;
 	int64		expires_in = 7200;
 
 	su_json_track(body);
@@ -301,45 +350,83 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 
 	if (req.curl_code != 0 || req.http_status != 200)
 	{
-		res->errcode = -1;
+		res->errcode = WX_ERR_SYSTEM_BUSY;
 		res->errmsg = req.curl_code != 0 ?
 			psprintf("could not get an access token for appid \"%s\": %s",
 					 creds->appid, req.error) :
 			psprintf("could not get an access token for appid \"%s\": HTTP status %ld",
 					 creds->appid, req.http_status);
 		su_http_release(&req);
+		fetch_failed(creds->appid);
 		return false;
 	}
-	PG_TRY();
-	{
-		answer = su_json_parse(req.response ? req.response : "", req.response_len);
-	}
-	PG_FINALLY();
-	{
-		su_http_release(&req);
-	}
-	PG_END_TRY();
+	answer = json_tokener_parse(req.response ? req.response : "");
+	su_json_track(answer);
+	response_len = req.response_len;
+	su_http_release(&req);
 
+	if (!json_object_is_type(answer, json_type_object))
+	{
+		res->errcode = WX_ERR_SYSTEM_BUSY;
+		res->errmsg = psprintf("stable_token answered something that is not a JSON object "
+							   "(%zu bytes) for appid \"%s\"", response_len, creds->appid);
+		fetch_failed(creds->appid);
+		return false;
+	}
 	if (json_object_object_get_ex(answer, "access_token", &v) &&
 		json_object_is_type(v, json_type_string) &&
 		json_object_get_string_len(v) > 0)
 	{
 		json_object *e;
+		size_t		tlen = (size_t) json_object_get_string_len(v);
 
+		if (tlen >= SU_TOKEN_LEN || strlen(json_object_get_string(v)) != tlen)
+		{
+			res->errcode = WX_ERR_SYSTEM_BUSY;
+			res->errmsg = psprintf("stable_token answered an access_token of %zu bytes for appid \"%s\"; "
+								   "at most %d are kept, without NUL",
+								   tlen, creds->appid, SU_TOKEN_LEN - 1);
+			fetch_failed(creds->appid);
+			return false;
+		}
+
+		/*
+		 * expires_in: an integer of seconds; absent means WeChat's 7200.
+		 * Anything else is refused; a value is kept within [60, 7200], so
+		 * that a token is neither fetched at every call nor kept past what
+		 * WeChat gives.
+		 */
 		if (json_object_object_get_ex(answer, "expires_in", &e))
+		{
+			if (!json_object_is_type(e, json_type_int))
+			{
+				res->errcode = WX_ERR_SYSTEM_BUSY;
+				res->errmsg = psprintf("stable_token answered an expires_in that is %s, not an integer, for appid \"%s\"",
+									   su_json_type_phrase(e), creds->appid);
+				fetch_failed(creds->appid);
+				return false;
+			}
 			expires_in = json_object_get_int64(e);
+			expires_in = Max(60, Min(expires_in, 7200));
+		}
 		res->token = pstrdup(json_object_get_string(v));
 		su_token_put(creds->appid, res->token,
 					 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												 expires_in * 1000));
+		fetch_succeeded(creds->appid);
 		return true;
 	}
-	res->errcode = json_object_object_get_ex(answer, "errcode", &v) ?
-		json_object_get_int(v) : -1;
-	res->errmsg = psprintf("stable_token refused an access token for appid \"%s\": errcode %d, %s",
+
+	/* no token: a failure, whatever errcode says (never 0) */
+	res->errcode = json_object_object_get_ex(answer, "errcode", &v) &&
+		json_object_is_type(v, json_type_int) && json_object_get_int(v) != 0 ?
+		json_object_get_int(v) : WX_ERR_SYSTEM_BUSY;
+	res->errmsg = psprintf("stable_token gave no access token for appid \"%s\": errcode %d, %s",
 						   creds->appid, res->errcode,
-						   json_object_object_get_ex(answer, "errmsg", &v) ?
+						   json_object_object_get_ex(answer, "errmsg", &v) &&
+						   json_object_is_type(v, json_type_string) ?
 						   json_object_get_string(v) : "(no errmsg)");
+	fetch_failed(creds->appid);
 	return false;
 }
 
@@ -347,11 +434,31 @@ bool
 su_token_get(const SuCredentials *creds, SuTokenResult *res)
 {
 	memset(res, 0, sizeof(SuTokenResult));
+	if (strlen(creds->appid) >= SU_APPID_LEN)
+	{
+		res->errcode = WX_ERR_INVALID_APPID;
+		res->errmsg = psprintf("the appid \"%.*s...\" is longer than %d bytes",
+							   32, creds->appid, SU_APPID_LEN - 1);
+		return false;
+	}
 	if ((res->token = su_token_peek(creds->appid)) != NULL)
 		return true;
 
 	if (creds->secret != NULL && creds->secret[0] != '\0')
+	{
+		TimestampTz not_before = fetch_not_before(creds->appid);
+
+		/* a token endpoint that keeps failing is asked less and less often */
+		if (not_before > GetCurrentTimestamp())
+		{
+			res->errcode = WX_ERR_SYSTEM_BUSY;
+			res->errmsg = psprintf("the last access token requests for appid \"%s\" failed; "
+								   "the next is made at %s",
+								   creds->appid, timestamptz_to_str(not_before));
+			return false;
+		}
 		return fetch_stable_token(creds, take_force(creds->appid), res);
+	}
 
 	if (creds->access_token != NULL && creds->access_token[0] != '\0' &&
 		creds->token_expires_at > GetCurrentTimestamp())

@@ -33,6 +33,8 @@ typedef struct SuTokenSlot
 	int			force_count;	/* force_refresh calls that day */
 	TimestampTz last_force;
 	int64		fetches;		/* stable_token calls made */
+	int			failures;		/* failed fetches in a row */
+	TimestampTz retry_at;		/* no fetch before, after failures */
 } SuTokenSlot;
 
 /* What is needed to get a token for an appid; read from shopping_upload.accounts. */

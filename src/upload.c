@@ -16,6 +16,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/timestamp.h"
 
@@ -54,15 +55,35 @@ keep_first(void *arg, int errcode, const char *field, const char *errmsg)
 }
 
 /* the built payload's text and verdict; false if it is not to be sent */
+/* the validator's stop callback: an interrupt is pending */
 static bool
-check_payload(SuUpload *u, json_object *payload, TimestampTz upload_time)
+interrupt_pending(void *arg)
+{
+	(void) arg;
+	return INTERRUPTS_PENDING_CONDITION();
+}
+
+static bool
+check_payload(SuUpload *u, json_object *payload, TimestampTz upload_time,
+			  bool oversized)
 {
 	FirstViolation v = {0};
 
 	u->upload_time = su_format_upload_time(upload_time);
-	u->payload = payload;
+	u->payload = payload;		/* audited as built: cut short when oversized */
+	if (oversized)
+	{
+		u->errcode = WX_ERR_POST_DATA_TOO_LONG;
+		u->errmsg = psprintf("the order's text is over %d bytes, the most a body may hold; "
+							 "it was not built in full nor sent",
+							 SU_MAX_BODY_BYTES);
+		u->cls = su_classify_errcode(u->errcode);
+		return false;
+	}
 	u->body = su_json_text(payload, &u->body_len);
-	su_validate_payload(payload, u->appid, keep_first, &v);
+	su_validate_payload_ex(payload, u->appid, keep_first, &v,
+						   interrupt_pending, NULL);
+	CHECK_FOR_INTERRUPTS();
 	if (v.count > 0)
 	{
 		u->errcode = v.errcode;
@@ -89,11 +110,13 @@ su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 	json_object **payloads = palloc(sizeof(json_object *) * n);
 	char	  **appids = palloc(sizeof(char *) * n);
 	int64	   *versions = palloc(sizeof(int64) * n);
+	bool	   *oversized = palloc(sizeof(bool) * n);
 	MemoryContext caller = CurrentMemoryContext;
 
 	for (int i = 0; i < n; i++)
 		ids[i] = us[i]->order_id;
-	su_build_payloads(n, ids, upload_times, cxts, payloads, appids, versions);
+	su_build_payloads(n, ids, upload_times, cxts, payloads, appids, versions,
+					  oversized);
 	for (int i = 0; i < n; i++)
 	{
 		SuUpload   *u = us[i];
@@ -106,7 +129,8 @@ su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 		/* the version whose content was read, which may be newer than claimed */
 		if (versions[i] != 0)
 			u->version = versions[i];
-		ok[i] = !u->gone && check_payload(u, payloads[i], upload_times[i]);
+		ok[i] = !u->gone && check_payload(u, payloads[i], upload_times[i],
+										  oversized[i]);
 	}
 	MemoryContextSwitchTo(caller);
 }
@@ -155,7 +179,7 @@ su_upload_conclude(SuUpload *u)
 	su_http_host(req->url, host, sizeof(host));
 
 	if (req->curl_code != 0)
-		transport_failure(u, pstrdup(req->error));
+		transport_failure(u, su_clean_text(req->error));
 	else if (req->http_status != 200)
 		transport_failure(u, psprintf("HTTP status %ld from %s",
 									  req->http_status, host));
@@ -175,7 +199,7 @@ su_upload_conclude(SuUpload *u)
 			u->errcode = json_object_get_int(v);
 			u->errmsg = json_object_object_get_ex(answer, "errmsg", &v) &&
 				!json_object_is_type(v, json_type_null) ?
-				pstrdup(json_object_get_string(v)) : NULL;
+				su_clean_text(json_object_get_string(v)) : NULL;
 			u->cls = su_classify_errcode(u->errcode);
 		}
 		json_object_put(answer);
@@ -193,7 +217,7 @@ su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
 {
 	u->sent = false;
 	u->errcode = errcode;
-	u->errmsg = pstrdup(errmsg);
+	u->errmsg = su_clean_text(errmsg);
 	if (errcode == WX_ERR_SYSTEM_BUSY)
 	{
 		u->transport_error = u->errmsg;

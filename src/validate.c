@@ -64,7 +64,19 @@ typedef struct Ctx
 	su_violation_cb cb;
 	void	   *arg;
 	int			count;
+	su_stop_cb	stop;			/* asked between list entries; NULL: never */
+	void	   *stop_arg;
+	bool		stopped;
 } Ctx;
+
+/* between two list entries: should the walk end here? */
+static bool
+stopping(Ctx *c)
+{
+	if (!c->stopped && c->stop != NULL && c->stop(c->stop_arg))
+		c->stopped = true;
+	return c->stopped;
+}
 
 typedef enum LenUnit
 {
@@ -803,32 +815,83 @@ check_link(Ctx *c, struct json_object *parent, const char *key,
 	check_link_members(c, link, order, out);
 }
 
+/* a string key of a list entry, for finding repeats */
+typedef struct KeyRef
+{
+	const char *s;
+	size_t		len;
+	size_t		idx;
+} KeyRef;
+
+static int
+keyref_cmp(const void *a, const void *b)
+{
+	const KeyRef *x = a;
+	const KeyRef *y = b;
+	size_t		n = x->len < y->len ? x->len : y->len;
+	int			r = memcmp(x->s, y->s, n);
+
+	if (r != 0)
+		return r;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->idx < y->idx ? -1 : (x->idx > y->idx ? 1 : 0);
+}
+
 /*
- * v, the valid key of list[i], must differ from the key of every earlier
- * entry; a repeat is reported at the later entry.
+ * For the first n entries of list: first[i] is the smallest index whose
+ * string key equals entry i's, i itself when none does.  Sorting makes it
+ * n log n whatever the list's length.  NULL if out of memory (then repeats
+ * go unreported); free() it.
  */
+static size_t *
+find_repeats(struct json_object *list, size_t n, const char *key)
+{
+	KeyRef	   *refs = malloc(sizeof(KeyRef) * (n ? n : 1));
+	size_t	   *first = malloc(sizeof(size_t) * (n ? n : 1));
+	size_t		m = 0;
+
+	if (refs == NULL || first == NULL)
+	{
+		free(refs);
+		free(first);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+	{
+		struct json_object *w = member(json_object_array_get_idx(list, i), key);
+
+		first[i] = i;
+		if (json_object_is_type(w, json_type_string))
+		{
+			refs[m].s = json_object_get_string(w);
+			refs[m].len = (size_t) json_object_get_string_len(w);
+			refs[m].idx = i;
+			m++;
+		}
+	}
+	qsort(refs, m, sizeof(KeyRef), keyref_cmp);
+	for (size_t k = 1; k < m; k++)
+		if (refs[k].len == refs[k - 1].len &&
+			memcmp(refs[k].s, refs[k - 1].s, refs[k].len) == 0)
+			first[refs[k].idx] = first[refs[k - 1].idx];
+	free(refs);
+	return first;
+}
+
+/* entry i's valid key repeats an earlier entry's: reported at entry i */
 static void
-check_unique(Ctx *c, struct json_object *list, size_t i, const char *key,
-			 const char *list_path, int errcode, const StrVal *v)
+report_repeat(Ctx *c, const size_t *first, size_t i, const char *key,
+			  const char *list_path, int errcode)
 {
 	char		prefix[PATH_LEN];
 	char		path[PATH_LEN];
-	size_t		k;
 
-	for (k = 0; k < i; k++)
-	{
-		struct json_object *w = member(json_object_array_get_idx(list, k),
-									   key);
-
-		if (json_object_is_type(w, json_type_string) &&
-			json_string_is_bytes(w, v))
-		{
-			path_index(prefix, list_path, i);
-			path_key(path, prefix, key);
-			report(c, errcode, path, "repeats %s[%zu].%s", list_path, k, key);
-			return;
-		}
-	}
+	if (first == NULL || first[i] == i)
+		return;
+	path_index(prefix, list_path, i);
+	path_key(path, prefix, key);
+	report(c, errcode, path, "repeats %s[%zu].%s", list_path, first[i], key);
 }
 
 static void
@@ -845,7 +908,8 @@ check_images(Ctx *c, struct json_object *item, const char *item_path)
 					   IMAGE_URL_MAX);
 	if (urls == NULL)
 		return;
-	for (k = 0; k < json_object_array_length(urls); k++)
+	/* past the limit, reported: the rest is not walked */
+	for (k = 0; k < json_object_array_length(urls) && k < IMAGE_URL_MAX; k++)
 	{
 		path_index(sub, path, k);
 		if (check_string_value(c, json_object_array_get_idx(urls, k), sub,
@@ -858,7 +922,7 @@ check_images(Ctx *c, struct json_object *item, const char *item_path)
 /* items[j], whose order link is order */
 static void
 check_item(Ctx *c, struct json_object *items, size_t j,
-		   const char *items_path, const LinkInfo *order)
+		   const char *items_path, const LinkInfo *order, const size_t *first)
 {
 	struct json_object *item = json_object_array_get_idx(items, j);
 	char		path[PATH_LEN];
@@ -874,8 +938,8 @@ check_item(Ctx *c, struct json_object *items, size_t j,
 	if (check_string(c, item, "merchant_item_id", sub,
 					 &(StrRule) {WX_ERR_PARAM, "", ITEM_ID_MAX, BYTES},
 					 &v) == STR_OK)
-		check_unique(c, items, j, "merchant_item_id", items_path,
-					 WX_ERR_ITEM_ID_REPEATED, &v);
+		report_repeat(c, first, j, "merchant_item_id", items_path,
+					  WX_ERR_ITEM_ID_REPEATED);
 
 	path_key(sub, path, "name");
 	check_string(c, item, "name", sub,
@@ -899,7 +963,7 @@ check_item(Ctx *c, struct json_object *items, size_t j,
 
 /* orders[i] */
 static void
-check_order(Ctx *c, struct json_object *orders, size_t i)
+check_order(Ctx *c, struct json_object *orders, size_t i, const size_t *first)
 {
 	struct json_object *order = json_object_array_get_idx(orders, i);
 	struct json_object *items;
@@ -908,6 +972,8 @@ check_order(Ctx *c, struct json_object *orders, size_t i)
 	LinkInfo	link;
 	StrVal		v;
 	size_t		j;
+	size_t		n;
+	size_t	   *item_first;
 
 	path_index(path, "order_list", i);
 	if (!is_object(c, order, path))
@@ -917,8 +983,8 @@ check_order(Ctx *c, struct json_object *orders, size_t i)
 	if (check_string(c, order, "merchant_order_no", sub,
 					 &(StrRule) {WX_ERR_MERCHANT_ORDER_NO_MISSING, "",
 					 ORDER_NO_MAX, BYTES}, &v) == STR_OK)
-		check_unique(c, orders, i, "merchant_order_no", "order_list",
-					 WX_ERR_ORDER_NO_REPEATED, &v);
+		report_repeat(c, first, i, "merchant_order_no", "order_list",
+					  WX_ERR_ORDER_NO_REPEATED);
 
 	check_link(c, order, "order_detail_jump_link", path, WX_ERR_PARAM, NULL,
 			   &link);
@@ -928,8 +994,14 @@ check_order(Ctx *c, struct json_object *orders, size_t i)
 						ITEM_LIST_MAX);
 	if (items == NULL)
 		return;
-	for (j = 0; j < json_object_array_length(items); j++)
-		check_item(c, items, j, sub, &link);
+	/* past the limit, reported: the rest is not walked */
+	n = json_object_array_length(items);
+	if (n > ITEM_LIST_MAX)
+		n = ITEM_LIST_MAX;
+	item_first = find_repeats(items, n, "merchant_item_id");
+	for (j = 0; j < n && !stopping(c); j++)
+		check_item(c, items, j, sub, &link, item_first);
+	free(item_first);
 }
 
 static void
@@ -937,13 +1009,18 @@ check_order_list(Ctx *c, struct json_object *payload)
 {
 	struct json_object *orders;
 	size_t		i;
+	size_t		n;
+	size_t	   *first;
 
 	orders = check_array(c, payload, "order_list", "order_list",
 						 WX_ERR_ORDER_LIST_EMPTY, 0);
 	if (orders == NULL)
 		return;
-	for (i = 0; i < json_object_array_length(orders); i++)
-		check_order(c, orders, i);
+	n = json_object_array_length(orders);
+	first = find_repeats(orders, n, "merchant_order_no");
+	for (i = 0; i < n && !stopping(c); i++)
+		check_order(c, orders, i, first);
+	free(first);
 }
 
 static void
@@ -979,7 +1056,15 @@ int
 su_validate_payload(struct json_object *payload, const char *appid,
 					su_violation_cb cb, void *arg)
 {
-	Ctx			c = {appid, cb, arg, 0};
+	return su_validate_payload_ex(payload, appid, cb, arg, NULL, NULL);
+}
+
+int
+su_validate_payload_ex(struct json_object *payload, const char *appid,
+					   su_violation_cb cb, void *arg,
+					   su_stop_cb stop, void *stop_arg)
+{
+	Ctx			c = {appid, cb, arg, 0, stop, stop_arg, false};
 
 	if (!json_object_is_type(payload, json_type_object))
 	{

@@ -12,6 +12,8 @@
 #ifndef SU_VALIDATE_H
 #define SU_VALIDATE_H
 
+#include <stdbool.h>
+
 #include <json-c/json.h>
 
 /*
@@ -30,6 +32,17 @@ typedef void (*su_violation_cb) (void *arg, int errcode, const char *field,
  */
 extern int	su_validate_payload(struct json_object *payload, const char *appid,
 								su_violation_cb cb, void *arg);
+
+/*
+ * The same, asking stop(stop_arg) between list entries: when it answers
+ * true the walk ends there (what was found is reported).  The work is
+ * bounded whatever the payload: lists are walked up to their API limit,
+ * repeats are found by sorting.
+ */
+typedef bool (*su_stop_cb) (void *arg);
+extern int	su_validate_payload_ex(struct json_object *payload, const char *appid,
+								   su_violation_cb cb, void *arg,
+								   su_stop_cb stop, void *stop_arg);
 
 /* "a string", "an integer", "null", ...: a JSON value's type, for messages */
 extern const char *su_json_type_phrase(struct json_object *v);

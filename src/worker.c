@@ -52,6 +52,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -650,6 +651,101 @@ step_collect(void)
 	}
 }
 
+/* the audit rows and next states of n finished flights (in a transaction) */
+static void
+record_flights(Flight **flights, int n, bool *recorded)
+{
+	SuUpload  **all = palloc(sizeof(SuUpload *) * n);
+	SuUpload  **attempted = palloc(sizeof(SuUpload *) * n);
+	int			n_attempted = 0;
+
+	for (int i = 0; i < n; i++)
+		all[i] = &flights[i]->u;
+	(void) su_queue_record(all, n, recorded);
+	for (int i = 0; i < n; i++)
+		if (recorded[i] && flights[i]->attempted)
+			attempted[n_attempted++] = all[i];
+	su_audit_insert(attempted, n_attempted);
+}
+
+/* the same in a subtransaction: false, with a warning, if it failed */
+static bool
+record_flights_alone(Flight **flights, int n, bool *recorded)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		record_flights(flights, n, recorded);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(WARNING,
+				(errmsg("shopping_upload worker: could not record the answer for order " INT64_FORMAT ": %s",
+						flights[0]->u.order_id, edata->message)));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return ok;
+}
+
+/*
+ * After a batch failed: each flight on its own, so that one that cannot be
+ * written fails alone.  One that still fails is recorded without what is in
+ * the way (its request body, then its audit row): its outcome, the answer
+ * WeChat gave, is never dropped.
+ */
+static void
+record_one_by_one(Flight **flights, int n, bool *recorded)
+{
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = &flights[i]->u;
+
+		if (record_flights_alone(&flights[i], 1, &recorded[i]))
+			continue;
+		u->payload = NULL;
+		u->body = NULL;
+		if (u->errmsg && strlen(u->errmsg) > 1024)
+			u->errmsg[1024] = '\0';
+		if (record_flights_alone(&flights[i], 1, &recorded[i]))
+			continue;
+		flights[i]->attempted = false;	/* its state only */
+		if (!record_flights_alone(&flights[i], 1, &recorded[i]))
+			recorded[i] = false;	/* kept: tried again in a later round */
+	}
+}
+
+/* frees the recorded flights; returns their count */
+static int
+drop_recorded(Flight **flights, int n, const bool *recorded)
+{
+	int			n_recorded = 0;
+
+	for (int i = 0; i < n; i++)
+		if (recorded[i])
+		{
+			dlist_delete(&flights[i]->node);
+			free_flight(flights[i]);
+			n_recorded++;
+		}
+	return n_recorded;
+}
+
 /*
  * Writes the audit rows and next states of the finished flights.  A flight
  * whose order's state another transaction holds stays in the done list for
@@ -660,45 +756,44 @@ step_record(TimestampTz now)
 {
 	dlist_iter	iter;
 	Flight	  **flights;
-	SuUpload  **all;
-	SuUpload  **attempted;
 	bool	   *recorded;
 	int			n = 0;
-	int			n_attempted = 0;
-	int			n_recorded;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	if (dlist_is_empty(&done) || now < next_record)
 		return;
 	dlist_foreach(iter, &done)
 		n++;
 	flights = palloc(sizeof(Flight *) * n);
-	all = palloc(sizeof(SuUpload *) * n);
-	attempted = palloc(sizeof(SuUpload *) * n);
-	recorded = palloc(sizeof(bool) * n);
+	recorded = palloc0(sizeof(bool) * n);
 	n = 0;
 	dlist_foreach(iter, &done)
+		flights[n++] = dlist_container(Flight, node, iter.cur);
+
+	PG_TRY();
 	{
-		Flight	   *f = dlist_container(Flight, node, iter.cur);
-
-		flights[n] = f;
-		all[n++] = &f->u;
+		begin_txn("recording uploads");
+		record_flights(flights, n, recorded);
+		commit_txn();
 	}
+	PG_CATCH();
+	{
+		/* the batch failed: say why, and record one by one */
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		memset(recorded, 0, sizeof(bool) * n);
+		begin_txn("recording uploads one by one");
+		record_one_by_one(flights, n, recorded);
+		commit_txn();
+	}
+	PG_END_TRY();
 
-	begin_txn("recording uploads");
-	n_recorded = su_queue_record(all, n, recorded);
-	for (int i = 0; i < n; i++)
-		if (recorded[i] && flights[i]->attempted)
-			attempted[n_attempted++] = all[i];
-	su_audit_insert(attempted, n_attempted);
-	commit_txn();
-
-	for (int i = 0; i < n; i++)
-		if (recorded[i])
-		{
-			dlist_delete(&flights[i]->node);
-			free_flight(flights[i]);
-		}
-	next_record = n_recorded < n ?
+	next_record = drop_recorded(flights, n, recorded) < n ?
 		TimestampTzPlusMilliseconds(now, RECORD_RETRY_MS) : 0;
 	claim_wanted = true;		/* retries may be due; room was made */
 }
@@ -708,12 +803,14 @@ static void
 step_trim(TimestampTz now)
 {
 	bool		caught_up;
+	int64		deleted;
 
 	if (su_audit_retention_s <= 0 || now < next_trim)
 		return;
 	begin_txn("deleting old audit rows");
-	(void) su_audit_trim(AUDIT_TRIM_BATCH, AUDIT_TRIM_BUDGET_MS, &caught_up);
+	deleted = su_audit_trim(AUDIT_TRIM_BATCH, AUDIT_TRIM_BUDGET_MS, &caught_up);
 	commit_txn();
+	pg_atomic_fetch_add_u64(&su_shared->audit_deleted, (uint64) deleted);
 	next_trim = caught_up ? TimestampTzPlusMilliseconds(now, 60000) : now;
 }
 

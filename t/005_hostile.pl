@@ -227,6 +227,10 @@ CREATE TABLE public.pwned (
 	planter text, current_user_ text, session_user_ text, fn text,
 	backend text, got_super boolean);
 GRANT INSERT ON public.pwned TO PUBLIC;
+-- escalation is tried until the search_path attacks are judged
+CREATE TABLE public.pwn_mode (escalate boolean);
+INSERT INTO public.pwn_mode VALUES (true);
+GRANT SELECT ON public.pwn_mode TO PUBLIC;
 CREATE FUNCTION public.pwn_note(planter text, fn text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $pwn$
 DECLARE
@@ -240,12 +244,14 @@ BEGIN
 	END IF;
 	PERFORM set_config(k, '1', false);
 	SELECT backend_type INTO be FROM pg_stat_activity WHERE pid = pg_backend_pid();
-	BEGIN
-		EXECUTE format('ALTER ROLE %I SUPERUSER', planter);
-		got := true;
-	EXCEPTION WHEN others THEN
-		got := false;
-	END;
+	IF (SELECT escalate FROM public.pwn_mode LIMIT 1) THEN
+		BEGIN
+			EXECUTE format('ALTER ROLE %I SUPERUSER', planter);
+			got := true;
+		EXCEPTION WHEN others THEN
+			got := false;
+		END;
+	END IF;
 	RAISE LOG 'PWNED planter=% current_user=% session_user=% fn=% backend=% superuser_granted=%',
 		planter, current_user, session_user, fn, replace(coalesce(be, '?'), ' ', '_'), got;
 	BEGIN
@@ -307,7 +313,7 @@ my @plant_items;
 	);
 	push @plant_items, { kind => 'op', name => $_->[0], left => $_->[1],
 		right => $_->[2], ret => $_->[3], only => $_->[4] } for @ops;
-	push @plant_items, { kind => 'agg', name => 'min' };
+	push @plant_items, { kind => 'agg', name => 'min' }, { kind => 'agg', name => 'count' };
 }
 
 sub qt { my ($s) = @_; $s =~ s/'/''/g; return "'$s'"; }
@@ -359,6 +365,16 @@ sub plant_sql
 				q{CREATE OPERATOR %s.%s (LEFTARG = pg_catalog.%s, RIGHTARG = pg_catalog.%s, FUNCTION = %s)},
 				$qs, $it->{name}, $it->{left}, $it->{right}, $f);
 		}
+		elsif ($it->{name} eq 'count')
+		{
+			my $tag = "$schema.count(*)";
+			push @s, sprintf(
+				q{CREATE FUNCTION %s.pwn_count_step(pg_catalog.int8) RETURNS pg_catalog.int8 LANGUAGE plpgsql AS $pwn$ BEGIN PERFORM public.pwn_note(%s, %s); RETURN $1 OPERATOR(pg_catalog.+) 1; END $pwn$},
+				$qs, qt($planter), qt($tag));
+			push @s, sprintf(
+				q{CREATE AGGREGATE %s.count(*) (SFUNC = %s.pwn_count_step, STYPE = pg_catalog.int8, INITCOND = '0')},
+				$qs, $qs);
+		}
 		else
 		{
 			my $tag = "$schema.min(timestamptz)";
@@ -390,15 +406,15 @@ sub plant
 
 my $is_public_by_writer = sub { $_[0]{name} eq 'unnest' || $_[0]{kind} eq 'agg' };
 my $planted_ok = 1;
-$planted_ok &&= plant($_, "evil_$_") for qw(writer uploader watcher dbowner);
+$planted_ok = plant($_, "evil_$_") && $planted_ok for qw(writer uploader watcher dbowner);
 # public: writer (CREATE granted to PUBLIC) and the database owner
-$planted_ok &&= plant('writer', 'public', $is_public_by_writer);
-$planted_ok &&= plant('dbowner', 'public', sub { !$is_public_by_writer->(@_) });
+$planted_ok = plant('writer', 'public', $is_public_by_writer) && $planted_ok;
+$planted_ok = plant('dbowner', 'public', sub { !$is_public_by_writer->(@_) }) && $planted_ok;
 # "$user" of the superuser: the database owner may create that schema
 my ($rc0, $o0, $e0) = as_role('dbowner', qq{CREATE SCHEMA "$superuser"});
 if (!failed($e0))
 {
-	$planted_ok &&= plant('dbowner', $superuser);
+	$planted_ok = plant('dbowner', $superuser) && $planted_ok;
 }
 else
 {
@@ -590,9 +606,19 @@ for my $p (@admin_paths)
 		WHERE nspname = 'shopping_upload'), '-')", 'shop2');
 	my $created = sql("SELECT count(*) FROM pg_extension WHERE extname = 'shopping_upload'", 'shop2') eq '1';
 	diag 'CREATE EXTENSION in shop2: ' . ($created ? "created, schema owned by $owner" : "refused: $err");
+	my $consequence = '';
+	if ($created && $owner eq 'dbowner')
+	{
+		# what the schema's owner can do to the extension's objects
+		my ($rc2, $out2, $err2) = as_role('dbowner',
+			'ALTER SCHEMA shopping_upload RENAME TO su_hijacked; ALTER SCHEMA su_hijacked RENAME TO shopping_upload;',
+			db => 'shop2');
+		$consequence = '; dbowner renaming it (and back): '
+		  . (failed($err2) ? errors_of($err2) : 'succeeded (a look-alike schema could take its name)');
+	}
 	check(!$created || $owner ne 'dbowner',
 		'CREATE EXTENSION refuses a schema that a non-superuser owns (else that owner may drop, rename and replace what the extension resolves)',
-		$created ? "the extension lives in a schema owned by $owner" : $err);
+		($created ? "the extension lives in a schema owned by $owner" : $err) . $consequence);
 	if ($created)
 	{
 		# use it there the usual ways
@@ -604,6 +630,25 @@ for my $p (@admin_paths)
 			on_error_stop => 0);
 	}
 }
+
+# ---------------------------------------------------------------------
+# What ran, where, as whom (so far); then the planted objects stop trying
+# to escalate, and escalated attackers lose it, so that the next phases
+# test their own defences
+# ---------------------------------------------------------------------
+sub supers
+{
+	return sql("SELECT coalesce(string_agg(rolname, ', '), '') FROM pg_roles
+		WHERE rolsuper AND rolname IN ('writer', 'uploader', 'watcher', 'dbowner')");
+}
+my $supers1 = supers();
+check($supers1 eq '', 'no attacker became superuser through its planted objects',
+	"superusers now: $supers1");
+for my $db ('postgres', 'shop2')
+{
+	sql('UPDATE public.pwn_mode SET escalate = false', $db);
+}
+sql("ALTER ROLE $_ NOSUPERUSER") for @attackers;
 
 # ---------------------------------------------------------------------
 # 3. Secrets and tokens
@@ -716,16 +761,34 @@ my @hunts = (
 );
 for my $role (@attackers)
 {
-	my ($exposed, @not_refused) = ('');
-	for my $h (@hunts)
+	# one session: statement i on line 2i after a marker; stdout is split at
+	# the markers, stderr by the line numbers psql gives its messages
+	my $script = join '', map { "\\echo ==HUNT $_==\n$hunts[$_][1];\n" } 0 .. $#hunts;
+	my ($rc, $out, $err) = as_role($role, $script);
+	my (%hout, %herr, $cur);
+	for my $l (split /\n/, $out)
 	{
-		my ($label, $q, $must_refuse) = @$h;
-		my ($rc, $out, $err) = as_role($role, "$q;");
-		my $what = leaked("$out\n$err");
+		if ($l =~ /^==HUNT (\d+)==$/) { $cur = $1; next; }
+		$hout{$cur} .= "$l\n" if defined $cur;
+	}
+	undef $cur;
+	for my $l (split /\n/, $err)
+	{
+		$cur = int(($1 - 1) / 2) if $l =~ /^psql:<stdin>:(\d+):/;
+		$herr{ $cur // -1 } .= "$l\n";
+	}
+	my ($exposed, @not_refused) = ('');
+	for my $i (0 .. $#hunts)
+	{
+		my ($label, $q, $must_refuse) = @{ $hunts[$i] };
+		my ($o, $e) = ($hout{$i} // '', $herr{$i} // '');
+		my $what = leaked("$o\n$e");
 		$exposed .= "$label shows $what; " if $what;
 		push @not_refused, $label
-		  if $must_refuse && $err !~ /permission denied|must be superuser|must be a member|not allowed|cannot be/;
+		  if $must_refuse && $e !~ /permission denied|must be superuser|must be a member|not allowed|cannot be/;
 	}
+	my $stray = leaked($herr{-1} // '');
+	$exposed .= "the session's other messages show $stray; " if $stray;
 	check($exposed eq '', "$role finds no secret nor token in settings, catalogs, tables, views, functions",
 		$exposed);
 	check(!@not_refused, "$role is refused the secret's settings, the accounts, the files and set_access_token()",
@@ -758,9 +821,9 @@ sub stub_seq
 sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} // '' } // '?'; }
 
 {
-	my ($wrc, $wout, $werr) = as_role('writer',
-		'SET shopping_upload.auto_upload = off; ' . import_call('STEER00001'));
-	my $id = sql("SELECT order_id FROM shopping_upload.orders WHERE out_trade_no = 'STEER00001'");
+	# links of type URL: nothing in the order names an appid
+	my $id = 300001;
+	as_role('writer', join(";\n", 'SET shopping_upload.auto_upload = off', order_insert_sql($id)) . ";\n");
 	settle(6);
 
 	# appid: SET, set_config, connection options
@@ -838,7 +901,8 @@ sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} /
 	my %codes;
 	$codes{$_}++ for grep { /^-?\d+$/ } split /\n/, $out;
 	# the same with the appid set in the session (an order whose appid is NULL)
-	my $nul = sql(import_call('FAKENULL01'));
+	my $nul = 300002;
+	as_role('writer', join(";\n", 'SET shopping_upload.auto_upload = off', order_insert_sql($nul)) . ";\n");
 	settle(6);
 	for my $k (71 .. 75)
 	{
@@ -865,6 +929,7 @@ sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} /
 {
 	my $pid0 = worker_pid();
 	my @tries;
+	BAIL_OUT('writer is superuser: a DROP DATABASE test would drop the database') if supers() =~ /writer/;
 	for my $db (qw(postgres template1))
 	{
 		for my $stmt ('DROP DATABASE postgres', 'DROP DATABASE IF EXISTS postgres',
@@ -882,8 +947,8 @@ sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} /
 		'a DROP DATABASE of the worker\'s database by writer (not its owner) does not stop the worker',
 		"worker pid before $pid0, a second later '$pid1'");
 	my $t0 = time;
-	my ($rc, $out, $err) = as_role('writer', import_call('AFTERDROP1'));
-	my $prompt = wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = " . ($out || 0), 'uploaded', 5);
+	as_role('writer', join(";\n", 'BEGIN', order_insert_sql(300003), 'COMMIT') . ";\n");
+	my $prompt = wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = 300003", 'uploaded', 5);
 	check($prompt, 'an order written right after is uploaded promptly (within 5 s)',
 		sprintf('%.1f s', time - $t0));
 	wait_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'", '1', 20)
@@ -915,8 +980,8 @@ sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} /
 	  or diag 'no new worker';
 	my $seq = stub_seq();
 	$stub->fault(kind => 'expire_tokens');    # the worker must fetch a token now
-	my ($rc, $out, $err) = as_role('writer', import_call('DBOWNER001'));
-	my $id = $out || 0;
+	my $id = 300004;
+	my ($rc, $out, $err) = as_role('writer', join(";\n", 'BEGIN', order_insert_sql($id), 'COMMIT') . ";\n");
 	my $uploaded = wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded', 8);
 	harvest_tokens();
 	my @tok = grep { ($json->decode($_->{body})->{appid} // '') eq 'wxDBOWNER' } @{ stub_since($seq, '/cgi-bin/stable_token') };
@@ -954,23 +1019,31 @@ my $foreign = sql('SELECT count(*) FROM public.pwned WHERE current_user_ <> plan
 check($foreign eq '0', 'no planted object ever ran as anyone but its planter (public.pwned)',
 	"$foreign runs as another role");
 {
+	# the log has every run, committed or not, and the statement that ran it
 	my $log = slurp_file($node->logfile);
-	my @lines = ($log =~ /PWNED planter=(\S+) current_user=(\S+) session_user=\S+ fn=(\S+) backend=(\S+)/g);
-	my (%foreign, $n);
-	while (my ($p, $cu, $fn, $be) = splice(@lines, 0, 4))
+	my %foreign;
+	my @entries = split /\n(?=\d{4}-\d\d-\d\d )/, $log;
+	for my $i (0 .. $#entries)
 	{
-		$n++;
-		$foreign{"$fn by $p as $cu in $be"}++ if $p ne $cu;
+		# the CONTEXT of a message is the next entry, written with it
+		my $entry = $entries[$i] . ($i < $#entries && $entries[ $i + 1 ] =~ /CONTEXT:/ ? "\n$entries[$i + 1]" : '');
+		next unless $entry =~ /PWNED planter=(\w+) current_user=(\w+) session_user=\S+ fn=(\S+) backend=(\S+)/;
+		my ($p, $cu, $fn, $be) = ($1, $2, $3, $4);
+		next if $p eq $cu;
+		my @stmts = ($entry =~ /SQL statement "([^\n]*)/g);
+		my $from = @stmts > 1 ? $stmts[-1] =~ s/"$//r : '(a statement of the session)';
+		$from = substr($from, 0, 160) . '...' if length $from > 160;
+		$foreign{"$fn (planted by $p) ran as $cu in $be, called from: $from"}++;
 	}
+	diag "ran as another role: $_" for sort keys %foreign;
 	check(!%foreign, 'nor did one in a transaction that rolled back (server log)',
-		join('; ', sort keys %foreign));
+		scalar(keys %foreign) . ' planted objects ran as another role');
 	my $shop2 = sql("SELECT coalesce(string_agg(DISTINCT fn || ' by ' || planter || ' as ' || current_user_, '; '), '')
 		FROM public.pwned WHERE current_user_ <> planter", 'shop2');
 	check($shop2 eq '', 'nor in shop2, where dbowner had planted in the extension\'s schema', $shop2);
 }
-my $supers = sql("SELECT coalesce(string_agg(rolname, ', '), '') FROM pg_roles
-	WHERE rolsuper AND rolname IN ('writer', 'uploader', 'watcher', 'dbowner')");
-check($supers eq '', 'no attacker became superuser', "superusers now: $supers");
+my $supers = supers();
+check($supers eq '', 'no attacker became superuser in the later phases', "superusers now: $supers");
 
 # ---------------------------------------------------------------------
 # The secret changes at log_min_messages = debug5; the log holds no secret
@@ -994,8 +1067,8 @@ check($supers eq '', 'no attacker became superuser', "superusers now: $supers");
 	}
 	# the new secret is read and sent: by the worker and by a backend
 	$stub->fault(kind => 'expire_tokens');
-	my ($rc, $out, $err) = as_role('writer', import_call('ROTATE0001'));
-	my $id = $out || 0;
+	my $id = 300005;
+	as_role('writer', join(";\n", 'BEGIN', order_insert_sql($id), 'COMMIT') . ";\n");
 	usleep(1_000_000);
 	as_role('uploader', "SELECT errcode FROM shopping_upload.upload_shopping_info(${id}::pg_catalog.int8)");
 	$node->append_conf('postgresql.conf', "log_min_messages = warning\n");
