@@ -19,6 +19,9 @@
 #   TPS_SECONDS=30    length of each of those runs
 #   NGINX_WORKERS=    nginx worker_processes; default: the number of cores
 #   TIMEOUT=150       seconds a backlog or a drain may take before giving up
+#   PG_BIN=/usr/lib/postgresql/15/bin   the PostgreSQL (and extension) to measure
+#   BENCH_LEGACY_SECRET=1   also set shopping_upload.secret in postgresql.conf,
+#                     for builds before secret_file (1.0), to compare them
 #
 # Method.  A throwaway cluster runs as the "postgres" OS user in a mktemp -d
 # folder (Unix socket there, listen_addresses = ''), with
@@ -89,7 +92,7 @@
 # The end: one summary table in markdown.
 set -euo pipefail
 
-PG_BIN=/usr/lib/postgresql/15/bin
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 CORES=$(nproc)
 BACKLOG=${BACKLOG:-50000}
 WRK_SECONDS=${WRK_SECONDS:-10}
@@ -332,6 +335,7 @@ shopping_upload.database_name = 'bench'
 shopping_upload.api_base_url = '$api_a'
 shopping_upload.appid = 'wxtestappid'
 shopping_upload.secret_file = '$work/app_secret'
+${BENCH_LEGACY_SECRET:+shopping_upload.secret = 'benchsecret'}
 shopping_upload.allow_insecure_http = on
 timezone = 'Asia/Shanghai'
 shared_buffers = 1GB

@@ -260,10 +260,11 @@ wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploa
 	'after kill -9 of the worker, every order is uploaded');
 
 # --- immediate shutdown and restart: nothing is lost
-$stub->fault(kind => 'delay', delay_ms => 300, count => 0);
+$stub->fault(kind => 'delay', delay_ms => 3000, count => 0);
 sql("SELECT " . join(', ', map { import_sql() } 1 .. 40));
-$node->poll_query_until('postgres',
-	"SELECT count(*) > 0 FROM shopping_upload.order_state WHERE state = 'uploading'");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM shopping_upload.order_state WHERE state = 'uploading'"),
+	'orders are in flight at the shutdown');
 $node->stop('immediate');
 $stub->clear_faults;
 $node->start;
