@@ -74,6 +74,7 @@ PGDLLEXPORT void su_worker_main(Datum arg);
 #define AUDIT_TRIM_BATCH	1000
 #define AUDIT_TRIM_BUDGET_MS 20		/* per round, while behind */
 #define RECORD_RETRY_MS		20	/* answers whose state row was held */
+#define RECORD_BATCH		64	/* answers recorded in one transaction */
 #define ERROR_PAUSE_MS		1000	/* after an error */
 
 /* the worker's latch, published for the backends that wake it */
@@ -264,6 +265,7 @@ static bool extension_ready = false;	/* checked since the last error */
 static TimestampTz last_claim = 0;	/* when the last claim ran */
 static TimestampTz next_due = 0;	/* earliest planned retry, 0: none */
 static TimestampTz next_record = 0; /* held answers: when to try again */
+static TimestampTz done_since = 0;	/* when the done list was found non-empty */
 static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
 static AppState apps[MAX_APPS];
 static int	n_apps = 0;
@@ -764,6 +766,16 @@ step_record(TimestampTz now)
 		return;
 	dlist_foreach(iter, &done)
 		n++;
+
+	/*
+	 * While requests are in flight, answers are gathered for up to
+	 * claim_interval, or a batch: one transaction records many.
+	 */
+	if (done_since == 0)
+		done_since = now;
+	if (n_inflight > 0 && n < RECORD_BATCH &&
+		now - done_since < su_claim_interval_ms * (int64) 1000)
+		return;
 	flights = palloc(sizeof(Flight *) * n);
 	recorded = palloc0(sizeof(bool) * n);
 	n = 0;
@@ -795,6 +807,7 @@ step_record(TimestampTz now)
 
 	next_record = drop_recorded(flights, n, recorded) < n ?
 		TimestampTzPlusMilliseconds(now, RECORD_RETRY_MS) : 0;
+	done_since = 0;
 	claim_wanted = true;		/* retries may be due; room was made */
 }
 
@@ -834,7 +847,8 @@ step_wait(void)
 	if (rate_limited)
 		wake = Min(wake, TimestampTzPlusMilliseconds(now, 5));
 	if (!dlist_is_empty(&done))
-		wake = Min(wake, next_record);
+		wake = Min(wake, Max(next_record,
+							 done_since + su_claim_interval_ms * (int64) 1000));
 	if (su_audit_retention_s > 0)
 		wake = Min(wake, next_trim);
 	timeout_ms = wake <= now ? 0 : (long) ((wake - now + 999) / 1000);
