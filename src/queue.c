@@ -430,6 +430,11 @@ queue_noted(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	/*
+	 * The plans are kept, and generic: the OFFSET 0 fences make them look
+	 * each order up by its key, whatever the tables' size was when they
+	 * were made (a join planned on a small table would scan it whole
+	 * at every commit as it grows).
+	 *
 	 * An order in flight keeps its lease: the worker sends the new version
 	 * once the answer to the old one is in (su_queue_record), so that one
 	 * request per order is in flight at a time.
@@ -438,9 +443,9 @@ queue_noted(void)
 		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
 	su_kept_plan(&queue_plan,
 				 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
-				 " SELECT o.order_id FROM pg_catalog.unnest($1) AS k(order_id)"
-				 "  JOIN " SU_SCHEMA ".orders o"
-				 "  ON o.order_id OPERATOR(pg_catalog.=) k.order_id"
+				 " SELECT o.order_id FROM pg_catalog.unnest($1) AS k(order_id),"
+				 "  LATERAL (SELECT o.order_id FROM " SU_SCHEMA ".orders o"
+				 "   WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o"
 				 " ORDER BY o.order_id"
 				 " ON CONFLICT (order_id) DO UPDATE SET"
 				 " state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
@@ -454,7 +459,7 @@ queue_noted(void)
 				 "DELETE FROM " SU_SCHEMA ".order_state s"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
 				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-				 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
+				 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
 				 1, types, 0);
 	if (truncated &&
 		SPI_execute("DELETE FROM " SU_SCHEMA ".order_state s WHERE NOT EXISTS"
