@@ -25,7 +25,12 @@ TAP_TESTS = 1
 ISOLATION = claim queue_race
 ISOLATION_OPTS = --load-extension=shopping_upload
 
-PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+# scripts/ pass PG_CONFIG=/usr/lib/postgresql/NN/bin/pg_config, the server they
+# test (on Debian /usr/bin/pg_config is a wrapper for the newest one
+# installed).  By hand: pg_config from PATH, else the newest Debian one.
+ifndef PG_CONFIG
+PG_CONFIG := $(shell command -v pg_config 2>/dev/null || ls -v /usr/lib/postgresql/*/bin/pg_config 2>/dev/null | tail -n 1)
+endif
 PKG_CONFIG ?= pkg-config
 
 # PostgreSQL's headers are not -Wextra clean: read them as system headers so

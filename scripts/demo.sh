@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, end to end, on a fresh Debian 12 machine (run as root):
+# The main job, end to end, on a fresh Debian machine (12 or later; run as root):
 # installs what is needed, builds and installs shopping_upload, starts a
 # throwaway cluster and the stand-in WeChat server on 127.0.0.1, and shows
 # an order imported, validated, built and uploaded: once by hand with
@@ -8,11 +8,10 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-. "$here/scripts/lib.sh"
-
 if [ "$(id -u)" = 0 ]; then
 	bash "$here/scripts/deps.sh"
 fi
+. "$here/scripts/lib.sh"
 
 work=$(mktemp -d /tmp/shopping_upload-demo.XXXXXX)
 chmod 755 "$work"
@@ -38,8 +37,8 @@ for _ in $(seq 100); do [ -s "$work/stub.port" ] && break; sleep 0.1; done
 stub_url="http://127.0.0.1:$(cat "$work/stub.port")"
 echo "stand-in: $stub_url"
 
-say "Starting a throwaway PostgreSQL 15 cluster (Unix socket in $work)"
-as_pg initdb -D "$work/pg" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+say "Starting a throwaway PostgreSQL $PG_MAJOR_VERSION cluster (Unix socket in $work)"
+as_pg initdb -D "$work/pg" -A trust -E UTF8 --locale="$SU_LOCALE" >/dev/null
 # the app secret lives in a file only the server's user can read
 printf 'testsecret\n' >"$work/app_secret"
 chmod 600 "$work/app_secret"

@@ -6,11 +6,10 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-. "$here/scripts/lib.sh"
-
 if [ "$(id -u)" = 0 ]; then
 	bash "$here/scripts/deps.sh" || exit 1
 fi
+. "$here/scripts/lib.sh"
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
 work=$(mktemp -d /tmp/shopping_upload-test.XXXXXX)
@@ -41,8 +40,8 @@ regress_suite() {
 	shift
 	as_pg make -C "$tree" PG_CONFIG="$PG_CONFIG" "$@" >"$log" 2>&1
 	local rc=$? ok bad
-	ok=$(grep -cE '\.\.\. ok( |$)' "$log")
-	bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$log")
+	ok=$(grep -cE '\.\.\. ok( |$)|^ok [0-9]+ ' "$log")
+	bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed|^not ok [0-9]+ ' "$log")
 	if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
 	[ "$bad" != 0 ] && { tail -n 40 "$log"; cat "$tree"/regression.diffs "$tree"/output_iso/regression.diffs 2>/dev/null | head -n 200; }
 	tally "$name" "$ok" "$bad"
@@ -66,6 +65,7 @@ counted_suite() {
 
 # 1. the validator alone (C, no server)
 counted_suite unit as_pg make -C "$tree" -s PG_CONFIG="$PG_CONFIG" unit-test
+counted_suite fuzz as_pg bash "$tree/test/fuzz/run.sh" "${FUZZ_SECONDS:-60}"
 
 # 2. the stand-in WeChat server's own self-test
 if [ -f "$tree/test/stub_selftest.sh" ]; then
@@ -78,12 +78,12 @@ shared_preload_libraries = 'shopping_upload'
 CONF
 chown "$PG_USER" "$work/regress.conf"
 regress_suite regress installcheck ISOLATION= TAP_TESTS= \
-	EXTRA_REGRESS_OPTS="--temp-instance=$work/regress_instance --temp-config=$work/regress.conf"
+	EXTRA_REGRESS_OPTS="--temp-instance=$work/regress_instance --temp-config=$work/regress.conf --encoding=UTF8"
 
 # 4. isolation tests, when there are any
 if grep -q '^ISOLATION' "$tree/Makefile"; then
 	regress_suite isolation installcheck REGRESS= TAP_TESTS= \
-		EXTRA_REGRESS_OPTS="--temp-instance=$work/isolation_instance --temp-config=$work/regress.conf"
+		EXTRA_REGRESS_OPTS="--temp-instance=$work/isolation_instance --temp-config=$work/regress.conf --encoding=UTF8"
 fi
 
 # 5. TAP tests (PostgreSQL::Test::Cluster), when there are any

@@ -33,7 +33,10 @@ SET shopping_upload.connect_timeout = '1ms';
 SET shopping_upload.allow_insecure_http = on;
 SET shopping_upload.proxy = 'http://127.0.0.1:1';
 SET shopping_upload.secret = 'stolen';
+-- 42501 (insufficient_privilege); its wording differs between majors
+\set VERBOSITY sqlstate
 SHOW shopping_upload.proxy;
+\set VERBOSITY default
 SELECT count(*) AS visible_secret_settings FROM pg_catalog.pg_settings
  WHERE name IN ('shopping_upload.secret', 'shopping_upload.secret_file', 'shopping_upload.proxy');
 RESET ROLE;

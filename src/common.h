@@ -47,7 +47,12 @@ extern struct _SPI_plan *su_kept_plan(struct _SPI_plan **cache, const char *sql,
 									  int nargs, Oid *argtypes, int cursor_options);
 
 /* Raises "order N does not exist" (ERRCODE_NO_DATA_FOUND). */
+#if PG_VERSION_NUM >= 180000
+/* PostgreSQL 18 replaced pg_attribute_noreturn() with pg_noreturn */
+pg_noreturn extern void su_order_missing(int64 order_id);
+#else
 extern void su_order_missing(int64 order_id) pg_attribute_noreturn();
+#endif
 
 /* A one-dimensional array of n Datums of elemtype; nulls may be NULL. */
 extern Datum su_array(Datum *values, bool *nulls, int n, Oid elemtype);

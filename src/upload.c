@@ -70,9 +70,18 @@ check_payload(SuUpload *u, json_object *payload, TimestampTz upload_time,
 	FirstViolation v = {0};
 
 	u->upload_time = su_format_upload_time(upload_time);
-	u->payload = payload;		/* audited as built: cut short when oversized */
+	u->payload = payload;
 	if (oversized)
 	{
+		/* audited small: the order's key and a mark, never the text */
+		json_object *small = json_object_new_object();
+		json_object *key;
+
+		su_json_track(small);
+		if (json_object_object_get_ex(payload, "order_key", &key))
+			json_object_object_add(small, "order_key", json_object_get(key));
+		json_object_object_add(small, "truncated", json_object_new_boolean(1));
+		u->payload = small;
 		u->errcode = WX_ERR_POST_DATA_TOO_LONG;
 		u->errmsg = psprintf("the order's text is over %d bytes, the most a body may hold; "
 							 "it was not built in full nor sent",

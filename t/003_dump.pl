@@ -1,4 +1,6 @@
-# pg_dump and restore keep the orders, where they stand, and the audit.
+# pg_dump and restore keep the orders, where they stand, and the audit --
+# also an audit that received answers with invalid UTF-8 (stored escaped,
+# so that pg_restore's checks of the encoding pass).
 use strict;
 use warnings;
 
@@ -7,13 +9,15 @@ use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 use SuStub;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my $stub = SuStub->start(dir => $dir);
 
 # the worker serves "shop"; the copy is restored into "restored"
-my $node = SuStub::node(conf => <<"EOC");
+# UTF8 whatever the locale: a byte that is not UTF-8 must matter
+my $node = SuStub::node(initdb => [ '--encoding=UTF8', '--locale=C' ], conf => <<"EOC");
 shopping_upload.database_name = 'shop'
 shopping_upload.api_base_url = '${\ $stub->url}'
 shopping_upload.appid = 'wxtestappid'
@@ -34,6 +38,23 @@ sql('shop', "SELECT shopping_upload.import_order('{\"order_key\": {\"order_numbe
 ok($node->poll_query_until('shop',
 		"SELECT count(*) = 6 FROM shopping_upload.order_state WHERE state IN ('uploaded', 'rejected')"),
 	'the orders are uploaded (or rejected) before the dump');
+# answers whose errmsg holds bytes that are not UTF-8 (ff fe; ff in a
+# 40001 answer): stored as \xFF escapes
+is(sql('shop', 'SHOW server_encoding'), 'UTF8', 'the database is UTF8');
+$stub->fault(kind => 'badutf8', count => 1);
+is(sql('shop', "SELECT errcode || '|' || errmsg FROM shopping_upload.upload_shopping_info($ids[0])"),
+	'-1|bad \xFF\xFE bytes', 'an errmsg with the raw bytes ff fe is stored as \xFF\xFE');
+$stub->fault(kind => 'badutf8:40001', count => 2);
+like(sql('shop', "SELECT errcode || '|' || errmsg FROM shopping_upload.upload_shopping_info($ids[1])"),
+	qr/^40001\|invalid credential.* \\xFF rid: /, 'and a 40001 answer with the raw byte ff');
+ok($node->poll_query_until('shop',
+		"SELECT count(*) = 6 FROM shopping_upload.order_state WHERE state IN ('uploaded', 'rejected')"),
+	'the worker uploads them again');
+my $escaped_sql = "SELECT count(*) || ' ' || md5(string_agg(audit_id || ':' || errmsg, ',' ORDER BY audit_id))
+	FROM shopping_upload.audit WHERE strpos(errmsg, '\\xFF') > 0";
+my $escaped = sql('shop', $escaped_sql);
+like($escaped, qr/^3 /, 'three audit rows hold an escaped errmsg');
+
 my $before = sql('shop', "SELECT string_agg(order_id || ':' || state || ':' || version, ',' ORDER BY order_id)
 	FROM shopping_upload.order_state");
 my $audit = sql('shop', 'SELECT count(*) FROM shopping_upload.audit');
@@ -45,7 +66,11 @@ sql('postgres', 'CREATE DATABASE restored');
 {
 	# orders restored are orders already uploaded: do not queue them again
 	local $ENV{PGOPTIONS} = '-c shopping_upload.auto_upload=off';
-	$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore');
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run([ 'pg_restore', '-d', $node->connstr('restored'), $dump ],
+		'>', \$out, '2>', \$err);
+	ok($ok, 'pg_restore');
+	is($err, '', 'pg_restore reports no error (no invalid byte sequence)');
 }
 
 is(sql('restored', 'SELECT count(*) FROM shopping_upload.orders'), '6', 'the orders are restored');
@@ -53,6 +78,7 @@ is(sql('restored', 'SELECT count(*) FROM shopping_upload.items'), '15', 'with th
 is(sql('restored', "SELECT string_agg(order_id || ':' || state || ':' || version, ',' ORDER BY order_id)
 	FROM shopping_upload.order_state"), $before, 'and where each stands');
 is(sql('restored', 'SELECT count(*) FROM shopping_upload.audit'), $audit, 'and the audit');
+is(sql('restored', $escaped_sql), $escaped, 'with the escaped errmsgs intact');
 is(sql('restored', "SELECT (shopping_upload.build_payload($ids[0]) - 'upload_time')
 	= (SELECT shopping_upload.build_payload($ids[0]) - 'upload_time')"), 't', 'payloads build again');
 my $next = sql('restored', "SELECT shopping_upload.import_order('{\"order_key\": {\"order_number_type\": 2, \"transaction_id\": \"T2\"}}')");

@@ -7,6 +7,10 @@
 #   $stub->fault(kind => 'errcode:-1', count => 2);
 #   $stub->requests('/user-order/orders');   # array of records
 #   $stub->stats; $stub->reset; $stub->stop;
+#   $stub->token_requests('wxtestappid');   # its stable_token records
+#   SuStub::node(conf => ..., initdb => [ '--encoding=UTF8', '--locale=C' ]);
+#   SuStub::rss_anon_kb($pid);          # RssAnon of a process, kB
+#   SuStub::poll_until($node, $db, $query, $want, $secs);  # bounded wait
 #
 # Stubs still running when the test ends are stopped (END block).
 package SuStub;
@@ -113,6 +117,20 @@ sub requests
 		'/__stub/requests' . (defined $path ? "?path=$path" : ''));
 }
 
+# the stable_token records of one appid (all of them without one)
+sub token_requests
+{
+	my ($self, $appid) = @_;
+	my @r = @{ $self->requests('/cgi-bin/stable_token') };
+	return [@r] unless defined $appid;
+	return [
+		grep {
+			my $b = eval { $json->decode($_->{body}) };
+			ref $b eq 'HASH' && ($b->{appid} // '') eq $appid
+		} @r
+	];
+}
+
 sub decode { $json->decode($_[1]) }
 sub encode { $json->encode($_[1]) }
 
@@ -131,7 +149,8 @@ END
 }
 
 # A started node with the library preloaded and the extension created;
-# extra lines of configuration in %opt{conf}.  Plain http to the stand-in is
+# extra lines of configuration in %opt{conf}; extra initdb options in
+# %opt{initdb} (an array).  Plain http to the stand-in is
 # allowed (shopping_upload.allow_insecure_http); a secret given as
 # "shopping_upload.secret = '...'" is written to a file only the server's
 # user can read, named by shopping_upload.secret_file.
@@ -140,7 +159,7 @@ sub node
 	my (%opt) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($opt{name} // 'main');
 	my $conf = $opt{conf} // '';
-	$node->init;
+	$node->init($opt{initdb} ? (extra => $opt{initdb}) : ());
 
 	# The secret cannot be set in postgresql.conf (PostgreSQL logs changed
 	# values): a "shopping_upload.secret = '...'" line becomes a secret file.
@@ -159,6 +178,34 @@ sub node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION shopping_upload');
 	return $node;
+}
+
+# RssAnon of a process in kB (its private memory), from /proc/PID/status;
+# undef when it cannot be read
+sub rss_anon_kb
+{
+	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/status" or return undef;
+	while (my $l = <$fh>)
+	{
+		return $1 if $l =~ /^RssAnon:\s+(\d+)\s+kB/;
+	}
+	return undef;
+}
+
+# polls $query in $db until it returns $want, for at most $secs seconds
+# (poll_query_until waits minutes); true if it did
+sub poll_until
+{
+	my ($node, $db, $query, $want, $secs) = @_;
+	my $end = Time::HiRes::time() + $secs;
+	while (1)
+	{
+		my $v = $node->safe_psql($db, $query);
+		return 1 if $v eq $want;
+		return 0 if Time::HiRes::time() > $end;
+		usleep(50_000);
+	}
 }
 
 # a valid demo order as JSON text; %o overrides: out_trade_no, appid

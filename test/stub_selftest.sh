@@ -95,9 +95,32 @@ call() {
     CURL_RC=$?
     STATUS=$status
     BODY=$(cat "$tmp/body" 2>/dev/null)
-    rm -f "$tmp/body"
+    # the raw bytes stay for rawpy
+    rm -f "$tmp/last_body"
+    [ -e "$tmp/body" ] && mv -f "$tmp/body" "$tmp/last_body"
 }
 CURL_EXTRA=()
+
+# rawpy EXPR: evaluate a Python expression over the last answer's raw body
+# (b, bytes); utf8(x) says whether x decodes as UTF-8.
+rawpy() {
+    python3 -c '
+import json, sys
+try:
+    b = open(sys.argv[2], "rb").read()
+except OSError:
+    b = None
+def utf8(x):
+    try:
+        x.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+try:
+    print(eval(sys.argv[1]))
+except Exception as e:
+    print("<error: %s>" % e)' "$1" "$tmp/last_body"
+}
 
 ACC='"grant_type":"client_credential","appid":"wxtestappid","secret":"testsecret"'
 token()         { call POST "$BASE/cgi-bin/stable_token" "{$ACC}"; }
@@ -339,6 +362,76 @@ T=$(field 'd["access_token"]')
 upload "$T"
 is "expire_tokens: a fresh token works" "$(errcode)" 0
 
+# ---- hostile answers: bodies that are not UTF-8, odd stable_token answers
+fault '{"kind":"badutf8"}'
+upload "$T"
+is "fault badutf8: HTTP 200" "$STATUS" 200
+is "fault badutf8: exactly the raw bytes" \
+    "$(rawpy 'b == b"{\"errcode\":-1,\"errmsg\":\"bad \xff\xfe bytes\"}"')" True
+is "fault badutf8: the body is not UTF-8" "$(rawpy 'utf8(b)')" False
+call GET "$BASE/__stub/requests?path=/user-order/orders"
+is "fault badutf8: recorded with errcode -1, text with U+FFFD" \
+    "$(field '[d[-1]["fault"], d[-1]["errcode"], "\ufffd" in d[-1]["answer"]["text"]]')" \
+    '["badutf8", -1, true]'
+upload "$T"
+is "fault badutf8: used up" "$(errcode)" 0
+
+fault '{"kind":"badutf8:40001"}'
+upload "$T"
+is "fault badutf8:40001: errcode 40001" "$(rawpy 'json.loads(b.decode("latin-1"))["errcode"]')" 40001
+is "fault badutf8:40001: the errmsg holds the raw byte 0xff, not UTF-8" \
+    "$(rawpy 'utf8(b) or b"\xff rid: " not in b')" False
+like "fault badutf8:40001: errmsg + rid" "$(rawpy 'json.loads(b.decode("latin-1"))["errmsg"].replace("\xff", "~")')" \
+    "^invalid credential, access_token is invalid or not latest ~$RID_RE"
+upload "$T"
+is "fault badutf8:40001: the token is invalidated" "$(errcode)" 40001
+token
+T=$(field 'd["access_token"]')
+
+TOKFAULT='"path":"/cgi-bin/stable_token"'
+fault "{\"kind\":\"long_token\",$TOKFAULT}"
+token
+is "fault long_token: an access_token of 2000 characters" \
+    "$(field '[len(d["access_token"]), d["expires_in"], bool(re.fullmatch("[A-Za-z0-9_-]+", d["access_token"]))]')" \
+    "[2000, 7200, true]"
+upload "$(field 'd["access_token"]')"
+is "fault long_token: that token is never valid" "$(errcode)" 40001
+fault "{\"kind\":\"long_token:50\",$TOKFAULT}"
+token
+is "fault long_token:50: 50 characters" "$(field 'len(d["access_token"])')" 50
+upload "$T"
+is "fault long_token: the current token still works" "$(errcode)" 0
+
+fault "{\"kind\":\"expires_in:\\\"7200\\\"\",$TOKFAULT}"
+is "fault expires_in:\"7200\": queued" "$(field 'd["fault"]["kind"]')" 'expires_in:"7200"'
+token
+is "fault expires_in:\"7200\": expires_in is a string" "$(field 'type(d["expires_in"]).__name__ + d["expires_in"]')" str7200
+upload "$(field 'd["access_token"]')"
+is "fault expires_in: the token is valid" "$(errcode)" 0
+fault "{\"kind\":\"expires_in:-5\",$TOKFAULT}"
+token
+is "fault expires_in:-5: expires_in -5" "$(field 'd["expires_in"]')" -5
+fault "{\"kind\":\"expires_in:1e30\",$TOKFAULT}"
+token
+is "fault expires_in:1e30: written as given" "$(rawpy 'b.endswith(b",\"expires_in\":1e30}")')" True
+fault "{\"kind\":\"expires_in:-5\",$TOKFAULT}"
+call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxtestappid","secret":"wrong"}'
+is "fault expires_in: a wrong secret still gets 40125" "$(errcode)" 40125
+
+fault "{\"kind\":\"no_token\",$TOKFAULT}"
+token
+is "fault no_token: {\"errcode\":0} and nothing else" "$BODY" '{"errcode":0}'
+token
+T=$(field 'd["access_token"]')
+check "fault no_token: used up" [ "${#T}" -ge 40 ]
+
+fault '{"kind":"badutf8:x"}'
+is "bad badutf8 fault: HTTP 400" "$STATUS" 400
+fault '{"kind":"long_token:0"}'
+is "long_token of 0: HTTP 400" "$STATUS" 400
+fault '{"kind":"expires_in:nope"}'
+is "expires_in fault that is not JSON: HTTP 400" "$STATUS" 400
+
 fault '{"kind":"bogus"}'
 is "bad fault kind: HTTP 400" "$STATUS" 400
 fault '{"kind":"errcode:abc"}'
@@ -426,7 +519,7 @@ check "server.crt has SAN DNS:localhost, IP:127.0.0.1" \
 
 echo "# HTTPS stub"
 if ! start_stub https --tls-cert "$cadir/server.crt" --tls-key "$cadir/server.key" \
-        --token-ttl 2 --accounts wxa:sa,wxb:sb; then
+        --token-ttl 6 --accounts wxa:sa,wxb:sb; then
     notok "HTTPS stub starts"; cat "$tmp/https.err"
 else
     HTTPS_PID=$PID
@@ -437,7 +530,7 @@ else
     call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxa","secret":"sa"}'
     TA=$(field 'd["access_token"]')
     check "HTTPS with --cacert ca.crt works" [ "$CURL_RC" = 0 -a "${#TA}" -ge 40 ]
-    is "HTTPS: expires_in = --token-ttl" "$(field 'd["expires_in"]')" 2
+    is "HTTPS: expires_in = --token-ttl" "$(field 'd["expires_in"]')" 6
     call POST "https://localhost:$PORT/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxb","secret":"sb"}'
     TB=$(field 'd["access_token"]')
     check "HTTPS via localhost (SAN DNS) works" [ "$CURL_RC" = 0 -a "${#TB}" -ge 40 ]
@@ -471,7 +564,8 @@ else
     upload "$TA"
     is "HTTPS fault errcode:45011" "$(errcode)" 45011
 
-    sleep 2.2
+    # the token was issued at most 6 s ago: once they are over, it is expired
+    sleep 6.2
     upload "$TA"
     is "token expires after --token-ttl" "$(errcode)" 40001
     call POST "$BASE/cgi-bin/stable_token" '{"grant_type":"client_credential","appid":"wxa","secret":"sa"}'

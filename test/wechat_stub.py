@@ -92,7 +92,10 @@ saw the connection drop) always finds the record.  A record:
      "fault": "errcode:45011",       # the fault kind applied, or null
      "errcode": 45011,               # errcode answered, null if none
      "answer": {"status": 200, "json": {...}}      # JSON answers
-            or {"status": 500, "text": "<html>..."}  # other answers
+            or {"status": 500, "text": "<html>..."}  # other answers (a body
+                                                     # that is not UTF-8, from
+                                                     # "badutf8", with invalid
+                                                     # bytes as U+FFFD)
             or null                                  # fault "drop"
     }
 
@@ -129,6 +132,24 @@ POST /__stub/fault          body {"kind": K, "count": N, "fraction": F,
           "notjson"      HTTP 200, Content-Type text/html, body "<html>oops</html>"
           "delay"        sleep delay_ms (default 1000), then answer normally
           "drop"         close the connection without any response
+          "badutf8"      HTTP 200, application/json, a body that is not UTF-8:
+                         the raw bytes {"errcode":-1,"errmsg":"bad \xff\xfe bytes"}
+          "badutf8:NNN"  errcode NNN with an errmsg holding the raw byte 0xff:
+                         {"errcode":NNN,"errmsg":"<plausible errmsg> \xff rid: R"}
+                         (40001, 40014, 42001 invalidate the token as above)
+          "long_token"   (meant for /cgi-bin/stable_token) HTTP 200
+          "long_token:N" {"access_token":"<N characters>","expires_in":7200}:
+                         N (default 2000, 1..1000000) URL-safe characters, a
+                         token that is never valid
+          "expires_in:J" (meant for /cgi-bin/stable_token) answers the request
+                         as usual, but a token's expires_in is the JSON text J
+                         written as given: "expires_in:\"7200\"" (a string),
+                         "expires_in:-5", "expires_in:1e30".  J must be JSON.
+                         The token is issued and valid as usual; a refused
+                         request gets its usual errcode answer (on another
+                         path: a token "stub_not_a_token", never valid)
+          "no_token"     (meant for /cgi-bin/stable_token) {"errcode":0} and
+                         nothing else: no access_token
           "expire_tokens"  not queued: invalidates every token at once
                            -> {"ok": true, "expired": N}
         count: the fault applies to the next N matching requests (default 1;
@@ -202,8 +223,13 @@ ERRMSGS = {
 # Errcodes that, answered by a fault, also invalidate the request's token.
 TOKEN_KILLING_ERRCODES = {40001, 40014, 42001}
 
-SIMPLE_FAULTS = {"http500", "http502", "notjson", "delay", "drop"}
+SIMPLE_FAULTS = {"http500", "http502", "notjson", "delay", "drop",
+                 "badutf8", "long_token", "no_token"}
 DEFAULT_DELAY_MS = 1000
+DEFAULT_LONG_TOKEN = 2000
+MAX_LONG_TOKEN = 1000000
+# the raw answer of fault "badutf8": not UTF-8
+BADUTF8_BODY = b'{"errcode":-1,"errmsg":"bad \xff\xfe bytes"}'
 
 HTML_500 = ("<html><head><title>500 Internal Server Error</title></head>"
             "<body><h1>500 Internal Server Error</h1></body></html>")
@@ -226,16 +252,27 @@ class Answer:
     """What the stub answers to one API request (drop = no answer at all)."""
 
     def __init__(self, status=200, json_obj=None, text=None,
-                 ctype="text/html; charset=utf-8", drop=False):
+                 ctype="text/html; charset=utf-8", drop=False, raw=None,
+                 errcode=None):
         self.status = status
         self.json = json_obj
         self.text = text
         self.ctype = ctype
         self.drop = drop
+        self.raw = raw              # bytes sent as they are (application/json)
+        self._errcode = errcode     # for a raw body: the errcode it carries
+        if raw is not None:
+            try:
+                self.json = json.loads(raw.decode("utf-8"))
+            except ValueError:      # not UTF-8, or not JSON: recorded as text
+                self.text = raw.decode("utf-8", errors="replace")
 
     @property
     def errcode(self):
-        if isinstance(self.json, dict) and isinstance(self.json.get("errcode"), int):
+        if self._errcode is not None:
+            return self._errcode
+        if isinstance(self.json, dict) and isinstance(self.json.get("errcode"), int) \
+                and not isinstance(self.json.get("errcode"), bool):
             return self.json["errcode"]
         return None
 
@@ -248,6 +285,8 @@ class Answer:
 
     def encode(self):
         """(content type, body bytes)."""
+        if self.raw is not None:
+            return "application/json; charset=utf-8", self.raw
         if self.json is not None:
             return ("application/json; charset=utf-8",
                     json.dumps(self.json, ensure_ascii=False).encode("utf-8"))
@@ -369,6 +408,25 @@ class StubState:
             except ValueError:
                 raise ControlError("errcode fault needs an integer: %r" % kind)
             kind = "errcode:%d" % code
+        elif kind.startswith("badutf8:"):
+            try:
+                code = int(kind[len("badutf8:"):], 10)
+            except ValueError:
+                raise ControlError("badutf8 fault needs an integer: %r" % kind)
+            kind = "badutf8:%d" % code
+        elif kind.startswith("long_token:"):
+            try:
+                n = int(kind[len("long_token:"):], 10)
+            except ValueError:
+                raise ControlError("long_token fault needs an integer: %r" % kind)
+            if not 1 <= n <= MAX_LONG_TOKEN:
+                raise ControlError("long_token length must be 1..%d" % MAX_LONG_TOKEN)
+            kind = "long_token:%d" % n
+        elif kind.startswith("expires_in:"):
+            try:
+                json.loads(kind[len("expires_in:"):])
+            except ValueError:
+                raise ControlError("expires_in fault needs JSON text: %r" % kind)
         elif kind not in SIMPLE_FAULTS:
             raise ControlError("unknown fault kind %r" % kind)
 
@@ -647,6 +705,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return Answer(200, text="<html>oops</html>")
             if kind == "drop":
                 return Answer(drop=True)
+            if kind == "badutf8":
+                return Answer(raw=BADUTF8_BODY, errcode=-1)
+            if kind.startswith("badutf8:"):
+                code = int(kind[len("badutf8:"):])
+                if code in TOKEN_KILLING_ERRCODES and token is not None:
+                    state.invalidate_token(token)
+                msg = ERRMSGS.get(code, "stub error %d" % code)
+                raw = (json.dumps({"errcode": code})[:-1]
+                       + ',"errmsg":"%s ' % msg.replace('"', "'")).encode("utf-8") \
+                    + b"\xff" + (' rid: %s"}' % new_rid()).encode("utf-8")
+                return Answer(raw=raw, errcode=code)
+            if kind == "long_token" or kind.startswith("long_token:"):
+                n = int(kind.partition(":")[2] or DEFAULT_LONG_TOKEN)
+                tok = (secrets.token_urlsafe(n) * 2)[:n]
+                return Answer(json_obj={"access_token": tok, "expires_in": 7200})
+            if kind == "no_token":
+                return Answer(raw=b'{"errcode":0}')
+            if kind.startswith("expires_in:"):
+                answer = (self._stable_token(body)
+                          if self.command == "POST" and path == TOKEN_PATH
+                          else {"access_token": "stub_not_a_token"})
+                if "access_token" not in answer:
+                    return Answer(json_obj=answer)
+                raw = ('{"access_token":%s,"expires_in":%s}'
+                       % (json.dumps(answer["access_token"]),
+                          kind[len("expires_in:"):])).encode("utf-8")
+                return Answer(raw=raw)
             # "delay": already slept; answer normally.
 
         if self.command == "POST" and path == TOKEN_PATH:

@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# Runs the README's two commands in throwaway minimal Debian roots, one per
+# suite, the way a new user would on a fresh machine:
+#
+#   bash scripts/roots.sh [SUITE...]        (as root; default: bookworm trixie sid)
+#
+# For each SUITE: debootstrap --variant=minbase SUITE into a new folder, from
+# the Debian mirror of this machine's apt sources; /proc, /sys, /dev,
+# /dev/pts and /dev/shm bound into it; this tree (without .git and build
+# output) copied to /root/shopping_upload; then, as root in a bare
+# environment (env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin, no LANG,
+# no CA bundle, no sudo) with that folder as the working directory:
+#
+#   bash scripts/demo.sh
+#   bash scripts/test.sh
+#
+# Their output is shown with "[SUITE] " before each line.  A root is always
+# unmounted and removed afterwards, whatever happened (a process left running
+# in it is killed first, by its id).  Ends with one line per root,
+#
+#   root trixie (PostgreSQL 17): demo ok in 95 s; tests 640 passed, 0 failed in 410 s (...)
+#
+# and one line "N passed, N failed" over every root's tests; a root whose demo
+# or setup fails counts as one more failure.
+#
+# Inside the root, before the two commands: /usr/sbin/policy-rc.d exits 101,
+# so the packages' services (PostgreSQL's default cluster, nginx) are
+# installed but not started in the chroot; dpkg runs with force-unsafe-io (a
+# throwaway root: no fsync per file).  Nothing else is prepared: the scripts
+# install everything they need.
+#
+# Environment:
+#   ROOTS_SOAK_SECONDS, ROOTS_FUZZ_SECONDS  SOAK_SECONDS and FUZZ_SECONDS given
+#                       to test.sh in the roots (default 20 each: shorter than
+#                       test.sh's own defaults, to keep CI short; empty: the
+#                       defaults)
+#   ROOTS_MIRROR        the Debian mirror (default: the one of this machine's
+#                       apt sources, else http://deb.debian.org/debian)
+#   ROOTS_CACHE         caches (default /var/cache/shopping_upload-roots):
+#                       debootstrap's packages (--cache-dir) and the packages
+#                       the scripts install in a root, per suite; a miss only
+#                       costs downloads
+#   ROOTS_TMP           where roots are made (default /var/tmp)
+#   ROOTS_KEEP=1        keep each root's logs (ROOTS_TMP/shopping_upload-root-logs.*)
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie sid)
+soak=${ROOTS_SOAK_SECONDS-20}
+fuzz=${ROOTS_FUZZ_SECONDS-20}
+cache=${ROOTS_CACHE:-/var/cache/shopping_upload-roots}
+tmp=${ROOTS_TMP:-/var/tmp}
+
+if [ "$(id -u)" != 0 ]; then
+	echo "roots.sh: run as root (debootstrap, mount, chroot)" >&2
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+# debootstrap, from Debian's packages (the only thing this script installs
+# on the machine itself)
+if ! command -v debootstrap >/dev/null; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap \
+		>/dev/null 2>&1 || {
+		apt-get update -qq >/dev/null 2>&1
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+	} || {
+		echo "roots.sh: cannot install debootstrap" >&2
+		echo "0 passed, 1 failed"
+		exit 1
+	}
+fi
+
+# The Debian mirror this machine uses: the first URI of a deb source (one-line
+# or deb822) that serves Debian's main archive (it has dists/…, not the
+# security archive).
+find_mirror() {
+	local f uri
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+		[ -r "$f" ] || continue
+		case $f in
+		*.sources) awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) print $i }' "$f" ;;
+		*) awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; break } }' "$f" ;;
+		esac
+	done | while read -r uri; do
+		case $uri in
+		*debian-security* | *security.debian.org*) ;;
+		*/debian | */debian/) echo "${uri%/}" ;;
+		esac
+	done | head -n 1
+}
+mirror=${ROOTS_MIRROR:-$(find_mirror)}
+mirror=${mirror:-http://deb.debian.org/debian}
+
+mkdir -p "$cache"
+logs=$(mktemp -d "$tmp/shopping_upload-root-logs.XXXXXX")
+summary=()
+total_passed=0
+total_failed=0
+root=
+mounted=()
+
+# Everything under $root that is mounted, deepest first
+mounts_under() {
+	awk -v r="$1" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/self/mounts | sort -r
+}
+
+# teardown_root DIR: kills what still runs in a root (by process id), unmounts
+# it, removes it.  Removes nothing while anything is still mounted under it.
+teardown_root() {
+	local dir=$1 pid m left
+	[ -n "$dir" ] && [ -d "$dir" ] || return 0
+	for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+		[ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$dir" ] && kill -KILL "$pid" 2>/dev/null
+	done
+	sleep 0.5
+	for m in $(mounts_under "$dir"); do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null ||
+			echo "roots.sh: could not unmount $m" >&2
+	done
+	left=$(mounts_under "$dir")
+	if [ -n "$left" ]; then
+		echo "roots.sh: still mounted, $dir left in place: $left" >&2
+		return 1
+	fi
+	rm -rf --one-file-system "$dir"
+}
+teardown() {
+	[ -n "$root" ] && teardown_root "$root" && rm -f "$root.pid"
+	root=
+}
+on_exit() {
+	teardown
+	[ -n "${ROOTS_KEEP:-}" ] && echo "roots.sh: logs kept in $logs" || rm -rf "$logs"
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM HUP
+
+# run_in SUITE LOG COMMAND: the README's way, in the root; output shown
+# with "[SUITE] " before each line and kept in LOG
+run_in() {
+	local suite=$1 log=$2 cmd=$3
+	env -i /usr/sbin/chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+		${soak:+SOAK_SECONDS=$soak} ${fuzz:+FUZZ_SECONDS=$fuzz} \
+		/bin/bash -c "cd /root/shopping_upload && $cmd" </dev/null 2>&1 |
+		tee "$log" | sed -u "s/^/[$suite] /"
+	return "${PIPESTATUS[0]}"
+}
+
+# Lines a user would take for trouble: the scripts are meant to print none
+noise() {
+	grep -nE 'could not change directory|Permission denied|[Ww]arning|perl: |locale|debconf|invoke-rc\.d|policy-rc\.d|command not found|No such file|cannot access|[Dd]eprecat' "$1" |
+		grep -vE '^[0-9]+:\[?[^]]*\]? *== ' | head -n 20
+}
+
+join_by() {						# join_by SEP WORD...
+	local sep=$1 out=$2
+	shift 2
+	for w in "$@"; do out+=$sep$w; done
+	printf '%s' "$out"
+}
+
+one_root() {
+	local suite=$1 t0 t rc major cdir demo_s test_s line p f vu notes=() dstate
+	cdir=$cache/$suite
+	mkdir -p "$cdir/debootstrap" "$cdir/apt"
+	root=$(mktemp -d "$tmp/shopping_upload-root-$suite.XXXXXX")
+	echo $$ >"$root.pid"
+	chmod 755 "$root"
+
+	# --- the root -------------------------------------------------------
+	echo "== root $suite: debootstrap --variant=minbase $suite $mirror"
+	t0=$(date +%s)
+	mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
+	echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/shopping_upload-roots"
+	# one debootstrap at a time per cache folder
+	if ! flock "$cdir/debootstrap" debootstrap --variant=minbase --cache-dir="$cdir/debootstrap" \
+		"$suite" "$root" "$mirror" >"$logs/$suite.debootstrap.log" 2>&1; then
+		tail -n 30 "$logs/$suite.debootstrap.log" | sed "s/^/[$suite] /"
+		summary+=("root $suite: debootstrap failed in $(($(date +%s) - t0)) s")
+		total_failed=$((total_failed + 1))
+		teardown
+		return
+	fi
+	t=$(($(date +%s) - t0))
+	echo "== root $suite: made in $t s"
+	notes+=("root made in $t s")
+	# services are installed, not started, in a chroot
+	printf '#!/bin/sh\n# roots.sh: no service starts in this chroot\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 755 "$root/usr/sbin/policy-rc.d"
+	[ -s "$root/etc/resolv.conf" ] || cp /etc/resolv.conf "$root/etc/resolv.conf"
+	# A mirror that serves this suite's Release past its Valid-Until (a
+	# frozen copy of the archive; seen for sid): apt-get update would refuse
+	# it, so the root's apt is told not to check the date
+	vu=$(sed -n 's/^Valid-Until: //p' "$root"/var/lib/apt/lists/*_InRelease 2>/dev/null | head -n 1)
+	if [ -n "$vu" ] && [ "$(date -d "$vu" +%s 2>/dev/null || echo 0)" -lt "$(date +%s)" ]; then
+		echo 'Acquire::Check-Valid-Until "false";	// roots.sh: the mirror'"'"'s Release has expired' \
+			>"$root/etc/apt/apt.conf.d/99shopping_upload-roots"
+		notes+=("mirror's $suite Release expired $(date -u -d "$vu" +%F): apt told not to check")
+	fi
+	# packages downloaded by an earlier run (hard links where possible)
+	for f in "$cdir"/apt/*.deb; do
+		[ -e "$f" ] || continue
+		[ -e "$root/var/cache/apt/archives/${f##*/}" ] ||
+			ln "$f" "$root/var/cache/apt/archives/" 2>/dev/null || cp -p "$f" "$root/var/cache/apt/archives/"
+	done
+	for m in proc sys dev dev/pts dev/shm; do
+		[ -d "/$m" ] && mountpoint -q "/$m" || continue
+		mkdir -p "$root/$m"
+		mount --bind "/$m" "$root/$m" || { echo "roots.sh: cannot bind /$m" >&2; }
+	done
+	mkdir -p "$root/root/shopping_upload"
+	tar -C "$here" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude='*.d' \
+		--exclude=tmp_check --exclude=results --exclude=log --exclude=output_iso \
+		-cf - . | tar -C "$root/root/shopping_upload" -xf -
+
+	# --- the README's two commands -------------------------------------------
+	t0=$(date +%s)
+	run_in "$suite" "$logs/$suite.demo.log" 'bash scripts/demo.sh'
+	rc=$?
+	demo_s=$(($(date +%s) - t0))
+	if [ "$rc" = 0 ]; then dstate=ok; else dstate="FAILED (exit $rc)"; total_failed=$((total_failed + 1)); fi
+	# keep what apt downloaded for the next run
+	for f in "$root"/var/cache/apt/archives/*.deb; do
+		[ -e "$f" ] || continue
+		[ -e "$cdir/apt/${f##*/}" ] || ln "$f" "$cdir/apt/" 2>/dev/null || cp -p "$f" "$cdir/apt/"
+	done
+	# and forget what has not been downloaded for a month
+	find "$cdir" -name '*.deb' -mtime +30 -delete 2>/dev/null
+
+	t0=$(date +%s)
+	run_in "$suite" "$logs/$suite.test.log" 'bash scripts/test.sh'
+	rc=$?
+	test_s=$(($(date +%s) - t0))
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$logs/$suite.test.log" | tail -n 1)
+	if [ -n "$line" ]; then
+		p=${line%% passed*}
+		f=${line#*passed, }
+		f=${f%% failed*}
+		[ "$rc" != 0 ] && [ "$f" = 0 ] && f=1
+	else
+		p=0
+		f=1
+		line="no result line (exit $rc)"
+	fi
+	total_passed=$((total_passed + p))
+	total_failed=$((total_failed + f))
+
+	major=$(ls "$root/usr/lib/postgresql" 2>/dev/null | sort -V | tr '\n' ' ')
+	major=${major% }
+	for log in demo test; do
+		if [ -n "$(noise "$logs/$suite.$log.log")" ]; then
+			echo "== root $suite: lines of $log.sh to look at:"
+			noise "$logs/$suite.$log.log" | sed "s/^/[$suite]   /"
+			notes+=("$log.sh printed $(noise "$logs/$suite.$log.log" | wc -l) suspicious line(s), listed above")
+		fi
+	done
+	[ -n "$soak" ] && notes+=("SOAK_SECONDS=$soak")
+	[ -n "$fuzz" ] && notes+=("FUZZ_SECONDS=$fuzz")
+	summary+=("root $suite (PostgreSQL ${major:-?}): demo $dstate in $demo_s s; tests $p passed, $f failed in $test_s s ($(join_by ', ' "${notes[@]}"))")
+	teardown
+}
+
+# roots left by a run that was killed (its roots.sh is gone)
+for d in "$tmp"/shopping_upload-root-*.*; do
+	[ -d "$d" ] && [ -f "$d.pid" ] || continue
+	kill -0 "$(cat "$d.pid")" 2>/dev/null && continue
+	echo "roots.sh: removing $d, left by an earlier run"
+	teardown_root "$d" && rm -f "$d.pid"
+done
+
+for s in "${suites[@]}"; do
+	one_root "$s"
+done
+
+for l in "${summary[@]}"; do
+	echo "$l"
+done
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" = 0 ]
