@@ -78,6 +78,19 @@ validate_into(FunctionCallInfo fcinfo, json_object *payload, const char *appid)
 	CHECK_FOR_INTERRUPTS();
 }
 
+/* validate_payload()'s one row for a payload past the size cap */
+static Datum
+oversized_row(FunctionCallInfo fcinfo, const char *about, Size size)
+{
+	char		msg[160];
+
+	snprintf(msg, sizeof(msg), "the payload is %s%zu bytes; a body holds at most %d",
+			 about, size, SU_MAX_BODY_BYTES);
+	InitMaterializedSRF(fcinfo, 0);
+	violation_row(fcinfo->resultinfo, WX_ERR_POST_DATA_TOO_LONG, "", msg);
+	return (Datum) 0;
+}
+
 /*
  * validate_payload(payload jsonb, appid text DEFAULT NULL)
  *		RETURNS TABLE (errcode integer, errmsg text, field text)
@@ -102,32 +115,14 @@ su_validate_payload_sql(PG_FUNCTION_ARGS)
 	 */
 	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
 	if (size > 2 * (Size) SU_MAX_BODY_BYTES)
-	{
-		char		msg[160];
-
-		snprintf(msg, sizeof(msg),
-				 "the payload is about %zu bytes; a body holds at most %d",
-				 size, SU_MAX_BODY_BYTES);
-		InitMaterializedSRF(fcinfo, 0);
-		violation_row(fcinfo->resultinfo, WX_ERR_POST_DATA_TOO_LONG, "", msg);
-		return (Datum) 0;
-	}
+		return oversized_row(fcinfo, "about ", size);
 	payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
 	if (payload != NULL &&
 		(size = strlen(json_object_to_json_string_ext(payload,
 													  JSON_C_TO_STRING_PLAIN |
 													  JSON_C_TO_STRING_NOSLASHESCAPE)))
 		> SU_MAX_BODY_BYTES)
-	{
-		char		msg[160];
-
-		snprintf(msg, sizeof(msg),
-				 "the payload is %zu bytes; a body holds at most %d",
-				 size, SU_MAX_BODY_BYTES);
-		InitMaterializedSRF(fcinfo, 0);
-		violation_row(fcinfo->resultinfo, WX_ERR_POST_DATA_TOO_LONG, "", msg);
-		return (Datum) 0;
-	}
+		return oversized_row(fcinfo, "", size);
 	validate_into(fcinfo, payload, appid);
 	return (Datum) 0;
 }
