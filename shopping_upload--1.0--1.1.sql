@@ -5,7 +5,7 @@
 /*
  * The queueing trigger no longer runs SQL as its owner: it notes the order,
  * and the C code writes the states at commit as the tables' owner, under a
- * pinned search_path.  As SECURITY DEFINER without a search_path, its plans
+ * pinned search_path.  Run as its owner without a pinned search_path, its plans
  * resolved functions and operators through the writer's search_path.
  */
 ALTER FUNCTION queue_trigger() SECURITY INVOKER;
