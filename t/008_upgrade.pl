@@ -164,6 +164,9 @@ sql('fresh', 'CREATE EXTENSION shopping_upload');
 # needs them): each table, index, function, view, trigger, comment, owner,
 # "ALTER EXTENSION ... ADD", and the ACLs with what pg_init_privs records.
 # The two databases hold nothing else, so the whole databases are dumped.
+# (ALTER EXTENSION ... DROP of every member in scratch copies would make
+# plain pg_dump show them too, but it rewrites what is compared: the
+# membership and pg_init_privs are gone, and the copies are made by the test.)
 # Left out are only what names the physical objects: OIDs and relfilenodes
 # to preserve, attribute versions, relfrozenxid, the \restrict key, and the
 # OIDs of the config tables (compared by name below).  A difference is
