@@ -16,6 +16,9 @@ OBJS = \
 	src/upload.o \
 	src/queue.o \
 	src/worker.o
+# The version of the SQL objects this library works with: the control
+# file's default_version.  The worker waits while the database has another.
+EXTVERSION := $(shell sed -n "s/^default_version *= *'\\(.*\\)'/\\1/p" $(EXTENSION).control)
 DATA = shopping_upload--1.0.sql shopping_upload--1.1.sql shopping_upload--1.0--1.1.sql
 PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 
@@ -28,16 +31,22 @@ ISOLATION_OPTS = --load-extension=shopping_upload
 # scripts/ pass PG_CONFIG=/usr/lib/postgresql/NN/bin/pg_config, the server they
 # test (on Debian /usr/bin/pg_config is a wrapper for the newest one
 # installed).  By hand: pg_config from PATH, else the newest Debian one.
-ifndef PG_CONFIG
-PG_CONFIG := $(shell command -v pg_config 2>/dev/null || ls -v /usr/lib/postgresql/*/bin/pg_config 2>/dev/null | tail -n 1)
+PG_CONFIG ?= pg_config
+ifeq ($(shell command -v $(PG_CONFIG) 2>/dev/null),)
+PG_CONFIG := $(lastword $(shell ls -v /usr/lib/postgresql/*/bin/pg_config 2>/dev/null))
 endif
 PKG_CONFIG ?= pkg-config
 
 # PostgreSQL's headers are not -Wextra clean: read them as system headers so
 # that -Wall -Wextra speaks of our code only.
-PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server) \
+PG_CPPFLAGS = -DSU_EXTVERSION='"$(EXTVERSION)"' \
+	-isystem $(shell $(PG_CONFIG) --includedir-server) \
 	$(shell $(PKG_CONFIG) --cflags json-c libcurl)
 PG_CFLAGS = -Wall -Wextra
+# CI and the scripts build with WERROR=1: a warning fails the build
+ifdef WERROR
+PG_CFLAGS += -Werror
+endif
 SHLIB_LINK = $(shell $(PKG_CONFIG) --libs json-c libcurl)
 
 # rebuild an object when a header it includes changes

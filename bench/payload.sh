@@ -23,7 +23,8 @@
 # long-lived session, as an application's connection would.
 set -euo pipefail
 
-PG_BIN=/usr/lib/postgresql/15/bin
+# the major this Debian suite ships (scripts/pg_major.sh), unless PG_BIN is set
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/$(. "$(dirname "$0")/../scripts/pg_major.sh" && su_pg_major)/bin}
 REPS=5
 N=${1:-1000}
 

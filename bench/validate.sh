@@ -15,7 +15,8 @@
 # PL/pgSQL loop, after a warm-up call), the payload built beforehand.
 set -euo pipefail
 
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# the major this Debian suite ships (scripts/pg_major.sh), unless PG_BIN is set
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/$(. "$(dirname "$0")/../scripts/pg_major.sh" && su_pg_major)/bin}
 case ${1:-} in
 	-h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac

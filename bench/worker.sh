@@ -19,7 +19,7 @@
 #   TPS_SECONDS=30    length of each of those runs
 #   NGINX_WORKERS=    nginx worker_processes; default: the number of cores
 #   TIMEOUT=150       seconds a backlog or a drain may take before giving up
-#   PG_BIN=/usr/lib/postgresql/15/bin   the PostgreSQL (and extension) to measure
+#   PG_BIN=/usr/lib/postgresql/NN/bin   the PostgreSQL (and extension) to measure
 #   BENCH_LEGACY_SECRET=1   also set shopping_upload.secret in postgresql.conf,
 #                     for builds before secret_file (1.0), to compare them
 #
@@ -92,7 +92,8 @@
 # The end: one summary table in markdown.
 set -euo pipefail
 
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# the major this Debian suite ships (scripts/pg_major.sh), unless PG_BIN is set
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/$(. "$(dirname "$0")/../scripts/pg_major.sh" && su_pg_major)/bin}
 CORES=$(nproc)
 BACKLOG=${BACKLOG:-50000}
 WRK_SECONDS=${WRK_SECONDS:-10}

@@ -51,7 +51,7 @@ build_and_install() {
 	tar -C "$src" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude='*.d' \
 		-cf - . | tar -C "$dst" -xf -
 	chown -R "$PG_USER" "$dst"
-	as_pg make -C "$dst" -s PG_CONFIG="$PG_CONFIG" >"$dst/build.log" 2>&1 || {
+	as_pg make -C "$dst" -s PG_CONFIG="$PG_CONFIG" WERROR=1 >"$dst/build.log" 2>&1 || {
 		cat "$dst/build.log" >&2
 		return 1
 	}

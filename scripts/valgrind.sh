@@ -48,7 +48,8 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-sys_pg_config=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+. "$here/scripts/pg_major.sh"
+sys_pg_config=${PG_CONFIG:-/usr/lib/postgresql/$(su_pg_major)/bin/pg_config}
 suites=${VALGRIND_SUITES:-regress isolation tap}
 tap_tests=${VALGRIND_TAP_TESTS:-t/001_sync_upload.pl t/002_worker.pl t/003_dump.pl}
 started=$(date +%s)

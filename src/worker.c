@@ -36,8 +36,10 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/genam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
@@ -51,6 +53,8 @@
 #include "storage/proc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/resowner.h"
 #include "utils/memutils.h"
@@ -68,6 +72,10 @@
 
 PGDLLEXPORT void su_launcher_main(Datum arg);
 PGDLLEXPORT void su_worker_main(Datum arg);
+
+#ifndef SU_EXTVERSION
+#error "SU_EXTVERSION (the control file's default_version) is set by the Makefile"
+#endif
 
 #define CLAIM_MAX			500
 #define MAX_APPS			64
@@ -433,16 +441,54 @@ reload_settings(void)
 	claim_wanted = true;
 }
 
-static bool
-extension_exists(void)
+/*
+ * The version of the extension installed in the worker's database, in the
+ * caller's memory context; NULL when it is not installed.
+ */
+static char *
+installed_version(void)
 {
-	bool		exists;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *version = NULL;
+	MemoryContext caller = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	exists = OidIsValid(get_extension_oid("shopping_upload", true));
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("shopping_upload"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = MemoryContextStrdup(caller, TextDatumGetCString(d));
+		else
+			version = MemoryContextStrdup(caller, "");
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
-	return exists;
+	MemoryContextSwitchTo(caller);
+	return version;
+}
+
+/*
+ * Is the extension installed, in the version of this library?  Its plans
+ * name the tables and columns of that version only.
+ */
+static bool
+extension_matches(char **version)
+{
+	*version = installed_version();
+	return *version != NULL && strcmp(*version, SU_EXTVERSION) == 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -893,26 +939,45 @@ drop_all(void)
 static void
 wait_for_extension(bool at_start)
 {
-	bool		said = false;
+	char	   *version;
+	char	   *said = NULL;	/* the version the last log line named */
 
-	if (!at_start && extension_exists())
+	if (!at_start && extension_matches(&version))
 	{
 		extension_ready = true;
 		return;
 	}
 	if (!at_start)
 		drop_all();
-	while (!extension_exists())
+	while (!extension_matches(&version))
 	{
-		if (!said)
-			ereport(LOG,
-					(errmsg("shopping_upload worker: waiting for CREATE EXTENSION shopping_upload in database \"%s\"",
-							su_database_name)));
-		said = true;
+		/* one line per state seen, not one per poll */
+		if (said == NULL || strcmp(said, version ? version : "") != 0)
+		{
+			if (version == NULL)
+				ereport(LOG,
+						(errmsg("shopping_upload worker: waiting for CREATE EXTENSION shopping_upload in database \"%s\"",
+								su_database_name)));
+			else
+				ereport(LOG,
+						(errmsg("shopping_upload worker: database \"%s\" has shopping_upload version %s, this library is version %s: waiting for ALTER EXTENSION shopping_upload UPDATE",
+								su_database_name, version, SU_EXTVERSION),
+						 errhint("Run ALTER EXTENSION shopping_upload UPDATE in database \"%s\"; nothing is uploaded until the versions agree.",
+								 su_database_name)));
+			if (said)
+				pfree(said);
+			said = MemoryContextStrdup(TopMemoryContext, version ? version : "");
+		}
+		if (version)
+			pfree(version);
 		worker_wait(5000);
 		CHECK_FOR_INTERRUPTS();
 		reload_settings();
 	}
+	if (version)
+		pfree(version);
+	if (said)
+		pfree(said);
 	begin_txn("recovering");
 	su_queue_recover();
 	commit_txn();
