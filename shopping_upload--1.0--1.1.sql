@@ -34,6 +34,7 @@ COMMENT ON FUNCTION audit_rows_deleted() IS
 'Audit rows the worker deleted past shopping_upload.audit_retention since the server started';
 
 /* a count, for the stats view of whoever may read it */
+REVOKE ALL ON FUNCTION audit_rows_deleted() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit_rows_deleted() TO PUBLIC;
 
 CREATE OR REPLACE VIEW stats AS

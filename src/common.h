@@ -43,6 +43,8 @@ extern SuShared *su_shared;
  * filled on first use.  cursor_options as for SPI_prepare_cursor.
  */
 struct _SPI_plan;
+extern char *su_installed_version(MemoryContext cxt);
+extern void su_require_extension_version(void);
 extern struct _SPI_plan *su_kept_plan(struct _SPI_plan **cache, const char *sql,
 									  int nargs, Oid *argtypes, int cursor_options);
 

@@ -138,6 +138,8 @@ su_validate_order_sql(PG_FUNCTION_ARGS)
 	json_object *payload;
 	char	   *appid;
 
+	su_require_extension_version();
+
 	SPI_connect();
 	payload = su_build_payload(order_id, GetCurrentTimestamp(), &appid, false);
 	validate_into(fcinfo, payload, appid);
@@ -156,6 +158,8 @@ su_build_payload_sql(PG_FUNCTION_ARGS)
 	json_object *payload;
 	Datum		result;
 
+	su_require_extension_version();
+
 	SPI_connect();
 	payload = su_build_payload(order_id, GetCurrentTimestamp(), NULL, false);
 	MemoryContextSwitchTo(caller);
@@ -173,6 +177,8 @@ su_import_order_sql(PG_FUNCTION_ARGS)
 	json_object *payload;
 	char	   *appid = NULL;
 	int64		order_id;
+
+	su_require_extension_version();
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -201,6 +207,8 @@ su_upload_shopping_info_sql(PG_FUNCTION_ARGS)
 	bool		nulls[4] = {false, false, false, false};
 	SuUpload	u;
 	HeapTuple	tup;
+
+	su_require_extension_version();
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -234,6 +242,8 @@ su_set_access_token_sql(PG_FUNCTION_ARGS)
 	TimestampTz expires_at = PG_GETARG_TIMESTAMPTZ(2);
 	Oid			types[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[3];
+
+	su_require_extension_version();
 
 	if (appid[0] == '\0' || token[0] == '\0')
 		ereport(ERROR,
@@ -270,6 +280,8 @@ su_token_cache_sql(PG_FUNCTION_ARGS)
 	int			n = su_token_snapshot(snap);
 	TimestampTz now = GetCurrentTimestamp();
 
+	su_require_extension_version();
+
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < n; i++)
 	{
@@ -299,6 +311,8 @@ su_enqueue_sql(PG_FUNCTION_ARGS)
 	int64		order_id = PG_GETARG_INT64(0);
 	bool		found;
 
+	su_require_extension_version();
+
 	SPI_connect();
 	found = su_queue_order(order_id);
 	SPI_finish();
@@ -318,6 +332,8 @@ su_requeue_sql(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
 	uint64		n;
+
+	su_require_extension_version();
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -358,6 +374,8 @@ su_claim_sql(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SuClaim    *claims;
 	int			n;
+
+	su_require_extension_version();
 
 	if (max < 1 || max > 10000)
 		ereport(ERROR,

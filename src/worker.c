@@ -36,10 +36,8 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "access/genam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
-#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
@@ -53,8 +51,6 @@
 #include "storage/proc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
-#include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/resowner.h"
 #include "utils/memutils.h"
@@ -72,10 +68,6 @@
 
 PGDLLEXPORT void su_launcher_main(Datum arg);
 PGDLLEXPORT void su_worker_main(Datum arg);
-
-#ifndef SU_EXTVERSION
-#error "SU_EXTVERSION (the control file's default_version) is set by the Makefile"
-#endif
 
 #define CLAIM_MAX			500
 #define MAX_APPS			64
@@ -441,40 +433,16 @@ reload_settings(void)
 	claim_wanted = true;
 }
 
-/*
- * The version of the extension installed in the worker's database, in the
- * caller's memory context; NULL when it is not installed.
- */
+/* the extension's version in the worker's database, or NULL */
 static char *
 installed_version(void)
 {
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	char	   *version = NULL;
+	char	   *version;
 	MemoryContext caller = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("shopping_upload"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			version = MemoryContextStrdup(caller, TextDatumGetCString(d));
-		else
-			version = MemoryContextStrdup(caller, "");
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
+	version = su_installed_version(caller);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);
 	return version;
