@@ -132,8 +132,14 @@ su_queue_next_state(SuUpload *u, TimestampTz now, TimestampTz *next)
 	return "rejected";
 }
 
+/*
+ * Records the outcome of n attempts in their orders' states; recorded[i]
+ * says which were.  earliest (NULL: not wanted; 0: none yet) is lowered to
+ * the soonest next attempt among the rows written: a retry, or an order
+ * that changed while in flight and is due again at once.
+ */
 int
-su_queue_record(SuUpload **us, int n, bool *recorded)
+su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 {
 	static SPIPlanPtr exists_plan = NULL;
 	Oid			types[7] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
@@ -191,7 +197,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded)
 				 "  AS u(order_id, version, state, next, ok, errcode, errmsg), l"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
-				 " RETURNING s.order_id",
+				 " RETURNING s.order_id, s.next_attempt_at",
 				 7, types, 0);
 	for (int i = 0; i < n; i++)
 	{
@@ -226,6 +232,12 @@ su_queue_record(SuUpload **us, int n, bool *recorded)
 	{
 		bool		isnull;
 		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+		Datum		next = SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &isnull);
+
+		/* when the queue next holds a due order of these: a retry, a change */
+		if (earliest && !isnull &&
+			(*earliest == 0 || DatumGetTimestampTz(next) < *earliest))
+			*earliest = DatumGetTimestampTz(next);
 
 		for (int i = 0; i < n; i++)
 			if (!recorded[i] && us[i]->order_id == id)
@@ -645,11 +657,14 @@ su_queue_claim(int max, SuClaim *out)
 	Datum		args[2] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s)};
 	bool		isnull;
 
+	/*
+	 * One plan whatever the queue's size or $1 (a generic one, planned
+	 * once): the due orders' ids from the partial index, then their rows by
+	 * primary key.  A join with the due rows would be re-planned at every
+	 * claim, its cost depending on $1.
+	 */
 	su_kept_plan(&claim_plan,
-				 "WITH due AS (SELECT order_id FROM " SU_SCHEMA ".order_state"
-				 "  WHERE next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-				 "  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-				 " UPDATE " SU_SCHEMA ".order_state s SET state = 'uploading',"
+				 "UPDATE " SU_SCHEMA ".order_state s SET state = 'uploading',"
 				 " next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
 				 "  pg_catalog.make_interval(secs => $2),"
 				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
@@ -657,9 +672,12 @@ su_queue_claim(int max, SuClaim *out)
 				 "  pg_catalog.clock_timestamp()),"
 				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
 				 " updated_at = pg_catalog.now()"
-				 " FROM due WHERE s.order_id OPERATOR(pg_catalog.=) due.order_id"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				 "  SELECT d.order_id FROM " SU_SCHEMA ".order_state d"
+				 "  WHERE d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
-				 2, types, 0);
+				 2, types, CURSOR_OPT_GENERIC_PLAN);
 	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim orders");
 	for (uint64 i = 0; i < SPI_processed; i++)

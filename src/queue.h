@@ -27,7 +27,8 @@ extern TimestampTz su_queue_begin(int64 order_id, int64 *version, int *attempt);
  * recorded, or when its state is gone with the order.  Returns how many are
  * true.
  */
-extern int	su_queue_record(SuUpload **us, int n, bool *recorded);
+extern int	su_queue_record(SuUpload **us, int n, bool *recorded,
+							TimestampTz *earliest);
 
 /* When an order whose attempt ended so goes next, and in which state. */
 extern const char *su_queue_next_state(SuUpload *u, TimestampTz now,

@@ -214,10 +214,11 @@ su_define_settings(bool preload)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.claim_interval",
-							"Least time between two claims of the worker.",
+							"Least time between two claims of the worker, but in a backlog.",
 							"Orders committed within it are claimed, built and recorded "
-							"together; it adds at most this much latency.",
-							&su_claim_interval_ms, 2, 0, 1000,
+							"together; it adds at most this much latency. A backlog is "
+							"claimed as fast as answers make room.",
+							&su_claim_interval_ms, 20, 0, 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.audit_retention",

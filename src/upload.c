@@ -259,7 +259,7 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	if (!prepared)
 	{
 		su_audit_insert(&u, 1);
-		(void) su_queue_record(&u, 1, &recorded);
+		(void) su_queue_record(&u, 1, &recorded, NULL);
 		su_queue_unnote(order_id);
 		su_queue_wake_at_commit();
 		return;
@@ -290,7 +290,7 @@ su_upload_sync(int64 order_id, SuUpload *u)
 			break;
 	}
 	/* this transaction holds the order's state: it is recorded */
-	(void) su_queue_record(&u, 1, &recorded);
+	(void) su_queue_record(&u, 1, &recorded, NULL);
 	/* a retry or a hold is the worker's to plan: it learns of it at commit */
 	if (u->cls != SU_CLASS_OK)
 		su_queue_wake_at_commit();

@@ -260,6 +260,7 @@ static int	n_ready = 0;
 static int	n_inflight = 0;
 
 static bool claim_wanted = true;	/* the queue may hold due orders */
+static bool backlog = false;	/* the last claim took all it asked for */
 static bool rate_limited = false;	/* a ready order waits for its rate */
 static bool extension_ready = false;	/* checked since the last error */
 static TimestampTz last_claim = 0;	/* when the last claim ran */
@@ -551,16 +552,26 @@ step_claim(TimestampTz now)
 	int			room = su_max_inflight - n_inflight - n_ready;
 	int			want;
 
+	if (room <= 0 || !(claim_wanted || (next_due != 0 && now >= next_due)))
+		return;
+
 	/*
-	 * Claims are at least claim_interval apart: under a stream of small
-	 * transactions, the orders of several go in one batch.
+	 * A backlog is claimed as fast as room is made, in batches of at least a
+	 * quarter of max_inflight.  Otherwise claims are claim_interval apart:
+	 * orders committed one at a time travel in batches, a claim and a record
+	 * transaction for several (the first after a quiet spell goes at once).
 	 */
-	if (room <= 0 || !(claim_wanted || (next_due != 0 && now >= next_due)) ||
-		now - last_claim < su_claim_interval_ms * (int64) 1000)
+	if (backlog)
+	{
+		if (room < Max(1, su_max_inflight / 4) && n_inflight + n_ready > 0)
+			return;
+	}
+	else if (now - last_claim < su_claim_interval_ms * (int64) 1000)
 		return;
 	want = Min(room, CLAIM_MAX);
 	last_claim = now;
-	claim_wanted = (claim(want) == want);
+	backlog = (claim(want) == want);
+	claim_wanted = backlog;
 }
 
 /* a token for the appid, fetching one (with its credentials) if needed */
@@ -674,10 +685,13 @@ record_flights(Flight **flights, int n, bool *recorded)
 	SuUpload  **all = palloc(sizeof(SuUpload *) * n);
 	SuUpload  **attempted = palloc(sizeof(SuUpload *) * n);
 	int			n_attempted = 0;
+	TimestampTz earliest = 0;
 
 	for (int i = 0; i < n; i++)
 		all[i] = &flights[i]->u;
-	(void) su_queue_record(all, n, recorded);
+	(void) su_queue_record(all, n, recorded, &earliest);
+	if (earliest != 0 && (next_due == 0 || earliest < next_due))
+		next_due = earliest;
 	for (int i = 0; i < n; i++)
 		if (recorded[i] && flights[i]->attempted)
 			attempted[n_attempted++] = all[i];
@@ -822,7 +836,9 @@ step_record(TimestampTz now)
 	next_record = drop_recorded(flights, n, recorded) < n ?
 		TimestampTzPlusMilliseconds(now, RECORD_RETRY_MS) : 0;
 	done_since = 0;
-	claim_wanted = true;		/* retries may be due; room was made */
+	/* room was made for a backlog; retries and changed orders set next_due */
+	if (backlog)
+		claim_wanted = true;
 }
 
 /* Deletes audit rows past retention, a bounded time a round. */
@@ -850,7 +866,14 @@ step_wait(void)
 	long		curl_ms = su_http_timeout(client);
 	long		timeout_ms;
 
-	if (su_max_inflight - n_inflight - n_ready > 0)
+	if (backlog)
+	{
+		/* room is made by answers: libcurl's sockets wake us */
+		if (su_max_inflight - n_inflight - n_ready >= Max(1, su_max_inflight / 4) ||
+			n_inflight + n_ready == 0)
+			wake = now;
+	}
+	else if (su_max_inflight - n_inflight - n_ready > 0)
 	{
 		if (claim_wanted)
 			wake = last_claim + su_claim_interval_ms * (int64) 1000;
