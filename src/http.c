@@ -25,6 +25,7 @@
 #include "http.h"
 
 #define SU_HTTP_MAX_RESPONSE (4 * 1024 * 1024)
+#define SU_HTTP_SPARE 64		/* easy handles kept for reuse */
 #define lengthof_events(a) ((int) (sizeof(a) / sizeof((a)[0])))
 
 struct SuHttpClient
@@ -36,6 +37,8 @@ struct SuHttpClient
 	int			running;		/* started, not yet finished */
 	SuHttpRequest *done_head;
 	SuHttpRequest *done_tail;
+	CURL	   *spare[SU_HTTP_SPARE];	/* finished handles, reset, for reuse */
+	int			n_spare;
 };
 
 static SuHttpClient *the_client = NULL;
@@ -57,19 +60,27 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	struct epoll_event ev;
 
 	(void) easy;
-	(void) socketp;
 	if (what == CURL_POLL_REMOVE)
 	{
 		(void) epoll_ctl(c->epfd, EPOLL_CTL_DEL, s, NULL);
+		curl_multi_assign(c->multi, s, NULL);
 		return 0;
 	}
 	memset(&ev, 0, sizeof(ev));
 	ev.data.fd = s;
 	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
 		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-	if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev) != 0 &&
-		(errno != ENOENT || epoll_ctl(c->epfd, EPOLL_CTL_ADD, s, &ev) != 0))
+
+	/*
+	 * socketp is non-NULL once the socket is in the epoll set (libcurl
+	 * keeps it per socket): one epoll_ctl per change, none that fails.
+	 */
+	if (socketp != NULL)
+		return epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev) == 0 ? 0 : -1;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, s, &ev) != 0 &&
+		(errno != EEXIST || epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev) != 0))
 		return -1;
+	curl_multi_assign(c->multi, s, c);
 	return 0;
 }
 
@@ -193,7 +204,9 @@ su_http_start(SuHttpClient *client, SuHttpRequest *req)
 	req->duration_ms = 0;
 	req->next_done = NULL;
 
-	if (client == NULL || (e = curl_easy_init()) == NULL)
+	if (client != NULL && client->n_spare > 0)
+		e = client->spare[--client->n_spare];
+	else if (client == NULL || (e = curl_easy_init()) == NULL)
 	{
 		fail(req, CURLE_FAILED_INIT, "%s", "could not initialize libcurl");
 		return false;
@@ -306,7 +319,14 @@ finish(SuHttpClient *client, CURL *e, CURLcode rc)
 		describe(req, rc, detail, connect_us > 0);
 	}
 	curl_multi_remove_handle(client->multi, e);
-	curl_easy_cleanup(e);
+	/* kept for the next request: its options are set again there */
+	if (client->n_spare < SU_HTTP_SPARE)
+	{
+		curl_easy_reset(e);
+		client->spare[client->n_spare++] = e;
+	}
+	else
+		curl_easy_cleanup(e);
 	req->easy = NULL;
 	req->done = true;
 	client->running--;
