@@ -73,13 +73,18 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 
 	/*
 	 * socketp is non-NULL once the socket is in the epoll set (libcurl
-	 * keeps it per socket): one epoll_ctl per change, none that fails.
+	 * keeps it per socket): one epoll_ctl per change in the usual case.
+	 * Whatever the kernel says, the answer to libcurl is 0: -1 would stop
+	 * the multi handle for good.  A socket that could not be watched still
+	 * ends, by libcurl's timer (the request's timeout).
 	 */
 	if (socketp != NULL)
-		return epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev) == 0 ? 0 : -1;
-	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, s, &ev) != 0 &&
-		(errno != EEXIST || epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev) != 0))
-		return -1;
+	{
+		if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev) == 0 || errno != ENOENT)
+			return 0;
+	}
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+		(void) epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev);
 	curl_multi_assign(c->multi, s, c);
 	return 0;
 }

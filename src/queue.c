@@ -702,7 +702,8 @@ su_queue_next_due(void)
 	su_kept_plan(&due_plan,
 				 "SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".order_state",
 				 0, NULL, 0);
-	if (SPI_execute_plan(due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
+	/* not read-only: a new snapshot, that sees the claim just made */
+	if (SPI_execute_plan(due_plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);

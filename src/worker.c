@@ -76,6 +76,7 @@ PGDLLEXPORT void su_worker_main(Datum arg);
 #define RECORD_RETRY_MS		20	/* answers whose state row was held */
 #define RECORD_BATCH		64	/* answers recorded in one transaction */
 #define ERROR_PAUSE_MS		1000	/* after an error */
+#define LOCKED_RETRY_MS		100 /* a due order another transaction holds */
 
 /* the worker's latch, published for the backends that wake it */
 static void
@@ -551,6 +552,7 @@ step_claim(TimestampTz now)
 {
 	int			room = su_max_inflight - n_inflight - n_ready;
 	int			want;
+	int			got;
 
 	if (room <= 0 || !(claim_wanted || (next_due != 0 && now >= next_due)))
 		return;
@@ -570,8 +572,18 @@ step_claim(TimestampTz now)
 		return;
 	want = Min(room, CLAIM_MAX);
 	last_claim = now;
-	backlog = (claim(want) == want);
-	claim_wanted = backlog;
+	got = claim(want);
+	/* a full claim of a few, when little room was left, is no backlog */
+	backlog = (got == want && want >= Max(1, su_max_inflight / 4));
+	claim_wanted = (got == want);
+
+	/*
+	 * A due order the claim skipped is held by another transaction (one
+	 * that called upload_shopping_info(), say): look again in a while, not
+	 * at every claim_interval.
+	 */
+	if (got < want && next_due != 0 && next_due <= now)
+		next_due = TimestampTzPlusMilliseconds(now, LOCKED_RETRY_MS);
 }
 
 /* a token for the appid, fetching one (with its credentials) if needed */
@@ -935,6 +947,7 @@ wait_for_extension(bool at_start)
 
 	if (!at_start && extension_matches(&version))
 	{
+		pfree(version);
 		extension_ready = true;
 		return;
 	}
