@@ -360,7 +360,7 @@ package_roots() {
 			chmod 644 "$root/tmp/$deb"
 			t0=$(date +%s)
 			run_in "$suite" "$logs/$suite.install.log" \
-				"{ apt-get update -qq && apt-get install -y -q ./$deb; } >/tmp/apt-install.log 2>&1 ||
+				"(cd /tmp && apt-get update -qq && apt-get install -y -q ./$deb) >/tmp/apt-install.log 2>&1 ||
 					{ cat /tmp/apt-install.log; echo 'apt-get install ./$deb failed'; exit 1; }
 				 echo 'apt-get install ./$deb: done'
 				 SU_INSTALLED=1 bash scripts/demo.sh"
