@@ -182,11 +182,15 @@ join_by() {						# join_by SEP WORD...
 	printf '%s' "$out"
 }
 
-# make_root SUITE NAME: a fresh root in $root, made as described above, this
-# tree in /root/shopping_upload; NAME names its logs.  Notes go to $notes
-# (the caller's array).  On failure prints why, tears it down and returns 1.
+# make_root SUITE NAME [WHAT]: a fresh root in $root, made as described above,
+# this tree in /root/shopping_upload; NAME names it in messages and logs.
+# Notes ("WHAT made in N s"; WHAT default "root") go to $notes (the caller's
+# array).  On failure prints why, tears it down and returns 1.
 make_root() {
-	local suite=$1 name=$2 t0 t vu cdir=$cache/$1
+	local suite=$1 name=$2 t0 t vu cdir=$cache/$1 key
+	key=${name//[^A-Za-z0-9_.-]/-}
+	key=${key//--/-}
+	key=${key%-}
 	mkdir -p "$cdir/debootstrap" "$cdir/apt"
 	root=$(mktemp -d "$tmp/shopping_upload-root-$suite.XXXXXX")
 	echo $$ >"$root.pid"
@@ -198,15 +202,15 @@ make_root() {
 	echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/shopping_upload-roots"
 	# one debootstrap at a time per cache folder
 	if ! flock "$cdir/debootstrap" debootstrap --variant=minbase --cache-dir="$cdir/debootstrap" \
-		"$suite" "$root" "$mirror" >"$logs/$name.debootstrap.log" 2>&1; then
-		tail -n 30 "$logs/$name.debootstrap.log" | sed "s/^/[$suite] /"
+		"$suite" "$root" "$mirror" >"$logs/$key.debootstrap.log" 2>&1; then
+		tail -n 30 "$logs/$key.debootstrap.log" | sed "s/^/[$suite] /"
 		echo "== $name: debootstrap failed in $(($(date +%s) - t0)) s"
 		teardown
 		return 1
 	fi
 	t=$(($(date +%s) - t0))
 	echo "== $name: made in $t s"
-	notes+=("root made in $t s")
+	notes+=("${3:-root} made in $t s")
 	# services are installed, not started, in a chroot
 	printf '#!/bin/sh\n# roots.sh: no service starts in this chroot\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 	chmod 755 "$root/usr/sbin/policy-rc.d"
@@ -337,7 +341,7 @@ package_roots() {
 	local pkgdir=$logs/package-$suite
 	mkdir -p "$pkgdir"
 	state=
-	if ! make_root "$suite" "package $suite (build root)"; then
+	if ! make_root "$suite" "package $suite (build root)" "build root"; then
 		state="FAILED: debootstrap of the build root"
 	else
 		t0=$(date +%s)
@@ -352,7 +356,7 @@ package_roots() {
 		teardown
 	fi
 	if [ -z "$state" ]; then
-		if ! make_root "$suite" "package $suite (install root)"; then
+		if ! make_root "$suite" "package $suite (install root)" "install root"; then
 			state="FAILED: debootstrap of the install root"
 		else
 			# in /tmp, where apt's unprivileged downloader may read it
