@@ -50,7 +50,8 @@
 #   ROOTS_SOAK_SECONDS, ROOTS_FUZZ_SECONDS  SOAK_SECONDS and FUZZ_SECONDS given
 #                       to test.sh in the roots (default 20 each: shorter than
 #                       test.sh's own defaults, to keep CI short; empty: the
-#                       defaults)
+#                       defaults).  SOAK_SECONDS below 20 fails t/004_soak.pl,
+#                       which refuses it (one failure in "tap")
 #   ROOTS_MIRROR        the Debian mirror (default: the one of this machine's
 #                       apt sources, else http://deb.debian.org/debian)
 #   ROOTS_CACHE         caches (default /var/cache/shopping_upload-roots):
