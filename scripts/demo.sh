@@ -5,11 +5,22 @@
 # an order imported, validated, built and uploaded: once by hand with
 # upload_shopping_info(), once by the background worker after a plain
 # INSERT-and-COMMIT.  Everything it started is stopped at the end.
+#
+# SU_INSTALLED=1: the extension is already installed (the Debian package
+# postgresql-NN-shopping-upload of scripts/package.sh, say): nothing is built;
+# as root only the server, python3, openssl and ca-certificates are installed
+# (scripts/deps.sh --installed), and the demo stops at once unless
+# $(pg_config --sharedir)/extension/shopping_upload.control is there.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+installed=${SU_INSTALLED:-0}
 if [ "$(id -u)" = 0 ]; then
-	bash "$here/scripts/deps.sh"
+	if [ "$installed" = 1 ]; then
+		bash "$here/scripts/deps.sh" --installed
+	else
+		bash "$here/scripts/deps.sh"
+	fi
 fi
 . "$here/scripts/lib.sh"
 
@@ -26,8 +37,18 @@ trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "Building and installing shopping_upload"
-build_and_install "$here" "$work/tree"
+if [ "$installed" = 1 ]; then
+	control=$("$PG_CONFIG" --sharedir)/extension/shopping_upload.control
+	say "Using the shopping_upload installed for PostgreSQL $PG_MAJOR_VERSION (nothing is built)"
+	if [ ! -f "$control" ]; then
+		echo "demo.sh: SU_INSTALLED=1 but there is no $control: install postgresql-$PG_MAJOR_VERSION-shopping-upload first" >&2
+		exit 1
+	fi
+	echo "$control: $(sed -n "s/^default_version *= *//p" "$control")"
+else
+	say "Building and installing shopping_upload"
+	build_and_install "$here" "$work/tree"
+fi
 
 say "Starting the stand-in WeChat server on 127.0.0.1"
 python3 "$here/test/wechat_stub.py" --port 0 --port-file "$work/stub.port" \

@@ -11,7 +11,24 @@
 # 80) where services can start; the tests use neither (their clusters run on
 # Unix sockets in temporary folders, their nginx on ports of their own) and
 # leave both as Debian made them.
+#
+#   bash scripts/deps.sh --installed
+#
+# only what runs the demo and scripts/system_ca_check.sh against an extension
+# already installed (the Debian package of scripts/package.sh): the server
+# (postgresql-NN, its pg_config is in postgresql-client-NN), python3 for the
+# stand-in, openssl and ca-certificates; no headers, compilers or test tools.
 set -euo pipefail
+
+mode=all
+case ${1:-} in
+'') ;;
+--installed) mode=installed ;;
+*)
+	echo "usage: deps.sh [--installed]" >&2
+	exit 2
+	;;
+esac
 
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/pg_major.sh"
@@ -46,16 +63,20 @@ if ! major=$(su_pg_major 2>"$log"); then
 	fi
 fi
 
-packages=(
-	# (pgbench is part of postgresql-NN: postgresql-contrib is only a name
-	# for it, a virtual one from trixie on)
-	"postgresql-$major" "postgresql-server-dev-$major"
-	libcurl4-openssl-dev libjson-c-dev pkg-config make gcc
-	libipc-run-perl openssl python3 curl ca-certificates nginx-light wrk
-	# the fuzzer (test/fuzz): clang and libFuzzer's runtime, the versions
-	# that are this suite's default (bookworm: clang-14, libclang-rt-14-dev)
-	clang libclang-rt-dev
-)
+if [ "$mode" = installed ]; then
+	packages=("postgresql-$major" python3 openssl ca-certificates)
+else
+	packages=(
+		# (pgbench is part of postgresql-NN: postgresql-contrib is only a name
+		# for it, a virtual one from trixie on)
+		"postgresql-$major" "postgresql-server-dev-$major"
+		libcurl4-openssl-dev libjson-c-dev pkg-config make gcc
+		libipc-run-perl openssl python3 curl ca-certificates nginx-light wrk
+		# the fuzzer (test/fuzz): clang and libFuzzer's runtime, the versions
+		# that are this suite's default (bookworm: clang-14, libclang-rt-14-dev)
+		clang libclang-rt-dev
+	)
+fi
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
