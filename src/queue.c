@@ -442,10 +442,12 @@ queue_noted(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	/*
-	 * The plans are kept, and generic: the OFFSET 0 fences make them look
-	 * each order up by its key, whatever the tables' size was when they
-	 * were made (a join planned on a small table would scan it whole
-	 * at every commit as it grows).
+	 * The plans are kept, and generic (planned once per backend: left to
+	 * choose, the plan cache would plan anew at every commit, a custom plan
+	 * for the array's size looking cheaper than the generic one): the
+	 * OFFSET 0 fences make them look each order up by its key, whatever the
+	 * tables' size was when they were made (a join planned on a small table
+	 * would scan it whole at every commit as it grows).
 	 *
 	 * An order in flight keeps its lease: the worker sends the new version
 	 * once the answer to the old one is in (su_queue_record), so that one
@@ -465,14 +467,14 @@ queue_noted(void)
 				 "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
 				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
 				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
-				 1, types, 0);
+				 1, types, CURSOR_OPT_GENERIC_PLAN);
 #undef IN_FLIGHT
 	su_kept_plan(&forget_plan,
 				 "DELETE FROM " SU_SCHEMA ".order_state s"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
 				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
 				 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
-				 1, types, 0);
+				 1, types, CURSOR_OPT_GENERIC_PLAN);
 	if (truncated &&
 		SPI_execute("DELETE FROM " SU_SCHEMA ".order_state s WHERE NOT EXISTS"
 					" (SELECT FROM " SU_SCHEMA ".orders o"
