@@ -57,7 +57,8 @@ include $(PGXS)
 
 # The validator is pure C + json-c: its unit test needs no server.
 UNIT_CFLAGS = -Wall -Wextra -Werror -O1 -Isrc $(shell $(PKG_CONFIG) --cflags json-c)
-test/unit/test_validate: test/unit/test_validate.c src/validate.c src/validate.h src/errcodes.h
+test/unit/test_validate: test/unit/test_validate.c src/validate.c src/validate.h \
+		src/validate_internal.h src/errcodes.h
 	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_validate.c src/validate.c \
 		$(shell $(PKG_CONFIG) --libs json-c)
 
