@@ -9,6 +9,7 @@ OBJS = \
 	src/payload.o \
 	src/validate.o \
 	src/validate_shipping.o \
+	src/shipping.o \
 	src/functions.o \
 	src/http.o \
 	src/http_sync.o \
@@ -23,7 +24,7 @@ EXTVERSION := $(shell sed -n "s/^default_version *= *'\\(.*\\)'/\\1/p" $(EXTENSI
 DATA = shopping_upload--1.0.sql shopping_upload--1.1.sql shopping_upload--1.0--1.1.sql
 PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 
-REGRESS = foundation validate queue security
+REGRESS = foundation validate queue security shipping
 REGRESS_OPTS = --load-extension=shopping_upload
 TAP_TESTS = 1
 ISOLATION = claim queue_race
