@@ -397,14 +397,15 @@ COMMENT ON VIEW stats IS
 SELECT pg_catalog.pg_extension_config_dump('orders', '');
 SELECT pg_catalog.pg_extension_config_dump('sub_orders', '');
 SELECT pg_catalog.pg_extension_config_dump('items', '');
-SELECT pg_catalog.pg_extension_config_dump('shippings', '');
-SELECT pg_catalog.pg_extension_config_dump('shipments', '');
-SELECT pg_catalog.pg_extension_config_dump('shipment_items', '');
 SELECT pg_catalog.pg_extension_config_dump('order_state', '');
 SELECT pg_catalog.pg_extension_config_dump('audit', '');
 SELECT pg_catalog.pg_extension_config_dump('accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('orders_order_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('audit_audit_id_seq', '');
+/* added in 1.1 (last, as the update adds them) */
+SELECT pg_catalog.pg_extension_config_dump('shippings', '');
+SELECT pg_catalog.pg_extension_config_dump('shipments', '');
+SELECT pg_catalog.pg_extension_config_dump('shipment_items', '');
 
 /* Nothing is granted to PUBLIC: see README, "Privileges". */
 REVOKE ALL ON ALL TABLES IN SCHEMA shopping_upload FROM PUBLIC;
