@@ -8,6 +8,8 @@ OBJS = \
 	src/json_util.o \
 	src/payload.o \
 	src/validate.o \
+	src/validate_shipping.o \
+	src/shipping.o \
 	src/functions.o \
 	src/http.o \
 	src/http_sync.o \
@@ -22,7 +24,7 @@ EXTVERSION := $(shell sed -n "s/^default_version *= *'\\(.*\\)'/\\1/p" $(EXTENSI
 DATA = shopping_upload--1.0.sql shopping_upload--1.1.sql shopping_upload--1.0--1.1.sql
 PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 
-REGRESS = foundation validate queue security
+REGRESS = foundation validate queue security shipping
 REGRESS_OPTS = --load-extension=shopping_upload
 TAP_TESTS = 1
 ISOLATION = claim queue_race
@@ -55,10 +57,14 @@ $(OBJS): CPPFLAGS += -MMD -MP
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The validator is pure C + json-c: its unit test needs no server.
-UNIT_CFLAGS = -Wall -Wextra -Werror -O1 -Isrc $(shell $(PKG_CONFIG) --cflags json-c)
-test/unit/test_validate: test/unit/test_validate.c src/validate.c src/validate.h src/errcodes.h
-	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/test_validate.c src/validate.c \
+# The validators are pure C + json-c: their unit test needs no server.  One
+# binary for both (one "N passed, N failed" line).
+UNIT_CFLAGS = -Wall -Wextra -Werror -O1 -Isrc -Itest/unit $(shell $(PKG_CONFIG) --cflags json-c)
+UNIT_SRCS = test/unit/test_validate.c test/unit/test_validate_shipping.c \
+	src/validate.c src/validate_shipping.c
+test/unit/test_validate: $(UNIT_SRCS) test/unit/unit.h src/validate.h \
+		src/validate_internal.h src/validate_shipping.h src/errcodes.h
+	$(CC) $(UNIT_CFLAGS) -o $@ $(UNIT_SRCS) \
 		$(shell $(PKG_CONFIG) --libs json-c)
 
 unit-test: test/unit/test_validate

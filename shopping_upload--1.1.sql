@@ -123,6 +123,74 @@ COMMENT ON FUNCTION validate_order(bigint) IS
 'validate_payload() of an order''s built payload, checked against its merchant appid';
 
 /*
+ * Shipping information (/user-order/orders/shippings), one per order: its
+ * delivery_mode, its shipments (shipping_list) and, for split delivery, the
+ * items of each shipment (item_list).  As for the order tables, the
+ * constraints hold only the structure: shipping information that breaks one
+ * of WeChat's rules is still stored, and refused at upload time with its
+ * errcode (see validate_shipping_payload()).  No trigger queues it yet: the
+ * worker does not upload shipping information (a queueing trigger on these
+ * three tables is later work).
+ */
+CREATE TABLE shippings (
+	order_id	bigint PRIMARY KEY REFERENCES orders ON DELETE CASCADE,
+	delivery_mode integer,		/* 1 UNIFIED_DELIVERY, 2 SPLIT_DELIVERY */
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE shippings IS 'The shipping information of an order: its delivery_mode';
+
+CREATE TABLE shipments (
+	order_id	bigint NOT NULL REFERENCES shippings ON DELETE CASCADE,
+	shipment_no integer NOT NULL,	/* position in shipping_list, from 0 */
+	tracking_no text,
+	express_company text,		/* a code of WeChat's delivery company list */
+	consignor_contact text,		/* contact: masked phone numbers */
+	receiver_contact text,
+	PRIMARY KEY (order_id, shipment_no)
+);
+
+COMMENT ON TABLE shipments IS 'The shipping_list entries of an order''s shipping information';
+
+CREATE TABLE shipment_items (
+	order_id	bigint NOT NULL,
+	shipment_no integer NOT NULL,
+	item_no		integer NOT NULL,	/* position in item_list, from 0 */
+	merchant_item_id text,		/* an item of the order: checked at upload */
+	PRIMARY KEY (order_id, shipment_no, item_no),
+	FOREIGN KEY (order_id, shipment_no) REFERENCES shipments
+		ON DELETE CASCADE ON UPDATE CASCADE
+);
+
+COMMENT ON TABLE shipment_items IS 'The item_list entries of a shipment (split delivery)';
+
+/* Shipping bodies: validation, import, building.  C, see src/shipping.c. */
+CREATE FUNCTION validate_shipping_payload(payload jsonb, appid text DEFAULT NULL)
+RETURNS TABLE (errcode integer, errmsg text, field text)
+AS 'MODULE_PATHNAME', 'su_validate_shipping_payload_sql'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION validate_shipping_payload(jsonb, text) IS
+'Every violation of the rules of /user-order/orders/shippings in a body, with WeChat''s errcode and the JSON path; a stored order of the body''s order_key gives the items a split shipment may hold';
+
+CREATE FUNCTION import_shipping(payload jsonb, appid text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'su_import_shipping_sql'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION import_shipping(jsonb, text) IS
+'Stores a shipping body as the shipping information of the order of its order_key and appid (replacing any); returns its order_id';
+
+CREATE FUNCTION build_shipping_payload(order_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'su_build_shipping_payload_sql'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION build_shipping_payload(bigint) IS
+'The /user-order/orders/shippings body that would be sent for an order now';
+
+/*
  * Where every order stands.  One row per order, created when it is first
  * queued or uploaded.  version grows with every change of the order; an
  * attempt's outcome is recorded against the version it sent.  No foreign
@@ -334,6 +402,10 @@ SELECT pg_catalog.pg_extension_config_dump('audit', '');
 SELECT pg_catalog.pg_extension_config_dump('accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('orders_order_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('audit_audit_id_seq', '');
+/* added in 1.1 (last, as the update adds them) */
+SELECT pg_catalog.pg_extension_config_dump('shippings', '');
+SELECT pg_catalog.pg_extension_config_dump('shipments', '');
+SELECT pg_catalog.pg_extension_config_dump('shipment_items', '');
 
 /* Nothing is granted to PUBLIC: see README, "Privileges". */
 REVOKE ALL ON ALL TABLES IN SCHEMA shopping_upload FROM PUBLIC;

@@ -18,7 +18,7 @@ SELECT p.oid::regprocedure AS definer_without_search_path
 SELECT p.oid::regprocedure AS definer, p.proconfig
   FROM pg_catalog.pg_proc p
  WHERE p.pronamespace = 'shopping_upload'::regnamespace AND p.prosecdef
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 
 -- the queueing trigger runs as its caller (it writes nothing itself)
 SELECT prosecdef FROM pg_catalog.pg_proc

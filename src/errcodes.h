@@ -66,6 +66,10 @@
 #define WX_ERR_ITEM_ID_REPEATED				268486047
 #define WX_ERR_ORDER_NO_REPEATED			268459786
 
+/* the shipping information's rules (validate_shipping.c) */
+#define WX_ERR_TRACKING_NO_MISSING			268485226
+#define WX_ERR_UNIFIED_NEEDS_ONE_SHIPMENT	268485228
+
 /* the 2684xxxxx range: the order's data, unless listed otherwise */
 #define WX_ERR_DATA_RANGE_FIRST				268400000
 #define WX_ERR_DATA_RANGE_LAST				268499999

@@ -23,9 +23,11 @@
 #include "queue.h"
 #include "common.h"
 #include "settings.h"
+#include "shipping.h"
 #include "token.h"
 #include "upload.h"
 #include "validate.h"
+#include "validate_shipping.h"
 
 /* utils/builtins.h cannot be included next to json-c (see payload.h) */
 extern Datum jsonb_in(PG_FUNCTION_ARGS);
@@ -43,6 +45,9 @@ PG_FUNCTION_INFO_V1(su_enqueue_sql);
 PG_FUNCTION_INFO_V1(su_requeue_sql);
 PG_FUNCTION_INFO_V1(su_claim_sql);
 PG_FUNCTION_INFO_V1(su_audit_rows_deleted_sql);
+PG_FUNCTION_INFO_V1(su_validate_shipping_payload_sql);
+PG_FUNCTION_INFO_V1(su_import_shipping_sql);
+PG_FUNCTION_INFO_V1(su_build_shipping_payload_sql);
 
 
 /* one violation -> one row of the result's tuplestore */
@@ -411,4 +416,104 @@ su_audit_rows_deleted_sql(PG_FUNCTION_ARGS)
 	if (su_shared == NULL)
 		PG_RETURN_INT64(0);
 	PG_RETURN_INT64((int64) pg_atomic_read_u64(&su_shared->audit_deleted));
+}
+
+/*
+ * validate_shipping_payload(payload jsonb, appid text DEFAULT NULL)
+ *		RETURNS TABLE (errcode integer, errmsg text, field text)
+ *
+ * When the payload's order_key finds a stored order (for appid, as
+ * import_shipping() finds it), its items are the ones a split shipment may
+ * hold; else that rule is skipped.
+ */
+Datum
+su_validate_shipping_payload_sql(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	json_object *payload;
+	char	   *appid = NULL;
+	char	  **ids = NULL;
+	int			n_ids = 0;
+	int64		order_id;
+	Size		size;
+
+	su_require_extension_version();
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payload must not be NULL")));
+	if (!PG_ARGISNULL(1))
+		appid = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	/* the size cap of validate_payload() */
+	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
+	if (size > 2 * (Size) SU_MAX_BODY_BYTES)
+		return oversized_row(fcinfo, "about ", size);
+	payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
+	if (payload != NULL &&
+		(size = strlen(json_object_to_json_string_ext(payload,
+													  JSON_C_TO_STRING_PLAIN |
+													  JSON_C_TO_STRING_NOSLASHESCAPE)))
+		> SU_MAX_BODY_BYTES)
+		return oversized_row(fcinfo, "", size);
+
+	SPI_connect();
+	order_id = su_find_order_by_key(payload, appid, true, true);
+	if (order_id != 0)
+		ids = su_order_item_ids(order_id, caller, &n_ids);
+	SPI_finish();
+
+	InitMaterializedSRF(fcinfo, 0);
+	su_validate_shipping(payload, (const char *const *) ids, (size_t) n_ids,
+						 violation_row, rsinfo, interrupt_pending, NULL);
+	CHECK_FOR_INTERRUPTS();
+	return (Datum) 0;
+}
+
+/*
+ * import_shipping(payload jsonb, appid text DEFAULT NULL) RETURNS bigint
+ */
+Datum
+su_import_shipping_sql(PG_FUNCTION_ARGS)
+{
+	json_object *payload;
+	char	   *appid = NULL;
+	int64		order_id;
+
+	su_require_extension_version();
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payload must not be NULL")));
+	if (!PG_ARGISNULL(1))
+		appid = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
+	SPI_connect();
+	order_id = su_import_shipping(payload, appid);
+	SPI_finish();
+	PG_RETURN_INT64(order_id);
+}
+
+/*
+ * build_shipping_payload(order_id bigint) RETURNS jsonb
+ */
+Datum
+su_build_shipping_payload_sql(PG_FUNCTION_ARGS)
+{
+	int64		order_id = PG_GETARG_INT64(0);
+	MemoryContext caller = CurrentMemoryContext;
+	json_object *payload;
+	Datum		result;
+
+	su_require_extension_version();
+
+	SPI_connect();
+	payload = su_build_shipping_payload(order_id, GetCurrentTimestamp());
+	MemoryContextSwitchTo(caller);
+	result = su_json_to_jsonb(payload);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
 }

@@ -226,20 +226,28 @@ find_slot(BuildSlot *slots, int n, int *k, int64 order_id)
 	return (*k < n && slots[*k].order_id == order_id) ? &slots[*k] : NULL;
 }
 
+void
+su_add_order_key(json_object *root, HeapTuple tup, TupleDesc desc, int first)
+{
+	json_object *key = json_object_new_object();
+
+	/* owned by root at once: freed with it if reading a column fails */
+	json_object_object_add(root, "order_key", key);
+	add_int_col(key, "order_number_type", tup, desc, first);
+	add_string(key, "transaction_id", su_col_text(tup, desc, first + 1), true);
+	add_string(key, "mchid", su_col_text(tup, desc, first + 2), true);
+	add_string(key, "out_trade_no", su_col_text(tup, desc, first + 3), true);
+}
+
 /* the order's row: order_key, an empty order_list, payer, logistics_type, upload_time */
 static json_object *
 build_order(HeapTuple tup, TupleDesc desc, TimestampTz upload_time, char **appid)
 {
 	json_object *root = json_object_new_object();
-	json_object *key = json_object_new_object();
 	json_object *payer = json_object_new_object();
 
 	su_json_track(root);
-	add_int_col(key, "order_number_type", tup, desc, 2);
-	add_string(key, "transaction_id", su_col_text(tup, desc, 3), true);
-	add_string(key, "mchid", su_col_text(tup, desc, 4), true);
-	add_string(key, "out_trade_no", su_col_text(tup, desc, 5), true);
-	json_object_object_add(root, "order_key", key);
+	su_add_order_key(root, tup, desc, 2);
 	json_object_object_add(root, "order_list", json_object_new_array());
 	add_string(payer, "openid", su_col_text(tup, desc, 6), false);
 	json_object_object_add(root, "payer", payer);

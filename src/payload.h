@@ -11,6 +11,8 @@
 #ifndef SU_PAYLOAD_H
 #define SU_PAYLOAD_H
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 
 #include "json_util.h"
@@ -45,6 +47,14 @@ extern void su_build_payloads(int n, const int64 *order_ids,
 							  MemoryContext *cxts,
 							  struct json_object **out, char **appids,
 							  int64 *versions, bool *oversized);
+
+/*
+ * Adds to root (tracked) an order's order_key in wire form, from four
+ * columns of an SPI row from first: order_number_type, transaction_id,
+ * mchid, out_trade_no (empty ones left out).
+ */
+extern void su_add_order_key(struct json_object *root, HeapTuple tup,
+							 TupleDesc desc, int first);
 
 /* Stores an API-shaped payload; returns its order_id.  SPI must be connected. */
 extern int64 su_import_order(struct json_object *payload, const char *appid);

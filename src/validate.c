@@ -13,6 +13,10 @@
  * Pure: no I/O, no globals, no PostgreSQL headers; only libc and json-c.
  * Messages live in local buffers.
  *
+ * The checks the other calls of the product share (su_v_*: reporting, paths,
+ * strings, objects, arrays, enums, order_key, payer, upload_time) are
+ * defined here and declared in validate_internal.h.
+ *
  *-------------------------------------------------------------------------
  */
 #include <stdarg.h>
@@ -24,26 +28,22 @@
 
 #include "errcodes.h"
 #include "validate.h"
-
-#define PATH_LEN			192 /* longest path is about 100 bytes */
-#define MSG_LEN				1024
+#include "validate_internal.h"
 
 /* link types, after aliases are resolved */
 #define LINK_URL			1
 #define LINK_MINI_PROGRAM	2
 
-/* limits of the spec */
+/* limits of the spec (ITEM_ID_MAX, OPENID_MAX: validate_internal.h) */
 #define KEY_ID_MAX			32	/* transaction_id, mchid: bytes */
 #define OUT_TRADE_NO_MIN	6	/* characters */
 #define OUT_TRADE_NO_MAX	32
 #define ORDER_NO_MAX		64	/* bytes */
-#define ITEM_ID_MAX			64	/* bytes */
 #define NAME_MAX			256 /* characters */
 #define DESCRIPTION_MAX		512 /* characters */
 #define URL_MAX				1024	/* bytes */
 #define APPID_MAX			32	/* bytes */
 #define LINK_PATH_MAX		512 /* bytes */
-#define OPENID_MAX			128 /* bytes */
 #define ITEM_LIST_MAX		50
 #define IMAGE_URL_MAX		3
 
@@ -52,60 +52,14 @@
 #define WHEN_URL			" when type is URL"
 #define WHEN_MINI_PROGRAM	" when type is MINI_PROGRAM"
 
-#if defined(__GNUC__)
-#define SU_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define SU_PRINTF(f, a)
-#endif
-
-typedef struct Ctx
-{
-	const char *appid;			/* the merchant's appid, or NULL */
-	su_violation_cb cb;
-	void	   *arg;
-	int			count;
-	su_stop_cb	stop;			/* asked between list entries; NULL: never */
-	void	   *stop_arg;
-	bool		stopped;
-} Ctx;
-
 /* between two list entries: should the walk end here? */
-static bool
-stopping(Ctx *c)
+bool
+su_v_stopping(Ctx *c)
 {
 	if (!c->stopped && c->stop != NULL && c->stop(c->stop_arg))
 		c->stopped = true;
 	return c->stopped;
 }
-
-typedef enum LenUnit
-{
-	BYTES,
-	CHARS						/* Unicode code points */
-} LenUnit;
-
-/* What a string value must be */
-typedef struct StrRule
-{
-	int			required;		/* errcode when missing or empty; 0: optional */
-	const char *when;			/* the condition that made it required, or "" */
-	size_t		max;			/* longest allowed, in unit */
-	LenUnit		unit;
-} StrRule;
-
-typedef struct StrVal
-{
-	const char *s;
-	size_t		len;			/* bytes; json-c strings may hold a NUL */
-} StrVal;
-
-typedef enum StrState
-{
-	STR_ABSENT,					/* missing or JSON null */
-	STR_EMPTY,
-	STR_BAD,					/* wrong type or too long: reported */
-	STR_OK
-} StrState;
 
 /* An order link, as its item links are compared with it */
 typedef struct LinkInfo
@@ -114,22 +68,6 @@ typedef struct LinkInfo
 	int			type;			/* LINK_URL, LINK_MINI_PROGRAM; 0: unknown */
 	StrVal		appid;			/* s is NULL unless valid */
 } LinkInfo;
-
-typedef struct EnumAlias
-{
-	const char *name;
-	int			value;
-} EnumAlias;
-
-typedef struct EnumDef
-{
-	int64_t		lo;				/* integers accepted */
-	int64_t		hi;
-	EnumAlias	aliases[3];		/* names accepted; ends with a NULL name */
-	int			errcode;		/* missing, or not one of the above */
-	int			wrong_type;		/* errcode for neither integer nor string */
-	const char *expected;		/* the accepted values, for messages */
-} EnumDef;
 
 static const EnumDef order_number_type_enum = {
 	1, 2, {{"MERCHANT_TRADE_NUMBER", 1}, {"WXPAY_TRADE_NUMBER", 2}, {NULL, 0}},
@@ -149,15 +87,12 @@ static const EnumDef logistics_type_enum = {
 	"1, 2, 3, 4 or \"LOCATION_BASED_LOGISTICS\""
 };
 
-static void report(Ctx *c, int errcode, const char *field,
-				   const char *fmt,...) SU_PRINTF(4, 5);
-
 
 /* ---- reporting, paths, values ---- */
 
 /* One violation; the message is "<field> <fmt...>" */
-static void
-report(Ctx *c, int errcode, const char *field, const char *fmt,...)
+void
+su_v_report(Ctx *c, int errcode, const char *field, const char *fmt,...)
 {
 	char		rest[MSG_LEN];
 	char		msg[MSG_LEN + PATH_LEN];
@@ -190,16 +125,16 @@ path_append(char *dst, const char *a, const char *b)
 }
 
 /* dst = parent.key */
-static void
-path_key(char *dst, const char *parent, const char *key)
+void
+su_v_path_key(char *dst, const char *parent, const char *key)
 {
 	path_append(dst, parent, ".");
 	path_append(dst, dst, key);
 }
 
 /* dst = parent[i] */
-static void
-path_index(char *dst, const char *parent, size_t i)
+void
+su_v_path_index(char *dst, const char *parent, size_t i)
 {
 	char		index[32];
 
@@ -208,8 +143,8 @@ path_index(char *dst, const char *parent, size_t i)
 }
 
 /* A member of an object; NULL when missing or JSON null */
-static struct json_object *
-member(struct json_object *obj, const char *key)
+struct json_object *
+su_v_member(struct json_object *obj, const char *key)
 {
 	struct json_object *v = NULL;
 
@@ -256,8 +191,8 @@ quotable(const char *s, size_t len)
 }
 
 /* A value for "got ...": integers and short strings as such, else a type */
-static const char *
-describe_value(struct json_object *v, char *buf, size_t size)
+const char *
+su_v_describe_value(struct json_object *v, char *buf, size_t size)
 {
 	if (json_object_is_type(v, json_type_int))
 	{
@@ -322,8 +257,8 @@ json_string_is(struct json_object *v, const char *name)
 /* ---- generic checks ---- */
 
 /* v must be a string obeying rule; v may be NULL (reported as null) */
-static StrState
-check_string_value(Ctx *c, struct json_object *v, const char *path,
+StrState
+su_v_check_string_value(Ctx *c, struct json_object *v, const char *path,
 				   const StrRule *rule, StrVal *out)
 {
 	size_t		n;
@@ -332,7 +267,7 @@ check_string_value(Ctx *c, struct json_object *v, const char *path,
 	out->len = 0;
 	if (!json_object_is_type(v, json_type_string))
 	{
-		report(c, WX_ERR_PARAM, path, "must be a string, got %s",
+		su_v_report(c, WX_ERR_PARAM, path, "must be a string, got %s",
 			   su_json_type_phrase(v));
 		return STR_BAD;
 	}
@@ -341,13 +276,13 @@ check_string_value(Ctx *c, struct json_object *v, const char *path,
 	if (out->len == 0)
 	{
 		if (rule->required)
-			report(c, rule->required, path, "must not be empty%s", rule->when);
+			su_v_report(c, rule->required, path, "must not be empty%s", rule->when);
 		return STR_EMPTY;
 	}
 	n = rule->unit == CHARS ? count_chars(out->s, out->len) : out->len;
 	if (n > rule->max)
 	{
-		report(c, WX_ERR_PARAM, path, "is %zu %s long; at most %zu allowed",
+		su_v_report(c, WX_ERR_PARAM, path, "is %zu %s long; at most %zu allowed",
 			   n, rule->unit == CHARS ? "characters" : "bytes", rule->max);
 		return STR_BAD;
 	}
@@ -355,42 +290,42 @@ check_string_value(Ctx *c, struct json_object *v, const char *path,
 }
 
 /* parent.key (at path) must be a string obeying rule */
-static StrState
-check_string(Ctx *c, struct json_object *parent, const char *key,
+StrState
+su_v_check_string(Ctx *c, struct json_object *parent, const char *key,
 			 const char *path, const StrRule *rule, StrVal *out)
 {
-	struct json_object *v = member(parent, key);
+	struct json_object *v = su_v_member(parent, key);
 
 	if (v == NULL)
 	{
 		out->s = NULL;
 		out->len = 0;
 		if (rule->required)
-			report(c, rule->required, path, "is required%s", rule->when);
+			su_v_report(c, rule->required, path, "is required%s", rule->when);
 		return STR_ABSENT;
 	}
-	return check_string_value(c, v, path, rule, out);
+	return su_v_check_string_value(c, v, path, rule, out);
 }
 
-static bool
-is_object(Ctx *c, struct json_object *v, const char *path)
+bool
+su_v_is_object(Ctx *c, struct json_object *v, const char *path)
 {
 	if (v != NULL && json_object_is_type(v, json_type_object))
 		return true;
-	report(c, WX_ERR_PARAM, path, "must be an object, got %s", su_json_type_phrase(v));
+	su_v_report(c, WX_ERR_PARAM, path, "must be an object, got %s", su_json_type_phrase(v));
 	return false;
 }
 
 /* v must be an object; missing is reported as errcode missing */
-static struct json_object *
-check_object(Ctx *c, struct json_object *v, const char *path, int missing)
+struct json_object *
+su_v_check_object(Ctx *c, struct json_object *v, const char *path, int missing)
 {
 	if (v == NULL)
 	{
-		report(c, missing, path, "is required");
+		su_v_report(c, missing, path, "is required");
 		return NULL;
 	}
-	return is_object(c, v, path) ? v : NULL;
+	return su_v_is_object(c, v, path) ? v : NULL;
 }
 
 /*
@@ -398,32 +333,32 @@ check_object(Ctx *c, struct json_object *v, const char *path, int missing)
  * unless missing, empty or not an array: too many entries are reported but
  * the entries are still worth checking.
  */
-static struct json_object *
-check_array(Ctx *c, struct json_object *parent, const char *key,
+struct json_object *
+su_v_check_array(Ctx *c, struct json_object *parent, const char *key,
 			const char *path, int missing, size_t max)
 {
-	struct json_object *v = member(parent, key);
+	struct json_object *v = su_v_member(parent, key);
 	size_t		n;
 
 	if (v == NULL)
 	{
-		report(c, missing, path, "is required");
+		su_v_report(c, missing, path, "is required");
 		return NULL;
 	}
 	if (!json_object_is_type(v, json_type_array))
 	{
-		report(c, WX_ERR_PARAM, path, "must be an array, got %s",
+		su_v_report(c, WX_ERR_PARAM, path, "must be an array, got %s",
 			   su_json_type_phrase(v));
 		return NULL;
 	}
 	n = json_object_array_length(v);
 	if (n == 0)
 	{
-		report(c, missing, path, "must not be empty");
+		su_v_report(c, missing, path, "must not be empty");
 		return NULL;
 	}
 	if (max > 0 && n > max)
-		report(c, WX_ERR_PARAM, path, "has %zu entries; at most %zu allowed",
+		su_v_report(c, WX_ERR_PARAM, path, "has %zu entries; at most %zu allowed",
 			   n, max);
 	return v;
 }
@@ -433,28 +368,28 @@ static void
 check_count(Ctx *c, struct json_object *parent, const char *key,
 			const char *path, int missing)
 {
-	struct json_object *v = member(parent, key);
+	struct json_object *v = su_v_member(parent, key);
 	char		got[64];
 	int64_t		n;
 
 	if (v == NULL)
-		report(c, missing, path, "is required");
+		su_v_report(c, missing, path, "is required");
 	else if (!json_object_is_type(v, json_type_int))
-		report(c, WX_ERR_PARAM, path, "must be an integer, got %s",
+		su_v_report(c, WX_ERR_PARAM, path, "must be an integer, got %s",
 			   su_json_type_phrase(v));
 	else if ((n = json_object_get_int64(v)) == 0)
-		report(c, missing, path, "must be at least 1, got 0");
+		su_v_report(c, missing, path, "must be at least 1, got 0");
 	else if (n < 0)
-		report(c, WX_ERR_PARAM, path, "must be at least 1, got %s",
-			   describe_value(v, got, sizeof(got)));
+		su_v_report(c, WX_ERR_PARAM, path, "must be at least 1, got %s",
+			   su_v_describe_value(v, got, sizeof(got)));
 }
 
 /*
  * An enum read with its aliases.  Returns its value; 0 when missing (reported
  * if required) or invalid (reported).
  */
-static int
-check_enum(Ctx *c, struct json_object *v, const char *path,
+int
+su_v_check_enum(Ctx *c, struct json_object *v, const char *path,
 		   const EnumDef *def, bool required)
 {
 	const EnumAlias *a;
@@ -464,7 +399,7 @@ check_enum(Ctx *c, struct json_object *v, const char *path,
 	if (v == NULL)
 	{
 		if (required)
-			report(c, def->errcode, path, "is required");
+			su_v_report(c, def->errcode, path, "is required");
 		return 0;
 	}
 	if (json_object_is_type(v, json_type_int))
@@ -482,8 +417,8 @@ check_enum(Ctx *c, struct json_object *v, const char *path,
 	}
 	else
 		errcode = def->wrong_type;
-	report(c, errcode, path, "must be %s, got %s", def->expected,
-		   describe_value(v, got, sizeof(got)));
+	su_v_report(c, errcode, path, "must be %s, got %s", def->expected,
+		   su_v_describe_value(v, got, sizeof(got)));
 	return 0;
 }
 
@@ -561,7 +496,7 @@ static void
 check_url(Ctx *c, const char *path, const StrVal *v)
 {
 	if (!url_matches(v->s, v->len))
-		report(c, WX_ERR_PARAM, path,
+		su_v_report(c, WX_ERR_PARAM, path,
 			   "does not match the URL pattern (http or https, a host, "
 			   "an optional port, no square brackets after the host)");
 }
@@ -689,35 +624,35 @@ check_out_trade_no(Ctx *c, struct json_object *key, int type)
 	StrVal		v;
 	size_t		n;
 
-	if (check_string(c, key, "out_trade_no", path, &rule, &v) != STR_OK)
+	if (su_v_check_string(c, key, "out_trade_no", path, &rule, &v) != STR_OK)
 		return;
 	n = count_chars(v.s, v.len);
 	if (n < OUT_TRADE_NO_MIN)
-		report(c, WX_ERR_PARAM, path, "is %zu character%s long; at least %d required",
+		su_v_report(c, WX_ERR_PARAM, path, "is %zu character%s long; at least %d required",
 			   n, n == 1 ? "" : "s", OUT_TRADE_NO_MIN);
 	else if (!out_trade_no_chars_ok(&v))
-		report(c, WX_ERR_PARAM, path,
+		su_v_report(c, WX_ERR_PARAM, path,
 			   "may contain only 0-9, A-Z, a-z, _, -, * and |");
 }
 
-static void
-check_order_key(Ctx *c, struct json_object *payload)
+void
+su_v_check_order_key(Ctx *c, struct json_object *payload)
 {
 	struct json_object *key;
 	int			type;
 	StrVal		v;
 
-	key = check_object(c, member(payload, "order_key"), "order_key",
+	key = su_v_check_object(c, su_v_member(payload, "order_key"), "order_key",
 					   WX_ERR_ORDER_KEY_MISSING);
 	if (key == NULL)
 		return;
-	type = check_enum(c, member(key, "order_number_type"),
+	type = su_v_check_enum(c, su_v_member(key, "order_number_type"),
 					  "order_key.order_number_type", &order_number_type_enum,
 					  true);
-	check_string(c, key, "transaction_id", "order_key.transaction_id",
+	su_v_check_string(c, key, "transaction_id", "order_key.transaction_id",
 				 &(StrRule) {type == 2 ? WX_ERR_TRANSACTION_ID_MISSING : 0,
 				 WHEN_TYPE_2, KEY_ID_MAX, BYTES}, &v);
-	check_string(c, key, "mchid", "order_key.mchid",
+	su_v_check_string(c, key, "mchid", "order_key.mchid",
 				 &(StrRule) {type == 1 ? WX_ERR_MCHID_MISSING : 0,
 				 WHEN_TYPE_1, KEY_ID_MAX, BYTES}, &v);
 	check_out_trade_no(c, key, type);
@@ -741,13 +676,13 @@ check_link_appid(Ctx *c, const char *path, const StrVal *appid,
 		merchant.s = c->appid;
 		merchant.len = strlen(c->appid);
 		if (!same_bytes(appid, &merchant))
-			report(c, WX_ERR_LINK_APPID_NOT_MERCHANT, path,
+			su_v_report(c, WX_ERR_LINK_APPID_NOT_MERCHANT, path,
 				   "must be the merchant's own Mini Program appid "
 				   "(the app that calls the API)");
 	}
 	if (order != NULL && order->type == LINK_MINI_PROGRAM &&
 		order->appid.s != NULL && !same_bytes(appid, &order->appid))
-		report(c, WX_ERR_LINK_APPID_MISMATCH, path,
+		su_v_report(c, WX_ERR_LINK_APPID_MISMATCH, path,
 			   "differs from %s.appid; they must be equal", order->path);
 }
 
@@ -761,14 +696,14 @@ check_link_members(Ctx *c, struct json_object *link, const LinkInfo *order,
 	char		path[PATH_LEN];
 	StrVal		v;
 
-	path_key(path, out->path, "url");
-	if (check_string(c, link, "url", path,
+	su_v_path_key(path, out->path, "url");
+	if (su_v_check_string(c, link, "url", path,
 					 &(StrRule) {url ? WX_ERR_LINK_URL_MISSING : 0, WHEN_URL,
 					 URL_MAX, BYTES}, &v) == STR_OK)
 		check_url(c, path, &v);
 
-	path_key(path, out->path, "appid");
-	if (check_string(c, link, "appid", path,
+	su_v_path_key(path, out->path, "appid");
+	if (su_v_check_string(c, link, "appid", path,
 					 &(StrRule) {mp ? WX_ERR_LINK_APPID_MISSING : 0,
 					 WHEN_MINI_PROGRAM, APPID_MAX, BYTES}, &v) == STR_OK && mp)
 	{
@@ -776,8 +711,8 @@ check_link_members(Ctx *c, struct json_object *link, const LinkInfo *order,
 		out->appid = v;
 	}
 
-	path_key(path, out->path, "path");
-	check_string(c, link, "path", path,
+	su_v_path_key(path, out->path, "path");
+	su_v_check_string(c, link, "path", path,
 				 &(StrRule) {mp ? WX_ERR_LINK_PATH_MISSING : 0,
 				 WHEN_MINI_PROGRAM, LINK_PATH_MAX, BYTES}, &v);
 }
@@ -795,20 +730,20 @@ check_link(Ctx *c, struct json_object *parent, const char *key,
 	struct json_object *link;
 	char		path[PATH_LEN];
 
-	path_key(out->path, parent_path, key);
+	su_v_path_key(out->path, parent_path, key);
 	out->type = 0;
 	out->appid.s = NULL;
 	out->appid.len = 0;
-	link = check_object(c, member(parent, key), out->path, missing);
+	link = su_v_check_object(c, su_v_member(parent, key), out->path, missing);
 	if (link == NULL)
 		return;
 
-	path_key(path, out->path, "type");
-	out->type = check_enum(c, member(link, "type"), path, &link_type_enum,
+	su_v_path_key(path, out->path, "type");
+	out->type = su_v_check_enum(c, su_v_member(link, "type"), path, &link_type_enum,
 						   true);
 	if (out->type != 0 && order != NULL && order->type != 0 &&
 		out->type != order->type)
-		report(c, WX_ERR_LINK_TYPE_MISMATCH, path,
+		su_v_report(c, WX_ERR_LINK_TYPE_MISMATCH, path,
 			   "is %s but %s.type is %s; they must be equal",
 			   link_type_name(out->type), order->path,
 			   link_type_name(order->type));
@@ -859,7 +794,7 @@ find_repeats(struct json_object *list, size_t n, const char *key)
 	}
 	for (size_t i = 0; i < n; i++)
 	{
-		struct json_object *w = member(json_object_array_get_idx(list, i), key);
+		struct json_object *w = su_v_member(json_object_array_get_idx(list, i), key);
 
 		first[i] = i;
 		if (json_object_is_type(w, json_type_string))
@@ -889,9 +824,9 @@ report_repeat(Ctx *c, const size_t *first, size_t i, const char *key,
 
 	if (first == NULL || first[i] == i)
 		return;
-	path_index(prefix, list_path, i);
-	path_key(path, prefix, key);
-	report(c, errcode, path, "repeats %s[%zu].%s", list_path, first[i], key);
+	su_v_path_index(prefix, list_path, i);
+	su_v_path_key(path, prefix, key);
+	su_v_report(c, errcode, path, "repeats %s[%zu].%s", list_path, first[i], key);
 }
 
 static void
@@ -903,16 +838,16 @@ check_images(Ctx *c, struct json_object *item, const char *item_path)
 	size_t		k;
 	StrVal		v;
 
-	path_key(path, item_path, "image_url");
-	urls = check_array(c, item, "image_url", path, WX_ERR_IMAGE_URL_MISSING,
+	su_v_path_key(path, item_path, "image_url");
+	urls = su_v_check_array(c, item, "image_url", path, WX_ERR_IMAGE_URL_MISSING,
 					   IMAGE_URL_MAX);
 	if (urls == NULL)
 		return;
 	/* past the limit, reported: the rest is not walked */
 	for (k = 0; k < json_object_array_length(urls) && k < IMAGE_URL_MAX; k++)
 	{
-		path_index(sub, path, k);
-		if (check_string_value(c, json_object_array_get_idx(urls, k), sub,
+		su_v_path_index(sub, path, k);
+		if (su_v_check_string_value(c, json_object_array_get_idx(urls, k), sub,
 							   &(StrRule) {WX_ERR_PARAM, "", URL_MAX, BYTES},
 							   &v) == STR_OK)
 			check_url(c, sub, &v);
@@ -930,31 +865,31 @@ check_item(Ctx *c, struct json_object *items, size_t j,
 	LinkInfo	link;
 	StrVal		v;
 
-	path_index(path, items_path, j);
-	if (!is_object(c, item, path))
+	su_v_path_index(path, items_path, j);
+	if (!su_v_is_object(c, item, path))
 		return;
 
-	path_key(sub, path, "merchant_item_id");
-	if (check_string(c, item, "merchant_item_id", sub,
+	su_v_path_key(sub, path, "merchant_item_id");
+	if (su_v_check_string(c, item, "merchant_item_id", sub,
 					 &(StrRule) {WX_ERR_PARAM, "", ITEM_ID_MAX, BYTES},
 					 &v) == STR_OK)
 		report_repeat(c, first, j, "merchant_item_id", items_path,
 					  WX_ERR_ITEM_ID_REPEATED);
 
-	path_key(sub, path, "name");
-	check_string(c, item, "name", sub,
+	su_v_path_key(sub, path, "name");
+	su_v_check_string(c, item, "name", sub,
 				 &(StrRule) {WX_ERR_ITEM_NAME_MISSING, "", NAME_MAX, CHARS},
 				 &v);
 
-	path_key(sub, path, "description");
-	if (check_string(c, item, "description", sub,
+	su_v_path_key(sub, path, "description");
+	if (su_v_check_string(c, item, "description", sub,
 					 &(StrRule) {0, "", DESCRIPTION_MAX, CHARS},
 					 &v) == STR_EMPTY)
-		report(c, WX_ERR_PARAM, sub, "must not be empty");
+		su_v_report(c, WX_ERR_PARAM, sub, "must not be empty");
 
-	path_key(sub, path, "unit_price");
+	su_v_path_key(sub, path, "unit_price");
 	check_count(c, item, "unit_price", sub, WX_ERR_UNIT_PRICE_MISSING);
-	path_key(sub, path, "quantity");
+	su_v_path_key(sub, path, "quantity");
 	check_count(c, item, "quantity", sub, WX_ERR_QUANTITY_MISSING);
 	check_images(c, item, path);
 	check_link(c, item, "item_detail_jump_link", path,
@@ -975,12 +910,12 @@ check_order(Ctx *c, struct json_object *orders, size_t i, const size_t *first)
 	size_t		n;
 	size_t	   *item_first;
 
-	path_index(path, "order_list", i);
-	if (!is_object(c, order, path))
+	su_v_path_index(path, "order_list", i);
+	if (!su_v_is_object(c, order, path))
 		return;
 
-	path_key(sub, path, "merchant_order_no");
-	if (check_string(c, order, "merchant_order_no", sub,
+	su_v_path_key(sub, path, "merchant_order_no");
+	if (su_v_check_string(c, order, "merchant_order_no", sub,
 					 &(StrRule) {WX_ERR_MERCHANT_ORDER_NO_MISSING, "",
 					 ORDER_NO_MAX, BYTES}, &v) == STR_OK)
 		report_repeat(c, first, i, "merchant_order_no", "order_list",
@@ -989,8 +924,8 @@ check_order(Ctx *c, struct json_object *orders, size_t i, const size_t *first)
 	check_link(c, order, "order_detail_jump_link", path, WX_ERR_PARAM, NULL,
 			   &link);
 
-	path_key(sub, path, "item_list");
-	items = check_array(c, order, "item_list", sub, WX_ERR_ITEM_LIST_EMPTY,
+	su_v_path_key(sub, path, "item_list");
+	items = su_v_check_array(c, order, "item_list", sub, WX_ERR_ITEM_LIST_EMPTY,
 						ITEM_LIST_MAX);
 	if (items == NULL)
 		return;
@@ -999,7 +934,7 @@ check_order(Ctx *c, struct json_object *orders, size_t i, const size_t *first)
 	if (n > ITEM_LIST_MAX)
 		n = ITEM_LIST_MAX;
 	item_first = find_repeats(items, n, "merchant_item_id");
-	for (j = 0; j < n && !stopping(c); j++)
+	for (j = 0; j < n && !su_v_stopping(c); j++)
 		check_item(c, items, j, sub, &link, item_first);
 	free(item_first);
 }
@@ -1012,42 +947,42 @@ check_order_list(Ctx *c, struct json_object *payload)
 	size_t		n;
 	size_t	   *first;
 
-	orders = check_array(c, payload, "order_list", "order_list",
+	orders = su_v_check_array(c, payload, "order_list", "order_list",
 						 WX_ERR_ORDER_LIST_EMPTY, 0);
 	if (orders == NULL)
 		return;
 	n = json_object_array_length(orders);
 	first = find_repeats(orders, n, "merchant_order_no");
-	for (i = 0; i < n && !stopping(c); i++)
+	for (i = 0; i < n && !su_v_stopping(c); i++)
 		check_order(c, orders, i, first);
 	free(first);
 }
 
-static void
-check_payer(Ctx *c, struct json_object *payload)
+void
+su_v_check_payer(Ctx *c, struct json_object *payload)
 {
 	struct json_object *payer;
 	StrVal		v;
 
-	payer = check_object(c, member(payload, "payer"), "payer",
+	payer = su_v_check_object(c, su_v_member(payload, "payer"), "payer",
 						 WX_ERR_PAYER_OPENID_MISSING);
 	if (payer == NULL)
 		return;
-	check_string(c, payer, "openid", "payer.openid",
+	su_v_check_string(c, payer, "openid", "payer.openid",
 				 &(StrRule) {WX_ERR_PAYER_OPENID_MISSING, "", OPENID_MAX,
 				 BYTES}, &v);
 }
 
-static void
-check_upload_time(Ctx *c, struct json_object *payload)
+void
+su_v_check_upload_time(Ctx *c, struct json_object *payload)
 {
 	StrVal		v;
 
-	if (check_string(c, payload, "upload_time", "upload_time",
+	if (su_v_check_string(c, payload, "upload_time", "upload_time",
 					 &(StrRule) {WX_ERR_UPLOAD_TIME_MISSING, "", SIZE_MAX,
 					 BYTES}, &v) == STR_OK &&
 		!rfc3339_ok(v.s, v.len))
-		report(c, WX_ERR_UPLOAD_TIME_FORMAT, "upload_time",
+		su_v_report(c, WX_ERR_UPLOAD_TIME_FORMAT, "upload_time",
 			   "is not an RFC 3339 date-time such as "
 			   "2022-05-20T13:29:35.120+08:00");
 }
@@ -1068,17 +1003,17 @@ su_validate_payload_ex(struct json_object *payload, const char *appid,
 
 	if (!json_object_is_type(payload, json_type_object))
 	{
-		report(&c, WX_ERR_PARAM, "", "must be a JSON object, got %s",
+		su_v_report(&c, WX_ERR_PARAM, "", "must be a JSON object, got %s",
 			   su_json_type_phrase(payload));
 		return c.count;
 	}
-	check_order_key(&c, payload);
+	su_v_check_order_key(&c, payload);
 	check_order_list(&c, payload);
 	if (c.stopped)
 		return c.count;			/* the walk ends where it was stopped */
-	check_payer(&c, payload);
-	check_enum(&c, member(payload, "logistics_type"), "logistics_type",
+	su_v_check_payer(&c, payload);
+	su_v_check_enum(&c, su_v_member(payload, "logistics_type"), "logistics_type",
 			   &logistics_type_enum, false);
-	check_upload_time(&c, payload);
+	su_v_check_upload_time(&c, payload);
 	return c.count;
 }

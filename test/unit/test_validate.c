@@ -3,10 +3,9 @@
  * test_validate.c
  *		Unit tests of validate.c (and errcodes.h), without PostgreSQL.
  *
- * Build and run from the repository's top directory:
- *	gcc -Wall -Wextra -Isrc test/unit/test_validate.c src/validate.c \
- *		$(pkg-config --cflags --libs json-c) -o test/unit/test_validate
- *	test/unit/test_validate
+ * Build and run from the repository's top directory: make unit-test.  The
+ * binary holds test_validate_shipping.c's cases too (validate_shipping.c),
+ * and prints one line "N passed, N failed" over both.
  *
  * Each case starts from a valid payload (BASE) or its own JSON text, applies
  * patches (set or delete the value at a path) or a builder function, and
@@ -26,10 +25,10 @@
 
 #include "errcodes.h"
 #include "validate.h"
+#include "unit.h"
 
 #define APPID		"wxd678efh567hg6787"
 #define NO_APPID	"-"			/* Case.appid: validate with appid NULL */
-#define MAX_GOT		64
 
 /* paths */
 #define O0		"order_list[0]"
@@ -60,22 +59,6 @@
 	"\"payer\":{\"openid\":\"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o\"}," \
 	"\"logistics_type\":1,\"upload_time\":\"2022-05-20T13:29:35.120+08:00\"}"
 
-#define PARAM	WX_ERR_PARAM
-#define NONE	{{0}}			/* Case.expect: no violation */
-
-typedef struct Expect
-{
-	int			errcode;		/* 0 ends the list */
-	const char *field;
-	const char *msg;			/* NULL: not compared */
-} Expect;
-
-typedef struct Patch
-{
-	const char *path;			/* NULL ends the list */
-	const char *json;			/* NULL: delete */
-} Patch;
-
 typedef struct Case
 {
 	const char *name;
@@ -85,14 +68,6 @@ typedef struct Case
 	const char *appid;			/* NULL: APPID; NO_APPID: NULL */
 	Expect		expect[16];
 } Case;
-
-typedef struct Got
-{
-	int			n;
-	int			errcode[MAX_GOT];
-	char		field[MAX_GOT][256];
-	char		msg[MAX_GOT][1024];
-} Got;
 
 static void build_items(struct json_object *root, int n);
 static void build_50_items(struct json_object *root);
@@ -951,11 +926,11 @@ static const struct
 	{0, NULL}
 };
 
-static int	passed;
-static int	failed;
+int			passed;
+int			failed;
 
 
-static void
+void
 collect(void *arg, int errcode, const char *field, const char *errmsg)
 {
 	Got		   *got = (Got *) arg;
@@ -1013,7 +988,7 @@ parse_value(const char *text, int *ok)
  * Sets (json != NULL) or deletes the value at path: "a.b[1].c".  Setting an
  * index past the end of an array appends.
  */
-static int
+int
 apply_patch(struct json_object *root, const Patch *p)
 {
 	char		seg[128];
@@ -1102,7 +1077,7 @@ build_51_items(struct json_object *root)
 	build_items(root, 51);
 }
 
-static void
+void
 print_got(const Got *got)
 {
 	int			k;
@@ -1257,6 +1232,7 @@ main(void)
 	run_lists();
 	run_classes();
 	run_null_callback();
+	run_shipping_tests();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

@@ -1,0 +1,565 @@
+/*-------------------------------------------------------------------------
+ *
+ * shipping.c
+ *		Shipping tables <-> /user-order/orders/shippings body, with json-c.
+ *
+ * An order's shipping information is a row of shippings (delivery_mode),
+ * its shipments (shipping_list) and their items (item_list, for split
+ * delivery).  As for orders (payload.c), importing stores a body as it is,
+ * rules broken or not, and refuses only JSON that cannot be stored at all
+ * (a wrong JSON type), with an error naming the field; building writes the
+ * wire form: integers for order_number_type and delivery_mode, optional
+ * fields left out when empty.  The rules are validate_shipping.c's.
+ *
+ * Every statement names its tables, functions and operators with their
+ * schema and is prepared once per process (su_kept_plan).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <json-c/json.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "common.h"
+#include "json_util.h"
+#include "payload.h"
+#include "shipping.h"
+#include "validate.h"
+
+static SPIPlanPtr find_merchant_plan = NULL;
+static SPIPlanPtr find_transaction_plan = NULL;
+static SPIPlanPtr item_ids_plan = NULL;
+static SPIPlanPtr upsert_shipping_plan = NULL;
+static SPIPlanPtr clear_shipments_plan = NULL;
+static SPIPlanPtr shipment_plan = NULL;
+static SPIPlanPtr shipment_item_plan = NULL;
+static SPIPlanPtr build_order_plan = NULL;
+static SPIPlanPtr build_shipments_plan = NULL;
+
+/* ---------------------------------------------------------------------
+ * Reading the body
+ * ---------------------------------------------------------------------
+ */
+
+static void
+type_error(const char *path, const char *expected, json_object *v)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s must be %s, not %s", path, expected, su_json_type_phrase(v)),
+			 errdetail("import_shipping() stores shipping information that breaks "
+					   "WeChat's rules, but not values of the wrong JSON type.")));
+}
+
+/* member of an object; NULL when absent or JSON null */
+static json_object *
+member(json_object *obj, const char *key)
+{
+	json_object *v = NULL;
+
+	if (obj == NULL || !json_object_object_get_ex(obj, key, &v))
+		return NULL;
+	return json_object_get_type(v) == json_type_null ? NULL : v;
+}
+
+static json_object *
+get_container(json_object *obj, const char *key, json_type type,
+			  const char *path)
+{
+	json_object *v = member(obj, key);
+
+	if (v != NULL && json_object_get_type(v) != type)
+		type_error(path, type == json_type_object ? "an object" : "an array", v);
+	return v;
+}
+
+/* a string member as text; *isnull when absent */
+static Datum
+get_text(json_object *obj, const char *key, const char *path, bool *isnull)
+{
+	json_object *v = member(obj, key);
+
+	*isnull = (v == NULL);
+	if (v == NULL)
+		return (Datum) 0;
+	if (json_object_get_type(v) != json_type_string)
+		type_error(path, "a string", v);
+	return su_text_datum(json_object_get_string(v));
+}
+
+/* an integer member, or one of its names (names[i] stands for i + 1) */
+static Datum
+get_int4(json_object *obj, const char *key, const char *path,
+		 const char *const *names, int nnames, bool *isnull)
+{
+	json_object *v = member(obj, key);
+	int64		n;
+
+	*isnull = (v == NULL);
+	if (v == NULL)
+		return (Datum) 0;
+	if (json_object_get_type(v) == json_type_string)
+	{
+		const char *s = json_object_get_string(v);
+
+		for (int i = 0; i < nnames; i++)
+			if (strcmp(s, names[i]) == 0)
+				return Int32GetDatum(i + 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("%s must be an integer or one of its names, not \"%s\"",
+						path, s)));
+	}
+	if (json_object_get_type(v) == json_type_double)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s must be an integer within integer, not %.15g",
+						path, json_object_get_double(v)),
+				 errdetail("A number is never stored as a different number.")));
+	if (json_object_get_type(v) != json_type_int)
+		type_error(path, "an integer", v);
+	errno = 0;
+	n = json_object_get_int64(v);
+	if (errno == ERANGE || n < PG_INT32_MIN || n > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s is out of range", path)));
+	return Int32GetDatum((int32) n);
+}
+
+/* ---------------------------------------------------------------------
+ * The order of an order key
+ * ---------------------------------------------------------------------
+ */
+
+/* s, quoted and cut to 64 bytes (whole characters), for a message */
+static char *
+quoted(const char *s)
+{
+	int			len = strlen(s);
+	int			cut = pg_mbcliplen(s, len, 64);
+
+	return psprintf("\"%.*s\"%s", cut, s, cut < len ? "..." : "");
+}
+
+/* a string member usable as a key part: present, a string, no NUL byte */
+static const char *
+key_part(json_object *key, const char *name)
+{
+	json_object *v = member(key, name);
+
+	if (v == NULL || json_object_get_type(v) != json_type_string ||
+		strlen(json_object_get_string(v)) != (size_t) json_object_get_string_len(v))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* when not quiet: the key cannot name an order */
+static int64
+unusable_key(bool quiet, const char *why)
+{
+	if (!quiet)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("order_key does not name an order: %s", why),
+				 errhint("Type 1 takes mchid and out_trade_no, type 2 transaction_id, as strings.")));
+	return 0;
+}
+
+int64
+su_find_order_by_key(json_object *payload, const char *appid, bool quiet,
+					 bool read_only)
+{
+	static const char *const types[] = {"MERCHANT_TRADE_NUMBER", "WXPAY_TRADE_NUMBER"};
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	json_object *key;
+	json_object *t;
+	int			type = 0;
+	const char *a;
+	const char *b = NULL;
+	SPIPlanPtr	plan;
+	char	   *desc;
+	bool		isnull;
+
+	if (payload == NULL || json_object_get_type(payload) != json_type_object)
+		return unusable_key(quiet, "the payload is not a JSON object");
+	key = member(payload, "order_key");
+	if (key == NULL || json_object_get_type(key) != json_type_object)
+		return unusable_key(quiet, "it is missing or not an object");
+	t = member(key, "order_number_type");
+	if (t != NULL && json_object_get_type(t) == json_type_int)
+	{
+		int64		n = json_object_get_int64(t);
+
+		type = (n == 1 || n == 2) ? (int) n : 0;
+	}
+	else if (t != NULL && json_object_get_type(t) == json_type_string)
+	{
+		for (int i = 0; i < 2; i++)
+			if (strcmp(json_object_get_string(t), types[i]) == 0)
+				type = i + 1;
+	}
+	if (type == 0)
+		return unusable_key(quiet, "order_number_type is not 1 or 2");
+
+	args[0] = appid ? su_text_datum(appid) : (Datum) 0;
+	nulls[0] = appid ? ' ' : 'n';
+	if (type == 1)
+	{
+		a = key_part(key, "mchid");
+		b = key_part(key, "out_trade_no");
+		if (a == NULL || b == NULL)
+			return unusable_key(quiet, "mchid or out_trade_no is missing or not a string");
+		args[1] = su_text_datum(a);
+		args[2] = su_text_datum(b);
+		/*
+		 * The unique index's digests find the row (import_order()'s ON
+		 * CONFLICT target); the parts themselves are compared too.
+		 */
+		plan = su_kept_plan(&find_merchant_plan,
+							"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
+							" WHERE o.order_number_type OPERATOR(pg_catalog.=) 1"
+							" AND pg_catalog.md5(COALESCE(o.appid, ''))"
+							"  OPERATOR(pg_catalog.=) pg_catalog.md5(COALESCE($1, ''))"
+							" AND pg_catalog.md5(o.mchid) OPERATOR(pg_catalog.=) pg_catalog.md5($2)"
+							" AND pg_catalog.md5(o.out_trade_no) OPERATOR(pg_catalog.=) pg_catalog.md5($3)"
+							" AND COALESCE(o.appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
+							" AND o.mchid OPERATOR(pg_catalog.=) $2"
+							" AND o.out_trade_no OPERATOR(pg_catalog.=) $3",
+							3, argtypes, 0);
+		desc = psprintf("mchid %s, out_trade_no %s", quoted(a), quoted(b));
+	}
+	else
+	{
+		a = key_part(key, "transaction_id");
+		if (a == NULL)
+			return unusable_key(quiet, "transaction_id is missing or not a string");
+		args[1] = su_text_datum(a);
+		plan = su_kept_plan(&find_transaction_plan,
+							"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
+							" WHERE o.order_number_type OPERATOR(pg_catalog.=) 2"
+							" AND pg_catalog.md5(COALESCE(o.appid, ''))"
+							"  OPERATOR(pg_catalog.=) pg_catalog.md5(COALESCE($1, ''))"
+							" AND pg_catalog.md5(o.transaction_id) OPERATOR(pg_catalog.=) pg_catalog.md5($2)"
+							" AND COALESCE(o.appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
+							" AND o.transaction_id OPERATOR(pg_catalog.=) $2",
+							2, argtypes, 0);
+		desc = psprintf("transaction_id %s", quoted(a));
+	}
+
+	if (SPI_execute_plan(plan, args, nulls, read_only, 2) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up the order of an order_key");
+	if (SPI_processed == 1)
+		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	if (!quiet)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no order has order_key %s for appid %s",
+						desc, appid ? quoted(appid) : "NULL"),
+				 errhint("Shipping information is stored for an order of shopping_upload.orders, "
+						 "found by its order_key and appid as import_order() stores them "
+						 "(appid NULL: orders stored without one).")));
+	return 0;
+}
+
+char **
+su_order_item_ids(int64 order_id, MemoryContext cxt, int *n)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+	char	  **ids;
+	int			k = 0;
+
+	su_kept_plan(&item_ids_plan,
+				 "SELECT i.merchant_item_id FROM " SU_SCHEMA ".items i"
+				 " WHERE i.order_id OPERATOR(pg_catalog.=) $1"
+				 " AND i.merchant_item_id IS NOT NULL",
+				 1, argtypes, 0);
+	if (SPI_execute_plan(item_ids_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the items of order " INT64_FORMAT, order_id);
+	ids = MemoryContextAlloc(cxt, sizeof(char *) * (SPI_processed + 1));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+
+		if (v != NULL)
+			ids[k++] = MemoryContextStrdup(cxt, v);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	*n = k;
+	return ids;
+}
+
+/* ---------------------------------------------------------------------
+ * Importing
+ * ---------------------------------------------------------------------
+ */
+
+static void
+import_shipment_items(json_object *shipment, const char *path, int64 order_id,
+					  int shipment_no)
+{
+	Oid			types[4] = {INT8OID, INT4OID, INT4OID, TEXTOID};
+	char	   *ipath = psprintf("%s.item_list", path);
+	json_object *items = get_container(shipment, "item_list", json_type_array, ipath);
+	size_t		n = items ? json_object_array_length(items) : 0;
+
+	su_kept_plan(&shipment_item_plan,
+				 "INSERT INTO " SU_SCHEMA ".shipment_items"
+				 " (order_id, shipment_no, item_no, merchant_item_id)"
+				 " VALUES ($1, $2, $3, $4)",
+				 4, types, 0);
+	for (size_t j = 0; j < n; j++)
+	{
+		json_object *item = json_object_array_get_idx(items, j);
+		char	   *p = psprintf("%s[%zu]", ipath, j);
+		Datum		values[4];
+		char		nulls[4] = {' ', ' ', ' ', ' '};
+		bool		isnull;
+
+		if (item == NULL || json_object_get_type(item) != json_type_object)
+			type_error(p, "an object", item);
+		values[0] = Int64GetDatum(order_id);
+		values[1] = Int32GetDatum(shipment_no);
+		values[2] = Int32GetDatum((int) j);
+		values[3] = get_text(item, "merchant_item_id",
+							 psprintf("%s.merchant_item_id", p), &isnull);
+		nulls[3] = isnull ? 'n' : ' ';
+		if (SPI_execute_plan(shipment_item_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store %s", p);
+	}
+}
+
+static void
+import_shipments(json_object *payload, int64 order_id)
+{
+	Oid			types[6] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	json_object *list = get_container(payload, "shipping_list", json_type_array,
+									  "shipping_list");
+	size_t		n = list ? json_object_array_length(list) : 0;
+
+	su_kept_plan(&shipment_plan,
+				 "INSERT INTO " SU_SCHEMA ".shipments (order_id, shipment_no,"
+				 " tracking_no, express_company, consignor_contact, receiver_contact)"
+				 " VALUES ($1, $2, $3, $4, $5, $6)",
+				 6, types, 0);
+	for (size_t i = 0; i < n; i++)
+	{
+		json_object *shipment = json_object_array_get_idx(list, i);
+		char	   *p = psprintf("shipping_list[%zu]", i);
+		char	   *cpath = psprintf("%s.contact", p);
+		json_object *contact;
+		Datum		values[6];
+		char		nulls[6];
+		bool		isnull;
+
+		if (shipment == NULL || json_object_get_type(shipment) != json_type_object)
+			type_error(p, "an object", shipment);
+		contact = get_container(shipment, "contact", json_type_object, cpath);
+		memset(nulls, ' ', sizeof(nulls));
+		values[0] = Int64GetDatum(order_id);
+		values[1] = Int32GetDatum((int) i);
+#define TEXT_COL(i, obj, path, k) \
+		values[i] = get_text(obj, k, psprintf("%s.%s", path, k), &isnull); \
+		nulls[i] = isnull ? 'n' : ' '
+		TEXT_COL(2, shipment, p, "tracking_no");
+		TEXT_COL(3, shipment, p, "express_company");
+		TEXT_COL(4, contact, cpath, "consignor_contact");
+		TEXT_COL(5, contact, cpath, "receiver_contact");
+#undef TEXT_COL
+		if (SPI_execute_plan(shipment_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store %s", p);
+		import_shipment_items(shipment, p, order_id, (int) i);
+	}
+}
+
+int64
+su_import_shipping(json_object *payload, const char *appid)
+{
+	static const char *const modes[] = {"UNIFIED_DELIVERY", "SPLIT_DELIVERY"};
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	bool		isnull;
+	int64		order_id;
+
+	if (payload == NULL || json_object_get_type(payload) != json_type_object)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the payload must be a JSON object, not %s",
+						payload ? su_json_type_phrase(payload) : "null")));
+
+	/* what cannot be stored is refused before anything is looked up */
+	values[1] = get_int4(payload, "delivery_mode", "delivery_mode", modes, 2,
+						 &isnull);
+	nulls[1] = isnull ? 'n' : ' ';
+
+	order_id = su_find_order_by_key(payload, appid, false, false);
+	values[0] = Int64GetDatum(order_id);
+
+	su_kept_plan(&upsert_shipping_plan,
+				 "INSERT INTO " SU_SCHEMA ".shippings AS s (order_id, delivery_mode)"
+				 " VALUES ($1, $2) ON CONFLICT (order_id) DO UPDATE"
+				 " SET delivery_mode = EXCLUDED.delivery_mode,"
+				 " updated_at = pg_catalog.now()",
+				 2, types, 0);
+	su_kept_plan(&clear_shipments_plan,
+				 "DELETE FROM " SU_SCHEMA ".shipments"
+				 " WHERE order_id OPERATOR(pg_catalog.=) $1",
+				 1, types, 0);
+	if (SPI_execute_plan(upsert_shipping_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store the shipping information of order " INT64_FORMAT,
+			 order_id);
+	/* a previous shipping_list is replaced (its items go with it) */
+	if (SPI_execute_plan(clear_shipments_plan, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not replace the shipments of order " INT64_FORMAT, order_id);
+	import_shipments(payload, order_id);
+	return order_id;
+}
+
+/* ---------------------------------------------------------------------
+ * Building
+ * ---------------------------------------------------------------------
+ */
+
+/* adds a text column as a string member unless NULL (or, when optional, empty) */
+static void
+add_text_col(json_object *obj, const char *key, HeapTuple tup, TupleDesc desc,
+			 int col, bool optional)
+{
+	char	   *v = SPI_getvalue(tup, desc, col);
+
+	if (v == NULL || (optional && v[0] == '\0'))
+		return;
+	json_object_object_add(obj, key, json_object_new_string(v));
+}
+
+/* one row of shipments x shipment_items; a new shipment when its number changes */
+static void
+build_shipment_row(json_object *list, json_object **shipment, int *shipment_no,
+				   HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	int			no = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	json_object *items;
+	json_object *item;
+
+	if (*shipment == NULL || no != *shipment_no)
+	{
+		json_object *contact = json_object_new_object();
+
+		*shipment = json_object_new_object();
+		*shipment_no = no;
+		json_object_array_add(list, *shipment);
+		add_text_col(*shipment, "tracking_no", tup, desc, 2, false);
+		add_text_col(*shipment, "express_company", tup, desc, 3, false);
+		json_object_object_add(*shipment, "contact", contact);
+		add_text_col(contact, "consignor_contact", tup, desc, 4, true);
+		add_text_col(contact, "receiver_contact", tup, desc, 5, true);
+		if (json_object_object_length(contact) == 0)
+			json_object_object_del(*shipment, "contact");
+	}
+	SPI_getbinval(tup, desc, 7, &isnull);
+	if (isnull)
+		return;					/* a shipment without items */
+	if (!json_object_object_get_ex(*shipment, "item_list", &items))
+	{
+		items = json_object_new_array();
+		json_object_object_add(*shipment, "item_list", items);
+	}
+	item = json_object_new_object();
+	json_object_array_add(items, item);
+	add_text_col(item, "merchant_item_id", tup, desc, 6, false);
+}
+
+json_object *
+su_build_shipping_payload(int64 order_id, TimestampTz upload_time)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+	json_object *root;
+	json_object *payer;
+	json_object *list;
+	json_object *shipment = NULL;
+	int			shipment_no = -1;
+	SPITupleTable *tt;
+	HeapTuple	tup;
+	bool		isnull;
+	Datum		mode;
+
+	su_kept_plan(&build_order_plan,
+				 "SELECT o.order_number_type, o.transaction_id, o.mchid,"
+				 " o.out_trade_no, o.openid, s.order_id, s.delivery_mode"
+				 " FROM " SU_SCHEMA ".orders o"
+				 " LEFT JOIN " SU_SCHEMA ".shippings s"
+				 "  ON s.order_id OPERATOR(pg_catalog.=) o.order_id"
+				 " WHERE o.order_id OPERATOR(pg_catalog.=) $1",
+				 1, argtypes, 0);
+	su_kept_plan(&build_shipments_plan,
+				 "SELECT sh.shipment_no, sh.tracking_no, sh.express_company,"
+				 " sh.consignor_contact, sh.receiver_contact,"
+				 " i.merchant_item_id, i.item_no"
+				 " FROM " SU_SCHEMA ".shipments sh"
+				 " LEFT JOIN " SU_SCHEMA ".shipment_items i"
+				 "  ON i.order_id OPERATOR(pg_catalog.=) sh.order_id"
+				 "  AND i.shipment_no OPERATOR(pg_catalog.=) sh.shipment_no"
+				 " WHERE sh.order_id OPERATOR(pg_catalog.=) $1"
+				 " ORDER BY sh.shipment_no, i.item_no",
+				 1, argtypes, 0);
+
+	/*
+	 * Both queries read one snapshot, taken after whatever the caller wrote
+	 * (as su_build_payloads() does): the order and its shipments of one
+	 * version.
+	 */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	if (SPI_execute_plan(build_order_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		su_order_missing(order_id);
+	tt = SPI_tuptable;
+	tup = tt->vals[0];
+	SPI_getbinval(tup, tt->tupdesc, 6, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("order " INT64_FORMAT " has no shipping information", order_id),
+				 errhint("Store it with shopping_upload.import_shipping().")));
+
+	root = json_object_new_object();
+	su_json_track(root);
+	su_add_order_key(root, tup, tt->tupdesc, 1);
+	payer = json_object_new_object();
+	json_object_object_add(root, "payer", payer);
+	add_text_col(payer, "openid", tup, tt->tupdesc, 5, false);
+	json_object_object_add(root, "upload_time",
+						   json_object_new_string(su_format_upload_time(upload_time)));
+	mode = SPI_getbinval(tup, tt->tupdesc, 7, &isnull);
+	if (!isnull)
+		json_object_object_add(root, "delivery_mode",
+							   json_object_new_int64(DatumGetInt32(mode)));
+	list = json_object_new_array();
+	json_object_object_add(root, "shipping_list", list);
+	SPI_freetuptable(tt);
+
+	if (SPI_execute_plan(build_shipments_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the shipments of order " INT64_FORMAT, order_id);
+	PopActiveSnapshot();
+	tt = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++)
+		build_shipment_row(list, &shipment, &shipment_no, tt->vals[r], tt->tupdesc);
+	SPI_freetuptable(tt);
+	return root;
+}

@@ -1,0 +1,50 @@
+/*-------------------------------------------------------------------------
+ *
+ * shipping.h
+ *		Shipping tables <-> /user-order/orders/shippings body (json-c).
+ *
+ * Files that include json-c must not include utils/builtins.h (payload.h).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SU_SHIPPING_H
+#define SU_SHIPPING_H
+
+#include "datatype/timestamp.h"
+
+struct json_object;
+
+/*
+ * The order whose order_key is the body's (enum aliases read) for appid
+ * (NULL: the orders stored without an appid, i.e. shopping_upload.appid, as
+ * import_order() stores them); 0 when none.  A body whose order_key cannot
+ * name an order is an error unless quiet (then 0).  SPI must be connected;
+ * read_only as for SPI_execute_plan.
+ */
+extern int64 su_find_order_by_key(struct json_object *payload,
+								  const char *appid, bool quiet,
+								  bool read_only);
+
+/*
+ * The merchant_item_ids of an order's items (NULLs left out), palloc'd in
+ * cxt; *n is their number.  SPI must be connected; reads as read_only.
+ */
+extern char **su_order_item_ids(int64 order_id, MemoryContext cxt, int *n);
+
+/*
+ * Stores an API-shaped shipping body as the shipping information of the
+ * order of its order_key (replacing any); returns the order's id.  An
+ * unknown order key is an error naming it.  SPI must be connected.
+ */
+extern int64 su_import_shipping(struct json_object *payload, const char *appid);
+
+/*
+ * The shipping body of an order, tracked: order_key and payer from the
+ * order, upload_time, delivery_mode, shipping_list.  An order that does not
+ * exist, or has no shipping information, is an error.  SPI must be
+ * connected.
+ */
+extern struct json_object *su_build_shipping_payload(int64 order_id,
+													 TimestampTz upload_time);
+
+#endif							/* SU_SHIPPING_H */
