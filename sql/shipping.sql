@@ -17,6 +17,7 @@ SELECT conrelid::regclass AS "table", conname, pg_get_constraintdef(oid) AS def
  WHERE conrelid IN ('shopping_upload.shippings'::regclass,
                     'shopping_upload.shipments'::regclass,
                     'shopping_upload.shipment_items'::regclass)
+   AND contype <> 'n'   -- PostgreSQL 18 lists NOT NULL here too: attnotnull below
  ORDER BY conrelid::regclass::text, conname;
 SELECT attrelid::regclass AS "table", attname, format_type(atttypid, atttypmod) AS type, attnotnull
   FROM pg_attribute
