@@ -460,19 +460,25 @@ static SPIPlanPtr clear_plan = NULL;
 static SPIPlanPtr sub_plan = NULL;
 static SPIPlanPtr item_plan = NULL;
 
-static void
-import_type_error(const char *path, const char *expected, json_object *v)
+/*
+ * Readers of API-shaped bodies, shared by the imports (import_order() here,
+ * import_shipping() in shipping.c): a value of the wrong JSON type is an
+ * error naming its field, with the caller's detail; a rule of WeChat's is
+ * never checked here.
+ */
+void
+su_import_type_error(const char *path, const char *expected, json_object *v,
+					 const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("%s must be %s, not %s", path, expected, su_json_type_phrase(v)),
-			 errdetail("import_order() stores orders that break WeChat's rules, "
-					   "but not values of the wrong JSON type.")));
+			 errdetail_internal("%s", detail)));
 }
 
 /* member of an object; NULL when absent or JSON null */
-static json_object *
-member(json_object *obj, const char *key)
+json_object *
+su_import_member(json_object *obj, const char *key)
 {
 	json_object *v = NULL;
 
@@ -481,38 +487,44 @@ member(json_object *obj, const char *key)
 	return json_object_get_type(v) == json_type_null ? NULL : v;
 }
 
-static json_object *
-get_container(json_object *obj, const char *key, json_type type,
-			  const char *path)
+json_object *
+su_import_container(json_object *obj, const char *key, int type,
+					const char *path, const char *detail)
 {
-	json_object *v = member(obj, key);
+	json_object *v = su_import_member(obj, key);
 
-	if (v != NULL && json_object_get_type(v) != type)
-		import_type_error(path, type == json_type_object ? "an object" : "an array", v);
+	if (v != NULL && (int) json_object_get_type(v) != type)
+		su_import_type_error(path, type == json_type_object ? "an object" : "an array",
+							 v, detail);
 	return v;
 }
 
-static Datum
-get_text(json_object *obj, const char *key, const char *path, bool *isnull)
+/* a string member as text; *isnull when absent */
+Datum
+su_import_text(json_object *obj, const char *key, const char *path,
+			   const char *detail, bool *isnull)
 {
-	json_object *v = member(obj, key);
+	json_object *v = su_import_member(obj, key);
 
 	*isnull = (v == NULL);
 	if (v == NULL)
 		return (Datum) 0;
 	if (json_object_get_type(v) != json_type_string)
-		import_type_error(path, "a string", v);
+		su_import_type_error(path, "a string", v, detail);
 	return su_text_datum(json_object_get_string(v));
 }
 
 /*
- * An integer member, or one of its enum aliases (names[i] stands for i + 1).
+ * An integer member (bigint, or integer), or one of its enum aliases
+ * (names[i] stands for i + 1).  A fraction is refused as not an integer
+ * "within" that type's name.
  */
-static Datum
-get_int(json_object *obj, const char *key, const char *path, bool is_int8,
-		const char *const *names, int nnames, bool *isnull)
+Datum
+su_import_int(json_object *obj, const char *key, const char *path, bool is_int8,
+			  const char *const *names, int nnames, const char *within,
+			  const char *detail, bool *isnull)
 {
-	json_object *v = member(obj, key);
+	json_object *v = su_import_member(obj, key);
 	int64		n;
 
 	*isnull = (v == NULL);
@@ -533,11 +545,11 @@ get_int(json_object *obj, const char *key, const char *path, bool is_int8,
 	if (json_object_get_type(v) == json_type_double)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("%s must be an integer within bigint, not %.15g",
-						path, json_object_get_double(v)),
+				 errmsg("%s must be an integer within %s, not %.15g",
+						path, within, json_object_get_double(v)),
 				 errdetail("A number is never stored as a different number.")));
 	if (json_object_get_type(v) != json_type_int)
-		import_type_error(path, "an integer", v);
+		su_import_type_error(path, "an integer", v, detail);
 	errno = 0;
 	n = json_object_get_int64(v);
 	if (errno == ERANGE || (!is_int8 && (n < PG_INT32_MIN || n > PG_INT32_MAX)))
@@ -546,6 +558,18 @@ get_int(json_object *obj, const char *key, const char *path, bool is_int8,
 				 errmsg("%s is out of range", path)));
 	return is_int8 ? Int64GetDatum(n) : Int32GetDatum((int32) n);
 }
+
+#define ORDER_DETAIL "import_order() stores orders that break WeChat's rules, " \
+	"but not values of the wrong JSON type."
+#define import_type_error(path, expected, v) \
+	su_import_type_error(path, expected, v, ORDER_DETAIL)
+#define member(obj, key) su_import_member(obj, key)
+#define get_container(obj, key, type, path) \
+	su_import_container(obj, key, type, path, ORDER_DETAIL)
+#define get_text(obj, key, path, isnull) \
+	su_import_text(obj, key, path, ORDER_DETAIL, isnull)
+#define get_int(obj, key, path, is_int8, names, nnames, isnull) \
+	su_import_int(obj, key, path, is_int8, names, nnames, "bigint", ORDER_DETAIL, isnull)
 
 /* link type: "URL", "MINI_PROGRAM" (or anything else, kept) or 1/2 */
 static Datum

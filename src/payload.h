@@ -57,6 +57,19 @@ extern void su_add_order_key(struct json_object *root, HeapTuple tup,
 							 TupleDesc desc, int first);
 
 /* Stores an API-shaped payload; returns its order_id.  SPI must be connected. */
+extern void su_import_type_error(const char *path, const char *expected,
+								 struct json_object *v, const char *detail);
+extern struct json_object *su_import_member(struct json_object *obj, const char *key);
+extern struct json_object *su_import_container(struct json_object *obj,
+											   const char *key, int type,
+											   const char *path, const char *detail);
+extern Datum su_import_text(struct json_object *obj, const char *key,
+							const char *path, const char *detail, bool *isnull);
+extern Datum su_import_int(struct json_object *obj, const char *key,
+						   const char *path, bool is_int8,
+						   const char *const *names, int nnames,
+						   const char *within, const char *detail,
+						   bool *isnull);
 extern int64 su_import_order(struct json_object *payload, const char *appid);
 
 #endif							/* SU_PAYLOAD_H */

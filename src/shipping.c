@@ -48,91 +48,18 @@ static SPIPlanPtr build_shipments_plan = NULL;
  * ---------------------------------------------------------------------
  */
 
-static void
-type_error(const char *path, const char *expected, json_object *v)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s must be %s, not %s", path, expected, su_json_type_phrase(v)),
-			 errdetail("import_shipping() stores shipping information that breaks "
-					   "WeChat's rules, but not values of the wrong JSON type.")));
-}
-
-/* member of an object; NULL when absent or JSON null */
-static json_object *
-member(json_object *obj, const char *key)
-{
-	json_object *v = NULL;
-
-	if (obj == NULL || !json_object_object_get_ex(obj, key, &v))
-		return NULL;
-	return json_object_get_type(v) == json_type_null ? NULL : v;
-}
-
-static json_object *
-get_container(json_object *obj, const char *key, json_type type,
-			  const char *path)
-{
-	json_object *v = member(obj, key);
-
-	if (v != NULL && json_object_get_type(v) != type)
-		type_error(path, type == json_type_object ? "an object" : "an array", v);
-	return v;
-}
-
-/* a string member as text; *isnull when absent */
-static Datum
-get_text(json_object *obj, const char *key, const char *path, bool *isnull)
-{
-	json_object *v = member(obj, key);
-
-	*isnull = (v == NULL);
-	if (v == NULL)
-		return (Datum) 0;
-	if (json_object_get_type(v) != json_type_string)
-		type_error(path, "a string", v);
-	return su_text_datum(json_object_get_string(v));
-}
-
-/* an integer member, or one of its names (names[i] stands for i + 1) */
-static Datum
-get_int4(json_object *obj, const char *key, const char *path,
-		 const char *const *names, int nnames, bool *isnull)
-{
-	json_object *v = member(obj, key);
-	int64		n;
-
-	*isnull = (v == NULL);
-	if (v == NULL)
-		return (Datum) 0;
-	if (json_object_get_type(v) == json_type_string)
-	{
-		const char *s = json_object_get_string(v);
-
-		for (int i = 0; i < nnames; i++)
-			if (strcmp(s, names[i]) == 0)
-				return Int32GetDatum(i + 1);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("%s must be an integer or one of its names, not \"%s\"",
-						path, s)));
-	}
-	if (json_object_get_type(v) == json_type_double)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("%s must be an integer within integer, not %.15g",
-						path, json_object_get_double(v)),
-				 errdetail("A number is never stored as a different number.")));
-	if (json_object_get_type(v) != json_type_int)
-		type_error(path, "an integer", v);
-	errno = 0;
-	n = json_object_get_int64(v);
-	if (errno == ERANGE || n < PG_INT32_MIN || n > PG_INT32_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("%s is out of range", path)));
-	return Int32GetDatum((int32) n);
-}
+/* the readers of import_order() (payload.c), with this function's detail */
+#define SHIPPING_DETAIL "import_shipping() stores shipping information that breaks " \
+	"WeChat's rules, but not values of the wrong JSON type."
+#define type_error(path, expected, v) \
+	su_import_type_error(path, expected, v, SHIPPING_DETAIL)
+#define member(obj, key) su_import_member(obj, key)
+#define get_container(obj, key, type, path) \
+	su_import_container(obj, key, type, path, SHIPPING_DETAIL)
+#define get_text(obj, key, path, isnull) \
+	su_import_text(obj, key, path, SHIPPING_DETAIL, isnull)
+#define get_int4(obj, key, path, names, nnames, isnull) \
+	su_import_int(obj, key, path, false, names, nnames, "integer", SHIPPING_DETAIL, isnull)
 
 /* ---------------------------------------------------------------------
  * The order of an order key
