@@ -17,15 +17,21 @@
 # only what runs the demo and scripts/system_ca_check.sh against an extension
 # already installed (the Debian package of scripts/package.sh): the server
 # (postgresql-NN, its pg_config is in postgresql-client-NN), python3 for the
-# stand-in, openssl and ca-certificates; no headers, compilers or test tools.
+# stand-in, openssl and ca-certificates; no headers, compilers or test tools;
+#
+#   bash scripts/deps.sh --package
+#
+# what scripts/package.sh builds the Debian package with: debian/control.in's
+# Build-Depends, the server headers of the major, dpkg-buildpackage's tools.
 set -euo pipefail
 
 mode=all
 case ${1:-} in
 '') ;;
 --installed) mode=installed ;;
+--package) mode=package ;;
 *)
-	echo "usage: deps.sh [--installed]" >&2
+	echo "usage: deps.sh [--installed | --package]" >&2
 	exit 2
 	;;
 esac
@@ -65,6 +71,11 @@ fi
 
 if [ "$mode" = installed ]; then
 	packages=("postgresql-$major" python3 openssl ca-certificates)
+elif [ "$mode" = package ]; then
+	# the Build-Depends of debian/control.in, the server headers of this
+	# major, and the tools of dpkg-buildpackage
+	packages=(build-essential dpkg-dev debhelper postgresql-server-dev-all "postgresql-server-dev-$major"
+		libcurl4-openssl-dev libjson-c-dev pkg-config gcc make)
 else
 	packages=(
 		# (pgbench is part of postgresql-NN: postgresql-contrib is only a name

@@ -25,53 +25,10 @@ work=$(mktemp -d /tmp/shopping_upload-package.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 log=$work/log
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-
-updated=
-apt_update() {
-	[ -z "$updated" ] || return 0
-	updated=1
-	apt-get update -qq >"$log" 2>&1 || {
-		cat "$log" >&2
-		echo "package.sh: apt-get update failed (above); trying with the lists apt has" >&2
-	}
-}
-
-if ! major=$(su_pg_major 2>"$log"); then
-	if [ "$(id -u)" = 0 ] && [ -z "${PG_MAJOR:-}" ]; then
-		apt_update
-		major=$(su_pg_major) || {
-			echo "package.sh: apt knows no package \"postgresql\": which PostgreSQL? Set PG_MAJOR=NN" >&2
-			exit 1
-		}
-	else
-		cat "$log" >&2
-		echo "package.sh: which PostgreSQL? Set PG_MAJOR=NN, or run as root" >&2
-		exit 1
-	fi
-fi
-
-# the Build-Depends of debian/control.in, the server headers of this major,
-# and the tools of dpkg-buildpackage
-packages=(build-essential dpkg-dev debhelper postgresql-server-dev-all "postgresql-server-dev-$major"
-	libcurl4-openssl-dev libjson-c-dev pkg-config gcc make)
-missing=()
-for p in "${packages[@]}"; do
-	installed "$p" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" != 0 ]; then
-		echo "package.sh: missing packages (${missing[*]}); run as root" >&2
-		exit 1
-	fi
-	echo "package.sh: installing ${missing[*]}"
-	apt_update
-	if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
-		cat "$log" >&2
-		echo "package.sh: apt-get install failed" >&2
-		exit 1
-	fi
-fi
+# what the build needs (deps.sh --package: it finds the major, as root
+# installs what is missing and says which, as another user names it)
+bash "$here/scripts/deps.sh" --package
+major=$(su_pg_major)
 
 # build in a copy: dpkg-buildpackage writes debian/ and the parent folder
 src=$work/shopping-upload
