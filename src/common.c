@@ -138,12 +138,23 @@ su_wake_worker(void)
 
 	if (su_shared == NULL)
 		return;
+
+	/*
+	 * A worker that has a claim planned anyway is not woken: one wake-up a
+	 * claim, not one a commit (each may cost both processes a system call).
+	 * The worker sets wake_wanted before the snapshot of each claim, and this
+	 * reads it after our commit became visible: a commit is either seen by
+	 * that claim or wakes the worker for the next one.
+	 */
+	pg_memory_barrier();
+	if (pg_atomic_read_u32(&su_shared->wake_wanted) == 0)
+		return;
 	SpinLockAcquire(&su_shared->mutex);
 	if (su_shared->worker_latch && su_shared->worker_dboid == MyDatabaseId)
 		latch = su_shared->worker_latch;
 	SpinLockRelease(&su_shared->mutex);
 	/* outside the spinlock: SetLatch may make a system call */
-	if (latch)
+	if (latch && pg_atomic_exchange_u32(&su_shared->wake_wanted, 0) == 1)
 		SetLatch(latch);
 }
 

@@ -33,6 +33,8 @@ typedef struct SuShared
 	pid_t		launcher_pid;
 	TimestampTz drop_requested_at;	/* DROP DATABASE of our database */
 	pg_atomic_uint64 audit_deleted; /* audit rows past retention, deleted */
+	pg_atomic_uint32 wake_wanted;	/* 1: a commit that queues must set the
+									 * worker's latch; 0: it will look anyway */
 } SuShared;
 
 /* NULL unless loaded by shared_preload_libraries */

@@ -64,6 +64,7 @@ su_shmem_startup(void)
 		memset(su_shared, 0, sizeof(SuShared));
 		SpinLockInit(&su_shared->mutex);
 		pg_atomic_init_u64(&su_shared->audit_deleted, 0);
+		pg_atomic_init_u32(&su_shared->wake_wanted, 1);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -482,6 +482,9 @@ claim(int max)
 	bool	   *ok;
 	int			n;
 
+	/* from now on a commit that queues wakes us (see su_wake_worker) */
+	pg_atomic_write_u32(&su_shared->wake_wanted, 1);
+	pg_memory_barrier();
 	begin_txn("claiming orders");
 
 	/*
@@ -901,6 +904,13 @@ step_wait(void)
 	if (su_audit_retention_s > 0)
 		wake = Min(wake, next_trim);
 	timeout_ms = wake <= now ? 0 : (long) ((wake - now + 999) / 1000);
+
+	/*
+	 * A claim is planned (the next one sets wake_wanted again before its
+	 * snapshot): commits meanwhile need not wake us.
+	 */
+	if (claim_wanted)
+		pg_atomic_write_u32(&su_shared->wake_wanted, 0);
 	if (n_inflight > 0 && curl_ms >= 0)
 		timeout_ms = Min(timeout_ms, curl_ms);
 	worker_wait(timeout_ms);
@@ -1034,6 +1044,14 @@ su_worker_main(Datum arg)
 	pgstat_report_appname("shopping_upload worker");
 	/* short, frequent queries: compiling them would cost more than it saves */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Every statement of the worker reads or writes a few rows by key, and
+	 * keeps its plan.  A plan made while the queue was small (a new
+	 * database, before autovacuum's first ANALYZE) would scan whole tables
+	 * at every round as they grow: a scan by index is always wanted.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* no object of anyone's schema is ever resolved by the worker's statements */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
