@@ -132,6 +132,14 @@ POST /user-order/orders/shippings?access_token=T
     order's latest shipping, unless it is stale (see "Orders").
     The errmsg texts before ":" are the stub's own, except "param error".
 
+Any other method or path -> HTTP 404 with {"error":"not found","method":M,"path":P}
+(a JSON object without errcode).
+
+Every non-zero errcode's errmsg ends with " rid: R", R being WeChat-like random
+hex in three dash-separated groups, e.g. "rid: 6478a1b2-1c2d3e4f-5a6b7c8d".
+API answers are HTTP 200 with Content-Type application/json unless a fault
+says otherwise.
+
 Orders
 ======
 
@@ -158,20 +166,12 @@ kept.  Shippings always carry a valid upload_time.
 
 Orders survive /__stub/reset unless its body has "orders": true.
 
-Any other method or path -> HTTP 404 with {"error":"not found","method":M,"path":P}
-(a JSON object without errcode).
-
-Every non-zero errcode's errmsg ends with " rid: R", R being WeChat-like random
-hex in three dash-separated groups, e.g. "rid: 6478a1b2-1c2d3e4f-5a6b7c8d".
-API answers are HTTP 200 with Content-Type application/json unless a fault
-says otherwise.
-
 Recording
 =========
 
 Every request to a non-control path (stable_token, uploads, verify,
-shippings, rejected ones, 404s) is recorded before it is answered, so a test that has its answer (or
-saw the connection drop) always finds the record.  A record:
+shippings, rejected ones, 404s) is recorded before it is answered, so a test
+that has its answer (or saw the connection drop) always finds the record.  A record:
 
     {"seq": 1,                       # 1, 2, ... in arrival order; restarts at reset
      "time": 1716190175.123,         # unix time of arrival
