@@ -7,6 +7,11 @@
 #   $stub->fault(kind => 'errcode:-1', count => 2);
 #   $stub->requests('/user-order/orders');   # array of records
 #   $stub->stats; $stub->reset; $stub->stop;
+#   $stub->reset(tokens => 1, orders => 1);  # also drop tokens / remembered orders
+#   $stub->orders;                      # the orders the stub accepted (array)
+#   $stub->verify_result(linked => 'L', unlinked => 'U');   # verify's answers
+#   $stub->verify_result(order_key => {...}, verify_result => 'V');  # one order's
+#   $stub->verify_result;               # the current settings
 #   $stub->token_requests('wxtestappid');   # its stable_token records
 #   SuStub::node(conf => ..., initdb => [ '--encoding=UTF8', '--locale=C' ]);
 #   SuStub::rss_anon_kb($pid);          # RssAnon of a process, kB
@@ -104,10 +109,23 @@ sub clear_faults { $_[0]->_control('POST', '/__stub/faults/clear', {}) }
 sub stats { $_[0]->_control('GET', '/__stub/stats') }
 sub tokens { $_[0]->_control('GET', '/__stub/tokens') }
 
+# the stub takes only JSON true for tokens/orders: true Perl values become it
 sub reset
 {
 	my ($self, %opt) = @_;
+	$_ = $_ ? JSON::PP::true : JSON::PP::false for values %opt;
 	return $self->_control('POST', '/__stub/reset', \%opt);
+}
+
+sub orders { $_[0]->_control('GET', '/__stub/orders') }
+
+# without arguments the settings; with them, sets them (see the stub's
+# docstring: linked, unlinked; order_key with verify_result, undef to remove)
+sub verify_result
+{
+	my ($self, %v) = @_;
+	return $self->_control('GET', '/__stub/verify_result') unless %v;
+	return $self->_control('POST', '/__stub/verify_result', \%v);
 }
 
 sub requests

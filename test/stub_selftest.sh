@@ -460,6 +460,352 @@ call POST "$BASE/__stub/reset" '{"tokens":true}'
 upload "$T"
 is "reset {tokens:true}: tokens dropped" "$(errcode)" 40001
 
+# ---- verify and shippings: the remembered orders
+VERIFY_PATH=/user-order/shoppinginfo/verify
+SHIP_PATH=/user-order/orders/shippings
+verify() { call POST "$BASE$VERIFY_PATH?access_token=$1" "$2"; }
+ship()   { call POST "$BASE$SHIP_PATH?access_token=$1" "$2"; }
+orders() { call GET "$BASE/__stub/orders"; }
+vresult() { call POST "$BASE/__stub/verify_result" "$1"; }
+# edit BASE_JSON STMT: the JSON document with the Python statement STMT applied to it (d)
+edit() {
+    printf '%s' "$1" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+exec(sys.argv[1])
+print(json.dumps(d, ensure_ascii=False))' "$2"
+}
+# variants BASE_JSON <TABLE: for each line "FIELD|...|STMT" of TABLE, writes BASE_JSON
+# edited by STMT to $tmp/case.N and prints "N|FIELD|..." (one python for a whole table)
+variants() {
+    python3 -c '
+import json, sys
+for n, line in enumerate(sys.stdin.read().splitlines()):
+    *head, stmt = line.split("|")
+    d = json.loads(sys.argv[1])
+    exec(stmt)
+    with open("%s.%d" % (sys.argv[2], n), "w", encoding="utf-8") as f:
+        f.write(json.dumps(d, ensure_ascii=False))
+    print("|".join([str(n)] + head))' "$1" "$tmp/case"
+}
+K1='{"order_key":{"order_number_type":1,"mchid":"1230000109","out_trade_no":"SHIP_000001"}'
+K2='{"order_key":{"order_number_type":2,"transaction_id":"4200000001"}'
+K3='{"order_key":{"order_number_type":1,"mchid":"1230000109","out_trade_no":"NEVER_UPLOADED"}'
+P1='"payer":{"openid":"oPayer1"}'
+P2='"payer":{"openid":"oPayer2"}'
+UP1="$K1,\"order_list\":[{\"merchant_order_no\":\"m1\",\"item_list\":[{\"merchant_item_id\":\"sku-1\"},{\"merchant_item_id\":\"sku-2\"}]},{\"merchant_order_no\":\"m2\",\"item_list\":[{\"merchant_item_id\":\"sku-3\"}]}],$P1,\"upload_time\":\"2024-05-20T10:00:00+08:00\"}"
+SHIP1="$K1,$P1,\"upload_time\":\"2024-05-20T11:00:00+08:00\",\"delivery_mode\":1,\"shipping_list\":[{\"tracking_no\":\"SF100\",\"express_company\":\"SF\",\"contact\":{\"consignor_contact\":\"189****1234\",\"receiver_contact\":\"139****5678\"}}]}"
+SPLIT="$K1,$P1,\"upload_time\":\"2024-05-20T12:00:00+08:00\",\"delivery_mode\":2,\"shipping_list\":[{\"tracking_no\":\"SF200\",\"express_company\":\"SF\",\"item_list\":[{\"merchant_item_id\":\"sku-1\"},{\"merchant_item_id\":\"sku-3\"}]},{\"tracking_no\":\"YT300\",\"express_company\":\"YTO\",\"item_list\":[{\"merchant_item_id\":\"sku-2\"}]}]}"
+
+call POST "$BASE/__stub/reset" '{"orders":true}'
+token
+T=$(field 'd["access_token"]')
+orders
+is "orders: none after reset {orders:true}" "$BODY" "[]"
+
+verify "$T" "$K1,$P1}"
+is "verify of an order never uploaded: errcode 0, verify_result unlinked" \
+    "$(field '[d["errcode"], d["errmsg"], d["verify_result"]]')" '[0, "ok", "unlinked"]'
+upload "$T" "$UP1"
+is "upload of an order to verify: accepted" "$(errcode)" 0
+verify "$T" "$K1,$P1}"
+is "verify of an accepted order, its payer: verify_result linked" \
+    "$(field '[d["errcode"], d["errmsg"], d["verify_result"]]')" '[0, "ok", "linked"]'
+verify "$T" "$K1,$P2}"
+is "verify of an accepted order, another openid: unlinked" "$(field 'd["verify_result"]')" unlinked
+upload "$T" "$K2,$P1,\"upload_time\":\"2024-05-20T10:00:00+08:00\"}"
+verify "$T" "$K2,$P1}"
+is "verify of an accepted order_number_type 2 order: linked" "$(field 'd["verify_result"]')" linked
+verify "$T" "{\"order_key\":{\"order_number_type\":2,\"transaction_id\":\"SHIP_000001\"},$P1}"
+is "verify of another transaction_id: unlinked" "$(field 'd["verify_result"]')" unlinked
+verify "bogus-token" "$K1,$P1}"
+is "verify with a bad token: 40001" "$(errcode)" 40001
+like "verify with a bad token: errmsg + rid" \
+    "$(field 'd["errmsg"]')" "^invalid credential, access_token is invalid or not latest$RID_RE"
+verify "$T" '[1]'
+is "verify of a JSON array: 47001" "$(errcode)" 47001
+verify "$T" "@$tmp/badutf8"
+is "verify of invalid UTF-8: 47001" "$(errcode)" 47001
+verify "$T" "{$P1}"
+is "verify without order_key: 268435461" "$(errcode)" 268435461
+like "verify without order_key: errmsg says so + rid" "$(field 'd["errmsg"]')" "^param error: order_key is missing$RID_RE"
+variants "$K1,$P1}" >"$tmp/cases" <<'CASES'
+order_key not an object|d["order_key"] = "SHIP_000001"
+order_number_type 3|d["order_key"]["order_number_type"] = 3
+order_number_type "1"|d["order_key"]["order_number_type"] = "1"
+type 1 without out_trade_no|del d["order_key"]["out_trade_no"]
+type 1 without mchid|del d["order_key"]["mchid"]
+out_trade_no of 5 characters|d["order_key"]["out_trade_no"] = "ABCDE"
+out_trade_no with a dot|d["order_key"]["out_trade_no"] = "SHIP.000001"
+type 2 without transaction_id|d["order_key"] = {"order_number_type": 2}
+no payer|del d["payer"]
+empty openid|d["payer"]["openid"] = ""
+openid of 129 bytes|d["payer"]["openid"] = "o" * 129
+openid not a string|d["payer"]["openid"] = 42
+CASES
+while IFS='|' read -r n name; do
+    verify "$T" "@$tmp/case.$n"
+    is "verify, $name: 268435461" "$(errcode)" 268435461
+done <"$tmp/cases"
+call GET "$BASE$VERIFY_PATH?access_token=$T"
+is "GET on the verify path: HTTP 404" "$STATUS" 404
+
+# verify_result settings
+call GET "$BASE/__stub/verify_result"
+is "verify_result settings: defaults" "$BODY" '{"linked": "linked", "unlinked": "unlinked", "overrides": []}'
+vresult '{"linked":"已关联","unlinked":"NOT_LINKED"}'
+is "verify_result: set linked and unlinked" "$(field '"%s %s %s" % (d["ok"], d["linked"], d["unlinked"])')" "True 已关联 NOT_LINKED"
+verify "$T" "$K1,$P1}"
+is "verify_result: the linked value answered verbatim" "$(field 'd["verify_result"]')" "已关联"
+verify "$T" "$K1,$P2}"
+is "verify_result: the unlinked value answered" "$(field 'd["verify_result"]')" NOT_LINKED
+vresult "$K1,\"verify_result\":\"FROZEN\"}"
+is "verify_result: per-order override set" "$(field 'd["overrides"]')" \
+    '[{"id": ["mchid", "1230000109", "SHIP_000001"], "verify_result": "FROZEN"}]'
+verify "$T" "$K1,$P1}"
+a=$(field 'd["verify_result"]')
+verify "$T" "$K1,$P2}"
+b=$(field 'd["verify_result"]')
+verify "$T" "$K2,$P1}"
+c=$(field 'd["verify_result"]')
+is "verify_result override: that order answers it whatever the openid; others unaffected" \
+    "$a $b $c" "FROZEN FROZEN 已关联"
+vresult "$K3,\"verify_result\":\"PENDING\"}"
+verify "$T" "$K3,$P1}"
+is "verify_result override of an order never uploaded" "$(field 'd["verify_result"]')" PENDING
+vresult "$K1,\"verify_result\":null}"
+is "verify_result override removed by null" "$(field '[o["verify_result"] for o in d["overrides"]]')" '["PENDING"]'
+verify "$T" "$K1,$P1}"
+is "verify_result after removing the override: linked value again" "$(field 'd["verify_result"]')" "已关联"
+vresult '{"linked":5}'
+is "verify_result: a linked value that is not a string: HTTP 400" "$STATUS" 400
+vresult '{"order_key":{"order_number_type":3},"verify_result":"x"}'
+is "verify_result: an order_key naming no order: HTTP 400" "$STATUS" 400
+vresult "$K1}"
+is "verify_result: order_key without verify_result: HTTP 400" "$STATUS" 400
+vresult '{"bogus":1}'
+is "verify_result: unknown field: HTTP 400" "$STATUS" 400
+vresult '[1]'
+is "verify_result: not an object: HTTP 400" "$STATUS" 400
+call POST "$BASE/__stub/reset"
+call GET "$BASE/__stub/verify_result"
+is "reset: verify_result defaults back, overrides gone" "$BODY" '{"linked": "linked", "unlinked": "unlinked", "overrides": []}'
+verify "$T" "$K1,$P1}"
+is "reset: orders survive (verify still linked)" "$(field 'd["verify_result"]')" linked
+call GET "$BASE/__stub/stats"
+is "stats: orders remembered" "$(field 'd["orders"]')" 2
+
+# shippings
+ship "$T" "$SHIP1"
+is "shippings, unified delivery: errcode 0, errmsg ok" "$(field '[d["errcode"], d["errmsg"]]')" '[0, "ok"]'
+orders
+is "orders: the accepted orders, in order" "$(field '[o["id"] for o in d]')" \
+    '[["mchid", "1230000109", "SHIP_000001"], ["tx", "4200000001"]]'
+is "orders: upload kept, with openid and upload_time" \
+    "$(field '[d[0]["openid"], d[0]["upload_time"], d[0]["upload"]["order_list"][1]["merchant_order_no"], d[0]["uploads"], d[0]["order_key"]["out_trade_no"]]')" \
+    '["oPayer1", "2024-05-20T10:00:00+08:00", "m2", 1, "SHIP_000001"]'
+is "orders: shipping kept with its upload_time" \
+    "$(field '[d[0]["shipping_time"], d[0]["shipping"]["shipping_list"][0]["tracking_no"], d[0]["shippings"], d[0]["shippings_stale"]]')" \
+    '["2024-05-20T11:00:00+08:00", "SF100", 1, 0]'
+is "orders: no shipping yet for the other order" "$(field '[d[1]["shipping"], d[1]["shipping_time"], d[1]["shippings"]]')" '[null, null, 0]'
+ship "$T" "$SPLIT"
+is "shippings, split delivery with items of the order: 0" "$(errcode)" 0
+orders
+is "shippings: the newer body replaces the kept one" \
+    "$(field '[d[0]["shipping_time"], d[0]["shipping"]["delivery_mode"], d[0]["shippings"]]')" \
+    '["2024-05-20T12:00:00+08:00", 2, 2]'
+ship "bogus-token" "$SHIP1"
+is "shippings with a bad token: 40001" "$(errcode)" 40001
+ship "$T" '[1]'
+is "shippings of a JSON array: 47001" "$(errcode)" 47001
+ship "$T" 'not json'
+is "shippings of garbage: 47001" "$(errcode)" 47001
+ship "$T" "@$tmp/badutf8"
+is "shippings of invalid UTF-8: 47001" "$(errcode)" 47001
+ship "$T" "$(edit "$SHIP1" 'd["order_key"]["out_trade_no"] = "NEVER_UPLOADED"')"
+is "shippings of an order never uploaded: 268435461" "$(errcode)" 268435461
+like "shippings of an order never uploaded: errmsg says so + rid" "$(field 'd["errmsg"]')" "^param error: order not uploaded.*$RID_RE"
+ship "$T" "$(edit "$SHIP1" 'd["payer"]["openid"] = "oPayer2"')"
+is "shippings with another payer than the upload's: 268435461" "$(errcode)" 268435461
+ship "$T" "$(edit "$SPLIT" 'd["shipping_list"][1]["item_list"].append({"merchant_item_id": "sku-9"})')"
+is "shippings, split, an item not of the order: 268435461" "$(errcode)" 268435461
+like "shippings, split, an item not of the order: errmsg names it" "$(field 'd["errmsg"]')" \
+    "^param error: shipping_list\\[1\\]\\.item_list\\[1\\]\\.merchant_item_id is not an item of the order$RID_RE"
+ship "$T" "$(edit "$SHIP1" 'd["shipping_list"][0]["item_list"] = [{"merchant_item_id": "sku-9"}]')"
+is "shippings, unified: item_list not checked against the order" "$(errcode)" 0
+orders
+is "shippings accepted with an older upload_time: not kept, counted stale" \
+    "$(field '[d[0]["shipping_time"], d[0]["shipping"]["delivery_mode"], d[0]["shippings"], d[0]["shippings_stale"]]')" \
+    '["2024-05-20T12:00:00+08:00", 2, 3, 1]'
+ship "$T" "$(edit "$SHIP1" 'd["shipping_list"].append(dict(d["shipping_list"][0]))')"
+is "shippings, unified with 2 shipments: 268485228" "$(errcode)" 268485228
+like "268485228: errmsg + rid" "$(field 'd["errmsg"]')" "^unified delivery needs exactly one shipment: .*$RID_RE"
+ship "$T" "$(edit "$SHIP1" 'd["shipping_list"] = []')"
+is "shippings, unified with 0 shipments: 268485228" "$(errcode)" 268485228
+ship "$T" "$(edit "$SHIP1" 'd["shipping_list"][0]["tracking_no"] = ""')"
+is "shippings, empty tracking_no: 268485226" "$(errcode)" 268485226
+ship "$T" "$(edit "$SPLIT" 'del d["shipping_list"][1]["tracking_no"]')"
+is "shippings, missing tracking_no: 268485226" "$(errcode)" 268485226
+variants "$SPLIT" >"$tmp/cases" <<'CASES'
+268485194|no order_key|del d["order_key"]
+268485194|order_number_type 3|d["order_key"]["order_number_type"] = 3
+268485196|type 1 without mchid|del d["order_key"]["mchid"]
+268485197|type 1 with an empty out_trade_no|d["order_key"]["out_trade_no"] = ""
+268485195|type 2 without transaction_id|d["order_key"] = {"order_number_type": 2}
+268435461|order_key not an object|d["order_key"] = []
+268435461|out_trade_no with a space|d["order_key"]["out_trade_no"] = "SHIP 000001"
+268485192|no payer|del d["payer"]
+268485192|empty openid|d["payer"]["openid"] = ""
+268435461|openid of 129 bytes|d["payer"]["openid"] = "o" * 129
+268485214|no upload_time|del d["upload_time"]
+268485216|upload_time not RFC 3339|d["upload_time"] = "2024-05-20 12:00:00"
+268485216|upload_time on February 30|d["upload_time"] = "2024-02-30T12:00:00Z"
+268435461|upload_time a number|d["upload_time"] = 1716177600
+268435461|no delivery_mode|del d["delivery_mode"]
+268435461|delivery_mode 3|d["delivery_mode"] = 3
+268435461|delivery_mode "2"|d["delivery_mode"] = "2"
+268435461|no shipping_list|del d["shipping_list"]
+268435461|shipping_list an object|d["shipping_list"] = d["shipping_list"][0]
+268435461|split with 0 shipments|d["shipping_list"] = []
+268435461|split with 11 shipments|d["shipping_list"] = d["shipping_list"][:1] * 11
+268435461|a shipment not an object|d["shipping_list"][0] = "SF200"
+268435461|tracking_no of 129 bytes|d["shipping_list"][0]["tracking_no"] = "9" * 129
+268435461|tracking_no a number|d["shipping_list"][0]["tracking_no"] = 100
+268435461|no express_company|del d["shipping_list"][0]["express_company"]
+268435461|empty express_company|d["shipping_list"][0]["express_company"] = ""
+268435461|split without item_list|del d["shipping_list"][0]["item_list"]
+268435461|split with an empty item_list|d["shipping_list"][0]["item_list"] = []
+268435461|item_list not an array|d["shipping_list"][0]["item_list"] = "sku-1"
+268435461|an item without merchant_item_id|d["shipping_list"][0]["item_list"][0] = {}
+268435461|merchant_item_id of 65 bytes|d["shipping_list"][0]["item_list"][0] = {"merchant_item_id": "s" * 65}
+268435461|contact not an object|d["shipping_list"][0]["contact"] = "189****1234"
+268435461|receiver_contact a number|d["shipping_list"][0]["contact"] = {"receiver_contact": 1891234}
+CASES
+while IFS='|' read -r n code name; do
+    ship "$T" "@$tmp/case.$n"
+    is "shippings, $name: $code" "$(errcode)" "$code"
+done <"$tmp/cases"
+orders
+is "refused shippings change nothing" "$(field '[d[0]["shipping_time"], d[0]["shippings"], d[0]["shippings_stale"]]')" \
+    '["2024-05-20T12:00:00+08:00", 3, 1]'
+call GET "$BASE$SHIP_PATH?access_token=$T"
+is "GET on the shippings path: HTTP 404" "$STATUS" 404
+
+# a newer upload_time replaces; an older one is answered 0 and not kept (stale)
+call POST "$BASE/__stub/reset"
+ship "$T" "$(edit "$SPLIT" 'd["upload_time"] = "2024-05-20T11:59:59.999+08:00"; d["shipping_list"][0]["tracking_no"] = "OLD"')"
+is "shippings with an older upload_time: still errcode 0" "$(errcode)" 0
+orders
+is "shippings with an older upload_time: not kept, counted stale" \
+    "$(field '[d[0]["shipping_time"], d[0]["shipping"]["shipping_list"][0]["tracking_no"], d[0]["shippings_stale"]]')" \
+    '["2024-05-20T12:00:00+08:00", "SF200", 2]'
+ship "$T" "$SPLIT"
+is "shippings repeated (same upload_time, same body): 0" "$(errcode)" 0
+ship "$T" "$(edit "$SPLIT" 'd["shipping_list"][0]["tracking_no"] = "OTHER"')"
+is "shippings with the same upload_time, another body: 0" "$(errcode)" 0
+orders
+is "same upload_time: a repeat is not stale, another body is" \
+    "$(field '[d[0]["shipping"]["shipping_list"][0]["tracking_no"], d[0]["shippings"], d[0]["shippings_stale"]]')" \
+    '["SF200", 6, 3]'
+ship "$T" "$(edit "$SPLIT" 'd["upload_time"] = "2024-05-20T04:00:00.5Z"; d["shipping_list"][0]["tracking_no"] = "NEWER"')"
+orders
+is "shippings: a later instant in another offset replaces" \
+    "$(field '[d[0]["shipping_time"], d[0]["shipping"]["shipping_list"][0]["tracking_no"], d[0]["shippings_stale"]]')" \
+    '["2024-05-20T04:00:00.5Z", "NEWER", 3]'
+upload "$T" "$(edit "$UP1" 'd["upload_time"] = "2024-05-20T09:00:00+08:00"; d["payer"]["openid"] = "oOld"')"
+is "upload with an older upload_time: still errcode 0" "$(errcode)" 0
+orders
+is "upload with an older upload_time: not kept, counted stale" \
+    "$(field '[d[0]["openid"], d[0]["upload_time"], d[0]["uploads"], d[0]["uploads_stale"]]')" \
+    '["oPayer1", "2024-05-20T10:00:00+08:00", 2, 1]'
+call GET "$BASE/__stub/stats"
+is "stats: stale bodies per path since the reset" "$(field 'd["stale"]')" \
+    '{"/user-order/orders": 1, "/user-order/orders/shippings": 2}'
+upload "$T" "$(edit "$UP1" 'd["upload_time"] = "2024-05-20T13:00:00+08:00"; d["payer"]["openid"] = "oPayer2"; d["order_list"] = d["order_list"][:1]')"
+orders
+is "upload with a newer upload_time replaces the kept one" \
+    "$(field '[d[0]["openid"], d[0]["upload_time"], d[0]["uploads_stale"]]')" \
+    '["oPayer2", "2024-05-20T13:00:00+08:00", 1]'
+verify "$T" "$K1,$P1}"
+a=$(field 'd["verify_result"]')
+verify "$T" "$K1,$P2}"
+is "verify follows the kept upload's payer" "$a $(field 'd["verify_result"]')" "unlinked linked"
+ship "$T" "$(edit "$SPLIT" 'd["payer"]["openid"] = "oPayer2"; d["upload_time"] = "2024-05-20T14:00:00+08:00"')"
+is "shippings, split: sku-3 no longer an item of the kept upload" "$(errcode)" 268435461
+ship "$T" "$(edit "$SHIP1" 'd["payer"]["openid"] = "oPayer2"; d["upload_time"] = "2024-05-20T14:00:00+08:00"')"
+is "shippings with the kept upload's payer: 0" "$(errcode)" 0
+upload "$T" "$DEFAULT_ORDER"
+is "upload whose order_key names no order: still accepted" "$(errcode)" 0
+call GET "$BASE/__stub/stats"
+is "upload whose order_key names no order: not remembered" "$(field 'd["orders"]')" 2
+
+# faults on the new paths
+call POST "$BASE/__stub/reset"
+fault "{\"kind\":\"errcode:-1\",\"path\":\"$SHIP_PATH\"}"
+is "fault on the shippings path: queued there" "$(field 'd["fault"]["path"]')" "$SHIP_PATH"
+verify "$T" "$K1,$P2}"
+is "shippings fault: verify unaffected" "$(errcode)" 0
+upload "$T" "$UP1"
+is "shippings fault: uploads unaffected" "$(errcode)" 0
+ship "$T" "$(edit "$SHIP1" 'd["payer"]["openid"] = "oPayer2"; d["upload_time"] = "2024-05-20T15:00:00+08:00"')"
+is "shippings fault: answered there" "$(errcode)" -1
+like "shippings fault: errmsg + rid" "$(field 'd["errmsg"]')" "^system error$RID_RE"
+orders
+is "a faulted shippings changes no order" "$(field '[d[0]["shipping_time"], d[0]["shippings"]]')" '["2024-05-20T14:00:00+08:00", 8]'
+fault "{\"kind\":\"http500\",\"path\":\"$VERIFY_PATH\"}"
+verify "$T" "$K1,$P2}"
+is "fault http500 on the verify path" "$STATUS" 500
+verify "$T" "$K1,$P2}"
+is "verify fault: used up" "$(field 'd["verify_result"]')" linked
+fault '{"kind":"drop","path":"*","count":2}'
+verify "$T" "$K1,$P2}"
+a=$CURL_RC
+ship "$T" "$SHIP1"
+is "fault path \"*\": covers verify and shippings (curl 52)" "$a $CURL_RC" "52 52"
+fault '{"kind":"errcode:45011"}'
+ship "$T" "$(edit "$SHIP1" 'd["payer"]["openid"] = "oPayer2"; d["upload_time"] = "2024-05-20T16:00:00+08:00"')"
+a=$(errcode)
+verify "$T" "$K1,$P2}"
+b=$(errcode)
+upload "$T" "$UP1"
+is "fault with the default path: uploads only, not the sibling paths" "$a $b $(errcode)" "0 0 45011"
+fault "{\"kind\":\"errcode:40001\",\"path\":\"$VERIFY_PATH\"}"
+verify "$T" "$K1,$P2}"
+a=$(errcode)
+ship "$T" "$SHIP1"
+is "fault errcode:40001 on verify: the token is invalidated for every call" "$a $(errcode)" "40001 40001"
+token
+T=$(field 'd["access_token"]')
+
+# records and stats of the new paths
+call GET "$BASE/__stub/requests?path=$SHIP_PATH"
+is "records: shippings requests recorded, faulted and refused ones too" \
+    "$(field '[(r["fault"], r["errcode"]) for r in d]')" \
+    '[["errcode:-1", -1], ["drop", null], [null, 0], [null, 40001]]'
+is "records: shippings body kept raw" "$(field 'd[2]["body"]')" \
+    "$(edit "$SHIP1" 'd["payer"]["openid"] = "oPayer2"; d["upload_time"] = "2024-05-20T16:00:00+08:00"')"
+call GET "$BASE/__stub/requests?path=$VERIFY_PATH"
+is "records: verify answers recorded" "$(field '[r["answer"]["json"]["verify_result"] for r in d if r["errcode"] == 0]')" \
+    '["linked", "linked", "linked"]'
+call GET "$BASE/__stub/stats"
+is "stats: by_path counts the verify and shippings paths" \
+    "$(field '[d["by_path"][p] for p in ["/user-order/shoppinginfo/verify", "/user-order/orders/shippings", "/user-order/orders"]]')" \
+    "[6, 4, 2]"
+
+# reset semantics of the orders
+call POST "$BASE/__stub/reset" '{"tokens":true}'
+orders
+is "reset {tokens:true}: orders survive" "$(field 'len(d)')" 2
+call POST "$BASE/__stub/reset" '{"orders":true}'
+orders
+is "reset {orders:true}: orders dropped" "$BODY" "[]"
+token
+T=$(field 'd["access_token"]')
+verify "$T" "$K1,$P2}"
+a=$(field 'd["verify_result"]')
+ship "$T" "$SHIP1"
+is "reset {orders:true}: verify unlinked, shippings refused (not uploaded)" "$a $(errcode)" "unlinked 268435461"
+
 # ---- concurrency: requests are served in parallel
 token
 T=$(field 'd["access_token"]')

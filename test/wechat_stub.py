@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Stand-in for the WeChat API, for the shopping_upload tests.
 
-Imitates the two calls the extension makes (see the spec, uploadShoppingInfo.md):
+Imitates the calls the extension makes (see the specs, uploadShoppingInfo.md and
+siblings.md):
 
     POST /cgi-bin/stable_token             access tokens ("stable token" semantics)
     POST /user-order/orders?access_token=T  uploadShoppingInfo
+    POST /user-order/shoppinginfo/verify?access_token=T    verify an upload
+    POST /user-order/orders/shippings?access_token=T       shipping information
 
 plus a control API under /__stub/ so that tests written in any language (Perl
 TAP, shell) can inject faults and inspect what the client sent.  Python 3
@@ -63,6 +66,71 @@ POST /user-order/orders?access_token=T
         -> {"errcode":47001,"errmsg":"data format error rid: R"}
     otherwise -> {"errcode":0,"errmsg":"ok"}
     The payload itself is not validated: the extension's validator owns that.
+    An accepted upload (errcode 0 answered) whose order_key names an order
+    (see "Orders" below) is remembered; one whose order_key names none is
+    answered the same and not remembered.
+
+POST /user-order/shoppinginfo/verify?access_token=T
+        body {"order_key": {...}, "payer": {"openid": "..."}}
+    T not valid -> 40001, body not a JSON object (or not UTF-8) -> 47001, as
+    for uploads.
+    order_key naming no order, or payer.openid not a string of 1..128 bytes
+        -> {"errcode":268435461,"errmsg":"param error: <what> rid: R"}
+           (every malformed value: the stub's choice; the upload's specific
+           errcodes are used by shippings, not here)
+    otherwise -> {"errcode":0,"errmsg":"ok","verify_result":V}, V being
+        - the order's override, if one is set (POST /__stub/verify_result),
+          whatever the order's state or the openid;
+        - else "linked" (the linked value) if the stub accepted an upload of
+          that order and the latest kept upload has that payer.openid;
+        - else "unlinked" (the unlinked value): never uploaded, or another
+          openid.  An unknown order is errcode 0 with another verify_result,
+          not an errcode: the stub's choice (WeChat does not publish its
+          verify_result values, nor an errcode for this; clients keep
+          verify_result verbatim).  The default strings "linked" and
+          "unlinked" are the stub's own, not WeChat's.
+
+POST /user-order/orders/shippings?access_token=T
+        body {"order_key": {...}, "payer": {"openid": "..."},
+              "upload_time": "2024-05-20T13:29:35+08:00", "delivery_mode": 1|2,
+              "shipping_list": [{"tracking_no": "...", "express_company": "...",
+                                 "item_list": [{"merchant_item_id": "..."}],
+                                 "contact": {"consignor_contact": "...",
+                                             "receiver_contact": "..."}}]}
+    T not valid -> 40001, body not a JSON object (or not UTF-8) -> 47001.
+    Then the body is checked in this order; the first violation is answered
+    {"errcode":E,"errmsg":"<errmsg>: <what> rid: R"}:
+      order_key (the upload's errcodes): missing 268485194;
+        order_number_type missing or an integer other than 1, 2: 268485194;
+        type 1: mchid missing/empty 268485196, out_trade_no missing/empty
+        268485197; type 2: transaction_id missing/empty 268485195; a wrong
+        JSON type, mchid/transaction_id over 32 bytes, out_trade_no not 6..32
+        characters of 0-9 A-Z a-z _ - * |: 268435461
+      payer / payer.openid missing or empty: 268485192; a wrong type or over
+        128 bytes: 268435461
+      upload_time missing or empty: 268485214; not a string: 268435461; not
+        RFC 3339 (YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)): 268485216
+      delivery_mode missing, or not the integer 1 or 2: 268435461
+      shipping_list missing or not an array: 268435461; delivery_mode 1
+        (unified) with other than exactly 1 shipment: 268485228; 0 or over 10
+        shipments: 268435461
+      each shipment: not an object 268435461; tracking_no missing/empty
+        268485226, a wrong type or over 128 bytes 268435461; express_company
+        not a string of 1..128 bytes 268435461; item_list (optional for
+        delivery_mode 1, required and non-empty for 2) not an array of
+        objects with a merchant_item_id of 1..64 bytes 268435461; contact not
+        an object, or consignor_contact/receiver_contact not strings 268435461
+        (the masked-phone form is not checked)
+      the order: no upload of it was accepted -> 268435461 "param error:
+        order not uploaded ..." (the stub's choice: the specs give no errcode
+        for this); payer.openid not the openid of the order's latest kept
+        upload -> 268435461
+      delivery_mode 2: a merchant_item_id that is not an item of the order's
+        latest kept upload (the merchant_item_id values of its
+        order_list[].item_list[]) -> 268435461
+    otherwise -> {"errcode":0,"errmsg":"ok"}, and the body becomes the
+    order's latest shipping, unless it is stale (see "Orders").
+    The errmsg texts before ":" are the stub's own, except "param error".
 
 Any other method or path -> HTTP 404 with {"error":"not found","method":M,"path":P}
 (a JSON object without errcode).
@@ -72,12 +140,38 @@ hex in three dash-separated groups, e.g. "rid: 6478a1b2-1c2d3e4f-5a6b7c8d".
 API answers are HTTP 200 with Content-Type application/json unless a fault
 says otherwise.
 
+Orders
+======
+
+The stub remembers every order it accepted an upload of, by the order's
+identity taken from order_key: ("mchid", mchid, out_trade_no) for
+order_number_type 1, ("tx", transaction_id) for 2 (so a type 1 and a type 2
+upload of one payment are two orders to the stub).  An order_key names an
+order when it passes the shippings checks of order_key above; an upload whose
+order_key names none is answered errcode 0 (uploads are not validated) and not
+remembered.  Per order it keeps the latest upload body and the latest shipping
+body, each with its upload_time, the upload's payer.openid and order_key, and
+how many were accepted.
+
+A newer upload_time replaces an earlier upload.  A body answered errcode 0
+whose upload_time is OLDER than the kept one's, or the same with another body,
+is "stale": it is still answered {"errcode":0,"errmsg":"ok"} (as an upsert
+that loses), but it is not kept; it counts in the order's uploads_stale /
+shippings_stale and in /__stub/stats "stale".  The same upload_time with the
+same body (a retry) is accepted and changes nothing.  A test that a client
+sends a NEWER upload_time on change checks that the order's kept body is the
+new one and that nothing was stale.  For uploads (not validated), a missing or
+non-RFC 3339 upload_time on either side cannot be compared: the new upload is
+kept.  Shippings always carry a valid upload_time.
+
+Orders survive /__stub/reset unless its body has "orders": true.
+
 Recording
 =========
 
-Every request to a non-control path (stable_token, uploads, rejected ones,
-404s) is recorded before it is answered, so a test that has its answer (or
-saw the connection drop) always finds the record.  A record:
+Every request to a non-control path (stable_token, uploads, verify,
+shippings, rejected ones, 404s) is recorded before it is answered, so a test
+that has its answer (or saw the connection drop) always finds the record.  A record:
 
     {"seq": 1,                       # 1, 2, ... in arrival order; restarts at reset
      "time": 1716190175.123,         # unix time of arrival
@@ -113,15 +207,26 @@ GET  /__stub/stats
          "tokens_issued": N,                    # new tokens handed out
          "force_refresh": N,                    # accepted stable_token calls
                                                 # with force_refresh:true
-         "faults_pending": N}
-POST /__stub/reset          body optional: {"tokens": true}
-        Clears records, pending faults and all counters (seq restarts at 1).
-        Tokens survive unless "tokens" is true.  -> {"ok": true}
+         "faults_pending": N,
+         "stale": {"/user-order/orders": N,     # stale bodies (see "Orders"),
+                   "/user-order/orders/shippings": N},  # answered 0, not kept
+         "orders": N}                           # orders remembered (not
+                                                # cleared by a plain reset)
+        by_path counts every path, the verify and shippings ones included.
+POST /__stub/reset          body optional: {"tokens": true, "orders": true}
+        Clears records, pending faults, all counters (seq restarts at 1) and
+        the verify_result settings (the defaults "linked" and "unlinked"
+        again, no override).  Tokens survive unless "tokens" is true; the
+        remembered orders (with their kept bodies and their per-order counts)
+        survive unless "orders" is true.  -> {"ok": true}
 POST /__stub/fault          body {"kind": K, "count": N, "fraction": F,
                                   "path": P, "delay_ms": MS}
         Queues a fault for requests to path P (default "/user-order/orders";
-        "/cgi-bin/stable_token" or any other path; "*" = every non-control
-        path).  Kinds K:
+        "/cgi-bin/stable_token", "/user-order/shoppinginfo/verify",
+        "/user-order/orders/shippings" or any other path, matched exactly;
+        "*" = every non-control path).  A faulted request changes no order
+        (except under "delay", answered normally).
+        Kinds K:
           "errcode:-1"   answer {"errcode":-1,"errmsg":"system error rid: R"}
           "errcode:NNN"  any integer, answered with a plausible errmsg + rid
                          (40001, 40014, 42001 also invalidate the request's
@@ -168,6 +273,34 @@ GET  /__stub/faults         the pending faults (same shape as above)
 POST /__stub/faults/clear   drops every pending fault -> {"ok": true, "cleared": N}
 GET  /__stub/tokens         {"APPID": {"access_token": T, "expires_in": S}, ...}
                             the currently valid token of each appid
+GET  /__stub/orders         the remembered orders, in the order of their first
+                            accepted upload:
+        [{"id": ["mchid", MCHID, OUT_TRADE_NO] or ["tx", TRANSACTION_ID],
+          "order_key": {...},           # of the latest kept upload
+          "openid": "...",              # its payer.openid (null if none)
+          "upload_time": "...",         # its upload_time (null if none)
+          "upload": {...},              # its body, as JSON
+          "uploads": N,                 # uploads answered 0, stale ones too
+          "uploads_stale": N,           # of which not kept
+          "shipping_time": "...",       # of the latest kept shippings body,
+          "shipping": {...},            #   null before the first one
+          "shippings": N,               # shippings answered 0, stale ones too
+          "shippings_stale": N}, ...]
+GET  /__stub/verify_result  {"linked": V, "unlinked": V,
+                             "overrides": [{"id": [...], "verify_result": V}, ...]}
+POST /__stub/verify_result  body, any of:
+        {"linked": "...", "unlinked": "..."}    the verify_result answered for
+                                                an accepted order with its payer
+                                                / for any other (strings)
+        {"order_key": {...}, "verify_result": "..."}
+                                                an override: verify of that
+                                                order (it need not be uploaded)
+                                                answers this string, whatever
+                                                the openid; "verify_result":
+                                                null removes the override
+        -> the settings as GET, plus "ok": true.  An order_key naming no order
+        (the rules above), a value of the wrong type, or an unknown field ->
+        HTTP 400 {"error": "..."}.  /__stub/reset restores the defaults.
 
 Unknown /__stub/ paths answer 404 {"error": ...}.
 
@@ -178,11 +311,13 @@ Shell example:
 """
 
 import argparse
+import decimal
 import http.server
 import json
 import math
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -194,6 +329,8 @@ import urllib.parse
 
 UPLOAD_PATH = "/user-order/orders"
 TOKEN_PATH = "/cgi-bin/stable_token"
+VERIFY_PATH = "/user-order/shoppinginfo/verify"
+SHIPPINGS_PATH = "/user-order/orders/shippings"
 CONTROL_PREFIX = "/__stub/"
 
 MAX_BODY = 16 * 1024 * 1024     # larger bodies are refused with HTTP 413
@@ -235,6 +372,54 @@ HTML_500 = ("<html><head><title>500 Internal Server Error</title></head>"
             "<body><h1>500 Internal Server Error</h1></body></html>")
 HTML_502 = ("<html><head><title>502 Bad Gateway</title></head>"
             "<body><h1>502 Bad Gateway</h1></body></html>")
+
+# verify_result answered by default (the stub's own strings: WeChat does not
+# publish its values).
+DEFAULT_VERIFY_LINKED = "linked"
+DEFAULT_VERIFY_UNLINKED = "unlinked"
+
+# Limits of the spec (uploadShoppingInfo.md, siblings.md) that the stub checks
+# in the bodies of verify and shippings.
+KEY_ID_MAX = 32             # transaction_id, mchid: bytes
+OUT_TRADE_NO_MIN = 6        # characters
+OUT_TRADE_NO_MAX = 32       # characters
+OPENID_MAX = 128            # bytes
+SHIPPING_LIST_MAX = 10      # shipments
+TRACKING_NO_MAX = 128       # bytes
+EXPRESS_COMPANY_MAX = 128   # bytes
+ITEM_ID_MAX = 64            # merchant_item_id: bytes
+UNIFIED_DELIVERY = 1
+SPLIT_DELIVERY = 2
+
+# errcodes of the upload's table that verify/shippings bodies may earn, and
+# the errmsg the stub gives them (its own wording; a detail and the rid follow)
+ERR_PARAM = 268435461
+ERR_PAYER_OPENID_MISSING = 268485192
+ERR_ORDER_KEY_MISSING = 268485194
+ERR_TRANSACTION_ID_MISSING = 268485195
+ERR_MCHID_MISSING = 268485196
+ERR_OUT_TRADE_NO_MISSING = 268485197
+ERR_UPLOAD_TIME_MISSING = 268485214
+ERR_UPLOAD_TIME_FORMAT = 268485216
+ERR_TRACKING_NO_MISSING = 268485226
+ERR_UNIFIED_NEEDS_ONE = 268485228
+REFUSAL_ERRMSGS = {
+    ERR_PARAM: "param error",
+    ERR_PAYER_OPENID_MISSING: "payer openid missing",
+    ERR_ORDER_KEY_MISSING: "order_key missing or invalid order_number_type",
+    ERR_TRANSACTION_ID_MISSING: "transaction_id missing",
+    ERR_MCHID_MISSING: "mchid missing",
+    ERR_OUT_TRADE_NO_MISSING: "out_trade_no missing",
+    ERR_UPLOAD_TIME_MISSING: "upload_time missing",
+    ERR_UPLOAD_TIME_FORMAT: "upload_time format error",
+    ERR_TRACKING_NO_MISSING: "tracking_no missing",
+    ERR_UNIFIED_NEEDS_ONE: "unified delivery needs exactly one shipment",
+}
+
+RFC3339_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(\.[0-9]+)?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))")
+OUT_TRADE_NO_RE = re.compile(r"[0-9A-Za-z_\-*|]+")
 
 
 def new_rid():
@@ -297,6 +482,199 @@ class ControlError(Exception):
     """Bad input to a control endpoint: answered with HTTP 400."""
 
 
+class Refusal(Exception):
+    """A verify or shippings body the stub refuses: (errcode, detail)."""
+
+    def __init__(self, errcode, detail):
+        super().__init__(detail)
+        self.errcode = errcode
+        self.detail = detail
+
+    def answer(self):
+        base = REFUSAL_ERRMSGS.get(self.errcode, "param error")
+        return wechat_error(self.errcode, "%s: %s" % (base, self.detail))
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def utf8_len(s):
+    return len(s.encode("utf-8", errors="surrogatepass"))
+
+
+def _days_from_civil(y, m, d):
+    """Days from 1970-01-01 to the proleptic Gregorian date y-m-d (any year)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def rfc3339_instant(text):
+    """The instant an RFC 3339 date-time names (a Decimal of unix seconds),
+    or None if text is not one (the extension's rule: validate.c)."""
+    m = RFC3339_RE.fullmatch(text)
+    if m is None:
+        return None
+    y, mo, d, h, mi, sec = (int(m.group(i)) for i in range(1, 7))
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    if not (1 <= mo <= 12 and 1 <= d <= days[mo - 1] and h <= 23 and mi <= 59
+            and sec <= 60):
+        return None
+    offset = 0
+    if m.group(8) is None:
+        oh, om = int(m.group(10)), int(m.group(11))
+        if oh > 23 or om > 59:
+            return None
+        offset = (oh * 60 + om) * 60 * (1 if m.group(9) == "+" else -1)
+    seconds = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset
+    return decimal.Decimal(seconds) + decimal.Decimal("0" + (m.group(7) or ".0"))
+
+
+def _string(obj, key, path, missing_code, max_len, chars=False, min_len=1):
+    """obj[key] as a string of min_len..max_len bytes (characters if chars).
+    Absent, null or "" -> Refusal(missing_code); another type or length ->
+    Refusal(268435461)."""
+    v = obj.get(key)
+    if v is None or v == "":
+        raise Refusal(missing_code, "%s is missing or empty" % path)
+    if not isinstance(v, str):
+        raise Refusal(ERR_PARAM, "%s must be a string" % path)
+    n = len(v) if chars else utf8_len(v)
+    if not min_len <= n <= max_len:
+        raise Refusal(ERR_PARAM, "%s must be %d to %d %s long"
+                      % (path, min_len, max_len, "characters" if chars else "bytes"))
+    return v
+
+
+def order_identity(body):
+    """The identity of the order body["order_key"] names:
+    ("mchid", mchid, out_trade_no) for order_number_type 1,
+    ("tx", transaction_id) for 2.  Refusal (the upload's errcodes) if it
+    names none."""
+    key = body.get("order_key")
+    if key is None:
+        raise Refusal(ERR_ORDER_KEY_MISSING, "order_key is missing")
+    if not isinstance(key, dict):
+        raise Refusal(ERR_PARAM, "order_key must be an object")
+    kind = key.get("order_number_type")
+    if kind is None:
+        raise Refusal(ERR_ORDER_KEY_MISSING, "order_key.order_number_type is missing")
+    if not is_int(kind):
+        raise Refusal(ERR_PARAM, "order_key.order_number_type must be an integer")
+    if kind == 1:
+        mchid = _string(key, "mchid", "order_key.mchid", ERR_MCHID_MISSING, KEY_ID_MAX)
+        no = _string(key, "out_trade_no", "order_key.out_trade_no",
+                     ERR_OUT_TRADE_NO_MISSING, OUT_TRADE_NO_MAX, chars=True,
+                     min_len=OUT_TRADE_NO_MIN)
+        if not OUT_TRADE_NO_RE.fullmatch(no):
+            raise Refusal(ERR_PARAM, "order_key.out_trade_no may hold only "
+                                     "0-9 A-Z a-z _ - * |")
+        return ("mchid", mchid, no)
+    if kind == 2:
+        return ("tx", _string(key, "transaction_id", "order_key.transaction_id",
+                              ERR_TRANSACTION_ID_MISSING, KEY_ID_MAX))
+    raise Refusal(ERR_ORDER_KEY_MISSING, "order_key.order_number_type must be 1 or 2")
+
+
+def payer_openid(body):
+    """body["payer"]["openid"], or Refusal (the upload's errcodes)."""
+    payer = body.get("payer")
+    if payer is None:
+        raise Refusal(ERR_PAYER_OPENID_MISSING, "payer is missing")
+    if not isinstance(payer, dict):
+        raise Refusal(ERR_PARAM, "payer must be an object")
+    return _string(payer, "openid", "payer.openid", ERR_PAYER_OPENID_MISSING, OPENID_MAX)
+
+
+def upload_time(body):
+    """(text, instant) of body["upload_time"], or Refusal (the upload's errcodes)."""
+    v = body.get("upload_time")
+    if v is None or v == "":
+        raise Refusal(ERR_UPLOAD_TIME_MISSING, "upload_time is missing or empty")
+    if not isinstance(v, str):
+        raise Refusal(ERR_PARAM, "upload_time must be a string")
+    instant = rfc3339_instant(v)
+    if instant is None:
+        raise Refusal(ERR_UPLOAD_TIME_FORMAT, "upload_time is not an RFC 3339 date-time")
+    return v, instant
+
+
+def order_item_ids(upload):
+    """The merchant_item_id strings of an upload body's order_list[].item_list[]."""
+    ids = set()
+    orders = upload.get("order_list")
+    for sub in orders if isinstance(orders, list) else ():
+        items = sub.get("item_list") if isinstance(sub, dict) else None
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("merchant_item_id"), str):
+                ids.add(item["merchant_item_id"])
+    return ids
+
+
+def check_shipping_body(body):
+    """The form of a shippings body (after order_key, payer, upload_time):
+    delivery_mode and shipping_list.  Returns (mode, [(path, merchant_item_id)]
+    of every split shipment's items); Refusal otherwise."""
+    mode = body.get("delivery_mode")
+    if mode is None:
+        raise Refusal(ERR_PARAM, "delivery_mode is missing")
+    if not is_int(mode) or mode not in (UNIFIED_DELIVERY, SPLIT_DELIVERY):
+        raise Refusal(ERR_PARAM, "delivery_mode must be 1 or 2")
+    shipments = body.get("shipping_list")
+    if shipments is None:
+        raise Refusal(ERR_PARAM, "shipping_list is missing")
+    if not isinstance(shipments, list):
+        raise Refusal(ERR_PARAM, "shipping_list must be an array")
+    if mode == UNIFIED_DELIVERY and len(shipments) != 1:
+        raise Refusal(ERR_UNIFIED_NEEDS_ONE,
+                      "shipping_list has %d shipments; delivery_mode 1 needs exactly 1"
+                      % len(shipments))
+    if not 1 <= len(shipments) <= SHIPPING_LIST_MAX:
+        raise Refusal(ERR_PARAM, "shipping_list must hold 1 to %d shipments"
+                      % SHIPPING_LIST_MAX)
+    refs = []
+    for i, shipment in enumerate(shipments):
+        path = "shipping_list[%d]" % i
+        if not isinstance(shipment, dict):
+            raise Refusal(ERR_PARAM, "%s must be an object" % path)
+        _string(shipment, "tracking_no", path + ".tracking_no",
+                ERR_TRACKING_NO_MISSING, TRACKING_NO_MAX)
+        _string(shipment, "express_company", path + ".express_company",
+                ERR_PARAM, EXPRESS_COMPANY_MAX)
+        items = shipment.get("item_list")
+        if items is None:
+            if mode == SPLIT_DELIVERY:
+                raise Refusal(ERR_PARAM, "%s.item_list is required when "
+                                         "delivery_mode is 2" % path)
+        elif not isinstance(items, list):
+            raise Refusal(ERR_PARAM, "%s.item_list must be an array" % path)
+        elif not items and mode == SPLIT_DELIVERY:
+            raise Refusal(ERR_PARAM, "%s.item_list must not be empty when "
+                                     "delivery_mode is 2" % path)
+        for j, item in enumerate(items or ()):
+            item_path = "%s.item_list[%d]" % (path, j)
+            if not isinstance(item, dict):
+                raise Refusal(ERR_PARAM, "%s must be an object" % item_path)
+            item_id = _string(item, "merchant_item_id", item_path + ".merchant_item_id",
+                              ERR_PARAM, ITEM_ID_MAX)
+            if mode == SPLIT_DELIVERY:
+                refs.append((item_path + ".merchant_item_id", item_id))
+        contact = shipment.get("contact")
+        if contact is not None:
+            if not isinstance(contact, dict):
+                raise Refusal(ERR_PARAM, "%s.contact must be an object" % path)
+            for key in ("consignor_contact", "receiver_contact"):
+                if contact.get(key) is not None and not isinstance(contact[key], str):
+                    raise Refusal(ERR_PARAM, "%s.contact.%s must be a string"
+                                  % (path, key))
+    return mode, refs
+
+
 class StubState:
     """Accounts, tokens, faults, records and counters; shared by all threads."""
 
@@ -309,6 +687,7 @@ class StubState:
         self.tokens = {}        # token -> (appid, monotonic expiry)
         self.current = {}       # appid -> its current token
         self.fault_ids = 0
+        self.orders = {}        # order identity (tuple) -> its entry (below)
         self._clear_locked()
 
     def _clear_locked(self):
@@ -322,6 +701,10 @@ class StubState:
         self.faults_applied = {}
         self.tokens_issued = 0
         self.force_refresh = 0
+        self.stale = {}         # path -> accepted bodies not kept (stale)
+        self.verify_linked = DEFAULT_VERIFY_LINKED
+        self.verify_unlinked = DEFAULT_VERIFY_UNLINKED
+        self.verify_overrides = {}      # order identity -> verify_result
 
     # ---- tokens (callers hold the lock) ---------------------------------
 
@@ -532,14 +915,137 @@ class StubState:
                     "faults_applied": dict(self.faults_applied),
                     "tokens_issued": self.tokens_issued,
                     "force_refresh": self.force_refresh,
-                    "faults_pending": len(self.faults)}
+                    "faults_pending": len(self.faults),
+                    "stale": dict(self.stale),
+                    "orders": len(self.orders)}
 
-    def reset(self, tokens=False):
+    def reset(self, tokens=False, orders=False):
         with self.lock:
             self._clear_locked()
             if tokens:
                 self.tokens.clear()
                 self.current.clear()
+            if orders:
+                self.orders.clear()
+
+    # ---- accepted orders: uploads, shippings, verify ----------------------
+
+    @staticmethod
+    def _newer(old_instant, old_body, new_instant, new_body):
+        """"replace", "repeat" (same upload_time, same body) or "stale"
+        (an older upload_time, or the same one with another body)."""
+        if old_instant is None or new_instant is None or new_instant > old_instant:
+            return "replace"
+        if new_instant == old_instant and new_body == old_body:
+            return "repeat"
+        return "stale"
+
+    def remember_upload(self, ident, body):
+        """An upload answered errcode 0, of the order ident."""
+        payer = body.get("payer")
+        openid = payer.get("openid") if isinstance(payer, dict) else None
+        text = body.get("upload_time")
+        instant = rfc3339_instant(text) if isinstance(text, str) else None
+        with self.lock:
+            entry = self.orders.get(ident)
+            if entry is None:
+                entry = self.orders[ident] = {
+                    "id": list(ident), "uploads": 0, "uploads_stale": 0,
+                    "upload_instant": None, "upload": None,
+                    "shipping_time": None, "shipping_instant": None,
+                    "shipping": None, "shippings": 0, "shippings_stale": 0}
+            entry["uploads"] += 1
+            if self._newer(entry["upload_instant"], entry["upload"],
+                           instant, body) == "stale":
+                entry["uploads_stale"] += 1
+                self._count(self.stale, UPLOAD_PATH)
+                return
+            entry.update(order_key=body["order_key"],
+                         openid=openid if isinstance(openid, str) else None,
+                         upload_time=text if isinstance(text, str) else None,
+                         upload_instant=instant, upload=body,
+                         item_ids=order_item_ids(body))
+
+    def accept_shipping(self, ident, openid, text, instant, body, refs):
+        """A shippings body of a valid form: Refusal unless its order was
+        accepted, with that payer, and has its split shipments' items."""
+        with self.lock:
+            entry = self.orders.get(ident)
+            if entry is None:
+                raise Refusal(ERR_PARAM, "order not uploaded (no upload of this "
+                                         "order_key was accepted)")
+            if entry["openid"] != openid:
+                raise Refusal(ERR_PARAM, "payer.openid is not the payer of the "
+                                         "order's upload")
+            for path, item_id in refs:
+                if item_id not in entry["item_ids"]:
+                    raise Refusal(ERR_PARAM, "%s is not an item of the order" % path)
+            entry["shippings"] += 1
+            if self._newer(entry["shipping_instant"], entry["shipping"],
+                           instant, body) == "stale":
+                entry["shippings_stale"] += 1
+                self._count(self.stale, SHIPPINGS_PATH)
+                return
+            entry.update(shipping_time=text, shipping_instant=instant, shipping=body)
+
+    def verify(self, ident, openid):
+        """The verify_result of the order ident for payer openid."""
+        with self.lock:
+            if ident in self.verify_overrides:
+                return self.verify_overrides[ident]
+            entry = self.orders.get(ident)
+            if entry is not None and entry["openid"] == openid:
+                return self.verify_linked
+            return self.verify_unlinked
+
+    def list_orders(self):
+        keys = ("id", "order_key", "openid", "upload_time", "upload", "uploads",
+                "uploads_stale", "shipping_time", "shipping", "shippings",
+                "shippings_stale")
+        with self.lock:
+            return [{k: e[k] for k in keys} for e in self.orders.values()]
+
+    def _verify_config_locked(self):
+        return {"linked": self.verify_linked, "unlinked": self.verify_unlinked,
+                "overrides": [{"id": list(ident), "verify_result": v}
+                              for ident, v in self.verify_overrides.items()]}
+
+    def verify_config(self):
+        with self.lock:
+            return self._verify_config_locked()
+
+    def set_verify(self, spec):
+        """POST /__stub/verify_result: validate, then apply every part."""
+        if not isinstance(spec, dict):
+            raise ControlError("verify_result takes a JSON object")
+        unknown = set(spec) - {"linked", "unlinked", "order_key", "verify_result"}
+        if unknown:
+            raise ControlError("unknown verify_result fields: %s"
+                               % ", ".join(sorted(unknown)))
+        for key in ("linked", "unlinked"):
+            if key in spec and not isinstance(spec[key], str):
+                raise ControlError("'%s' must be a string" % key)
+        ident = None
+        if ("order_key" in spec) != ("verify_result" in spec):
+            raise ControlError("'order_key' and 'verify_result' go together")
+        if "order_key" in spec:
+            try:
+                ident = order_identity({"order_key": spec["order_key"]})
+            except Refusal as exc:
+                raise ControlError("order_key names no order: %s" % exc.detail)
+            if spec["verify_result"] is not None and not isinstance(spec["verify_result"], str):
+                raise ControlError("'verify_result' must be a string or null")
+        with self.lock:
+            self.verify_linked = spec.get("linked", self.verify_linked)
+            self.verify_unlinked = spec.get("unlinked", self.verify_unlinked)
+            if ident is not None:
+                if spec["verify_result"] is None:
+                    self.verify_overrides.pop(ident, None)
+                else:
+                    self.verify_overrides[ident] = spec["verify_result"]
+            out = self._verify_config_locked()
+        out["ok"] = True
+        return out
 
 
 class BadRequest(Exception):
@@ -736,14 +1242,49 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
         if self.command == "POST" and path == TOKEN_PATH:
             return Answer(json_obj=self._stable_token(body))
-        if self.command == "POST" and path == UPLOAD_PATH:
+        if self.command == "POST" and path in (UPLOAD_PATH, VERIFY_PATH,
+                                               SHIPPINGS_PATH):
             if not state.token_valid(token):
                 return Answer(json_obj=wechat_error(40001))
-            if not isinstance(self._json_body(body), dict):
+            data = self._json_body(body)
+            if not isinstance(data, dict):
                 return Answer(json_obj=wechat_error(47001))
+            try:
+                if path == VERIFY_PATH:
+                    return Answer(json_obj=self._verify(data))
+                if path == SHIPPINGS_PATH:
+                    return Answer(json_obj=self._shippings(data))
+            except Refusal as exc:
+                return Answer(json_obj=exc.answer())
+            try:
+                ident = order_identity(data)
+            except Refusal:
+                ident = None        # accepted, but names no order to remember
+            if ident is not None:
+                state.remember_upload(ident, data)
             return Answer(json_obj={"errcode": 0, "errmsg": "ok"})
         return Answer(404, json_obj={"error": "not found", "method": self.command,
                                      "path": path})
+
+    def _verify(self, data):
+        """The answer to a verify body (a dict); Refusal if malformed (every
+        malformed value is 268435461 there: the stub's choice)."""
+        try:
+            ident = order_identity(data)
+            openid = payer_openid(data)
+        except Refusal as exc:
+            raise Refusal(ERR_PARAM, exc.detail)
+        return {"errcode": 0, "errmsg": "ok",
+                "verify_result": self.server.state.verify(ident, openid)}
+
+    def _shippings(self, data):
+        """The answer to a shippings body (a dict); Refusal if refused."""
+        ident = order_identity(data)
+        openid = payer_openid(data)
+        text, instant = upload_time(data)
+        _, refs = check_shipping_body(data)
+        self.server.state.accept_shipping(ident, openid, text, instant, data, refs)
+        return {"errcode": 0, "errmsg": "ok"}
 
     @staticmethod
     def _json_body(body):
@@ -794,8 +1335,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif method == "POST" and path == "/__stub/reset":
                 if data is not None and not isinstance(data, dict):
                     raise ControlError("reset takes a JSON object")
-                state.reset(tokens=bool(data and data.get("tokens") is True))
+                state.reset(tokens=bool(data and data.get("tokens") is True),
+                            orders=bool(data and data.get("orders") is True))
                 result = {"ok": True}
+            elif method == "GET" and path == "/__stub/orders":
+                result = state.list_orders()
+            elif method == "GET" and path == "/__stub/verify_result":
+                result = state.verify_config()
+            elif method == "POST" and path == "/__stub/verify_result":
+                result = state.set_verify(data)
             elif method == "POST" and path == "/__stub/fault":
                 result = state.add_fault(data)
             elif method == "POST" and path == "/__stub/faults/clear":
