@@ -17,6 +17,7 @@ OBJS = \
 	src/audit.o \
 	src/upload.o \
 	src/queue.o \
+	src/queue_followup.o \
 	src/worker.o
 # The version of the SQL objects this library works with: the control
 # file's default_version.  The worker waits while the database has another.

@@ -128,9 +128,9 @@ COMMENT ON FUNCTION validate_order(bigint) IS
  * items of each shipment (item_list).  As for the order tables, the
  * constraints hold only the structure: shipping information that breaks one
  * of WeChat's rules is still stored, and refused at upload time with its
- * errcode (see validate_shipping_payload()).  No trigger queues it yet: the
- * worker does not upload shipping information (a queueing trigger on these
- * three tables is later work).
+ * errcode (see validate_shipping_payload()).  A write to any of them queues
+ * the order's shipping information (shipping_state), which the worker sends
+ * once the order's own upload was accepted.
  */
 CREATE TABLE shippings (
 	order_id	bigint PRIMARY KEY REFERENCES orders ON DELETE CASCADE,
@@ -212,13 +212,56 @@ CREATE TABLE order_state (
 	last_errcode integer,
 	last_errmsg text,
 	queued_at	timestamptz NOT NULL DEFAULT now(),
-	updated_at	timestamptz NOT NULL DEFAULT now()
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+
+	/*
+	 * Verify (/user-order/shoppinginfo/verify): WeChat links an accepted
+	 * upload to its payment later; the worker asks, verify_delay after the
+	 * upload was accepted, and keeps WeChat's verify_result verbatim.  A
+	 * verify never changes the upload's own columns.
+	 */
+	verify_due_at timestamptz,	/* next verify; while verifying, the lease's end; NULL: none planned */
+	verify_version bigint,		/* the accepted version to verify */
+	verify_attempts integer NOT NULL DEFAULT 0,
+	verify_result text,			/* WeChat's, verbatim */
+	verified_version bigint,
+	verified_at timestamptz,
+	verify_errcode integer,		/* the last verify's errcode */
+	verify_errmsg text
 );
 
 COMMENT ON TABLE order_state IS 'Upload state of every queued or uploaded order';
 
 /* the worker claims by next_attempt_at; terminal states are not indexed */
 CREATE INDEX order_state_due_idx ON order_state (next_attempt_at)
+	WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX order_state_verify_idx ON order_state (verify_due_at)
+	WHERE verify_due_at IS NOT NULL;
+
+/*
+ * Where every order's shipping information stands, as order_state for the
+ * order itself; waiting_for_order: not sent before the order's own upload
+ * was accepted.
+ */
+CREATE TABLE shipping_state (
+	order_id	bigint PRIMARY KEY,
+	state		text NOT NULL DEFAULT 'pending'
+		CHECK (state IN ('pending', 'waiting_for_order', 'uploading', 'uploaded',
+						 'retrying', 'rejected', 'dead', 'held')),
+	version		bigint NOT NULL DEFAULT 1,
+	uploaded_version bigint,
+	attempts	integer NOT NULL DEFAULT 0,
+	next_attempt_at timestamptz DEFAULT now(),
+	last_upload_time timestamptz,
+	last_errcode integer,
+	last_errmsg text,
+	queued_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE shipping_state IS 'Upload state of every queued or uploaded shipping information';
+
+CREATE INDEX shipping_state_due_idx ON shipping_state (next_attempt_at)
 	WHERE next_attempt_at IS NOT NULL;
 
 /* One row per attempt, sent or refused before sending. */
@@ -236,7 +279,11 @@ CREATE TABLE audit (
 	errcode		integer NOT NULL,
 	errmsg		text,			/* WeChat's, verbatim (keep its rid) */
 	transport_error text,
-	duration_ms double precision
+	duration_ms double precision,
+	/* what the row is the attempt of; a verify's answer */
+	kind		text NOT NULL DEFAULT 'order'
+		CHECK (kind IN ('order', 'verify', 'shipping')),
+	verify_result text
 );
 
 CREATE INDEX audit_order_idx ON audit (order_id, audit_id);
@@ -268,6 +315,25 @@ SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION upload_shopping_info(bigint) IS
 'Uploads an order to WeChat now: validate, POST, audit; answers WeChat''s errcode and errmsg';
+
+CREATE FUNCTION verify_shopping_info(order_id bigint)
+RETURNS TABLE (errcode integer, errmsg text, verify_result text)
+AS 'MODULE_PATHNAME', 'su_verify_shopping_info_sql'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION verify_shopping_info(bigint) IS
+'Asks WeChat now whether an order''s upload was linked to its payment; audits it; answers WeChat''s verify_result verbatim';
+
+CREATE FUNCTION upload_shipping_info(order_id bigint)
+RETURNS TABLE (errcode integer, errmsg text, http_status integer,
+	audit_id bigint)
+AS 'MODULE_PATHNAME', 'su_upload_shipping_info_sql'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION upload_shipping_info(bigint) IS
+'Uploads an order''s shipping information to WeChat now: validate, POST, audit; answers WeChat''s errcode and errmsg';
 
 CREATE FUNCTION set_access_token(appid text, access_token text,
 	expires_at timestamptz)
@@ -311,6 +377,19 @@ CREATE TRIGGER queue_order AFTER INSERT OR UPDATE OR DELETE ON sub_orders
 	FOR EACH ROW EXECUTE FUNCTION queue_trigger();
 CREATE TRIGGER queue_order AFTER INSERT OR UPDATE OR DELETE ON items
 	FOR EACH ROW EXECUTE FUNCTION queue_trigger();
+/* the same for shipping information: it is sent after the order */
+CREATE TRIGGER queue_shipping AFTER INSERT OR UPDATE OR DELETE ON shippings
+	FOR EACH ROW EXECUTE FUNCTION queue_trigger('shipping');
+CREATE TRIGGER forget_shippings AFTER TRUNCATE ON shippings
+	FOR EACH STATEMENT EXECUTE FUNCTION queue_trigger('shipping');
+CREATE TRIGGER queue_shipping AFTER INSERT OR UPDATE OR DELETE ON shipments
+	FOR EACH ROW EXECUTE FUNCTION queue_trigger('shipping');
+CREATE TRIGGER requeue_shippings AFTER TRUNCATE ON shipments
+	FOR EACH STATEMENT EXECUTE FUNCTION queue_trigger('shipping');
+CREATE TRIGGER queue_shipping AFTER INSERT OR UPDATE OR DELETE ON shipment_items
+	FOR EACH ROW EXECUTE FUNCTION queue_trigger('shipping');
+CREATE TRIGGER requeue_shippings AFTER TRUNCATE ON shipment_items
+	FOR EACH STATEMENT EXECUTE FUNCTION queue_trigger('shipping');
 
 CREATE FUNCTION enqueue(order_id bigint)
 RETURNS void
@@ -351,12 +430,20 @@ SELECT o.order_id,
 	   s.uploaded_version,
 	   s.last_upload_time,
 	   s.queued_at,
-	   coalesce(s.updated_at, o.updated_at) AS updated_at
+	   coalesce(s.updated_at, o.updated_at) AS updated_at,
+	   s.verify_result,
+	   s.verified_at,
+	   s.verify_due_at AS next_verify_at,
+	   s.verify_errcode,
+	   sh.state AS shipping_state,
+	   sh.last_errcode AS shipping_errcode,
+	   sh.last_errmsg AS shipping_errmsg
   FROM orders o
-  LEFT JOIN order_state s USING (order_id);
+  LEFT JOIN order_state s USING (order_id)
+  LEFT JOIN shipping_state sh USING (order_id);
 
 COMMENT ON VIEW order_status IS
-'Where every order stands; state is NULL for an order never queued';
+'Where every order stands (its upload, verify and shipping information); state is NULL for an order never queued';
 
 /* Audit rows the worker deleted past retention since the server started. */
 CREATE FUNCTION audit_rows_deleted()
@@ -377,18 +464,32 @@ SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
 	   count(*) FILTER (WHERE state = 'rejected') AS rejected,
 	   count(*) FILTER (WHERE state = 'dead') AS dead,
 	   (SELECT count(*) FROM audit a
-		 WHERE a.created_at > now() - interval '1 minute' AND a.errcode = 0)
+		 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
+		   AND a.errcode = 0)
 		 AS uploads_last_minute,
 	   (SELECT count(*) FROM audit a
-		 WHERE a.created_at > now() - interval '1 minute' AND a.errcode <> 0)
+		 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
+		   AND a.errcode <> 0)
 		 AS failures_last_minute,
 	   now() - min(queued_at) FILTER (WHERE state IN ('pending', 'retrying', 'uploading'))
 		 AS oldest_pending_age,
-	   audit_rows_deleted() AS audit_rows_deleted
+	   audit_rows_deleted() AS audit_rows_deleted,
+	   count(*) FILTER (WHERE verified_at IS NOT NULL) AS verified,
+	   count(*) FILTER (WHERE verify_due_at IS NOT NULL) AS awaiting_verification,
+	   (SELECT count(*) FROM shipping_state h WHERE h.state = 'uploaded')
+		 AS shippings_uploaded,
+	   (SELECT count(*) FROM shipping_state h WHERE h.state = 'waiting_for_order')
+		 AS shippings_waiting_for_order,
+	   (SELECT count(*) FROM shipping_state h
+		 WHERE h.state IN ('pending', 'uploading', 'retrying'))
+		 AS shippings_pending,
+	   (SELECT count(*) FROM shipping_state h
+		 WHERE h.state IN ('held', 'rejected', 'dead'))
+		 AS shippings_failed
   FROM order_state;
 
 COMMENT ON VIEW stats IS
-'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted';
+'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state';
 
 /*
  * The tables hold the merchant's data, not the extension's: pg_dump dumps
@@ -406,6 +507,7 @@ SELECT pg_catalog.pg_extension_config_dump('audit_audit_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shippings', '');
 SELECT pg_catalog.pg_extension_config_dump('shipments', '');
 SELECT pg_catalog.pg_extension_config_dump('shipment_items', '');
+SELECT pg_catalog.pg_extension_config_dump('shipping_state', '');
 
 /* Nothing is granted to PUBLIC: see README, "Privileges". */
 REVOKE ALL ON ALL TABLES IN SCHEMA shopping_upload FROM PUBLIC;

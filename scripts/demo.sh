@@ -72,6 +72,7 @@ shopping_upload.api_base_url = '$stub_url'
 shopping_upload.appid = 'wxtestappid'
 shopping_upload.secret_file = '$work/app_secret'
 shopping_upload.allow_insecure_http = on	# the local stand-in speaks plain http
+shopping_upload.verify_delay = '2s'	# default 1min: WeChat links uploads later
 timezone = 'Asia/Shanghai'
 CONF
 as_pg pg_ctl -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
@@ -100,18 +101,34 @@ psql_ -c "SELECT * FROM shopping_upload.validate_payload(
 say "Uploading it by hand: SELECT * FROM shopping_upload.upload_shopping_info($id)"
 psql_ -c "SELECT * FROM shopping_upload.upload_shopping_info($id)"
 
-say "The background worker: an order committed is uploaded with no further call"
-id2=$(psql_ -qAt -c "SELECT shopping_upload.import_order(
-	jsonb_set(\$json\$$order\$json\$::jsonb, '{order_key,out_trade_no}', '\"DEMO_20261126_0002\"'))")
-for _ in $(seq 100); do
-	[ "$(psql_ -qAt -c "SELECT state FROM shopping_upload.order_status WHERE order_id = $id2")" = uploaded ] && break
+say "The background worker: an order and its shipment committed together; the worker"
+say "uploads the order, then its shipping information, then verifies the upload"
+id2=$(psql_ -qAt -c "BEGIN" -c "SELECT shopping_upload.import_order(
+	jsonb_set(\$json\$$order\$json\$::jsonb, '{order_key,out_trade_no}', '\"DEMO_20261126_0002\"'))" \
+	-c "SELECT shopping_upload.import_shipping('{
+	  \"order_key\": {\"order_number_type\": 1, \"mchid\": \"1230000109\", \"out_trade_no\": \"DEMO_20261126_0002\"},
+	  \"delivery_mode\": 1,
+	  \"shipping_list\": [{\"tracking_no\": \"SF1234567890\", \"express_company\": \"SF\",
+	                     \"contact\": {\"receiver_contact\": \"139****5678\"}}]}')" -c "COMMIT" | head -n 1)
+echo "order_id = $id2, with one shipment"
+loop=
+for _ in $(seq 150); do
+	loop=$(psql_ -qAt -c "SELECT state || ' ' || coalesce(shipping_state, '-') || ' ' || (verified_at IS NOT NULL)
+		FROM shopping_upload.order_status WHERE order_id = $id2")
+	[ "$loop" = "uploaded uploaded true" ] && break
 	sleep 0.1
 done
-psql_ -c "SELECT order_id, state, attempts, last_errcode, last_errmsg, uploaded_version
+if [ "$loop" != "uploaded uploaded true" ]; then
+	echo "demo.sh: order $id2 did not go through the whole loop (state, shipping_state, verified: $loop)" >&2
+	exit 1
+fi
+psql_ -c "SELECT order_id, state, attempts, last_errcode, uploaded_version,
+	shipping_state, shipping_errcode, verify_result, verified_at IS NOT NULL AS verified
 	FROM shopping_upload.order_status ORDER BY order_id"
-psql_ -c "SELECT audit_id, order_id, via, upload_time, http_status, errcode, errmsg, round(duration_ms::numeric, 1) AS ms
+psql_ -c "SELECT audit_id, order_id, kind, via, upload_time, http_status, errcode, errmsg,
+	verify_result, round(duration_ms::numeric, 1) AS ms
 	FROM shopping_upload.audit ORDER BY audit_id"
-psql_ -c "SELECT * FROM shopping_upload.stats"
+psql_ -x -c "SELECT * FROM shopping_upload.stats"
 
 say "What the stand-in received (the token travels in the URL only; shortened here)"
 python3 - "$stub_url" <<'PY'

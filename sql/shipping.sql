@@ -10,7 +10,7 @@ SET shopping_upload.appid = 'wxmerchantapp';
 --
 -- 1. The tables: structure only (keys, foreign keys, NOT NULL where a row
 --    means nothing without it), dumped like the order tables, nothing for
---    PUBLIC, no trigger yet
+--    PUBLIC; a write to any of them queues the order's shipping information
 --
 SELECT conrelid::regclass AS "table", conname, pg_get_constraintdef(oid) AS def
   FROM pg_constraint
@@ -30,11 +30,14 @@ SELECT c::regclass AS config_table
   FROM pg_extension, unnest(extconfig) AS c
  WHERE extname = 'shopping_upload' AND c::regclass::text LIKE '%ship%'
  ORDER BY c::regclass::text;
-SELECT count(*) AS triggers FROM pg_trigger
+SELECT tgrelid::regclass AS "table", tgname,
+       regexp_replace(pg_get_triggerdef(oid), '^.* (AFTER .*) ON .* EXECUTE', '\1 EXECUTE') AS def
+  FROM pg_trigger
  WHERE tgrelid IN ('shopping_upload.shippings'::regclass,
                    'shopping_upload.shipments'::regclass,
                    'shopping_upload.shipment_items'::regclass)
-   AND NOT tgisinternal;
+   AND NOT tgisinternal
+ ORDER BY tgrelid::regclass::text, tgname;
 SELECT count(*) AS public_table_grants
   FROM information_schema.role_table_grants
  WHERE table_schema = 'shopping_upload' AND table_name LIKE 'ship%' AND grantee = 'PUBLIC';
@@ -358,3 +361,81 @@ SELECT coalesce(array_agg(e ORDER BY e) FILTER (WHERE e NOT IN (SELECT errcode F
                      268485194, 268485195, 268485196, 268485197,
                      268485192, 268485214, 268485216] AS spec) AS s, unnest(spec) AS e
  GROUP BY spec;
+
+--
+-- 9. Queueing: a write to the shipping tables queues the order's shipping
+--    information in shipping_state, at commit, as the order tables queue the
+--    order (no worker serves this database: nothing is sent here)
+--
+CREATE FUNCTION pg_temp.ship(id bigint) RETURNS text LANGUAGE sql AS $$
+  SELECT coalesce((SELECT state || ' v' || version || ' attempts ' || attempts
+                     FROM shopping_upload.shipping_state WHERE order_id = id), 'not queued')
+$$;
+TRUNCATE shopping_upload.orders CASCADE;
+SELECT count(*) AS shipping_states_after_truncate FROM shopping_upload.shipping_state;
+SELECT shopping_upload.import_order($${
+  "order_key": {"order_number_type": 1, "mchid": "1230000109", "out_trade_no": "SHIP_0001"},
+  "order_list": [{"merchant_order_no": "ship-sub-1",
+    "order_detail_jump_link": {"type": "URL", "url": "https://shop.example.com/o/1"},
+    "item_list": [
+      {"merchant_item_id": "sku-1", "name": "Tea", "unit_price": 100, "quantity": 1,
+       "image_url": ["https://img.example.com/1.png"],
+       "item_detail_jump_link": {"type": "URL", "url": "https://shop.example.com/i/1"}},
+      {"merchant_item_id": "sku-2", "name": "Cup", "unit_price": 200, "quantity": 1,
+       "image_url": ["https://img.example.com/2.png"],
+       "item_detail_jump_link": {"type": "URL", "url": "https://shop.example.com/i/2"}},
+      {"merchant_item_id": "sku-3", "name": "Pot", "unit_price": 300, "quantity": 1,
+       "image_url": ["https://img.example.com/3.png"],
+       "item_detail_jump_link": {"type": "URL", "url": "https://shop.example.com/i/3"}}]}],
+  "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+  "upload_time": "2022-05-20T13:29:35.120+08:00"
+}$$) AS id \gset
+-- the order is queued; its shipping information not yet (there is none)
+SELECT (SELECT state FROM shopping_upload.order_state WHERE order_id = :id) AS order_state,
+       pg_temp.ship(:id) AS shipping;
+-- storing it queues it once, whatever the number of rows written (version 1)
+SELECT shopping_upload.import_shipping(s) = :id AS stored FROM body;
+SELECT pg_temp.ship(:id);
+-- every later change queues it again: a shipment, an item, the mode
+UPDATE shopping_upload.shipments SET tracking_no = 'SF0000000001' WHERE order_id = :id AND shipment_no = 0;
+SELECT pg_temp.ship(:id);
+DELETE FROM shopping_upload.shipment_items WHERE order_id = :id AND shipment_no = 0 AND item_no = 1;
+SELECT pg_temp.ship(:id);
+UPDATE shopping_upload.shippings SET delivery_mode = 2 WHERE order_id = :id;
+SELECT pg_temp.ship(:id);
+-- a rolled back transaction queues nothing
+BEGIN;
+UPDATE shopping_upload.shipments SET tracking_no = 'X' WHERE order_id = :id;
+ROLLBACK;
+SELECT pg_temp.ship(:id);
+-- its order was never uploaded: upload_shipping_info() refuses before any request
+SELECT pg_temp.error_of('SELECT * FROM shopping_upload.upload_shipping_info(' || :id || ')', :id);
+-- order_status shows it, with the order's upload state and no verify yet
+SELECT state, shipping_state, shipping_errcode, verify_result, verified_at, next_verify_at
+  FROM shopping_upload.order_status WHERE order_id = :id;
+-- auto_upload off: writes queue nothing
+SET shopping_upload.auto_upload = off;
+UPDATE shopping_upload.shipments SET express_company = 'YTO' WHERE order_id = :id AND shipment_no = 0;
+SELECT pg_temp.ship(:id);
+RESET shopping_upload.auto_upload;
+-- truncating the shipments (and their items) queues every shipping information again
+TRUNCATE shopping_upload.shipments CASCADE;
+SELECT pg_temp.ship(:id);
+-- deleting the shipping information forgets its state; storing it anew starts over
+DELETE FROM shopping_upload.shippings WHERE order_id = :id;
+SELECT pg_temp.ship(:id);
+SELECT shopping_upload.import_shipping(u) = :id AS stored FROM body;
+SELECT pg_temp.ship(:id);
+-- truncating shippings forgets every state; deleting the order forgets its own
+TRUNCATE shopping_upload.shippings CASCADE;
+SELECT count(*) AS shipping_states FROM shopping_upload.shipping_state;
+SELECT shopping_upload.import_shipping(u) = :id AS stored FROM body;
+DELETE FROM shopping_upload.orders WHERE order_id = :id;
+SELECT count(*) AS shipping_states FROM shopping_upload.shipping_state;
+-- the stats view counts them (and verifies) beside the orders
+SELECT verified, awaiting_verification, shippings_uploaded, shippings_waiting_for_order,
+       shippings_pending, shippings_failed
+  FROM shopping_upload.stats;
+-- upload_shipping_info() and verify_shopping_info() of an unknown order name it
+SELECT pg_temp.error_of('SELECT * FROM shopping_upload.upload_shipping_info(' || 9999999 || ')', 9999999);
+SELECT pg_temp.error_of('SELECT * FROM shopping_upload.verify_shopping_info(' || 9999999 || ')', 9999999);

@@ -22,17 +22,19 @@
 /* utils/builtins.h cannot be included next to json-c (see json_util.h) */
 extern Datum jsonb_in(PG_FUNCTION_ARGS);
 
-#define AUDIT_COLS 12
+#define AUDIT_COLS 14
 
 void
 su_audit_insert(SuUpload **us, int n)
 {
 	static SPIPlanPtr plan = NULL;
 	static const Oid elemtypes[AUDIT_COLS] = {INT8OID, INT4OID, TEXTOID, TEXTOID,
-	TEXTOID, JSONBOID, BOOLOID, INT4OID, INT4OID, TEXTOID, TEXTOID, FLOAT8OID};
+	TEXTOID, JSONBOID, BOOLOID, INT4OID, INT4OID, TEXTOID, TEXTOID, FLOAT8OID,
+	TEXTOID, TEXTOID};
 	Oid			types[AUDIT_COLS] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID, BOOLARRAYOID, INT4ARRAYOID,
-	INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID};
+	INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID};
 	Datum	   *v[AUDIT_COLS];
 	bool	   *nul[AUDIT_COLS];
 	Datum		args[AUDIT_COLS];
@@ -43,9 +45,13 @@ su_audit_insert(SuUpload **us, int n)
 	su_kept_plan(&plan,
 				 "INSERT INTO " SU_SCHEMA ".audit (order_id, attempt, via, appid,"
 				 " upload_time, request, sent, http_status, errcode, errmsg,"
-				 " transport_error, duration_ms)"
-				 " SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-				 " $11, $12) RETURNING audit_id",
+				 " transport_error, duration_ms, kind, verify_result)"
+				 " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+				 " pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+				 " pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+				 " pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11),"
+				 " pg_catalog.unnest($12), pg_catalog.unnest($13), pg_catalog.unnest($14))"
+				 " RETURNING audit_id",
 				 AUDIT_COLS, types, 0);
 	for (int c = 0; c < AUDIT_COLS; c++)
 	{
@@ -77,6 +83,8 @@ su_audit_insert(SuUpload **us, int n)
 		TEXT_OR_NULL(10, u->transport_error);
 		v[11][i] = Float8GetDatum(u->duration_ms);
 		nul[11][i] = !u->sent;
+		v[12][i] = su_text_datum(su_kind_name(u->kind));
+		TEXT_OR_NULL(13, u->verify_result);
 #undef TEXT_OR_NULL
 	}
 	for (int c = 0; c < AUDIT_COLS; c++)

@@ -132,19 +132,22 @@ su_array(Datum *values, bool *nulls, int n, Oid elemtype)
 }
 
 void
-su_wake_worker(void)
+su_wake_worker(uint32 kinds)
 {
 	Latch	   *latch = NULL;
 
 	if (su_shared == NULL)
 		return;
+	/* which kinds the next claim must look at (see claim() in worker.c) */
+	pg_atomic_fetch_or_u32(&su_shared->queued_kinds, kinds);
 
 	/*
 	 * A worker that has a claim planned anyway is not woken: one wake-up a
 	 * claim, not one a commit (each may cost both processes a system call).
-	 * The worker sets wake_wanted before the snapshot of each claim, and this
-	 * reads it after our commit became visible: a commit is either seen by
-	 * that claim or wakes the worker for the next one.
+	 * The worker sets wake_wanted, then takes queued_kinds, before the
+	 * snapshot of each claim; this sets queued_kinds, then reads wake_wanted,
+	 * after our commit became visible: a commit is either seen by that claim
+	 * or marked for the next one, which is then planned or woken for.
 	 */
 	pg_memory_barrier();
 	if (pg_atomic_read_u32(&su_shared->wake_wanted) == 0)

@@ -35,6 +35,8 @@ typedef struct SuShared
 	pg_atomic_uint64 audit_deleted; /* audit rows past retention, deleted */
 	pg_atomic_uint32 wake_wanted;	/* 1: a commit that queues must set the
 									 * worker's latch; 0: it will look anyway */
+	pg_atomic_uint32 queued_kinds;	/* bit 1 << SuKind: rows of that kind
+									 * were queued since the last claim */
 } SuShared;
 
 /* NULL unless loaded by shared_preload_libraries */
@@ -73,6 +75,6 @@ extern Datum su_array(Datum *values, bool *nulls, int n, Oid elemtype);
 extern char *su_clean_text(const char *s);
 
 /* Wakes the worker of this database, if it runs. */
-extern void su_wake_worker(void);
+extern void su_wake_worker(uint32 kinds);
 
 #endif							/* SU_COMMON_H */

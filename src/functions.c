@@ -48,6 +48,8 @@ PG_FUNCTION_INFO_V1(su_audit_rows_deleted_sql);
 PG_FUNCTION_INFO_V1(su_validate_shipping_payload_sql);
 PG_FUNCTION_INFO_V1(su_import_shipping_sql);
 PG_FUNCTION_INFO_V1(su_build_shipping_payload_sql);
+PG_FUNCTION_INFO_V1(su_verify_shopping_info_sql);
+PG_FUNCTION_INFO_V1(su_upload_shipping_info_sql);
 
 
 /* one violation -> one row of the result's tuplestore */
@@ -237,6 +239,77 @@ su_upload_shopping_info_sql(PG_FUNCTION_ARGS)
 }
 
 /*
+ * verify_shopping_info(order_id bigint)
+ *		RETURNS TABLE (errcode integer, errmsg text, verify_result text)
+ */
+Datum
+su_verify_shopping_info_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		order_id = PG_GETARG_INT64(0);
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	SuUpload	u;
+
+	su_require_extension_version();
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	su_verify_sync(order_id, &u);
+
+	/* copied out before SPI_finish() frees what the attempt allocated */
+	MemoryContextSwitchTo(caller);
+	values[0] = Int32GetDatum(u.errcode);
+	if (u.errmsg)
+		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
+	else
+		nulls[1] = true;
+	if (u.verify_result)
+		values[2] = PointerGetDatum(cstring_to_text(u.verify_result));
+	else
+		nulls[2] = true;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * upload_shipping_info(order_id bigint)
+ *		RETURNS TABLE (errcode integer, errmsg text, http_status integer,
+ *					   audit_id bigint)
+ */
+Datum
+su_upload_shipping_info_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		order_id = PG_GETARG_INT64(0);
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	SuUpload	u;
+
+	su_require_extension_version();
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	su_shipping_sync(order_id, &u);
+
+	MemoryContextSwitchTo(caller);
+	values[0] = Int32GetDatum(u.errcode);
+	if (u.errmsg)
+		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
+	else
+		nulls[1] = true;
+	values[2] = Int32GetDatum((int32) u.http_status);
+	nulls[2] = !u.sent || u.http_status == 0;
+	values[3] = Int64GetDatum(u.audit_id);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
  * set_access_token(appid text, access_token text, expires_at timestamptz)
  */
 Datum
@@ -364,7 +437,7 @@ su_requeue_sql(PG_FUNCTION_ARGS)
 	n = SPI_processed;
 	SPI_finish();
 	if (n > 0)
-		su_queue_wake_at_commit();
+		su_queue_wake_at_commit(SU_KIND_ORDER);
 	PG_RETURN_INT64((int64) n);
 }
 

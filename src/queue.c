@@ -87,8 +87,8 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 }
 
 /* exponential backoff with jitter: base * 2^(attempt-1), capped, times [0.5, 1) */
-static int64
-backoff_usecs(int attempt)
+int64
+su_queue_backoff_usecs(int attempt)
 {
 	double		ms = su_retry_base_ms;
 
@@ -112,7 +112,7 @@ su_queue_next_state(SuUpload *u, TimestampTz now, TimestampTz *next)
 		case SU_CLASS_REFRESH_TOKEN:
 			if (u->attempt >= su_max_attempts)
 				return "dead";
-			*next = now + (u->cls == SU_CLASS_RETRY ? backoff_usecs(u->attempt) : 0);
+			*next = now + (u->cls == SU_CLASS_RETRY ? su_queue_backoff_usecs(u->attempt) : 0);
 			return "retrying";
 		case SU_CLASS_QUOTA_MINUTE:
 			*next = now + 60 * USECS_PER_SEC;
@@ -142,9 +142,12 @@ int
 su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 {
 	static SPIPlanPtr exists_plan = NULL;
-	Oid			types[7] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
-	Datum		args[7];
+	static SPIPlanPtr release_plan = NULL;
+	Oid			types[8] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID, FLOAT8OID};
+	Datum		args[8];
+	Datum	   *accepted;
+	int			n_accepted = 0;
 	Datum	   *ids;
 	Datum	   *versions;
 	Datum	   *states;
@@ -161,7 +164,10 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 
 	if (n == 0)
 		return 0;
+	if (us[0]->kind != SU_KIND_ORDER)
+		return su_followup_record(us, n, recorded, earliest);
 	ids = palloc(sizeof(Datum) * n);
+	accepted = palloc(sizeof(Datum) * n);
 	versions = palloc(sizeof(Datum) * n);
 	states = palloc(sizeof(Datum) * n);
 	nexts = palloc(sizeof(Datum) * n);
@@ -175,7 +181,8 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	 * Rows another transaction holds are skipped, never waited for: the
 	 * worker then cannot take part in a deadlock, and what it skipped it
 	 * records in a later round.  An order that changed since its attempt
-	 * started is due again at once, whatever the answer.
+	 * started is due again at once, whatever the answer.  An accepted
+	 * upload plans its verify, verify_delay later (none if it is 0).
 	 */
 	su_kept_plan(&record_plan,
 				 "WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
@@ -190,7 +197,15 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  THEN greatest(s.uploaded_version, u.version)"
 				 "  ELSE s.uploaded_version END,"
 				 " last_errcode = u.errcode, last_errmsg = u.errmsg,"
-				 " updated_at = pg_catalog.now()"
+				 " updated_at = pg_catalog.now(),"
+				 " verify_version = CASE WHEN u.ok AND $8 OPERATOR(pg_catalog.>) 0"
+				 "  THEN u.version ELSE s.verify_version END,"
+				 " verify_due_at = CASE WHEN u.ok AND $8 OPERATOR(pg_catalog.>) 0"
+				 "  THEN pg_catalog.now() OPERATOR(pg_catalog.+)"
+				 "   pg_catalog.make_interval(secs => $8)"
+				 "  ELSE s.verify_due_at END,"
+				 " verify_attempts = CASE WHEN u.ok AND $8 OPERATOR(pg_catalog.>) 0"
+				 "  THEN 0 ELSE s.verify_attempts END"
 				 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
 				 "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
 				 "  pg_catalog.unnest($6), pg_catalog.unnest($7))"
@@ -198,7 +213,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " RETURNING s.order_id, s.next_attempt_at",
-				 7, types, 0);
+				 8, types, 0);
 	for (int i = 0; i < n; i++)
 	{
 		SuUpload   *u = us[i];
@@ -224,6 +239,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	args[4] = su_array(oks, NULL, n, BOOLOID);
 	args[5] = su_array(codes, NULL, n, INT4OID);
 	args[6] = su_array(msgs, msg_nulls, n, TEXTOID);
+	args[7] = Float8GetDatum((double) su_verify_delay_s);
 	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not record the outcome of %d uploads", n);
 	processed = SPI_processed;
@@ -235,19 +251,49 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 		Datum		next = SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &isnull);
 
 		/* when the queue next holds a due order of these: a retry, a change */
-		if (earliest && !isnull &&
-			(*earliest == 0 || DatumGetTimestampTz(next) < *earliest))
-			*earliest = DatumGetTimestampTz(next);
+		if (earliest && !isnull)
+			su_earlier(&earliest[SU_KIND_ORDER], DatumGetTimestampTz(next));
 
 		for (int i = 0; i < n; i++)
 			if (!recorded[i] && us[i]->order_id == id)
 			{
 				recorded[i] = true;
 				n_recorded++;
+				if (us[i]->cls == SU_CLASS_OK)
+					accepted[n_accepted++] = Int64GetDatum(id);
 				break;
 			}
 	}
 	SPI_freetuptable(tt);
+
+	/*
+	 * Shipping information that waited for these orders is due now.  Rows
+	 * another transaction holds are skipped: a writer's queueing makes them
+	 * pending anyway, and the worker looks at waiting rows again in a while.
+	 */
+	if (n_accepted > 0)
+	{
+		Datum		rel_args[1] = {su_array(accepted, NULL, n_accepted, INT8OID)};
+
+		su_kept_plan(&release_plan,
+					 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+					 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+					 "  AND h.state OPERATOR(pg_catalog.=) 'waiting_for_order'"
+					 "  FOR UPDATE SKIP LOCKED)"
+					 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+					 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+					 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
+					 1, types, 0);
+		if (SPI_execute_plan(release_plan, rel_args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not release the shipping information of %d orders",
+				 n_accepted);
+		if (SPI_processed > 0 && earliest)
+			su_earlier(&earliest[SU_KIND_SHIPPING], GetCurrentTimestamp());
+		if (earliest && su_verify_delay_s > 0)
+			su_earlier(&earliest[SU_KIND_VERIFY],
+					   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												   su_verify_delay_s * (int64) 1000));
+	}
 	if (n_recorded == n)
 		return n;
 
@@ -304,15 +350,30 @@ typedef struct NotedOrder
 	int64		order_id;		/* hash key */
 	bool		queue;			/* queue it, if it still exists */
 	bool		forget;			/* its row was deleted: forget it if gone */
+	bool		ship_queue;		/* the same for its shipping information */
+	bool		ship_forget;
 } NotedOrder;
+
+/* what the statements of queue_noted() look at */
+typedef enum NoteWant
+{
+	NOTE_QUEUE,
+	NOTE_FORGET,
+	NOTE_SHIP_QUEUE,
+	NOTE_SHIP_FORGET
+} NoteWant;
 
 /* lives in TopTransactionContext; what aborted subtransactions noted stays */
 static HTAB *noted = NULL;
 static bool truncated = false;	/* orders was truncated: forget every gone order */
-static bool wake_at_commit = false;
+static bool ship_truncated = false; /* shippings was: the same for their states */
+static bool ship_requeue_all = false;	/* shipments or their items were */
+static uint32 wake_at_commit = 0;	/* bits 1 << SuKind */
 
 static SPIPlanPtr queue_plan = NULL;
 static SPIPlanPtr forget_plan = NULL;
+static SPIPlanPtr ship_queue_plan = NULL;
+static SPIPlanPtr ship_forget_plan = NULL;
 
 static void
 note_init(void)
@@ -330,7 +391,7 @@ note_init(void)
 }
 
 static void
-note_order(int64 order_id, bool queue, bool forget)
+note_order(int64 order_id, bool queue, bool forget, bool shipping)
 {
 	NotedOrder *o;
 	bool		found;
@@ -338,23 +399,45 @@ note_order(int64 order_id, bool queue, bool forget)
 	note_init();
 	o = hash_search(noted, &order_id, HASH_ENTER, &found);
 	if (!found)
-		o->queue = o->forget = false;
-	o->queue |= queue;
-	o->forget |= forget;
+		o->queue = o->forget = o->ship_queue = o->ship_forget = false;
+	if (shipping)
+	{
+		o->ship_queue |= queue;
+		o->ship_forget |= forget;
+	}
+	else
+	{
+		o->queue |= queue;
+		o->forget |= forget;
+	}
 }
 
 static void
-note_truncate(void)
+note_truncate(const char *table)
 {
 	note_init();
-	truncated = true;
+	if (strcmp(table, "orders") == 0)
+		truncated = true;
+	else if (strcmp(table, "shippings") == 0)
+		ship_truncated = true;
+	else
+		ship_requeue_all = true;
 }
 
 void
-su_queue_unnote(int64 order_id)
+su_queue_unnote(int64 order_id, bool shipping)
 {
-	if (noted != NULL)
-		hash_search(noted, &order_id, HASH_REMOVE, NULL);
+	NotedOrder *o;
+
+	if (noted == NULL)
+		return;
+	o = hash_search(noted, &order_id, HASH_FIND, NULL);
+	if (o == NULL)
+		return;
+	if (shipping)
+		o->ship_queue = false;
+	else
+		o->queue = false;
 }
 
 static int
@@ -389,7 +472,7 @@ state_owner(void)
 
 /* runs statement plan with the sorted ids of the noted orders that want it */
 static uint64
-apply_noted(SPIPlanPtr plan, bool forget, int64 *ids, int n_all)
+apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
 {
 	Datum	   *elems = palloc(sizeof(Datum) * n_all);
 	Datum		args[1];
@@ -400,7 +483,10 @@ apply_noted(SPIPlanPtr plan, bool forget, int64 *ids, int n_all)
 
 	hash_seq_init(&seq, noted);
 	while ((o = hash_seq_search(&seq)) != NULL)
-		if (forget ? o->forget : o->queue)
+		if ((want == NOTE_QUEUE && o->queue) ||
+			(want == NOTE_FORGET && o->forget) ||
+			(want == NOTE_SHIP_QUEUE && o->ship_queue) ||
+			(want == NOTE_SHIP_FORGET && o->ship_forget))
 			ids[n++] = o->order_id;
 	if (n == 0)
 		return 0;
@@ -409,9 +495,75 @@ apply_noted(SPIPlanPtr plan, bool forget, int64 *ids, int n_all)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = su_array(elems, NULL, n, INT8OID);
 	ret = SPI_execute_plan(plan, args, NULL, false, 0);
-	if (ret != (forget ? SPI_OK_DELETE : SPI_OK_INSERT))
+	if (ret != ((want == NOTE_FORGET || want == NOTE_SHIP_FORGET) ?
+				SPI_OK_DELETE : SPI_OK_INSERT))
 		elog(ERROR, "could not queue the orders of this transaction");
 	return SPI_processed;
+}
+
+/*
+ * The same for shipping information, after the orders (one global lock
+ * order: order states, then shipping states).  It is queued pending; the
+ * worker sends it once the order's own upload was accepted, and until then
+ * keeps it waiting_for_order.  Nothing is prepared unless a shipping table
+ * was written (a database still at 1.0 has no shipping_state).
+ */
+static void
+queue_noted_shipping(int64 *ids, long n)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	HASH_SEQ_STATUS seq;
+	NotedOrder *o;
+	bool		any = ship_truncated || ship_requeue_all;
+
+	hash_seq_init(&seq, noted);
+	while ((o = hash_seq_search(&seq)) != NULL)
+		if (o->ship_queue || o->ship_forget)
+			any = true;
+	if (!any)
+		return;
+
+#define IN_FLIGHT "s.state OPERATOR(pg_catalog.=) 'uploading'" \
+		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+	su_kept_plan(&ship_queue_plan,
+				 "INSERT INTO " SU_SCHEMA ".shipping_state AS s (order_id)"
+				 " SELECT h.order_id FROM pg_catalog.unnest($1) AS k(order_id),"
+				 "  LATERAL (SELECT h.order_id FROM " SU_SCHEMA ".shippings h"
+				 "   WHERE h.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) h"
+				 " ORDER BY h.order_id"
+				 " ON CONFLICT (order_id) DO UPDATE SET"
+				 " state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
+				 " next_attempt_at = CASE WHEN " IN_FLIGHT
+				 "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
+				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
+				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
+				 1, types, CURSOR_OPT_GENERIC_PLAN);
+	su_kept_plan(&ship_forget_plan,
+				 "DELETE FROM " SU_SCHEMA ".shipping_state s"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+				 "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
+				 1, types, CURSOR_OPT_GENERIC_PLAN);
+	if (ship_requeue_all &&
+		SPI_execute("UPDATE " SU_SCHEMA ".shipping_state s SET"
+					" state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
+					" next_attempt_at = CASE WHEN " IN_FLIGHT
+					"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
+					" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
+					" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not queue the shipping information of truncated shipments");
+#undef IN_FLIGHT
+	if (ship_truncated &&
+		SPI_execute("DELETE FROM " SU_SCHEMA ".shipping_state s WHERE NOT EXISTS"
+					" (SELECT FROM " SU_SCHEMA ".shippings h"
+					"  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)",
+					false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the states of truncated shipping information");
+	if (apply_noted(ship_queue_plan, NOTE_SHIP_QUEUE, ids, n) > 0 ||
+		ship_requeue_all)
+		wake_at_commit |= 1 << SU_KIND_SHIPPING;
+	(void) apply_noted(ship_forget_plan, NOTE_SHIP_FORGET, ids, n);
 }
 
 /*
@@ -428,7 +580,7 @@ queue_noted(void)
 	int			save_sec;
 	int			save_nestlevel;
 
-	if (n == 0 && !truncated)
+	if (n == 0 && !truncated && !ship_truncated && !ship_requeue_all)
 		return;
 	ids = MemoryContextAlloc(TopTransactionContext, sizeof(int64) * Max(n, 1));
 	GetUserIdAndSecContext(&save_userid, &save_sec);
@@ -468,6 +620,7 @@ queue_noted(void)
 				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
 				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
+
 #undef IN_FLIGHT
 	su_kept_plan(&forget_plan,
 				 "DELETE FROM " SU_SCHEMA ".order_state s"
@@ -481,9 +634,10 @@ queue_noted(void)
 					"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
 					false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the states of truncated orders");
-	if (apply_noted(queue_plan, false, ids, n) > 0)
-		wake_at_commit = true;
-	(void) apply_noted(forget_plan, true, ids, n);
+	if (apply_noted(queue_plan, NOTE_QUEUE, ids, n) > 0)
+		wake_at_commit |= 1 << SU_KIND_ORDER;
+	(void) apply_noted(forget_plan, NOTE_FORGET, ids, n);
+	queue_noted_shipping(ids, n);
 
 	PopActiveSnapshot();
 	SPI_finish();
@@ -502,18 +656,18 @@ queue_xact_callback(XactEvent event, void *arg)
 			if (noted != NULL)
 				queue_noted();
 			noted = NULL;
-			truncated = false;
+			truncated = ship_truncated = ship_requeue_all = false;
 			break;
 		case XACT_EVENT_COMMIT:
 			if (wake_at_commit)
-				su_wake_worker();
+				su_wake_worker(wake_at_commit);
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			noted = NULL;		/* lived in TopTransactionContext */
-			truncated = false;
-			wake_at_commit = false;
+			truncated = ship_truncated = ship_requeue_all = false;
+			wake_at_commit = 0;
 			break;
 		default:
 			break;
@@ -527,9 +681,9 @@ su_queue_init(void)
 }
 
 void
-su_queue_wake_at_commit(void)
+su_queue_wake_at_commit(SuKind kind)
 {
-	wake_at_commit = true;
+	wake_at_commit |= 1 << kind;
 }
 
 bool
@@ -553,7 +707,7 @@ su_queue_order(int64 order_id)
 		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
 	if (SPI_processed == 0)
 		return false;
-	note_order(order_id, true, false);
+	note_order(order_id, true, false, false);
 	return true;
 }
 
@@ -588,13 +742,14 @@ tuple_order_id(TriggerData *td, HeapTuple tuple, bool *isnull)
 }
 
 static void
-note_tuple(TriggerData *td, HeapTuple tuple, bool queue, bool forget)
+note_tuple(TriggerData *td, HeapTuple tuple, bool queue, bool forget,
+		   bool shipping)
 {
 	bool		isnull;
 	int64		order_id = tuple_order_id(td, tuple, &isnull);
 
 	if (!isnull)
-		note_order(order_id, queue, forget);
+		note_order(order_id, queue, forget, shipping);
 }
 
 /*
@@ -610,37 +765,43 @@ Datum
 su_queue_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	bool		is_orders;
+	const char *table;
+	bool		shipping;
+	bool		is_head;		/* orders, or shippings: the row of the whole */
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("queue_trigger() must be called as a trigger")));
-	is_orders = strcmp(RelationGetRelationName(td->tg_relation), "orders") == 0;
+	table = RelationGetRelationName(td->tg_relation);
+	/* queue_trigger('shipping'): the shipping tables */
+	shipping = td->tg_trigger->tgnargs > 0 &&
+		strcmp(td->tg_trigger->tgargs[0], "shipping") == 0;
+	is_head = strcmp(table, shipping ? "shippings" : "orders") == 0;
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
-		note_truncate();
+		note_truncate(table);
 		return PointerGetDatum(NULL);
 	}
-	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) && is_orders)
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) && is_head)
 	{
-		note_tuple(td, td->tg_trigtuple, false, true);
+		note_tuple(td, td->tg_trigtuple, false, true, shipping);
 		return PointerGetDatum(NULL);
 	}
 	if (!su_auto_upload)
 		return PointerGetDatum(NULL);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		note_tuple(td, td->tg_trigtuple, true, false);
+		note_tuple(td, td->tg_trigtuple, true, false, shipping);
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
-		note_tuple(td, td->tg_newtuple, true, false);
-		note_tuple(td, td->tg_trigtuple, true, false);	/* moved from another
-														 * order */
+		note_tuple(td, td->tg_newtuple, true, false, shipping);
+		/* moved from another order */
+		note_tuple(td, td->tg_trigtuple, true, false, shipping);
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		note_tuple(td, td->tg_trigtuple, true, false);
+		note_tuple(td, td->tg_trigtuple, true, false, shipping);
 	return PointerGetDatum(NULL);
 }
 
@@ -695,20 +856,27 @@ su_queue_claim(int max, SuClaim *out)
 	return (int) SPI_processed;
 }
 
-TimestampTz
-su_queue_next_due(void)
+void
+su_queue_next_due(TimestampTz *due)
 {
 	bool		isnull;
-	Datum		d;
 
+	/* three index probes: the partial indexes' first entries */
 	su_kept_plan(&due_plan,
-				 "SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".order_state",
+				 "SELECT (SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".order_state),"
+				 " (SELECT pg_catalog.min(verify_due_at) FROM " SU_SCHEMA ".order_state),"
+				 " (SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".shipping_state)",
 				 0, NULL, 0);
 	/* not read-only: a new snapshot, that sees the claim just made */
 	if (SPI_execute_plan(due_plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetTimestampTz(d);
+	for (int k = 0; k < SU_KINDS; k++)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									  k + 1, &isnull);
+
+		due[k] = isnull ? 0 : DatumGetTimestampTz(d);
+	}
 }
 
 void
@@ -720,5 +888,12 @@ su_queue_recover(void)
 	if (SPI_processed > 0)
 		ereport(LOG,
 				(errmsg("shopping_upload worker: %llu orders left uploading by a previous worker are due again",
+						(unsigned long long) SPI_processed)));
+	if (SPI_execute("UPDATE " SU_SCHEMA ".shipping_state SET next_attempt_at = pg_catalog.now()"
+					" WHERE state OPERATOR(pg_catalog.=) 'uploading'", false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not recover the shipping information of a previous worker");
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("shopping_upload worker: %llu shipping information left uploading by a previous worker are due again",
 						(unsigned long long) SPI_processed)));
 }

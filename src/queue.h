@@ -30,6 +30,47 @@ extern TimestampTz su_queue_begin(int64 order_id, int64 *version, int *attempt);
 extern int	su_queue_record(SuUpload **us, int n, bool *recorded,
 							TimestampTz *earliest);
 
+/*
+ * earliest (NULL: not wanted) is an array of SU_KINDS times, 0 for none:
+ * each is lowered to the soonest next attempt of that kind among the rows
+ * written (a retry, a change while in flight, a verify planned, shipping
+ * information released by its order's accepted upload).
+ */
+static inline void
+su_earlier(TimestampTz *t, TimestampTz candidate)
+{
+	if (*t == 0 || candidate < *t)
+		*t = candidate;
+}
+
+/*
+ * The same for verifies and shipping information (all of one kind), called
+ * by su_queue_record() (queue_followup.c).
+ */
+extern int	su_followup_record(SuUpload **us, int n, bool *recorded,
+							   TimestampTz *earliest);
+
+/*
+ * Starts a verify by hand (verify_shopping_info()): locks the order's state
+ * until the transaction ends; *version is the version whose upload was
+ * accepted last (0: none), *attempt the verify's number.  Raises an error
+ * naming the order when it does not exist.
+ */
+extern void su_verify_begin(int64 order_id, int64 *version, int *attempt);
+
+/*
+ * Starts an upload of an order's shipping information by hand
+ * (upload_shipping_info()), as su_queue_begin() for orders: locks its state
+ * and returns its next upload_time.  Raises an error when the order or its
+ * shipping information does not exist, or when the order's own upload was
+ * never accepted.
+ */
+extern TimestampTz su_shipping_begin(int64 order_id, int64 *version,
+									 int *attempt);
+
+/* The delay before retry number attempt + 1: exponential, with jitter. */
+extern int64 su_queue_backoff_usecs(int attempt);
+
 /* When an order whose attempt ended so goes next, and in which state. */
 extern const char *su_queue_next_state(SuUpload *u, TimestampTz now,
 									   TimestampTz *next_attempt_at);
@@ -49,8 +90,26 @@ typedef struct SuClaim
  */
 extern int	su_queue_claim(int max, SuClaim *out);
 
-/* Earliest next_attempt_at of any order, or 0 if none is planned. */
-extern TimestampTz su_queue_next_due(void);
+/*
+ * Claims up to max due verifies (of accepted uploads; version is the one to
+ * verify), leased as uploads are.  Returns the count.
+ */
+extern int	su_verify_claim(int max, SuClaim *out);
+
+/*
+ * Claims up to max due shipping information whose order's upload was
+ * accepted; what is due with its order not accepted yet becomes
+ * waiting_for_order (looked at again in a while, and at once when the
+ * order's upload is accepted).  Returns the count claimed; *looked_at, how
+ * many due rows the claim took (claimed or set waiting).
+ */
+extern int	su_shipping_claim(int max, SuClaim *out, int *looked_at);
+
+/*
+ * Earliest next attempt of each kind (SU_KINDS of them, 0 if none is
+ * planned), in one statement.
+ */
+extern void su_queue_next_due(TimestampTz *due);
 
 /* At worker start: orders left uploading by a dead worker are due now. */
 extern void su_queue_recover(void);
@@ -64,8 +123,17 @@ extern void su_queue_init(void);
  */
 extern void su_queue_forget(int64 order_id);
 
-/* Wakes the worker when the current transaction commits. */
-extern void su_queue_wake_at_commit(void);
+/*
+ * Deletes the state of an order's shipping information unless it exists in
+ * a fresh snapshot (SPI connected).
+ */
+extern void su_shipping_forget(int64 order_id);
+
+/*
+ * Wakes the worker when the current transaction commits, to claim rows of
+ * that kind.
+ */
+extern void su_queue_wake_at_commit(SuKind kind);
 
 /*
  * Queues an order at commit, as the trigger does (SPI connected); false if
@@ -73,7 +141,10 @@ extern void su_queue_wake_at_commit(void);
  */
 extern bool su_queue_order(int64 order_id);
 
-/* Drops an order from what this transaction queues at commit. */
-extern void su_queue_unnote(int64 order_id);
+/*
+ * Drops an order (or its shipping information) from what this transaction
+ * queues at commit.
+ */
+extern void su_queue_unnote(int64 order_id, bool shipping);
 
 #endif							/* SU_QUEUE_H */

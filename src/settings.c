@@ -32,6 +32,7 @@ int			su_max_attempts = 10;
 int			su_retry_base_ms = 1000;
 int			su_retry_max_ms = 600000;
 int			su_config_retry_s = 600;
+int			su_verify_delay_s = 60;
 char	   *su_database_name = NULL;
 int			su_max_inflight = 64;
 int			su_lease_s = 60;
@@ -192,6 +193,12 @@ su_define_settings(bool preload)
 							"How long uploads of an appid wait after a permission or configuration error.",
 							NULL,
 							&su_config_retry_s, 600, 1, 86400 * 7,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.verify_delay",
+							"How long after an accepted upload the worker verifies it.",
+							"WeChat links an upload to its payment asynchronously; 0 turns the worker's verifies off.",
+							&su_verify_delay_s, 60, 0, 86400 * 7,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.max_inflight",

@@ -22,6 +22,7 @@ extern int	su_max_attempts;
 extern int	su_retry_base_ms;
 extern int	su_retry_max_ms;
 extern int	su_config_retry_s;
+extern int	su_verify_delay_s;
 extern char *su_database_name;
 extern int	su_max_inflight;
 extern int	su_lease_s;

@@ -30,6 +30,7 @@
 #include "common.h"
 #include "json_util.h"
 #include "payload.h"
+#include "settings.h"
 #include "shipping.h"
 #include "validate.h"
 
@@ -412,6 +413,13 @@ build_shipment_row(json_object *list, json_object **shipment, int *shipment_no,
 json_object *
 su_build_shipping_payload(int64 order_id, TimestampTz upload_time)
 {
+	return su_build_shipping_payload_ex(order_id, upload_time, false, NULL);
+}
+
+json_object *
+su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
+							 bool quiet, char **appid)
+{
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
 	json_object *root;
@@ -426,7 +434,7 @@ su_build_shipping_payload(int64 order_id, TimestampTz upload_time)
 
 	su_kept_plan(&build_order_plan,
 				 "SELECT o.order_number_type, o.transaction_id, o.mchid,"
-				 " o.out_trade_no, o.openid, s.order_id, s.delivery_mode"
+				 " o.out_trade_no, o.openid, s.order_id, s.delivery_mode, o.appid"
 				 " FROM " SU_SCHEMA ".orders o"
 				 " LEFT JOIN " SU_SCHEMA ".shippings s"
 				 "  ON s.order_id OPERATOR(pg_catalog.=) o.order_id"
@@ -454,11 +462,21 @@ su_build_shipping_payload(int64 order_id, TimestampTz upload_time)
 
 	if (SPI_execute_plan(build_order_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0 && quiet)
+	{
+		PopActiveSnapshot();
+		return NULL;
+	}
 	if (SPI_processed == 0)
 		su_order_missing(order_id);
 	tt = SPI_tuptable;
 	tup = tt->vals[0];
 	SPI_getbinval(tup, tt->tupdesc, 6, &isnull);
+	if (isnull && quiet)
+	{
+		PopActiveSnapshot();
+		return NULL;
+	}
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -479,6 +497,12 @@ su_build_shipping_payload(int64 order_id, TimestampTz upload_time)
 							   json_object_new_int64(DatumGetInt32(mode)));
 	list = json_object_new_array();
 	json_object_object_add(root, "shipping_list", list);
+	if (appid)
+	{
+		*appid = SPI_getvalue(tup, tt->tupdesc, 8);
+		if (*appid == NULL && su_appid != NULL && su_appid[0] != '\0')
+			*appid = pstrdup(su_appid);
+	}
 	SPI_freetuptable(tt);
 
 	if (SPI_execute_plan(build_shipments_plan, args, NULL, true, 0) != SPI_OK_SELECT)

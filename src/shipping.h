@@ -47,4 +47,13 @@ extern int64 su_import_shipping(struct json_object *payload, const char *appid);
 extern struct json_object *su_build_shipping_payload(int64 order_id,
 													 TimestampTz upload_time);
 
+/*
+ * The same; quiet: NULL instead of an error when the order or its shipping
+ * information does not exist.  appid (may be NULL) gets the order's appid,
+ * or shopping_upload.appid, or NULL.
+ */
+extern struct json_object *su_build_shipping_payload_ex(int64 order_id,
+														TimestampTz upload_time,
+														bool quiet, char **appid);
+
 #endif							/* SU_SHIPPING_H */

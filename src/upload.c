@@ -24,11 +24,13 @@
 #include "http_sync.h"
 #include "payload.h"
 #include "queue.h"
+#include "shipping.h"
 #include "common.h"
 #include "settings.h"
 #include "token.h"
 #include "upload.h"
 #include "validate.h"
+#include "validate_shipping.h"
 
 /* utils/builtins.h cannot be included next to json-c (see payload.h) */
 extern Datum jsonb_in(PG_FUNCTION_ARGS);
@@ -144,6 +146,37 @@ su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 	MemoryContextSwitchTo(caller);
 }
 
+const char *
+su_kind_name(SuKind kind)
+{
+	switch (kind)
+	{
+		case SU_KIND_ORDER:
+			return "order";
+		case SU_KIND_VERIFY:
+			return "verify";
+		case SU_KIND_SHIPPING:
+			return "shipping";
+	}
+	return "order";
+}
+
+/* the API path of each kind of call */
+static const char *
+kind_path(SuKind kind)
+{
+	switch (kind)
+	{
+		case SU_KIND_ORDER:
+			break;
+		case SU_KIND_VERIFY:
+			return "/user-order/shoppinginfo/verify";
+		case SU_KIND_SHIPPING:
+			return "/user-order/orders/shippings";
+	}
+	return "/user-order/orders";
+}
+
 void
 su_upload_request(SuUpload *u, const char *token)
 {
@@ -155,8 +188,8 @@ su_upload_request(SuUpload *u, const char *token)
 				 errmsg("out of memory")));
 	u->token = pstrdup(token);
 	memset(&u->req, 0, sizeof(SuHttpRequest));
-	u->req.url = psprintf("%s/user-order/orders?access_token=%s",
-						  su_api_base(), escaped);
+	u->req.url = psprintf("%s%s?access_token=%s",
+						  su_api_base(), kind_path(u->kind), escaped);
 	free(escaped);
 	u->req.body = u->body;
 	u->req.body_len = u->body_len;
@@ -210,6 +243,11 @@ su_upload_conclude(SuUpload *u)
 				!json_object_is_type(v, json_type_null) ?
 				su_clean_text(json_object_get_string(v)) : NULL;
 			u->cls = su_classify_errcode(u->errcode);
+			/* a verify's verdict, kept verbatim (a string, or the JSON text) */
+			if (u->kind == SU_KIND_VERIFY && u->errcode == WX_ERR_OK &&
+				json_object_object_get_ex(answer, "verify_result", &v) &&
+				!json_object_is_type(v, json_type_null))
+				u->verify_result = su_clean_text(json_object_get_string(v));
 		}
 		json_object_put(answer);
 	}
@@ -260,8 +298,8 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	{
 		su_audit_insert(&u, 1);
 		(void) su_queue_record(&u, 1, &recorded, NULL);
-		su_queue_unnote(order_id);
-		su_queue_wake_at_commit();
+		su_queue_unnote(order_id, false);
+		su_queue_wake_at_commit(SU_KIND_ORDER);
 		return;
 	}
 
@@ -291,9 +329,280 @@ su_upload_sync(int64 order_id, SuUpload *u)
 	}
 	/* this transaction holds the order's state: it is recorded */
 	(void) su_queue_record(&u, 1, &recorded, NULL);
-	/* a retry or a hold is the worker's to plan: it learns of it at commit */
+	/*
+	 * A retry or a hold is the worker's to plan, and so are the verify and
+	 * the waiting shipping information of an accepted upload: it learns of
+	 * them at commit.
+	 */
 	if (u->cls != SU_CLASS_OK)
-		su_queue_wake_at_commit();
+		su_queue_wake_at_commit(SU_KIND_ORDER);
+	else
+	{
+		su_queue_wake_at_commit(SU_KIND_SHIPPING);
+		if (su_verify_delay_s > 0)
+			su_queue_wake_at_commit(SU_KIND_VERIFY);
+	}
 	/* what this transaction wrote before was sent: no need to queue it again */
-	su_queue_unnote(order_id);
+	su_queue_unnote(order_id, false);
+}
+
+/* ---------------------------------------------------------------------
+ * After the upload: verify, and shipping information
+ * ---------------------------------------------------------------------
+ */
+
+/* the first rule a verify body breaks (its fields are the order's), or 0 */
+static int
+verify_violation(HeapTuple tup, TupleDesc desc, const char **field)
+{
+	bool		isnull;
+	Datum		type = SPI_getbinval(tup, desc, 2, &isnull);
+
+	*field = "order_key.order_number_type";
+	if (isnull || (DatumGetInt32(type) != 1 && DatumGetInt32(type) != 2))
+		return WX_ERR_ORDER_KEY_MISSING;
+	if (DatumGetInt32(type) == 2)
+	{
+		*field = "order_key.transaction_id";
+		SPI_getbinval(tup, desc, 3, &isnull);
+		if (isnull)
+			return WX_ERR_TRANSACTION_ID_MISSING;
+	}
+	else
+	{
+		*field = "order_key.mchid";
+		SPI_getbinval(tup, desc, 4, &isnull);
+		if (isnull)
+			return WX_ERR_MCHID_MISSING;
+		*field = "order_key.out_trade_no";
+		SPI_getbinval(tup, desc, 5, &isnull);
+		if (isnull)
+			return WX_ERR_OUT_TRADE_NO_MISSING;
+	}
+	*field = "payer.openid";
+	SPI_getbinval(tup, desc, 6, &isnull);
+	if (isnull)
+		return WX_ERR_PAYER_OPENID_MISSING;
+	return 0;
+}
+
+void
+su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum		args[1];
+	MemoryContext caller = CurrentMemoryContext;
+	SPITupleTable *tt;
+
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = Int64GetDatum(us[i]->order_id);
+		us[i]->gone = true;
+		us[i]->sent = false;
+		us[i]->cls = SU_CLASS_OK;
+		ok[i] = false;
+	}
+	args[0] = su_array(ids, NULL, n, INT8OID);
+	su_kept_plan(&plan,
+				 "SELECT o.order_id, o.order_number_type, o.transaction_id,"
+				 " o.mchid, o.out_trade_no, o.openid, o.appid"
+				 " FROM pg_catalog.unnest($1) AS k(order_id), LATERAL"
+				 " (SELECT * FROM " SU_SCHEMA ".orders o"
+				 "  WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o",
+				 1, types, CURSOR_OPT_GENERIC_PLAN);
+	CommandCounterIncrement();
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the orders to verify");
+	tt = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = tt->vals[r];
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
+
+		for (int i = 0; i < n; i++)
+		{
+			SuUpload   *u = us[i];
+			json_object *root;
+			json_object *payer;
+			const char *field;
+			char	   *openid;
+
+			if (u->order_id != id || !u->gone)
+				continue;
+			MemoryContextSwitchTo(cxts ? cxts[i] : caller);
+			u->gone = false;
+			u->appid = SPI_getvalue(tup, tt->tupdesc, 7);
+			if (u->appid == NULL && su_appid != NULL && su_appid[0] != '\0')
+				u->appid = pstrdup(su_appid);
+			root = json_object_new_object();
+			su_json_track(root);
+			su_add_order_key(root, tup, tt->tupdesc, 2);
+			payer = json_object_new_object();
+			json_object_object_add(root, "payer", payer);
+			openid = SPI_getvalue(tup, tt->tupdesc, 6);
+			if (openid)
+				json_object_object_add(payer, "openid", json_object_new_string(openid));
+			u->payload = root;
+			u->body = su_json_text(root, &u->body_len);
+			if ((u->errcode = verify_violation(tup, tt->tupdesc, &field)) != 0)
+			{
+				u->field = pstrdup(field);
+				u->errmsg = psprintf("the order's %s is missing or invalid: it cannot be verified",
+									 field);
+				u->cls = su_classify_errcode(u->errcode);
+			}
+			else if (u->appid == NULL)
+			{
+				u->errcode = WX_ERR_NO_SECRET;
+				u->errmsg = pstrdup("the order has no appid and shopping_upload.appid is not set");
+				u->cls = SU_CLASS_CONFIG;
+			}
+			else
+				ok[i] = true;
+			break;
+		}
+	}
+	SPI_freetuptable(tt);
+	MemoryContextSwitchTo(caller);
+}
+
+void
+su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+					MemoryContext *cxts, bool *ok)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+		MemoryContext cxt = cxts ? cxts[i] : caller;
+		FirstViolation v = {0};
+		json_object *payload;
+		char	   *appid = NULL;
+		char	  **item_ids;
+		int			n_items;
+
+		/* tracked in SPI's memory: what the flight keeps is copied out */
+		payload = su_build_shipping_payload_ex(u->order_id, upload_times[i],
+											   true, &appid);
+		MemoryContextSwitchTo(cxt);
+		u->sent = false;
+		u->cls = SU_CLASS_OK;
+		u->gone = (payload == NULL);
+		ok[i] = false;
+		if (u->gone)
+			continue;
+		u->appid = appid ? pstrdup(appid) : NULL;
+		u->upload_time = su_format_upload_time(upload_times[i]);
+		u->body = su_json_text(payload, &u->body_len);
+		u->payload = NULL;		/* the audit reads the body */
+		item_ids = su_order_item_ids(u->order_id, cxt, &n_items);
+		MemoryContextSwitchTo(cxt);
+		su_validate_shipping(payload, (const char *const *) item_ids,
+							 (size_t) n_items, keep_first, &v,
+							 interrupt_pending, NULL);
+		CHECK_FOR_INTERRUPTS();
+		if (v.count > 0)
+		{
+			u->errcode = v.errcode;
+			u->errmsg = v.errmsg;
+			u->field = v.field;
+			u->cls = su_classify_errcode(v.errcode);
+		}
+		else if (u->appid == NULL)
+		{
+			u->errcode = WX_ERR_NO_SECRET;
+			u->errmsg = pstrdup("the order has no appid and shopping_upload.appid is not set");
+			u->cls = SU_CLASS_CONFIG;
+		}
+		else
+			ok[i] = true;
+	}
+	MemoryContextSwitchTo(caller);
+}
+
+/*
+ * A call by hand after su_*_prepare(): a token, the request, a second one
+ * with a fresh token when WeChat rejects the first; every attempt audited.
+ */
+static void
+sync_send(SuUpload *u)
+{
+	SuCredentials creds;
+	SuTokenResult tok;
+
+	for (int round = 0; round < 2; round++)
+	{
+		if (round > 0)
+		{
+			u->attempt++;
+			u->errmsg = u->transport_error = u->verify_result = NULL;
+			u->http_status = 0;
+			u->cls = SU_CLASS_OK;
+		}
+		su_credentials_load(u->appid, &creds);
+		if (!su_token_get(&creds, &tok))
+		{
+			su_upload_token_failed(u, tok.errcode, tok.errmsg);
+			su_audit_insert(&u, 1);
+			break;
+		}
+		su_upload_request(u, tok.token);
+		su_http_perform(&u->req);
+		su_upload_conclude(u);
+		su_audit_insert(&u, 1);
+		if (u->cls != SU_CLASS_REFRESH_TOKEN)
+			break;
+	}
+}
+
+void
+su_verify_sync(int64 order_id, SuUpload *u)
+{
+	bool		prepared;
+	bool		recorded;
+
+	memset(u, 0, sizeof(SuUpload));
+	u->via = "sql";
+	u->kind = SU_KIND_VERIFY;
+	u->order_id = order_id;
+	su_verify_begin(order_id, &u->version, &u->attempt);
+	su_verify_prepare(1, &u, NULL, &prepared);
+	if (!prepared && u->gone)
+		su_order_missing(order_id);
+	if (!prepared)
+		su_audit_insert(&u, 1);
+	else
+		sync_send(u);
+	/* this transaction holds the order's state: it is recorded */
+	(void) su_queue_record(&u, 1, &recorded, NULL);
+}
+
+void
+su_shipping_sync(int64 order_id, SuUpload *u)
+{
+	TimestampTz upload_time;
+	bool		prepared;
+	bool		recorded;
+
+	memset(u, 0, sizeof(SuUpload));
+	u->via = "sql";
+	u->kind = SU_KIND_SHIPPING;
+	u->order_id = order_id;
+	upload_time = su_shipping_begin(order_id, &u->version, &u->attempt);
+	su_shipping_prepare(1, &u, &upload_time, NULL, &prepared);
+	if (!prepared && u->gone)
+		su_order_missing(order_id);
+	if (!prepared)
+		su_audit_insert(&u, 1);
+	else
+		sync_send(u);
+	(void) su_queue_record(&u, 1, &recorded, NULL);
+	if (u->cls != SU_CLASS_OK)
+		su_queue_wake_at_commit(SU_KIND_SHIPPING);
+	/* what this transaction wrote before was sent: no need to queue it again */
+	su_queue_unnote(order_id, true);
 }

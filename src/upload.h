@@ -14,10 +14,29 @@
 #include "errcodes.h"
 #include "http.h"
 
+/*
+ * What an attempt is: the order's upload (uploadShoppingInfo), a verify of
+ * an accepted upload, or the order's shipping information.  Each has its
+ * path, its audit.kind and its state (order_state, its verify columns,
+ * shipping_state).
+ */
+typedef enum SuKind
+{
+	SU_KIND_ORDER = 0,
+	SU_KIND_VERIFY,
+	SU_KIND_SHIPPING
+} SuKind;
+
+#define SU_KINDS 3
+
+/* audit.kind: "order", "verify", "shipping" */
+extern const char *su_kind_name(SuKind kind);
+
 typedef struct SuUpload
 {
 	/* what is sent */
 	int64		order_id;
+	SuKind		kind;
 	int64		version;		/* of the order, as built */
 	int			attempt;
 	const char *via;			/* "sql" or "worker" */
@@ -40,6 +59,7 @@ typedef struct SuUpload
 	double		duration_ms;
 	SuErrClass	cls;
 	int64		audit_id;
+	char	   *verify_result;	/* a verify's answer, verbatim; NULL if none */
 } SuUpload;
 
 /*
@@ -62,5 +82,26 @@ extern void su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
 
 /* upload_shopping_info(): one order, now, in this backend. */
 extern void su_upload_sync(int64 order_id, SuUpload *u);
+
+/*
+ * The verify bodies of n orders (us[i]->order_id, kind SU_KIND_VERIFY): the
+ * order's key and payer, as su_upload_prepare() for uploads (followup.c).
+ */
+extern void su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts,
+							  bool *ok);
+
+/*
+ * The shipping bodies of n orders (kind SU_KIND_SHIPPING), validated
+ * against every rule and the order's items, as su_upload_prepare().
+ */
+extern void su_shipping_prepare(int n, SuUpload **us,
+								const TimestampTz *upload_times,
+								MemoryContext *cxts, bool *ok);
+
+/* verify_shopping_info(): one verify, now, in this backend. */
+extern void su_verify_sync(int64 order_id, SuUpload *u);
+
+/* upload_shipping_info(): one order's shipping information, now. */
+extern void su_shipping_sync(int64 order_id, SuUpload *u);
 
 #endif							/* SU_UPLOAD_H */

@@ -260,12 +260,12 @@ static Flight *in_hand = NULL;	/* off every list, being sent or concluded */
 static int	n_ready = 0;
 static int	n_inflight = 0;
 
-static bool claim_wanted = true;	/* the queue may hold due orders */
+static bool claim_wanted[SU_KINDS] = {true, true, true};	/* may hold due rows */
 static bool backlog = false;	/* the last claim took all it asked for */
 static bool rate_limited = false;	/* a ready order waits for its rate */
 static bool extension_ready = false;	/* checked since the last error */
 static TimestampTz last_claim = 0;	/* when the last claim ran */
-static TimestampTz next_due = 0;	/* earliest planned retry, 0: none */
+static TimestampTz next_due[SU_KINDS];	/* earliest planned attempt, 0: none */
 static TimestampTz next_record = 0; /* held answers: when to try again */
 static TimestampTz done_since = 0;	/* when the done list was found non-empty */
 static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
@@ -376,6 +376,9 @@ rate_take(AppState *app, TimestampTz now)
 
 static MemoryContext txn_caller_cxt = NULL;
 
+static void want_all(void);
+static void take_queued_kinds(bool clear);
+
 /* a short transaction with SPI; commit_txn() returns to the caller's context */
 static void
 begin_txn(const char *what)
@@ -414,12 +417,12 @@ worker_wait(long timeout_ms)
 						 PG_WAIT_EXTENSION);
 	/* a full timeout: look at the queue anyway (plans made elsewhere) */
 	if (n == 0 && timeout_ms >= 60000)
-		claim_wanted = true;
+		want_all();
 	for (int i = 0; i < n; i++)
 		if (events[i].events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
-			claim_wanted = true;
+			take_queued_kinds(false);
 		}
 }
 
@@ -432,7 +435,7 @@ reload_settings(void)
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	next_trim = 0;				/* a new retention applies at once */
-	claim_wanted = true;
+	want_all();
 }
 
 /* the extension's version in the worker's database, or NULL */
@@ -471,72 +474,186 @@ extension_matches(char **version)
  * to the done list, the others to the ready list, once the claim commits.
  * Returns the count.
  */
+/* Everything is to be looked at: at start, after an error, a reload. */
+static void
+want_all(void)
+{
+	for (int kind = 0; kind < SU_KINDS; kind++)
+		claim_wanted[kind] = true;
+}
+
+/*
+ * The kinds that commits queued since the last claim are wanted; clear: the
+ * claim that is about to look at them takes them.
+ */
+static void
+take_queued_kinds(bool clear)
+{
+	uint32		kinds = clear ? pg_atomic_exchange_u32(&su_shared->queued_kinds, 0) :
+		pg_atomic_read_u32(&su_shared->queued_kinds);
+
+	for (int kind = 0; kind < SU_KINDS; kind++)
+		if (kinds & (1 << kind))
+			claim_wanted[kind] = true;
+}
+
+/* is a claim of this kind due: asked for, or planned for now */
+static bool
+kind_due(int kind, TimestampTz now)
+{
+	return claim_wanted[kind] || (next_due[kind] != 0 && now >= next_due[kind]);
+}
+
+static bool
+any_due(TimestampTz now)
+{
+	for (int kind = 0; kind < SU_KINDS; kind++)
+		if (kind_due(kind, now))
+			return true;
+	return false;
+}
+
+/* rows of a kind gone behind the triggers' back (replica role): forget them */
+static void
+forget_gone(SuUpload *u)
+{
+	if (u->kind == SU_KIND_SHIPPING)
+		su_shipping_forget(u->order_id);
+	else
+		su_queue_forget(u->order_id);
+}
+
+/*
+ * Claims up to max due rows of one kind and prepares them (in the claim
+ * transaction), onto the claiming list; *looked_at: how many due rows the
+ * claim took.  ok[] of the flights tells which go out.
+ */
 static int
-claim(int max)
+claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 {
 	SuClaim    *claims = palloc(sizeof(SuClaim) * max);
-	Flight	  **flights;
 	SuUpload  **uploads;
 	TimestampTz *times;
 	MemoryContext *cxts;
-	bool	   *ok;
 	int			n;
 
-	/* from now on a commit that queues wakes us (see su_wake_worker) */
-	pg_atomic_write_u32(&su_shared->wake_wanted, 1);
-	pg_memory_barrier();
-	begin_txn("claiming orders");
-
-	/*
-	 * A claim lost in a crash costs nothing (the order is due again), so its
-	 * commit need not wait for the WAL flush.  The record transaction's does.
-	 */
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	n = su_queue_claim(max, claims);
-	flights = palloc(sizeof(Flight *) * Max(n, 1));
+	if (kind == SU_KIND_ORDER)
+		*looked_at = n = su_queue_claim(max, claims);
+	else if (kind == SU_KIND_VERIFY)
+		*looked_at = n = su_verify_claim(max, claims);
+	else
+		n = su_shipping_claim(max, claims, looked_at);
 	uploads = palloc(sizeof(SuUpload *) * Max(n, 1));
 	times = palloc(sizeof(TimestampTz) * Max(n, 1));
 	cxts = palloc(sizeof(MemoryContext) * Max(n, 1));
-	ok = palloc(sizeof(bool) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		Flight	   *f = flights[i] = new_flight();
 
 		dlist_push_tail(&claiming, &f->node);
 		f->u.order_id = claims[i].order_id;
+		f->u.kind = kind;
 		f->u.version = claims[i].version;
 		f->u.attempt = claims[i].attempt;
 		uploads[i] = &f->u;
 		times[i] = claims[i].upload_time;
 		cxts[i] = f->cxt;
 	}
-	if (n > 0)
+	if (n > 0 && kind == SU_KIND_ORDER)
 		su_upload_prepare(n, uploads, times, cxts, ok);
+	else if (n > 0 && kind == SU_KIND_VERIFY)
+		su_verify_prepare(n, uploads, cxts, ok);
+	else if (n > 0)
+		su_shipping_prepare(n, uploads, times, cxts, ok);
 	for (int i = 0; i < n; i++)
 	{
 		Flight	   *f = flights[i];
 
 		if (!ok[i] && f->u.gone)
 		{
-			/* deleted behind the triggers' back (replica role): forget it */
-			su_queue_forget(f->u.order_id);
+			forget_gone(&f->u);
 			dlist_delete(&f->node);
 			free_flight(f);
+			flights[i] = NULL;
 		}
 		else if (!ok[i])
 			maybe_hold(&f->u);	/* refused before sending */
 	}
-	if (n < max)
-		next_due = su_queue_next_due();
+	return n;
+}
+
+/*
+ * One claim transaction: orders first, then shipping information, then
+ * verifies, each kind that is due, up to max in all.  Returns the count.
+ */
+static int
+claim(int max, TimestampTz now, bool *full)
+{
+	static const SuKind order[SU_KINDS] = {SU_KIND_ORDER, SU_KIND_SHIPPING, SU_KIND_VERIFY};
+	Flight	  **flights = palloc(sizeof(Flight *) * max);
+	bool	   *ok = palloc(sizeof(bool) * max);
+	int			total = 0;
+	bool		short_claim = false;
+	bool		was_due[SU_KINDS];
+
+	/* from now on a commit that queues wakes us (see su_wake_worker) */
+	pg_atomic_write_u32(&su_shared->wake_wanted, 1);
+	pg_memory_barrier();
+	take_queued_kinds(true);
+	begin_txn("claiming");
+
+	/*
+	 * A claim lost in a crash costs nothing (the row is due again), so its
+	 * commit need not wait for the WAL flush.  The record transaction's does.
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	*full = false;
+	for (int k = 0; k < SU_KINDS; k++)
+	{
+		SuKind		kind = order[k];
+		int			looked_at;
+		int			n;
+
+		was_due[kind] = kind_due(kind, now);
+		if (!was_due[kind] || total >= max)
+			continue;
+		n = claim_kind(kind, max - total, &looked_at, flights + total, ok + total);
+		claim_wanted[kind] = (looked_at == max - total);
+		if (claim_wanted[kind])
+			*full = true;
+		else
+			short_claim = true;
+		total += n;
+	}
+	if (short_claim)
+	{
+		TimestampTz due[SU_KINDS];
+
+		su_queue_next_due(due);
+		for (int kind = 0; kind < SU_KINDS; kind++)
+		{
+			if (!was_due[kind] || claim_wanted[kind])
+				continue;
+			next_due[kind] = due[kind];
+
+			/*
+			 * A due row the claim skipped is held by another transaction
+			 * (one that called upload_shopping_info(), say): look again in a
+			 * while, not at every claim_interval.
+			 */
+			if (next_due[kind] != 0 && next_due[kind] <= now)
+				next_due[kind] = TimestampTzPlusMilliseconds(now, LOCKED_RETRY_MS);
+		}
+	}
 	commit_txn();
 
 	/* only now are the claims ours */
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < total; i++)
 	{
 		Flight	   *f = flights[i];
 
-		if (!ok[i] && f->u.gone)
+		if (f == NULL)
 			continue;
 		dlist_delete(&f->node);
 		if (ok[i])
@@ -547,7 +664,7 @@ claim(int max)
 		else
 			dlist_push_tail(&done, &f->node);
 	}
-	return n;
+	return total;
 }
 
 static void
@@ -555,9 +672,9 @@ step_claim(TimestampTz now)
 {
 	int			room = su_max_inflight - n_inflight - n_ready;
 	int			want;
-	int			got;
+	bool		full;
 
-	if (room <= 0 || !(claim_wanted || (next_due != 0 && now >= next_due)))
+	if (room <= 0 || !any_due(now))
 		return;
 
 	/*
@@ -575,18 +692,9 @@ step_claim(TimestampTz now)
 		return;
 	want = Min(room, CLAIM_MAX);
 	last_claim = now;
-	got = claim(want);
+	(void) claim(want, now, &full);
 	/* a full claim of a few, when little room was left, is no backlog */
-	backlog = (got == want && want >= Max(1, su_max_inflight / 4));
-	claim_wanted = (got == want);
-
-	/*
-	 * A due order the claim skipped is held by another transaction (one
-	 * that called upload_shopping_info(), say): look again in a while, not
-	 * at every claim_interval.
-	 */
-	if (got < want && next_due != 0 && next_due <= now)
-		next_due = TimestampTzPlusMilliseconds(now, LOCKED_RETRY_MS);
+	backlog = (full && want >= Max(1, su_max_inflight / 4));
 }
 
 /* a token for the appid, fetching one (with its credentials) if needed */
@@ -697,19 +805,36 @@ step_collect(void)
 static void
 record_flights(Flight **flights, int n, bool *recorded)
 {
-	SuUpload  **all = palloc(sizeof(SuUpload *) * n);
+	SuUpload  **group = palloc(sizeof(SuUpload *) * n);
+	bool	   *group_recorded = palloc(sizeof(bool) * n);
+	int		   *pos = palloc(sizeof(int) * n);
 	SuUpload  **attempted = palloc(sizeof(SuUpload *) * n);
 	int			n_attempted = 0;
-	TimestampTz earliest = 0;
+	TimestampTz earliest[SU_KINDS] = {0};
 
-	for (int i = 0; i < n; i++)
-		all[i] = &flights[i]->u;
-	(void) su_queue_record(all, n, recorded, &earliest);
-	if (earliest != 0 && (next_due == 0 || earliest < next_due))
-		next_due = earliest;
+	/* each kind's states in one statement */
+	for (int kind = 0; kind < SU_KINDS; kind++)
+	{
+		int			m = 0;
+
+		for (int i = 0; i < n; i++)
+			if ((int) flights[i]->u.kind == kind)
+			{
+				pos[m] = i;
+				group[m++] = &flights[i]->u;
+			}
+		if (m == 0)
+			continue;
+		(void) su_queue_record(group, m, group_recorded, earliest);
+		for (int j = 0; j < m; j++)
+			recorded[pos[j]] = group_recorded[j];
+	}
+	for (int kind = 0; kind < SU_KINDS; kind++)
+		if (earliest[kind] != 0)
+			su_earlier(&next_due[kind], earliest[kind]);
 	for (int i = 0; i < n; i++)
 		if (recorded[i] && flights[i]->attempted)
-			attempted[n_attempted++] = all[i];
+			attempted[n_attempted++] = &flights[i]->u;
 	su_audit_insert(attempted, n_attempted);
 }
 
@@ -851,9 +976,10 @@ step_record(TimestampTz now)
 	next_record = drop_recorded(flights, n, recorded) < n ?
 		TimestampTzPlusMilliseconds(now, RECORD_RETRY_MS) : 0;
 	done_since = 0;
-	/* room was made for a backlog; retries and changed orders set next_due */
-	if (backlog)
-		claim_wanted = true;
+	/*
+	 * Room was made for a backlog (its kinds are still wanted: their last
+	 * claim was full); retries and changed orders set next_due.
+	 */
 }
 
 /* Deletes audit rows past retention, a bounded time a round. */
@@ -890,11 +1016,14 @@ step_wait(void)
 	}
 	else if (su_max_inflight - n_inflight - n_ready > 0)
 	{
-		if (claim_wanted)
-			wake = last_claim + su_claim_interval_ms * (int64) 1000;
-		else if (next_due != 0)
-			wake = Min(wake, Max(next_due,
-								 last_claim + su_claim_interval_ms * (int64) 1000));
+		for (int kind = 0; kind < SU_KINDS; kind++)
+		{
+			if (claim_wanted[kind])
+				wake = Min(wake, last_claim + su_claim_interval_ms * (int64) 1000);
+			else if (next_due[kind] != 0)
+				wake = Min(wake, Max(next_due[kind],
+									 last_claim + su_claim_interval_ms * (int64) 1000));
+		}
 	}
 	if (rate_limited)
 		wake = Min(wake, TimestampTzPlusMilliseconds(now, 5));
@@ -909,8 +1038,12 @@ step_wait(void)
 	 * A claim is planned (the next one sets wake_wanted again before its
 	 * snapshot): commits meanwhile need not wake us.
 	 */
-	if (claim_wanted)
-		pg_atomic_write_u32(&su_shared->wake_wanted, 0);
+	for (int kind = 0; kind < SU_KINDS; kind++)
+		if (claim_wanted[kind])
+		{
+			pg_atomic_write_u32(&su_shared->wake_wanted, 0);
+			break;
+		}
 	if (n_inflight > 0 && curl_ms >= 0)
 		timeout_ms = Min(timeout_ms, curl_ms);
 	worker_wait(timeout_ms);
@@ -996,7 +1129,7 @@ wait_for_extension(bool at_start)
 	su_queue_recover();
 	commit_txn();
 	extension_ready = true;
-	claim_wanted = true;
+	want_all();
 }
 
 /*
@@ -1027,8 +1160,8 @@ recover_flights(ErrorData *edata)
 		dlist_push_tail(&done, &in_hand->node);
 		in_hand = NULL;
 	}
-	claim_wanted = true;
-	next_due = 0;
+	want_all();
+	memset(next_due, 0, sizeof(next_due));
 }
 
 void

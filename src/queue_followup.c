@@ -1,0 +1,539 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue_followup.c
+ *		Where the calls after an order's upload stand: its verify (the
+ *		verify_* columns of shopping_upload.order_state) and its shipping
+ *		information (shopping_upload.shipping_state).  Claimed, leased,
+ *		retried and recorded as uploads are (queue.c).
+ *
+ * A verify never changes an order's upload columns, and an upload's answer
+ * never its verify columns but to plan the next verify.  Shipping
+ * information is sent only once its order's upload was accepted.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "common.h"
+#include "queue.h"
+#include "settings.h"
+
+/* how long shipping information waits for its order before a new look */
+#define WAITING_RECHECK_S	300
+
+/* the due verifies' lease: as an upload's */
+int
+su_verify_claim(int max, SuClaim *out)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT4OID, FLOAT8OID};
+	Datum		args[2] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s)};
+	bool		isnull;
+
+	su_kept_plan(&plan,
+				 "UPDATE " SU_SCHEMA ".order_state s SET"
+				 " verify_due_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
+				 "  pg_catalog.make_interval(secs => $2),"
+				 " verify_attempts = s.verify_attempts OPERATOR(pg_catalog.+) 1"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				 "  SELECT d.order_id FROM " SU_SCHEMA ".order_state d"
+				 "  WHERE d.verify_due_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  ORDER BY d.verify_due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
+				 " RETURNING s.order_id, s.verify_version, s.verify_attempts",
+				 2, types, CURSOR_OPT_GENERIC_PLAN);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim verifies");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		v = SPI_getbinval(tup, desc, 2, &isnull);
+
+		out[i].order_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		out[i].version = isnull ? 0 : DatumGetInt64(v);
+		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		out[i].upload_time = 0;
+	}
+	return (int) SPI_processed;
+}
+
+int
+su_shipping_claim(int max, SuClaim *out, int *looked_at)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {INT4OID, FLOAT8OID, FLOAT8OID};
+	Datum		args[3] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s),
+	Float8GetDatum((double) WAITING_RECHECK_S)};
+	bool		isnull;
+	int			n = 0;
+
+	/*
+	 * Due rows whose order's upload was never accepted wait for it: the
+	 * order's accepted upload makes them due (su_queue_record()), and a look
+	 * every WAITING_RECHECK_S catches what that missed (an upload accepted
+	 * by a transaction that committed after this snapshot).
+	 */
+#define ACCEPTED "EXISTS (SELECT FROM " SU_SCHEMA ".order_state o" \
+		" WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id" \
+		" AND o.uploaded_version IS NOT NULL)"
+	su_kept_plan(&plan,
+				 "UPDATE " SU_SCHEMA ".shipping_state s SET"
+				 " state = CASE WHEN " ACCEPTED " THEN 'uploading'"
+				 "  ELSE 'waiting_for_order' END,"
+				 " next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
+				 "  pg_catalog.make_interval(secs => CASE WHEN " ACCEPTED
+				 "  THEN $2 ELSE $3 END),"
+				 " attempts = s.attempts OPERATOR(pg_catalog.+)"
+				 "  CASE WHEN " ACCEPTED " THEN 1 ELSE 0 END,"
+				 " last_upload_time = CASE WHEN " ACCEPTED
+				 "  THEN greatest(pg_catalog.date_trunc('milliseconds',"
+				 "   pg_catalog.clock_timestamp()),"
+				 "   s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond')"
+				 "  ELSE s.last_upload_time END,"
+				 " updated_at = pg_catalog.now()"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				 "  SELECT d.order_id FROM " SU_SCHEMA ".shipping_state d"
+				 "  WHERE d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
+				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
+				 "  s.state OPERATOR(pg_catalog.=) 'uploading'",
+				 3, types, CURSOR_OPT_GENERIC_PLAN);
+#undef ACCEPTED
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim shipping information");
+	*looked_at = (int) SPI_processed;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
+			continue;			/* waiting for its order */
+		out[n].order_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		out[n].version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		out[n].attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		out[n].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		n++;
+	}
+	return n;
+}
+
+/*
+ * When a verify that ended so is tried again (0: not again).  Every failure
+ * is retried, with backoff, up to max_attempts: a verify changes nothing at
+ * WeChat, and its answer never decides the order's upload.
+ */
+static TimestampTz
+verify_next(SuUpload *u, TimestampTz now)
+{
+	TimestampTz next;
+
+	switch (u->cls)
+	{
+		case SU_CLASS_OK:
+			return 0;
+		case SU_CLASS_QUOTA_MINUTE:
+		case SU_CLASS_QUOTA_DAY:
+		case SU_CLASS_CONFIG:
+			/* as an upload would wait */
+			(void) su_queue_next_state(u, now, &next);
+			return next;
+		case SU_CLASS_REFRESH_TOKEN:
+		case SU_CLASS_RETRY:
+		case SU_CLASS_DATA:
+		case SU_CLASS_UNKNOWN:
+			break;
+	}
+	if (u->attempt >= su_max_attempts)
+		return 0;
+	return now + (u->cls == SU_CLASS_REFRESH_TOKEN ? 0 :
+				  su_queue_backoff_usecs(u->attempt));
+}
+
+/* the rows of us that the statement's RETURNING (order_id first) names */
+static int
+mark_recorded(SuUpload **us, int n, bool *recorded, TimestampTz *earliest,
+			  SuKind kind)
+{
+	int			n_recorded = 0;
+
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+													 SPI_tuptable->tupdesc, 1,
+													 &isnull));
+		Datum		next = SPI_getbinval(SPI_tuptable->vals[r],
+										 SPI_tuptable->tupdesc, 2, &isnull);
+
+		if (earliest && !isnull)
+			su_earlier(&earliest[kind], DatumGetTimestampTz(next));
+		for (int i = 0; i < n; i++)
+			if (!recorded[i] && us[i]->order_id == id)
+			{
+				recorded[i] = true;
+				n_recorded++;
+				break;
+			}
+	}
+	return n_recorded;
+}
+
+/* not recorded: held by another transaction (later), or gone (nothing to do) */
+static int
+mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuKind kind)
+{
+	static SPIPlanPtr plans[SU_KINDS];
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1] = {ids};
+	int			n_gone = 0;
+
+	su_kept_plan(&plans[kind], kind == SU_KIND_SHIPPING ?
+				 "SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+				 " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)" :
+				 "SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+				 " WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)",
+				 1, types, 0);
+	if (SPI_execute_plan(plans[kind], args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the state of %d orders", n);
+	for (int i = 0; i < n; i++)
+	{
+		bool		held = false;
+
+		if (recorded[i])
+			continue;
+		for (uint64 r = 0; r < SPI_processed && !held; r++)
+		{
+			bool		isnull;
+
+			held = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+											   SPI_tuptable->tupdesc, 1,
+											   &isnull)) == us[i]->order_id;
+		}
+		if (!held)
+		{
+			recorded[i] = true;
+			n_gone++;
+		}
+	}
+	return n_gone;
+}
+
+static int
+record_verifies(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[8] = {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID,
+		INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	BOOLARRAYOID};
+	Datum		args[8];
+	Datum	   *v[8];
+	bool	   *nul[8];
+	TimestampTz now = GetCurrentTimestamp();
+	int			n_recorded;
+
+	/*
+	 * A verify of a version that is no longer the one to verify (a newer
+	 * upload was accepted meanwhile) leaves the newer verify planned.  A
+	 * verify by hand (plan false) changes the worker's plan only when it
+	 * succeeded.
+	 */
+	su_kept_plan(&plan,
+				 "WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+				 "  WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+				 "  FOR UPDATE SKIP LOCKED)"
+				 " UPDATE " SU_SCHEMA ".order_state s SET"
+				 " verify_result = CASE WHEN u.ok THEN u.result ELSE s.verify_result END,"
+				 " verified_at = CASE WHEN u.ok THEN pg_catalog.now() ELSE s.verified_at END,"
+				 " verified_version = CASE WHEN u.ok THEN u.version"
+				 "  ELSE s.verified_version END,"
+				 " verify_errcode = u.errcode, verify_errmsg = u.errmsg,"
+				 " verify_due_at = CASE"
+				 "  WHEN s.verify_version IS DISTINCT FROM u.version"
+				 "   OR NOT (u.plan OR u.ok) THEN s.verify_due_at"
+				 "  ELSE u.next END"
+				 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+				 "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+				 "  pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8))"
+				 "  AS u(order_id, version, ok, errcode, errmsg, result, next, plan), l"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
+				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
+				 " RETURNING s.order_id, s.verify_due_at",
+				 8, types, 0);
+	for (int c = 0; c < 8; c++)
+	{
+		v[c] = palloc(sizeof(Datum) * n);
+		nul[c] = palloc0(sizeof(bool) * n);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+		TimestampTz next = verify_next(u, now);
+
+		v[0][i] = Int64GetDatum(u->order_id);
+		v[1][i] = Int64GetDatum(u->version);
+		nul[1][i] = (u->version == 0);
+		v[2][i] = BoolGetDatum(u->cls == SU_CLASS_OK);
+		v[3][i] = Int32GetDatum(u->errcode);
+		if (u->errmsg)
+			v[4][i] = CStringGetTextDatum(u->errmsg);
+		else
+			nul[4][i] = true;
+		if (u->verify_result)
+			v[5][i] = CStringGetTextDatum(u->verify_result);
+		else
+			nul[5][i] = true;
+		v[6][i] = TimestampTzGetDatum(next);
+		nul[6][i] = (next == 0);
+		v[7][i] = BoolGetDatum(strcmp(u->via, "worker") == 0);
+		recorded[i] = false;
+	}
+	args[0] = su_array(v[0], nul[0], n, INT8OID);
+	args[1] = su_array(v[1], nul[1], n, INT8OID);
+	args[2] = su_array(v[2], nul[2], n, BOOLOID);
+	args[3] = su_array(v[3], nul[3], n, INT4OID);
+	args[4] = su_array(v[4], nul[4], n, TEXTOID);
+	args[5] = su_array(v[5], nul[5], n, TEXTOID);
+	args[6] = su_array(v[6], nul[6], n, TIMESTAMPTZOID);
+	args[7] = su_array(v[7], nul[7], n, BOOLOID);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not record the outcome of %d verifies", n);
+	n_recorded = mark_recorded(us, n, recorded, earliest, SU_KIND_VERIFY);
+	SPI_freetuptable(SPI_tuptable);
+	if (n_recorded < n)
+	{
+		n_recorded += mark_gone(us, n, recorded, args[0], SU_KIND_VERIFY);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	return n_recorded;
+}
+
+static int
+record_shippings(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[7] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	Datum		args[7];
+	Datum	   *v[7];
+	bool	   *nul[7];
+	TimestampTz now = GetCurrentTimestamp();
+	int			n_recorded;
+
+	/* as su_queue_record() for orders: a change while in flight is due at once */
+	su_kept_plan(&plan,
+				 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+				 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+				 "  FOR UPDATE SKIP LOCKED)"
+				 " UPDATE " SU_SCHEMA ".shipping_state s SET"
+				 " state = CASE WHEN s.version OPERATOR(pg_catalog.=) u.version"
+				 "  THEN u.state ELSE 'pending' END,"
+				 " next_attempt_at = CASE WHEN s.version OPERATOR(pg_catalog.=) u.version"
+				 "  THEN u.next ELSE pg_catalog.now() END,"
+				 " uploaded_version = CASE WHEN u.ok"
+				 "  THEN greatest(s.uploaded_version, u.version)"
+				 "  ELSE s.uploaded_version END,"
+				 " last_errcode = u.errcode, last_errmsg = u.errmsg,"
+				 " updated_at = pg_catalog.now()"
+				 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+				 "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+				 "  pg_catalog.unnest($6), pg_catalog.unnest($7))"
+				 "  AS u(order_id, version, state, next, ok, errcode, errmsg), l"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
+				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
+				 " RETURNING s.order_id, s.next_attempt_at",
+				 7, types, 0);
+	for (int c = 0; c < 7; c++)
+	{
+		v[c] = palloc(sizeof(Datum) * n);
+		nul[c] = palloc0(sizeof(bool) * n);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+		TimestampTz next;
+
+		v[0][i] = Int64GetDatum(u->order_id);
+		v[1][i] = Int64GetDatum(u->version);
+		v[2][i] = CStringGetTextDatum(su_queue_next_state(u, now, &next));
+		v[3][i] = TimestampTzGetDatum(next);
+		nul[3][i] = (next == 0);
+		v[4][i] = BoolGetDatum(u->cls == SU_CLASS_OK);
+		v[5][i] = Int32GetDatum(u->errcode);
+		if (u->errmsg)
+			v[6][i] = CStringGetTextDatum(u->errmsg);
+		else
+			nul[6][i] = true;
+		recorded[i] = false;
+	}
+	args[0] = su_array(v[0], NULL, n, INT8OID);
+	args[1] = su_array(v[1], NULL, n, INT8OID);
+	args[2] = su_array(v[2], NULL, n, TEXTOID);
+	args[3] = su_array(v[3], nul[3], n, TIMESTAMPTZOID);
+	args[4] = su_array(v[4], NULL, n, BOOLOID);
+	args[5] = su_array(v[5], NULL, n, INT4OID);
+	args[6] = su_array(v[6], nul[6], n, TEXTOID);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not record the outcome of %d shipping uploads", n);
+	n_recorded = mark_recorded(us, n, recorded, earliest, SU_KIND_SHIPPING);
+	SPI_freetuptable(SPI_tuptable);
+	if (n_recorded < n)
+	{
+		n_recorded += mark_gone(us, n, recorded, args[0], SU_KIND_SHIPPING);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	return n_recorded;
+}
+
+int
+su_followup_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
+{
+	if (n == 0)
+		return 0;
+	Assert(us[0]->kind != SU_KIND_ORDER);
+	for (int i = 1; i < n; i++)
+		Assert(us[i]->kind == us[0]->kind);
+	if (us[0]->kind == SU_KIND_VERIFY)
+		return record_verifies(us, n, recorded, earliest);
+	return record_shippings(us, n, recorded, earliest);
+}
+
+void
+su_verify_begin(int64 order_id, int64 *version, int *attempt)
+{
+	static SPIPlanPtr order_plan = NULL;
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+	bool		isnull;
+	Datum		d;
+
+	su_kept_plan(&order_plan,
+				 "SELECT FROM " SU_SCHEMA ".orders o"
+				 " WHERE o.order_id OPERATOR(pg_catalog.=) $1",
+				 1, types, 0);
+	if (SPI_execute_plan(order_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		su_order_missing(order_id);
+
+	/*
+	 * The order's state stays locked until the transaction ends, as for
+	 * upload_shopping_info(): the worker skips it meanwhile.
+	 */
+	su_kept_plan(&plan,
+				 "SELECT st.uploaded_version, st.verify_attempts"
+				 " FROM " SU_SCHEMA ".order_state st"
+				 " WHERE st.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+				 1, types, 0);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not start a verify of order " INT64_FORMAT, order_id);
+	*version = 0;
+	*attempt = 1;
+	if (SPI_processed > 0)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		*version = isnull ? 0 : DatumGetInt64(d);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		*attempt = DatumGetInt32(d) + 1;
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+TimestampTz
+su_shipping_begin(int64 order_id, int64 *version, int *attempt)
+{
+	static SPIPlanPtr check_plan = NULL;
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	bool		has_shipping;
+	bool		accepted;
+
+	su_kept_plan(&check_plan,
+				 "SELECT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+				 "  WHERE h.order_id OPERATOR(pg_catalog.=) o.order_id),"
+				 " EXISTS (SELECT FROM " SU_SCHEMA ".order_state st"
+				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id"
+				 "  AND st.uploaded_version IS NOT NULL)"
+				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1",
+				 1, types, 0);
+	if (SPI_execute_plan(check_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		su_order_missing(order_id);
+	has_shipping = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	accepted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	if (!has_shipping)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("order " INT64_FORMAT " has no shipping information", order_id),
+				 errhint("Store it with shopping_upload.import_shipping().")));
+	if (!accepted)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("order " INT64_FORMAT " has not been uploaded yet", order_id),
+				 errdetail("WeChat takes shipping information only for an order whose shopping information it accepted."),
+				 errhint("Upload the order first (shopping_upload.upload_shopping_info(), or let the worker); "
+						 "the worker sends queued shipping information once the order is accepted.")));
+
+	/* locks the state until the transaction ends, as su_queue_begin() */
+	su_kept_plan(&plan,
+				 "INSERT INTO " SU_SCHEMA ".shipping_state AS s"
+				 " (order_id, last_upload_time, attempts)"
+				 " VALUES ($1, pg_catalog.date_trunc('milliseconds',"
+				 "  pg_catalog.clock_timestamp()), 1)"
+				 " ON CONFLICT (order_id) DO UPDATE SET"
+				 " last_upload_time = greatest(EXCLUDED.last_upload_time,"
+				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
+				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1"
+				 " RETURNING last_upload_time, version, attempts,"
+				 "  s.state OPERATOR(pg_catalog.=) 'uploading'"
+				 "  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+				 1, types, 0);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not start an attempt on the shipping information of order " INT64_FORMAT,
+			 order_id);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	*version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("the shipping information of order " INT64_FORMAT " is being uploaded by the worker",
+						order_id),
+				 errdetail("One request per order is in flight at a time."),
+				 errhint("Wait until its shipping_state in shopping_upload.order_status is no longer \"uploading\".")));
+	return DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+}
+
+void
+su_shipping_forget(int64 order_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+
+	su_kept_plan(&plan,
+				 "DELETE FROM " SU_SCHEMA ".shipping_state h"
+				 " WHERE h.order_id OPERATOR(pg_catalog.=) $1"
+				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings s"
+				 "  WHERE s.order_id OPERATOR(pg_catalog.=) $1)",
+				 1, types, 0);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the shipping state of order " INT64_FORMAT,
+			 order_id);
+}
