@@ -1,18 +1,33 @@
-# Soak: writers insert, update and delete orders with plain SQL, and call
-# upload_shopping_info(), all at once, for SOAK_SECONDS (default 60) seconds,
-# while the stand-in WeChat fails about one request in ten and the worker is
-# killed with SIGKILL once (the cluster crash-restarts; the writers reconnect).
-# upload_shopping_info() calls go on for a few seconds after the other writers
-# stop.  When the queue drains, every order left must be uploaded, with the
-# content it has now as the last body WeChat accepted.
+# Soak: writers insert, update and delete orders with plain SQL, store and
+# change their shipping information, and call upload_shopping_info(), all at
+# once, for SOAK_SECONDS (default 60) seconds, while the stand-in WeChat fails
+# about one request in ten (uploads, shippings and verifies alike) and the
+# worker is killed with SIGKILL once (the cluster crash-restarts; the writers
+# reconnect).  upload_shopping_info() calls go on for a few seconds after the
+# other writers stop.  When the queue drains (orders, shipping information,
+# verifies), every order left must be uploaded, with the content it has now
+# as the last body WeChat accepted; every order's shipping information must
+# be uploaded with its current shipment as the last shipping body WeChat
+# accepted, none of them sent before its order's upload was accepted; and
+# every accepted upload must be verified.
+#
+# Shipping information: a share of the inserts store a shipment in the same
+# transaction as the order; the "ship" group stores one later, in its own
+# transaction, for orders without any (plain SQL or import_shipping()), and
+# changes the tracking_no of orders that have one; deletes of orders take
+# theirs with them (ON DELETE CASCADE).  shopping_upload.verify_delay is 1 s,
+# so verifies run during the soak.
 #
 # Reported (diag), not checked: deadlocks and serialization failures the
-# writers saw, and the same content accepted twice in a row for one order.
+# writers saw, the same content accepted twice in a row for one order, stale
+# shipping bodies, verify_result values, shipping bodies whose payer is not
+# the order's current one.
 use strict;
 use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
+use HTTP::Tiny;
 use POSIX qw(WNOHANG);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -25,13 +40,19 @@ die "SOAK_SECONDS must be a whole number of seconds, at least 20\n"
   unless $duration =~ /^\d+$/ && $duration >= 20;
 my $drain_limit = 120;    # seconds for the queue to drain once writers stop
 
+my $UPLOAD = '/user-order/orders';
+my $SHIP = '/user-order/orders/shippings';
+my $VERIFY = '/user-order/shoppinginfo/verify';
+
 # The writer groups: transactions per second (pgbench -R, whole group), clients.
 my %group = (
 	insert => { clients => 2, rate => 200 },
 	update => { clients => 2, rate => 80 },
 	delete => { clients => 1, rate => 10 },    # 1 in 20 of the inserts
+	ship => { clients => 1, rate => 40 },      # shipping information: add, change
 	upload => { clients => 1 },                # psql: upload_shopping_info()
 );
+my $ship_share = 3;    # in 10 of the inserts store a shipment with the order
 my $upload_pause = 0.04;    # seconds between two upload_shopping_info() calls
 my $upload_tail = 3;    # seconds it goes on once the other writers are done
 
@@ -48,6 +69,7 @@ shopping_upload.retry_max_delay = '500ms'
 shopping_upload.max_attempts = 1000
 shopping_upload.timeout = '5s'
 shopping_upload.lease = '10s'
+shopping_upload.verify_delay = '1s'
 restart_after_crash = on
 max_connections = 40
 log_statement = none
@@ -89,7 +111,13 @@ sub worker_pid
 # The writers' scripts
 # ---------------------------------------------------------------------
 
-sql("CREATE SEQUENCE public.soak_txn; CREATE SEQUENCE public.soak_ver;");
+# soak_ship_*: the tracking numbers of the shipments stored with their order
+# (SFI), later by plain SQL (SFL) or import_shipping() (SFJ), and of the
+# changes (SFC); their last values count them (about: a retried transaction
+# takes a number twice)
+sql("CREATE SEQUENCE public.soak_txn; CREATE SEQUENCE public.soak_ver;
+	CREATE SEQUENCE public.soak_ship_tx; CREATE SEQUENCE public.soak_ship_later;
+	CREATE SEQUENCE public.soak_ship_import; CREATE SEQUENCE public.soak_ship_change;");
 
 # an existing order: one of the newest 50, most likely in the worker's hands
 # right now (mode 1), or any (otherwise)
@@ -106,13 +134,16 @@ SELECT order_id AS target FROM shopping_upload.orders
 \endif
 EOS
 
-# one valid order (order_number_type 2, unique transaction_id), 1 sub-order, 2-3 items
-append_to_file("$dir/insert.sql", <<'EOS');
-\set nitems random(2, 3)
+# one valid order (order_number_type 2, unique transaction_id), 1 sub-order,
+# 2-3 items; $ship_share in 10 with their shipping information (unified
+# delivery, one shipment), in the same transaction
+append_to_file("$dir/insert.sql", <<"EOS");
+\\set nitems random(2, 3)
+\\set ship random(1, 10)
 BEGIN;
 INSERT INTO shopping_upload.orders (order_number_type, transaction_id, openid, logistics_type)
   VALUES (2, '42' || lpad(nextval('public.soak_txn')::text, 18, '0'), 'o-soak-' || :client_id, 1)
-  RETURNING order_id \gset
+  RETURNING order_id \\gset
 INSERT INTO shopping_upload.sub_orders (order_id, sub_order_no, merchant_order_no, link_type, link_url)
   VALUES (:order_id, 0, 'm-' || :order_id, 'URL', 'https://shop.example.com/o/' || :order_id);
 INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, merchant_item_id, name,
@@ -120,6 +151,11 @@ INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, merchant_ite
   SELECT :order_id, 0, g, 'sku-' || g, 'Tea ' || g, 100 * (g + 1), 1,
          ARRAY['https://img.example.com/' || g || '.png'], 'URL', 'https://shop.example.com/i/' || g
     FROM generate_series(0, :nitems - 1) g;
+\\if :ship <= $ship_share
+INSERT INTO shopping_upload.shippings (order_id, delivery_mode) VALUES (:order_id, 1);
+INSERT INTO shopping_upload.shipments (order_id, shipment_no, tracking_no, express_company)
+  VALUES (:order_id, 0, 'SFI' || nextval('public.soak_ship_tx'), 'SF');
+\\endif
 COMMIT;
 EOS
 
@@ -137,6 +173,10 @@ UPDATE shopping_upload.items SET quantity = quantity + 1 WHERE order_id = :targe
 UPDATE shopping_upload.items SET name = 'Tea ' || item_no || ' v' || nextval('public.soak_ver')
  WHERE order_id = :target;
 \\endif
+\\if :what = 4 or :what = 5
+UPDATE shopping_upload.shipments SET tracking_no = 'SFC' || nextval('public.soak_ship_change')
+ WHERE order_id = :target AND shipment_no = 0;
+\\endif
 \\if :what >= 8
 UPDATE shopping_upload.orders SET openid = 'o-soak-v' || nextval('public.soak_ver'), updated_at = now()
  WHERE order_id = :target;
@@ -150,6 +190,54 @@ append_to_file("$dir/delete.sql", <<"EOS");
 \\set frac random(0, 999999)
 $pick
 DELETE FROM shopping_upload.orders WHERE order_id = :target;
+EOS
+
+# shipping information, on its own: 4 in 10 store it, in their own
+# transaction, for an order that has none (the order locked against deletes
+# meanwhile; half by plain SQL, half by import_shipping()); 6 in 10 change
+# the tracking_no of an order that has one.  Half of either among the newest
+# orders (most likely not uploaded yet, or in the worker's hands), half any.
+my $from = sub {
+	my ($table) = @_;
+	return "CASE WHEN :mode = 1 THEN (SELECT max(order_id) - :back FROM shopping_upload.$table)
+	  ELSE (SELECT min(order_id) + (max(order_id) - min(order_id)) * :frac / 1000000
+	          FROM shopping_upload.$table) END";
+};
+append_to_file("$dir/ship.sql", <<"EOS");
+\\set mode random(1, 2)
+\\set back random(0, 50)
+\\set frac random(0, 999999)
+\\set what random(1, 10)
+\\if :what <= 4
+BEGIN;
+SELECT coalesce((SELECT o.order_id FROM shopping_upload.orders o
+   WHERE o.order_id >= ${\ $from->('orders')}
+     AND NOT EXISTS (SELECT FROM shopping_upload.shippings h WHERE h.order_id = o.order_id)
+   ORDER BY o.order_id LIMIT 1 FOR KEY SHARE OF o), 0) AS target \\gset
+\\if :what <= 2
+WITH h AS (INSERT INTO shopping_upload.shippings (order_id, delivery_mode)
+             SELECT order_id, 1 FROM shopping_upload.orders WHERE order_id = :target
+             ON CONFLICT (order_id) DO NOTHING RETURNING order_id)
+INSERT INTO shopping_upload.shipments (order_id, shipment_no, tracking_no, express_company)
+  SELECT order_id, 0, 'SFL' || nextval('public.soak_ship_later'), 'SF' FROM h;
+\\else
+SELECT count(shopping_upload.import_shipping(jsonb_build_object(
+    'order_key', jsonb_build_object('order_number_type', 2, 'transaction_id', o.transaction_id),
+    'payer', jsonb_build_object('openid', o.openid),
+    'upload_time', '2026-01-01T00:00:00+08:00',
+    'delivery_mode', 1,
+    'shipping_list', jsonb_build_array(jsonb_build_object(
+      'tracking_no', 'SFJ' || nextval('public.soak_ship_import'), 'express_company', 'YTO',
+      'contact', jsonb_build_object('receiver_contact',
+        '189****' || lpad((o.order_id % 10000)::text, 4, '0')))))))
+  FROM shopping_upload.orders o WHERE o.order_id = :target;
+\\endif
+COMMIT;
+\\else
+UPDATE shopping_upload.shipments SET tracking_no = 'SFC' || nextval('public.soak_ship_change')
+ WHERE shipment_no = 0 AND order_id = (SELECT order_id FROM shopping_upload.shipments
+   WHERE order_id >= ${\ $from->('shipments')} ORDER BY order_id LIMIT 1);
+\\endif
 EOS
 
 my @conn = ('-h', $node->host, '-p', $node->port);
@@ -281,14 +369,27 @@ is(sql("SELECT count(*) FROM shopping_upload.orders o, shopping_upload.validate_
 ok(wait_until("SELECT count(*) FROM shopping_upload.order_status WHERE state = 'uploaded'", '200', 30),
 	'the worker uploads them')
   or diag(sql("SELECT coalesce(state, 'no state') || ': ' || count(*) FROM shopping_upload.order_status GROUP BY state"));
+my $seed_shipped = sql("SELECT count(*) FROM shopping_upload.shippings");
+ok($seed_shipped > 0 && wait_until("SELECT count(*) FROM shopping_upload.order_status WHERE shipping_state = 'uploaded'",
+	$seed_shipped, 30), "the shipping information of $seed_shipped of them is uploaded")
+  or diag(sql("SELECT coalesce(shipping_state, 'no state') || ': ' || count(*) FROM shopping_upload.order_status
+	WHERE order_id IN (SELECT order_id FROM shopping_upload.shippings) GROUP BY shipping_state"));
+ok(wait_until("SELECT count(*) FROM shopping_upload.order_status WHERE verified_at IS NOT NULL", '200', 30),
+	'and every upload is verified')
+  or diag(sql("SELECT count(*) FILTER (WHERE verified_at IS NOT NULL) || ' verified, '
+	|| count(*) FILTER (WHERE next_verify_at IS NOT NULL) || ' planned' FROM shopping_upload.order_status"));
 
 # ---------------------------------------------------------------------
 # The soak
 # ---------------------------------------------------------------------
 
-# about one request in ten fails, transiently, for the whole run
-$stub->fault(kind => 'errcode:-1', fraction => 0.05, count => 0);
-$stub->fault(kind => 'http500', fraction => 0.05, count => 0);
+# about one request in ten fails, transiently, for the whole run: uploads,
+# shipping information and verifies alike
+for my $path ($UPLOAD, $SHIP, $VERIFY)
+{
+	$stub->fault(kind => 'errcode:-1', fraction => 0.05, count => 0, path => $path);
+	$stub->fault(kind => 'http500', fraction => 0.05, count => 0, path => $path);
+}
 
 my $logpos = -s $node->logfile;
 my $t0 = time;
@@ -299,8 +400,10 @@ my %next_launch = map { $_ => 0 } keys %group;
 my $next_probe = 0;
 my $next_report = $t0 + 15;
 
-diag(sprintf('soak: %d s, writers: insert %d/s, update %d/s, delete %d/s, upload_shopping_info %.0f/s',
-	$duration, $group{insert}{rate}, $group{update}{rate}, $group{delete}{rate}, 1 / $upload_pause));
+diag(sprintf('soak: %d s, writers: insert %d/s (%d in 10 with a shipment), update %d/s, delete %d/s, '
+	  . 'shipping information %d/s, upload_shopping_info %.0f/s',
+	$duration, $group{insert}{rate}, $ship_share, $group{update}{rate}, $group{delete}{rate},
+	$group{ship}{rate}, 1 / $upload_pause));
 while (time < $deadline)
 {
 	reap();
@@ -334,7 +437,10 @@ while (time < $deadline)
 	{
 		my $s = try_sql("SELECT (SELECT count(*) FROM shopping_upload.orders) || ' orders; queue: '
 			|| pending || ' pending, ' || uploading || ' uploading, ' || retrying || ' retrying, '
-			|| uploaded || ' uploaded' FROM shopping_upload.stats");
+			|| uploaded || ' uploaded; verified ' || verified || ', awaiting ' || awaiting_verification
+			|| '; shipping information: ' || shippings_uploaded || ' uploaded, '
+			|| shippings_waiting_for_order || ' waiting for the order, ' || shippings_pending
+			|| ' pending, ' || shippings_failed || ' failed' FROM shopping_upload.stats");
 		diag(sprintf('soak: %.0f s: %s; %d requests at the stand-in', time - $t0,
 			$s // '(database unavailable)', $stub->stats->{requests}));
 		$next_report = time + 15;
@@ -370,7 +476,8 @@ ok(wait_until("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'clien
 	'0', 30), 'no writer session is left');
 
 # ---------------------------------------------------------------------
-# Drain: no faults; wait until nothing is waiting to be sent
+# Drain: no faults; wait until nothing is waiting to be sent: no order,
+# no shipping information (waiting for its order included), no verify
 # ---------------------------------------------------------------------
 
 $stub->clear_faults;
@@ -378,8 +485,10 @@ my $drain_start = time;
 my ($drained, $quiet) = (0, 0);
 while (time < $drain_start + $drain_limit)
 {
-	my $n = try_sql("SELECT count(*) FROM shopping_upload.order_state
-		WHERE state IN ('pending', 'uploading', 'retrying', 'held')");
+	my $n = try_sql("SELECT (SELECT count(*) FROM shopping_upload.order_state
+		WHERE state IN ('pending', 'uploading', 'retrying', 'held') OR verify_due_at IS NOT NULL)
+		+ (SELECT count(*) FROM shopping_upload.shipping_state
+		WHERE state IN ('pending', 'waiting_for_order', 'uploading', 'retrying', 'held'))");
 	$quiet = (defined $n && $n eq '0') ? $quiet + 1 : 0;
 	if ($quiet >= 2) { $drained = 1; last; }
 	usleep(500_000);
@@ -389,8 +498,12 @@ if ($killed_pid && !$back_pid && defined(my $pid = worker_pid()))
 {
 	($back_pid, $back_at) = ($pid, time) if $pid != $killed_pid;
 }
-ok($drained, sprintf('the queue drains (%.1f s)', $drain_secs))
-  or diag(sql("SELECT state || ': ' || count(*) FROM shopping_upload.order_state GROUP BY state"));
+ok($drained, sprintf('the queue drains: orders, shipping information, verifies (%.1f s)', $drain_secs))
+  or diag(sql("SELECT 'order ' || state || ': ' || count(*) FROM shopping_upload.order_state GROUP BY state
+	UNION ALL SELECT 'verify planned: ' || count(*) || ', due since ' || coalesce(round(extract(epoch FROM
+		now() - min(verify_due_at))::numeric, 1)::text, '-') || ' s'
+	  FROM shopping_upload.order_state WHERE verify_due_at IS NOT NULL
+	UNION ALL SELECT 'shipping ' || state || ': ' || count(*) FROM shopping_upload.shipping_state GROUP BY state"));
 
 # ---------------------------------------------------------------------
 # What the writers did
@@ -505,7 +618,8 @@ my ($accepted, $unaudited, $dups, $dups_worker, $dups_sql) = split /\|/, sql(
 	              FROM public.soak_sent s
 	              LEFT JOIN (SELECT DISTINCT ON (request->'order_key', upload_time)
 	                                request->'order_key' AS okey, upload_time, via
-	                           FROM shopping_upload.audit WHERE errcode = 0 AND sent) a
+	                           FROM shopping_upload.audit
+	                          WHERE errcode = 0 AND sent AND kind = 'order') a
 	                USING (okey, upload_time)),
 	      d AS (SELECT via, content = lag(content) OVER (PARTITION BY okey ORDER BY seq) AS dup FROM s)
 	 SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM s WHERE via IS NULL),
@@ -518,13 +632,137 @@ my $stub_stats = $stub->stats;
 my $faults = 0;
 $faults += $_ for values %{ $stub_stats->{faults_applied} };
 
-my $committed = $w{insert}{tx} + $w{update}{tx} + $w{delete}{tx};
+# ---------------------------------------------------------------------
+# Shipping information and verifies: the stand-in's log and the orders it
+# keeps (GET /__stub/orders, loaded as it is), against the tables
+# ---------------------------------------------------------------------
+
+{
+	my $r = HTTP::Tiny->new(timeout => 120)->get($stub->url . '/__stub/orders');
+	die "GET /__stub/orders: $r->{status} $r->{reason}" unless $r->{success};
+	open my $out, '>:raw', "$dir/stub_orders.json" or die "$dir/stub_orders.json: $!";
+	print $out $r->{content}, "\n";
+	close $out or die "$dir/stub_orders.json: $!";
+}
+sql("CREATE TABLE public.soak_stub_raw (doc jsonb);
+	COPY public.soak_stub_raw FROM '$dir/stub_orders.json' WITH (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e');
+	CREATE TABLE public.soak_stub_orders AS
+	SELECT e->'id'->>1 AS txn, e->'shipping' AS shipping, (e->>'shippings')::int AS shippings,
+	       (e->>'shippings_stale')::int AS shippings_stale
+	  FROM public.soak_stub_raw, jsonb_array_elements(doc) e WHERE e->'id'->>0 = 'tx';
+	CREATE TABLE public.soak_ship_req AS
+	SELECT (rec->>'seq')::bigint AS seq, (rec->>'body')::jsonb #>> '{order_key,transaction_id}' AS txn,
+	       (rec->>'body')::jsonb AS body, (rec->>'errcode')::bigint AS errcode, rec->>'fault' AS fault,
+	       rec #>> '{answer,json,errmsg}' AS errmsg
+	  FROM public.soak_requests WHERE rec->>'path' = '$SHIP';
+	CREATE TABLE public.soak_verify_req AS
+	SELECT (rec->>'seq')::bigint AS seq, (rec->>'errcode')::bigint AS errcode, rec->>'fault' AS fault,
+	       rec #>> '{answer,json,errmsg}' AS errmsg
+	  FROM public.soak_requests WHERE rec->>'path' = '$VERIFY';
+	CREATE TABLE public.soak_first_ok AS
+	SELECT okey->>'transaction_id' AS txn, min(seq) AS seq FROM public.soak_sent GROUP BY 1;
+	CREATE TABLE public.soak_ship_last AS
+	SELECT DISTINCT ON (txn) txn, seq, body FROM public.soak_ship_req WHERE errcode = 0
+	 ORDER BY txn, seq DESC;
+	CREATE TABLE public.soak_ship_final AS
+	SELECT h.order_id, o.transaction_id AS txn, m.tracking_no, p - 'upload_time' AS content,
+	       st.state, st.version, st.uploaded_version, st.attempts, st.last_errcode, st.last_errmsg,
+	       st.next_attempt_at
+	  FROM shopping_upload.shippings h
+	  JOIN shopping_upload.orders o USING (order_id)
+	  LEFT JOIN shopping_upload.shipments m ON m.order_id = h.order_id AND m.shipment_no = 0
+	  LEFT JOIN shopping_upload.shipping_state st ON st.order_id = h.order_id,
+	  LATERAL shopping_upload.build_shipping_payload(h.order_id) p;
+	ANALYZE public.soak_stub_orders, public.soak_ship_req, public.soak_first_ok,
+	        public.soak_ship_last, public.soak_ship_final;");
+
+# what the writers stored: the tracking-number sequences
+my ($ship_with_order, $ship_later, $ship_import, $ship_changes) = split /\|/, sql(
+	"SELECT " . join(', ', map { "(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.soak_ship_$_)" }
+		qw(tx later import change)));
+
+# every order with shipping information: its state, and the shipping body
+# the stand-in keeps for it against the one the tables give now (its
+# shipment, tracking_no included; the payer aside, see below)
+my ($n_shipped, $ship_uploaded, $ship_not_uploaded, $ship_by_state, $ship_never, $ship_wrong,
+	$ship_payer_old, $ship_log_differs) = split /\|/, sql(
+	"SELECT count(*),
+		count(*) FILTER (WHERE f.state = 'uploaded' AND f.uploaded_version = f.version),
+		count(*) FILTER (WHERE NOT coalesce(f.state = 'uploaded' AND f.uploaded_version = f.version, false)),
+		coalesce((SELECT string_agg(s || ' ' || n, ', ' ORDER BY s) FROM
+			(SELECT CASE WHEN state IS NULL THEN 'no state'
+			             WHEN state = 'uploaded' THEN 'uploaded, older version'
+			             ELSE state END AS s, count(*) AS n
+			   FROM public.soak_ship_final
+			  WHERE NOT coalesce(state = 'uploaded' AND uploaded_version = version, false)
+			  GROUP BY 1) x), ''),
+		count(*) FILTER (WHERE k.shipping IS NULL OR k.shipping = 'null'),
+		count(*) FILTER (WHERE k.shipping <> 'null'
+			AND (k.shipping #>> '{shipping_list,0,tracking_no}' IS DISTINCT FROM f.tracking_no
+			     OR k.shipping - 'upload_time' - 'payer' <> f.content - 'payer')),
+		count(*) FILTER (WHERE k.shipping <> 'null' AND k.shipping->'payer' <> f.content->'payer'),
+		count(*) FILTER (WHERE k.shipping <> 'null' AND l.body IS DISTINCT FROM k.shipping)
+	   FROM public.soak_ship_final f
+	   LEFT JOIN public.soak_stub_orders k USING (txn)
+	   LEFT JOIN public.soak_ship_last l USING (txn)");
+my $ship_orphans = sql("SELECT count(*) FROM shopping_upload.shipping_state s
+	WHERE NOT EXISTS (SELECT FROM shopping_upload.shippings h WHERE h.order_id = s.order_id)");
+my $ship_waiting = sql("SELECT count(*) FROM shopping_upload.shipping_state WHERE state = 'waiting_for_order'");
+my $ship_deleted = sql("SELECT count(*) FROM public.soak_stub_orders k
+	WHERE k.shipping <> 'null'
+	  AND NOT EXISTS (SELECT FROM shopping_upload.orders o WHERE o.transaction_id = k.txn)");
+
+# the requests: none sent before the stand-in accepted an upload of its
+# order (whatever its answer: the worker must know the order accepted
+# before it sends, so that upload arrived first); none refused but by an
+# injected fault
+my ($ship_requests, $ship_accepted, $ship_faulted, $ship_early, $ship_refused_not_uploaded,
+	$ship_refused, $ship_stale) = split /\|/, sql(
+	"SELECT count(*), count(*) FILTER (WHERE s.errcode = 0),
+		count(*) FILTER (WHERE s.fault IS NOT NULL),
+		count(*) FILTER (WHERE f.seq IS NULL OR f.seq > s.seq),
+		count(*) FILTER (WHERE s.errmsg LIKE '%order not uploaded%'),
+		count(*) FILTER (WHERE s.fault IS NULL AND s.errcode IS DISTINCT FROM 0),
+		(SELECT coalesce(sum(shippings_stale), 0) FROM public.soak_stub_orders)
+	   FROM public.soak_ship_req s LEFT JOIN public.soak_first_ok f USING (txn)");
+my $ship_refused_by = sql("SELECT coalesce(string_agg(m || ' x' || n, ', ' ORDER BY n DESC, m), 'none') FROM
+	(SELECT coalesce(errcode::text, 'no errcode') || ' '
+	        || regexp_replace(coalesce(errmsg, ''), ' rid: .*\$', '') AS m, count(*) AS n
+	   FROM public.soak_ship_req WHERE fault IS NULL AND errcode IS DISTINCT FROM 0
+	  GROUP BY 1) x");
+
+# verifies: every order whose upload was accepted is verified, at the
+# version accepted last, unless verify_delay has not passed since
+my ($n_upl, $verified, $unverified, $verify_not_due, $verify_older, $verify_results) = split /\|/, sql(
+	"SELECT count(*), count(*) FILTER (WHERE verified_at IS NOT NULL),
+		count(*) FILTER (WHERE verified_at IS NULL AND NOT coalesce(verify_due_at > now(), false)),
+		count(*) FILTER (WHERE verify_due_at > now()),
+		count(*) FILTER (WHERE verified_at IS NOT NULL AND verify_due_at IS NULL
+			AND verified_version IS DISTINCT FROM uploaded_version),
+		coalesce((SELECT string_agg(coalesce(r, 'none') || ' ' || n, ', ' ORDER BY r) FROM
+			(SELECT verify_result AS r, count(*) AS n FROM shopping_upload.order_state
+			  WHERE uploaded_version IS NOT NULL GROUP BY 1) x), '')
+	   FROM shopping_upload.order_state WHERE uploaded_version IS NOT NULL");
+my ($verify_requests, $verify_accepted, $verify_faulted, $verify_refused) = split /\|/, sql(
+	"SELECT count(*), count(*) FILTER (WHERE errcode = 0), count(*) FILTER (WHERE fault IS NOT NULL),
+		count(*) FILTER (WHERE fault IS NULL AND errcode IS DISTINCT FROM 0)
+	   FROM public.soak_verify_req");
+my ($audit_kinds, $audit_ship_ok, $audit_verify_ok) = split /\|/, sql(
+	"SELECT string_agg(kind || ' ' || n || ' (' || ok || ' accepted)', ', ' ORDER BY kind),
+		coalesce(sum(ok) FILTER (WHERE kind = 'shipping'), 0), coalesce(sum(ok) FILTER (WHERE kind = 'verify'), 0)
+	   FROM (SELECT kind, count(*) AS n, count(*) FILTER (WHERE errcode = 0) AS ok
+	           FROM shopping_upload.audit GROUP BY kind) a");
+my $faults_by_path = sql("SELECT string_agg(p || ' ' || n, ', ' ORDER BY p) FROM
+	(SELECT rec->>'path' AS p, count(*) AS n FROM public.soak_requests
+	  WHERE rec->>'fault' IS NOT NULL GROUP BY 1) x");
+
+my $committed = $w{insert}{tx} + $w{update}{tx} + $w{delete}{tx} + $w{ship}{tx};
 my $retries = 0;
-$retries += $w{$_}{retries} for qw(insert update delete);
+$retries += $w{$_}{retries} for qw(insert update delete ship);
 my $pgb_deadlocks = 0;
-$pgb_deadlocks += $w{$_}{deadlock} for qw(insert update delete);
+$pgb_deadlocks += $w{$_}{deadlock} for qw(insert update delete ship);
 my $pgb_serialization = 0;
-$pgb_serialization += $w{$_}{serialization} for qw(insert update delete);
+$pgb_serialization += $w{$_}{serialization} for qw(insert update delete ship);
 my $fmt_counts = sub {
 	my ($h) = @_;
 	return join(', ', map { "$_ x$h->{$_}" } sort { $h->{$b} <=> $h->{$a} || $a cmp $b } keys %$h) || 'none';
@@ -536,8 +774,8 @@ diag(join "\n", '',
 		$duration, $killed_at ? sprintf('%.1f', $killed_at - $t0) : 'never',
 		$back_at ? sprintf('%.1f', $back_at - $killed_at) : 'never', $worker_exits, $drain_secs,
 		$drained ? '' : ' (did not drain)'),
-	sprintf('soak: writes committed %d (inserted %d, updated %d, deleted %d); orders at the end %d',
-		$committed, $w{insert}{tx}, $w{update}{tx}, $w{delete}{tx}, $n_orders),
+	sprintf('soak: writes committed %d (inserted %d, updated %d, deleted %d, shipping information %d); orders at the end %d',
+		$committed, $w{insert}{tx}, $w{update}{tx}, $w{delete}{tx}, $w{ship}{tx}, $n_orders),
 	sprintf('soak: uploaded %d, not uploaded %d%s, wrong content %d (never accepted %d, stale %d)',
 		$uploaded, $not_uploaded, $by_state ? " ($by_state)" : '', $wrong_content, $never_accepted, $stale),
 	sprintf('soak: missing state %d, state of a deleted order %d', $missing_state, $orphans),
@@ -549,9 +787,26 @@ diag(join "\n", '',
 		$calls + $call_errors, $fmt_counts->(\%upload_calls), $call_errors, $fmt_counts->(\%upload_errors)),
 	sprintf('soak: requests at the stand-in %d, accepted %d (%d without an audit row), faults injected %d',
 		$stub_stats->{by_path}{'/user-order/orders'} // 0, $accepted, $unaudited, $faults),
+	sprintf('soak: shipments stored: with their order %d, later %d (plain SQL %d, import_shipping %d); '
+		  . 'tracking_no changes %d; orders with shipping information at the end %d, deleted with theirs %d',
+		$ship_with_order, $ship_later + $ship_import, $ship_later, $ship_import, $ship_changes,
+		$n_shipped, $ship_deleted),
+	sprintf('soak: shipping information uploaded %d, not uploaded %d%s; never accepted %d, wrong shipment %d, '
+		  . 'an older payer %d, the log\'s last differs %d; waiting for the order %d, state without shipping information %d',
+		$ship_uploaded, $ship_not_uploaded, $ship_by_state ? " ($ship_by_state)" : '', $ship_never, $ship_wrong,
+		$ship_payer_old, $ship_log_differs, $ship_waiting, $ship_orphans),
+	sprintf('soak: shipping uploads: requests %d, accepted %d, faults %d, refused otherwise %d (%s); '
+		  . 'sent before the order was accepted %d, refused for an order not uploaded %d; stale %d',
+		$ship_requests, $ship_accepted, $ship_faulted, $ship_refused, $ship_refused_by, $ship_early,
+		$ship_refused_not_uploaded, $ship_stale),
+	sprintf('soak: verifies: requests %d, accepted %d, faults %d, refused otherwise %d; orders uploaded %d, '
+		  . 'verified %d (verify_result: %s), not verified %d, not yet due %d, at an older version %d',
+		$verify_requests, $verify_accepted, $verify_faulted, $verify_refused, $n_upl, $verified,
+		$verify_results, $unverified, $verify_not_due, $verify_older),
+	sprintf('soak: audit: %s; faults by path: %s', $audit_kinds, $faults_by_path // 'none'),
 	sprintf('soak: writer runs: %s; clients cut off: %s',
 		join(', ', map { "$_ $w{$_}{runs}" } sort keys %w),
-		join(', ', map { "$_ $w{$_}{aborted}" } qw(insert update delete))),
+		join(', ', map { "$_ $w{$_}{aborted}" } qw(insert update delete ship))),
 	'soak: other writer errors: ' . $fmt_counts->(\%writer_errors),
 	'soak: server log: ' . $fmt_counts->(\%log_errors),
 	'======================================================');
@@ -586,6 +841,53 @@ my $orphan_examples = sql("SELECT string_agg(order_id || ' ' || state, ', ') FRO
 	  WHERE NOT EXISTS (SELECT FROM shopping_upload.orders o WHERE o.order_id = s.order_id)
 	  ORDER BY s.order_id LIMIT 10) x");
 diag("soak: states of deleted orders (first 10): $orphan_examples") if $orphan_examples ne '';
+my $ship_examples = sql(
+	"SELECT 'order ' || f.order_id || ': shipping ' || coalesce(f.state, 'no state')
+		|| ' version ' || coalesce(f.version::text, '-') || ' uploaded_version '
+		|| coalesce(f.uploaded_version::text, '-') || ' attempts ' || coalesce(f.attempts::text, '-')
+		|| ' last_errcode ' || coalesce(f.last_errcode::text, '-')
+		|| coalesce(' (' || f.last_errmsg || ')', '')
+		|| CASE WHEN f.next_attempt_at IS NULL THEN ''
+		        WHEN f.next_attempt_at <= now() THEN ' due since '
+		   || round(extract(epoch FROM now() - f.next_attempt_at)::numeric, 1) || ' s'
+		   ELSE ' due in ' || round(extract(epoch FROM f.next_attempt_at - now())::numeric, 1) || ' s' END
+		|| '; order ' || coalesce(s.state, 'no state') || ' version ' || coalesce(s.version::text, '-')
+		|| ' uploaded_version ' || coalesce(s.uploaded_version::text, '-')
+		|| '; tracking_no ' || coalesce(f.tracking_no, '-') || ', kept by the stand-in '
+		|| coalesce(k.shipping #>> '{shipping_list,0,tracking_no}', '-')
+		|| ' (' || coalesce(k.shippings, 0) || ' accepted)'
+	   FROM public.soak_ship_final f
+	   LEFT JOIN public.soak_stub_orders k USING (txn)
+	   LEFT JOIN shopping_upload.order_state s USING (order_id)
+	  WHERE NOT coalesce(f.state = 'uploaded' AND f.uploaded_version = f.version, false)
+	     OR k.shipping IS NULL OR k.shipping = 'null'
+	     OR k.shipping #>> '{shipping_list,0,tracking_no}' IS DISTINCT FROM f.tracking_no
+	     OR k.shipping - 'upload_time' - 'payer' <> f.content - 'payer'
+	  ORDER BY row_number() OVER (PARTITION BY f.state ORDER BY f.order_id), f.order_id LIMIT 10");
+diag("soak: bad shipping information (first 10, each state in turn):\n$ship_examples") if $ship_examples ne '';
+my $ship_req_examples = sql(
+	"SELECT 'request ' || s.seq || ' order ' || coalesce(o.order_id::text, 'deleted') || ' (' || s.txn || ')'
+		|| ': errcode ' || coalesce(s.errcode::text, '-') || coalesce(' ' || s.errmsg, '')
+		|| '; first accepted upload ' || coalesce('request ' || f.seq, 'none')
+		|| '; body payer ' || coalesce(s.body #>> '{payer,openid}', '-')
+	   FROM public.soak_ship_req s
+	   LEFT JOIN public.soak_first_ok f USING (txn)
+	   LEFT JOIN shopping_upload.orders o ON o.transaction_id = s.txn
+	  WHERE (s.fault IS NULL AND s.errcode IS DISTINCT FROM 0)
+	     OR f.seq IS NULL OR f.seq > s.seq
+	  ORDER BY s.seq LIMIT 10");
+diag("soak: shipping requests sent early or refused (first 10):\n$ship_req_examples") if $ship_req_examples ne '';
+my $verify_examples = sql(
+	"SELECT string_agg(order_id || ' ' || state || ' uploaded_version ' || uploaded_version
+		|| ' verify_version ' || coalesce(verify_version::text, '-') || ' verified_version '
+		|| coalesce(verified_version::text, '-') || ' verify_attempts ' || verify_attempts
+		|| ' verify_errcode ' || coalesce(verify_errcode::text, '-'), E'\\n') FROM
+	(SELECT * FROM shopping_upload.order_state WHERE uploaded_version IS NOT NULL
+	    AND ((verified_at IS NULL AND NOT coalesce(verify_due_at > now(), false))
+	      OR (verified_at IS NOT NULL AND verify_due_at IS NULL
+	          AND verified_version IS DISTINCT FROM uploaded_version))
+	  ORDER BY order_id LIMIT 10) x");
+diag("soak: orders not verified, or at an older version (first 10):\n$verify_examples") if $verify_examples ne '';
 
 # ---------------------------------------------------------------------
 # The run did work
@@ -595,7 +897,14 @@ ok($w{insert}{tx} >= 50 * $duration, "at least @{[50 * $duration]} orders insert
 ok($w{update}{tx} >= 10 * $duration, "at least @{[10 * $duration]} updates ($w{update}{tx})");
 ok($w{delete}{tx} >= $duration, "at least $duration deletes ($w{delete}{tx})");
 ok($calls >= 2 * $duration, "at least @{[2 * $duration]} upload_shopping_info() calls answered ($calls)");
+ok($w{ship}{tx} >= 10 * $duration, "at least @{[10 * $duration]} shipping information writes ($w{ship}{tx})");
+ok($ship_with_order > 0 && $ship_later > 0 && $ship_import > 0 && $ship_changes > 0,
+	"shipments stored with their order ($ship_with_order), later by SQL ($ship_later) "
+	  . "and import_shipping() ($ship_import), tracking_no changed ($ship_changes)");
+ok($ship_deleted > 0, "orders with uploaded shipping information were deleted ($ship_deleted)");
 ok($faults > 0, "the stand-in injected faults ($faults)");
+ok($ship_faulted > 0 && $verify_faulted > 0,
+	"on shipping uploads ($ship_faulted) and verifies ($verify_faulted) too");
 ok($killed_pid && $crashed, 'the worker was killed with SIGKILL and the cluster crash-restarted');
 ok($back_pid, 'a new worker came back after the crash');
 is($invalid, '0', 'orders stay valid (validate_order() of 200 random orders finds nothing)');
@@ -609,5 +918,28 @@ is($wrong_content, 0,
 	'the last body the stand-in accepted for each order is its current content (upload_time aside)');
 is($missing_state, '0', 'every order has a state');
 is($orphans, '0', 'no state is left for a deleted order');
+
+# ---------------------------------------------------------------------
+# Shipping information: after its order, nothing lost, nothing stale
+# ---------------------------------------------------------------------
+
+is($ship_not_uploaded, '0', "every order's shipping information is uploaded, at its current version");
+is($ship_never + $ship_wrong, 0,
+	"the last shipping body the stand-in accepted for each order carries its current shipment (tracking_no)");
+is($ship_waiting, '0', 'no shipping information is left waiting_for_order');
+is($ship_orphans, '0', 'no shipping state is left without its shipping information (deleted orders)');
+is($ship_early, '0', 'no shipping body was sent before an upload of its order was accepted');
+is($ship_refused_not_uploaded, '0', 'no shipping body was refused for an order not uploaded');
+is($ship_refused, '0', 'the stand-in refused no shipping body but by an injected fault');
+ok($audit_ship_ok > 0, "the audit has accepted kind shipping rows ($audit_ship_ok)");
+
+# ---------------------------------------------------------------------
+# Verifies
+# ---------------------------------------------------------------------
+
+is($unverified, '0', 'every order whose upload was accepted is verified (verify_delay past)');
+is($verify_older, '0', 'at the version accepted last');
+is($verify_refused, '0', 'the stand-in refused no verify but by an injected fault');
+ok($audit_verify_ok > 0, "the audit has accepted kind verify rows ($audit_verify_ok)");
 
 done_testing();
