@@ -20,6 +20,21 @@ SELECT p.oid::regprocedure AS definer, p.proconfig
  WHERE p.pronamespace = 'shopping_upload'::regnamespace AND p.prosecdef
  ORDER BY p.oid::regprocedure::text;
 
+-- nothing is granted to PUBLIC but audit_rows_deleted(): the shipping
+-- tables and states, verify_shopping_info() and upload_shipping_info()
+-- neither
+SELECT p.oid::regprocedure AS executable_by_public
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace = 'shopping_upload'::regnamespace
+   AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+ ORDER BY 1::text;
+SELECT c.relname AS table_of_public
+  FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = 'shopping_upload'::regnamespace
+   AND c.relkind IN ('r', 'v', 'S')
+   AND (pg_catalog.has_table_privilege('public', c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'))
+ ORDER BY 1;
+
 -- the queueing trigger runs as its caller (it writes nothing itself)
 SELECT prosecdef FROM pg_catalog.pg_proc
  WHERE oid = 'shopping_upload.queue_trigger()'::regprocedure;
@@ -33,6 +48,9 @@ SET shopping_upload.connect_timeout = '1ms';
 SET shopping_upload.allow_insecure_http = on;
 SET shopping_upload.proxy = 'http://127.0.0.1:1';
 SET shopping_upload.secret = 'stolen';
+-- where verifies and shipping uploads go, and when the worker verifies
+SET shopping_upload.api_base_url = 'http://127.0.0.1:1';
+SET shopping_upload.verify_delay = 0;
 -- 42501 (insufficient_privilege); its wording differs between majors
 \set VERBOSITY sqlstate
 SHOW shopping_upload.proxy;

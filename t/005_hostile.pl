@@ -3,11 +3,20 @@
 # (dbowner) attack the extension:
 #
 #   1. they plant look-alike functions, operators and aggregates (now(),
-#      "=", unnest(), min(), ...) in their own schemas and in public, then
-#      use every path under every search_path ordering, while the worker runs
-#      and re-plans; an administrator calls the extension's functions with an
-#      attacker's schema first.  No planted object may ever run as anyone but
-#      its planter, and no attacker may become superuser;
+#      "=", unnest(), min(), "greatest", ...) in their own schemas and in
+#      public, then use every path under every search_path ordering, while
+#      the worker runs and re-plans; an administrator calls the extension's
+#      functions with an attacker's schema first.  No planted object may ever
+#      run as anyone but its planter, and no attacker may become superuser;
+#      1b. the same for shipping information and verify: the writer (granted
+#      the shipping tables and import_shipping) writes shipping rows under
+#      every ordering and with its search_path as a role setting; the
+#      uploader (granted verify_shopping_info and upload_shipping_info)
+#      calls them, committed and rolled back; the worker sends and verifies.
+#      Roles without EXECUTE are refused; no role may steer them by SET,
+#      role settings or connection options (appid, api_base_url,
+#      verify_delay); shipping bodies are each their own order's; the worker
+#      is idle once nothing is due;
 #   2. a database owner pre-creates the extension's schema before CREATE
 #      EXTENSION;
 #   3. they hunt for the app secret and the access tokens in every view,
@@ -66,6 +75,7 @@ shopping_upload.timeout = '3s'
 shopping_upload.lease = '4s'
 shopping_upload.retry_base_delay = '50ms'
 shopping_upload.retry_max_delay = '200ms'
+shopping_upload.verify_delay = '1s'
 log_line_prefix = '%m [%p] %b %u\@%d '
 log_statement = 'all'
 EOC
@@ -210,6 +220,18 @@ GRANT INSERT, UPDATE, DELETE, SELECT ON shopping_upload.orders,
 	shopping_upload.sub_orders, shopping_upload.items TO writer;
 GRANT EXECUTE ON FUNCTION shopping_upload.import_order(jsonb, text) TO writer;
 GRANT EXECUTE ON FUNCTION shopping_upload.upload_shopping_info(bigint) TO uploader;
+-- shipping information and verify (README, "Privileges")
+GRANT INSERT, UPDATE, DELETE, SELECT ON shopping_upload.shippings,
+	shopping_upload.shipments, shopping_upload.shipment_items TO writer;
+GRANT EXECUTE ON FUNCTION shopping_upload.import_shipping(jsonb, text) TO writer;
+GRANT EXECUTE ON FUNCTION shopping_upload.verify_shopping_info(bigint),
+	shopping_upload.upload_shipping_info(bigint) TO uploader;
+-- a writer of orders only: no right on the shipping tables
+CREATE ROLE orders_writer LOGIN;
+GRANT USAGE ON SCHEMA shopping_upload TO orders_writer;
+GRANT INSERT, UPDATE, DELETE, SELECT ON shopping_upload.orders,
+	shopping_upload.sub_orders, shopping_upload.items TO orders_writer;
+GRANT EXECUTE ON FUNCTION shopping_upload.import_order(jsonb, text) TO orders_writer;
 GRANT SELECT ON shopping_upload.order_status, shopping_upload.stats,
 	shopping_upload.audit TO watcher;
 CREATE SCHEMA evil_writer AUTHORIZATION writer;
@@ -285,6 +307,9 @@ my @plant_items;
 		[ 'current_setting', 'text, bool', 'text', 0, 'pg_catalog.current_setting($1, $2)' ],
 		[ 'jsonb_build_object', 'text, text', 'jsonb', 0, 'pg_catalog.jsonb_build_object($1, $2)' ],
 		[ 'md5', 'text', 'text', 0, 'pg_catalog.md5($1)' ],
+		# GREATEST is syntax: these must never be what greatest(...) runs
+		[ 'greatest', 'int8, int8', 'int8', 0, 'CASE WHEN $1 OPERATOR(pg_catalog.>) $2 THEN $1 ELSE $2 END' ],
+		[ 'greatest', 'timestamptz, timestamptz', 'timestamptz', 0, 'CASE WHEN $1 OPERATOR(pg_catalog.>) $2 THEN $1 ELSE $2 END' ],
 		(map { [ 'unnest', "${_}[]", $_, 1, 'pg_catalog.unnest($1)' ] }
 			  qw(int8 int4 text timestamptz bool jsonb float8)),
 		[ 'unnest', 'anyarray', 'anyelement', 1, 'pg_catalog.unnest($1)' ],
@@ -294,6 +319,7 @@ my @plant_items;
 	my @ops = (
 		[ '+', 'int8', 'int8', 'int8' ],
 		[ '+', 'int4', 'int4', 'int4' ],
+		[ '+', 'int8', 'int4', 'int8' ],    # version + 1
 		[ '+', 'timestamptz', 'interval', 'timestamptz' ],
 		[ '-', 'timestamptz', 'interval', 'timestamptz' ],
 		[ '-', 'timestamptz', 'timestamptz', 'interval' ],
@@ -310,6 +336,7 @@ my @plant_items;
 		[ '<>', 'int8', 'int8', 'bool' ],
 		[ '<>', 'text', 'text', 'bool' ],
 		(map { [ $_, 'timestamptz', 'timestamptz', 'bool' ] } qw(< <= > >=)),
+		[ '>', 'float8', 'int4', 'bool' ],    # verify_delay > 0
 	);
 	push @plant_items, { kind => 'op', name => $_->[0], left => $_->[1],
 		right => $_->[2], ret => $_->[3], only => $_->[4] } for @ops;
@@ -350,7 +377,7 @@ sub plant_sql
 			  ? "RETURN QUERY SELECT $it->{expr}"
 			  : "RETURN $it->{expr}";
 			push @s, sprintf(
-				q{CREATE FUNCTION %s.%s(%s) RETURNS %s%s LANGUAGE plpgsql AS $pwn$ BEGIN PERFORM public.pwn_note(%s, %s); %s; END $pwn$},
+				q{CREATE FUNCTION %s."%s"(%s) RETURNS %s%s LANGUAGE plpgsql AS $pwn$ BEGIN PERFORM public.pwn_note(%s, %s); %s; END $pwn$},
 				$qs, $it->{name}, pgt($it->{args}), $it->{setof} ? 'SETOF ' : '',
 				pgt($it->{ret}), qt($planter), qt($tag), $body);
 		}
@@ -421,6 +448,12 @@ else
 	diag "dbowner could not create schema \"$superuser\": $e0";
 }
 ok($planted_ok, 'every attacker planted its objects');
+{
+	# the detector works: a planted object its planter calls is recorded
+	as_role('writer', 'SET search_path = "evil_writer", pg_catalog; SELECT now(); SELECT clock_timestamp();');
+	my $self = sql("SELECT count(*) FROM public.pwned WHERE planter = 'writer' AND current_user_ = 'writer'");
+	cmp_ok($self, '>', 0, 'a planted object called by its planter is recorded in public.pwned (the detector works)');
+}
 
 # ---------------------------------------------------------------------
 # Credentials: the configured secret, an account with a secret, a handed-in
@@ -456,10 +489,11 @@ my @orderings = (
 
 sub order_insert_sql
 {
-	my ($id) = @_;
+	my ($id, $tx) = @_;
+	$tx //= '42000';    # the transaction_id's prefix
 	return (
 		"INSERT INTO shopping_upload.orders (order_id, order_number_type, transaction_id, openid)
-			VALUES ($id, 2, '42000$id', 'o-$id')",
+			VALUES ($id, 2, '$tx$id', 'o-$id')",
 		"INSERT INTO shopping_upload.sub_orders (order_id, sub_order_no, merchant_order_no, link_type, link_url)
 			VALUES ($id, 0, 'm-$id', 'URL', 'https://shop.example.com/o/$id')",
 		"INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, merchant_item_id, name,
@@ -476,6 +510,47 @@ sub import_call
 	  . ($appid ? ", '$appid'::pg_catalog.text" : '') . ')';
 }
 
+# shipping rows for an order of order_insert_sql (items i-0, i-1): split
+# delivery, two shipments of one item each; tracking numbers hold the id
+sub shipping_insert_sql
+{
+	my ($id) = @_;
+	return (
+		"INSERT INTO shopping_upload.shippings (order_id, delivery_mode) VALUES ($id, 2)",
+		"INSERT INTO shopping_upload.shipments (order_id, shipment_no, tracking_no, express_company)
+			VALUES ($id, 0, 'SF$id-a', 'SF'), ($id, 1, 'YT$id-b', 'YTO')",
+		"INSERT INTO shopping_upload.shipment_items (order_id, shipment_no, item_no, merchant_item_id)
+			VALUES ($id, 0, 0, 'i-0'), ($id, 1, 0, 'i-1')");
+}
+
+# a unified-delivery shipping body for the order import_call($no) stored;
+# its tracking number holds the order's out_trade_no
+sub ship_json
+{
+	my ($no, $tag) = @_;
+	return $json->encode(
+		{
+			order_key => { order_number_type => 1, mchid => '1230000109', out_trade_no => $no },
+			payer => { openid => 'oUpF8uMuAJO_M2pxb1Q9zNjWeS6o' },
+			upload_time => '2026-01-01T00:00:00+08:00',
+			delivery_mode => 1,
+			shipping_list => [ { tracking_no => "SF$no" . ($tag // ''), express_company => 'SF' } ]
+		});
+}
+
+sub ship_import_call
+{
+	my ($no, $tag) = @_;
+	return "SELECT shopping_upload.import_shipping('" . ship_json($no, $tag) . "'::pg_catalog.jsonb)";
+}
+
+# no shipping information waiting for the worker (or leased by a claim)
+sub settle_ship
+{
+	my ($secs) = @_;
+	return wait_for("SELECT count(*) FROM shopping_upload.shipping_state
+		WHERE state IN ('pending', 'uploading')", '0', $secs // 8);
+}
 
 my %upload_order;    # round base -> order for the uploader
 my $round = 0;
@@ -565,6 +640,7 @@ for my $p (@admin_paths)
 	$admin_n++;
 	my $no = sprintf 'ADMINIMP%03d', $admin_n;
 	my $pj = SuStub::order_json(out_trade_no => 'VALIDATE01');
+	my $sj = ship_json('ADMIN00001', "-$admin_n");
 	my @calls = (
 		"SELECT shopping_upload.build_payload(${admin_order}::pg_catalog.int8) IS NOT NULL",
 		"SELECT pg_catalog.count(*) FROM shopping_upload.validate_order(${admin_order}::pg_catalog.int8)",
@@ -572,6 +648,18 @@ for my $p (@admin_paths)
 		import_call($no),
 		import_call($no),
 		"SELECT errcode FROM shopping_upload.upload_shopping_info(${admin_order}::pg_catalog.int8)",
+		# shipping information: import_shipping(), build_shipping_payload() and
+		# validate_shipping_payload() run as their caller, with its search_path
+		'BEGIN',
+		"SELECT shopping_upload.import_shipping('$sj'::pg_catalog.jsonb) IS NOT NULL",
+		"SELECT errcode FROM shopping_upload.upload_shipping_info(${admin_order}::pg_catalog.int8)",
+		'COMMIT',
+		"SELECT shopping_upload.build_shipping_payload(${admin_order}::pg_catalog.int8) IS NOT NULL",
+		"SELECT pg_catalog.count(*) FROM shopping_upload.validate_shipping_payload('$sj'::pg_catalog.jsonb)",
+		"SELECT errcode FROM shopping_upload.verify_shopping_info(${admin_order}::pg_catalog.int8)",
+		# queued at commit for the worker; TRUNCATE requeues every one
+		"UPDATE shopping_upload.shipments SET express_company = 'SF' WHERE order_id OPERATOR(pg_catalog.=) $admin_order",
+		'TRUNCATE shopping_upload.shipment_items',
 		"SELECT pg_catalog.count(*) FROM shopping_upload.token_cache()",
 		"SELECT pg_catalog.count(*) FROM shopping_upload.order_status",
 		"SELECT * FROM shopping_upload.stats",
@@ -585,9 +673,366 @@ for my $p (@admin_paths)
 	my ($rc, $out, $err) = $node->psql('postgres',
 		"SET search_path = $p;\n" . join(";\n", @calls) . ";\n", on_error_stop => 0);
 	check(errors_of($err) eq '',
-		"administrator: build_payload, validate_*, import_order, upload_shopping_info, enqueue, requeue, claim work with search_path $p",
+		"administrator: build_payload, validate_*, import_order, upload_shopping_info, *_shipping*, verify_shopping_info, enqueue, requeue, claim work with search_path $p",
 		errors_of($err));
 	settle(8);
+	settle_ship(8);
+}
+
+# ---------------------------------------------------------------------
+# 1b. Shipping information and verify.  The writer, granted the shipping
+# tables and import_shipping() too, writes shipping rows every way under
+# every search_path ordering (and with its search_path as a role setting):
+# its commits queue shipping_state as the tables' owner.  The uploader,
+# granted verify_shopping_info() and upload_shipping_info(), calls them,
+# committed and rolled back.  The worker sends the shipping information
+# once each order is accepted, and verifies every accepted upload
+# (verify_delay 1 s).
+# ---------------------------------------------------------------------
+sub tracking_of { return map { $_->{tracking_no} // '' } @{ $_[0]->{shipping_list} // [] }; }
+my (@ship_sent, @ship_forgotten, @ship_verified);    # orders, as they must end
+{
+	my $sround = 0;
+	for my $o (@orderings, [ 'role setting', undef ])
+	{
+		my ($oname, $pathf) = @$o;
+		$sround++;
+		my $b = 400000 + 1000 * $sround;
+		my ($wset, $uset, $wpath, $upath, %opt) = ('', '');
+		if ($pathf)
+		{
+			$wpath = $pathf->('writer');
+			$upath = $pathf->('uploader');
+			$wset = "SET search_path = $wpath;\n";
+			$uset = "SET search_path = $upath;\n";
+		}
+		else
+		{
+			# each attacker stores its search_path as its own role setting;
+			# its sessions then start with it (no connection option here)
+			$wpath = '"evil_writer", public, pg_catalog';
+			$upath = '"evil_uploader", public, pg_catalog';
+			%opt = (pgoptions => '');
+			for my $r ([ writer => $wpath ], [ uploader => $upath ])
+			{
+				my ($rc, $out, $err) = as_role($r->[0], "ALTER ROLE CURRENT_USER SET search_path = $r->[1]");
+				my ($rc2, $out2) = as_role($r->[0], 'SHOW search_path', %opt);
+				diag "$r->[0] stores search_path $r->[1] as its role setting: "
+				  . (failed($err) ? errors_of($err) : "its sessions start with $out2");
+			}
+		}
+		my @ids = map { $b + $_ } 1 .. 6;
+		my $w = $wset . join(";\n",
+			(map { order_insert_sql($_) } @ids),
+			# autocommit, before its order is accepted: it waits for it
+			shipping_insert_sql($b + 1),
+			"UPDATE shopping_upload.shipment_items SET merchant_item_id = 'i-0'
+				WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 1) . " AND shipment_no OPERATOR(pg_catalog.=) 0",
+			'BEGIN', shipping_insert_sql($b + 2),
+			"UPDATE shopping_upload.shipments SET tracking_no = 'SF" . ($b + 2) . "-u'
+				WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 2) . " AND shipment_no OPERATOR(pg_catalog.=) 0",
+			'COMMIT',
+			shipping_insert_sql($b + 3),
+			"DELETE FROM shopping_upload.shippings WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 3),
+			'BEGIN', shipping_insert_sql($b + 4), 'SAVEPOINT s',
+			"DELETE FROM shopping_upload.shipment_items WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 4),
+			'ROLLBACK TO s',
+			"UPDATE shopping_upload.shippings SET updated_at = pg_catalog.now() WHERE order_id OPERATOR(pg_catalog.=) " . ($b + 4),
+			'COMMIT',
+			'BEGIN', shipping_insert_sql($b + 5), 'ROLLBACK',
+			import_call("SHP${b}A"),
+			ship_import_call("SHP${b}A", '-1'),
+			ship_import_call("SHP${b}A", '-2'),    # replaces it
+			'BEGIN', import_call("SHP${b}B"), ship_import_call("SHP${b}B"), 'COMMIT',
+			# not queued: the uploader sends it by hand
+			'SET shopping_upload.auto_upload = off', shipping_insert_sql($b + 6),
+			'RESET shopping_upload.auto_upload') . ";\n";
+		my ($rc, $out, $err) = as_role('writer', $w, %opt);
+		my $imp = sql("SELECT coalesce(string_agg(order_id::text, ' ' ORDER BY out_trade_no), '')
+			FROM shopping_upload.orders WHERE out_trade_no IN ('SHP${b}A', 'SHP${b}B')");
+		my @imp = split / /, $imp;
+		my $with = sql('SELECT count(*) FROM shopping_upload.shippings WHERE order_id IN ('
+			  . join(',', @ids, @imp ? @imp : 0) . ')');
+		check(@imp == 2 && $with eq '6' && errors_of($err) eq '',
+			"writer: shipping rows and import_shipping work with search_path $wpath ($oname)",
+			"imported orders: [@imp]; orders with shipping information: $with; " . errors_of($err));
+		push @ship_sent, $b + 1, $b + 2, $b + 4, $b + 6, @imp;
+		push @ship_forgotten, $b + 3, $b + 5;
+		push @ship_verified, @ids, @imp;
+
+		# the uploader, once the orders are accepted
+		settle(8);
+		my $u = $uset . join(";\n",
+			"SELECT errcode, errmsg FROM shopping_upload.verify_shopping_info(" . ($b + 1) . "::pg_catalog.int8)",
+			'BEGIN',
+			"SELECT errcode, errmsg FROM shopping_upload.upload_shipping_info(" . ($b + 6) . "::pg_catalog.int8)",
+			"SELECT errcode, errmsg FROM shopping_upload.verify_shopping_info(" . ($b + 6) . "::pg_catalog.int8)",
+			'COMMIT',
+			'BEGIN',
+			"SELECT errcode, errmsg FROM shopping_upload.verify_shopping_info(" . ($b + 2) . "::pg_catalog.int8)",
+			"SELECT errcode, errmsg FROM shopping_upload.upload_shipping_info(" . ($b + 6) . "::pg_catalog.int8)",
+			'ROLLBACK') . ";\n";
+		($rc, $out, $err) = as_role('uploader', $u, %opt);
+		my @answers = grep { /\|/ } split /\n/, $out;
+		check(@answers == 5 && !grep({ $_ ne '0|ok' } @answers) && errors_of($err) eq '',
+			"uploader: verify_shopping_info and upload_shipping_info work with search_path $upath ($oname), committed and rolled back",
+			"answers: [@answers] " . errors_of($err));
+
+		# the watcher: the new columns of the views
+		my $vpath = $pathf ? $pathf->('watcher') : '"evil_watcher", public, pg_catalog';
+		($rc, $out, $err) = as_role('watcher', "SET search_path = $vpath;
+			SELECT pg_catalog.count(*) FROM shopping_upload.order_status WHERE shipping_state IS NOT NULL;
+			SELECT shippings_uploaded, shippings_pending, verified, awaiting_verification FROM shopping_upload.stats;");
+		check(errors_of($err) eq '', "watcher: reads the shipping and verify columns with the search_path of $oname",
+			errors_of($err));
+
+		sql('ANALYZE shopping_upload.shippings, shopping_upload.shipments, shopping_upload.shipment_items,
+			shopping_upload.shipping_state, shopping_upload.order_state');
+		sql('SELECT pg_reload_conf()');
+	}
+	sql('ALTER ROLE writer RESET ALL');
+	sql('ALTER ROLE uploader RESET ALL');
+
+	# the worker sends every queued shipping information, and verifies
+	my $sent_list = join(',', @ship_sent);
+	my $done = wait_for("SELECT count(*) FROM shopping_upload.shipping_state
+		WHERE order_id IN ($sent_list) AND state = 'uploaded'", scalar(@ship_sent), 20);
+	check($done, 'the shipping information written under the hostile search_paths is uploaded ('
+		  . scalar(@ship_sent) . ' orders)',
+		sql("SELECT coalesce(string_agg(o.order_id || ':' || coalesce(h.state, 'none') || ' '
+				|| coalesce(h.last_errcode::text, '') || ' ' || coalesce(h.last_errmsg, ''), '; '), '')
+			FROM pg_catalog.unnest('{$sent_list}'::pg_catalog.int8[]) AS o(order_id)
+			LEFT JOIN shopping_upload.shipping_state h USING (order_id)
+			WHERE h.state IS DISTINCT FROM 'uploaded'"));
+	is(sql('SELECT count(*) FROM shopping_upload.shipping_state WHERE order_id IN ('
+			  . join(',', @ship_forgotten) . ')'), '0',
+		'deleted and rolled back shipping information leaves no state');
+	my $verified_list = join(',', @ship_verified);
+	my $verified = wait_for("SELECT count(*) FROM shopping_upload.order_state
+		WHERE order_id IN ($verified_list) AND verified_at IS NOT NULL AND verify_due_at IS NULL",
+		scalar(@ship_verified), 20);
+	check($verified, 'the worker verified every accepted upload of these orders ('
+		  . scalar(@ship_verified) . ')',
+		sql("SELECT coalesce(string_agg(order_id || ':' || coalesce(verify_result, '-') || ' due '
+				|| coalesce(verify_due_at::text, '-') || ' ' || coalesce(verify_errcode::text, ''), '; '), '')
+			FROM shopping_upload.order_state WHERE order_id IN ($verified_list)
+			AND (verified_at IS NULL OR verify_due_at IS NOT NULL)"));
+
+	# every shipping body sent is one order's own: its order_key and its
+	# tracking numbers (which hold the order's id or out_trade_no), with a
+	# token of the configured appid
+	harvest_tokens();
+	my @mixed;
+	for my $r (@{ $stub->requests('/user-order/orders/shippings') })
+	{
+		my $body = eval { $json->decode($r->{body}) } or next;
+		my $k = $body->{order_key} // {};
+		my $key = defined $k->{transaction_id} ? ($k->{transaction_id} =~ s/^42000//r) : ($k->{out_trade_no} // '?');
+		my @t = tracking_of($body);
+		my $app = token_appids_of_request($r);
+		push @mixed, "key $key with tracking [@t] and a token of $app"
+		  if !@t || grep({ index($_, $key) < 0 } @t) || $app ne 'wxtestappid';
+	}
+	check(!@mixed, 'every shipping body sent holds its own order\'s key and shipments, with the configured appid\'s token',
+		scalar(@mixed) . ' mixed: ' . join('; ', @mixed[0 .. ($#mixed < 4 ? $#mixed : 4)]));
+}
+
+# ---------------------------------------------------------------------
+# Who may call what: verify_shopping_info() and upload_shipping_info()
+# refuse roles without EXECUTE; the states are the extension's
+# ---------------------------------------------------------------------
+{
+	my $id = $ship_sent[0];
+	my $seq = stub_seq();
+	my @calls = (
+		"SELECT * FROM shopping_upload.verify_shopping_info(${id}::pg_catalog.int8)",
+		"SELECT * FROM shopping_upload.upload_shipping_info(${id}::pg_catalog.int8)");
+	my %extra = (
+		writer => [
+			"SELECT shopping_upload.build_shipping_payload(${id}::pg_catalog.int8)",
+			"SELECT * FROM shopping_upload.validate_shipping_payload('" . ship_json('NOSUCH0001') . "'::pg_catalog.jsonb)",
+			"INSERT INTO shopping_upload.shipping_state (order_id) VALUES (499999)",
+			"UPDATE shopping_upload.shipping_state SET state = 'pending', next_attempt_at = pg_catalog.now()",
+			"DELETE FROM shopping_upload.shipping_state",
+			"UPDATE shopping_upload.order_state SET verify_due_at = pg_catalog.now()",
+			"INSERT INTO shopping_upload.audit (order_id, attempt, via, sent, errcode, kind) VALUES (1, 1, 'sql', false, 0, 'shipping')",
+			'TRUNCATE shopping_upload.shipments',
+			'TRUNCATE shopping_upload.shipment_items',
+			'TRUNCATE shopping_upload.shippings CASCADE',
+			"SELECT shopping_upload.requeue()",
+			"SELECT * FROM shopping_upload.claim(1)",
+			"SELECT shopping_upload.enqueue(${id}::pg_catalog.int8)",
+			"ALTER ROLE CURRENT_USER SET shopping_upload.verify_delay = 0",
+			"SET shopping_upload.verify_delay = 0",
+		],
+		orders_writer => [
+			"INSERT INTO shopping_upload.shippings (order_id, delivery_mode) VALUES ($id, 1)",
+			"UPDATE shopping_upload.shipments SET tracking_no = 'X'",
+			"DELETE FROM shopping_upload.shipment_items",
+			ship_import_call('NOSUCH0001'),
+			"INSERT INTO shopping_upload.shipping_state (order_id) VALUES ($id)",
+		],
+		watcher => [ "SELECT * FROM shopping_upload.shipping_state" ],
+	);
+	my @allowed;
+	for my $role (qw(writer watcher dbowner orders_writer))
+	{
+		for my $q (@calls, @{ $extra{$role} // [] })
+		{
+			my ($rc, $out, $err) = as_role($role, "$q;");
+			push @allowed, "$role: $q" unless $err =~ /permission denied|must be (superuser|owner)|cannot be changed/;
+		}
+	}
+	my @req = grep { $_->{path} =~ m{/(verify|shippings)$} && index($_->{body}, "42000$id") >= 0 } @{ stub_since($seq) };
+	check(!@allowed && !@req,
+		'roles without EXECUTE are refused verify_shopping_info() and upload_shipping_info(); no role writes the states, the audit or the shipping tables without its grants',
+		'not refused: ' . join('; ', @allowed) . '; verify/shippings requests made: ' . scalar(@req));
+	is(sql('SELECT count(*) FROM shopping_upload.shipping_state WHERE order_id = 499999'), '0',
+		'and no shipping_state row appeared for them');
+}
+
+# ---------------------------------------------------------------------
+# The uploader's settings for the calls it may make: SET, set_config(),
+# role settings, connection options (appid, api_base_url, verify_delay)
+# ---------------------------------------------------------------------
+{
+	my $id = $ship_sent[0];
+	my @tries = (
+		"SET shopping_upload.appid = 'wxROLE'",
+		"SET shopping_upload.api_base_url = 'http://127.0.0.1:9'",
+		"SET shopping_upload.verify_delay = 0",
+		"SELECT pg_catalog.set_config('shopping_upload.api_base_url', 'http://127.0.0.1:9', false)",
+		"SELECT pg_catalog.set_config('shopping_upload.verify_delay', '0', false)",
+		"ALTER ROLE CURRENT_USER SET shopping_upload.appid = 'wxROLE'",
+		"ALTER ROLE CURRENT_USER SET shopping_upload.api_base_url = 'http://127.0.0.1:9'",
+		"ALTER ROLE CURRENT_USER SET shopping_upload.verify_delay = 0",
+		"ALTER ROLE CURRENT_USER IN DATABASE postgres SET shopping_upload.api_base_url = 'http://127.0.0.1:9'");
+	my @accepted;
+	for my $t (@tries)
+	{
+		my ($rc, $out, $err) = as_role('uploader', "$t;");
+		push @accepted, $t unless $err =~ /permission denied|must be superuser|cannot be changed|not allowed/;
+	}
+	my $opts = "$ENV{PGOPTIONS} -c shopping_upload.appid=wxROLE -c shopping_upload.api_base_url=http://127.0.0.1:9"
+	  . ' -c shopping_upload.verify_delay=0';
+	my $seq = stub_seq();
+	my ($rc, $out, $err) = as_role('uploader',
+		"SELECT errcode, errmsg FROM shopping_upload.verify_shopping_info(${id}::pg_catalog.int8);
+		SELECT errcode, errmsg FROM shopping_upload.upload_shipping_info(${id}::pg_catalog.int8);",
+		pgoptions => $opts);
+	push @accepted, 'connection options' unless $err =~ /FATAL|permission denied|must be superuser|cannot be changed/;
+	my ($rc2, $out2, $err2) = as_role('uploader',
+		"SELECT errcode, errmsg FROM shopping_upload.verify_shopping_info(${id}::pg_catalog.int8);
+		SELECT errcode, errmsg FROM shopping_upload.upload_shipping_info(${id}::pg_catalog.int8);
+		SHOW shopping_upload.verify_delay;");
+	harvest_tokens();
+	my @req = grep { $_->{path} =~ m{/(verify|shippings)$} && index($_->{body}, "42000$id") >= 0 } @{ stub_since($seq) };
+	my @apps = map { token_appids_of_request($_) } @req;
+	my @role_tok = grep { ($json->decode($_->{body})->{appid} // '') eq 'wxROLE' } @{ stub_since($seq, '/cgi-bin/stable_token') };
+	check(!@accepted, "uploader's session and role settings cannot set appid, api_base_url, verify_delay",
+		'accepted: ' . join('; ', @accepted));
+	check($out2 =~ /^0\|ok\n0\|ok\n1s$/ && @req >= 2 && !grep({ $_ ne 'wxtestappid' } @apps) && !@role_tok,
+		'verify_shopping_info() and upload_shipping_info() reach the configured API with the configured appid\'s token',
+		"answers: $out2 " . errors_of($err2) . "; requests: " . scalar(@req) . " with tokens of [@apps]; stable_token for wxROLE: " . scalar(@role_tok));
+	sql('ALTER ROLE uploader RESET ALL');
+}
+
+# ---------------------------------------------------------------------
+# An accepted order's state outlives its row: an order deleted and
+# written again under the same id in one transaction (its new order_key
+# never uploaded, nor queued) keeps the deleted order's state, uploaded
+# and its uploaded_version: upload_shipping_info() (and the worker, which
+# asks the same uploaded_version IS NOT NULL) takes the new order for an
+# accepted one
+# ---------------------------------------------------------------------
+{
+	my $id = 490001;
+	as_role('writer', join(";\n", order_insert_sql($id)) . ";\n");
+	wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded', 8);
+	# the order is not queued (auto_upload off: the cascaded deletes of its
+	# sub-orders and items would queue it otherwise); its shipping rows are
+	my $seq = stub_seq();
+	my ($rc, $out, $err) = as_role('writer', join(";\n", 'BEGIN',
+		'SET LOCAL shopping_upload.auto_upload = off',
+		"DELETE FROM shopping_upload.orders WHERE order_id OPERATOR(pg_catalog.=) $id",
+		order_insert_sql($id, '43000'),
+		'SET LOCAL shopping_upload.auto_upload = on',
+		shipping_insert_sql($id), 'COMMIT') . ";\n");
+	usleep(1_000_000);
+	settle_ship(8);
+	my $st = sql("SELECT coalesce((SELECT state || ' version ' || version || ', uploaded_version '
+		|| coalesce(uploaded_version::text, 'NULL') FROM shopping_upload.order_state WHERE order_id = $id), 'no state')");
+	my $sst = sql("SELECT coalesce((SELECT state || ' ' || coalesce(last_errcode::text, '') || ' ' || coalesce(last_errmsg, '')
+		FROM shopping_upload.shipping_state WHERE order_id = $id), 'no state')");
+	my @by_worker = grep { index($_->{body}, "43000$id") >= 0 } @{ stub_since($seq, '/user-order/orders/shippings') };
+	$seq = stub_seq();
+	($rc, $out, $err) = as_role('uploader',
+		"SELECT errcode, errmsg FROM shopping_upload.upload_shipping_info(${id}::pg_catalog.int8)");
+	my @by_hand = grep { index($_->{body}, "43000$id") >= 0 } @{ stub_since($seq, '/user-order/orders/shippings') };
+	check(!@by_worker && $err =~ /has not been uploaded yet/ && !@by_hand,
+		'shipping information of an order written again under an accepted order\'s id waits for the new order\'s upload (worker), and upload_shipping_info() refuses it (55000)',
+		"the new order (transaction_id 43000$id, never uploaded) has the order state: $st; its shipping information, sent by the worker "
+		  . scalar(@by_worker) . " times: $sst; upload_shipping_info() answered: "
+		  . ($out || errors_of($err)) . ' and sent ' . scalar(@by_hand));
+	# leave nothing due for what follows
+	sql("DELETE FROM shopping_upload.orders WHERE order_id = $id");
+	settle(8);
+	settle_ship(8);
+}
+
+# ---------------------------------------------------------------------
+# Not hostile, found on the way: shipping rows written in a transaction,
+# then upload_shipping_info() in a savepoint that is rolled back (its
+# request failed, the caller undoes it): the rows must still be queued at
+# commit, as if the call had not been made
+# ---------------------------------------------------------------------
+{
+	my $id = 490002;
+	as_role('writer', join(";\n", order_insert_sql($id)) . ";\n");
+	wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded', 8);
+	$stub->fault(kind => 'http500', path => '/user-order/orders/shippings');
+	my ($rc, $out, $err) = $node->psql('postgres', join(";\n", 'BEGIN', shipping_insert_sql($id),
+		'SAVEPOINT s',
+		"SELECT errcode, errmsg FROM shopping_upload.upload_shipping_info($id)",
+		'ROLLBACK TO s', 'COMMIT') . ";\n", on_error_stop => 0);
+	$stub->clear_faults;
+	my $shipped = wait_for("SELECT coalesce((SELECT state FROM shopping_upload.shipping_state WHERE order_id = $id), 'none')",
+		'uploaded', 8);
+	my $st = sql("SELECT coalesce((SELECT state || ' ' || coalesce(last_errcode::text, '') FROM shopping_upload.shipping_state
+		WHERE order_id = $id), 'no shipping_state row')");
+	check($shipped,
+		'shipping rows written before an upload_shipping_info() rolled back to a savepoint are still queued, and sent by the worker',
+		"the call in the savepoint answered: " . ($out || errors_of($err)) . "; its shipping information now: $st");
+	sql("DELETE FROM shopping_upload.orders WHERE order_id = $id");
+	settle(8);
+	settle_ship(8);
+}
+
+# ---------------------------------------------------------------------
+# Nothing left due: the worker is idle (no request, little CPU)
+# ---------------------------------------------------------------------
+{
+	wait_for("SELECT count(*) FROM shopping_upload.shipping_state WHERE state IN ('pending', 'uploading', 'retrying')",
+		'0', 15);
+	wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE verify_due_at IS NOT NULL", '0', 15);
+	settle(8);
+	my $pid = worker_pid();
+	my $ticks = sub {
+		open my $fh, '<', "/proc/$pid/stat" or return undef;
+		my @f = split / /, ((<$fh> // '') =~ s/^.*\) //r);
+		return $f[11] + $f[12];    # utime + stime (fields 14, 15)
+	};
+	my $t0 = $ticks->();
+	my $seq = stub_seq();
+	usleep(3_000_000);
+	my $t1 = $ticks->();
+	my @req = @{ stub_since($seq) };
+	my $due = sql("SELECT (SELECT count(*) FROM shopping_upload.shipping_state WHERE next_attempt_at <= now())
+		|| ' shipping, ' || (SELECT count(*) FROM shopping_upload.order_state WHERE verify_due_at <= now()) || ' verify due'");
+	check(defined $t0 && defined $t1 && $t1 - $t0 < 30 && !@req,
+		'with nothing due the worker makes no request and spins not (3 s)',
+		(defined $t0 && defined $t1 ? ($t1 - $t0) . ' clock ticks of CPU' : 'no /proc') . '; requests: '
+		  . join(' ', map { $_->{path} } @req[0 .. ($#req < 5 ? $#req : 5)]) . " ($due)");
 }
 
 # ---------------------------------------------------------------------
@@ -669,6 +1114,9 @@ sub harvest_tokens
 		my $q = $r->{query}{access_token};
 		$all_tokens{$q} //= '?' if defined $q && length $q > 8;
 		my $a = $r->{answer} && $r->{answer}{json} && $r->{answer}{json}{access_token};
+		# a token handed out earlier is its appid's, even once replaced
+		my $app = $a && $r->{path} eq '/cgi-bin/stable_token' && eval { $json->decode($r->{body})->{appid} };
+		$all_tokens{$a} = $app if $a && $app && ($all_tokens{$a} // '?') eq '?';
 		$all_tokens{$a} //= '?' if $a;
 	}
 	$all_tokens{$HANDED_TOKEN} = 'wxhanded';
@@ -728,6 +1176,35 @@ for my $f (@failures)
 	$stub->clear_faults;
 	settle(6);
 }
+{
+	# failing verify and shipping calls (the faults of their own paths)
+	my $id = $ship_sent[0];
+	for my $f ([ 'drop', '/user-order/shoppinginfo/verify', 'verify_shopping_info' ],
+		[ 'errcode:40001', '/user-order/shoppinginfo/verify', 'verify_shopping_info' ],
+		[ 'http500', '/user-order/orders/shippings', 'upload_shipping_info' ],
+		[ 'notjson', '/user-order/orders/shippings', 'upload_shipping_info' ],
+		[ 'errcode:40001', '/user-order/orders/shippings', 'upload_shipping_info' ])
+	{
+		my ($kind, $path, $fn) = @$f;
+		$stub->fault(kind => $kind, path => $path);
+		my ($rc, $out, $err) = as_role('uploader',
+			"SELECT errcode, errmsg FROM shopping_upload.$fn(${id}::pg_catalog.int8)");
+		$stub->clear_faults;
+		$fail_out .= "$out\n$err\n";
+	}
+	# a verify and a shipping upload cancelled by statement_timeout
+	for my $c ([ '/user-order/shoppinginfo/verify', 'verify_shopping_info' ],
+		[ '/user-order/orders/shippings', 'upload_shipping_info' ])
+	{
+		$stub->fault(kind => 'delay', delay_ms => 2000, path => $c->[0]);
+		my ($rc, $out, $err) = as_role('uploader', "SET statement_timeout = '300ms';
+			SELECT errcode, errmsg FROM shopping_upload.$c->[1](${id}::pg_catalog.int8);");
+		$fail_out .= "$out\n$err\n";
+		usleep(2_200_000);
+		$stub->clear_faults;
+	}
+	settle_ship(6);
+}
 harvest_tokens();
 
 my @hunts = (
@@ -750,6 +1227,10 @@ my @hunts = (
 	[ 'order_status', 'SELECT * FROM shopping_upload.order_status', 0 ],
 	[ 'stats', 'SELECT * FROM shopping_upload.stats', 0 ],
 	[ 'order_state', 'SELECT * FROM shopping_upload.order_state', 0 ],
+	[ 'shipping_state', 'SELECT * FROM shopping_upload.shipping_state', 0 ],
+	[ 'verify_shopping_info()', "SELECT * FROM shopping_upload.verify_shopping_info($ship_sent[0])", 0 ],
+	[ 'upload_shipping_info()', "SELECT * FROM shopping_upload.upload_shipping_info($ship_sent[1])", 0 ],
+	[ 'build_shipping_payload()', "SELECT shopping_upload.build_shipping_payload($ship_sent[1])", 0 ],
 	[ 'pg_read_file(postgresql.conf)', "SELECT pg_read_file('postgresql.conf')", 1 ],
 	[ 'pg_read_file(postgresql.auto.conf)', "SELECT pg_read_file('postgresql.auto.conf')", 1 ],
 	[ 'pg_read_file(the secret file)', "SELECT pg_read_file(" . qt($secret_file) . ")", 1 ],
@@ -796,7 +1277,7 @@ for my $role (@attackers)
 }
 {
 	my $what = leaked($fail_out);
-	check(!defined $what, 'the messages of failing uploads (drop, 500, not JSON, 40001, cancel, no order) hold no secret nor token',
+	check(!defined $what, 'the messages of failing uploads, verifies and shipping uploads (drop, 500, not JSON, 40001, cancel, no order) hold no secret nor token',
 		$what);
 	my $audit = sql('SELECT audit::text FROM shopping_upload.audit');
 	my $state = sql('SELECT order_state::text FROM shopping_upload.order_state');
@@ -965,6 +1446,8 @@ sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} /
 		"ALTER DATABASE postgres SET shopping_upload.connect_timeout = '1ms'",
 		"ALTER DATABASE postgres SET search_path = public, pg_catalog",
 		"ALTER DATABASE postgres SET shopping_upload.max_attempts = 1",
+		"ALTER DATABASE postgres SET shopping_upload.verify_delay = 0",
+		"ALTER DATABASE postgres SET shopping_upload.api_base_url = 'http://127.0.0.1:9'",
 	);
 	my @accepted;
 	for my $s (@sets)
