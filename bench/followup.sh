@@ -203,8 +203,9 @@ BEGIN
 		verify_due_at = NULL, verify_attempts = 0, verify_result = NULL, verified_at = NULL,
 		verified_version = NULL, verify_version = NULL;
 	IF ship THEN
-		INSERT INTO shopping_upload.shipping_state (order_id)
-		SELECT order_id FROM shopping_upload.shippings WHERE order_id BETWEEN first AND last;
+		-- queued by the trigger at commit, as a merchant's write would
+		UPDATE shopping_upload.shippings SET updated_at = now()
+		 WHERE order_id BETWEEN first AND last;
 	END IF;
 	PERFORM shopping_upload.enqueue(first);
 	COMMIT;

@@ -143,6 +143,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 {
 	static SPIPlanPtr exists_plan = NULL;
 	static SPIPlanPtr release_plan = NULL;
+	static SPIPlanPtr release_wait_plan = NULL;
 	Oid			types[8] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 	TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID, FLOAT8OID};
 	Datum		args[8];
@@ -267,24 +268,38 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	SPI_freetuptable(tt);
 
 	/*
-	 * Shipping information that waited for these orders is due now.  Rows
-	 * another transaction holds are skipped: a writer's queueing makes them
-	 * pending anyway, and the worker looks at waiting rows again in a while.
+	 * Shipping information that waited for these orders is due now.  The
+	 * worker never waits for a row another transaction holds: a writer's
+	 * queueing makes it pending anyway, and the worker itself, the only one
+	 * to set rows waiting, is not claiming meanwhile.  A call by hand
+	 * (upload_shopping_info()) waits for the worker's claim that may be
+	 * setting the row waiting right now (so a pending row is taken too: its
+	 * new version is read after that claim), then releases it.
 	 */
 	if (n_accepted > 0)
 	{
 		Datum		rel_args[1] = {su_array(accepted, NULL, n_accepted, INT8OID)};
+		bool		by_hand = strcmp(us[0]->via, "worker") != 0;
 
-		su_kept_plan(&release_plan,
-					 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
-					 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-					 "  AND h.state OPERATOR(pg_catalog.=) 'waiting_for_order'"
-					 "  FOR UPDATE SKIP LOCKED)"
-					 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
-					 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
-					 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
-					 1, types, 0);
-		if (SPI_execute_plan(release_plan, rel_args, NULL, false, 0) != SPI_OK_UPDATE)
+		if (by_hand)
+			su_kept_plan(&release_wait_plan,
+						 "UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+						 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+						 " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+						 " AND h.state OPERATOR(pg_catalog.=) ANY ('{waiting_for_order,pending}')",
+						 1, types, 0);
+		else
+			su_kept_plan(&release_plan,
+						 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+						 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+						 "  AND h.state OPERATOR(pg_catalog.=) 'waiting_for_order'"
+						 "  FOR UPDATE SKIP LOCKED)"
+						 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+						 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+						 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
+						 1, types, 0);
+		if (SPI_execute_plan(by_hand ? release_wait_plan : release_plan, rel_args,
+							 NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not release the shipping information of %d orders",
 				 n_accepted);
 		if (SPI_processed > 0 && earliest)
@@ -352,6 +367,14 @@ typedef struct NotedOrder
 	bool		forget;			/* its row was deleted: forget it if gone */
 	bool		ship_queue;		/* the same for its shipping information */
 	bool		ship_forget;
+
+	/*
+	 * Sent by hand in this transaction (upload_shopping_info(),
+	 * upload_shipping_info()) after it was written: not queued, unless the
+	 * subtransaction that sent it rolls back (the ids grow with nesting).
+	 */
+	SubTransactionId sent_in;
+	SubTransactionId ship_sent_in;
 } NotedOrder;
 
 /* what the statements of queue_noted() look at */
@@ -399,16 +422,24 @@ note_order(int64 order_id, bool queue, bool forget, bool shipping)
 	note_init();
 	o = hash_search(noted, &order_id, HASH_ENTER, &found);
 	if (!found)
+	{
 		o->queue = o->forget = o->ship_queue = o->ship_forget = false;
+		o->sent_in = o->ship_sent_in = InvalidSubTransactionId;
+	}
+	/* written again after it was sent: queued at commit */
 	if (shipping)
 	{
 		o->ship_queue |= queue;
 		o->ship_forget |= forget;
+		if (queue)
+			o->ship_sent_in = InvalidSubTransactionId;
 	}
 	else
 	{
 		o->queue |= queue;
 		o->forget |= forget;
+		if (queue)
+			o->sent_in = InvalidSubTransactionId;
 	}
 }
 
@@ -435,9 +466,31 @@ su_queue_unnote(int64 order_id, bool shipping)
 	if (o == NULL)
 		return;
 	if (shipping)
-		o->ship_queue = false;
+		o->ship_sent_in = GetCurrentSubTransactionId();
 	else
-		o->queue = false;
+		o->sent_in = GetCurrentSubTransactionId();
+}
+
+/* a rolled back subtransaction did not send what it sent: queue it again */
+static void
+queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	HASH_SEQ_STATUS seq;
+	NotedOrder *o;
+
+	(void) parentSubid;
+	(void) arg;
+	if (event != SUBXACT_EVENT_ABORT_SUB || noted == NULL)
+		return;
+	hash_seq_init(&seq, noted);
+	while ((o = hash_seq_search(&seq)) != NULL)
+	{
+		if (o->sent_in != InvalidSubTransactionId && o->sent_in >= mySubid)
+			o->sent_in = InvalidSubTransactionId;
+		if (o->ship_sent_in != InvalidSubTransactionId && o->ship_sent_in >= mySubid)
+			o->ship_sent_in = InvalidSubTransactionId;
+	}
 }
 
 static int
@@ -483,9 +536,11 @@ apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
 
 	hash_seq_init(&seq, noted);
 	while ((o = hash_seq_search(&seq)) != NULL)
-		if ((want == NOTE_QUEUE && o->queue) ||
+		if ((want == NOTE_QUEUE && o->queue &&
+			 o->sent_in == InvalidSubTransactionId) ||
 			(want == NOTE_FORGET && o->forget) ||
-			(want == NOTE_SHIP_QUEUE && o->ship_queue) ||
+			(want == NOTE_SHIP_QUEUE && o->ship_queue &&
+			 o->ship_sent_in == InvalidSubTransactionId) ||
 			(want == NOTE_SHIP_FORGET && o->ship_forget))
 			ids[n++] = o->order_id;
 	if (n == 0)
@@ -678,6 +733,7 @@ void
 su_queue_init(void)
 {
 	RegisterXactCallback(queue_xact_callback, NULL);
+	RegisterSubXactCallback(queue_subxact_callback, NULL);
 }
 
 void

@@ -73,14 +73,15 @@ su_shipping_claim(int max, SuClaim *out, int *looked_at)
 	int			n = 0;
 
 	/*
-	 * Due rows whose order's upload was never accepted wait for it: the
+	 * Due rows whose order's current version was not accepted yet wait for
+	 * it (the body carries the order's key and payer as they are now, and
+	 * WeChat takes shipping information only for an order it has): the
 	 * order's accepted upload makes them due (su_queue_record()), and a look
-	 * every WAITING_RECHECK_S catches what that missed (an upload accepted
-	 * by a transaction that committed after this snapshot).
+	 * every WAITING_RECHECK_S is the last resort.
 	 */
 #define ACCEPTED "EXISTS (SELECT FROM " SU_SCHEMA ".order_state o" \
 		" WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id" \
-		" AND o.uploaded_version IS NOT NULL)"
+		" AND o.uploaded_version OPERATOR(pg_catalog.=) o.version)"
 	su_kept_plan(&plan,
 				 "UPDATE " SU_SCHEMA ".shipping_state s SET"
 				 " state = CASE WHEN " ACCEPTED " THEN 'uploading'"
@@ -254,7 +255,8 @@ record_verifies(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  ELSE s.verified_version END,"
 				 " verify_errcode = u.errcode, verify_errmsg = u.errmsg,"
 				 " verify_due_at = CASE"
-				 "  WHEN s.verify_version IS DISTINCT FROM u.version"
+				 "  WHEN (s.verify_version IS NULL) OPERATOR(pg_catalog.<>) (u.version IS NULL)"
+				 "   OR s.verify_version OPERATOR(pg_catalog.<>) u.version"
 				 "   OR NOT (u.plan OR u.ok) THEN s.verify_due_at"
 				 "  ELSE u.next END"
 				 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
@@ -463,7 +465,7 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 				 "  WHERE h.order_id OPERATOR(pg_catalog.=) o.order_id),"
 				 " EXISTS (SELECT FROM " SU_SCHEMA ".order_state st"
 				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id"
-				 "  AND st.uploaded_version IS NOT NULL)"
+				 "  AND st.uploaded_version OPERATOR(pg_catalog.=) st.version)"
 				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1",
 				 1, types, 0);
 	if (SPI_execute_plan(check_plan, args, NULL, false, 0) != SPI_OK_SELECT)
@@ -484,7 +486,7 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("order " INT64_FORMAT " has not been uploaded yet", order_id),
-				 errdetail("WeChat takes shipping information only for an order whose shopping information it accepted."),
+				 errdetail("WeChat takes shipping information only for an order whose shopping information it accepted, as the order is now (its key and payer)."),
 				 errhint("Upload the order first (shopping_upload.upload_shopping_info(), or let the worker); "
 						 "the worker sends queued shipping information once the order is accepted.")));
 

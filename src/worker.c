@@ -269,6 +269,7 @@ static TimestampTz next_due[SU_KINDS];	/* earliest planned attempt, 0: none */
 static TimestampTz next_record = 0; /* held answers: when to try again */
 static TimestampTz done_since = 0;	/* when the done list was found non-empty */
 static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
+static TimestampTz next_look = 0;	/* next look at every kind, whatever */
 static AppState apps[MAX_APPS];
 static int	n_apps = 0;
 
@@ -415,9 +416,6 @@ worker_wait(long timeout_ms)
 
 	n = WaitEventSetWait(wait_set, timeout_ms, events, lengthof(events),
 						 PG_WAIT_EXTENSION);
-	/* a full timeout: look at the queue anyway (plans made elsewhere) */
-	if (n == 0 && timeout_ms >= 60000)
-		want_all();
 	for (int i = 0; i < n; i++)
 		if (events[i].events & WL_LATCH_SET)
 		{
@@ -1032,6 +1030,7 @@ step_wait(void)
 							 done_since + su_claim_interval_ms * (int64) 1000));
 	if (su_audit_retention_s > 0)
 		wake = Min(wake, next_trim);
+	wake = Min(wake, next_look);
 	timeout_ms = wake <= now ? 0 : (long) ((wake - now + 999) / 1000);
 
 	/*
@@ -1251,6 +1250,16 @@ su_worker_main(Datum arg)
 		MemoryContextSwitchTo(round_cxt);
 		now = GetCurrentTimestamp();
 
+		/*
+		 * Once a minute every kind is looked at, whatever the worker knows:
+		 * rows made due by another hand than a queueing commit (a direct
+		 * UPDATE of the states, a clock that moved) are not left waiting.
+		 */
+		if (now >= next_look)
+		{
+			want_all();
+			next_look = TimestampTzPlusMilliseconds(now, 60000);
+		}
 		step_claim(now);
 		step_send(now);
 		step_collect();
