@@ -557,6 +557,91 @@ apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
 }
 
 /*
+ * Orders deleted and written again under the same id in this transaction
+ * (or after a TRUNCATE of it) are new orders: no upload carried their
+ * content, and their verify is not theirs.  Their states, kept for the
+ * lease of a request in flight, say so: uploaded_version and the verify
+ * columns are cleared, and one not queued by the trigger (auto_upload off)
+ * is queued as a new version all the same, so that its state never claims
+ * an upload.  True if one was queued so.
+ */
+static bool
+requeue_reborn(int64 *ids, long n_all, bool all)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8ARRAYOID, BOOLARRAYOID};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n_all, 1));
+	Datum	   *queued = palloc(sizeof(Datum) * Max(n_all, 1));
+	Datum		args[2];
+	HASH_SEQ_STATUS seq;
+	NotedOrder *o;
+	int			n = 0;
+	bool		any_unqueued = false;
+	uint64		reborn = 0;
+
+	hash_seq_init(&seq, noted);
+	while ((o = hash_seq_search(&seq)) != NULL)
+		if (o->forget)
+			ids[n++] = o->order_id;
+	qsort(ids, n, sizeof(int64), int64_cmp);
+	for (int i = 0; i < n; i++)
+	{
+		NotedOrder *e = hash_search(noted, &ids[i], HASH_FIND, NULL);
+		bool		q = e->queue && e->sent_in == InvalidSubTransactionId;
+
+		elems[i] = Int64GetDatum(ids[i]);
+		queued[i] = BoolGetDatum(q);
+		any_unqueued |= !q;
+	}
+#define IN_FLIGHT "s.state OPERATOR(pg_catalog.=) 'uploading'" \
+		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+#define RESET " uploaded_version = NULL, verify_due_at = NULL, verify_version = NULL," \
+		" verify_attempts = 0, verify_result = NULL, verified_version = NULL," \
+		" verified_at = NULL, verify_errcode = NULL, verify_errmsg = NULL," \
+		" updated_at = pg_catalog.now(),"
+#define QUEUED "($2)[pg_catalog.array_position($1, s.order_id)]"
+	if (n > 0)
+	{
+		su_kept_plan(&plan,
+					 "UPDATE " SU_SCHEMA ".order_state s SET" RESET
+					 " version = s.version OPERATOR(pg_catalog.+)"
+					 "  CASE WHEN " QUEUED " THEN 0 ELSE 1 END,"
+					 " state = CASE WHEN " QUEUED " OR " IN_FLIGHT
+					 "  THEN s.state ELSE 'pending' END,"
+					 " next_attempt_at = CASE WHEN " QUEUED " OR " IN_FLIGHT
+					 "  THEN s.next_attempt_at ELSE pg_catalog.now() END"
+					 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+					 " AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
+					 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
+					 2, types, CURSOR_OPT_GENERIC_PLAN);
+		args[0] = su_array(elems, NULL, n, INT8OID);
+		args[1] = su_array(queued, NULL, n, BOOLOID);
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not queue the orders written again in this transaction");
+		if (any_unqueued)
+			reborn += SPI_processed;
+	}
+	/* after a TRUNCATE, every order there is was written by this transaction */
+	if (all)
+	{
+		if (SPI_execute("UPDATE " SU_SCHEMA ".order_state s SET" RESET
+						" version = s.version OPERATOR(pg_catalog.+) 1,"
+						" state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
+						" next_attempt_at = CASE WHEN " IN_FLIGHT
+						"  THEN s.next_attempt_at ELSE pg_catalog.now() END"
+						" WHERE EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
+						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
+						false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not queue the orders written again after TRUNCATE");
+		reborn += SPI_processed;
+	}
+#undef QUEUED
+#undef RESET
+#undef IN_FLIGHT
+	return reborn > 0;
+}
+
+/*
  * The same for shipping information, after the orders (one global lock
  * order: order states, then shipping states).  It is queued pending; the
  * worker sends it once the order's own upload was accepted, and until then
@@ -692,6 +777,8 @@ queue_noted(void)
 	if (apply_noted(queue_plan, NOTE_QUEUE, ids, n) > 0)
 		wake_at_commit |= 1 << SU_KIND_ORDER;
 	(void) apply_noted(forget_plan, NOTE_FORGET, ids, n);
+	if (requeue_reborn(ids, n, truncated))
+		wake_at_commit |= 1 << SU_KIND_ORDER;
 	queue_noted_shipping(ids, n);
 
 	PopActiveSnapshot();
