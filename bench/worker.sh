@@ -28,7 +28,8 @@
 # shared_preload_libraries = 'shopping_upload', the worker serving database
 # "bench", shared_buffers = 1GB, max_wal_size = 4GB, track_commit_timestamp =
 # on, durability settings left at their defaults (fsync, synchronous_commit
-# on).  nginx (NGINX_WORKERS worker processes, as many as cores by default,
+# on, shopping_upload.verify_delay = 0: the uploads alone, bench/followup.sh
+# measures shipments and verifies).  nginx (NGINX_WORKERS worker processes, as many as cores by default,
 # for every part; keep-alive for 10^6 requests; access_log off) runs with its
 # own configuration in that folder, on 127.0.0.1 only:
 #   port A answers POST /cgi-bin/stable_token with
@@ -338,6 +339,7 @@ shopping_upload.appid = 'wxtestappid'
 shopping_upload.secret_file = '$work/app_secret'
 ${BENCH_LEGACY_SECRET:+shopping_upload.secret = 'benchsecret'}
 shopping_upload.allow_insecure_http = on
+shopping_upload.verify_delay = 0	# uploads only: bench/followup.sh measures verifies
 timezone = 'Asia/Shanghai'
 shared_buffers = 1GB
 max_wal_size = 4GB
