@@ -65,8 +65,12 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
 				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1"
 				 " RETURNING last_upload_time, version, attempts,"
-				 "  s.state OPERATOR(pg_catalog.=) 'uploading'"
-				 "  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+				 "  (s.state OPERATOR(pg_catalog.=) 'uploading'"
+				 "   AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+				 "  OR EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
+				 "   WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id"
+				 "   AND h.state OPERATOR(pg_catalog.=) 'uploading'"
+				 "   AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())",
 				 1, types, 0);
 	if (SPI_execute_plan(begin_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not start an attempt on order " INT64_FORMAT, order_id);
@@ -81,7 +85,7 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("order " INT64_FORMAT " is being uploaded by the worker",
 						order_id),
-				 errdetail("One request per order is in flight at a time."),
+				 errdetail("One request per order is in flight at a time (its upload or its shipping information)."),
 				 errhint("Wait until its state in shopping_upload.order_status is no longer \"uploading\".")));
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
 }
@@ -141,7 +145,6 @@ su_queue_next_state(SuUpload *u, TimestampTz now, TimestampTz *next)
 int
 su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 {
-	static SPIPlanPtr exists_plan = NULL;
 	static SPIPlanPtr release_plan = NULL;
 	static SPIPlanPtr release_wait_plan = NULL;
 	Oid			types[8] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
@@ -316,32 +319,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	 * Not recorded: held by another transaction (try again later), or gone
 	 * with its order (nothing to record but the audit row).
 	 */
-	su_kept_plan(&exists_plan,
-				 "SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
-				 " WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)",
-				 1, types, 0);
-	if (SPI_execute_plan(exists_plan, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the state of %d orders", n);
-	for (int i = 0; i < n; i++)
-	{
-		bool		held = false;
-
-		if (recorded[i])
-			continue;
-		for (uint64 r = 0; r < SPI_processed && !held; r++)
-		{
-			bool		isnull;
-
-			held = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-											   SPI_tuptable->tupdesc, 1,
-											   &isnull)) == us[i]->order_id;
-		}
-		if (!held)
-		{
-			recorded[i] = true;
-			n_recorded++;
-		}
-	}
+	n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_KIND_ORDER);
 	SPI_freetuptable(SPI_tuptable);
 	return n_recorded;
 }
@@ -966,7 +944,9 @@ su_queue_claim(int max, SuClaim *out)
 	/*
 	 * One plan whatever the queue's size or $1 (a generic one, planned
 	 * once): the due orders' ids from the partial index, then their rows by
-	 * primary key.  A join with the due rows would be re-planned at every
+	 * primary key.  An order whose shipping information is in flight waits
+	 * for its answer: one request per order at a time, whatever its kind
+	 * (a new payer must not overtake the shipment that carries the old).  A join with the due rows would be re-planned at every
 	 * claim, its cost depending on $1.
 	 */
 	su_kept_plan(&claim_plan,
@@ -981,6 +961,10 @@ su_queue_claim(int max, SuClaim *out)
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
 				 "  SELECT d.order_id FROM " SU_SCHEMA ".order_state d"
 				 "  WHERE d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
+				 "   WHERE h.order_id OPERATOR(pg_catalog.=) d.order_id"
+				 "   AND h.state OPERATOR(pg_catalog.=) 'uploading'"
+				 "   AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
 				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
 				 2, types, CURSOR_OPT_GENERIC_PLAN);

@@ -51,6 +51,15 @@ extern int	su_followup_record(SuUpload **us, int n, bool *recorded,
 							   TimestampTz *earliest);
 
 /*
+ * After a record statement: the attempts (ids: their order_ids, an int8[])
+ * not recorded whose state row is gone are done (recorded[i] set: nothing
+ * to record but the audit row); the others are held by another transaction
+ * and wait for a later round.  Returns how many were marked.
+ */
+extern int	su_queue_mark_gone(SuUpload **us, int n, bool *recorded,
+							   Datum ids, SuKind kind);
+
+/*
  * Starts a verify by hand (verify_shopping_info()): locks the order's state
  * until the transaction ends; *version is the version whose upload was
  * accepted last (0: none), *attempt the verify's number.  Raises an error

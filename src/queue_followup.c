@@ -73,14 +73,17 @@ su_shipping_claim(int max, SuClaim *out, int *looked_at)
 	int			n = 0;
 
 	/*
-	 * Due rows whose order's current version was not accepted yet wait for
-	 * it (the body carries the order's key and payer as they are now, and
-	 * WeChat takes shipping information only for an order it has): the
+	 * Due rows whose order's current version was not accepted yet, or is
+	 * being sent, wait for it (the body carries the order's key and payer as
+	 * they are now, and WeChat takes shipping information only for an order
+	 * it has; the order's claim, in turn, skips an order whose shipping
+	 * information is in flight): the
 	 * order's accepted upload makes them due (su_queue_record()), and a look
 	 * every WAITING_RECHECK_S is the last resort.
 	 */
 #define ACCEPTED "EXISTS (SELECT FROM " SU_SCHEMA ".order_state o" \
 		" WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id" \
+		" AND o.state OPERATOR(pg_catalog.=) 'uploaded'" \
 		" AND o.uploaded_version OPERATOR(pg_catalog.=) o.version)"
 	su_kept_plan(&plan,
 				 "UPDATE " SU_SCHEMA ".shipping_state s SET"
@@ -185,9 +188,8 @@ mark_recorded(SuUpload **us, int n, bool *recorded, TimestampTz *earliest,
 	return n_recorded;
 }
 
-/* not recorded: held by another transaction (later), or gone (nothing to do) */
-static int
-mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuKind kind)
+int
+su_queue_mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuKind kind)
 {
 	static SPIPlanPtr plans[SU_KINDS];
 	Oid			types[1] = {INT8ARRAYOID};
@@ -309,7 +311,7 @@ record_verifies(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	SPI_freetuptable(SPI_tuptable);
 	if (n_recorded < n)
 	{
-		n_recorded += mark_gone(us, n, recorded, args[0], SU_KIND_VERIFY);
+		n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_KIND_VERIFY);
 		SPI_freetuptable(SPI_tuptable);
 	}
 	return n_recorded;
@@ -386,7 +388,7 @@ record_shippings(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	SPI_freetuptable(SPI_tuptable);
 	if (n_recorded < n)
 	{
-		n_recorded += mark_gone(us, n, recorded, args[0], SU_KIND_SHIPPING);
+		n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_KIND_SHIPPING);
 		SPI_freetuptable(SPI_tuptable);
 	}
 	return n_recorded;
@@ -465,6 +467,7 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 				 "  WHERE h.order_id OPERATOR(pg_catalog.=) o.order_id),"
 				 " EXISTS (SELECT FROM " SU_SCHEMA ".order_state st"
 				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id"
+				 "  AND st.state OPERATOR(pg_catalog.=) 'uploaded'"
 				 "  AND st.uploaded_version OPERATOR(pg_catalog.=) st.version)"
 				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1",
 				 1, types, 0);

@@ -275,6 +275,42 @@ su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
 }
 
 /*
+ * A call by hand after su_upload_prepare() (or its verify and shipping
+ * counterparts): a token, the request, and a second attempt (audited on its
+ * own, same body) with a fresh token when WeChat rejects the first.
+ */
+static void
+sync_send(SuUpload *u)
+{
+	SuCredentials creds;
+	SuTokenResult tok;
+
+	for (int round = 0; round < 2; round++)
+	{
+		if (round > 0)
+		{
+			u->attempt++;
+			u->errmsg = u->transport_error = u->verify_result = NULL;
+			u->http_status = 0;
+			u->cls = SU_CLASS_OK;
+		}
+		su_credentials_load(u->appid, &creds);
+		if (!su_token_get(&creds, &tok))
+		{
+			su_upload_token_failed(u, tok.errcode, tok.errmsg);
+			su_audit_insert(&u, 1);
+			break;
+		}
+		su_upload_request(u, tok.token);
+		su_http_perform(&u->req);
+		su_upload_conclude(u);
+		su_audit_insert(&u, 1);
+		if (u->cls != SU_CLASS_REFRESH_TOKEN)
+			break;
+	}
+}
+
+/*
  * upload_shopping_info(): the whole path for one order in this backend.
  * A rejected token is refreshed and the request sent once more at once.
  */
@@ -282,8 +318,6 @@ void
 su_upload_sync(int64 order_id, SuUpload *u)
 {
 	TimestampTz upload_time;
-	SuCredentials creds;
-	SuTokenResult tok;
 	bool		prepared;
 	bool		recorded;
 
@@ -303,30 +337,7 @@ su_upload_sync(int64 order_id, SuUpload *u)
 		return;
 	}
 
-	for (int round = 0; round < 2; round++)
-	{
-		if (round > 0)
-		{
-			/* a second attempt: audited on its own, same body */
-			u->attempt++;
-			u->errmsg = u->transport_error = NULL;
-			u->http_status = 0;
-			u->cls = SU_CLASS_OK;
-		}
-		su_credentials_load(u->appid, &creds);
-		if (!su_token_get(&creds, &tok))
-		{
-			su_upload_token_failed(u, tok.errcode, tok.errmsg);
-			su_audit_insert(&u, 1);
-			break;
-		}
-		su_upload_request(u, tok.token);
-		su_http_perform(&u->req);
-		su_upload_conclude(u);
-		su_audit_insert(&u, 1);
-		if (u->cls != SU_CLASS_REFRESH_TOKEN)
-			break;
-	}
+	sync_send(u);
 	/* this transaction holds the order's state: it is recorded */
 	(void) su_queue_record(&u, 1, &recorded, NULL);
 	/*
@@ -524,40 +535,6 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 	MemoryContextSwitchTo(caller);
 }
 
-/*
- * A call by hand after su_*_prepare(): a token, the request, a second one
- * with a fresh token when WeChat rejects the first; every attempt audited.
- */
-static void
-sync_send(SuUpload *u)
-{
-	SuCredentials creds;
-	SuTokenResult tok;
-
-	for (int round = 0; round < 2; round++)
-	{
-		if (round > 0)
-		{
-			u->attempt++;
-			u->errmsg = u->transport_error = u->verify_result = NULL;
-			u->http_status = 0;
-			u->cls = SU_CLASS_OK;
-		}
-		su_credentials_load(u->appid, &creds);
-		if (!su_token_get(&creds, &tok))
-		{
-			su_upload_token_failed(u, tok.errcode, tok.errmsg);
-			su_audit_insert(&u, 1);
-			break;
-		}
-		su_upload_request(u, tok.token);
-		su_http_perform(&u->req);
-		su_upload_conclude(u);
-		su_audit_insert(&u, 1);
-		if (u->cls != SU_CLASS_REFRESH_TOKEN)
-			break;
-	}
-}
 
 void
 su_verify_sync(int64 order_id, SuUpload *u)
