@@ -25,6 +25,8 @@
 
 /* how long shipping information waits for its order before a new look */
 #define WAITING_RECHECK_S	300
+/* ... and when the order changed between the claim and the body's read */
+#define DEFERRED_RECHECK_MS	1000
 
 /* the due verifies' lease: as an upload's */
 int
@@ -364,10 +366,17 @@ record_shippings(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 
 		v[0][i] = Int64GetDatum(u->order_id);
 		v[1][i] = Int64GetDatum(u->version);
-		v[2][i] = CStringGetTextDatum(su_queue_next_state(u, now, &next));
+		if (u->deferred)
+		{
+			/* its order's new version goes first: a look again shortly */
+			next = TimestampTzPlusMilliseconds(now, DEFERRED_RECHECK_MS);
+			v[2][i] = CStringGetTextDatum("waiting_for_order");
+		}
+		else
+			v[2][i] = CStringGetTextDatum(su_queue_next_state(u, now, &next));
 		v[3][i] = TimestampTzGetDatum(next);
 		nul[3][i] = (next == 0);
-		v[4][i] = BoolGetDatum(u->cls == SU_CLASS_OK);
+		v[4][i] = BoolGetDatum(u->cls == SU_CLASS_OK && !u->deferred);
 		v[5][i] = Int32GetDatum(u->errcode);
 		if (u->errmsg)
 			v[6][i] = CStringGetTextDatum(u->errmsg);

@@ -413,12 +413,12 @@ build_shipment_row(json_object *list, json_object **shipment, int *shipment_no,
 json_object *
 su_build_shipping_payload(int64 order_id, TimestampTz upload_time)
 {
-	return su_build_shipping_payload_ex(order_id, upload_time, false, NULL);
+	return su_build_shipping_payload_ex(order_id, upload_time, false, NULL, NULL);
 }
 
 json_object *
 su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
-							 bool quiet, char **appid)
+							 bool quiet, char **appid, bool *accepted)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
@@ -434,7 +434,11 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 
 	su_kept_plan(&build_order_plan,
 				 "SELECT o.order_number_type, o.transaction_id, o.mchid,"
-				 " o.out_trade_no, o.openid, s.order_id, s.delivery_mode, o.appid"
+				 " o.out_trade_no, o.openid, s.order_id, s.delivery_mode, o.appid,"
+				 " EXISTS (SELECT FROM " SU_SCHEMA ".order_state st"
+				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id"
+				 "  AND st.state OPERATOR(pg_catalog.=) 'uploaded'"
+				 "  AND st.uploaded_version OPERATOR(pg_catalog.=) st.version)"
 				 " FROM " SU_SCHEMA ".orders o"
 				 " LEFT JOIN " SU_SCHEMA ".shippings s"
 				 "  ON s.order_id OPERATOR(pg_catalog.=) o.order_id"
@@ -497,6 +501,8 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 							   json_object_new_int64(DatumGetInt32(mode)));
 	list = json_object_new_array();
 	json_object_object_add(root, "shipping_list", list);
+	if (accepted)
+		*accepted = DatumGetBool(SPI_getbinval(tup, tt->tupdesc, 9, &isnull));
 	if (appid)
 	{
 		*appid = SPI_getvalue(tup, tt->tupdesc, 8);

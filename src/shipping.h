@@ -50,10 +50,12 @@ extern struct json_object *su_build_shipping_payload(int64 order_id,
 /*
  * The same; quiet: NULL instead of an error when the order or its shipping
  * information does not exist.  appid (may be NULL) gets the order's appid,
- * or shopping_upload.appid, or NULL.
+ * or shopping_upload.appid, or NULL; accepted (may be NULL), whether the
+ * order's current version was accepted, read in the snapshot of the body.
  */
 extern struct json_object *su_build_shipping_payload_ex(int64 order_id,
 														TimestampTz upload_time,
-														bool quiet, char **appid);
+														bool quiet, char **appid,
+														bool *accepted);
 
 #endif							/* SU_SHIPPING_H */

@@ -495,10 +495,11 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 		char	   *appid = NULL;
 		char	  **item_ids;
 		int			n_items;
+		bool		accepted = false;
 
 		/* tracked in SPI's memory: what the flight keeps is copied out */
 		payload = su_build_shipping_payload_ex(u->order_id, upload_times[i],
-											   true, &appid);
+											   true, &appid, &accepted);
 		MemoryContextSwitchTo(cxt);
 		u->sent = false;
 		u->cls = SU_CLASS_OK;
@@ -506,6 +507,19 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 		ok[i] = false;
 		if (u->gone)
 			continue;
+
+		/*
+		 * The claim saw the order accepted; the body, read later, may hold a
+		 * newer version of it (a new payer) that WeChat does not have yet:
+		 * not sent, looked at again shortly.
+		 */
+		if (!accepted)
+		{
+			u->deferred = true;
+			u->errcode = WX_ERR_OK;
+			u->errmsg = pstrdup("waiting for the order's current version to be accepted");
+			continue;
+		}
 		u->appid = appid ? pstrdup(appid) : NULL;
 		u->upload_time = su_format_upload_time(upload_times[i]);
 		u->body = su_json_text(payload, &u->body_len);
@@ -573,6 +587,12 @@ su_shipping_sync(int64 order_id, SuUpload *u)
 	su_shipping_prepare(1, &u, &upload_time, NULL, &prepared);
 	if (!prepared && u->gone)
 		su_order_missing(order_id);
+	if (u->deferred)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("order " INT64_FORMAT " has not been uploaded yet", order_id),
+				 errdetail("Its current version was written after the check: WeChat does not have it yet."),
+				 errhint("Try again once the order is uploaded.")));
 	if (!prepared)
 		su_audit_insert(&u, 1);
 	else

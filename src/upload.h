@@ -47,6 +47,9 @@ typedef struct SuUpload
 	size_t		body_len;
 	bool		sent;			/* false: refused before any request */
 	bool		gone;			/* the order no longer exists */
+	bool		deferred;		/* shipping: its order's current version is not
+								 * accepted (in this snapshot): not sent, no
+								 * attempt, looked at again shortly */
 	char	   *token;			/* the access token used; never logged */
 	SuHttpRequest req;
 

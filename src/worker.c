@@ -574,6 +574,8 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 			free_flight(f);
 			flights[i] = NULL;
 		}
+		else if (!ok[i] && f->u.deferred)
+			f->attempted = false;	/* no attempt: no audit row */
 		else if (!ok[i])
 			maybe_hold(&f->u);	/* refused before sending */
 	}
