@@ -833,21 +833,26 @@ su_queue_order(int64 order_id)
 }
 
 void
-su_queue_forget(int64 order_id)
+su_queue_forget(int64 order_id, bool shipping)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plans[2];
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
 
-	/* a statement of its own: a fresh snapshot sees every committed order */
-	su_kept_plan(&plan,
+	/* a statement of its own: a fresh snapshot sees every committed row */
+	su_kept_plan(&plans[shipping], shipping ?
+				 "DELETE FROM " SU_SCHEMA ".shipping_state s"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
+				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+				 "  WHERE h.order_id OPERATOR(pg_catalog.=) $1)" :
 				 "DELETE FROM " SU_SCHEMA ".order_state s"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
 				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
 				 "  WHERE o.order_id OPERATOR(pg_catalog.=) $1)",
 				 1, types, 0);
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete the state of order " INT64_FORMAT, order_id);
+	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the %s state of order " INT64_FORMAT,
+			 shipping ? "shipping" : "upload", order_id);
 }
 
 static int64

@@ -127,16 +127,11 @@ extern void su_queue_recover(void);
 extern void su_queue_init(void);
 
 /*
- * Deletes the state of an order unless the order exists in a fresh snapshot
+ * Deletes the state of an order (shipping: of its shipping information)
+ * unless the order (its shipping information) exists in a fresh snapshot
  * (SPI connected).
  */
-extern void su_queue_forget(int64 order_id);
-
-/*
- * Deletes the state of an order's shipping information unless it exists in
- * a fresh snapshot (SPI connected).
- */
-extern void su_shipping_forget(int64 order_id);
+extern void su_queue_forget(int64 order_id, bool shipping);
 
 /*
  * Wakes the worker when the current transaction commits, to claim rows of

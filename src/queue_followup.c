@@ -533,21 +533,3 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 				 errhint("Wait until its shipping_state in shopping_upload.order_status is no longer \"uploading\".")));
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
 }
-
-void
-su_shipping_forget(int64 order_id)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {INT8OID};
-	Datum		args[1] = {Int64GetDatum(order_id)};
-
-	su_kept_plan(&plan,
-				 "DELETE FROM " SU_SCHEMA ".shipping_state h"
-				 " WHERE h.order_id OPERATOR(pg_catalog.=) $1"
-				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings s"
-				 "  WHERE s.order_id OPERATOR(pg_catalog.=) $1)",
-				 1, types, 0);
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete the shipping state of order " INT64_FORMAT,
-			 order_id);
-}

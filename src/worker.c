@@ -515,10 +515,7 @@ any_due(TimestampTz now)
 static void
 forget_gone(SuUpload *u)
 {
-	if (u->kind == SU_KIND_SHIPPING)
-		su_shipping_forget(u->order_id);
-	else
-		su_queue_forget(u->order_id);
+	su_queue_forget(u->order_id, u->kind == SU_KIND_SHIPPING);
 }
 
 /*
