@@ -30,6 +30,7 @@ passed=0
 failed=0
 tally() {						# tally NAME PASSED FAILED
 	echo "== $1: $2 passed, $3 failed"
+	[ "$3" != 0 ] && [ ! -s "$work/recap.$1" ] && echo "$1: $3 failed (no detail)" >"$work/recap.$1"
 	passed=$((passed + $2))
 	failed=$((failed + $3))
 }
@@ -44,6 +45,7 @@ regress_suite() {
 	bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed|^not ok [0-9]+ ' "$log")
 	if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
 	[ "$bad" != 0 ] && { tail -n 40 "$log"; cat "$tree"/regression.diffs "$tree"/output_iso/regression.diffs 2>/dev/null | head -n 200; }
+	grep -E '\.\.\. FAILED|\.\.\. failed|^not ok [0-9]+ ' "$log" | sed "s/^/$name: /" >"$work/recap.$name"
 	tally "$name" "$ok" "$bad"
 }
 
@@ -60,6 +62,7 @@ counted_suite() {
 	[ -z "$line" ] && { ok=0; bad=1; }
 	if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
 	[ "$bad" != 0 ] && tail -n 40 "$log"
+	grep -iE 'fail|not ok' "$log" | grep -vE '(^| )0 failed' | head -n 20 | sed "s/^/$name: /" >"$work/recap.$name"
 	tally "$name" "$ok" "$bad"
 }
 
@@ -96,8 +99,20 @@ if ls "$tree"/t/*.pl >/dev/null 2>&1; then
 	bad=$(grep -cE '^\s*not ok [0-9]+' "$log")
 	if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
 	[ "$bad" != 0 ] && { grep -E 'not ok|^#|Failed|Dubious' "$log" | head -n 80; }
+	# each failed test with its file and the diagnostics that follow it
+	awk '/^t\/[0-9A-Za-z_]+\.pl \.\./ { file = $1 }
+		/^\s*not ok [0-9]+/ { print "tap: " file ": " $0; n = 8; next }
+		n > 0 && /^\s*#/ { print "tap:   " $0; n--; next }
+		{ n = 0 }
+		/Dubious|Parse errors|No plan found|Bad plan/ { print "tap: " file ": " $0 }' "$log" |
+		head -n 60 >"$work/recap.tap"
 	tally tap "$ok" "$bad"
 fi
 
+# what failed, last, where a reader of only the end of the output sees it
+if [ "$failed" != 0 ]; then
+	echo "== what failed:"
+	cat "$work"/recap.* 2>/dev/null | head -n 80 | sed 's/^/!! /'
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
