@@ -352,12 +352,20 @@ maybe_hold(SuUpload *u)
 					 "Check the appid's permission for uploadShoppingInfo and its credentials.")));
 }
 
-/* rate limiter: may one more request of this appid start now? */
+/*
+ * rate limiter: may one more request of this appid start now?  The clock is
+ * read here, not taken from the top of the round: a claim between the two
+ * would otherwise refill the bucket for time already spent, and let a second
+ * full bucket go out in the same second.
+ */
 static bool
-rate_take(AppState *app, TimestampTz now)
+rate_take(AppState *app)
 {
+	TimestampTz now;
+
 	if (su_max_rate <= 0)
 		return true;
+	now = GetCurrentTimestamp();
 	if (app->refilled_at == 0)
 		app->tokens = su_max_rate;
 	else
@@ -740,7 +748,7 @@ step_send(TimestampTz now)
 			release_held(f, app);
 			continue;
 		}
-		if (!rate_take(app, now))
+		if (!rate_take(app))
 		{
 			rate_limited = true;
 			continue;

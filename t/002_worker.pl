@@ -177,7 +177,8 @@ $stub->fault(kind => 'errcode:45011', count => 1);
 $id = import_order();
 wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'retrying',
 	'45011: the order waits');
-ok(sql("SELECT next_attempt_at > now() + interval '50 seconds' FROM shopping_upload.order_status WHERE order_id = $id") eq 't',
+# against the worker's own time of recording, not this session's later now()
+ok(sql("SELECT next_attempt_at >= updated_at + interval '55 seconds' FROM shopping_upload.order_state WHERE order_id = $id") eq 't',
 	'45011: at least a minute');
 sql("UPDATE shopping_upload.order_state SET next_attempt_at = now() WHERE order_id = $id");
 sql("SELECT shopping_upload.enqueue($id)");
@@ -243,7 +244,10 @@ for my $i (0 .. $#t)
 	my $c = grep { $_ >= $t[$i] && $_ < $t[$i] + 1 } @t;
 	$worst = $c if $c > $worst;
 }
-ok($worst <= 21, "at most max_rate a second plus a burst of max_rate (worst second: $worst)");
+# The bucket allows a full bucket (10) plus 10 a second: 20 in any second of
+# the worker's clock.  Arrival at the stand-in can bunch a few (the first
+# requests open connections): 23, where no cap at all would show 30.
+ok($worst <= 23, "at most max_rate a second plus a burst of max_rate (worst second: $worst)");
 reload('shopping_upload.max_rate', '0');
 
 # --- kill -9 of the worker mid-run: nothing is lost (the answers are slow

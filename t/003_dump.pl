@@ -22,6 +22,9 @@ shopping_upload.database_name = 'shop'
 shopping_upload.api_base_url = '${\ $stub->url}'
 shopping_upload.appid = 'wxtestappid'
 shopping_upload.secret = 'testsecret'
+# a failed call's retry waits until the test makes it due: the worker's own
+# retry would otherwise spend a fault meant for a call by hand
+shopping_upload.retry_base_delay = '1h'
 EOC
 $node->safe_psql('postgres', 'CREATE DATABASE shop');
 $node->safe_psql('shop', 'CREATE EXTENSION shopping_upload');
@@ -47,6 +50,8 @@ is(sql('shop', "SELECT errcode || '|' || errmsg FROM shopping_upload.upload_shop
 $stub->fault(kind => 'badutf8:40001', count => 2);
 like(sql('shop', "SELECT errcode || '|' || errmsg FROM shopping_upload.upload_shopping_info($ids[1])"),
 	qr/^40001\|invalid credential.* \\xFF rid: /, 'and a 40001 answer with the raw byte ff');
+sql('shop', "UPDATE shopping_upload.order_state SET next_attempt_at = now() WHERE state = 'retrying'");
+sql('shop', "SELECT shopping_upload.enqueue($ids[0])");
 ok($node->poll_query_until('shop',
 		"SELECT count(*) = 6 FROM shopping_upload.order_state WHERE state IN ('uploaded', 'rejected')"),
 	'the worker uploads them again');
