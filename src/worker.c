@@ -387,6 +387,12 @@ static MemoryContext txn_caller_cxt = NULL;
 
 static void want_all(void);
 static void take_queued_kinds(bool clear);
+static int	done_array(Flight ***flights, bool **recorded);
+static void record_flights(Flight **flights, int n, bool *recorded);
+static void records_committed(Flight **flights, int n, const bool *recorded,
+							  TimestampTz now);
+static void record_batch_failed(MemoryContext cxt, Flight **flights, int n,
+								bool *recorded);
 
 /* a short transaction with SPI; commit_txn() returns to the caller's context */
 static void
@@ -601,6 +607,11 @@ claim(int max, TimestampTz now, bool *full)
 	bool		short_claim = false;
 	bool		was_due[SU_KINDS];
 
+	Flight	  **rec = NULL;
+	bool	   *rec_ok = NULL;
+	volatile int n_rec = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+
 	/* from now on a commit that queues wakes us (see su_wake_worker) */
 	pg_atomic_write_u32(&su_shared->wake_wanted, 1);
 	pg_memory_barrier();
@@ -608,11 +619,35 @@ claim(int max, TimestampTz now, bool *full)
 	begin_txn("claiming");
 
 	/*
-	 * A claim lost in a crash costs nothing (the row is due again), so its
-	 * commit need not wait for the WAL flush.  The record transaction's does.
+	 * The answers waiting to be recorded go first, in this transaction: one
+	 * commit a round.  They leave the done list only once it committed; a
+	 * batch that cannot be written is recorded one by one on its own, and
+	 * the claim goes on in a new transaction.
 	 */
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	if (!dlist_is_empty(&done) && now >= next_record)
+	{
+		n_rec = done_array(&rec, &rec_ok);
+		PG_TRY();
+		{
+			record_flights(rec, n_rec, rec_ok);
+		}
+		PG_CATCH();
+		{
+			record_batch_failed(cxt, rec, n_rec, rec_ok);
+			records_committed(rec, n_rec, rec_ok, now);
+			n_rec = 0;
+			begin_txn("claiming");
+		}
+		PG_END_TRY();
+	}
+
+	/*
+	 * A claim lost in a crash costs nothing (the row is due again), so its
+	 * commit need not wait for the WAL flush.  A record's does.
+	 */
+	if (n_rec == 0)
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	*full = false;
 	for (int k = 0; k < SU_KINDS; k++)
 	{
@@ -652,6 +687,8 @@ claim(int max, TimestampTz now, bool *full)
 		}
 	}
 	commit_txn();
+	if (n_rec > 0)
+		records_committed(rec, n_rec, rec_ok, now);
 
 	/* only now are the claims ours */
 	for (int i = 0; i < total; i++)
@@ -921,39 +958,82 @@ drop_recorded(Flight **flights, int n, const bool *recorded)
 	return n_recorded;
 }
 
+/* the done list as an array, with a recorded flag for each (all false) */
+static int
+done_array(Flight ***flights, bool **recorded)
+{
+	dlist_iter	iter;
+	int			n = 0;
+
+	dlist_foreach(iter, &done)
+		n++;
+	*flights = palloc(sizeof(Flight *) * Max(n, 1));
+	*recorded = palloc0(sizeof(bool) * Max(n, 1));
+	n = 0;
+	dlist_foreach(iter, &done)
+		(*flights)[n++] = dlist_container(Flight, node, iter.cur);
+	return n;
+}
+
+/* once the transaction that recorded them committed: drops the recorded */
+static void
+records_committed(Flight **flights, int n, const bool *recorded, TimestampTz now)
+{
+	next_record = drop_recorded(flights, n, recorded) < n ?
+		TimestampTzPlusMilliseconds(now, RECORD_RETRY_MS) : 0;
+	done_since = 0;
+}
+
 /*
- * Writes the audit rows and next states of the finished flights.  A flight
- * whose order's state another transaction holds stays in the done list for
- * a later round: its answer is never thrown away.
+ * A batch's recording failed (the error is being handled): says why, aborts
+ * its transaction and records one by one, in a transaction of their own.
+ */
+static void
+record_batch_failed(MemoryContext cxt, Flight **flights, int n, bool *recorded)
+{
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+	EmitErrorReport();
+	AbortCurrentTransaction();
+	FlushErrorState();
+	RESUME_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+	memset(recorded, 0, sizeof(bool) * n);
+	begin_txn("recording uploads one by one");
+	record_one_by_one(flights, n, recorded);
+	commit_txn();
+}
+
+/*
+ * Writes the audit rows and next states of the finished flights, when no
+ * claim carried them (see claim()).  A flight whose order's state another
+ * transaction holds stays in the done list for a later round: its answer is
+ * never thrown away.
  */
 static void
 step_record(TimestampTz now)
 {
-	dlist_iter	iter;
 	Flight	  **flights;
 	bool	   *recorded;
-	int			n = 0;
+	int			n;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (dlist_is_empty(&done) || now < next_record)
 		return;
-	dlist_foreach(iter, &done)
-		n++;
 
 	/*
-	 * While requests are in flight, answers are gathered for up to
-	 * claim_interval, or a batch: one transaction records many.
+	 * Answers are gathered for up to claim_interval, or a batch: one
+	 * transaction records many, and at everyday rates the next claim's
+	 * transaction records them (one transaction a round, not two).  In a
+	 * backlog with nothing in flight they are recorded at once: the claim
+	 * that carries them waits for room, which only they make.
 	 */
 	if (done_since == 0)
 		done_since = now;
-	if (n_inflight > 0 && n < RECORD_BATCH &&
+	n = done_array(&flights, &recorded);
+	if ((n_inflight > 0 || !backlog) && n < RECORD_BATCH &&
 		now - done_since < su_claim_interval_ms * (int64) 1000)
 		return;
-	flights = palloc(sizeof(Flight *) * n);
-	recorded = palloc0(sizeof(bool) * n);
-	n = 0;
-	dlist_foreach(iter, &done)
-		flights[n++] = dlist_container(Flight, node, iter.cur);
 
 	PG_TRY();
 	{
@@ -963,24 +1043,11 @@ step_record(TimestampTz now)
 	}
 	PG_CATCH();
 	{
-		/* the batch failed: say why, and record one by one */
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(cxt);
-		EmitErrorReport();
-		AbortCurrentTransaction();
-		FlushErrorState();
-		RESUME_INTERRUPTS();
-		MemoryContextSwitchTo(cxt);
-		memset(recorded, 0, sizeof(bool) * n);
-		begin_txn("recording uploads one by one");
-		record_one_by_one(flights, n, recorded);
-		commit_txn();
+		record_batch_failed(cxt, flights, n, recorded);
 	}
 	PG_END_TRY();
+	records_committed(flights, n, recorded, now);
 
-	next_record = drop_recorded(flights, n, recorded) < n ?
-		TimestampTzPlusMilliseconds(now, RECORD_RETRY_MS) : 0;
-	done_since = 0;
 	/*
 	 * Room was made for a backlog (its kinds are still wanted: their last
 	 * claim was full); retries and changed orders set next_due.
