@@ -38,7 +38,7 @@ int			su_max_inflight = 64;
 int			su_lease_s = 60;
 int			su_max_rate = 0;
 int			su_audit_retention_s = 30 * 86400;
-int			su_claim_interval_ms = 2;
+int			su_claim_interval_ms = 30;
 
 const char *
 su_api_base(void)
@@ -225,7 +225,7 @@ su_define_settings(bool preload)
 							"Orders committed within it are claimed, built and recorded "
 							"together; it adds at most this much latency. A backlog is "
 							"claimed as fast as answers make room.",
-							&su_claim_interval_ms, 20, 0, 1000,
+							&su_claim_interval_ms, 30, 0, 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.audit_retention",
