@@ -630,12 +630,15 @@ claim(int max, TimestampTz now, bool *full)
 	begin_txn("claiming");
 
 	/*
-	 * The answers waiting to be recorded go first, in this transaction: one
-	 * commit a round.  They leave the done list only once it committed; a
-	 * batch that cannot be written is recorded one by one on its own, and
-	 * the claim goes on in a new transaction.
+	 * At everyday rates the answers waiting to be recorded go first, in this
+	 * transaction: one commit a round.  They leave the done list only once it
+	 * committed; a batch that cannot be written is recorded one by one on its
+	 * own, and the claim goes on in a new transaction.  Not in a backlog:
+	 * there claims come every few milliseconds, and each would wait for a WAL
+	 * flush and record a small batch (step_record() records 64 at a time,
+	 * and claims commit without waiting for the flush).
 	 */
-	if (!dlist_is_empty(&done) && now >= next_record)
+	if (!backlog && !dlist_is_empty(&done) && now >= next_record)
 	{
 		n_rec = done_array(&rec, &rec_ok);
 		PG_TRY();
