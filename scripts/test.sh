@@ -62,7 +62,7 @@ counted_suite() {
 	[ -z "$line" ] && { ok=0; bad=1; }
 	if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
 	[ "$bad" != 0 ] && tail -n 40 "$log"
-	grep -iE 'fail|not ok' "$log" | grep -vE '(^| )0 failed' | head -n 20 | sed "s/^/$name: /" >"$work/recap.$name"
+	[ "$bad" != 0 ] && grep -E '^not ok|FAIL' "$log" | grep -vE '(^| )0 failed' | head -n 20 | sed "s/^/$name: /" >"$work/recap.$name"
 	tally "$name" "$ok" "$bad"
 }
 
@@ -102,6 +102,8 @@ if ls "$tree"/t/*.pl >/dev/null 2>&1; then
 	# each failed test with its file and the diagnostics that follow it
 	awk '/^t\/[0-9A-Za-z_]+\.pl \.\./ { file = $1 }
 		/^\s*not ok [0-9]+/ { print "tap: " file ": " $0; n = 8; next }
+		/^#\s+Failed test/ { print "tap:   " $0; n = 6; next }
+		/^# HOLE / { print "tap:   " substr($0, 1, 600); next }
 		n > 0 && /^\s*#/ { print "tap:   " $0; n--; next }
 		{ n = 0 }
 		/Dubious|Parse errors|No plan found|Bad plan/ { print "tap: " file ": " $0 }' "$log" |

@@ -37,6 +37,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -48,10 +49,12 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/resowner.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -605,6 +608,32 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 }
 
 /*
+ * The tables a claim reads bodies from, locked (ACCESS SHARE, as its reads
+ * would) before it takes any state row.  A TRUNCATE of one of them, whose
+ * trigger requeues every state row, would otherwise deadlock with a claim
+ * that holds some of those rows and then waits to read the table.  The
+ * claim now waits for the TRUNCATE, holding nothing it needs, or the
+ * TRUNCATE waits for the claim's short transaction.
+ */
+static void
+lock_body_tables(void)
+{
+	static const char *const tables[] = {"orders", "sub_orders", "items",
+	"shippings", "shipments", "shipment_items"};
+	Oid			nsp = get_namespace_oid(SU_SCHEMA, true);
+
+	if (!OidIsValid(nsp))
+		return;
+	for (int i = 0; i < (int) lengthof(tables); i++)
+	{
+		Oid			rel = get_relname_relid(tables[i], nsp);
+
+		if (OidIsValid(rel))
+			LockRelationOid(rel, AccessShareLock);
+	}
+}
+
+/*
  * One claim transaction: orders first, then shipping information, then
  * verifies, each kind that is due, up to max in all.  Returns the count.
  */
@@ -628,6 +657,7 @@ claim(int max, TimestampTz now, bool *full)
 	pg_memory_barrier();
 	take_queued_kinds(true);
 	begin_txn("claiming");
+	lock_body_tables();
 
 	/*
 	 * At everyday rates the answers waiting to be recorded go first, in this
@@ -651,6 +681,7 @@ claim(int max, TimestampTz now, bool *full)
 			records_committed(rec, n_rec, rec_ok, now);
 			n_rec = 0;
 			begin_txn("claiming");
+			lock_body_tables();
 		}
 		PG_END_TRY();
 	}
