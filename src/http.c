@@ -35,6 +35,7 @@ struct SuHttpClient
 	int			epfd;			/* the sockets libcurl wants watched */
 	int64_t		deadline_ms;	/* libcurl's timer (monotonic ms), -1: none */
 	int			running;		/* started, not yet finished */
+	int			connecting;		/* of those, not connected yet */
 	SuHttpRequest *done_head;
 	SuHttpRequest *done_tail;
 	CURL	   *spare[SU_HTTP_SPARE];	/* finished handles, reset, for reuse */
@@ -195,6 +196,36 @@ fail(SuHttpRequest *req, int code, const char *fmt, const char *arg)
 	req->done = true;
 }
 
+/* a transfer's connection is ready, or the transfer ended */
+static void
+connected(SuHttpRequest *req)
+{
+	if (req->connecting && req->client)
+		req->client->connecting--;
+	req->connecting = false;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* libcurl: the connection is established (or reused); the request goes next */
+static int
+prereq_cb(void *data, char *conn_primary_ip, char *conn_local_ip,
+		  int conn_primary_port, int conn_local_port)
+{
+	(void) conn_primary_ip;
+	(void) conn_local_ip;
+	(void) conn_primary_port;
+	(void) conn_local_port;
+	connected((SuHttpRequest *) data);
+	return CURL_PREREQFUNC_OK;
+}
+#endif
+
+int
+su_http_connecting(SuHttpClient *client)
+{
+	return client->connecting;
+}
+
 bool
 su_http_start(SuHttpClient *client, SuHttpRequest *req)
 {
@@ -237,6 +268,10 @@ su_http_start(SuHttpClient *client, SuHttpRequest *req)
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (req->ca_file && req->ca_file[0])
 		curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+#if LIBCURL_VERSION_NUM >= 0x075000
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, req);
+#endif
 
 	if (curl_multi_add_handle(client->multi, e) != CURLM_OK)
 	{
@@ -246,6 +281,9 @@ su_http_start(SuHttpClient *client, SuHttpRequest *req)
 		return false;
 	}
 	client->running++;
+	req->client = client;
+	req->connecting = true;
+	client->connecting++;
 	return true;
 }
 
@@ -335,6 +373,8 @@ finish(SuHttpClient *client, CURL *e, CURLcode rc)
 	req->easy = NULL;
 	req->done = true;
 	client->running--;
+	connected(req);
+	req->client = NULL;
 
 	if (client->done_tail)
 		client->done_tail->next_done = req;
@@ -444,6 +484,8 @@ su_http_cancel(SuHttpClient *client, SuHttpRequest *req)
 		curl_easy_cleanup(req->easy);
 		req->easy = NULL;
 		client->running--;
+		connected(req);
+		req->client = NULL;
 	}
 	su_http_forget(client, req);
 	su_http_release(req);

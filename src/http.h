@@ -49,6 +49,8 @@ typedef struct SuHttpRequest
 	void	   *easy;
 	size_t		response_cap;
 	struct SuHttpRequest *next_done;
+	SuHttpClient *client;		/* while started */
+	bool		connecting;		/* started, its connection not ready yet */
 } SuHttpRequest;
 
 /* The process's client, created on first use (NULL if libcurl fails). */
@@ -71,6 +73,13 @@ extern long su_http_timeout(SuHttpClient *client);
 
 /* Requests started and not yet finished. */
 extern int	su_http_running(SuHttpClient *client);
+
+/*
+ * Started transfers whose connection is not ready yet (connecting, a TLS
+ * handshake): they move only when their sockets are watched.  With a
+ * libcurl older than 7.80, every unfinished transfer counts.
+ */
+extern int	su_http_connecting(SuHttpClient *client);
 
 /* The next finished request, or NULL. */
 extern SuHttpRequest *su_http_next_done(SuHttpClient *client);

@@ -10,16 +10,18 @@
  * The worker's loop is a round of named steps:
  *   claim    due orders, in a short transaction (FOR UPDATE SKIP LOCKED, with
  *            a lease); build and validate them there, from one snapshot
- *            taken after the claim;
+ *            taken after the claim.  At everyday rates the same transaction
+ *            first records the answers of the round before;
  *   send     what the in-flight cap and the rate limits allow (libcurl
  *            multi, keep-alive), with no transaction open;
  *   collect  the finished requests;
- *   record   the answers (audit rows, next states) in a second short
- *            transaction, skipping state rows others hold;
+ *   record   the answers (audit rows, next states) that no claim carried, in
+ *            a transaction of their own, skipping state rows others hold;
  *   trim     the audit rows past retention, within a time budget;
- *   wait     on one wait event set: the latch (committing transactions that
- *            queued an order set it), libcurl's sockets, and the earliest of
- *            the next retry, the next claim and libcurl's timer.
+ *   wait     on the latch (committing transactions that queued an order set
+ *            it), libcurl's sockets (left out while answers wait for the next
+ *            claim), and the earliest of the next retry, the next claim and
+ *            libcurl's timer.
  * An error ends the round the way autovacuum recovers: the transaction is
  * aborted, and every answer already received is kept and recorded later.
  * A worker that dies leaves its orders "uploading" until their lease runs
@@ -277,6 +279,8 @@ static TimestampTz done_since = 0;	/* when the done list was found non-empty */
 static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
 static TimestampTz next_look = 0;	/* next look at every kind, whatever */
 static TimestampTz next_due_read = 0;	/* when su_queue_next_due() last ran */
+static TimestampTz claims_held_until = 0;	/* a body table was locked */
+static bool round_failed = false;	/* the last round ended in an error */
 static AppState apps[MAX_APPS];
 static int	n_apps = 0;
 
@@ -434,6 +438,22 @@ static void
 worker_wait(long timeout_ms)
 {
 	worker_wait_on(wait_set, timeout_ms);
+}
+
+/* a wait event set of the latch and the postmaster's death, room for size */
+static WaitEventSet *
+latch_wait_set(int size)
+{
+	WaitEventSet *set;
+
+#if PG_VERSION_NUM >= 170000
+	set = CreateWaitEventSet(NULL, size);
+#else
+	set = CreateWaitEventSet(TopMemoryContext, size);
+#endif
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	return set;
 }
 
 static void
@@ -609,13 +629,15 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 
 /*
  * The tables a claim reads bodies from, locked (ACCESS SHARE, as its reads
- * would) before it takes any state row.  A TRUNCATE of one of them, whose
- * trigger requeues every state row, would otherwise deadlock with a claim
- * that holds some of those rows and then waits to read the table.  The
- * claim now waits for the TRUNCATE, holding nothing it needs, or the
- * TRUNCATE waits for the claim's short transaction.
+ * would) before it takes any state row, without waiting: false if one is
+ * locked (or wanted) in a stronger mode, and the round claims nothing.  A
+ * TRUNCATE of one of them, whose trigger requeues every state row, would
+ * otherwise deadlock with a claim that holds some of those rows and then
+ * waits to read the table; and an ALTER TABLE or a VACUUM FULL would stall
+ * the worker's rounds, recording included.  The claim is tried again
+ * LOCKED_RETRY_MS later.
  */
-static void
+static bool
 lock_body_tables(void)
 {
 	static const char *const tables[] = {"orders", "sub_orders", "items",
@@ -623,14 +645,15 @@ lock_body_tables(void)
 	Oid			nsp = get_namespace_oid(SU_SCHEMA, true);
 
 	if (!OidIsValid(nsp))
-		return;
+		return true;			/* the statements will say what is wrong */
 	for (int i = 0; i < (int) lengthof(tables); i++)
 	{
 		Oid			rel = get_relname_relid(tables[i], nsp);
 
-		if (OidIsValid(rel))
-			LockRelationOid(rel, AccessShareLock);
+		if (OidIsValid(rel) && !ConditionalLockRelationOid(rel, AccessShareLock))
+			return false;
 	}
+	return true;
 }
 
 /*
@@ -650,14 +673,22 @@ claim(int max, TimestampTz now, bool *full)
 	Flight	  **rec = NULL;
 	bool	   *rec_ok = NULL;
 	volatile int n_rec = 0;
+	bool		tables_free;
 	MemoryContext cxt = CurrentMemoryContext;
+
+	/*
+	 * The answers this claim's transaction records (see below), listed in
+	 * the caller's context: SPI's, in the transaction, ends at its commit.
+	 * None after an error: a claim that keeps failing must not hold them.
+	 */
+	if (!backlog && !round_failed && !dlist_is_empty(&done) && now >= next_record)
+		n_rec = done_array(&rec, &rec_ok);
 
 	/* from now on a commit that queues wakes us (see su_wake_worker) */
 	pg_atomic_write_u32(&su_shared->wake_wanted, 1);
 	pg_memory_barrier();
 	take_queued_kinds(true);
 	begin_txn("claiming");
-	lock_body_tables();
 
 	/*
 	 * At everyday rates the answers waiting to be recorded go first, in this
@@ -668,9 +699,8 @@ claim(int max, TimestampTz now, bool *full)
 	 * flush and record a small batch (step_record() records 64 at a time,
 	 * and claims commit without waiting for the flush).
 	 */
-	if (!backlog && !dlist_is_empty(&done) && now >= next_record)
+	if (n_rec > 0)
 	{
-		n_rec = done_array(&rec, &rec_ok);
 		PG_TRY();
 		{
 			record_flights(rec, n_rec, rec_ok);
@@ -681,10 +711,10 @@ claim(int max, TimestampTz now, bool *full)
 			records_committed(rec, n_rec, rec_ok, now);
 			n_rec = 0;
 			begin_txn("claiming");
-			lock_body_tables();
 		}
 		PG_END_TRY();
 	}
+	tables_free = lock_body_tables();
 
 	/*
 	 * A claim lost in a crash costs nothing (the row is due again), so its
@@ -701,7 +731,7 @@ claim(int max, TimestampTz now, bool *full)
 		int			n;
 
 		was_due[kind] = kind_due(kind, now);
-		if (!was_due[kind] || total >= max)
+		if (!was_due[kind] || total >= max || !tables_free)
 			continue;
 		n = claim_kind(kind, max - total, &looked_at, flights + total, ok + total);
 		claim_wanted[kind] = (looked_at == max - total);
@@ -750,6 +780,9 @@ claim(int max, TimestampTz now, bool *full)
 	commit_txn();
 	if (n_rec > 0)
 		records_committed(rec, n_rec, rec_ok, now);
+	round_failed = false;
+	claims_held_until = tables_free ? 0 :
+		TimestampTzPlusMilliseconds(now, LOCKED_RETRY_MS);
 
 	/* only now are the claims ours */
 	for (int i = 0; i < total; i++)
@@ -777,7 +810,7 @@ step_claim(TimestampTz now)
 	int			want;
 	bool		full;
 
-	if (room <= 0 || !any_due(now))
+	if (room <= 0 || now < claims_held_until || !any_due(now))
 		return;
 
 	/*
@@ -1092,7 +1125,7 @@ step_record(TimestampTz now)
 	if (done_since == 0)
 		done_since = now;
 	n = done_array(&flights, &recorded);
-	if ((n_inflight > 0 || !backlog) && n < RECORD_BATCH &&
+	if ((n_inflight > 0 || !backlog) && !round_failed && n < RECORD_BATCH &&
 		now - done_since < su_claim_interval_ms * (int64) 1000)
 		return;
 
@@ -1137,7 +1170,9 @@ step_wait(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz wake = TimestampTzPlusMilliseconds(now, 60000);
-	TimestampTz tick = last_claim + su_claim_interval_ms * (int64) 1000;
+	/* the next claim's time: claim_interval on, and not while held */
+	TimestampTz tick = Max(last_claim + su_claim_interval_ms * (int64) 1000,
+						   claims_held_until);
 	long		curl_ms = su_http_timeout(client);
 	long		timeout_ms;
 	bool		hold_answers;
@@ -1147,17 +1182,16 @@ step_wait(void)
 		/* room is made by answers: libcurl's sockets wake us */
 		if (su_max_inflight - n_inflight - n_ready >= Max(1, su_max_inflight / 4) ||
 			n_inflight + n_ready == 0)
-			wake = now;
+			wake = Max(now, claims_held_until);
 	}
 	else if (su_max_inflight - n_inflight - n_ready > 0)
 	{
 		for (int kind = 0; kind < SU_KINDS; kind++)
 		{
 			if (claim_wanted[kind])
-				wake = Min(wake, last_claim + su_claim_interval_ms * (int64) 1000);
+				wake = Min(wake, tick);
 			else if (next_due[kind] != 0)
-				wake = Min(wake, Max(next_due[kind],
-									 last_claim + su_claim_interval_ms * (int64) 1000));
+				wake = Min(wake, Max(next_due[kind], tick));
 		}
 	}
 	if (rate_limited)
@@ -1184,9 +1218,11 @@ step_wait(void)
 	 * At everyday rates the next claim's transaction records the answers:
 	 * until its time they wait in their sockets (libcurl's own timers still
 	 * wake us), and one wake-up serves a round's answers, not one each.  Past
-	 * that time, with no claim, each answer wakes us again.
+	 * that time, with no claim, each answer wakes us again.  Not while a
+	 * connection is being made: its handshakes need the sockets watched.
 	 */
-	hold_answers = !backlog && n_inflight > 0 && now < tick;
+	hold_answers = !backlog && n_inflight > 0 && now < tick &&
+		su_http_connecting(client) == 0;
 	if (hold_answers)
 	{
 		wake = Min(wake, tick);
@@ -1354,21 +1390,9 @@ su_worker_main(Datum arg)
 										ALLOCSET_DEFAULT_SIZES);
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload round",
 									  ALLOCSET_DEFAULT_SIZES);
-#if PG_VERSION_NUM >= 170000
-	wait_set = CreateWaitEventSet(NULL, 3);
-#else
-	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
-#endif
-	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	wait_set = latch_wait_set(3);
 	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, su_http_socket(client), NULL, NULL);
-#if PG_VERSION_NUM >= 170000
-	latch_set = CreateWaitEventSet(NULL, 2);
-#else
-	latch_set = CreateWaitEventSet(TopMemoryContext, 2);
-#endif
-	AddWaitEventToSet(latch_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(latch_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	latch_set = latch_wait_set(2);
 
 	wait_for_extension(true);
 
@@ -1388,9 +1412,16 @@ su_worker_main(Datum arg)
 		recover_flights(edata);
 		FreeErrorData(edata);
 		extension_ready = false;
+		round_failed = true;	/* answers are recorded apart until a claim
+								 * succeeds */
 		RESUME_INTERRUPTS();
-		/* a dropped extension, or a passing problem: wait a little */
-		worker_wait(ERROR_PAUSE_MS);
+
+		/*
+		 * A dropped extension, or a passing problem: wait a little.  Not on
+		 * libcurl's sockets: an answer waiting in one would end the pause at
+		 * once.
+		 */
+		worker_wait_on(latch_set, ERROR_PAUSE_MS);
 	}
 	PG_exception_stack = &local_sigjmp_buf;
 
