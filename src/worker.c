@@ -1107,27 +1107,31 @@ record_batch_failed(MemoryContext cxt, Flight **flights, int n, bool *recorded)
 static void
 step_record(TimestampTz now)
 {
+	dlist_iter	iter;
 	Flight	  **flights;
 	bool	   *recorded;
-	int			n;
+	int			n = 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (dlist_is_empty(&done) || now < next_record)
 		return;
+	dlist_foreach(iter, &done)
+		n++;
 
 	/*
 	 * Answers are gathered for up to claim_interval, or a batch: one
 	 * transaction records many, and at everyday rates the next claim's
 	 * transaction records them (one transaction a round, not two).  In a
-	 * backlog with nothing in flight they are recorded at once: the claim
-	 * that carries them waits for room, which only they make.
+	 * backlog no claim carries them, and with nothing in flight they are
+	 * recorded at once: only they make room for the next claim.  After an
+	 * error they go at once, until a claim succeeds again.
 	 */
 	if (done_since == 0)
 		done_since = now;
-	n = done_array(&flights, &recorded);
 	if ((n_inflight > 0 || !backlog) && !round_failed && n < RECORD_BATCH &&
 		now - done_since < su_claim_interval_ms * (int64) 1000)
 		return;
+	n = done_array(&flights, &recorded);
 
 	PG_TRY();
 	{
@@ -1202,6 +1206,18 @@ step_wait(void)
 	if (su_audit_retention_s > 0)
 		wake = Min(wake, next_trim);
 	wake = Min(wake, next_look);
+
+	/*
+	 * At everyday rates the next claim's transaction records the answers:
+	 * until its time they wait in their sockets (libcurl's own timers still
+	 * wake us), and one wake-up serves a round's answers, not one each.  Past
+	 * that time, with no claim, each answer wakes us again.  Not while a
+	 * connection is being made: its handshakes need the sockets watched.
+	 */
+	hold_answers = !backlog && n_inflight > 0 && now < tick &&
+		su_http_connecting(client) == 0;
+	if (hold_answers)
+		wake = Min(wake, tick);
 	timeout_ms = wake <= now ? 0 : (long) ((wake - now + 999) / 1000);
 
 	/*
@@ -1214,20 +1230,6 @@ step_wait(void)
 			pg_atomic_write_u32(&su_shared->wake_wanted, 0);
 			break;
 		}
-	/*
-	 * At everyday rates the next claim's transaction records the answers:
-	 * until its time they wait in their sockets (libcurl's own timers still
-	 * wake us), and one wake-up serves a round's answers, not one each.  Past
-	 * that time, with no claim, each answer wakes us again.  Not while a
-	 * connection is being made: its handshakes need the sockets watched.
-	 */
-	hold_answers = !backlog && n_inflight > 0 && now < tick &&
-		su_http_connecting(client) == 0;
-	if (hold_answers)
-	{
-		wake = Min(wake, tick);
-		timeout_ms = wake <= now ? 0 : (long) ((wake - now + 999) / 1000);
-	}
 	if (n_inflight > 0 && curl_ms >= 0)
 		timeout_ms = Min(timeout_ms, curl_ms);
 	worker_wait_on(hold_answers ? latch_set : wait_set, timeout_ms);
