@@ -22,6 +22,9 @@
 #   PG_BIN=/usr/lib/postgresql/NN/bin   the PostgreSQL (and extension) to measure
 #   BENCH_LEGACY_SECRET=1   also set shopping_upload.secret in postgresql.conf,
 #                     for builds before secret_file (1.0), to compare them
+#   PG_NET=auto       part 5 (pg_net measured the same way) runs when pg_net is
+#                     installed for PG_BIN; 0 skips it, 1 requires it
+#   PG_NET_BATCHES="1000 2500 5000 10000"   pg_net.batch_size values tried
 #
 # Method.  A throwaway cluster runs as the "postgres" OS user in a mktemp -d
 # folder (Unix socket there, listen_addresses = ''), with
@@ -90,6 +93,20 @@
 # 4. Memory: /proc/<worker pid>/status RssAnon (private memory; VmRSS also
 #    counts the shared buffers it touched) and VmRSS after a 200-order
 #    warm-up, before the first backlog, and after the 2nd and 3rd backlogs.
+# 5. pg_net (supabase/pg_net, not packaged by Debian: build it from its
+#    source with make install against PG_BIN's pg_config), when installed:
+#    preloaded in the same cluster, its worker serving database bench_pgnet,
+#    the same nginx and the same 3-item payload.  Backlog: BACKLOG calls of
+#    net.http_post() to port A in one transaction, timed from the return of
+#    COMMIT until net._http_response holds all BACKLOG answers (polled every
+#    50 ms; valid only if all are status 200), RUNS runs for each
+#    pg_net.batch_size of PG_NET_BATCHES (its worker takes that many requests,
+#    then waits for the next batch); its worker's CPU per request.  The best
+#    batch size's median counts.  Latency and CPU at 200 requests/s: as in
+#    part 2 (port B), pgbench -R 200 -c 4 running a script that inserts a row
+#    into bench.sent and calls net.http_post() with the payload, its
+#    out_trade_no made unique, in one transaction (commit = that row's
+#    commit timestamp), pg_net.batch_size at its default.
 # The end: one summary table in markdown.
 set -euo pipefail
 
@@ -134,6 +151,11 @@ if [ "$BACKLOG" -lt "$WARMUP" ]; then
 	echo "worker.sh: BACKLOG must be at least $WARMUP" >&2
 	exit 2
 fi
+case ${PG_NET:=auto} in auto | 0 | 1) ;; *) echo "worker.sh: PG_NET must be auto, 0 or 1" >&2; exit 2 ;; esac
+PG_NET_BATCHES=${PG_NET_BATCHES:-1000 2500 5000 10000}
+for b in $PG_NET_BATCHES; do
+	[[ $b =~ ^[1-9][0-9]{0,5}$ ]] || { echo "worker.sh: PG_NET_BATCHES must be positive integers" >&2; exit 2; }
+done
 if [ "$(id -u)" != 0 ]; then
 	echo "worker.sh: run as root (the cluster runs as the postgres OS user, nginx as root)" >&2
 	exit 1
@@ -152,6 +174,14 @@ done
 if [ ! -f "$("$PG_BIN/pg_config" --pkglibdir)/shopping_upload.so" ] ||
 	[ ! -f "$("$PG_BIN/pg_config" --sharedir)/extension/shopping_upload.control" ]; then
 	echo "worker.sh: shopping_upload is not installed for $PG_BIN (make install)" >&2
+	exit 1
+fi
+pg_net=
+if [ "$PG_NET" != 0 ] && [ -f "$("$PG_BIN/pg_config" --pkglibdir)/pg_net.so" ] &&
+	[ -f "$("$PG_BIN/pg_config" --sharedir)/extension/pg_net.control" ]; then
+	pg_net=yes
+elif [ "$PG_NET" = 1 ]; then
+	echo "worker.sh: PG_NET=1, but pg_net is not installed for $PG_BIN (git clone https://github.com/supabase/pg_net; make install PG_CONFIG=$PG_BIN/pg_config)" >&2
 	exit 1
 fi
 id postgres >/dev/null 2>&1 || { echo "worker.sh: no postgres OS user" >&2; exit 1; }
@@ -332,8 +362,9 @@ cat >>"$work/data/postgresql.conf" <<CONF
 listen_addresses = ''
 unix_socket_directories = '$work'
 max_connections = 50
-shared_preload_libraries = 'shopping_upload'
+shared_preload_libraries = 'shopping_upload${pg_net:+,pg_net}'
 shopping_upload.database_name = 'bench'
+${pg_net:+pg_net.database_name = 'bench_pgnet'}
 shopping_upload.api_base_url = '$api_a'
 shopping_upload.appid = 'wxtestappid'
 shopping_upload.secret_file = '$work/app_secret'
@@ -372,6 +403,46 @@ say "PostgreSQL $pg_version in $work (postmaster $postmaster_pid, open files lim
 
 q postgres 'CREATE DATABASE bench' >/dev/null
 q postgres 'CREATE DATABASE bench_noworker' >/dev/null
+if [ -n "$pg_net" ]; then
+	q postgres 'CREATE DATABASE bench_pgnet' >/dev/null
+	psql_db bench_pgnet <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION pg_net;
+CREATE SCHEMA bench;
+CREATE SEQUENCE bench.sent_seq;
+CREATE TABLE bench.sent (n bigint PRIMARY KEY, out_trade_no text NOT NULL);
+
+/*
+ * n calls of net.http_post(url, body) in one transaction; then polls every
+ * 50 ms until net._http_response holds n answers (or timeout_s).  Seconds
+ * from the return of COMMIT; answers; answers with status 200.
+ */
+CREATE PROCEDURE bench.pgnet_backlog(url text, body jsonb, n int, timeout_s float8,
+	INOUT seconds float8 DEFAULT NULL, INOUT done bigint DEFAULT NULL,
+	INOUT ok bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	first bigint;
+	t0 timestamptz;
+BEGIN
+	TRUNCATE net._http_response;
+	SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO first
+	  FROM net.http_request_queue_id_seq;
+	PERFORM net.http_post(url, body) FROM generate_series(1, n);
+	COMMIT;
+	t0 := clock_timestamp();
+	LOOP
+		SELECT count(*), count(*) FILTER (WHERE status_code = 200) INTO done, ok
+		  FROM net._http_response WHERE id > first;
+		EXIT WHEN done >= n OR clock_timestamp() - t0 > make_interval(secs => timeout_s);
+		COMMIT;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	seconds := extract(epoch FROM clock_timestamp() - t0);
+END
+$$;
+SQL
+fi
 
 # objects both databases use: the insert script's sequence; the polling
 # procedures (they COMMIT between polls, as separate transactions would)
@@ -506,6 +577,44 @@ int() {							# int V: rounded, with thousands separators
 pct() { LC_ALL=C awk -v x="$1" 'BEGIN { printf "%+.1f%%", x }'; }	# pct V: +1.2%
 mmm() {							# mmm MIN MED MAX: "min / median / max" as integers
 	printf '%s / %s / %s' "$(int "$1")" "$(int "$2")" "$(int "$3")"
+}
+
+# latency DB ORDERS LOST: the requests logged at port B against ORDERS, a
+# query of DB giving (order_id, out_trade_no, committed) for every order of
+# the run; lost ones (no request at nginx) count as infinitely late;
+# nearest-rank percentiles over all of them.  $work/latency.out gets a
+# 'figures' line and LOST's lines (a query of temp table latency); $logged
+# the requests logged.
+latency() {
+	local db=$1 orders=$2 lost=$3
+	sleep 0.2					# nginx writes its log line after the answer
+	sed -nE 's/^([0-9]+\.[0-9]+) ([0-9]+\.[0-9]+) .*out_trade_no\\": ?\\"([^\\"]+)\\".*$/\1\t\2\t\3/p' \
+		"$work/nginx/arrivals.log" >"$work/arrivals.tsv"
+	chmod 644 "$work/arrivals.tsv"
+	logged=$(wc -l <"$work/nginx/arrivals.log")
+	psql_db "$db" -At -F '|' >"$work/latency.out" <<SQL
+CREATE TEMP TABLE arrivals (msec numeric, request_time numeric, out_trade_no text);
+\copy arrivals FROM '$work/arrivals.tsv'
+CREATE TEMP TABLE latency AS
+WITH o AS ($orders),
+a AS (
+	SELECT out_trade_no, min(msec - request_time) AS arrived, count(*) AS requests
+	  FROM arrivals GROUP BY out_trade_no)
+SELECT o.order_id, o.out_trade_no, a.requests,
+	   CASE WHEN a.arrived IS NULL THEN 'Infinity'::float8
+			ELSE ((a.arrived - extract(epoch FROM o.committed)) * 1000)::float8 END AS ms
+  FROM o LEFT JOIN a USING (out_trade_no);
+CREATE FUNCTION pg_temp.ms(float8) RETURNS text LANGUAGE sql
+	AS \$\$ SELECT CASE WHEN \$1 = 'Infinity' THEN 'lost' ELSE round(\$1::numeric, 1)::text END \$\$;
+SELECT 'figures', count(*), count(*) FILTER (WHERE requests IS NULL),
+	   count(*) FILTER (WHERE requests > 1),
+	   (SELECT count(*) FROM arrivals) - coalesce(sum(requests), 0),
+	   pg_temp.ms(percentile_disc(0.5) WITHIN GROUP (ORDER BY ms)),
+	   pg_temp.ms(percentile_disc(0.99) WITHIN GROUP (ORDER BY ms)),
+	   pg_temp.ms(max(ms)), pg_temp.ms(min(ms))
+  FROM latency;
+$lost;
+SQL
 }
 
 # ---------------------------------------------------------------------------
@@ -664,41 +773,12 @@ lat_uploads=$(q bench "SELECT count(*) FROM shopping_upload.audit WHERE audit_id
 lat_cpu_us=
 [ "$lat_uploads" -gt 0 ] && lat_cpu_us=$(calc "($cpu1 - $cpu0) * 1e6 / $clk_tck / $lat_uploads")
 lat_cpu_pct=$(calc "($cpu1 - $cpu0) * 100 / $clk_tck / ($t1 - $t0)")
-sleep 0.2						# nginx writes its log line after the answer
-sed -nE 's/^([0-9]+\.[0-9]+) ([0-9]+\.[0-9]+) .*out_trade_no\\":\\"([^\\"]+)\\".*$/\1\t\2\t\3/p' \
-	"$work/nginx/arrivals.log" >"$work/arrivals.tsv"
-chmod 644 "$work/arrivals.tsv"
-logged=$(wc -l <"$work/nginx/arrivals.log")
-# every order committed by the run; lost ones (no request at nginx) count as
-# infinitely late; nearest-rank percentiles over all of them
-psql_db bench -At -F '|' >"$work/latency.out" <<SQL
-CREATE TEMP TABLE arrivals (msec numeric, request_time numeric, out_trade_no text);
-\copy arrivals FROM '$work/arrivals.tsv'
-CREATE TEMP TABLE latency AS
-WITH o AS (
-	SELECT order_id, out_trade_no, pg_xact_commit_timestamp(xmin) AS committed
-	  FROM shopping_upload.orders WHERE order_id > $lo AND order_id <= $hi),
-a AS (
-	SELECT out_trade_no, min(msec - request_time) AS arrived, count(*) AS requests
-	  FROM arrivals GROUP BY out_trade_no)
-SELECT o.order_id, o.out_trade_no, a.requests,
-	   CASE WHEN a.arrived IS NULL THEN 'Infinity'::float8
-			ELSE ((a.arrived - extract(epoch FROM o.committed)) * 1000)::float8 END AS ms
-  FROM o LEFT JOIN a USING (out_trade_no);
-CREATE FUNCTION pg_temp.ms(float8) RETURNS text LANGUAGE sql
-	AS \$\$ SELECT CASE WHEN \$1 = 'Infinity' THEN 'lost' ELSE round(\$1::numeric, 1)::text END \$\$;
-SELECT 'figures', count(*), count(*) FILTER (WHERE requests IS NULL),
-	   count(*) FILTER (WHERE requests > 1),
-	   (SELECT count(*) FROM arrivals) - coalesce(sum(requests), 0),
-	   pg_temp.ms(percentile_disc(0.5) WITHIN GROUP (ORDER BY ms)),
-	   pg_temp.ms(percentile_disc(0.99) WITHIN GROUP (ORDER BY ms)),
-	   pg_temp.ms(max(ms)), pg_temp.ms(min(ms))
-  FROM latency;
-SELECT 'lost', l.order_id, l.out_trade_no, coalesce(s.state, 'not queued'),
+latency bench "SELECT order_id, out_trade_no, pg_xact_commit_timestamp(xmin) AS committed
+	  FROM shopping_upload.orders WHERE order_id > $lo AND order_id <= $hi" \
+	"SELECT 'lost', l.order_id, l.out_trade_no, coalesce(s.state, 'not queued'),
 	   coalesce(s.last_errcode::text, ''), coalesce(s.last_errmsg, '')
   FROM latency l LEFT JOIN shopping_upload.order_state s USING (order_id)
- WHERE l.requests IS NULL ORDER BY l.order_id LIMIT 10;
-SQL
+ WHERE l.requests IS NULL ORDER BY l.order_id LIMIT 10"
 IFS='|' read -r _ n_orders n_lost n_repeated n_other p50 p99 lmax lmin <<<"$(grep '^figures|' "$work/latency.out")"
 q bench "ALTER SYSTEM RESET shopping_upload.api_base_url" >/dev/null
 q bench 'SELECT pg_reload_conf()' >/dev/null
@@ -834,6 +914,106 @@ printf '  %-40s RssAnon %8s   VmRSS %8s\n' "growth over $((2 * BACKLOG)) uploads
 [ -z "$restarts" ] || echo "  warning: $restarts: the figures mix two processes"
 
 # ---------------------------------------------------------------------------
+# 5. pg_net, measured the same way
+# ---------------------------------------------------------------------------
+pn_version='' pn_best='' pn_rate_min='' pn_rate_med='' pn_rate_max='' pn_cpu_med='' pn_ratio=''
+pn_lat_cpu_us='' pn_orders='' pn_lost='' pn_p50='' pn_p99='' pn_max=''
+pn_pid() { q bench_pgnet "SELECT pid FROM pg_stat_activity WHERE backend_type LIKE 'pg_net%worker'" | head -n 1; }
+if [ -n "$pg_net" ]; then
+	pn_version=$(q bench_pgnet "SELECT extversion FROM pg_extension WHERE extname = 'pg_net'")
+	echo
+	echo "== 5. pg_net $pn_version, the same nginx and payload: a backlog of $BACKLOG requests, $RUNS runs per batch size; $LAT_RATE requests/s"
+	ppid=$(pn_pid)
+	[ -n "$ppid" ] || fail "no pg_net worker is running"
+	url_a="$api_a/user-order/orders?access_token=benchtoken"
+	body_sql=${payload//\'/\'\'}
+	best_med=0
+	for bs in $PG_NET_BATCHES; do
+		q bench_pgnet "ALTER SYSTEM SET pg_net.batch_size = $bs" >/dev/null
+		q bench_pgnet 'SELECT pg_reload_conf()' >/dev/null
+		sleep 1.5
+		bs_rates=() bs_cpus=()
+		for run in $(seq "$RUNS"); do
+			[ -n "$ppid" ] || break
+			psql_db bench_pgnet -c 'CHECKPOINT' </dev/null
+			cpu0=$(cpu_ticks "$ppid")
+			qw bench_pgnet "CALL bench.pgnet_backlog('$url_a', '$body_sql'::jsonb, $BACKLOG, $TIMEOUT)"
+			IFS='|' read -r secs done_n ok_n <<<"$QW"
+			cpu1=$(cpu_ticks "$ppid")
+			rate=$(calc "$done_n / $secs")
+			cpu_us=$(calc "($cpu1 - $cpu0) * 1e6 / $clk_tck / $BACKLOG")
+			if [ "$ok_n" = "$BACKLOG" ]; then
+				check="all $BACKLOG answered 200"
+				bs_rates+=("$rate")
+				bs_cpus+=("$cpu_us")
+			else
+				check="NOT VALID: $ok_n of $BACKLOG answered 200 ($done_n answered)"
+				q bench_pgnet "SELECT status_code, timed_out, error_msg, count(*) FROM net._http_response
+				               WHERE status_code IS DISTINCT FROM 200 GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 3" | sed 's/^/    /'
+			fi
+			say "batch_size $bs, run $run: $(fmt "$secs" 2) s -> $(fmt "$rate" 0) requests/s (its worker's CPU $(fmt "$cpu_us" 1) µs/request); $check"
+			[ "$(pn_pid)" = "$ppid" ] || { fail "the pg_net worker restarted (pid $ppid -> $(pn_pid))"; ppid=$(pn_pid); }
+			[ "$ok_n" = "$BACKLOG" ] || break	# this batch size does not count
+		done
+		if [ "${#bs_rates[@]}" = "$RUNS" ]; then
+			read -r r_min r_med r_max <<<"$(stats "${bs_rates[@]}")"
+			read -r _ c_med _ <<<"$(stats "${bs_cpus[@]}")"
+			say "batch_size $bs: requests/s $(mmm "$r_min" "$r_med" "$r_max"), CPU $(fmt "$c_med" 1) µs/request (medians)"
+			if LC_ALL=C awk -v a="$r_med" -v b="$best_med" 'BEGIN { exit !(a > b) }'; then
+				best_med=$r_med pn_best=$bs
+				pn_rate_min=$r_min pn_rate_med=$r_med pn_rate_max=$r_max pn_cpu_med=$c_med
+			fi
+		else
+			say "batch_size $bs: not every run was valid"
+		fi
+	done
+	q bench_pgnet "ALTER SYSTEM RESET pg_net.batch_size" >/dev/null
+	q bench_pgnet 'SELECT pg_reload_conf()' >/dev/null
+	q bench_pgnet 'TRUNCATE net._http_response' >/dev/null
+	[ -z "$pn_rate_med" ] || pn_ratio=$(calc "$pn_rate_med / ($wrk_rps > 0 ? $wrk_rps : 1)")
+
+	# 200 requests/s through port B, one request per commit
+	cat >"$work/pgnet_post.sql" <<SQL
+BEGIN;
+INSERT INTO bench.sent (n, out_trade_no) VALUES (nextval('bench.sent_seq'), 'PGN' || currval('bench.sent_seq'));
+SELECT net.http_post('$api_b/user-order/orders?access_token=benchtoken',
+	jsonb_set('$body_sql'::jsonb, '{order_key,out_trade_no}', to_jsonb('PGN' || currval('bench.sent_seq'))));
+END;
+SQL
+	chmod 644 "$work/pgnet_post.sql"
+	sleep 1
+	: >"$work/nginx/arrivals.log"
+	lo=$(q bench_pgnet "SELECT coalesce(max(n), 0) FROM bench.sent")
+	say "pgbench -n -R $LAT_RATE -T $LAT_SECONDS -c $LAT_CLIENTS: net.http_post() -> $api_b"
+	cpu0=$(cpu_ticks "$ppid")
+	run_child "$work/pgbench_pgnet.out" "${AS_PG_EXEC[@]}" "$PG_BIN/pgbench" -h "$work" -U postgres -n \
+		-f "$work/pgnet_post.sql" -R "$LAT_RATE" -T "$LAT_SECONDS" -c "$LAT_CLIENTS" bench_pgnet ||
+		{ cat "$work/pgbench_pgnet.out"; exit 1; }
+	hi=$(q bench_pgnet "SELECT coalesce(max(n), 0) FROM bench.sent")
+	for _ in $(seq $((TIMEOUT * 10))); do
+		[ "$(q bench_pgnet 'SELECT count(*) FROM net.http_request_queue')" = 0 ] && break
+		sleep 0.1
+	done
+	sleep 1						# the last batch's answers
+	cpu1=$(cpu_ticks "$ppid")
+	pn_answered=$(q bench_pgnet "SELECT count(*) FROM net._http_response WHERE status_code = 200")
+	[ "$pn_answered" -gt 0 ] && pn_lat_cpu_us=$(calc "($cpu1 - $cpu0) * 1e6 / $clk_tck / $pn_answered")
+	latency bench_pgnet "SELECT n AS order_id, out_trade_no, pg_xact_commit_timestamp(xmin) AS committed
+	  FROM bench.sent WHERE n > $lo AND n <= $hi" \
+		"SELECT 'lost', order_id, out_trade_no FROM latency WHERE requests IS NULL ORDER BY order_id LIMIT 10"
+	IFS='|' read -r _ pn_orders pn_lost _ _ pn_p50 pn_p99 pn_max _ <<<"$(grep '^figures|' "$work/latency.out")"
+	echo
+	if [ -n "$pn_best" ]; then
+		echo "pg_net requests/s at its best batch size ($pn_best), min / median / max of $RUNS: $(mmm "$pn_rate_min" "$pn_rate_med" "$pn_rate_max")"
+		echo "its worker's CPU per request there (median): $(fmt "$pn_cpu_med" 1) µs; median ÷ wrk: $(fmt "$pn_ratio" 3)"
+	else
+		echo "pg_net: no batch size gave $RUNS valid runs"
+	fi
+	echo "pg_net at $LAT_RATE requests/s: CPU $(fmt "${pn_lat_cpu_us:-0}" 1) µs/request ($pn_answered answered 200);" \
+		"commit -> nginx over all $pn_orders: p50 $pn_p50  p99 $pn_p99  max $pn_max ms; lost $pn_lost"
+fi
+
+# ---------------------------------------------------------------------------
 # Summary
 # ---------------------------------------------------------------------------
 met() {							# met VALUE OP LIMIT
@@ -873,6 +1053,12 @@ for cfg in "${configs[@]}"; do
 done
 echo "| worker RssAnon growth over $(int $((2 * BACKLOG))) uploads | $(fmt "$(calc "$growth_anon / 1024")" 2) MB | < 5 MB | $(met "$(calc "$growth_anon / 1024")" '<' 5) |"
 echo "| worker VmRSS growth (+ shared buffers touched) | $(fmt "$(calc "$growth_rss / 1024")" 2) MB | | |"
+if [ -n "$pg_net" ]; then
+	echo "| pg_net $pn_version requests/s, same backlog, best pg_net.batch_size ($(na "$pn_best" "$pn_best")), min / median / max of $RUNS | $(na "$pn_rate_med" "$(mmm "${pn_rate_min:-0}" "${pn_rate_med:-0}" "${pn_rate_max:-0}")") | | |"
+	echo "| pg_net: ratio median ÷ wrk req/s; shopping_upload's median ÷ pg_net's | $(na "$pn_ratio" "$(fmt "${pn_ratio:-0}" 3)"); $(na "$pn_rate_med" "$(fmt "$(calc "${rate_med:-0} / (${pn_rate_med:-0} > 0 ? ${pn_rate_med:-1} : 1)")" 2)×") | | |"
+	echo "| pg_net worker CPU per request: backlog (median, best batch size); $LAT_RATE requests/s | $(na "$pn_cpu_med" "$(fmt "${pn_cpu_med:-0}" 1) µs"); $(na "$pn_lat_cpu_us" "$(fmt "${pn_lat_cpu_us:-0}" 1) µs") | | |"
+	echo "| pg_net commit → request at nginx, $LAT_RATE requests/s, all $pn_orders: p50 / p99 / max (ms); lost | $pn_p50 / $pn_p99 / $pn_max; $pn_lost | | |"
+fi
 echo
 echo "HTTP ceiling: $ceiling."
 if [ "${#failures[@]}" -gt 0 ]; then
