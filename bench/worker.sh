@@ -22,6 +22,8 @@
 #   PG_BIN=/usr/lib/postgresql/NN/bin   the PostgreSQL (and extension) to measure
 #   BENCH_LEGACY_SECRET=1   also set shopping_upload.secret in postgresql.conf,
 #                     for builds before secret_file (1.0), to compare them
+#   SWEEP_RATES="50 100 200 400 800"   steady rates of part 2b ("" skips it)
+#   SWEEP_SECONDS=10  length of each of those runs
 #   PG_NET=auto       part 5 (pg_net measured the same way) runs when pg_net is
 #                     installed for PG_BIN; 0 skips it, 1 requires it
 #   PG_NET_BATCHES="1000 2500 5000 10000"   pg_net.batch_size values tried
@@ -73,6 +75,13 @@
 #    steady rate, one order per commit: utime + stime from just before
 #    pgbench to the end of the drain, over the errcode-0 audit rows written
 #    meanwhile.
+# 2b. Where the CPU goes at steady rates: pgbench -n -R <rate> -T
+#    SWEEP_SECONDS -c 4, the same script, for each rate of SWEEP_RATES (worker
+#    on port A), then a drain; the worker's CPU from just before pgbench to
+#    the end of the drain, and the errcode-0 audit rows written.  A least
+#    squares line through (uploads/s, CPU per second) splits the CPU into a
+#    part that does not depend on the rate (the rounds: one every
+#    claim_interval while orders come) and a part per upload.
 # 3. Insert throughput: the same script, pgbench -n -c 2 -T TPS_SECONDS, in
 #    three configurations, TPS_RUNS runs of each, interleaved (run r starts
 #    with configuration r mod 3), VACUUM and CHECKPOINT of the run's
@@ -141,7 +150,12 @@ if [ -n "${TPS_ROUNDS:-}" ]; then
 	echo "worker.sh: TPS_ROUNDS is now TPS_RUNS (runs of each configuration)" >&2
 	exit 2
 fi
-for v in BACKLOG WRK_SECONDS LAT_SECONDS TPS_RUNS TPS_SECONDS NGINX_WORKERS TIMEOUT; do
+SWEEP_RATES=${SWEEP_RATES-50 100 200 400 800}
+SWEEP_SECONDS=${SWEEP_SECONDS:-10}
+for r in $SWEEP_RATES; do
+	[[ $r =~ ^[1-9][0-9]{0,4}$ ]] || { echo "worker.sh: SWEEP_RATES must be positive integers" >&2; exit 2; }
+done
+for v in BACKLOG WRK_SECONDS LAT_SECONDS TPS_RUNS TPS_SECONDS NGINX_WORKERS TIMEOUT SWEEP_SECONDS; do
 	if ! [[ ${!v} =~ ^[1-9][0-9]{0,6}$ ]]; then
 		echo "worker.sh: $v must be a positive integer" >&2
 		exit 2
@@ -805,7 +819,48 @@ sleep 1
 pgbench_run "$work/pgbench_warm.out" bench -c 1 -t 20 || { cat "$work/pgbench_warm.out"; exit 1; }
 drain bench
 if [ -s "$work/nginx/arrivals.log" ]; then
-	say "warning: the worker still uploads to $api_b (it logs each request) in part 3"
+	say "warning: the worker still uploads to $api_b (it logs each request) in parts 2b and 3"
+fi
+
+# ---------------------------------------------------------------------------
+# 2b. Where the CPU goes at steady rates
+# ---------------------------------------------------------------------------
+sweep_fixed='' sweep_marginal='' sweep_x='' sweep_y=''
+claim_ms=$(q bench "SELECT setting FROM pg_settings WHERE name = 'shopping_upload.claim_interval'")
+if [ -n "$SWEEP_RATES" ]; then
+	echo
+	echo "== 2b. The worker's CPU at steady rates: pgbench -n -R <rate> -T $SWEEP_SECONDS -c $LAT_CLIENTS, one order per commit (claim_interval $claim_ms ms)"
+	printf '  %8s %10s %12s %14s %14s\n' "rate" "uploads" "uploads/s" "CPU, % core" "µs/upload"
+	for r in $SWEEP_RATES; do
+		audit0=$(q bench 'SELECT coalesce(max(audit_id), 0) FROM shopping_upload.audit')
+		cpu0=$(cpu_ticks "$wpid")
+		t0=$(now_s)
+		pgbench_run "$work/pgbench_sweep.out" bench -R "$r" -T "$SWEEP_SECONDS" -c "$LAT_CLIENTS" ||
+			{ cat "$work/pgbench_sweep.out"; exit 1; }
+		drain bench || fail "the queue did not drain after the $r orders/s run"
+		cpu1=$(cpu_ticks "$wpid")
+		t1=$(now_s)
+		check_worker
+		n=$(q bench "SELECT count(*) FROM shopping_upload.audit WHERE audit_id > $audit0 AND errcode = 0")
+		x=$(calc "$n / ($t1 - $t0)")
+		y=$(calc "($cpu1 - $cpu0) * 1e6 / $clk_tck / ($t1 - $t0)")	# µs of CPU a second
+		sweep_x="$sweep_x $x" sweep_y="$sweep_y $y"
+		printf '  %8s %10s %12s %14s %14s\n' "$r" "$n" "$(fmt "$x" 1)" "$(fmt "$(calc "$y / 1e4")" 1)" \
+			"$(fmt "$(calc "$y / ($x > 0 ? $x : 1)")" 1)"
+	done
+	# least squares: CPU a second = fixed + marginal × uploads a second
+	read -r sweep_fixed sweep_marginal <<<"$(LC_ALL=C awk -v xs="$sweep_x" -v ys="$sweep_y" 'BEGIN {
+		n = split(xs, x, " "); split(ys, y, " ")
+		for (i = 1; i <= n; i++) { sx += x[i]; sy += y[i]; sxx += x[i] * x[i]; sxy += x[i] * y[i] }
+		d = n * sxx - sx * sx
+		if (n < 2 || d == 0) exit
+		m = (n * sxy - sx * sy) / d
+		print (sy - m * sx) / n, m }')"
+	if [ -n "$sweep_fixed" ]; then
+		echo "  least squares over the runs: CPU a second = $(fmt "$(calc "$sweep_fixed / 1000")" 1) ms + $(fmt "$sweep_marginal" 1) µs × uploads a second"
+		echo "  the fixed part is $(fmt "$(calc "$sweep_fixed * $claim_ms / 1e3")" 0) µs a round (one round every $claim_ms ms);" \
+			"at $LAT_RATE/s it is $(fmt "$(calc "$sweep_fixed / $LAT_RATE")" 1) µs of each upload's $(fmt "$(calc "$sweep_fixed / $LAT_RATE + $sweep_marginal")" 1)"
+	fi
 fi
 
 # ---------------------------------------------------------------------------
@@ -818,7 +873,7 @@ declare -A cfg_label=(
 	[on]="triggers on, worker uploading"
 	[noworker]="triggers on, no worker (bench_noworker)"
 )
-declare -A cfg_tps=()
+declare -A cfg_tps=() cfg_wal=() cfg_orders=()
 on_uploaded=0 on_ticks=0 nw_ticks=0 nw_seconds=0
 triggers() {					# triggers DB ENABLE|DISABLE
 	psql_db "$1" -c "BEGIN;
@@ -837,6 +892,7 @@ tps_run() {
 	states0=$(q "$db" "SELECT count(*) FROM shopping_upload.order_state")
 	audit0=$(q bench 'SELECT coalesce(max(audit_id), 0) FROM shopping_upload.audit')
 	c0=$(cpu_ticks "$wpid")
+	lsn0=$(q "$db" 'SELECT pg_current_wal_insert_lsn()')
 	s0=$(now_s)
 	pgbench_run "$out" "$db" -c "$TPS_CLIENTS" -T "$TPS_SECONDS" || { cat "$out"; exit 1; }
 	s1=$(now_s)
@@ -867,6 +923,10 @@ tps_run() {
 			nw_seconds=$(calc "$nw_seconds + $s1 - $s0")
 			;;
 	esac
+	# WAL written from the start of the run (for "on", to the end of its drain)
+	wal=$(q "$db" "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn0')")
+	cfg_wal[$cfg]=$(calc "${cfg_wal[$cfg]:-0} + $wal")
+	cfg_orders[$cfg]=$((${cfg_orders[$cfg]:-0} + inserted))
 	printf '%s=%s ' "$cfg" "$(fmt "$tps" 0)" >>"$work/round.txt"
 }
 echo
@@ -891,11 +951,16 @@ done
 on_cpu_us=$(calc "$on_ticks * 1e6 / $clk_tck / ($on_uploaded > 0 ? $on_uploaded : 1)")
 nw_cpu_pct=$(calc "$nw_ticks * 100 / $clk_tck / ($nw_seconds > 0 ? $nw_seconds : 1)")
 echo
-printf '  %-42s %27s  %s\n' "configuration" "tps min / median / max" "median vs disabled"
+declare -A wal_per=()
 for cfg in "${configs[@]}"; do
-	printf '  %-42s %27s  %s\n' "${cfg_label[$cfg]}" \
+	wal_per[$cfg]=$(calc "${cfg_wal[$cfg]:-0} / (${cfg_orders[$cfg]:-0} > 0 ? ${cfg_orders[$cfg]:-0} : 1)")
+done
+printf '  %-42s %27s  %-20s %s\n' "configuration" "tps min / median / max" "median vs disabled" "WAL bytes per order"
+for cfg in "${configs[@]}"; do
+	printf '  %-42s %27s  %-20s %s\n' "${cfg_label[$cfg]}" \
 		"$(mmm "${tps_min[$cfg]}" "${tps_med[$cfg]}" "${tps_max[$cfg]}")" \
-		"$(if [ "$cfg" = disabled ]; then echo "(baseline)"; else pct "${tps_vs[$cfg]}"; fi)"
+		"$(if [ "$cfg" = disabled ]; then echo "(baseline)"; else pct "${tps_vs[$cfg]}"; fi)" \
+		"$(int "${wal_per[$cfg]}")"
 done
 echo "  worker CPU while uploading at full insert speed: $(fmt "$on_cpu_us" 1) µs/upload ($on_uploaded uploads, drains included)"
 echo "  worker CPU during the no-worker runs (it serves bench): $(fmt "$nw_cpu_pct" 1)% of a core"
@@ -1040,6 +1105,9 @@ echo "| wrk -t$wrk_threads -c$wrk_conns req/s, same nginx (worker_processes $NGI
 echo "| ratio median uploads/s ÷ wrk req/s | $(na "$ratio" "$(fmt "${ratio:-0}" 3)") | ≥ 0.14 | $(met "$ratio" '>=' 0.14) |"
 echo "| worker CPU per upload, backlog (min / median / max) | $(na "$bcpu_med" "$(fmt "${bcpu_min:-0}" 1) / $(fmt "${bcpu_med:-0}" 1) / $(fmt "${bcpu_max:-0}" 1) µs") | ≤ 35 µs (median) | $(met "$bcpu_med" '<=' 35) |"
 echo "| worker CPU per upload, $LAT_RATE orders/s, one order per commit | $(na "$lat_cpu_us" "$(fmt "${lat_cpu_us:-0}" 1) µs") | ≤ 100 µs | $(met "$lat_cpu_us" '<=' 100) |"
+if [ -n "$sweep_fixed" ]; then
+	echo "| worker CPU at steady rates ($SWEEP_RATES/s): per second of activity + per upload (least squares) | $(fmt "$(calc "$sweep_fixed / 1000")" 1) ms/s ($(fmt "$(calc "$sweep_fixed * $claim_ms / 1e3")" 0) µs a round) + $(fmt "$sweep_marginal" 1) µs/upload | | |"
+fi
 echo "| commit → request at nginx, $LAT_RATE orders/s, all $n_orders orders: p50 / p99 / max (ms) | $p50 / $p99 / $lmax | p99 ≤ 50 | $(met "$p99_num" '<=' 50) |"
 echo "| orders lost at $LAT_RATE orders/s (never requested at nginx) | $n_lost of $n_orders | 0 | $(met "$n_lost" '==' 0) |"
 for cfg in "${configs[@]}"; do
@@ -1051,6 +1119,7 @@ for cfg in "${configs[@]}"; do
 		echo "| pgbench tps, ${cfg_label[$cfg]}; median vs disabled | $(mmm "${tps_min[$cfg]}" "${tps_med[$cfg]}" "${tps_max[$cfg]}"); $(pct "${tps_vs[$cfg]}") | | |"
 	fi
 done
+echo "| WAL bytes per order: triggers disabled / on, worker uploading (drains included) / no worker | $(int "${wal_per[disabled]}") / $(int "${wal_per[on]}") / $(int "${wal_per[noworker]}") | | |"
 echo "| worker RssAnon growth over $(int $((2 * BACKLOG))) uploads | $(fmt "$(calc "$growth_anon / 1024")" 2) MB | < 5 MB | $(met "$(calc "$growth_anon / 1024")" '<' 5) |"
 echo "| worker VmRSS growth (+ shared buffers touched) | $(fmt "$(calc "$growth_rss / 1024")" 2) MB | | |"
 if [ -n "$pg_net" ]; then
