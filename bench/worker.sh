@@ -1076,6 +1076,9 @@ SQL
 	fi
 	echo "pg_net at $LAT_RATE requests/s: CPU $(fmt "${pn_lat_cpu_us:-0}" 1) µs/request ($pn_answered answered 200);" \
 		"commit -> nginx over all $pn_orders: p50 $pn_p50  p99 $pn_p99  max $pn_max ms; lost $pn_lost"
+elif [ "$PG_NET" = auto ]; then
+	echo
+	echo "== 5. pg_net: skipped, it is not installed for $PG_BIN (PG_NET=1 makes that an error)"
 fi
 
 # ---------------------------------------------------------------------------
