@@ -203,12 +203,19 @@ my $log = slurp_file($node->logfile, $logpos);
 my @warnings = ($log =~ /are held until/g);
 is(scalar @warnings, 1, 'once');
 
+# The hold ends: the worker that remembers it is gone (waited for: one still
+# running would take the due orders and, its appid held in memory, hold them
+# again until midnight), then the held orders are due, and a new order wakes
+# the next worker if it has started already.
+sub end_hold
+{
+	sql("SELECT pg_terminate_backend(" . worker_pid() . ", 30000)");
+	sql("UPDATE shopping_upload.order_state SET next_attempt_at = now() WHERE state = 'held'");
+	import_order();
+}
+
 # a permission error holds the appid for config_retry_interval
-# The worker is gone before the hold ends: a worker still running would take
-# the due orders and, its appid held in memory, hold them again until midnight.
-sql("SELECT pg_terminate_backend(" . worker_pid() . ", 30000)");   # forget the hold
-sql("UPDATE shopping_upload.order_state SET next_attempt_at = now() WHERE state = 'held'");
-import_order();		# wakes the next worker, if it has started already
+end_hold();
 wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploaded'", '0',
 	'held orders are uploaded once the hold is over');
 $stub->reset;
@@ -218,9 +225,7 @@ wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 
 	'48001: the order is held');
 ok(sql("SELECT next_attempt_at > now() + interval '9 minutes' FROM shopping_upload.order_status WHERE order_id = $id") eq 't',
 	'for config_retry_interval');
-sql("SELECT pg_terminate_backend(" . worker_pid() . ", 30000)");
-sql("UPDATE shopping_upload.order_state SET next_attempt_at = now() WHERE state = 'held'");
-import_order();
+end_hold();
 wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploaded'", '0',
 	'and uploaded after it');
 
