@@ -16,13 +16,15 @@ OBJS = \
 	src/token.o \
 	src/audit.o \
 	src/upload.o \
+	src/sync_call.o \
 	src/queue.o \
 	src/queue_followup.o \
 	src/worker.o
 # The version of the SQL objects this library works with: the control
 # file's default_version.  The worker waits while the database has another.
 EXTVERSION := $(shell sed -n "s/^default_version *= *'\\(.*\\)'/\\1/p" $(EXTENSION).control)
-DATA = shopping_upload--1.0.sql shopping_upload--1.1.sql shopping_upload--1.0--1.1.sql
+DATA = shopping_upload--1.0.sql shopping_upload--1.1.sql shopping_upload--1.2.sql \
+	shopping_upload--1.0--1.1.sql shopping_upload--1.1--1.2.sql
 PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 
 REGRESS = foundation validate queue security shipping

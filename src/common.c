@@ -192,3 +192,19 @@ su_clean_text(const char *s)
 	}
 	return buf.data;
 }
+
+char *
+su_clean_text_capped(const char *s)
+{
+	size_t		len = strlen(s);
+	char	   *clean;
+	int			keep;
+
+	if (len <= SU_MAX_ANSWER_TEXT)
+		return su_clean_text(s);
+	/* cleaned from a prefix only: \xNN may make it up to four times longer */
+	clean = su_clean_text(pnstrdup(s, SU_MAX_ANSWER_TEXT));
+	keep = pg_mbcliplen(clean, (int) strlen(clean), SU_MAX_ANSWER_TEXT - 64);
+	clean[keep] = '\0';
+	return psprintf("%s... [cut: %zu bytes in all]", clean, len);
+}

@@ -74,6 +74,16 @@ extern Datum su_array(Datum *values, bool *nulls, int n, Oid elemtype);
  */
 extern char *su_clean_text(const char *s);
 
+/*
+ * The most of a text from the network that is kept (an errmsg, a transport
+ * error, a verify_result): past it, the text is cut at a character and a
+ * marker says how long it was.
+ */
+#define SU_MAX_ANSWER_TEXT 1024
+
+/* su_clean_text(), cut to at most SU_MAX_ANSWER_TEXT bytes and a marker */
+extern char *su_clean_text_capped(const char *s);
+
 /* Wakes the worker of this database, if it runs. */
 extern void su_wake_worker(uint32 kinds);
 

@@ -24,6 +24,7 @@
 #include "common.h"
 #include "settings.h"
 #include "shipping.h"
+#include "sync_call.h"
 #include "token.h"
 #include "upload.h"
 #include "validate.h"
@@ -208,11 +209,10 @@ Datum
 su_upload_shopping_info_sql(PG_FUNCTION_ARGS)
 {
 	int64		order_id = PG_GETARG_INT64(0);
-	MemoryContext caller = CurrentMemoryContext;
 	TupleDesc	desc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
-	SuUpload	u;
+	SuSyncResult u;
 	HeapTuple	tup;
 
 	su_require_extension_version();
@@ -220,11 +220,7 @@ su_upload_shopping_info_sql(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	SPI_connect();
-	su_upload_sync(order_id, &u);
-
-	/* copied out before SPI_finish() frees what the attempt allocated */
-	MemoryContextSwitchTo(caller);
+	su_sync_call(SU_KIND_ORDER, order_id, &u);
 	values[0] = Int32GetDatum(u.errcode);
 	if (u.errmsg)
 		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
@@ -234,7 +230,6 @@ su_upload_shopping_info_sql(PG_FUNCTION_ARGS)
 	nulls[2] = !u.sent || u.http_status == 0;
 	values[3] = Int64GetDatum(u.audit_id);
 	tup = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
-	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(tup));
 }
 
@@ -247,19 +242,14 @@ su_verify_shopping_info_sql(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		order_id = PG_GETARG_INT64(0);
-	MemoryContext caller = CurrentMemoryContext;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
-	SuUpload	u;
+	SuSyncResult u;
 
 	su_require_extension_version();
 	InitMaterializedSRF(fcinfo, 0);
 
-	SPI_connect();
-	su_verify_sync(order_id, &u);
-
-	/* copied out before SPI_finish() frees what the attempt allocated */
-	MemoryContextSwitchTo(caller);
+	su_sync_call(SU_KIND_VERIFY, order_id, &u);
 	values[0] = Int32GetDatum(u.errcode);
 	if (u.errmsg)
 		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
@@ -270,7 +260,6 @@ su_verify_shopping_info_sql(PG_FUNCTION_ARGS)
 	else
 		nulls[2] = true;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	SPI_finish();
 	return (Datum) 0;
 }
 
@@ -284,18 +273,14 @@ su_upload_shipping_info_sql(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		order_id = PG_GETARG_INT64(0);
-	MemoryContext caller = CurrentMemoryContext;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
-	SuUpload	u;
+	SuSyncResult u;
 
 	su_require_extension_version();
 	InitMaterializedSRF(fcinfo, 0);
 
-	SPI_connect();
-	su_shipping_sync(order_id, &u);
-
-	MemoryContextSwitchTo(caller);
+	su_sync_call(SU_KIND_SHIPPING, order_id, &u);
 	values[0] = Int32GetDatum(u.errcode);
 	if (u.errmsg)
 		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
@@ -305,7 +290,6 @@ su_upload_shipping_info_sql(PG_FUNCTION_ARGS)
 	nulls[2] = !u.sent || u.http_status == 0;
 	values[3] = Int64GetDatum(u.audit_id);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	SPI_finish();
 	return (Datum) 0;
 }
 

@@ -206,16 +206,27 @@ connected(SuHttpRequest *req)
 }
 
 #if LIBCURL_VERSION_NUM >= 0x075000
-/* libcurl: the connection is established (or reused); the request goes next */
+/*
+ * libcurl: the connection is established (or reused); the request goes next.
+ * libcurl sends a request again by itself, on a new connection, when a
+ * reused one closed before any answer: WeChat may have had the first, and
+ * the second would leave no audit row of its own.  It is refused: the
+ * transfer ends as a transport failure, which the queue retries (one
+ * request, one audit row).
+ */
 static int
 prereq_cb(void *data, char *conn_primary_ip, char *conn_local_ip,
 		  int conn_primary_port, int conn_local_port)
 {
+	SuHttpRequest *req = (SuHttpRequest *) data;
+
 	(void) conn_primary_ip;
 	(void) conn_local_ip;
 	(void) conn_primary_port;
 	(void) conn_local_port;
-	connected((SuHttpRequest *) data);
+	connected(req);
+	if (++req->sends > 1)
+		return CURL_PREREQFUNC_ABORT;
 	return CURL_PREREQFUNC_OK;
 }
 #endif
@@ -239,6 +250,7 @@ su_http_start(SuHttpClient *client, SuHttpRequest *req)
 	req->response_len = req->response_cap = 0;
 	req->duration_ms = 0;
 	req->next_done = NULL;
+	req->sends = 0;
 
 	if (client != NULL && client->n_spare > 0)
 		e = client->spare[--client->n_spare];
@@ -356,7 +368,17 @@ finish(SuHttpClient *client, CURL *e, CURLcode rc)
 	curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &connect_us);
 	req->duration_ms = total_us / 1000.0;
 	req->curl_code = rc;
-	if (rc != CURLE_OK)
+	if (rc != CURLE_OK && req->sends > 1)
+	{
+		char		host[256];
+
+		su_http_host(req->url, host, sizeof(host));
+		snprintf(req->error, sizeof(req->error),
+				 "the connection to %s closed before an answer; the request may have arrived, "
+				 "and is not sent again on a new connection (each request has its audit row)",
+				 host);
+	}
+	else if (rc != CURLE_OK)
 	{
 		snprintf(detail, sizeof(detail), "%s", curl_easy_strerror(rc));
 		describe(req, rc, detail, connect_us > 0);

@@ -51,6 +51,7 @@ typedef struct SuHttpRequest
 	struct SuHttpRequest *next_done;
 	SuHttpClient *client;		/* while started */
 	bool		connecting;		/* started, its connection not ready yet */
+	int			sends;			/* times libcurl was about to send it */
 } SuHttpRequest;
 
 /* The process's client, created on first use (NULL if libcurl fails). */

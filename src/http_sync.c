@@ -14,6 +14,8 @@
 
 #include "http_sync.h"
 
+volatile bool *su_http_stop = NULL;
+
 void
 su_http_perform(SuHttpRequest *req)
 {
@@ -44,6 +46,16 @@ su_http_perform(SuHttpRequest *req)
 				latch_was_set = true;
 			}
 			CHECK_FOR_INTERRUPTS();
+			if (su_http_stop != NULL && *su_http_stop)
+			{
+				su_http_cancel(client, req);
+				req->curl_code = 42;	/* CURLE_ABORTED_BY_CALLBACK */
+				snprintf(req->error, sizeof(req->error), "%s",
+						 "the caller was cancelled before an answer came; "
+						 "the request may have arrived");
+				req->done = true;
+				break;
+			}
 			su_http_drive(client);
 		}
 	}

@@ -18,4 +18,11 @@
  */
 extern void su_http_perform(SuHttpRequest *req);
 
+/*
+ * A flag that, once true, ends the requests su_http_perform() waits for, as
+ * a transport failure (not an error): a call by hand whose caller was
+ * cancelled records that its request got no answer.  NULL: none.
+ */
+extern volatile bool *su_http_stop;
+
 #endif							/* SU_HTTP_SYNC_H */

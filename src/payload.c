@@ -177,8 +177,8 @@ typedef struct BuildSlot
  * The bytes of a row's text and arrays, read from their headers (nothing is
  * detoasted): an order over the cap is refused before it is built.
  */
-static size_t
-row_bytes(HeapTuple tup, TupleDesc desc)
+size_t
+su_row_bytes(HeapTuple tup, TupleDesc desc)
 {
 	size_t		total = 0;
 
@@ -202,7 +202,7 @@ take_bytes(BuildSlot *slot, HeapTuple tup, TupleDesc desc)
 {
 	if (slot->oversized)
 		return false;
-	slot->bytes += row_bytes(tup, desc);
+	slot->bytes += su_row_bytes(tup, desc);
 	if (slot->bytes > SU_MAX_BODY_BYTES)
 		slot->oversized = true;
 	return !slot->oversized;

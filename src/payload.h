@@ -53,6 +53,12 @@ extern void su_build_payloads(int n, const int64 *order_ids,
  * columns of an SPI row from first: order_number_type, transaction_id,
  * mchid, out_trade_no (empty ones left out).
  */
+/*
+ * The bytes of a row's text and arrays, read from their headers (nothing is
+ * detoasted): a body is capped before it is built.
+ */
+extern size_t su_row_bytes(HeapTuple tup, TupleDesc desc);
+
 extern void su_add_order_key(struct json_object *root, HeapTuple tup,
 							 TupleDesc desc, int first);
 

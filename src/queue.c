@@ -341,10 +341,16 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 typedef struct NotedOrder
 {
 	int64		order_id;		/* hash key */
-	bool		queue;			/* queue it, if it still exists */
-	bool		forget;			/* its row was deleted: forget it if gone */
-	bool		ship_queue;		/* the same for its shipping information */
-	bool		ship_forget;
+
+	/*
+	 * What to do at commit, each kept as the outermost subtransaction that
+	 * asked for it (InvalidSubTransactionId: nothing): a subtransaction that
+	 * rolls back takes what it asked for with it, as it takes its writes.
+	 */
+	SubTransactionId queue;		/* queue it, if it still exists */
+	SubTransactionId forget;	/* its row was deleted: forget it if gone */
+	SubTransactionId ship_queue;	/* the same for its shipping information */
+	SubTransactionId ship_forget;
 
 	/*
 	 * Sent by hand in this transaction (upload_shopping_info(),
@@ -364,11 +370,17 @@ typedef enum NoteWant
 	NOTE_SHIP_FORGET
 } NoteWant;
 
-/* lives in TopTransactionContext; what aborted subtransactions noted stays */
+#define NOTED(sub) ((sub) != InvalidSubTransactionId)
+
+/* lives in TopTransactionContext */
 static HTAB *noted = NULL;
-static bool truncated = false;	/* orders was truncated: forget every gone order */
-static bool ship_truncated = false; /* shippings was: the same for their states */
-static bool ship_requeue_all = false;	/* shipments or their items were */
+
+/* TRUNCATEs, each as the subtransaction that made it (as in NotedOrder) */
+static SubTransactionId truncated;	/* orders: forget every gone order */
+static SubTransactionId requeue_all;	/* sub_orders or items: queue every order */
+static SubTransactionId ship_truncated; /* shippings: the same for their states */
+static SubTransactionId ship_requeue_all;	/* shipments or their items */
+static SubTransactionId wrote;	/* any of the tables, whatever auto_upload says */
 static uint32 wake_at_commit = 0;	/* bits 1 << SuKind */
 
 static SPIPlanPtr queue_plan = NULL;
@@ -391,6 +403,24 @@ note_init(void)
 	}
 }
 
+/* notes that this subtransaction asks for *what (keeping an outer one's ask) */
+static void
+note_ask(SubTransactionId *what)
+{
+	SubTransactionId sub = GetCurrentSubTransactionId();
+
+	if (!NOTED(*what) || sub < *what)
+		*what = sub;
+}
+
+/* a subtransaction rolled back: what it (or its children) asked for goes */
+static void
+note_unask(SubTransactionId *what, SubTransactionId aborted)
+{
+	if (NOTED(*what) && *what >= aborted)
+		*what = InvalidSubTransactionId;
+}
+
 static void
 note_order(int64 order_id, bool queue, bool forget, bool shipping)
 {
@@ -401,21 +431,25 @@ note_order(int64 order_id, bool queue, bool forget, bool shipping)
 	o = hash_search(noted, &order_id, HASH_ENTER, &found);
 	if (!found)
 	{
-		o->queue = o->forget = o->ship_queue = o->ship_forget = false;
+		o->queue = o->forget = o->ship_queue = o->ship_forget = InvalidSubTransactionId;
 		o->sent_in = o->ship_sent_in = InvalidSubTransactionId;
 	}
 	/* written again after it was sent: queued at commit */
 	if (shipping)
 	{
-		o->ship_queue |= queue;
-		o->ship_forget |= forget;
+		if (queue)
+			note_ask(&o->ship_queue);
+		if (forget)
+			note_ask(&o->ship_forget);
 		if (queue)
 			o->ship_sent_in = InvalidSubTransactionId;
 	}
 	else
 	{
-		o->queue |= queue;
-		o->forget |= forget;
+		if (queue)
+			note_ask(&o->queue);
+		if (forget)
+			note_ask(&o->forget);
 		if (queue)
 			o->sent_in = InvalidSubTransactionId;
 	}
@@ -426,11 +460,13 @@ note_truncate(const char *table)
 {
 	note_init();
 	if (strcmp(table, "orders") == 0)
-		truncated = true;
+		note_ask(&truncated);
+	else if (strcmp(table, "sub_orders") == 0 || strcmp(table, "items") == 0)
+		note_ask(&requeue_all);
 	else if (strcmp(table, "shippings") == 0)
-		ship_truncated = true;
+		note_ask(&ship_truncated);
 	else
-		ship_requeue_all = true;
+		note_ask(&ship_requeue_all);
 }
 
 void
@@ -449,7 +485,10 @@ su_queue_unnote(int64 order_id, bool shipping)
 		o->sent_in = GetCurrentSubTransactionId();
 }
 
-/* a rolled back subtransaction did not send what it sent: queue it again */
+/*
+ * A rolled back subtransaction did not write what it wrote, nor send what it
+ * sent: what it asked for goes, what it sent is queued again.
+ */
 static void
 queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
@@ -459,11 +498,22 @@ queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 	(void) parentSubid;
 	(void) arg;
-	if (event != SUBXACT_EVENT_ABORT_SUB || noted == NULL)
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	note_unask(&wrote, mySubid);
+	if (noted == NULL)
 		return;
 	hash_seq_init(&seq, noted);
+	note_unask(&truncated, mySubid);
+	note_unask(&requeue_all, mySubid);
+	note_unask(&ship_truncated, mySubid);
+	note_unask(&ship_requeue_all, mySubid);
 	while ((o = hash_seq_search(&seq)) != NULL)
 	{
+		note_unask(&o->queue, mySubid);
+		note_unask(&o->forget, mySubid);
+		note_unask(&o->ship_queue, mySubid);
+		note_unask(&o->ship_forget, mySubid);
 		if (o->sent_in != InvalidSubTransactionId && o->sent_in >= mySubid)
 			o->sent_in = InvalidSubTransactionId;
 		if (o->ship_sent_in != InvalidSubTransactionId && o->ship_sent_in >= mySubid)
@@ -514,12 +564,12 @@ apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
 
 	hash_seq_init(&seq, noted);
 	while ((o = hash_seq_search(&seq)) != NULL)
-		if ((want == NOTE_QUEUE && o->queue &&
+		if ((want == NOTE_QUEUE && NOTED(o->queue) &&
 			 o->sent_in == InvalidSubTransactionId) ||
-			(want == NOTE_FORGET && o->forget) ||
-			(want == NOTE_SHIP_QUEUE && o->ship_queue &&
+			(want == NOTE_FORGET && NOTED(o->forget)) ||
+			(want == NOTE_SHIP_QUEUE && NOTED(o->ship_queue) &&
 			 o->ship_sent_in == InvalidSubTransactionId) ||
-			(want == NOTE_SHIP_FORGET && o->ship_forget))
+			(want == NOTE_SHIP_FORGET && NOTED(o->ship_forget)))
 			ids[n++] = o->order_id;
 	if (n == 0)
 		return 0;
@@ -559,13 +609,13 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 
 	hash_seq_init(&seq, noted);
 	while ((o = hash_seq_search(&seq)) != NULL)
-		if (o->forget)
+		if (NOTED(o->forget))
 			ids[n++] = o->order_id;
 	qsort(ids, n, sizeof(int64), int64_cmp);
 	for (int i = 0; i < n; i++)
 	{
 		NotedOrder *e = hash_search(noted, &ids[i], HASH_FIND, NULL);
-		bool		q = e->queue && e->sent_in == InvalidSubTransactionId;
+		bool		q = NOTED(e->queue) && e->sent_in == InvalidSubTransactionId;
 
 		elems[i] = Int64GetDatum(ids[i]);
 		queued[i] = BoolGetDatum(q);
@@ -632,11 +682,11 @@ queue_noted_shipping(int64 *ids, long n)
 	Oid			types[1] = {INT8ARRAYOID};
 	HASH_SEQ_STATUS seq;
 	NotedOrder *o;
-	bool		any = ship_truncated || ship_requeue_all;
+	bool		any = NOTED(ship_truncated) || NOTED(ship_requeue_all);
 
 	hash_seq_init(&seq, noted);
 	while ((o = hash_seq_search(&seq)) != NULL)
-		if (o->ship_queue || o->ship_forget)
+		if (NOTED(o->ship_queue) || NOTED(o->ship_forget))
 			any = true;
 	if (!any)
 		return;
@@ -662,7 +712,7 @@ queue_noted_shipping(int64 *ids, long n)
 				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
 				 "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
-	if (ship_requeue_all &&
+	if (NOTED(ship_requeue_all) &&
 		SPI_execute("UPDATE " SU_SCHEMA ".shipping_state s SET"
 					" state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
 					" next_attempt_at = CASE WHEN " IN_FLIGHT
@@ -672,14 +722,14 @@ queue_noted_shipping(int64 *ids, long n)
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not queue the shipping information of truncated shipments");
 #undef IN_FLIGHT
-	if (ship_truncated &&
+	if (NOTED(ship_truncated) &&
 		SPI_execute("DELETE FROM " SU_SCHEMA ".shipping_state s WHERE NOT EXISTS"
 					" (SELECT FROM " SU_SCHEMA ".shippings h"
 					"  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)",
 					false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the states of truncated shipping information");
 	if (apply_noted(ship_queue_plan, NOTE_SHIP_QUEUE, ids, n) > 0 ||
-		ship_requeue_all)
+		NOTED(ship_requeue_all))
 		wake_at_commit |= 1 << SU_KIND_SHIPPING;
 	(void) apply_noted(ship_forget_plan, NOTE_SHIP_FORGET, ids, n);
 }
@@ -698,7 +748,8 @@ queue_noted(void)
 	int			save_sec;
 	int			save_nestlevel;
 
-	if (n == 0 && !truncated && !ship_truncated && !ship_requeue_all)
+	if (n == 0 && !NOTED(truncated) && !NOTED(requeue_all) &&
+		!NOTED(ship_truncated) && !NOTED(ship_requeue_all))
 		return;
 	ids = MemoryContextAlloc(TopTransactionContext, sizeof(int64) * Max(n, 1));
 	GetUserIdAndSecContext(&save_userid, &save_sec);
@@ -746,7 +797,7 @@ queue_noted(void)
 				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
 				 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
-	if (truncated &&
+	if (NOTED(truncated) &&
 		SPI_execute("DELETE FROM " SU_SCHEMA ".order_state s WHERE NOT EXISTS"
 					" (SELECT FROM " SU_SCHEMA ".orders o"
 					"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
@@ -755,8 +806,36 @@ queue_noted(void)
 	if (apply_noted(queue_plan, NOTE_QUEUE, ids, n) > 0)
 		wake_at_commit |= 1 << SU_KIND_ORDER;
 	(void) apply_noted(forget_plan, NOTE_FORGET, ids, n);
-	if (requeue_reborn(ids, n, truncated))
+	if (requeue_reborn(ids, n, NOTED(truncated)))
 		wake_at_commit |= 1 << SU_KIND_ORDER;
+
+	/*
+	 * sub_orders or items truncated: every order may have lost parts, and
+	 * WeChat still has them.  Each one is queued as a new version (an order
+	 * in flight keeps its lease, as above).
+	 */
+	if (NOTED(requeue_all))
+	{
+		/* locked in order_id order, as every queueing does */
+		if (SPI_execute("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+						"  ORDER BY st.order_id FOR UPDATE)"
+						" UPDATE " SU_SCHEMA ".order_state s SET"
+						" state = CASE WHEN s.state OPERATOR(pg_catalog.=) 'uploading'"
+						"  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+						"  THEN s.state ELSE 'pending' END,"
+						" next_attempt_at = CASE WHEN s.state OPERATOR(pg_catalog.=) 'uploading'"
+						"  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+						"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
+						" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
+						" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+						" FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
+						" AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
+						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
+						false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not queue the orders of truncated sub-orders or items");
+		if (SPI_processed > 0)
+			wake_at_commit |= 1 << SU_KIND_ORDER;
+	}
 	queue_noted_shipping(ids, n);
 
 	PopActiveSnapshot();
@@ -776,7 +855,8 @@ queue_xact_callback(XactEvent event, void *arg)
 			if (noted != NULL)
 				queue_noted();
 			noted = NULL;
-			truncated = ship_truncated = ship_requeue_all = false;
+			truncated = requeue_all = wrote = InvalidSubTransactionId;
+			ship_truncated = ship_requeue_all = InvalidSubTransactionId;
 			break;
 		case XACT_EVENT_COMMIT:
 			if (wake_at_commit)
@@ -786,7 +866,8 @@ queue_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			noted = NULL;		/* lived in TopTransactionContext */
-			truncated = ship_truncated = ship_requeue_all = false;
+			truncated = requeue_all = wrote = InvalidSubTransactionId;
+			ship_truncated = ship_requeue_all = InvalidSubTransactionId;
 			wake_at_commit = 0;
 			break;
 		default:
@@ -799,6 +880,12 @@ su_queue_init(void)
 {
 	RegisterXactCallback(queue_xact_callback, NULL);
 	RegisterSubXactCallback(queue_subxact_callback, NULL);
+}
+
+bool
+su_queue_wrote(void)
+{
+	return NOTED(wrote);
 }
 
 void
@@ -899,6 +986,7 @@ su_queue_trigger(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("queue_trigger() must be called as a trigger")));
+	note_ask(&wrote);
 	table = RelationGetRelationName(td->tg_relation);
 	/* queue_trigger('shipping'): the shipping tables */
 	shipping = td->tg_trigger->tgnargs > 0 &&
@@ -914,6 +1002,29 @@ su_queue_trigger(PG_FUNCTION_ARGS)
 	{
 		note_tuple(td, td->tg_trigtuple, false, true, shipping);
 		return PointerGetDatum(NULL);
+	}
+
+	/*
+	 * An order's id is its identity here: its state, its history and its
+	 * verify belong to it.  Renumbered, a new order could inherit another's
+	 * state; a new id is a delete and an insert.
+	 */
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) && is_head)
+	{
+		bool		old_null;
+		bool		new_null;
+		int64		old_id = tuple_order_id(td, td->tg_trigtuple, &old_null);
+		int64		new_id = tuple_order_id(td, td->tg_newtuple, &new_null);
+
+		if (old_null != new_null || old_id != new_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("the order_id of %s.%s cannot change",
+							SU_SCHEMA, table),
+					 errdetail("Order " INT64_FORMAT " would become order " INT64_FORMAT
+							   ": its upload state and history belong to its id.",
+							   old_id, new_id),
+					 errhint("Delete the order and insert it under the new id: it is then uploaded as a new order.")));
 	}
 	if (!su_auto_upload)
 		return PointerGetDatum(NULL);

@@ -151,4 +151,10 @@ extern bool su_queue_order(int64 order_id);
  */
 extern void su_queue_unnote(int64 order_id, bool shipping);
 
+/*
+ * Did this transaction write to the order or shipping tables (in a
+ * subtransaction that did not roll back)?
+ */
+extern bool su_queue_wrote(void);
+
 #endif							/* SU_QUEUE_H */

@@ -7,7 +7,9 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <limits.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "storage/fd.h"
@@ -259,41 +261,88 @@ su_http_settings(SuHttpRequest *req)
 	req->proxy = su_proxy;
 }
 
+/*
+ * The secret file is opened without following a symbolic link and without
+ * blocking (a FIFO would hang the opener in open(), beyond any cancel), then
+ * checked on the open descriptor: a regular file, owned by the server's
+ * operating system user, that nobody else may read or write (0600 or
+ * 0400).  Anything else is a configuration error: *problem says what, in
+ * words that name no path (they reach the audit and order_status); the
+ * server log names the path, once per reason and path.
+ */
 char *
-su_config_secret(void)
+su_config_secret(const char **problem)
 {
-	FILE	   *f;
+	static char *said = NULL;	/* the last problem logged, with its path */
 	struct stat st;
 	char		buf[1024];
-	size_t		n;
+	ssize_t		n;
+	int			fd;
+	const char *why = NULL;
 	char	   *secret;
 
+	*problem = NULL;
 	if (su_secret != NULL && su_secret[0] != '\0')
 		return pstrdup(su_secret);
 	if (su_secret_file == NULL || su_secret_file[0] == '\0')
 		return NULL;
-	f = AllocateFile(su_secret_file, "r");
-	if (f == NULL)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open the secret file \"%s\": %m", su_secret_file),
-				 errhint("shopping_upload.secret_file names it.")));
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
-		(st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	fd = OpenTransientFile(su_secret_file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | PG_BINARY);
+	if (fd < 0)
+		why = errno == ELOOP ? "is a symbolic link" :
+			errno == ENOENT ? "does not exist" :
+			errno == EACCES ? "cannot be read by the server" : "cannot be opened";
+	else if (fstat(fd, &st) != 0)
+		why = "cannot be examined";
+	else if (!S_ISREG(st.st_mode))
+		why = "is not a regular file";
+	else if (st.st_uid != geteuid())
+		why = "is not owned by the server's operating system user";
+	else if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		why = "may be read or written by others than its owner (its mode must be 0600 or 0400)";
+	if (why != NULL)
 	{
-		FreeFile(f);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("the secret file \"%s\" must be a regular file that only its owner can read",
-						su_secret_file),
-				 errhint("chmod 600 it, owned by the server's operating system user.")));
+		char	   *line = psprintf("%s %s", su_secret_file, why);
+
+		if (fd >= 0)
+			CloseTransientFile(fd);
+		if (said == NULL || strcmp(said, line) != 0)
+		{
+			/* the server log only: a client may ask for LOG messages */
+			ereport(LOG_SERVER_ONLY,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("shopping_upload: the secret file \"%s\" %s", su_secret_file, why),
+					 errhint("Make it a regular file owned by the server's operating system user, mode 0600 or 0400; "
+							 "shopping_upload.secret_file names it.")));
+			if (said)
+				pfree(said);
+			said = MemoryContextStrdup(TopMemoryContext, line);
+		}
+		pfree(line);
+		*problem = psprintf("the secret file of shopping_upload.appid %s; "
+							"the server log names it", why);
+		return NULL;
 	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	FreeFile(f);
+	n = read(fd, buf, sizeof(buf) - 1);
+	CloseTransientFile(fd);
+	if (n < 0)
+	{
+		*problem = pstrdup("the secret file of shopping_upload.appid cannot be read; the server log names it");
+		ereport(LOG_SERVER_ONLY,
+				(errcode_for_file_access(),
+				 errmsg("shopping_upload: could not read the secret file \"%s\": %m", su_secret_file)));
+		return NULL;
+	}
+	if (said)
+	{
+		pfree(said);
+		said = NULL;
+	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
 					 buf[n - 1] == ' ' || buf[n - 1] == '\t'))
 		n--;
 	secret = n > 0 ? pnstrdup(buf, n) : NULL;
 	explicit_bzero(buf, sizeof(buf));
+	if (secret == NULL)
+		*problem = pstrdup("the secret file of shopping_upload.appid is empty");
 	return secret;
 }

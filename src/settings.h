@@ -35,9 +35,11 @@ extern const char *su_api_base(void);
 
 /*
  * The secret of shopping_upload.appid, palloc'd: a superuser's SET, else
- * the content of shopping_upload.secret_file; NULL if neither.
+ * the content of shopping_upload.secret_file; NULL if neither, or if the
+ * file is unusable: then *problem says why (naming no path; the server log
+ * names it).  Never raises an error.
  */
-extern char *su_config_secret(void);
+extern char *su_config_secret(const char **problem);
 
 /* The settings' part of a request: timeouts, CA, https only, proxy. */
 struct SuHttpRequest;

@@ -413,13 +413,18 @@ build_shipment_row(json_object *list, json_object **shipment, int *shipment_no,
 json_object *
 su_build_shipping_payload(int64 order_id, TimestampTz upload_time)
 {
-	return su_build_shipping_payload_ex(order_id, upload_time, false, NULL, NULL);
+	return su_build_shipping_payload_ex(order_id, upload_time, false, NULL, NULL,
+										NULL);
 }
 
 json_object *
 su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
-							 bool quiet, char **appid, bool *accepted)
+							 bool quiet, char **appid, bool *accepted,
+							 bool *oversized)
 {
+	size_t		bytes;
+	SPITupleTable *ship_tt = NULL;
+	uint64		n_ship = 0;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
 	json_object *root;
@@ -487,6 +492,54 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 				 errmsg("order " INT64_FORMAT " has no shipping information", order_id),
 				 errhint("Store it with shopping_upload.import_shipping().")));
 
+	if (accepted)
+		*accepted = DatumGetBool(SPI_getbinval(tup, tt->tupdesc, 9, &isnull));
+	if (appid)
+		*appid = NULL;
+	if (oversized)
+		*oversized = false;
+
+	/*
+	 * The body is capped before it is built, from the rows' sizes read in
+	 * their headers: an order whose payer or key is tens of megabytes, or a
+	 * shipment with such a tracking_no, would cost the worker that much, and
+	 * more, at every attempt.
+	 */
+	bytes = su_row_bytes(tup, tt->tupdesc);
+	if (bytes <= SU_MAX_BODY_BYTES)
+	{
+		if (SPI_execute_plan(build_shipments_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the shipments of order " INT64_FORMAT, order_id);
+		ship_tt = SPI_tuptable;
+		n_ship = SPI_processed;
+		for (uint64 r = 0; r < n_ship && bytes <= SU_MAX_BODY_BYTES; r++)
+			bytes += su_row_bytes(ship_tt->vals[r], ship_tt->tupdesc);
+	}
+	PopActiveSnapshot();
+	if (bytes > SU_MAX_BODY_BYTES)
+	{
+		if (ship_tt)
+			SPI_freetuptable(ship_tt);
+		SPI_freetuptable(tt);
+		if (oversized == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("the shipping information of order " INT64_FORMAT " is over %d bytes",
+							order_id, SU_MAX_BODY_BYTES),
+					 errdetail("A body holds at most %d bytes: it is not built.",
+							   SU_MAX_BODY_BYTES)));
+		*oversized = true;
+		root = json_object_new_object();
+		su_json_track(root);
+		return root;
+	}
+
+	if (appid)
+	{
+		*appid = SPI_getvalue(tup, tt->tupdesc, 8);
+		if (*appid == NULL && su_appid != NULL && su_appid[0] != '\0')
+			*appid = pstrdup(su_appid);
+	}
 	root = json_object_new_object();
 	su_json_track(root);
 	su_add_order_key(root, tup, tt->tupdesc, 1);
@@ -501,22 +554,10 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 							   json_object_new_int64(DatumGetInt32(mode)));
 	list = json_object_new_array();
 	json_object_object_add(root, "shipping_list", list);
-	if (accepted)
-		*accepted = DatumGetBool(SPI_getbinval(tup, tt->tupdesc, 9, &isnull));
-	if (appid)
-	{
-		*appid = SPI_getvalue(tup, tt->tupdesc, 8);
-		if (*appid == NULL && su_appid != NULL && su_appid[0] != '\0')
-			*appid = pstrdup(su_appid);
-	}
-	SPI_freetuptable(tt);
-
-	if (SPI_execute_plan(build_shipments_plan, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the shipments of order " INT64_FORMAT, order_id);
-	PopActiveSnapshot();
-	tt = SPI_tuptable;
-	for (uint64 r = 0; r < SPI_processed; r++)
-		build_shipment_row(list, &shipment, &shipment_no, tt->vals[r], tt->tupdesc);
+	for (uint64 r = 0; r < n_ship; r++)
+		build_shipment_row(list, &shipment, &shipment_no, ship_tt->vals[r],
+						   ship_tt->tupdesc);
+	SPI_freetuptable(ship_tt);
 	SPI_freetuptable(tt);
 	return root;
 }

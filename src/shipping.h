@@ -52,10 +52,14 @@ extern struct json_object *su_build_shipping_payload(int64 order_id,
  * information does not exist.  appid (may be NULL) gets the order's appid,
  * or shopping_upload.appid, or NULL; accepted (may be NULL), whether the
  * order's current version was accepted, read in the snapshot of the body.
+ * The rows' text is counted from their headers before anything is built:
+ * past SU_MAX_BODY_BYTES, *oversized (may be NULL: an error) is set and the
+ * body holds the order_key alone, or nothing when the key itself is large.
  */
 extern struct json_object *su_build_shipping_payload_ex(int64 order_id,
 														TimestampTz upload_time,
 														bool quiet, char **appid,
-														bool *accepted);
+														bool *accepted,
+														bool *oversized);
 
 #endif							/* SU_SHIPPING_H */

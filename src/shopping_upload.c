@@ -27,6 +27,7 @@
 #include "settings.h"
 #include "worker.h"
 #include "token.h"
+#include "upload.h"
 
 PG_MODULE_MAGIC;
 
@@ -113,6 +114,15 @@ su_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+
+	/*
+	 * COMMIT PREPARED makes visible what another session queued, without
+	 * that session's commit callback: the worker is woken for every kind, as
+	 * a commit that queued would wake it.
+	 */
+	if (IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+		su_wake_worker((1U << SU_KINDS) - 1);
 }
 
 void

@@ -228,7 +228,7 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 	}
 	SPI_freetuptable(SPI_tuptable);
 	if (creds->secret == NULL && su_appid && strcmp(su_appid, appid) == 0)
-		creds->secret = su_config_secret();
+		creds->secret = su_config_secret(&creds->secret_problem);
 }
 
 /* may this fetch use force_refresh? (counts it if so) */
@@ -458,6 +458,14 @@ su_token_get(const SuCredentials *creds, SuTokenResult *res)
 			return false;
 		}
 		return fetch_stable_token(creds, take_force(creds->appid), res);
+	}
+
+	/* a configuration error: the appid is held, its orders never dead */
+	if (creds->secret_problem != NULL)
+	{
+		res->errcode = WX_ERR_NO_SECRET;
+		res->errmsg = pstrdup(creds->secret_problem);
+		return false;
 	}
 
 	if (creds->access_token != NULL && creds->access_token[0] != '\0' &&

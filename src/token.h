@@ -42,6 +42,7 @@ typedef struct SuCredentials
 {
 	char	   *appid;
 	char	   *secret;			/* NULL: none */
+	const char *secret_problem; /* the secret file is unusable: why */
 	char	   *access_token;	/* handed in (authorizer_access_token) */
 	TimestampTz token_expires_at;
 } SuCredentials;

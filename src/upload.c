@@ -221,7 +221,7 @@ su_upload_conclude(SuUpload *u)
 	su_http_host(req->url, host, sizeof(host));
 
 	if (req->curl_code != 0)
-		transport_failure(u, su_clean_text(req->error));
+		transport_failure(u, su_clean_text_capped(req->error));
 	else if (req->http_status != 200)
 		transport_failure(u, psprintf("HTTP status %ld from %s",
 									  req->http_status, host));
@@ -241,13 +241,13 @@ su_upload_conclude(SuUpload *u)
 			u->errcode = json_object_get_int(v);
 			u->errmsg = json_object_object_get_ex(answer, "errmsg", &v) &&
 				!json_object_is_type(v, json_type_null) ?
-				su_clean_text(json_object_get_string(v)) : NULL;
+				su_clean_text_capped(json_object_get_string(v)) : NULL;
 			u->cls = su_classify_errcode(u->errcode);
 			/* a verify's verdict, kept verbatim (a string, or the JSON text) */
 			if (u->kind == SU_KIND_VERIFY && u->errcode == WX_ERR_OK &&
 				json_object_object_get_ex(answer, "verify_result", &v) &&
 				!json_object_is_type(v, json_type_null))
-				u->verify_result = su_clean_text(json_object_get_string(v));
+				u->verify_result = su_clean_text_capped(json_object_get_string(v));
 		}
 		json_object_put(answer);
 	}
@@ -264,7 +264,7 @@ su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
 {
 	u->sent = false;
 	u->errcode = errcode;
-	u->errmsg = su_clean_text(errmsg);
+	u->errmsg = su_clean_text_capped(errmsg);
 	if (errcode == WX_ERR_SYSTEM_BUSY)
 	{
 		u->transport_error = u->errmsg;
@@ -445,6 +445,19 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 				continue;
 			MemoryContextSwitchTo(cxts ? cxts[i] : caller);
 			u->gone = false;
+
+			/*
+			 * Capped before it is built, from the row's sizes: a payer or
+			 * key of tens of megabytes is refused without being read.
+			 */
+			if (su_row_bytes(tup, tt->tupdesc) > SU_MAX_BODY_BYTES)
+			{
+				u->errcode = WX_ERR_POST_DATA_TOO_LONG;
+				u->errmsg = psprintf("the order's key and payer are over %d bytes, the most a body may hold; "
+									 "the verify was not built nor sent", SU_MAX_BODY_BYTES);
+				u->cls = su_classify_errcode(u->errcode);
+				break;
+			}
 			u->appid = SPI_getvalue(tup, tt->tupdesc, 7);
 			if (u->appid == NULL && su_appid != NULL && su_appid[0] != '\0')
 				u->appid = pstrdup(su_appid);
@@ -496,10 +509,12 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 		char	  **item_ids;
 		int			n_items;
 		bool		accepted = false;
+		bool		oversized = false;
 
 		/* tracked in SPI's memory: what the flight keeps is copied out */
 		payload = su_build_shipping_payload_ex(u->order_id, upload_times[i],
-											   true, &appid, &accepted);
+											   true, &appid, &accepted,
+											   &oversized);
 		MemoryContextSwitchTo(cxt);
 		u->sent = false;
 		u->cls = SU_CLASS_OK;
@@ -513,6 +528,15 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 		 * newer version of it (a new payer) that WeChat does not have yet:
 		 * not sent, looked at again shortly.
 		 */
+		if (oversized)
+		{
+			u->upload_time = su_format_upload_time(upload_times[i]);
+			u->errcode = WX_ERR_POST_DATA_TOO_LONG;
+			u->errmsg = psprintf("the shipping information's text is over %d bytes, the most a body may hold; "
+								 "it was not built nor sent", SU_MAX_BODY_BYTES);
+			u->cls = su_classify_errcode(u->errcode);
+			continue;
+		}
 		if (!accepted)
 		{
 			u->deferred = true;

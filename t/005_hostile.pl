@@ -649,11 +649,12 @@ for my $p (@admin_paths)
 		import_call($no),
 		"SELECT errcode FROM shopping_upload.upload_shopping_info(${admin_order}::pg_catalog.int8)",
 		# shipping information: import_shipping(), build_shipping_payload() and
-		# validate_shipping_payload() run as their caller, with its search_path
-		'BEGIN',
+		# validate_shipping_payload() run as their caller, with its search_path;
+		# stored without queueing (the call by hand sends it, committed)
+		'SET shopping_upload.auto_upload = off',
 		"SELECT shopping_upload.import_shipping('$sj'::pg_catalog.jsonb) IS NOT NULL",
+		'RESET shopping_upload.auto_upload',
 		"SELECT errcode FROM shopping_upload.upload_shipping_info(${admin_order}::pg_catalog.int8)",
-		'COMMIT',
 		"SELECT shopping_upload.build_shipping_payload(${admin_order}::pg_catalog.int8) IS NOT NULL",
 		"SELECT pg_catalog.count(*) FROM shopping_upload.validate_shipping_payload('$sj'::pg_catalog.jsonb)",
 		"SELECT errcode FROM shopping_upload.verify_shopping_info(${admin_order}::pg_catalog.int8)",

@@ -1,7 +1,9 @@
 # ALTER EXTENSION shopping_upload UPDATE from 1.0 with data in every table:
 # the schema is the one CREATE EXTENSION makes (dump, ACLs, config tables),
 # the data is untouched, and the worker -- which waits while the database
-# has 1.0 and the library is 1.1 -- uploads once the versions agree.
+# has 1.0 and the library is 1.2 -- uploads once the versions agree.  The
+# update goes through every script (1.0--1.1, 1.1--1.2), and the result is
+# compared with a fresh CREATE EXTENSION of 1.2.
 use strict;
 use warnings;
 
@@ -85,7 +87,7 @@ sql('shop', q{
 # way out in the hint
 my ($rc, $out, $err) = $node->psql('shop', 'SELECT * FROM shopping_upload.upload_shopping_info(1)');
 isnt($rc, 0, 'under 1.0, upload_shopping_info() of the 1.1 library fails');
-like($err, qr/shopping_upload version 1\.0 is installed in this database, but its library is version 1\.1.*\n.*HINT:\s+Run ALTER EXTENSION shopping_upload UPDATE/s,
+like($err, qr/shopping_upload version 1\.0 is installed in this database, but its library is version 1\.2.*\n.*HINT:\s+Run ALTER EXTENSION shopping_upload UPDATE/s,
 	'and says which versions differ and what to run');
 ($rc, $out, $err) = $node->psql('shop', q{SELECT shopping_upload.import_order('{}')});
 like($err, qr/ALTER EXTENSION shopping_upload UPDATE/, 'so does import_order()');
@@ -167,7 +169,7 @@ my ($before, $after) = split /\n/, sql('shop', "
 	$snap;
 	COMMIT;");
 is(sql('shop', "SELECT extversion FROM pg_extension WHERE extname = 'shopping_upload'"),
-	'1.1', 'ALTER EXTENSION shopping_upload UPDATE brings shop to 1.1');
+	'1.2', 'ALTER EXTENSION shopping_upload UPDATE brings shop to 1.2 (through 1.1)');
 
 my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
 my $while_10 = substr($log, 0, $update_at);

@@ -388,6 +388,16 @@ is "fault badutf8:40001: the token is invalidated" "$(errcode)" 40001
 token
 T=$(field 'd["access_token"]')
 
+fault '{"kind":"long_errmsg:3000000"}'
+upload "$T"
+is "fault long_errmsg:3000000: errcode -1 with an errmsg of 3,000,000 x and a rid" \
+    "$(field '[d["errcode"], d["errmsg"].count("x"), bool(re.search(" rid: ", d["errmsg"]))]')" \
+    "[-1, 3000000, true]"
+upload "$T"
+is "fault long_errmsg: used up" "$(errcode)" 0
+fault '{"kind":"long_errmsg:0"}'
+like "fault long_errmsg:0: refused" "$BODY" 'long_errmsg length must be 1'
+
 TOKFAULT='"path":"/cgi-bin/stable_token"'
 fault "{\"kind\":\"long_token\",$TOKFAULT}"
 token

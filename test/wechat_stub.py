@@ -242,6 +242,9 @@ POST /__stub/fault          body {"kind": K, "count": N, "fraction": F,
           "badutf8:NNN"  errcode NNN with an errmsg holding the raw byte 0xff:
                          {"errcode":NNN,"errmsg":"<plausible errmsg> \xff rid: R"}
                          (40001, 40014, 42001 invalidate the token as above)
+          "long_errmsg:N" errcode -1 with an errmsg of N (1..50000000) characters
+                         ("x" repeated) and a rid: an errmsg no client should
+                         keep whole
           "long_token"   (meant for /cgi-bin/stable_token) HTTP 200
           "long_token:N" {"access_token":"<N characters>","expires_in":7200}:
                          N (default 2000, 1..1000000) URL-safe characters, a
@@ -360,6 +363,7 @@ ERRMSGS = {
 # Errcodes that, answered by a fault, also invalidate the request's token.
 TOKEN_KILLING_ERRCODES = {40001, 40014, 42001}
 
+MAX_LONG_ERRMSG = 50000000
 SIMPLE_FAULTS = {"http500", "http502", "notjson", "delay", "drop",
                  "badutf8", "long_token", "no_token"}
 DEFAULT_DELAY_MS = 1000
@@ -797,6 +801,14 @@ class StubState:
             except ValueError:
                 raise ControlError("badutf8 fault needs an integer: %r" % kind)
             kind = "badutf8:%d" % code
+        elif kind.startswith("long_errmsg:"):
+            try:
+                n = int(kind[len("long_errmsg:"):], 10)
+            except ValueError:
+                raise ControlError("long_errmsg fault needs an integer: %r" % kind)
+            if not 1 <= n <= MAX_LONG_ERRMSG:
+                raise ControlError("long_errmsg length must be 1..%d" % MAX_LONG_ERRMSG)
+            kind = "long_errmsg:%d" % n
         elif kind.startswith("long_token:"):
             try:
                 n = int(kind[len("long_token:"):], 10)
@@ -1222,6 +1234,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                        + ',"errmsg":"%s ' % msg.replace('"', "'")).encode("utf-8") \
                     + b"\xff" + (' rid: %s"}' % new_rid()).encode("utf-8")
                 return Answer(raw=raw, errcode=code)
+            if kind.startswith("long_errmsg:"):
+                n = int(kind[len("long_errmsg:"):])
+                return Answer(raw=(b'{"errcode":-1,"errmsg":"' + b"x" * n
+                                   + (' rid: %s"}' % new_rid()).encode("utf-8")),
+                              errcode=-1)
             if kind == "long_token" or kind.startswith("long_token:"):
                 n = int(kind.partition(":")[2] or DEFAULT_LONG_TOKEN)
                 tok = (secrets.token_urlsafe(n) * 2)[:n]
