@@ -10,3 +10,230 @@ CREATE TRIGGER requeue_orders AFTER TRUNCATE ON sub_orders
 	FOR EACH STATEMENT EXECUTE FUNCTION queue_trigger();
 CREATE TRIGGER requeue_orders AFTER TRUNCATE ON items
 	FOR EACH STATEMENT EXECUTE FUNCTION queue_trigger();
+
+/*
+ * The holds: orders (and shipping information) held by a configuration
+ * error, a permission or the daily quota, per appid and errcode, with the
+ * latest reason.  requeue(NULL, '{held}') ends them on purpose.
+ */
+CREATE VIEW holds AS
+SELECT coalesce(o.appid, current_setting('shopping_upload.appid', true)) AS appid,
+	   h.kind,
+	   h.last_errcode AS errcode,
+	   count(*) AS orders,
+	   max(h.next_attempt_at) AS held_until,
+	   (array_agg(h.last_errmsg ORDER BY h.updated_at DESC))[1] AS reason
+  FROM (SELECT s.order_id, 'order'::text AS kind, s.last_errcode, s.last_errmsg,
+			   s.next_attempt_at, s.updated_at
+		  FROM order_state s WHERE s.state = 'held'
+		UNION ALL
+		SELECT s.order_id, 'shipping', s.last_errcode, s.last_errmsg,
+			   s.next_attempt_at, s.updated_at
+		  FROM shipping_state s WHERE s.state = 'held') h
+  JOIN orders o USING (order_id)
+ GROUP BY 1, 2, 3;
+
+COMMENT ON VIEW holds IS
+'Orders and shipping information held (configuration, permission, daily quota), per appid and errcode, with the latest reason; requeue(NULL, ''{held}'') ends them';
+
+REVOKE ALL ON holds FROM PUBLIC;
+
+/* What the worker's claims of each kind wait for (a locked table). */
+CREATE FUNCTION claim_waits(OUT kind text, OUT waiting_for text,
+	OUT since timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'su_claim_waits_sql'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION claim_waits() IS
+'The kinds of call whose claims wait, for what (a lock on a table of theirs) and since when, as the worker last found them';
+
+/* At a glance: now with what the claims wait for. */
+CREATE OR REPLACE VIEW stats AS
+SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+	   count(*) FILTER (WHERE state = 'uploading') AS uploading,
+	   count(*) FILTER (WHERE state = 'uploaded') AS uploaded,
+	   count(*) FILTER (WHERE state = 'retrying') AS retrying,
+	   count(*) FILTER (WHERE state = 'held') AS held,
+	   count(*) FILTER (WHERE state = 'rejected') AS rejected,
+	   count(*) FILTER (WHERE state = 'dead') AS dead,
+	   (SELECT count(*) FROM audit a
+		 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
+		   AND a.errcode = 0)
+		 AS uploads_last_minute,
+	   (SELECT count(*) FROM audit a
+		 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
+		   AND a.errcode <> 0)
+		 AS failures_last_minute,
+	   now() - min(queued_at) FILTER (WHERE state IN ('pending', 'retrying', 'uploading'))
+		 AS oldest_pending_age,
+	   audit_rows_deleted() AS audit_rows_deleted,
+	   count(*) FILTER (WHERE verified_at IS NOT NULL) AS verified,
+	   count(*) FILTER (WHERE verify_due_at IS NOT NULL) AS awaiting_verification,
+	   (SELECT count(*) FROM shipping_state h WHERE h.state = 'uploaded')
+		 AS shippings_uploaded,
+	   (SELECT count(*) FROM shipping_state h WHERE h.state = 'waiting_for_order')
+		 AS shippings_waiting_for_order,
+	   (SELECT count(*) FROM shipping_state h
+		 WHERE h.state IN ('pending', 'uploading', 'retrying'))
+		 AS shippings_pending,
+	   (SELECT count(*) FROM shipping_state h
+		 WHERE h.state IN ('held', 'rejected', 'dead'))
+		 AS shippings_failed,
+	   (SELECT string_agg(w.kind || ' waits for ' || w.waiting_for || ' since ' || w.since, '; '
+						  ORDER BY w.kind)
+		  FROM claim_waits() w)
+		 AS claims_waiting
+  FROM order_state;
+
+COMMENT ON VIEW stats IS
+'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state, what the worker''s claims wait for';
+
+/* a table's name, for the stats view of whoever may read it */
+GRANT EXECUTE ON FUNCTION claim_waits() TO PUBLIC;
+
+/*
+ * The order_key and payer that an accepted upload sent, kept with its
+ * version: its verify asks about them, and a change of them accepted later
+ * sends the shipping information again.
+ */
+ALTER TABLE order_state ADD COLUMN uploaded_key jsonb;
+COMMENT ON COLUMN order_state.uploaded_key IS
+'The order_key and payer sent by the accepted upload of uploaded_version (a verify''s body)';
+
+/*
+ * Writers limited to appids, for a database that serves several merchants
+ * (opt-in).  A role listed in appid_grants, or a member of one, may write,
+ * see and upload by hand only the orders (and their parts and shipping
+ * information) of the appids listed for it; a role none of whose roles is
+ * listed is not limited.  grant_appid() and revoke_appid() keep the list,
+ * and turn the tables' row level security on while it is not empty: it
+ * costs nothing until then.  The tables' owner and superusers are never
+ * limited.
+ */
+CREATE TABLE appid_grants (
+	role_name	name NOT NULL,
+	appid		text NOT NULL,
+	PRIMARY KEY (role_name, appid)
+);
+
+COMMENT ON TABLE appid_grants IS 'The appids a role (and its members) may write and upload orders for; a role not listed is not limited';
+
+/* is the role limited to some appids? (once per statement, see the policies) */
+CREATE FUNCTION writer_limited(role_name name)
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT EXISTS (SELECT FROM shopping_upload.appid_grants g
+					 JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) g.role_name
+					WHERE pg_catalog.pg_has_role($1, r.oid, 'MEMBER'))
+$$;
+
+/* may the role write orders of this appid? */
+CREATE FUNCTION appid_allowed(role_name name, appid text)
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT NOT shopping_upload.writer_limited($1)
+		OR EXISTS (SELECT FROM shopping_upload.appid_grants g
+					 JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) g.role_name
+					WHERE g.appid OPERATOR(pg_catalog.=) $2
+					  AND pg_catalog.pg_has_role($1, r.oid, 'MEMBER'))
+$$;
+
+/* may the role write this order (its appid: the order's, or shopping_upload.appid)? */
+CREATE FUNCTION order_allowed(role_name name, order_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT shopping_upload.appid_allowed($1,
+		coalesce((SELECT o.appid FROM shopping_upload.orders o
+				   WHERE o.order_id OPERATOR(pg_catalog.=) $2),
+				 pg_catalog.current_setting('shopping_upload.appid', true)))
+$$;
+
+CREATE POLICY appid_grants ON orders
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
+		   OR shopping_upload.appid_allowed(CURRENT_USER,
+				coalesce(appid, pg_catalog.current_setting('shopping_upload.appid', true))));
+CREATE POLICY appid_grants ON sub_orders
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
+		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+CREATE POLICY appid_grants ON items
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
+		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+CREATE POLICY appid_grants ON shippings
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
+		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+CREATE POLICY appid_grants ON shipments
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
+		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+CREATE POLICY appid_grants ON shipment_items
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
+		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+
+/* row level security on the order and shipping tables while appid_grants has rows */
+CREATE FUNCTION limit_writers()
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	limited boolean := EXISTS (SELECT FROM shopping_upload.appid_grants);
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['orders', 'sub_orders', 'items', 'shippings', 'shipments', 'shipment_items']
+	LOOP
+		EXECUTE pg_catalog.format('ALTER TABLE shopping_upload.%I %s ROW LEVEL SECURITY', t,
+								  CASE WHEN limited THEN 'ENABLE' ELSE 'DISABLE' END);
+	END LOOP;
+	RETURN limited;
+END
+$$;
+
+COMMENT ON FUNCTION limit_writers() IS
+'Turns the row level security of the order and shipping tables on while appid_grants has rows, off otherwise; returns which';
+
+CREATE FUNCTION grant_appid(role_name name, appid text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name) THEN
+		RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
+	END IF;
+	INSERT INTO shopping_upload.appid_grants AS g VALUES (role_name, appid) ON CONFLICT DO NOTHING;
+	PERFORM shopping_upload.limit_writers();
+END
+$$;
+
+COMMENT ON FUNCTION grant_appid(name, text) IS
+'Limits a role (and its members) to the appids granted to it; this adds one';
+
+CREATE FUNCTION revoke_appid(role_name name, appid text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM shopping_upload.appid_grants g
+	 WHERE g.role_name OPERATOR(pg_catalog.=) revoke_appid.role_name
+	   AND g.appid OPERATOR(pg_catalog.=) revoke_appid.appid;
+	PERFORM shopping_upload.limit_writers();
+END
+$$;
+
+COMMENT ON FUNCTION revoke_appid(name, text) IS
+'Takes an appid back from a role; a role with none left is no longer limited';
+
+SELECT pg_catalog.pg_extension_config_dump('appid_grants', '');
+REVOKE ALL ON appid_grants FROM PUBLIC;
+REVOKE ALL ON FUNCTION limit_writers(), grant_appid(name, text),
+	revoke_appid(name, text) FROM PUBLIC;
+/* the policies call them as the writer: a yes or no about a role and an appid */
+GRANT EXECUTE ON FUNCTION writer_limited(name), appid_allowed(name, text),
+	order_allowed(name, bigint) TO PUBLIC;

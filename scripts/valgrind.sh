@@ -16,9 +16,8 @@
 #
 # Environment:
 #   VALGRIND_SUITES     regress isolation tap (default: all three)
-#   VALGRIND_TAP_TESTS  TAP scripts (default: t/001_sync_upload.pl
-#                       t/002_worker.pl t/003_dump.pl; the others were not
-#                       tried under valgrind)
+#   VALGRIND_TAP_TESTS  TAP scripts (default: every t/*.pl; the soak test
+#                       004 runs SOAK_SECONDS, 20 by default here)
 #   PG_TEST_TIMEOUT_DEFAULT  seconds a TAP wait may take (default 120)
 #   VALGRIND_EXTRA      more valgrind options, e.g. --track-origins=yes
 #   VALGRIND_KEEP=1     keep the work folder (logs, clusters) afterwards
@@ -51,7 +50,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/pg_major.sh"
 sys_pg_config=${PG_CONFIG:-/usr/lib/postgresql/$(su_pg_major)/bin/pg_config}
 suites=${VALGRIND_SUITES:-regress isolation tap}
-tap_tests=${VALGRIND_TAP_TESTS:-t/001_sync_upload.pl t/002_worker.pl t/003_dump.pl}
+tap_tests=${VALGRIND_TAP_TESTS:-$(cd "$here" && echo t/[0-9]*.pl)}
+export SOAK_SECONDS=${SOAK_SECONDS:-20}
 started=$(date +%s)
 
 if [ "$(id -u)" = 0 ]; then

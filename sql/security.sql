@@ -20,7 +20,9 @@ SELECT p.oid::regprocedure AS definer, p.proconfig
  WHERE p.pronamespace = 'shopping_upload'::regnamespace AND p.prosecdef
  ORDER BY p.oid::regprocedure::text;
 
--- nothing is granted to PUBLIC but audit_rows_deleted(): the shipping
+-- nothing is granted to PUBLIC but audit_rows_deleted(), claim_waits() and
+-- the yes-or-no functions the appid_grants policies call as the writer
+-- (read by the stats view: a count, and the names of locked tables): the shipping
 -- tables and states, verify_shopping_info() and upload_shipping_info()
 -- neither
 SELECT p.oid::regprocedure AS executable_by_public
@@ -67,3 +69,30 @@ ALTER DATABASE contrib_regression SET shopping_upload.secret = 'leaky';
 -- a superuser's SET in a session remains
 SET shopping_upload.secret = 'for-a-test';
 RESET shopping_upload.secret;
+
+-- build_payload() and validate_order() run as their caller: EXECUTE alone
+-- is not enough, SELECT on the tables is (README, "Privileges")
+CREATE ROLE su_builder;
+GRANT USAGE ON SCHEMA shopping_upload TO su_builder;
+GRANT EXECUTE ON FUNCTION shopping_upload.build_payload(bigint),
+	shopping_upload.validate_order(bigint), shopping_upload.validate_payload(jsonb, text)
+	TO su_builder;
+SET ROLE su_builder;
+\set VERBOSITY sqlstate
+SELECT shopping_upload.build_payload(1) IS NOT NULL AS built;
+\set VERBOSITY default
+SELECT count(*) AS violations FROM shopping_upload.validate_payload('{}');
+RESET ROLE;
+GRANT SELECT ON shopping_upload.orders, shopping_upload.sub_orders, shopping_upload.items,
+	shopping_upload.order_state TO su_builder;
+INSERT INTO shopping_upload.orders (order_id, order_number_type, transaction_id, openid)
+	VALUES (424242, 2, 'T424242', 'o');
+SET ROLE su_builder;
+SELECT shopping_upload.build_payload(424242) ->> 'payer' AS payer;
+SELECT count(*) > 0 AS has_violations FROM shopping_upload.validate_order(424242);
+RESET ROLE;
+DELETE FROM shopping_upload.orders WHERE order_id = 424242;
+REVOKE ALL ON ALL TABLES IN SCHEMA shopping_upload FROM su_builder;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shopping_upload FROM su_builder;
+REVOKE ALL ON SCHEMA shopping_upload FROM su_builder;
+DROP ROLE su_builder;

@@ -37,6 +37,11 @@ typedef struct SuShared
 									 * worker's latch; 0: it will look anyway */
 	pg_atomic_uint32 queued_kinds;	/* bit 1 << SuKind: rows of that kind
 									 * were queued since the last claim */
+	pg_atomic_uint32 holds_released;	/* grows when a requeue() of held
+										 * orders commits */
+	/* what each kind's claims wait for (mutex): a locked table, or "" */
+	char		claim_wait[3][64];
+	TimestampTz claim_wait_since[3];
 } SuShared;
 
 /* NULL unless loaded by shared_preload_libraries */

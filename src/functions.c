@@ -51,6 +51,7 @@ PG_FUNCTION_INFO_V1(su_import_shipping_sql);
 PG_FUNCTION_INFO_V1(su_build_shipping_payload_sql);
 PG_FUNCTION_INFO_V1(su_verify_shopping_info_sql);
 PG_FUNCTION_INFO_V1(su_upload_shipping_info_sql);
+PG_FUNCTION_INFO_V1(su_claim_waits_sql);
 
 
 /* one violation -> one row of the result's tuplestore */
@@ -406,7 +407,7 @@ su_requeue_sql(PG_FUNCTION_ARGS)
 	values[1] = PG_GETARG_DATUM(1);
 	SPI_connect();
 	/* rows are locked in order_id order, as every queueing does */
-	if (SPI_execute_with_args("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+	if (SPI_execute_with_args("WITH l AS (SELECT st.order_id, st.state FROM " SU_SCHEMA ".order_state st"
 							  "  WHERE st.state OPERATOR(pg_catalog.=) ANY ($2)"
 							  "  AND ($1 IS NULL OR st.order_id OPERATOR(pg_catalog.=) $1)"
 							  "  ORDER BY st.order_id FOR UPDATE)"
@@ -415,10 +416,22 @@ su_requeue_sql(PG_FUNCTION_ARGS)
 							  " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
 							  " updated_at = pg_catalog.now()"
 							  " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
-							  " AND s.state OPERATOR(pg_catalog.=) ANY ($2)",
-							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+							  " AND s.state OPERATOR(pg_catalog.=) ANY ($2)"
+							  " RETURNING l.state OPERATOR(pg_catalog.=) 'held'",
+							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not requeue orders");
 	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		/* held orders requeued: their appid's hold ends on purpose */
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
+		{
+			su_queue_release_holds();
+			break;
+		}
+	}
 	SPI_finish();
 	if (n > 0)
 		su_queue_wake_at_commit(SU_KIND_ORDER);
@@ -460,6 +473,40 @@ su_claim_sql(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();
+}
+
+/*
+ * claim_waits() RETURNS TABLE (kind text, waiting_for text, since timestamptz):
+ * the kinds whose claims wait, and for what (a table locked by another
+ * transaction), as the worker last found them.
+ */
+Datum
+su_claim_waits_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (su_shared == NULL)
+		return (Datum) 0;
+	for (int kind = 0; kind < SU_KINDS; kind++)
+	{
+		char		table[sizeof(su_shared->claim_wait[0])];
+		TimestampTz since;
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		SpinLockAcquire(&su_shared->mutex);
+		strlcpy(table, su_shared->claim_wait[kind], sizeof(table));
+		since = su_shared->claim_wait_since[kind];
+		SpinLockRelease(&su_shared->mutex);
+		if (table[0] == '\0')
+			continue;
+		values[0] = PointerGetDatum(cstring_to_text(su_kind_name((SuKind) kind)));
+		values[1] = PointerGetDatum(cstring_to_text(psprintf("a lock on " SU_SCHEMA ".%s", table)));
+		values[2] = TimestampTzGetDatum(since);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }
 
 /*

@@ -44,34 +44,59 @@ static SPIPlanPtr record_plan = NULL;
 TimestampTz
 su_queue_begin(int64 order_id, int64 *version, int *attempt)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		args[1] = {Int64GetDatum(order_id)};
+	static SPIPlanPtr check_plan = NULL;
+	Oid			types[2] = {INT8OID, FLOAT8OID};
+	Datum		args[2] = {Int64GetDatum(order_id), Float8GetDatum((double) su_lease_s)};
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
 
 	/*
-	 * The upsert locks the order's state until this transaction ends: the
-	 * worker skips it, and a writer's queueing waits for it.
+	 * One request per order is in flight at a time, whatever its kind: the
+	 * state row, locked until this (short) transaction ends, says whether
+	 * one is.
+	 */
+	su_kept_plan(&check_plan,
+				 "SELECT (s.state OPERATOR(pg_catalog.=) 'uploading'"
+				 "  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+				 " OR EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
+				 "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id"
+				 "  AND h.state OPERATOR(pg_catalog.=) 'uploading'"
+				 "  AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+				 " FROM " SU_SCHEMA ".order_state s"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF s",
+				 1, types, 0);
+	if (SPI_execute_plan(check_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the state of order " INT64_FORMAT, order_id);
+	if (SPI_processed > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("order " INT64_FORMAT " is being uploaded by the worker",
+						order_id),
+				 errdetail("One request per order is in flight at a time (its upload or its shipping information)."),
+				 errhint("Wait until its state in shopping_upload.order_status is no longer \"uploading\".")));
+
+	/*
+	 * The attempt leases the order, as the worker's claim does: the worker
+	 * leaves it alone, and a writer's commit keeps the lease (its change is
+	 * due again once the answer is recorded).
 	 */
 	su_kept_plan(&begin_plan,
 				 "INSERT INTO " SU_SCHEMA ".order_state AS s"
-				 " (order_id, last_upload_time, attempts)"
+				 " (order_id, last_upload_time, attempts, state, next_attempt_at)"
 				 " SELECT o.order_id, pg_catalog.date_trunc('milliseconds',"
-				 "  pg_catalog.clock_timestamp()), 1"
+				 "  pg_catalog.clock_timestamp()), 1, 'uploading',"
+				 "  pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2)"
 				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1"
 				 " ON CONFLICT (order_id) DO UPDATE SET"
 				 " last_upload_time = greatest(EXCLUDED.last_upload_time,"
 				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
-				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1"
-				 " RETURNING last_upload_time, version, attempts,"
-				 "  (s.state OPERATOR(pg_catalog.=) 'uploading'"
-				 "   AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
-				 "  OR EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
-				 "   WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id"
-				 "   AND h.state OPERATOR(pg_catalog.=) 'uploading'"
-				 "   AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())",
-				 1, types, 0);
+				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
+				 " state = 'uploading', next_attempt_at = EXCLUDED.next_attempt_at,"
+				 " updated_at = pg_catalog.now()"
+				 " RETURNING last_upload_time, version, attempts",
+				 2, types, 0);
 	if (SPI_execute_plan(begin_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not start an attempt on order " INT64_FORMAT, order_id);
 	if (SPI_processed == 0)
@@ -80,14 +105,25 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 	desc = SPI_tuptable->tupdesc;
 	*version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("order " INT64_FORMAT " is being uploaded by the worker",
-						order_id),
-				 errdetail("One request per order is in flight at a time (its upload or its shipping information)."),
-				 errhint("Wait until its state in shopping_upload.order_status is no longer \"uploading\".")));
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+}
+
+void
+su_queue_lock_state(SuKind kind, int64 order_id)
+{
+	static SPIPlanPtr plans[2];
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+	bool		shipping = (kind == SU_KIND_SHIPPING);
+
+	su_kept_plan(&plans[shipping], shipping ?
+				 "SELECT FROM " SU_SCHEMA ".shipping_state h"
+				 " WHERE h.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE" :
+				 "SELECT FROM " SU_SCHEMA ".order_state s"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+				 1, types, 0);
+	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the state of order " INT64_FORMAT, order_id);
 }
 
 /* exponential backoff with jitter: base * 2^(attempt-1), capped, times [0.5, 1) */
@@ -147,11 +183,17 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 {
 	static SPIPlanPtr release_plan = NULL;
 	static SPIPlanPtr release_wait_plan = NULL;
-	Oid			types[8] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID, FLOAT8OID};
-	Datum		args[8];
+	static SPIPlanPtr rekeyed_plan = NULL;
+	Oid			types[9] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+		TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID, FLOAT8OID,
+	TEXTARRAYOID};
+	Datum		args[9];
 	Datum	   *accepted;
 	int			n_accepted = 0;
+	Datum	   *rekeyed;
+	int			n_rekeyed = 0;
+	Datum	   *keys;
+	bool	   *key_nulls;
 	Datum	   *ids;
 	Datum	   *versions;
 	Datum	   *states;
@@ -172,6 +214,9 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 		return su_followup_record(us, n, recorded, earliest);
 	ids = palloc(sizeof(Datum) * n);
 	accepted = palloc(sizeof(Datum) * n);
+	rekeyed = palloc(sizeof(Datum) * n);
+	keys = palloc(sizeof(Datum) * n);
+	key_nulls = palloc0(sizeof(bool) * n);
 	versions = palloc(sizeof(Datum) * n);
 	states = palloc(sizeof(Datum) * n);
 	nexts = palloc(sizeof(Datum) * n);
@@ -186,10 +231,13 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	 * worker then cannot take part in a deadlock, and what it skipped it
 	 * records in a later round.  An order that changed since its attempt
 	 * started is due again at once, whatever the answer.  An accepted
-	 * upload plans its verify, verify_delay later (none if it is 0).
+	 * upload plans its verify, verify_delay later (none if it is 0), and
+	 * keeps the order_key and payer it sent with the version (uploaded_key):
+	 * its verify asks about them, whatever the order says by then.
 	 */
 	su_kept_plan(&record_plan,
-				 "WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+				 "WITH l AS (SELECT st.order_id, st.uploaded_key AS old_key"
+				 "  FROM " SU_SCHEMA ".order_state st"
 				 "  WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)"
 				 "  FOR UPDATE SKIP LOCKED)"
 				 " UPDATE " SU_SCHEMA ".order_state s SET"
@@ -197,6 +245,9 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  THEN u.state ELSE 'pending' END,"
 				 " next_attempt_at = CASE WHEN s.version OPERATOR(pg_catalog.=) u.version"
 				 "  THEN u.next ELSE pg_catalog.now() END,"
+				 " uploaded_key = CASE WHEN u.ok AND u.key IS NOT NULL"
+				 "  AND u.version OPERATOR(pg_catalog.>=) coalesce(s.uploaded_version, 0)"
+				 "  THEN CAST(u.key AS pg_catalog.jsonb) ELSE s.uploaded_key END,"
 				 " uploaded_version = CASE WHEN u.ok"
 				 "  THEN greatest(s.uploaded_version, u.version)"
 				 "  ELSE s.uploaded_version END,"
@@ -212,12 +263,14 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  THEN 0 ELSE s.verify_attempts END"
 				 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
 				 "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
-				 "  pg_catalog.unnest($6), pg_catalog.unnest($7))"
-				 "  AS u(order_id, version, state, next, ok, errcode, errmsg), l"
+				 "  pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($9))"
+				 "  AS u(order_id, version, state, next, ok, errcode, errmsg, key), l"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
-				 " RETURNING s.order_id, s.next_attempt_at",
-				 8, types, 0);
+				 " RETURNING s.order_id, s.next_attempt_at,"
+				 "  l.old_key IS NOT NULL AND s.uploaded_key IS NOT NULL"
+				 "  AND l.old_key OPERATOR(pg_catalog.<>) s.uploaded_key",
+				 9, types, 0);
 	for (int i = 0; i < n; i++)
 	{
 		SuUpload   *u = us[i];
@@ -234,6 +287,10 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 			msgs[i] = CStringGetTextDatum(u->errmsg);
 		else
 			msg_nulls[i] = true;
+		if (u->key_body && u->cls == SU_CLASS_OK)
+			keys[i] = CStringGetTextDatum(u->key_body);
+		else
+			key_nulls[i] = true;
 		recorded[i] = false;
 	}
 	args[0] = su_array(ids, NULL, n, INT8OID);
@@ -244,6 +301,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	args[5] = su_array(codes, NULL, n, INT4OID);
 	args[6] = su_array(msgs, msg_nulls, n, TEXTOID);
 	args[7] = Float8GetDatum((double) su_verify_delay_s);
+	args[8] = su_array(keys, key_nulls, n, TEXTOID);
 	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not record the outcome of %d uploads", n);
 	processed = SPI_processed;
@@ -257,6 +315,8 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 		/* when the queue next holds a due order of these: a retry, a change */
 		if (earliest && !isnull)
 			su_earlier(&earliest[SU_KIND_ORDER], DatumGetTimestampTz(next));
+		if (DatumGetBool(SPI_getbinval(tt->vals[r], tt->tupdesc, 3, &isnull)))
+			rekeyed[n_rekeyed++] = Int64GetDatum(id);
 
 		for (int i = 0; i < n; i++)
 			if (!recorded[i] && us[i]->order_id == id)
@@ -312,6 +372,32 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 					   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												   su_verify_delay_s * (int64) 1000));
 	}
+	/*
+	 * An accepted upload with another key or payer than the one accepted
+	 * before: the shipping information WeChat has carries the old one, and
+	 * is sent again (a new version).  A row another transaction holds is
+	 * skipped: a writer of the shipping tables queues it anyway.
+	 */
+	if (n_rekeyed > 0)
+	{
+		Datum		rk_args[1] = {su_array(rekeyed, NULL, n_rekeyed, INT8OID)};
+
+		su_kept_plan(&rekeyed_plan,
+					 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+					 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+					 "  AND h.state OPERATOR(pg_catalog.=) 'uploaded'"
+					 "  FOR UPDATE SKIP LOCKED)"
+					 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+					 " version = h.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
+					 " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
+					 " updated_at = pg_catalog.now()"
+					 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
+					 1, types, 0);
+		if (SPI_execute_plan(rekeyed_plan, rk_args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not queue again the shipping information of %d orders", n_rekeyed);
+		if (SPI_processed > 0 && earliest)
+			su_earlier(&earliest[SU_KIND_SHIPPING], GetCurrentTimestamp());
+	}
 	if (n_recorded == n)
 		return n;
 
@@ -351,14 +437,6 @@ typedef struct NotedOrder
 	SubTransactionId forget;	/* its row was deleted: forget it if gone */
 	SubTransactionId ship_queue;	/* the same for its shipping information */
 	SubTransactionId ship_forget;
-
-	/*
-	 * Sent by hand in this transaction (upload_shopping_info(),
-	 * upload_shipping_info()) after it was written: not queued, unless the
-	 * subtransaction that sent it rolls back (the ids grow with nesting).
-	 */
-	SubTransactionId sent_in;
-	SubTransactionId ship_sent_in;
 } NotedOrder;
 
 /* what the statements of queue_noted() look at */
@@ -382,6 +460,7 @@ static SubTransactionId ship_truncated; /* shippings: the same for their states 
 static SubTransactionId ship_requeue_all;	/* shipments or their items */
 static SubTransactionId wrote;	/* any of the tables, whatever auto_upload says */
 static uint32 wake_at_commit = 0;	/* bits 1 << SuKind */
+static bool release_holds_at_commit = false;	/* see su_queue_release_holds() */
 
 static SPIPlanPtr queue_plan = NULL;
 static SPIPlanPtr forget_plan = NULL;
@@ -430,29 +509,11 @@ note_order(int64 order_id, bool queue, bool forget, bool shipping)
 	note_init();
 	o = hash_search(noted, &order_id, HASH_ENTER, &found);
 	if (!found)
-	{
 		o->queue = o->forget = o->ship_queue = o->ship_forget = InvalidSubTransactionId;
-		o->sent_in = o->ship_sent_in = InvalidSubTransactionId;
-	}
-	/* written again after it was sent: queued at commit */
-	if (shipping)
-	{
-		if (queue)
-			note_ask(&o->ship_queue);
-		if (forget)
-			note_ask(&o->ship_forget);
-		if (queue)
-			o->ship_sent_in = InvalidSubTransactionId;
-	}
-	else
-	{
-		if (queue)
-			note_ask(&o->queue);
-		if (forget)
-			note_ask(&o->forget);
-		if (queue)
-			o->sent_in = InvalidSubTransactionId;
-	}
+	if (queue)
+		note_ask(shipping ? &o->ship_queue : &o->queue);
+	if (forget)
+		note_ask(shipping ? &o->ship_forget : &o->forget);
 }
 
 static void
@@ -469,26 +530,7 @@ note_truncate(const char *table)
 		note_ask(&ship_requeue_all);
 }
 
-void
-su_queue_unnote(int64 order_id, bool shipping)
-{
-	NotedOrder *o;
-
-	if (noted == NULL)
-		return;
-	o = hash_search(noted, &order_id, HASH_FIND, NULL);
-	if (o == NULL)
-		return;
-	if (shipping)
-		o->ship_sent_in = GetCurrentSubTransactionId();
-	else
-		o->sent_in = GetCurrentSubTransactionId();
-}
-
-/*
- * A rolled back subtransaction did not write what it wrote, nor send what it
- * sent: what it asked for goes, what it sent is queued again.
- */
+/* a rolled back subtransaction did not write what it wrote: what it asked for goes */
 static void
 queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
@@ -514,10 +556,6 @@ queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		note_unask(&o->forget, mySubid);
 		note_unask(&o->ship_queue, mySubid);
 		note_unask(&o->ship_forget, mySubid);
-		if (o->sent_in != InvalidSubTransactionId && o->sent_in >= mySubid)
-			o->sent_in = InvalidSubTransactionId;
-		if (o->ship_sent_in != InvalidSubTransactionId && o->ship_sent_in >= mySubid)
-			o->ship_sent_in = InvalidSubTransactionId;
 	}
 }
 
@@ -551,6 +589,31 @@ state_owner(void)
 	return owner;
 }
 
+/*
+ * The statements that write the noted orders' states run as of now, not as
+ * of the transaction's snapshot, and as READ COMMITTED statements do (see
+ * queue_noted()): with the latest snapshot, each its own.
+ */
+static int
+exec_now(SPIPlanPtr plan, Datum *args)
+{
+	return SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
+								InvalidSnapshot, false, true, 0);
+}
+
+static int
+exec_now_sql(const char *sql)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
+	int			ret;
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	ret = exec_now(plan, NULL);
+	SPI_freeplan(plan);
+	return ret;
+}
+
 /* runs statement plan with the sorted ids of the noted orders that want it */
 static uint64
 apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
@@ -564,11 +627,9 @@ apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
 
 	hash_seq_init(&seq, noted);
 	while ((o = hash_seq_search(&seq)) != NULL)
-		if ((want == NOTE_QUEUE && NOTED(o->queue) &&
-			 o->sent_in == InvalidSubTransactionId) ||
+		if ((want == NOTE_QUEUE && NOTED(o->queue)) ||
 			(want == NOTE_FORGET && NOTED(o->forget)) ||
-			(want == NOTE_SHIP_QUEUE && NOTED(o->ship_queue) &&
-			 o->ship_sent_in == InvalidSubTransactionId) ||
+			(want == NOTE_SHIP_QUEUE && NOTED(o->ship_queue)) ||
 			(want == NOTE_SHIP_FORGET && NOTED(o->ship_forget)))
 			ids[n++] = o->order_id;
 	if (n == 0)
@@ -577,7 +638,7 @@ apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
 	for (int i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = su_array(elems, NULL, n, INT8OID);
-	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	ret = exec_now(plan, args);
 	if (ret != ((want == NOTE_FORGET || want == NOTE_SHIP_FORGET) ?
 				SPI_OK_DELETE : SPI_OK_INSERT))
 		elog(ERROR, "could not queue the orders of this transaction");
@@ -615,7 +676,7 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 	for (int i = 0; i < n; i++)
 	{
 		NotedOrder *e = hash_search(noted, &ids[i], HASH_FIND, NULL);
-		bool		q = NOTED(e->queue) && e->sent_in == InvalidSubTransactionId;
+		bool		q = NOTED(e->queue);
 
 		elems[i] = Int64GetDatum(ids[i]);
 		queued[i] = BoolGetDatum(q);
@@ -623,7 +684,7 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 	}
 #define IN_FLIGHT "s.state OPERATOR(pg_catalog.=) 'uploading'" \
 		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
-#define RESET " uploaded_version = NULL, verify_due_at = NULL, verify_version = NULL," \
+#define RESET " uploaded_version = NULL, uploaded_key = NULL, verify_due_at = NULL, verify_version = NULL," \
 		" verify_attempts = 0, verify_result = NULL, verified_version = NULL," \
 		" verified_at = NULL, verify_errcode = NULL, verify_errmsg = NULL," \
 		" updated_at = pg_catalog.now(),"
@@ -644,7 +705,7 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 					 2, types, CURSOR_OPT_GENERIC_PLAN);
 		args[0] = su_array(elems, NULL, n, INT8OID);
 		args[1] = su_array(queued, NULL, n, BOOLOID);
-		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		if (exec_now(plan, args) != SPI_OK_UPDATE)
 			elog(ERROR, "could not queue the orders written again in this transaction");
 		if (any_unqueued)
 			reborn += SPI_processed;
@@ -652,14 +713,13 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 	/* after a TRUNCATE, every order there is was written by this transaction */
 	if (all)
 	{
-		if (SPI_execute("UPDATE " SU_SCHEMA ".order_state s SET" RESET
+		if (exec_now_sql("UPDATE " SU_SCHEMA ".order_state s SET" RESET
 						" version = s.version OPERATOR(pg_catalog.+) 1,"
 						" state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
 						" next_attempt_at = CASE WHEN " IN_FLIGHT
 						"  THEN s.next_attempt_at ELSE pg_catalog.now() END"
 						" WHERE EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
-						false, 0) != SPI_OK_UPDATE)
+						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)
 			elog(ERROR, "could not queue the orders written again after TRUNCATE");
 		reborn += SPI_processed;
 	}
@@ -676,6 +736,8 @@ requeue_reborn(int64 *ids, long n_all, bool all)
  * keeps it waiting_for_order.  Nothing is prepared unless a shipping table
  * was written (a database still at 1.0 has no shipping_state).
  */
+static void queue_noted_now(int64 *ids, long n);
+
 static void
 queue_noted_shipping(int64 *ids, long n)
 {
@@ -713,20 +775,18 @@ queue_noted_shipping(int64 *ids, long n)
 				 "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 	if (NOTED(ship_requeue_all) &&
-		SPI_execute("UPDATE " SU_SCHEMA ".shipping_state s SET"
+		exec_now_sql("UPDATE " SU_SCHEMA ".shipping_state s SET"
 					" state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
 					" next_attempt_at = CASE WHEN " IN_FLIGHT
 					"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
 					" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-					" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
-					false, 0) != SPI_OK_UPDATE)
+					" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()") != SPI_OK_UPDATE)
 		elog(ERROR, "could not queue the shipping information of truncated shipments");
 #undef IN_FLIGHT
 	if (NOTED(ship_truncated) &&
-		SPI_execute("DELETE FROM " SU_SCHEMA ".shipping_state s WHERE NOT EXISTS"
+		exec_now_sql("DELETE FROM " SU_SCHEMA ".shipping_state s WHERE NOT EXISTS"
 					" (SELECT FROM " SU_SCHEMA ".shippings h"
-					"  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)",
-					false, 0) != SPI_OK_DELETE)
+					"  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the states of truncated shipping information");
 	if (apply_noted(ship_queue_plan, NOTE_SHIP_QUEUE, ids, n) > 0 ||
 		NOTED(ship_requeue_all))
@@ -741,12 +801,12 @@ queue_noted_shipping(int64 *ids, long n)
 static void
 queue_noted(void)
 {
-	Oid			types[1] = {INT8ARRAYOID};
 	long		n = hash_get_num_entries(noted);
 	int64	   *ids;
 	Oid			save_userid;
 	int			save_sec;
 	int			save_nestlevel;
+	int			save_iso;
 
 	if (n == 0 && !NOTED(truncated) && !NOTED(requeue_all) &&
 		!NOTED(ship_truncated) && !NOTED(ship_requeue_all))
@@ -760,7 +820,42 @@ queue_noted(void)
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
+	PushActiveSnapshot(GetLatestSnapshot());
+
+	/*
+	 * A REPEATABLE READ or SERIALIZABLE writer must commit as it would
+	 * without the extension: the worker updates the state rows at any time,
+	 * and an update of a row changed after the transaction's snapshot is a
+	 * serialization failure at that level.  The states are the extension's
+	 * bookkeeping, not data the transaction read: they are written as of
+	 * now (each statement with the latest snapshot) and as READ COMMITTED
+	 * writes them, waiting for a row another transaction holds and then
+	 * updating its latest version.  The level is the transaction's again
+	 * before anything else of the commit runs.
+	 */
+	save_iso = XactIsoLevel;
+	XactIsoLevel = XACT_READ_COMMITTED;
+	PG_TRY();
+	{
+		queue_noted_now(ids, n);
+	}
+	PG_FINALLY();
+	{
+		XactIsoLevel = save_iso;
+	}
+	PG_END_TRY();
+
+	PopActiveSnapshot();
+	SPI_finish();
+	AtEOXact_GUC(false, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+/* queue_noted()'s statements (SPI connected, as the tables' owner) */
+static void
+queue_noted_now(int64 *ids, long n)
+{
+	Oid			types[1] = {INT8ARRAYOID};
 
 	/*
 	 * The plans are kept, and generic (planned once per backend: left to
@@ -798,10 +893,9 @@ queue_noted(void)
 				 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 	if (NOTED(truncated) &&
-		SPI_execute("DELETE FROM " SU_SCHEMA ".order_state s WHERE NOT EXISTS"
+		exec_now_sql("DELETE FROM " SU_SCHEMA ".order_state s WHERE NOT EXISTS"
 					" (SELECT FROM " SU_SCHEMA ".orders o"
-					"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
-					false, 0) != SPI_OK_DELETE)
+					"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the states of truncated orders");
 	if (apply_noted(queue_plan, NOTE_QUEUE, ids, n) > 0)
 		wake_at_commit |= 1 << SU_KIND_ORDER;
@@ -817,7 +911,7 @@ queue_noted(void)
 	if (NOTED(requeue_all))
 	{
 		/* locked in order_id order, as every queueing does */
-		if (SPI_execute("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+		if (exec_now_sql("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
 						"  ORDER BY st.order_id FOR UPDATE)"
 						" UPDATE " SU_SCHEMA ".order_state s SET"
 						" state = CASE WHEN s.state OPERATOR(pg_catalog.=) 'uploading'"
@@ -830,18 +924,12 @@ queue_noted(void)
 						" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()"
 						" FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
 						" AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)",
-						false, 0) != SPI_OK_UPDATE)
+						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)
 			elog(ERROR, "could not queue the orders of truncated sub-orders or items");
 		if (SPI_processed > 0)
 			wake_at_commit |= 1 << SU_KIND_ORDER;
 	}
 	queue_noted_shipping(ids, n);
-
-	PopActiveSnapshot();
-	SPI_finish();
-	AtEOXact_GUC(false, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
 static void
@@ -859,6 +947,8 @@ queue_xact_callback(XactEvent event, void *arg)
 			ship_truncated = ship_requeue_all = InvalidSubTransactionId;
 			break;
 		case XACT_EVENT_COMMIT:
+			if (release_holds_at_commit && su_shared)
+				pg_atomic_fetch_add_u32(&su_shared->holds_released, 1);
 			if (wake_at_commit)
 				su_wake_worker(wake_at_commit);
 			/* FALLTHROUGH */
@@ -869,6 +959,7 @@ queue_xact_callback(XactEvent event, void *arg)
 			truncated = requeue_all = wrote = InvalidSubTransactionId;
 			ship_truncated = ship_requeue_all = InvalidSubTransactionId;
 			wake_at_commit = 0;
+			release_holds_at_commit = false;
 			break;
 		default:
 			break;
@@ -880,6 +971,44 @@ su_queue_init(void)
 {
 	RegisterXactCallback(queue_xact_callback, NULL);
 	RegisterSubXactCallback(queue_subxact_callback, NULL);
+}
+
+void
+su_queue_release_holds(void)
+{
+	release_holds_at_commit = true;
+}
+
+void
+su_queue_clock_stepped_back(int64 usecs)
+{
+	static SPIPlanPtr plans[2];
+	Oid			types[1] = {FLOAT8OID};
+	Datum		args[1] = {Float8GetDatum((double) usecs / USECS_PER_SEC)};
+
+	/*
+	 * Rows queued or planned before a step back of the wall clock: brought
+	 * forward by the step (never before now).  Held rows keep their end (a
+	 * wall-clock time: midnight in Beijing, or the configuration's retry),
+	 * leased rows their lease.
+	 */
+	su_kept_plan(&plans[0],
+				 "UPDATE " SU_SCHEMA ".order_state s SET next_attempt_at ="
+				 " greatest(pg_catalog.now(), s.next_attempt_at OPERATOR(pg_catalog.-)"
+				 "  pg_catalog.make_interval(secs => $1))"
+				 " WHERE s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+				 " AND s.state OPERATOR(pg_catalog.=) ANY ('{pending,retrying}')",
+				 1, types, 0);
+	su_kept_plan(&plans[1],
+				 "UPDATE " SU_SCHEMA ".shipping_state s SET next_attempt_at ="
+				 " greatest(pg_catalog.now(), s.next_attempt_at OPERATOR(pg_catalog.-)"
+				 "  pg_catalog.make_interval(secs => $1))"
+				 " WHERE s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+				 " AND s.state OPERATOR(pg_catalog.=) ANY ('{pending,retrying,waiting_for_order}')",
+				 1, types, 0);
+	for (int i = 0; i < 2; i++)
+		if (SPI_execute_plan(plans[i], args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not bring forward the rows planned before the clock went back");
 }
 
 bool
@@ -1125,6 +1254,22 @@ su_queue_next_due(TimestampTz *due)
 void
 su_queue_recover(void)
 {
+	/*
+	 * Writers limited to appids: the tables' row level security follows
+	 * appid_grants.  A restore (pg_dump does not dump an extension table's
+	 * row level security) or a manual change can leave it off while grants
+	 * exist: it is put back.
+	 */
+	if (SPI_execute("SELECT " SU_SCHEMA ".limit_writers()"
+					" WHERE EXISTS (SELECT FROM " SU_SCHEMA ".appid_grants)"
+					" AND NOT (SELECT c.relrowsecurity FROM pg_catalog.pg_class c"
+					"  WHERE c.oid OPERATOR(pg_catalog.=) '" SU_SCHEMA ".orders'::pg_catalog.regclass)",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not check the row level security of the order tables");
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("shopping_upload worker: row level security of the order tables turned back on: appid_grants limits writers")));
+
 	if (SPI_execute("UPDATE " SU_SCHEMA ".order_state SET next_attempt_at = pg_catalog.now()"
 					" WHERE state OPERATOR(pg_catalog.=) 'uploading'", false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover the orders of a previous worker");

@@ -14,11 +14,19 @@
 #include "upload.h"
 
 /*
- * Starts an attempt on one order (SPI connected): bumps its attempt count
- * and returns its next upload_time, strictly later than the last one sent.
- * Raises an error naming the order when it does not exist.
+ * Starts an attempt by hand on one order (SPI connected): leases it
+ * ("uploading", as a claim does), bumps its attempt count and returns its
+ * next upload_time, strictly later than the last one sent.  Raises an error
+ * naming the order when it does not exist, and 55006 when a request for it
+ * is in flight.
  */
 extern TimestampTz su_queue_begin(int64 order_id, int64 *version, int *attempt);
+
+/*
+ * Locks the state row of an order (kind SU_KIND_SHIPPING: its shipping
+ * information's) until the transaction ends, waiting for it.
+ */
+extern void su_queue_lock_state(SuKind kind, int64 order_id);
 
 /*
  * Records the outcomes of n attempts: the orders' next states (SPI
@@ -145,16 +153,20 @@ extern void su_queue_wake_at_commit(SuKind kind);
  */
 extern bool su_queue_order(int64 order_id);
 
-/*
- * Drops an order (or its shipping information) from what this transaction
- * queues at commit.
- */
-extern void su_queue_unnote(int64 order_id, bool shipping);
 
 /*
  * Did this transaction write to the order or shipping tables (in a
  * subtransaction that did not roll back)?
  */
 extern bool su_queue_wrote(void);
+
+/* At this transaction's commit, the worker drops its holds of appids. */
+extern void su_queue_release_holds(void);
+
+/*
+ * The wall clock went back usecs: the rows queued or planned before are
+ * brought forward by as much (SPI connected).
+ */
+extern void su_queue_clock_stepped_back(int64 usecs);
 
 #endif							/* SU_QUEUE_H */

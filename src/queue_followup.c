@@ -462,9 +462,12 @@ TimestampTz
 su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 {
 	static SPIPlanPtr check_plan = NULL;
+	static SPIPlanPtr flight_plan = NULL;
 	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
+	Oid			lease_types[2] = {INT8OID, FLOAT8OID};
+	Datum		lease_args[2] = {Int64GetDatum(order_id), Float8GetDatum((double) su_lease_s)};
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
@@ -502,21 +505,40 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 				 errhint("Upload the order first (shopping_upload.upload_shopping_info(), or let the worker); "
 						 "the worker sends queued shipping information once the order is accepted.")));
 
-	/* locks the state until the transaction ends, as su_queue_begin() */
+	/* one request per order in flight: the state row, locked, says */
+	su_kept_plan(&flight_plan,
+				 "SELECT h.state OPERATOR(pg_catalog.=) 'uploading'"
+				 "  AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+				 " FROM " SU_SCHEMA ".shipping_state h"
+				 " WHERE h.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+				 1, types, 0);
+	if (SPI_execute_plan(flight_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the shipping state of order " INT64_FORMAT, order_id);
+	if (SPI_processed > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("the shipping information of order " INT64_FORMAT " is being uploaded by the worker",
+						order_id),
+				 errdetail("One request per order is in flight at a time."),
+				 errhint("Wait until its shipping_state in shopping_upload.order_status is no longer \"uploading\".")));
+
+	/* leased, as su_queue_begin() leases an order */
 	su_kept_plan(&plan,
 				 "INSERT INTO " SU_SCHEMA ".shipping_state AS s"
-				 " (order_id, last_upload_time, attempts)"
+				 " (order_id, last_upload_time, attempts, state, next_attempt_at)"
 				 " VALUES ($1, pg_catalog.date_trunc('milliseconds',"
-				 "  pg_catalog.clock_timestamp()), 1)"
+				 "  pg_catalog.clock_timestamp()), 1, 'uploading',"
+				 "  pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2))"
 				 " ON CONFLICT (order_id) DO UPDATE SET"
 				 " last_upload_time = greatest(EXCLUDED.last_upload_time,"
 				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
-				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1"
-				 " RETURNING last_upload_time, version, attempts,"
-				 "  s.state OPERATOR(pg_catalog.=) 'uploading'"
-				 "  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
-				 1, types, 0);
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
+				 " state = 'uploading', next_attempt_at = EXCLUDED.next_attempt_at,"
+				 " updated_at = pg_catalog.now()"
+				 " RETURNING last_upload_time, version, attempts",
+				 2, lease_types, 0);
+	if (SPI_execute_plan(plan, lease_args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not start an attempt on the shipping information of order " INT64_FORMAT,
 			 order_id);
@@ -524,12 +546,5 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 	desc = SPI_tuptable->tupdesc;
 	*version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("the shipping information of order " INT64_FORMAT " is being uploaded by the worker",
-						order_id),
-				 errdetail("One request per order is in flight at a time."),
-				 errhint("Wait until its shipping_state in shopping_upload.order_status is no longer \"uploading\".")));
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
 }

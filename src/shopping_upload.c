@@ -67,6 +67,7 @@ su_shmem_startup(void)
 		pg_atomic_init_u64(&su_shared->audit_deleted, 0);
 		pg_atomic_init_u32(&su_shared->wake_wanted, 1);
 		pg_atomic_init_u32(&su_shared->queued_kinds, 0);
+		pg_atomic_init_u32(&su_shared->holds_released, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

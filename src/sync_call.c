@@ -32,6 +32,8 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -40,6 +42,7 @@
 #include "http_sync.h"
 #include "queue.h"
 #include "sync_call.h"
+#include "token.h"
 #include "upload.h"
 
 PGDLLEXPORT void su_sync_main(Datum arg);
@@ -174,6 +177,43 @@ start_call(dsm_segment *seg, SuKind kind, int64 order_id)
 	}
 }
 
+/*
+ * Writers limited to appids (appid_grants) upload by hand only the orders of
+ * their appids.  The caller is the role outside the function (which runs as
+ * its owner).
+ */
+static void
+check_caller(SuKind kind, int64 order_id)
+{
+	Oid			caller = GetOuterUserId();
+	Oid			types[2] = {NAMEOID, INT8OID};
+	Datum		args[2];
+	bool		allowed;
+	bool		isnull;
+
+	if (superuser_arg(caller))
+		return;
+	args[0] = CStringGetDatum(GetUserNameFromId(caller, false));
+	args[0] = DirectFunctionCall1(namein, args[0]);
+	args[1] = Int64GetDatum(order_id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT " SU_SCHEMA ".order_allowed($1, $2)",
+							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check the appid of order " INT64_FORMAT, order_id);
+	allowed = SPI_processed == 0 ||
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ||
+		isnull;
+	SPI_finish();
+	if (!allowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not upload order " INT64_FORMAT,
+						GetUserNameFromId(caller, false), order_id),
+				 errdetail("%s() of an order is allowed for the roles its appid is granted to "
+						   "(shopping_upload.appid_grants).", call_name(kind))));
+}
+
 void
 su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 {
@@ -192,6 +232,8 @@ su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 						   "what this transaction wrote is not committed, and would not be sent."),
 				 errhint("COMMIT first, then call %s(); or let the worker upload the order after the commit.",
 						 call_name(kind))));
+
+	check_caller(kind, order_id);
 
 	seg = dsm_create(sizeof(SyncSlot), 0);
 	slot = dsm_segment_address(seg);
@@ -286,6 +328,29 @@ answer(SyncSlot *slot, const SuUpload *u)
 	copy_text(slot->verify_result, u->verify_result);
 }
 
+/* a transaction with SPI connected, the call's context current */
+static void
+begin_call_txn(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(cxt);
+}
+
+static void
+commit_call_txn(MemoryContext cxt)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+}
+
 void
 su_sync_main(Datum arg)
 {
@@ -313,12 +378,15 @@ su_sync_main(Datum arg)
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload call",
 								ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
 		SuUpload	u;
+		SuCredentials creds;
+		bool		final = true;
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
+		/* 1. prepare: a short transaction (the order is leased) */
+		begin_call_txn();
 		for (int i = 0; i < (int) N_PASSED; i++)
 			if (!slot->setting_null[i])
 				(void) set_config_option(passed_settings[i], slot->settings[i],
@@ -326,26 +394,28 @@ su_sync_main(Datum arg)
 										 GUC_ACTION_SET, true, DEBUG1, false);
 		pgstat_report_activity(STATE_RUNNING, call_name((SuKind) slot->kind));
 		su_require_extension_version();
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		switch ((SuKind) slot->kind)
+		if (su_call_prepare((SuKind) slot->kind, slot->order_id, &u, &creds))
 		{
-			case SU_KIND_ORDER:
-				su_upload_sync(slot->order_id, &u);
-				break;
-			case SU_KIND_VERIFY:
-				su_verify_sync(slot->order_id, &u);
-				break;
-			case SU_KIND_SHIPPING:
-				su_shipping_sync(slot->order_id, &u);
-				break;
+			commit_call_txn(cxt);
+
+			/*
+			 * 2. send, with no transaction open; 3. record, in a transaction
+			 * of its own.  A rejected token: that attempt is audited, and the
+			 * request is sent once more with a fresh token.
+			 */
+			for (int round = 0; round < 2; round++)
+			{
+				final = su_call_send(&u, &creds, round);
+				begin_call_txn();
+				su_call_record(&u, final);
+				if (final)
+					break;
+				commit_call_txn(cxt);
+			}
 		}
-		/* copied out before SPI_finish() frees it; told only once committed */
+		/* told only once committed */
 		answer(slot, &u);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		commit_call_txn(cxt);
 	}
 	PG_CATCH();
 	{

@@ -14,10 +14,13 @@
 
 #include <json-c/json.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "audit.h"
@@ -65,6 +68,18 @@ interrupt_pending(void *arg)
 	return INTERRUPTS_PENDING_CONDITION();
 }
 
+/* false, with the refusal set, when the attempt has no appid to go with */
+static bool
+appid_known(SuUpload *u)
+{
+	if (u->appid != NULL)
+		return true;
+	u->errcode = WX_ERR_NO_SECRET;
+	u->errmsg = pstrdup("the order has no appid and shopping_upload.appid is not set");
+	u->cls = SU_CLASS_CONFIG;
+	return false;
+}
+
 static bool
 check_payload(SuUpload *u, json_object *payload, TimestampTz upload_time,
 			  bool oversized)
@@ -92,6 +107,18 @@ check_payload(SuUpload *u, json_object *payload, TimestampTz upload_time,
 		return false;
 	}
 	u->body = su_json_text(payload, &u->body_len);
+	{
+		json_object *key_body = json_object_new_object();
+		json_object *part;
+		size_t		len;
+
+		if (json_object_object_get_ex(payload, "order_key", &part))
+			json_object_object_add(key_body, "order_key", json_object_get(part));
+		if (json_object_object_get_ex(payload, "payer", &part))
+			json_object_object_add(key_body, "payer", json_object_get(part));
+		u->key_body = su_json_text(key_body, &len);
+		json_object_put(key_body);
+	}
 	su_validate_payload_ex(payload, u->appid, keep_first, &v,
 						   interrupt_pending, NULL);
 	CHECK_FOR_INTERRUPTS();
@@ -103,14 +130,7 @@ check_payload(SuUpload *u, json_object *payload, TimestampTz upload_time,
 		u->cls = su_classify_errcode(v.errcode);
 		return false;
 	}
-	if (u->appid == NULL)
-	{
-		u->errcode = WX_ERR_NO_SECRET;
-		u->errmsg = pstrdup("the order has no appid and shopping_upload.appid is not set");
-		u->cls = SU_CLASS_CONFIG;
-		return false;
-	}
-	return true;
+	return appid_known(u);
 }
 
 void
@@ -144,6 +164,29 @@ su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 										  oversized[i]);
 	}
 	MemoryContextSwitchTo(caller);
+}
+
+int
+su_kind_tables(SuKind kind, const char *const **tables)
+{
+	static const char *const order_tables[] = {"orders", "sub_orders", "items"};
+	static const char *const verify_tables[] = {"orders"};
+	static const char *const shipping_tables[] = {"orders", "items", "shippings",
+	"shipments", "shipment_items"};
+
+	switch (kind)
+	{
+		case SU_KIND_ORDER:
+			break;
+		case SU_KIND_VERIFY:
+			*tables = verify_tables;
+			return lengthof(verify_tables);
+		case SU_KIND_SHIPPING:
+			*tables = shipping_tables;
+			return lengthof(shipping_tables);
+	}
+	*tables = order_tables;
+	return lengthof(order_tables);
 }
 
 const char *
@@ -274,89 +317,6 @@ su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
 		u->cls = SU_CLASS_CONFIG;	/* a secret or an appid is wrong */
 }
 
-/*
- * A call by hand after su_upload_prepare() (or its verify and shipping
- * counterparts): a token, the request, and a second attempt (audited on its
- * own, same body) with a fresh token when WeChat rejects the first.
- */
-static void
-sync_send(SuUpload *u)
-{
-	SuCredentials creds;
-	SuTokenResult tok;
-
-	for (int round = 0; round < 2; round++)
-	{
-		if (round > 0)
-		{
-			u->attempt++;
-			u->errmsg = u->transport_error = u->verify_result = NULL;
-			u->http_status = 0;
-			u->cls = SU_CLASS_OK;
-		}
-		su_credentials_load(u->appid, &creds);
-		if (!su_token_get(&creds, &tok))
-		{
-			su_upload_token_failed(u, tok.errcode, tok.errmsg);
-			su_audit_insert(&u, 1);
-			break;
-		}
-		su_upload_request(u, tok.token);
-		su_http_perform(&u->req);
-		su_upload_conclude(u);
-		su_audit_insert(&u, 1);
-		if (u->cls != SU_CLASS_REFRESH_TOKEN)
-			break;
-	}
-}
-
-/*
- * upload_shopping_info(): the whole path for one order in this backend.
- * A rejected token is refreshed and the request sent once more at once.
- */
-void
-su_upload_sync(int64 order_id, SuUpload *u)
-{
-	TimestampTz upload_time;
-	bool		prepared;
-	bool		recorded;
-
-	memset(u, 0, sizeof(SuUpload));
-	u->via = "sql";
-	upload_time = su_queue_begin(order_id, &u->version, &u->attempt);
-	u->order_id = order_id;
-	su_upload_prepare(1, &u, &upload_time, NULL, &prepared);
-	if (!prepared && u->gone)
-		su_order_missing(order_id);
-	if (!prepared)
-	{
-		su_audit_insert(&u, 1);
-		(void) su_queue_record(&u, 1, &recorded, NULL);
-		su_queue_unnote(order_id, false);
-		su_queue_wake_at_commit(SU_KIND_ORDER);
-		return;
-	}
-
-	sync_send(u);
-	/* this transaction holds the order's state: it is recorded */
-	(void) su_queue_record(&u, 1, &recorded, NULL);
-	/*
-	 * A retry or a hold is the worker's to plan, and so are the verify and
-	 * the waiting shipping information of an accepted upload: it learns of
-	 * them at commit.
-	 */
-	if (u->cls != SU_CLASS_OK)
-		su_queue_wake_at_commit(SU_KIND_ORDER);
-	else
-	{
-		su_queue_wake_at_commit(SU_KIND_SHIPPING);
-		if (su_verify_delay_s > 0)
-			su_queue_wake_at_commit(SU_KIND_VERIFY);
-	}
-	/* what this transaction wrote before was sent: no need to queue it again */
-	su_queue_unnote(order_id, false);
-}
-
 /* ---------------------------------------------------------------------
  * After the upload: verify, and shipping information
  * ---------------------------------------------------------------------
@@ -418,7 +378,10 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 	args[0] = su_array(ids, NULL, n, INT8OID);
 	su_kept_plan(&plan,
 				 "SELECT o.order_id, o.order_number_type, o.transaction_id,"
-				 " o.mchid, o.out_trade_no, o.openid, o.appid"
+				 " o.mchid, o.out_trade_no, o.openid, o.appid,"
+				 " (SELECT CAST(st.uploaded_key AS pg_catalog.text)"
+				 "  FROM " SU_SCHEMA ".order_state st"
+				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id)"
 				 " FROM pg_catalog.unnest($1) AS k(order_id), LATERAL"
 				 " (SELECT * FROM " SU_SCHEMA ".orders o"
 				 "  WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o",
@@ -461,6 +424,20 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 			u->appid = SPI_getvalue(tup, tt->tupdesc, 7);
 			if (u->appid == NULL && su_appid != NULL && su_appid[0] != '\0')
 				u->appid = pstrdup(su_appid);
+
+			/*
+			 * The order_key and payer that the accepted upload sent: the
+			 * verify asks about them, whatever the order says now (a payer
+			 * changed since, whose upload failed, is not what WeChat has).
+			 * An upload accepted before 1.2 kept none: the order's own.
+			 */
+			u->body = SPI_getvalue(tup, tt->tupdesc, 8);
+			if (u->body != NULL)
+			{
+				u->body_len = strlen(u->body);
+				ok[i] = appid_known(u);
+				break;
+			}
 			root = json_object_new_object();
 			su_json_track(root);
 			su_add_order_key(root, tup, tt->tupdesc, 2);
@@ -478,14 +455,8 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 									 field);
 				u->cls = su_classify_errcode(u->errcode);
 			}
-			else if (u->appid == NULL)
-			{
-				u->errcode = WX_ERR_NO_SECRET;
-				u->errmsg = pstrdup("the order has no appid and shopping_upload.appid is not set");
-				u->cls = SU_CLASS_CONFIG;
-			}
 			else
-				ok[i] = true;
+				ok[i] = appid_known(u);
 			break;
 		}
 	}
@@ -561,69 +532,141 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 			u->field = v.field;
 			u->cls = su_classify_errcode(v.errcode);
 		}
-		else if (u->appid == NULL)
-		{
-			u->errcode = WX_ERR_NO_SECRET;
-			u->errmsg = pstrdup("the order has no appid and shopping_upload.appid is not set");
-			u->cls = SU_CLASS_CONFIG;
-		}
 		else
-			ok[i] = true;
+			ok[i] = appid_known(u);
 	}
 	MemoryContextSwitchTo(caller);
 }
 
 
-void
-su_verify_sync(int64 order_id, SuUpload *u)
+/* ---------------------------------------------------------------------
+ * Calls by hand, in three steps (sync_call.c runs them in a background
+ * worker of its own): prepare in a transaction, send with none open, record
+ * in a transaction.  No transaction is open while the request waits for
+ * WeChat: a writer of the order never waits for it at its commit.
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The body tables, locked as the worker's claim reads them (ACCESS SHARE),
+ * before any state row is taken: a TRUNCATE of one of them, whose trigger
+ * queues every state row at commit, is waited for instead of deadlocking
+ * with a call that holds a state row and then waits to read the table.
+ */
+static void
+lock_body_tables(SuKind kind)
 {
-	bool		prepared;
+	const char *const *tables;
+	int			n = su_kind_tables(kind, &tables);
+	Oid			nsp = get_namespace_oid(SU_SCHEMA, false);
+
+	for (int i = 0; i < n; i++)
+	{
+		Oid			rel = get_relname_relid(tables[i], nsp);
+
+		if (OidIsValid(rel))
+			LockRelationOid(rel, AccessShareLock);
+	}
+}
+
+bool
+su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz upload_time = 0;
+	bool		prepared = false;
 	bool		recorded;
 
 	memset(u, 0, sizeof(SuUpload));
 	u->via = "sql";
-	u->kind = SU_KIND_VERIFY;
+	u->kind = kind;
 	u->order_id = order_id;
-	su_verify_begin(order_id, &u->version, &u->attempt);
-	su_verify_prepare(1, &u, NULL, &prepared);
+	lock_body_tables(kind);
+	switch (kind)
+	{
+		case SU_KIND_ORDER:
+			upload_time = su_queue_begin(order_id, &u->version, &u->attempt);
+			su_upload_prepare(1, &u, &upload_time, &cxt, &prepared);
+			break;
+		case SU_KIND_VERIFY:
+			su_verify_begin(order_id, &u->version, &u->attempt);
+			su_verify_prepare(1, &u, &cxt, &prepared);
+			break;
+		case SU_KIND_SHIPPING:
+			upload_time = su_shipping_begin(order_id, &u->version, &u->attempt);
+			su_shipping_prepare(1, &u, &upload_time, &cxt, &prepared);
+			if (u->deferred)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("order " INT64_FORMAT " has not been uploaded yet", order_id),
+						 errdetail("Its current version was written after the check: WeChat does not have it yet."),
+						 errhint("Try again once the order is uploaded.")));
+			break;
+	}
+	MemoryContextSwitchTo(cxt);
 	if (!prepared && u->gone)
 		su_order_missing(order_id);
 	if (!prepared)
+	{
+		/* refused before sending: audited and recorded at once */
 		su_audit_insert(&u, 1);
-	else
-		sync_send(u);
-	/* this transaction holds the order's state: it is recorded */
-	(void) su_queue_record(&u, 1, &recorded, NULL);
+		(void) su_queue_record(&u, 1, &recorded, NULL);
+		MemoryContextSwitchTo(cxt);
+		if (kind != SU_KIND_VERIFY)
+			su_queue_wake_at_commit(kind);
+		return false;
+	}
+	su_credentials_load(u->appid, creds);
+	return true;
+}
+
+bool
+su_call_send(SuUpload *u, const SuCredentials *creds, int round)
+{
+	SuTokenResult tok;
+
+	if (round > 0)
+	{
+		/* a second attempt, audited on its own, with a fresh token */
+		u->attempt++;
+		u->errmsg = u->transport_error = u->verify_result = NULL;
+		u->http_status = 0;
+		u->cls = SU_CLASS_OK;
+	}
+	if (!su_token_get(creds, &tok))
+	{
+		su_upload_token_failed(u, tok.errcode, tok.errmsg);
+		return true;
+	}
+	su_upload_request(u, tok.token);
+	su_http_perform(&u->req);
+	su_upload_conclude(u);
+	return u->cls != SU_CLASS_REFRESH_TOKEN || round > 0;
 }
 
 void
-su_shipping_sync(int64 order_id, SuUpload *u)
+su_call_record(SuUpload *u, bool final)
 {
-	TimestampTz upload_time;
-	bool		prepared;
+	MemoryContext cxt = CurrentMemoryContext;
 	bool		recorded;
+	TimestampTz earliest[SU_KINDS] = {0};
 
-	memset(u, 0, sizeof(SuUpload));
-	u->via = "sql";
-	u->kind = SU_KIND_SHIPPING;
-	u->order_id = order_id;
-	upload_time = su_shipping_begin(order_id, &u->version, &u->attempt);
-	su_shipping_prepare(1, &u, &upload_time, NULL, &prepared);
-	if (!prepared && u->gone)
-		su_order_missing(order_id);
-	if (u->deferred)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("order " INT64_FORMAT " has not been uploaded yet", order_id),
-				 errdetail("Its current version was written after the check: WeChat does not have it yet."),
-				 errhint("Try again once the order is uploaded.")));
-	if (!prepared)
-		su_audit_insert(&u, 1);
-	else
-		sync_send(u);
-	(void) su_queue_record(&u, 1, &recorded, NULL);
-	if (u->cls != SU_CLASS_OK)
-		su_queue_wake_at_commit(SU_KIND_SHIPPING);
-	/* what this transaction wrote before was sent: no need to queue it again */
-	su_queue_unnote(order_id, true);
+	su_audit_insert(&u, 1);
+	MemoryContextSwitchTo(cxt);
+	if (!final)
+		return;
+
+	/* writers hold the state row a moment at their commit: waited for */
+	su_queue_lock_state(u->kind, u->order_id);
+	(void) su_queue_record(&u, 1, &recorded, earliest);
+	MemoryContextSwitchTo(cxt);
+
+	/*
+	 * A retry, a hold, a version written while the request was in flight,
+	 * the verify and the waiting shipping information of an accepted upload
+	 * are the worker's to plan: it learns of them at commit.
+	 */
+	for (int kind = 0; kind < SU_KINDS; kind++)
+		if (earliest[kind] != 0)
+			su_queue_wake_at_commit((SuKind) kind);
 }

@@ -32,6 +32,12 @@ typedef enum SuKind
 /* audit.kind: "order", "verify", "shipping" */
 extern const char *su_kind_name(SuKind kind);
 
+/*
+ * The tables a kind's body is read from (schema shopping_upload), in the
+ * order they are locked; returns their count.
+ */
+extern int	su_kind_tables(SuKind kind, const char *const **tables);
+
 typedef struct SuUpload
 {
 	/* what is sent */
@@ -44,6 +50,9 @@ typedef struct SuUpload
 	char	   *upload_time;	/* as sent */
 	char	   *body;			/* the payload's wire form */
 	struct json_object *payload;	/* the same, as built (tracked) */
+	char	   *key_body;		/* an upload's order_key and payer, as sent
+								 * (JSON text): kept with the version it
+								 * uploads, for its verify */
 	size_t		body_len;
 	bool		sent;			/* false: refused before any request */
 	bool		gone;			/* the order no longer exists */
@@ -83,8 +92,6 @@ extern void su_upload_conclude(SuUpload *u);
 /* Records a failure to get a token as the attempt's outcome. */
 extern void su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg);
 
-/* upload_shopping_info(): one order, now, in this backend. */
-extern void su_upload_sync(int64 order_id, SuUpload *u);
 
 /*
  * The verify bodies of n orders (us[i]->order_id, kind SU_KIND_VERIFY): the
@@ -101,10 +108,30 @@ extern void su_shipping_prepare(int n, SuUpload **us,
 								const TimestampTz *upload_times,
 								MemoryContext *cxts, bool *ok);
 
-/* verify_shopping_info(): one verify, now, in this backend. */
-extern void su_verify_sync(int64 order_id, SuUpload *u);
-
-/* upload_shipping_info(): one order's shipping information, now. */
-extern void su_shipping_sync(int64 order_id, SuUpload *u);
+/*
+ * A call by hand (upload_shopping_info(), verify_shopping_info(),
+ * upload_shipping_info()), in three steps; u and creds are allocated in the
+ * current memory context, which must outlive the transactions.
+ *
+ * su_call_prepare(), in a transaction (SPI connected): locks the body tables
+ * as a claim reads them, starts the attempt (an order's or its shipping
+ * information's state becomes "uploading", leased, so that the worker leaves
+ * it alone), builds and validates the body, loads the credentials.  False
+ * when it was refused before sending: audited and recorded already.  Raises
+ * the errors of the call (no such order, in flight, not uploaded yet).
+ *
+ * su_call_send(), with no transaction open: a token and the request, round
+ * 0, then 1 when WeChat rejected the token.  True when this attempt is the
+ * call's outcome; false when it is to be audited alone and sent again.
+ *
+ * su_call_record(), in a transaction (SPI connected): the attempt's audit
+ * row; with final, the state it leads to (waiting for the state row).
+ */
+struct SuCredentials;
+extern bool su_call_prepare(SuKind kind, int64 order_id, SuUpload *u,
+							struct SuCredentials *creds);
+extern bool su_call_send(SuUpload *u, const struct SuCredentials *creds,
+						 int round);
+extern void su_call_record(SuUpload *u, bool final);
 
 #endif							/* SU_UPLOAD_H */

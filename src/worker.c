@@ -72,10 +72,13 @@
 #include "upload.h"
 
 PGDLLEXPORT void su_launcher_main(Datum arg);
+
+StaticAssertDecl(SU_KINDS == lengthof(((SuShared *) NULL)->claim_wait),
+				 "one claim_wait per kind");
 PGDLLEXPORT void su_worker_main(Datum arg);
 
 #define CLAIM_MAX			500
-#define MAX_APPS			64
+#define CLOCK_STEP_USECS	(1 * USECS_PER_SEC)	/* a wall-clock step seen */
 #define AUDIT_TRIM_BATCH	1000
 #define AUDIT_TRIM_BUDGET_MS 20		/* per round, while behind */
 #define RECORD_RETRY_MS		20	/* answers whose state row was held */
@@ -243,12 +246,18 @@ typedef struct Flight
 	bool		attempted;		/* false: released without an attempt */
 } Flight;
 
+/*
+ * What the worker keeps of an appid: its rate bucket and its hold.  Only an
+ * appid whose request got a token has one (its credentials are the
+ * administrator's): orders of made-up appids, which any writer can write,
+ * take no entry, and cannot push a held appid out.
+ */
 typedef struct AppState
 {
-	char		appid[SU_APPID_LEN];
+	char		appid[SU_APPID_LEN];	/* hash key */
 	double		tokens;			/* rate limiter bucket */
-	TimestampTz refilled_at;
-	TimestampTz held_until;		/* 45009, permission errors */
+	TimestampTz refilled_at;	/* monotonic */
+	TimestampTz held_until;		/* 45009, permission errors (wall clock) */
 	SuErrClass	held_cls;
 	int			held_errcode;
 	char		held_errmsg[256];
@@ -279,27 +288,133 @@ static TimestampTz done_since = 0;	/* when the done list was found non-empty */
 static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
 static TimestampTz next_look = 0;	/* next look at every kind, whatever */
 static TimestampTz next_due_read = 0;	/* when su_queue_next_due() last ran */
-static TimestampTz claims_held_until = 0;	/* a body table was locked */
+static TimestampTz kind_held_until[SU_KINDS];	/* a body table was locked */
 static bool round_failed = false;	/* the last round ended in an error */
-static AppState apps[MAX_APPS];
-static int	n_apps = 0;
+static HTAB *apps = NULL;		/* AppState by appid */
+static uint32 holds_seen = 0;	/* su_shared->holds_released, as last acted on */
+static TimestampTz clock_offset = 0;	/* wall clock minus monotonic clock */
+static int64 clock_stepped_back = 0;	/* usecs the wall clock went back */
 
 /* ---------------------------------------------------------------------
  * Flights
  * ---------------------------------------------------------------------
  */
 
+/*
+ * The worker's own schedule (claims, records, trims, rate buckets) runs on
+ * the monotonic clock, in microseconds: a step of the wall clock, either
+ * way, neither stops nor floods it.  Times planned in the database (a retry,
+ * a verify) are wall-clock times, turned into this clock when read.
+ */
+static TimestampTz
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (TimestampTz) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000;
+}
+
+/* a wall-clock time planned in the database, on the monotonic clock */
+static TimestampTz
+wall_to_mono(TimestampTz wall)
+{
+	if (wall == 0)
+		return 0;
+	return mono_now() + (wall - GetCurrentTimestamp());
+}
+
+/*
+ * Notes a step back of the wall clock (more than a second): the rows queued
+ * or planned before it would wait as long as the step, their due times now
+ * in the future; the next claim brings them forward (see claim()).
+ */
+static void
+watch_clock(void)
+{
+	TimestampTz offset = GetCurrentTimestamp() - mono_now();
+
+	if (clock_offset != 0 && offset < clock_offset - CLOCK_STEP_USECS)
+	{
+		clock_stepped_back += clock_offset - offset;
+		ereport(LOG,
+				(errmsg("shopping_upload worker: the wall clock went back %.1f s; orders queued before are due as planned",
+						(double) (clock_offset - offset) / USECS_PER_SEC)));
+	}
+	clock_offset = offset;
+}
+
+/* the appid's entry, or NULL */
+static AppState *
+app_find(const char *appid)
+{
+	char		key[SU_APPID_LEN];
+
+	if (apps == NULL || appid == NULL || strlen(appid) >= SU_APPID_LEN)
+		return NULL;
+	memset(key, 0, sizeof(key));
+	strlcpy(key, appid, sizeof(key));
+	return hash_search(apps, key, HASH_FIND, NULL);
+}
+
+/* the entry of an appid whose request got a token, made if need be */
 static AppState *
 app_state(const char *appid)
 {
-	for (int i = 0; i < n_apps; i++)
-		if (strcmp(apps[i].appid, appid) == 0)
-			return &apps[i];
-	if (n_apps == MAX_APPS)
-		n_apps = 0;				/* forget the oldest: only limits are lost */
-	memset(&apps[n_apps], 0, sizeof(AppState));
-	strlcpy(apps[n_apps].appid, appid, SU_APPID_LEN);
-	return &apps[n_apps++];
+	char		key[SU_APPID_LEN];
+	AppState   *app;
+	bool		found;
+
+	if (apps == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = SU_APPID_LEN;
+		ctl.entrysize = sizeof(AppState);
+		ctl.hcxt = TopMemoryContext;
+		apps = hash_create("shopping_upload appids", 64, &ctl,
+						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	memset(key, 0, sizeof(key));
+	strlcpy(key, appid, sizeof(key));
+	app = hash_search(apps, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		app->tokens = 0;
+		app->refilled_at = 0;
+		app->held_until = 0;
+		app->held_cls = SU_CLASS_OK;
+		app->held_errcode = 0;
+		app->held_errmsg[0] = '\0';
+	}
+	return app;
+}
+
+/*
+ * requeue() of held orders ends every hold on purpose: the worker drops its
+ * holds when a transaction that did so commits.
+ */
+static void
+take_hold_releases(void)
+{
+	uint32		released = pg_atomic_read_u32(&su_shared->holds_released);
+	HASH_SEQ_STATUS seq;
+	AppState   *app;
+
+	if (released == holds_seen)
+		return;
+	holds_seen = released;
+	if (apps == NULL)
+		return;
+	hash_seq_init(&seq, apps);
+	while ((app = hash_seq_search(&seq)) != NULL)
+		if (app->held_until != 0)
+		{
+			ereport(LOG,
+					(errmsg("shopping_upload worker: the hold of appid \"%s\" is ended by requeue()",
+							app->appid)));
+			app->held_until = 0;
+		}
 }
 
 static Flight *
@@ -340,7 +455,12 @@ maybe_hold(SuUpload *u)
 	TimestampTz until;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (u->appid == NULL ||
+	/*
+	 * Only an appid whose request got a token is held as a whole: a failure
+	 * before any request (no credentials, a made-up appid) holds the order
+	 * alone, by its state.
+	 */
+	if (u->appid == NULL || u->token == NULL ||
 		(u->cls != SU_CLASS_QUOTA_DAY && u->cls != SU_CLASS_CONFIG))
 		return;
 	app = app_state(u->appid);
@@ -376,7 +496,7 @@ rate_take(AppState *app)
 
 	if (su_max_rate <= 0)
 		return true;
-	now = GetCurrentTimestamp();
+	now = mono_now();
 	if (app->refilled_at == 0)
 		app->tokens = su_max_rate;
 	else
@@ -543,10 +663,15 @@ take_queued_kinds(bool clear)
 			claim_wanted[kind] = true;
 }
 
-/* is a claim of this kind due: asked for, or planned for now */
+/*
+ * is a claim of this kind due: asked for, or planned for now, and its body
+ * tables not found locked a moment ago
+ */
 static bool
 kind_due(int kind, TimestampTz now)
 {
+	if (now < kind_held_until[kind])
+		return false;
 	return claim_wanted[kind] || (next_due[kind] != 0 && now >= next_due[kind]);
 }
 
@@ -628,32 +753,51 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 }
 
 /*
- * The tables a claim reads bodies from, locked (ACCESS SHARE, as its reads
- * would) before it takes any state row, without waiting: false if one is
- * locked (or wanted) in a stronger mode, and the round claims nothing.  A
+ * The tables a kind's claim reads bodies from, locked (ACCESS SHARE, as its
+ * reads would) before it takes any state row of that kind, without waiting:
+ * false, with the table's name in *blocker, if one is locked (or wanted) in
+ * a stronger mode; that kind is not claimed this round, the others are.  A
  * TRUNCATE of one of them, whose trigger requeues every state row, would
  * otherwise deadlock with a claim that holds some of those rows and then
- * waits to read the table; and an ALTER TABLE or a VACUUM FULL would stall
- * the worker's rounds, recording included.  The claim is tried again
- * LOCKED_RETRY_MS later.
+ * waits to read the table; and an ALTER TABLE, a VACUUM FULL or a writer's
+ * LOCK TABLE would stall the worker's rounds, recording included.  The kind
+ * is tried again LOCKED_RETRY_MS later, and claim_waits() says why it waits.
  */
 static bool
-lock_body_tables(void)
+lock_kind_tables(SuKind kind, const char **blocker)
 {
-	static const char *const tables[] = {"orders", "sub_orders", "items",
-	"shippings", "shipments", "shipment_items"};
+	const char *const *tables;
+	int			n = su_kind_tables(kind, &tables);
 	Oid			nsp = get_namespace_oid(SU_SCHEMA, true);
 
 	if (!OidIsValid(nsp))
 		return true;			/* the statements will say what is wrong */
-	for (int i = 0; i < (int) lengthof(tables); i++)
+	for (int i = 0; i < n; i++)
 	{
 		Oid			rel = get_relname_relid(tables[i], nsp);
 
 		if (OidIsValid(rel) && !ConditionalLockRelationOid(rel, AccessShareLock))
+		{
+			*blocker = tables[i];
 			return false;
+		}
 	}
 	return true;
+}
+
+/* what a kind's claims wait for, in shared memory (NULL: nothing) */
+static void
+publish_wait(SuKind kind, const char *table, TimestampTz wall)
+{
+	SpinLockAcquire(&su_shared->mutex);
+	if (table == NULL)
+		su_shared->claim_wait[kind][0] = '\0';
+	else if (strcmp(su_shared->claim_wait[kind], table) != 0)
+	{
+		strlcpy(su_shared->claim_wait[kind], table, sizeof(su_shared->claim_wait[kind]));
+		su_shared->claim_wait_since[kind] = wall;
+	}
+	SpinLockRelease(&su_shared->mutex);
 }
 
 /*
@@ -673,7 +817,6 @@ claim(int max, TimestampTz now, bool *full)
 	Flight	  **rec = NULL;
 	bool	   *rec_ok = NULL;
 	volatile int n_rec = 0;
-	bool		tables_free;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	/*
@@ -714,7 +857,13 @@ claim(int max, TimestampTz now, bool *full)
 		}
 		PG_END_TRY();
 	}
-	tables_free = lock_body_tables();
+	/* after a step back of the wall clock: what was planned before it */
+	if (clock_stepped_back > 0)
+	{
+		su_queue_clock_stepped_back(clock_stepped_back);
+		clock_stepped_back = 0;
+		want_all();
+	}
 
 	/*
 	 * A claim lost in a crash costs nothing (the row is due again), so its
@@ -730,9 +879,22 @@ claim(int max, TimestampTz now, bool *full)
 		int			looked_at;
 		int			n;
 
+		const char *blocker;
+
 		was_due[kind] = kind_due(kind, now);
-		if (!was_due[kind] || total >= max || !tables_free)
+		if (!was_due[kind] || total >= max)
 			continue;
+		if (!lock_kind_tables(kind, &blocker))
+		{
+			kind_held_until[kind] = TimestampTzPlusMilliseconds(now, LOCKED_RETRY_MS);
+			publish_wait(kind, blocker, GetCurrentTimestamp());
+			continue;
+		}
+		if (kind_held_until[kind] != 0)
+		{
+			kind_held_until[kind] = 0;
+			publish_wait(kind, NULL, 0);
+		}
 		n = claim_kind(kind, max - total, &looked_at, flights + total, ok + total);
 		claim_wanted[kind] = (looked_at == max - total);
 		if (claim_wanted[kind])
@@ -766,7 +928,7 @@ claim(int max, TimestampTz now, bool *full)
 		{
 			if (!was_due[kind] || claim_wanted[kind])
 				continue;
-			next_due[kind] = due[kind];
+			next_due[kind] = wall_to_mono(due[kind]);
 
 			/*
 			 * A due row the claim skipped is held by another transaction
@@ -781,8 +943,6 @@ claim(int max, TimestampTz now, bool *full)
 	if (n_rec > 0)
 		records_committed(rec, n_rec, rec_ok, now);
 	round_failed = false;
-	claims_held_until = tables_free ? 0 :
-		TimestampTzPlusMilliseconds(now, LOCKED_RETRY_MS);
 
 	/* only now are the claims ours */
 	for (int i = 0; i < total; i++)
@@ -810,7 +970,7 @@ step_claim(TimestampTz now)
 	int			want;
 	bool		full;
 
-	if (room <= 0 || now < claims_held_until || !any_due(now))
+	if (room <= 0 || !any_due(now))
 		return;
 
 	/*
@@ -862,24 +1022,27 @@ step_send(TimestampTz now)
 {
 	dlist_mutable_iter iter;
 
+	TimestampTz wall = GetCurrentTimestamp();	/* holds are wall-clock times */
+
+	(void) now;
 	rate_limited = false;
 	dlist_foreach_modify(iter, &ready)
 	{
 		Flight	   *f = dlist_container(Flight, node, iter.cur);
-		AppState   *app = app_state(f->u.appid);
+		AppState   *app = app_find(f->u.appid);
 		char	   *token;
 		MemoryContext old;
 
 		if (n_inflight >= su_max_inflight)
 			break;
-		if (app->held_until > now)
+		if (app && app->held_until > wall)
 		{
 			dlist_delete(&f->node);
 			n_ready--;
 			release_held(f, app);
 			continue;
 		}
-		if (!rate_take(app))
+		if (app && !rate_take(app))
 		{
 			rate_limited = true;
 			continue;
@@ -894,6 +1057,9 @@ step_send(TimestampTz now)
 			dlist_push_tail(&done, &f->node);
 			continue;
 		}
+		/* the first request of an appid with credentials: its entry */
+		if (app == NULL)
+			(void) rate_take(app_state(f->u.appid));
 		old = MemoryContextSwitchTo(f->cxt);
 		su_upload_request(&f->u, token);
 		f->u.req.user = f;
@@ -967,7 +1133,7 @@ record_flights(Flight **flights, int n, bool *recorded)
 	}
 	for (int kind = 0; kind < SU_KINDS; kind++)
 		if (earliest[kind] != 0)
-			su_earlier(&next_due[kind], earliest[kind]);
+			su_earlier(&next_due[kind], wall_to_mono(earliest[kind]));
 	for (int i = 0; i < n; i++)
 		if (recorded[i] && flights[i]->attempted)
 			attempted[n_attempted++] = &flights[i]->u;
@@ -1172,11 +1338,10 @@ step_trim(TimestampTz now)
 static void
 step_wait(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now = mono_now();
 	TimestampTz wake = TimestampTzPlusMilliseconds(now, 60000);
-	/* the next claim's time: claim_interval on, and not while held */
-	TimestampTz tick = Max(last_claim + su_claim_interval_ms * (int64) 1000,
-						   claims_held_until);
+	/* the next claim's time: claim_interval on (a held kind: not before) */
+	TimestampTz tick = last_claim + su_claim_interval_ms * (int64) 1000;
 	long		curl_ms = su_http_timeout(client);
 	long		timeout_ms;
 	bool		hold_answers;
@@ -1186,16 +1351,20 @@ step_wait(void)
 		/* room is made by answers: libcurl's sockets wake us */
 		if (su_max_inflight - n_inflight - n_ready >= Max(1, su_max_inflight / 4) ||
 			n_inflight + n_ready == 0)
-			wake = Max(now, claims_held_until);
+			for (int kind = 0; kind < SU_KINDS; kind++)
+				if (claim_wanted[kind])
+					wake = Min(wake, Max(now, kind_held_until[kind]));
 	}
 	else if (su_max_inflight - n_inflight - n_ready > 0)
 	{
 		for (int kind = 0; kind < SU_KINDS; kind++)
 		{
+			TimestampTz kind_tick = Max(tick, kind_held_until[kind]);
+
 			if (claim_wanted[kind])
-				wake = Min(wake, tick);
+				wake = Min(wake, kind_tick);
 			else if (next_due[kind] != 0)
-				wake = Min(wake, Max(next_due[kind], tick));
+				wake = Min(wake, Max(next_due[kind], kind_tick));
 		}
 	}
 	if (rate_limited)
@@ -1437,7 +1606,9 @@ su_worker_main(Datum arg)
 			wait_for_extension(false);
 		MemoryContextReset(round_cxt);
 		MemoryContextSwitchTo(round_cxt);
-		now = GetCurrentTimestamp();
+		watch_clock();
+		take_hold_releases();
+		now = mono_now();
 
 		/*
 		 * Once a minute every kind is looked at, whatever the worker knows:

@@ -1404,6 +1404,68 @@ sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} /
 }
 
 # ---------------------------------------------------------------------
+# 4b. Writers limited to appids (appid_grants): a writer of merchant A
+# reads, writes, changes, deletes and uploads nothing of merchant B's
+# ---------------------------------------------------------------------
+{
+	sql('CREATE ROLE writer_a LOGIN; GRANT writer, uploader TO writer_a');
+	my $b_id = 310001;
+	sql(join(";\n", 'BEGIN', order_insert_sql($b_id, '43000'),
+		"UPDATE shopping_upload.orders SET appid = 'wxMERCHANTB' WHERE order_id = $b_id", 'COMMIT'));
+	my $b_before = sql("SELECT row(o.*)::text || (SELECT string_agg(row(i.*)::text, ',' ORDER BY item_no)
+		FROM shopping_upload.items i WHERE i.order_id = o.order_id) FROM shopping_upload.orders o WHERE order_id = $b_id");
+	sql("SELECT shopping_upload.grant_appid('writer_a', 'wxtestappid')");
+	is(sql("SELECT count(*) FROM pg_class WHERE relnamespace = 'shopping_upload'::regnamespace AND relrowsecurity"),
+		'6', 'grant_appid() turns row level security on for the six order and shipping tables');
+	my @tries = (
+		[ 'insert an order of B', join(";\n", 'BEGIN', order_insert_sql(310002, '43000'),
+			"UPDATE shopping_upload.orders SET appid = 'wxMERCHANTB' WHERE order_id = 310002", 'COMMIT') ],
+		[ 'import an order for B', "SELECT shopping_upload.import_order('"
+			  . SuStub::order_json(out_trade_no => 'MERCHB0001', appid => 'wxMERCHANTB') . "', 'wxMERCHANTB')" ],
+		[ 'change B\'s order', "UPDATE shopping_upload.orders SET openid = 'stolen' WHERE order_id = $b_id" ],
+		[ 'delete B\'s order', "DELETE FROM shopping_upload.orders WHERE order_id = $b_id" ],
+		[ 'add an item to B\'s order', "INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, name)
+			VALUES ($b_id, 0, 9, 'planted')" ],
+		[ 'change B\'s items', "UPDATE shopping_upload.items SET name = 'stolen' WHERE order_id = $b_id" ],
+		[ 'add shipping information to B\'s order', "INSERT INTO shopping_upload.shippings (order_id, delivery_mode)
+			VALUES ($b_id, 1)" ],
+		[ 'upload B\'s order by hand', "SELECT errcode FROM shopping_upload.upload_shopping_info(${b_id}::pg_catalog.int8)" ],
+		[ 'move an order of its own to B', join(";\n", 'BEGIN', order_insert_sql(310003, '43000'),
+			"UPDATE shopping_upload.orders SET appid = 'wxMERCHANTB' WHERE order_id = 310003", 'COMMIT') ]);
+	my @holes;
+	for my $t (@tries)
+	{
+		my ($rc, $out, $err) = as_role('writer_a', $t->[1]);
+		push @holes, "$t->[0]: " . ($out =~ s/\s+/ /gr) unless failed($err) || $out eq '' || $out =~ /^\s*$/;
+	}
+	my $b_after = sql("SELECT row(o.*)::text || (SELECT string_agg(row(i.*)::text, ',' ORDER BY item_no)
+		FROM shopping_upload.items i WHERE i.order_id = o.order_id) FROM shopping_upload.orders o WHERE order_id = $b_id");
+	check($b_after eq $b_before && !@holes
+		  && sql("SELECT count(*) FROM shopping_upload.orders WHERE appid = 'wxMERCHANTB' AND order_id <> $b_id") eq '0'
+		  && sql("SELECT count(*) FROM shopping_upload.audit WHERE order_id = $b_id AND via = 'sql'") eq '0'
+		  && sql("SELECT count(*) FROM shopping_upload.shippings WHERE order_id = $b_id") eq '0',
+		'writer of merchant A: writes, changes, deletes and uploads nothing of merchant B\'s',
+		join('; ', @holes) . ($b_after eq $b_before ? '' : " B's order changed: $b_after")
+		  . ' other orders of B: ' . sql("SELECT string_agg(order_id::text, ',') FROM shopping_upload.orders WHERE appid = 'wxMERCHANTB' AND order_id <> $b_id")
+		  . '; audit rows of B by hand: ' . sql("SELECT count(*) FROM shopping_upload.audit WHERE order_id = $b_id AND via = 'sql'")
+		  . '; shippings of B: ' . sql("SELECT count(*) FROM shopping_upload.shippings WHERE order_id = $b_id"));
+	my ($rc, $out, $err) = as_role('writer_a', 'SELECT count(*) FROM shopping_upload.orders WHERE appid = \'wxMERCHANTB\'');
+	check($out eq '0', 'writer of merchant A: sees none of merchant B\'s orders', $out . errors_of($err));
+	($rc, $out, $err) = as_role('writer_a', join(";\n", 'BEGIN', order_insert_sql(310004, '43000'), 'COMMIT')
+		  . ";\nSELECT count(*) FROM shopping_upload.orders WHERE order_id = 310004");
+	check(!failed($err) && $out =~ /^1$/m, 'writer of merchant A: writes orders of A as before', errors_of($err));
+	($rc, $out, $err) = as_role('writer_a', "SELECT errcode FROM shopping_upload.upload_shopping_info(310004::pg_catalog.int8)");
+	check(!failed($err), 'writer of merchant A: uploads its own orders by hand', errors_of($err));
+	sql("SELECT shopping_upload.revoke_appid('writer_a', 'wxtestappid')");
+	is(sql("SELECT count(*) FROM pg_class WHERE relnamespace = 'shopping_upload'::regnamespace AND relrowsecurity"),
+		'0', 'once no role is limited, row level security is off again');
+	($rc, $out, $err) = as_role('writer_a', "SELECT count(*) FROM shopping_upload.orders WHERE order_id = $b_id");
+	is($out, '1', 'and the writer is no longer limited');
+	sql("DELETE FROM shopping_upload.orders WHERE order_id IN ($b_id, 310002, 310003, 310004); DROP ROLE writer_a");
+	settle(6);
+}
+
+# ---------------------------------------------------------------------
 # 5. DROP DATABASE by one who may not; ALTER DATABASE ... SET by its owner
 # ---------------------------------------------------------------------
 {

@@ -171,6 +171,48 @@ like($err, qr/upload_shipping_info\(\) cannot run in a transaction that wrote/,
 	'upload_shipping_info() after a write in the same transaction is refused');
 is(requests_with($SHIP, 'NEVER-SHIPPED'), 0, 'the shipment never committed is never sent');
 
+# no transaction is open while a call's request waits for WeChat: a writer of
+# the order commits at once (N5), and its change is uploaded after
+{
+	$stub->fault(kind => 'delay', delay_ms => 4000);
+	my $caller = $node->background_psql('postgres', on_error_stop => 0);
+	$caller->query_until(qr/calling/, "\\echo calling\nSELECT errcode FROM shopping_upload.upload_shopping_info($x);\n");
+	ok(SuStub::poll_until($node, 'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload call'", '1', 30),
+		'a call by hand is under way');
+	usleep(500_000);
+	my $t = time;
+	sql("UPDATE shopping_upload.items SET quantity = quantity + 1 WHERE order_id = $x");
+	my $writer_s = time - $t;
+	is(sql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload call'"), '1',
+		'a writer of the order committed while the call still waited for its answer');
+	diag sprintf('the writer committed in %.3f s, during a call of 4 s', $writer_s);
+	my $r = $caller->query('SELECT 1');
+	$caller->quit;
+	wait_for("SELECT state || ' ' || (uploaded_version = version) FROM shopping_upload.order_state WHERE order_id = $x",
+		'uploaded true', 'the change made during the call is uploaded after it (the older answer never counts for it)');
+}
+
+# a TRUNCATE of shipments and a call for shipping information: no deadlock
+# (known defect 2): the call takes the tables before any state row
+{
+	my $trunc = $node->background_psql('postgres', on_error_stop => 0);
+	$trunc->query_safe('SET client_min_messages = warning');
+	$trunc->query_safe('BEGIN; TRUNCATE shopping_upload.shipments CASCADE');
+	my $caller = $node->background_psql('postgres', on_error_stop => 0);
+	$caller->query_until(qr/calling/, "\\echo calling\nSELECT errcode FROM shopping_upload.upload_shipping_info($x);\n");
+	ok(SuStub::poll_until($node, 'postgres',
+		"SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		  WHERE NOT l.granted AND a.backend_type = 'shopping_upload call'", '1', 30),
+		'a call for shipping information waits for the TRUNCATE of shipments');
+	$trunc->query('COMMIT');
+	unlike($trunc->{stderr}, qr/ERROR/, 'the TRUNCATE commits (no deadlock)');
+	$trunc->quit;
+	$caller->query('SELECT 1');
+	unlike($caller->{stderr}, qr/deadlock/, 'and the call ends without one');
+	$caller->quit;
+}
+
 # a caller cancelled while its request waits: the request ends, and is audited
 $stub->fault(kind => 'delay', delay_ms => 20000);
 my $t0 = time;
@@ -182,6 +224,86 @@ ok(time - $t0 < 15, 'before the stand-in would have answered');
 $stub->clear_faults;
 wait_for("SELECT state FROM shopping_upload.order_state WHERE order_id = $x", 'uploaded',
 	'the worker uploads the order again');
+
+# =====================================================================
+# 1b. REPEATABLE READ and SERIALIZABLE writers commit as they would without
+#     the extension, whatever the worker or a call did to the state (N1)
+# =====================================================================
+for my $level ('REPEATABLE READ', 'SERIALIZABLE')
+{
+	my ($o) = uploaded_order();
+	# the state row is updated after the writer's snapshot
+	my $bg = $node->background_psql('postgres', on_error_stop => 0);
+	$bg->query_safe("BEGIN ISOLATION LEVEL $level");
+	$bg->query_safe('SELECT count(*) FROM shopping_upload.orders');
+	is(sql("SELECT errcode FROM shopping_upload.upload_shopping_info($o)"), '0',
+		"$level: a call updates the order's state after the writer's snapshot");
+	$bg->query_safe("UPDATE shopping_upload.items SET quantity = quantity + 1 WHERE order_id = $o");
+	$bg->query('COMMIT');
+	unlike($bg->{stderr}, qr/could not serialize/, "$level: the writer of that order commits");
+	$bg->{stderr} = '';
+
+	# the state row is held by another transaction when the writer commits,
+	# and updated by it meanwhile
+	$bg->query_safe("BEGIN ISOLATION LEVEL $level");
+	$bg->query_safe('SELECT count(*) FROM shopping_upload.orders');
+	$bg->query_safe("UPDATE shopping_upload.items SET quantity = quantity + 1 WHERE order_id = $o");
+	my $holder = $node->background_psql('postgres', on_error_stop => 0);
+	$holder->query_safe("BEGIN; UPDATE shopping_upload.order_state SET updated_at = now() WHERE order_id = $o");
+	$bg->query_until(qr/committing/, "\\echo committing\nCOMMIT;\n");
+	ok(SuStub::poll_until($node, 'postgres',
+		"SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'", '1', 30),
+		"$level: its commit waits for the transaction that holds the state row");
+	$holder->query_safe('COMMIT');
+	$holder->quit;
+	$bg->query('SELECT 1');
+	unlike($bg->{stderr}, qr/could not serialize|ERROR/, "$level: then commits, the state updated after it waited");
+	$bg->quit;
+	wait_for("SELECT state FROM shopping_upload.order_state WHERE order_id = $o AND uploaded_version = version",
+		'uploaded', "$level: and the worker uploads the new version");
+}
+
+# =====================================================================
+# 1c. A verify asks about the payer and key that were accepted; a payer
+#     changed after an accepted shipment sends the shipment again (known
+#     defects 3 and 6)
+# =====================================================================
+{
+	my $old_payer = 'oUpF8uMuAJO_M2pxb1Q9zNjWeS6o';
+	my $new_payer = 'oNEWPAYER000000000000000000X';
+	my ($v) = uploaded_order();
+	$stub->fault(kind => 'errcode:47001', count => 0);
+	sql("UPDATE shopping_upload.orders SET openid = '$new_payer' WHERE order_id = $v");
+	wait_for("SELECT state FROM shopping_upload.order_state WHERE order_id = $v", 'rejected',
+		'a payer change whose upload WeChat refuses');
+	$stub->clear_faults;
+	my $verifies = scalar @{ $stub->requests('/user-order/shoppinginfo/verify') };
+	is(sql("SELECT errcode FROM shopping_upload.verify_shopping_info($v)"), '0', 'the order is verified');
+	my $verify = $stub->requests('/user-order/shoppinginfo/verify')->[$verifies];
+	like($verify->{body} // '', qr/\Q$old_payer\E/, 'with the payer of the accepted upload');
+	unlike($verify->{body} // '', qr/\Q$new_payer\E/, 'not the one WeChat refused');
+
+	my ($w, $wno) = uploaded_order();
+	my $wship = SuStub->encode(
+		{
+			order_key => { order_number_type => 1, mchid => '1230000109', out_trade_no => $wno },
+			payer => { openid => $old_payer },
+			upload_time => '2026-01-01T00:00:00+08:00',
+			delivery_mode => 1,
+			shipping_list => [ { tracking_no => "SF$wno", express_company => 'SF' } ]
+		});
+	sql("SELECT shopping_upload.import_shipping('$wship')");
+	wait_for("SELECT shipping_state FROM shopping_upload.order_status WHERE order_id = $w", 'uploaded',
+		'its shipment is accepted');
+	sql("UPDATE shopping_upload.orders SET openid = '$new_payer' WHERE order_id = $w");
+	ok(SuStub::poll_until($node, 'postgres',
+		"SELECT s.uploaded_version = s.version AND h.state = 'uploaded' AND h.version > 1
+		   FROM shopping_upload.order_state s JOIN shopping_upload.shipping_state h USING (order_id)
+		  WHERE s.order_id = $w", 't', 60),
+		'a payer change accepted after it: the shipment is sent again');
+	my @ships = grep { index($_->{body}, "\"$wno\"") >= 0 } @{ $stub->requests('/user-order/orders/shippings') };
+	like($ships[-1]{body} // '', qr/\Q$new_payer\E/, 'with the new payer');
+}
 
 # =====================================================================
 # 2. A change rolled back to a savepoint leaves no trace (N3)
