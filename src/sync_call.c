@@ -365,7 +365,17 @@ su_sync_main(Datum arg)
 	if (seg == NULL)
 		proc_exit(0);			/* the caller is gone, before anything was done */
 	slot = dsm_segment_address(seg);
+	/*
+	 * As the function's owner, who may be a role that cannot log in
+	 * (PostgreSQL 17 lets a worker say so; before, such an owner fails here
+	 * and the caller is told the call ended without an answer).
+	 */
+#ifdef BGWORKER_BYPASS_ROLELOGINCHECK
+	BackgroundWorkerInitializeConnectionByOid(slot->dboid, slot->roleoid,
+											  BGWORKER_BYPASS_ROLELOGINCHECK);
+#else
 	BackgroundWorkerInitializeConnectionByOid(slot->dboid, slot->roleoid, 0);
+#endif
 	su_http_stop = &slot->stop;
 	slot->worker_latch = MyLatch;
 	pg_memory_barrier();
