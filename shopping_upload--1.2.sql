@@ -544,10 +544,12 @@ COMMENT ON VIEW holds IS
  * (opt-in).  A role listed in appid_grants, or a member of one, may write,
  * see and upload by hand only the orders (and their parts and shipping
  * information) of the appids listed for it; a role none of whose roles is
- * listed is not limited.  grant_appid() and revoke_appid() keep the list,
- * and turn the tables' row level security on while it is not empty: it
- * costs nothing until then.  The tables' owner and superusers are never
- * limited.
+ * listed is not limited.  Both the current role and the session's role are
+ * checked: a limited login role gains nothing by SET ROLE to a group that is
+ * not limited.  grant_appid() and revoke_appid() keep the list, and a change
+ * of it turns the tables' row level security on while it is not empty (a
+ * trigger: a restore that copies the rows turns it on too): it costs nothing
+ * until then.  The tables' owner and superusers are never limited.
  */
 CREATE TABLE appid_grants (
 	role_name	name NOT NULL,
@@ -557,18 +559,25 @@ CREATE TABLE appid_grants (
 
 COMMENT ON TABLE appid_grants IS 'The appids a role (and its members) may write and upload orders for; a role not listed is not limited';
 
-/* is the role limited to some appids? (once per statement, see the policies) */
+/*
+ * Is the role limited to some appids?  Answered only about a role the
+ * session's role belongs to (NULL otherwise): nobody learns another's grants.
+ */
 CREATE FUNCTION writer_limited(role_name name)
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT EXISTS (SELECT FROM shopping_upload.appid_grants g
-					 JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) g.role_name
-					WHERE pg_catalog.pg_has_role($1, r.oid, 'MEMBER'))
+	SELECT NOT r.rolsuper
+		AND EXISTS (SELECT FROM shopping_upload.appid_grants g
+					  JOIN pg_catalog.pg_roles gr ON gr.rolname OPERATOR(pg_catalog.=) g.role_name
+					 WHERE pg_catalog.pg_has_role(r.oid, gr.oid, 'MEMBER'))
+	  FROM pg_catalog.pg_roles r
+	 WHERE r.rolname OPERATOR(pg_catalog.=) $1
+	   AND pg_catalog.pg_has_role(SESSION_USER, r.oid, 'MEMBER')
 $$;
 
-/* may the role write orders of this appid? */
+/* may the role write orders of this appid?  (as writer_limited() answers) */
 CREATE FUNCTION appid_allowed(role_name name, appid text)
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -581,37 +590,53 @@ AS $$
 					  AND pg_catalog.pg_has_role($1, r.oid, 'MEMBER'))
 $$;
 
-/* may the role write this order (its appid: the order's, or shopping_upload.appid)? */
+/*
+ * May the role write this order (its appid: the order's, or
+ * shopping_upload.appid)?  An order it cannot see does not exist for it:
+ * no.
+ */
 CREATE FUNCTION order_allowed(role_name name, order_id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT shopping_upload.appid_allowed($1,
-		coalesce((SELECT o.appid FROM shopping_upload.orders o
-				   WHERE o.order_id OPERATOR(pg_catalog.=) $2),
-				 pg_catalog.current_setting('shopping_upload.appid', true)))
+	SELECT coalesce((SELECT shopping_upload.appid_allowed($1,
+				coalesce(o.appid, pg_catalog.current_setting('shopping_upload.appid', true)))
+		   FROM shopping_upload.orders o WHERE o.order_id OPERATOR(pg_catalog.=) $2), false)
 $$;
 
 CREATE POLICY appid_grants ON orders
-	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
-		   OR shopping_upload.appid_allowed(CURRENT_USER,
-				coalesce(appid, pg_catalog.current_setting('shopping_upload.appid', true))));
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER)
+				   AND NOT shopping_upload.writer_limited(SESSION_USER))
+		   OR (shopping_upload.appid_allowed(CURRENT_USER,
+				   coalesce(appid, pg_catalog.current_setting('shopping_upload.appid', true)))
+			   AND shopping_upload.appid_allowed(SESSION_USER,
+				   coalesce(appid, pg_catalog.current_setting('shopping_upload.appid', true)))));
 CREATE POLICY appid_grants ON sub_orders
-	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
-		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER)
+				   AND NOT shopping_upload.writer_limited(SESSION_USER))
+		   OR (shopping_upload.order_allowed(CURRENT_USER, order_id)
+			   AND shopping_upload.order_allowed(SESSION_USER, order_id)));
 CREATE POLICY appid_grants ON items
-	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
-		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER)
+				   AND NOT shopping_upload.writer_limited(SESSION_USER))
+		   OR (shopping_upload.order_allowed(CURRENT_USER, order_id)
+			   AND shopping_upload.order_allowed(SESSION_USER, order_id)));
 CREATE POLICY appid_grants ON shippings
-	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
-		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER)
+				   AND NOT shopping_upload.writer_limited(SESSION_USER))
+		   OR (shopping_upload.order_allowed(CURRENT_USER, order_id)
+			   AND shopping_upload.order_allowed(SESSION_USER, order_id)));
 CREATE POLICY appid_grants ON shipments
-	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
-		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER)
+				   AND NOT shopping_upload.writer_limited(SESSION_USER))
+		   OR (shopping_upload.order_allowed(CURRENT_USER, order_id)
+			   AND shopping_upload.order_allowed(SESSION_USER, order_id)));
 CREATE POLICY appid_grants ON shipment_items
-	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER))
-		   OR shopping_upload.order_allowed(CURRENT_USER, order_id));
+	USING ((SELECT NOT shopping_upload.writer_limited(CURRENT_USER)
+				   AND NOT shopping_upload.writer_limited(SESSION_USER))
+		   OR (shopping_upload.order_allowed(CURRENT_USER, order_id)
+			   AND shopping_upload.order_allowed(SESSION_USER, order_id)));
 
 /* row level security on the order and shipping tables while appid_grants has rows */
 CREATE FUNCTION limit_writers()
@@ -635,6 +660,21 @@ $$;
 COMMENT ON FUNCTION limit_writers() IS
 'Turns the row level security of the order and shipping tables on while appid_grants has rows, off otherwise; returns which';
 
+/* a change of appid_grants (grant_appid(), a restore's COPY) sets it */
+CREATE FUNCTION appid_grants_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shopping_upload.limit_writers();
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER limit_writers AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON appid_grants
+	FOR EACH STATEMENT EXECUTE FUNCTION appid_grants_changed();
+
 CREATE FUNCTION grant_appid(role_name name, appid text)
 RETURNS void
 LANGUAGE plpgsql
@@ -645,7 +685,6 @@ BEGIN
 		RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
 	END IF;
 	INSERT INTO shopping_upload.appid_grants AS g VALUES (role_name, appid) ON CONFLICT DO NOTHING;
-	PERFORM shopping_upload.limit_writers();
 END
 $$;
 
@@ -661,7 +700,6 @@ BEGIN
 	DELETE FROM shopping_upload.appid_grants g
 	 WHERE g.role_name OPERATOR(pg_catalog.=) revoke_appid.role_name
 	   AND g.appid OPERATOR(pg_catalog.=) revoke_appid.appid;
-	PERFORM shopping_upload.limit_writers();
 END
 $$;
 

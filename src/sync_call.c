@@ -79,6 +79,8 @@ typedef struct SyncSlot
 	int64		order_id;
 	Oid			dboid;
 	Oid			roleoid;
+	Oid			caller;			/* the role that called the function */
+	Oid			session_user;	/* and the session's */
 	bool		setting_null[N_PASSED];
 	char		settings[N_PASSED][SETTING_LEN];
 
@@ -177,43 +179,6 @@ start_call(dsm_segment *seg, SuKind kind, int64 order_id)
 	}
 }
 
-/*
- * Writers limited to appids (appid_grants) upload by hand only the orders of
- * their appids.  The caller is the role outside the function (which runs as
- * its owner).
- */
-static void
-check_caller(SuKind kind, int64 order_id)
-{
-	Oid			caller = GetOuterUserId();
-	Oid			types[2] = {NAMEOID, INT8OID};
-	Datum		args[2];
-	bool		allowed;
-	bool		isnull;
-
-	if (superuser_arg(caller))
-		return;
-	args[0] = CStringGetDatum(GetUserNameFromId(caller, false));
-	args[0] = DirectFunctionCall1(namein, args[0]);
-	args[1] = Int64GetDatum(order_id);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT " SU_SCHEMA ".order_allowed($1, $2)",
-							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not check the appid of order " INT64_FORMAT, order_id);
-	allowed = SPI_processed == 0 ||
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ||
-		isnull;
-	SPI_finish();
-	if (!allowed)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not upload order " INT64_FORMAT,
-						GetUserNameFromId(caller, false), order_id),
-				 errdetail("%s() of an order is allowed for the roles its appid is granted to "
-						   "(shopping_upload.appid_grants).", call_name(kind))));
-}
-
 void
 su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 {
@@ -233,8 +198,6 @@ su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 				 errhint("COMMIT first, then call %s(); or let the worker upload the order after the commit.",
 						 call_name(kind))));
 
-	check_caller(kind, order_id);
-
 	seg = dsm_create(sizeof(SyncSlot), 0);
 	slot = dsm_segment_address(seg);
 	memset(slot, 0, sizeof(SyncSlot));
@@ -242,6 +205,8 @@ su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 	slot->order_id = order_id;
 	slot->dboid = MyDatabaseId;
 	slot->roleoid = GetUserId();	/* the function's owner: SECURITY DEFINER */
+	slot->caller = GetOuterUserId();	/* outside the function */
+	slot->session_user = GetSessionUserId();
 	for (int i = 0; i < (int) N_PASSED; i++)
 	{
 		const char *v = GetConfigOption(passed_settings[i], true, false);
@@ -328,6 +293,47 @@ answer(SyncSlot *slot, const SuUpload *u)
 	copy_text(slot->verify_result, u->verify_result);
 }
 
+/*
+ * Writers limited to appids (appid_grants) upload by hand only the orders of
+ * their appids: the calling role and the session's role are both checked,
+ * with the rows committed now (in the call's own transaction: a caller's
+ * older snapshot does not decide).  An order that does not exist is left to
+ * the call, which says so.
+ */
+static void
+check_caller(SuKind kind, int64 order_id, Oid caller, Oid session_user)
+{
+	Oid			types[3] = {NAMEOID, INT8OID, NAMEOID};
+	Datum		args[3];
+	bool		allowed;
+	bool		isnull;
+	MemoryContext cxt = CurrentMemoryContext;	/* SPI calls leave it */
+
+	if (superuser_arg(caller) && superuser_arg(session_user))
+		return;
+	args[0] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(caller, false)));
+	args[1] = Int64GetDatum(order_id);
+	args[2] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(session_user, false)));
+	if (SPI_execute_with_args("SELECT NOT EXISTS (SELECT FROM " SU_SCHEMA ".appid_grants)"
+							  " OR NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
+							  "  WHERE o.order_id OPERATOR(pg_catalog.=) $2)"
+							  " OR (" SU_SCHEMA ".order_allowed($1, $2)"
+							  "  AND " SU_SCHEMA ".order_allowed($3, $2))",
+							  3, types, args, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not check the appid of order " INT64_FORMAT, order_id);
+	allowed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(cxt);
+	if (isnull || !allowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not upload order " INT64_FORMAT,
+						GetUserNameFromId(caller, false), order_id),
+				 errdetail("%s() of an order is allowed to the roles its appid is granted to "
+						   "(shopping_upload.appid_grants).", call_name(kind))));
+}
+
 /* a transaction with SPI connected, the call's context current */
 static void
 begin_call_txn(void)
@@ -349,6 +355,40 @@ commit_call_txn(MemoryContext cxt)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * The state an attempt leads to, in a transaction of its own.  If it cannot
+ * be written (its row held past lock_timeout), the order stays leased: the
+ * worker takes it again when the lease ends, and the log says why.
+ */
+static void
+record_state(SuUpload *u)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		begin_call_txn();
+		su_call_record_state(u);
+		commit_call_txn(cxt);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		ereport(WARNING,
+				(errmsg("shopping_upload: the state of order " INT64_FORMAT " after a call by hand could not be recorded: %s",
+						u->order_id, edata->message),
+				 errdetail("Its audit row is recorded; the worker takes the order again when its lease ends.")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
 }
 
 void
@@ -404,28 +444,48 @@ su_sync_main(Datum arg)
 										 GUC_ACTION_SET, true, DEBUG1, false);
 		pgstat_report_activity(STATE_RUNNING, call_name((SuKind) slot->kind));
 		su_require_extension_version();
+		check_caller((SuKind) slot->kind, slot->order_id, slot->caller, slot->session_user);
 		if (su_call_prepare((SuKind) slot->kind, slot->order_id, &u, &creds))
 		{
 			commit_call_txn(cxt);
 
 			/*
-			 * 2. send, with no transaction open; 3. record, in a transaction
-			 * of its own.  A rejected token: that attempt is audited, and the
-			 * request is sent once more with a fresh token.
+			 * 2. send, with no transaction open (not if the caller was
+			 * cancelled meanwhile); 3. the audit row, in a transaction of its
+			 * own, then the state in another: a state row held long by
+			 * another transaction (a prepared one, say) costs the state, left
+			 * to the lease, never the audit row of a request sent.  A
+			 * rejected token: that attempt is audited, and the request is
+			 * sent once more with a fresh token.
 			 */
 			for (int round = 0; round < 2; round++)
 			{
-				final = su_call_send(&u, &creds, round);
+				if (slot->stop)
+				{
+					u.sent = false;
+					u.errcode = WX_ERR_SYSTEM_BUSY;
+					u.errmsg = u.transport_error =
+						pstrdup("the caller was cancelled before the request was sent");
+					u.cls = SU_CLASS_RETRY;
+					final = true;
+				}
+				else
+					final = su_call_send(&u, &creds, round);
 				begin_call_txn();
-				su_call_record(&u, final);
+				su_call_record(&u, false);
+				commit_call_txn(cxt);
 				if (final)
 					break;
-				commit_call_txn(cxt);
 			}
+			answer(slot, &u);
+			record_state(&u);
 		}
-		/* told only once committed */
-		answer(slot, &u);
-		commit_call_txn(cxt);
+		else
+		{
+			/* refused before sending: audited and recorded at once */
+			answer(slot, &u);
+			commit_call_txn(cxt);
+		}
 	}
 	PG_CATCH();
 	{

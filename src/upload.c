@@ -648,13 +648,19 @@ void
 su_call_record(SuUpload *u, bool final)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	bool		recorded;
-	TimestampTz earliest[SU_KINDS] = {0};
 
 	su_audit_insert(&u, 1);
 	MemoryContextSwitchTo(cxt);
-	if (!final)
-		return;
+	if (final)
+		su_call_record_state(u);
+}
+
+void
+su_call_record_state(SuUpload *u)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		recorded;
+	TimestampTz earliest[SU_KINDS] = {0};
 
 	/* writers hold the state row a moment at their commit: waited for */
 	su_queue_lock_state(u->kind, u->order_id);

@@ -125,7 +125,9 @@ extern void su_shipping_prepare(int n, SuUpload **us,
  * call's outcome; false when it is to be audited alone and sent again.
  *
  * su_call_record(), in a transaction (SPI connected): the attempt's audit
- * row; with final, the state it leads to (waiting for the state row).
+ * row; with final, the state it leads to (waiting for the state row).  A
+ * caller may record the state in a transaction of its own instead, with
+ * su_call_record_state(), so that the audit row never waits for it.
  */
 struct SuCredentials;
 extern bool su_call_prepare(SuKind kind, int64 order_id, SuUpload *u,
@@ -133,5 +135,8 @@ extern bool su_call_prepare(SuKind kind, int64 order_id, SuUpload *u,
 extern bool su_call_send(SuUpload *u, const struct SuCredentials *creds,
 						 int round);
 extern void su_call_record(SuUpload *u, bool final);
+
+/* su_call_record()'s second half: the state alone (in a transaction). */
+extern void su_call_record_state(SuUpload *u);
 
 #endif							/* SU_UPLOAD_H */

@@ -1431,12 +1431,17 @@ sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} /
 			VALUES ($b_id, 1)" ],
 		[ 'upload B\'s order by hand', "SELECT errcode FROM shopping_upload.upload_shopping_info(${b_id}::pg_catalog.int8)" ],
 		[ 'move an order of its own to B', join(";\n", 'BEGIN', order_insert_sql(310003, '43000'),
-			"UPDATE shopping_upload.orders SET appid = 'wxMERCHANTB' WHERE order_id = 310003", 'COMMIT') ]);
+			"UPDATE shopping_upload.orders SET appid = 'wxMERCHANTB' WHERE order_id = 310003", 'COMMIT') ],
+		[ 'SET ROLE to its unlimited group, then change B\'s order', "SET ROLE writer;
+			UPDATE shopping_upload.orders SET openid = 'stolen' WHERE order_id = $b_id;
+			SELECT count(*) FROM shopping_upload.orders WHERE order_id = $b_id" ],
+		[ 'SET ROLE to its unlimited group, then upload B\'s order', "SET ROLE uploader;
+			SELECT errcode FROM shopping_upload.upload_shopping_info(${b_id}::pg_catalog.int8)" ]);
 	my @holes;
 	for my $t (@tries)
 	{
 		my ($rc, $out, $err) = as_role('writer_a', $t->[1]);
-		push @holes, "$t->[0]: " . ($out =~ s/\s+/ /gr) unless failed($err) || $out eq '' || $out =~ /^\s*$/;
+		push @holes, "$t->[0]: " . ($out =~ s/\s+/ /gr) unless failed($err) || $out eq '' || $out =~ /^\s*0?\s*$/;
 	}
 	my $b_after = sql("SELECT row(o.*)::text || (SELECT string_agg(row(i.*)::text, ',' ORDER BY item_no)
 		FROM shopping_upload.items i WHERE i.order_id = o.order_id) FROM shopping_upload.orders o WHERE order_id = $b_id");

@@ -187,8 +187,11 @@ for my $t (@tables)
 # the columns 1.1 adds hold their defaults in the rows written before
 is(sql('shop', "SELECT string_agg(DISTINCT kind, ',') || ' ' || count(*) FILTER (WHERE verify_result IS NOT NULL)
 	FROM shopping_upload.audit"), 'order 0', 'audit rows of 1.0 are of kind order, without a verify_result');
+# (order 2, pending during the update, is the worker's as soon as it is
+# done: its upload may plan a verify before this reads it)
 is(sql('shop', "SELECT count(*) FILTER (WHERE verify_attempts <> 0 OR verify_due_at IS NOT NULL
-	OR verify_result IS NOT NULL OR verified_at IS NOT NULL) FROM shopping_upload.order_state"), '0',
+	OR verify_result IS NOT NULL OR verified_at IS NOT NULL) FROM shopping_upload.order_state
+	WHERE order_id <> 2"), '0',
 	'order states of 1.0 have no verify planned nor made');
 
 # --- the schema is the one a fresh CREATE EXTENSION makes

@@ -26,6 +26,7 @@ shopping_upload.verify_delay = 0
 shopping_upload.retry_base_delay = '50ms'
 shopping_upload.retry_max_delay = '200ms'
 shopping_upload.timeout = '10s'
+shopping_upload.lease = '15s'
 max_prepared_transactions = 5
 EOC
 
@@ -191,6 +192,29 @@ is(requests_with($SHIP, 'NEVER-SHIPPED'), 0, 'the shipment never committed is ne
 	$caller->quit;
 	wait_for("SELECT state || ' ' || (uploaded_version = version) FROM shopping_upload.order_state WHERE order_id = $x",
 		'uploaded true', 'the change made during the call is uploaded after it (the older answer never counts for it)');
+}
+
+# a prepared transaction holds the state row while a call waits for WeChat:
+# the call's state waits for it (lock_timeout), its audit row does not
+{
+	$stub->fault(kind => 'delay', delay_ms => 2000);
+	my $audits = sql("SELECT count(*) FROM shopping_upload.audit WHERE order_id = $x AND via = 'sql'");
+	my $caller = $node->background_psql('postgres', on_error_stop => 0);
+	$caller->query_until(qr/calling/, "\\echo calling\nSELECT errcode FROM shopping_upload.upload_shopping_info($x);\n");
+	ok(SuStub::poll_until($node, 'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload call'", '1', 30),
+		'a call by hand is under way');
+	sql("BEGIN; UPDATE shopping_upload.items SET quantity = quantity + 1 WHERE order_id = $x;
+		PREPARE TRANSACTION 'holds_the_state'");
+	my $r = $caller->query('SELECT 1');
+	$caller->quit;
+	is(sql("SELECT count(*) - $audits FROM shopping_upload.audit WHERE order_id = $x AND via = 'sql'"), '1',
+		'the request sent has its audit row, though its state could not be written');
+	like(slurp_file($node->logfile), qr/the state of order $x after a call by hand could not be recorded/,
+		'the log says the state is left to the lease');
+	sql("COMMIT PREPARED 'holds_the_state'");
+	wait_for("SELECT state || ' ' || (uploaded_version = version) FROM shopping_upload.order_state WHERE order_id = $x",
+		'uploaded true', 'the worker uploads the order once its lease ends', );
 }
 
 # a TRUNCATE of shipments and a call for shipping information: no deadlock
