@@ -8,7 +8,9 @@
 #
 #   bash scripts/valgrind.sh    (as root)
 #
-# Slow (11 minutes on this 2-core machine, 17 while other jobs load it),
+# Slow (11 minutes on this 2-core machine for regress, isolation and TAP
+# 001-003, 17 while other jobs load it; every TAP test, the default since
+# 1.2, takes several times that: 004-009 took about 20 minutes under load),
 # hence not part of scripts/test.sh.  Some timing checks of the TAP tests
 # fail under valgrind's slowness (002's max_rate window, 001's 500 ms
 # client timeout): they count as failed tests, not as valgrind errors.
