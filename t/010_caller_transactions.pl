@@ -178,10 +178,12 @@ is(requests_with($SHIP, 'NEVER-SHIPPED'), 0, 'the shipment never committed is ne
 	$stub->fault(kind => 'delay', delay_ms => 4000);
 	my $caller = $node->background_psql('postgres', on_error_stop => 0);
 	$caller->query_until(qr/calling/, "\\echo calling\nSELECT errcode FROM shopping_upload.upload_shopping_info($x);\n");
+	# under way: its order leased (its first transaction committed), its
+	# request waiting for the stand-in
 	ok(SuStub::poll_until($node, 'postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload call'", '1', 30),
+		"SELECT count(*) FROM pg_stat_activity a, shopping_upload.order_state s
+		  WHERE a.backend_type = 'shopping_upload call' AND s.order_id = $x AND s.state = 'uploading'", '1', 30),
 		'a call by hand is under way');
-	usleep(500_000);
 	my $t = time;
 	sql("UPDATE shopping_upload.items SET quantity = quantity + 1 WHERE order_id = $x");
 	my $writer_s = time - $t;
@@ -202,8 +204,9 @@ is(requests_with($SHIP, 'NEVER-SHIPPED'), 0, 'the shipment never committed is ne
 	my $caller = $node->background_psql('postgres', on_error_stop => 0);
 	$caller->query_until(qr/calling/, "\\echo calling\nSELECT errcode FROM shopping_upload.upload_shopping_info($x);\n");
 	ok(SuStub::poll_until($node, 'postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload call'", '1', 30),
-		'a call by hand is under way');
+		"SELECT count(*) FROM pg_stat_activity a, shopping_upload.order_state s
+		  WHERE a.backend_type = 'shopping_upload call' AND s.order_id = $x AND s.state = 'uploading'", '1', 30),
+		'a call by hand is under way, its order leased');
 	sql("BEGIN; UPDATE shopping_upload.items SET quantity = quantity + 1 WHERE order_id = $x;
 		PREPARE TRANSACTION 'holds_the_state'");
 	my $r = $caller->query('SELECT 1');
