@@ -306,6 +306,8 @@ static int64 clock_stepped_back = 0;	/* usecs the wall clock went back */
  * way, neither stops nor floods it.  Times planned in the database (a retry,
  * a verify) are wall-clock times, turned into this clock when read.
  */
+static void want_all(void);
+
 static TimestampTz
 mono_now(void)
 {
@@ -337,6 +339,7 @@ watch_clock(void)
 	if (clock_offset != 0 && offset < clock_offset - CLOCK_STEP_USECS)
 	{
 		clock_stepped_back += clock_offset - offset;
+		want_all();				/* the next round claims, and brings them forward */
 		ereport(LOG,
 				(errmsg("shopping_upload worker: the wall clock went back %.1f s; orders queued before are due as planned",
 						(double) (clock_offset - offset) / USECS_PER_SEC)));
