@@ -341,7 +341,7 @@ watch_clock(void)
 		clock_stepped_back += clock_offset - offset;
 		want_all();				/* the next round claims, and brings them forward */
 		ereport(LOG,
-				(errmsg("shopping_upload worker: the wall clock went back %.1f s; orders queued before are due as planned",
+				(errmsg("shopping_upload worker: the wall clock went back %.1f s; what was planned before it is brought forward by as much",
 						(double) (clock_offset - offset) / USECS_PER_SEC)));
 	}
 	clock_offset = offset;
