@@ -911,14 +911,13 @@ queue_noted_now(int64 *ids, long n)
 	if (NOTED(requeue_all))
 	{
 		/* locked in order_id order, as every queueing does */
+#define IN_FLIGHT "s.state OPERATOR(pg_catalog.=) 'uploading'" \
+		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
 		if (exec_now_sql("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
 						"  ORDER BY st.order_id FOR UPDATE)"
 						" UPDATE " SU_SCHEMA ".order_state s SET"
-						" state = CASE WHEN s.state OPERATOR(pg_catalog.=) 'uploading'"
-						"  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
-						"  THEN s.state ELSE 'pending' END,"
-						" next_attempt_at = CASE WHEN s.state OPERATOR(pg_catalog.=) 'uploading'"
-						"  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+						" state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
+						" next_attempt_at = CASE WHEN " IN_FLIGHT
 						"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
 						" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
 						" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()"
@@ -926,6 +925,7 @@ queue_noted_now(int64 *ids, long n)
 						" AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
 						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)
 			elog(ERROR, "could not queue the orders of truncated sub-orders or items");
+#undef IN_FLIGHT
 		if (SPI_processed > 0)
 			wake_at_commit |= 1 << SU_KIND_ORDER;
 	}

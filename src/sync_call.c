@@ -357,6 +357,20 @@ commit_call_txn(MemoryContext cxt)
 	MemoryContextSwitchTo(cxt);
 }
 
+/* in an error's handler: its data, copied into cxt; the transaction aborted */
+static ErrorData *
+abort_with_error(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(cxt);
+	return edata;
+}
+
 /*
  * The state an attempt leads to, in a transaction of its own.  If it cannot
  * be written (its row held past lock_timeout), the order stays leased: the
@@ -375,13 +389,8 @@ record_state(SuUpload *u)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = abort_with_error(cxt);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		MemoryContextSwitchTo(cxt);
 		ereport(WARNING,
 				(errmsg("shopping_upload: the state of order " INT64_FORMAT " after a call by hand could not be recorded: %s",
 						u->order_id, edata->message),
@@ -489,12 +498,8 @@ su_sync_main(Datum arg)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = abort_with_error(cxt);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
 		slot->failed = true;
 		slot->sqlerrcode = edata->sqlerrcode;
 		copy_text(slot->message, edata->message);

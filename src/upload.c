@@ -166,8 +166,9 @@ su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 	MemoryContextSwitchTo(caller);
 }
 
-int
-su_kind_tables(SuKind kind, const char *const **tables)
+/* the tables a kind's body is read from, in the order they are locked */
+static int
+kind_tables(SuKind kind, const char *const **tables)
 {
 	static const char *const order_tables[] = {"orders", "sub_orders", "items"};
 	static const char *const verify_tables[] = {"orders"};
@@ -187,6 +188,32 @@ su_kind_tables(SuKind kind, const char *const **tables)
 	}
 	*tables = order_tables;
 	return lengthof(order_tables);
+}
+
+bool
+su_lock_kind_tables(SuKind kind, bool wait, const char **blocker)
+{
+	const char *const *tables;
+	int			n = kind_tables(kind, &tables);
+	Oid			nsp = get_namespace_oid(SU_SCHEMA, true);
+
+	if (!OidIsValid(nsp))
+		return true;			/* the statements will say what is wrong */
+	for (int i = 0; i < n; i++)
+	{
+		Oid			rel = get_relname_relid(tables[i], nsp);
+
+		if (!OidIsValid(rel))
+			continue;
+		if (wait)
+			LockRelationOid(rel, AccessShareLock);
+		else if (!ConditionalLockRelationOid(rel, AccessShareLock))
+		{
+			*blocker = tables[i];
+			return false;
+		}
+	}
+	return true;
 }
 
 const char *
@@ -547,28 +574,6 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
  * ---------------------------------------------------------------------
  */
 
-/*
- * The body tables, locked as the worker's claim reads them (ACCESS SHARE),
- * before any state row is taken: a TRUNCATE of one of them, whose trigger
- * queues every state row at commit, is waited for instead of deadlocking
- * with a call that holds a state row and then waits to read the table.
- */
-static void
-lock_body_tables(SuKind kind)
-{
-	const char *const *tables;
-	int			n = su_kind_tables(kind, &tables);
-	Oid			nsp = get_namespace_oid(SU_SCHEMA, false);
-
-	for (int i = 0; i < n; i++)
-	{
-		Oid			rel = get_relname_relid(tables[i], nsp);
-
-		if (OidIsValid(rel))
-			LockRelationOid(rel, AccessShareLock);
-	}
-}
-
 bool
 su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
 {
@@ -581,7 +586,13 @@ su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
 	u->via = "sql";
 	u->kind = kind;
 	u->order_id = order_id;
-	lock_body_tables(kind);
+	/*
+	 * The body tables first, as the worker's claim takes them, waiting: a
+	 * TRUNCATE of one of them, whose trigger queues every state row at
+	 * commit, is waited for instead of deadlocking with a call that holds a
+	 * state row and then waits to read the table.
+	 */
+	(void) su_lock_kind_tables(kind, true, NULL);
 	switch (kind)
 	{
 		case SU_KIND_ORDER:

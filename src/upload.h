@@ -33,10 +33,12 @@ typedef enum SuKind
 extern const char *su_kind_name(SuKind kind);
 
 /*
- * The tables a kind's body is read from (schema shopping_upload), in the
- * order they are locked; returns their count.
+ * Locks the tables a kind's body is read from (ACCESS SHARE, as its reads
+ * would), in one order for every caller.  With wait, waits for each;
+ * without, false (the table's name in *blocker) as soon as one is locked,
+ * or wanted, in a stronger mode.
  */
-extern int	su_kind_tables(SuKind kind, const char *const **tables);
+extern bool su_lock_kind_tables(SuKind kind, bool wait, const char **blocker);
 
 typedef struct SuUpload
 {

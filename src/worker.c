@@ -755,39 +755,6 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 	return n;
 }
 
-/*
- * The tables a kind's claim reads bodies from, locked (ACCESS SHARE, as its
- * reads would) before it takes any state row of that kind, without waiting:
- * false, with the table's name in *blocker, if one is locked (or wanted) in
- * a stronger mode; that kind is not claimed this round, the others are.  A
- * TRUNCATE of one of them, whose trigger requeues every state row, would
- * otherwise deadlock with a claim that holds some of those rows and then
- * waits to read the table; and an ALTER TABLE, a VACUUM FULL or a writer's
- * LOCK TABLE would stall the worker's rounds, recording included.  The kind
- * is tried again LOCKED_RETRY_MS later, and claim_waits() says why it waits.
- */
-static bool
-lock_kind_tables(SuKind kind, const char **blocker)
-{
-	const char *const *tables;
-	int			n = su_kind_tables(kind, &tables);
-	Oid			nsp = get_namespace_oid(SU_SCHEMA, true);
-
-	if (!OidIsValid(nsp))
-		return true;			/* the statements will say what is wrong */
-	for (int i = 0; i < n; i++)
-	{
-		Oid			rel = get_relname_relid(tables[i], nsp);
-
-		if (OidIsValid(rel) && !ConditionalLockRelationOid(rel, AccessShareLock))
-		{
-			*blocker = tables[i];
-			return false;
-		}
-	}
-	return true;
-}
-
 /* what a kind's claims wait for, in shared memory (NULL: nothing) */
 static void
 publish_wait(SuKind kind, const char *table, TimestampTz wall)
@@ -887,7 +854,19 @@ claim(int max, TimestampTz now, bool *full)
 		was_due[kind] = kind_due(kind, now);
 		if (!was_due[kind] || total >= max)
 			continue;
-		if (!lock_kind_tables(kind, &blocker))
+		/*
+		 * The tables a kind's claim reads bodies from, locked (ACCESS SHARE,
+		 * as its reads would) before it takes any state row of that kind,
+		 * without waiting: if one is locked (or wanted) in a stronger mode,
+		 * that kind is not claimed this round, the others are.  A TRUNCATE
+		 * of one of them, whose trigger requeues every state row, would
+		 * otherwise deadlock with a claim that holds some of those rows and
+		 * then waits to read the table; and an ALTER TABLE, a VACUUM FULL or
+		 * a writer's LOCK TABLE would stall the worker's rounds, recording
+		 * included.  The kind is tried again LOCKED_RETRY_MS later, and
+		 * claim_waits() says why it waits.
+		 */
+		if (!su_lock_kind_tables(kind, false, &blocker))
 		{
 			kind_held_until[kind] = TimestampTzPlusMilliseconds(now, LOCKED_RETRY_MS);
 			publish_wait(kind, blocker, GetCurrentTimestamp());
