@@ -5,6 +5,11 @@ OBJS = \
 	src/shopping_upload.o \
 	src/settings.o \
 	src/common.o \
+	src/spi_util.o \
+	src/extversion.o \
+	src/text_clean.o \
+	src/wake.o \
+	src/retry.o \
 	src/json_util.o \
 	src/payload.o \
 	src/validate.o \
@@ -14,11 +19,15 @@ OBJS = \
 	src/http.o \
 	src/http_sync.o \
 	src/token.o \
+	src/kinds.o \
 	src/audit.o \
 	src/upload.o \
+	src/call.o \
 	src/sync_call.o \
 	src/queue.o \
 	src/queue_followup.o \
+	src/apps.o \
+	src/launcher.o \
 	src/worker.o
 # The version of the SQL objects this library works with: the control
 # file's default_version.  The worker waits while the database has another.

@@ -16,8 +16,10 @@
 
 #include "audit.h"
 #include "json_util.h"
+#include "kinds.h"
 #include "common.h"
 #include "settings.h"
+#include "spi_util.h"
 
 /* utils/builtins.h cannot be included next to json-c (see json_util.h) */
 extern Datum jsonb_in(PG_FUNCTION_ARGS);
@@ -66,7 +68,7 @@ su_audit_insert(SuUpload **us, int n)
 	do { if (s) v[c][i] = su_text_datum(s); else nul[c][i] = true; } while (0)
 		v[0][i] = Int64GetDatum(u->order_id);
 		v[1][i] = Int32GetDatum(u->attempt);
-		v[2][i] = su_text_datum(u->via);
+		v[2][i] = su_text_datum(u->by_hand ? "sql" : "worker");
 		TEXT_OR_NULL(3, u->appid);
 		TEXT_OR_NULL(4, u->upload_time);
 		if (u->payload)
@@ -83,7 +85,7 @@ su_audit_insert(SuUpload **us, int n)
 		TEXT_OR_NULL(10, u->transport_error);
 		v[11][i] = Float8GetDatum(u->duration_ms);
 		nul[11][i] = !u->sent;
-		v[12][i] = su_text_datum(su_kind_name(u->kind));
+		v[12][i] = su_text_datum(su_kind(u->kind)->name);
 		TEXT_OR_NULL(13, u->verify_result);
 #undef TEXT_OR_NULL
 	}

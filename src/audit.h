@@ -8,7 +8,7 @@
 #ifndef SU_AUDIT_H
 #define SU_AUDIT_H
 
-#include "upload.h"
+#include "types.h"
 
 /* Writes the audit rows of n attempts in one statement (SPI connected); sets audit_id. */
 extern void su_audit_insert(SuUpload **us, int n);

@@ -5,7 +5,8 @@
  *		about each of them.
  *
  * Plain C: includable without postgres.h.  The classes follow the table
- * "Errcodes a client must act on" of spec/uploadShoppingInfo.md.
+ * "What a client must do" (section 5) of docs/upload-api.md; what each class
+ * leads to is retry.c's decision.
  *
  *-------------------------------------------------------------------------
  */
@@ -85,71 +86,5 @@ typedef enum SuErrClass
 	SU_CLASS_DATA,				/* order rejected until it changes */
 	SU_CLASS_UNKNOWN			/* treat as permanent, keep errmsg */
 } SuErrClass;
-
-/*
- * What a client does about a WeChat errcode.  Transport failures (HTTP 5xx,
- * timeouts, connection or TLS errors) carry no errcode: the caller treats
- * them as SU_CLASS_RETRY itself.
- */
-static inline SuErrClass
-su_classify_errcode(int errcode)
-{
-	switch (errcode)
-	{
-		case WX_ERR_OK:
-			return SU_CLASS_OK;
-		case WX_ERR_SYSTEM_BUSY:
-			return SU_CLASS_RETRY;
-		case WX_ERR_INVALID_CREDENTIAL:
-		case WX_ERR_INVALID_ACCESS_TOKEN:
-		case WX_ERR_ACCESS_TOKEN_EXPIRED:
-			return SU_CLASS_REFRESH_TOKEN;
-		case WX_ERR_QUOTA_MINUTE:
-			return SU_CLASS_QUOTA_MINUTE;
-		case WX_ERR_QUOTA_DAY:
-			return SU_CLASS_QUOTA_DAY;
-		case WX_ERR_API_UNAUTHORIZED:
-		case WX_ERR_COMPONENT_UNAUTHORIZED:
-		case WX_ERR_NO_SHOPPING_PERMISSION:
-		case WX_ERR_APPID_NOT_MINI_PROGRAM:
-		case WX_ERR_INVALID_APPID:
-			return SU_CLASS_CONFIG;
-		case WX_ERR_INVALID_OPENID:
-		case WX_ERR_DATA_FORMAT:
-		case WX_ERR_EMPTY_POST_DATA:
-		case WX_ERR_POST_DATA_TOO_LONG:
-			return SU_CLASS_DATA;
-		default:
-			break;
-	}
-	if (errcode >= WX_ERR_DATA_RANGE_FIRST && errcode <= WX_ERR_DATA_RANGE_LAST)
-		return SU_CLASS_DATA;
-	return SU_CLASS_UNKNOWN;
-}
-
-static inline const char *
-su_errclass_name(SuErrClass cls)
-{
-	switch (cls)
-	{
-		case SU_CLASS_OK:
-			return "ok";
-		case SU_CLASS_RETRY:
-			return "retry";
-		case SU_CLASS_REFRESH_TOKEN:
-			return "refresh_token";
-		case SU_CLASS_QUOTA_MINUTE:
-			return "quota_minute";
-		case SU_CLASS_QUOTA_DAY:
-			return "quota_day";
-		case SU_CLASS_CONFIG:
-			return "config";
-		case SU_CLASS_DATA:
-			return "data";
-		case SU_CLASS_UNKNOWN:
-			break;
-	}
-	return "unknown";
-}
 
 #endif							/* SU_ERRCODES_H */

@@ -22,13 +22,17 @@
 #include "payload.h"
 #include "queue.h"
 #include "common.h"
+#include "retry.h"
 #include "settings.h"
 #include "shipping.h"
 #include "sync_call.h"
 #include "token.h"
+#include "kinds.h"
 #include "upload.h"
 #include "validate.h"
 #include "validate_shipping.h"
+#include "extversion.h"
+#include "shared.h"
 
 /* utils/builtins.h cannot be included next to json-c (see payload.h) */
 extern Datum jsonb_in(PG_FUNCTION_ARGS);
@@ -391,10 +395,7 @@ su_enqueue_sql(PG_FUNCTION_ARGS)
 Datum
 su_requeue_sql(PG_FUNCTION_ARGS)
 {
-	Oid			types[2] = {INT8OID, TEXTARRAYOID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
-	uint64		n;
+	int64		n;
 
 	su_require_extension_version();
 
@@ -402,40 +403,11 @@ su_requeue_sql(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("states must not be NULL")));
-	values[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
-	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
-	values[1] = PG_GETARG_DATUM(1);
 	SPI_connect();
-	/* rows are locked in order_id order, as every queueing does */
-	if (SPI_execute_with_args("WITH l AS (SELECT st.order_id, st.state FROM " SU_SCHEMA ".order_state st"
-							  "  WHERE st.state OPERATOR(pg_catalog.=) ANY ($2)"
-							  "  AND ($1 IS NULL OR st.order_id OPERATOR(pg_catalog.=) $1)"
-							  "  ORDER BY st.order_id FOR UPDATE)"
-							  " UPDATE " SU_SCHEMA ".order_state s"
-							  " SET state = 'pending', attempts = 0,"
-							  " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
-							  " updated_at = pg_catalog.now()"
-							  " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
-							  " AND s.state OPERATOR(pg_catalog.=) ANY ($2)"
-							  " RETURNING l.state OPERATOR(pg_catalog.=) 'held'",
-							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not requeue orders");
-	n = SPI_processed;
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		/* held orders requeued: their appid's hold ends on purpose */
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
-		{
-			su_queue_release_holds();
-			break;
-		}
-	}
+	n = su_queue_requeue(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0),
+						 PG_ARGISNULL(0), PG_GETARG_DATUM(1));
 	SPI_finish();
-	if (n > 0)
-		su_queue_wake_at_commit(SU_KIND_ORDER);
-	PG_RETURN_INT64((int64) n);
+	PG_RETURN_INT64(n);
 }
 
 /*
@@ -449,6 +421,7 @@ su_claim_sql(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SuClaim    *claims;
 	int			n;
+	int			looked_at;
 
 	su_require_extension_version();
 
@@ -459,7 +432,7 @@ su_claim_sql(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	claims = palloc(sizeof(SuClaim) * max);
 	SPI_connect();
-	n = su_queue_claim(max, claims);
+	n = su_queue_claim(max, claims, &looked_at);
 	SPI_finish();
 	for (int i = 0; i < n; i++)
 	{
@@ -501,7 +474,7 @@ su_claim_waits_sql(PG_FUNCTION_ARGS)
 		SpinLockRelease(&su_shared->mutex);
 		if (table[0] == '\0')
 			continue;
-		values[0] = PointerGetDatum(cstring_to_text(su_kind_name((SuKind) kind)));
+		values[0] = PointerGetDatum(cstring_to_text(su_kind((SuKind) kind)->name));
 		values[1] = PointerGetDatum(cstring_to_text(psprintf("a lock on " SU_SCHEMA ".%s", table)));
 		values[2] = TimestampTzGetDatum(since);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

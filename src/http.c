@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "http.h"
+#include "settings.h"
 
 #define SU_HTTP_MAX_RESPONSE (4 * 1024 * 1024)
 #define SU_HTTP_SPARE 64		/* easy handles kept for reuse */
@@ -532,4 +533,14 @@ su_http_release(SuHttpRequest *req)
 	free(req->response);
 	req->response = NULL;
 	req->response_len = req->response_cap = 0;
+}
+
+void
+su_http_settings(SuHttpRequest *req)
+{
+	req->connect_timeout_ms = su_connect_timeout_ms;
+	req->timeout_ms = su_timeout_ms;
+	req->ca_file = su_ca_file;
+	req->allow_http = su_allow_insecure_http;
+	req->proxy = su_proxy;
 }

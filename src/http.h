@@ -97,6 +97,9 @@ extern char *su_http_escape(const char *s);
 /* Frees a finished or cancelled request's response and handle. */
 extern void su_http_release(SuHttpRequest *req);
 
+/* The settings' part of a request: timeouts, CA, https only, proxy. */
+extern void su_http_settings(SuHttpRequest *req);
+
 /* host[:port] of a URL, written into buf (for messages: never the query) */
 extern void su_http_host(const char *url, char *buf, size_t len);
 

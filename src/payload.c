@@ -34,6 +34,7 @@
 #include "common.h"
 #include "settings.h"
 #include "validate.h"
+#include "spi_util.h"
 
 char *
 su_format_upload_time(TimestampTz t)

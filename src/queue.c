@@ -36,10 +36,20 @@
 
 #include "queue.h"
 #include "common.h"
+#include "retry.h"
 #include "settings.h"
+#include "spi_util.h"
+#include "wake.h"
 
 static SPIPlanPtr begin_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
+
+enum
+{
+	Anum_lease_upload_time = 1,
+	Anum_lease_version,
+	Anum_lease_attempts
+};
 
 TimestampTz
 su_queue_begin(int64 order_id, int64 *version, int *attempt)
@@ -57,12 +67,10 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 	 * one is.
 	 */
 	su_kept_plan(&check_plan,
-				 "SELECT (s.state OPERATOR(pg_catalog.=) 'uploading'"
-				 "  AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+				 "SELECT " SU_SQL_IN_FLIGHT("s")
 				 " OR EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
 				 "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id"
-				 "  AND h.state OPERATOR(pg_catalog.=) 'uploading'"
-				 "  AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+				 "  AND " SU_SQL_IN_FLIGHT("h") ")"
 				 " FROM " SU_SCHEMA ".order_state s"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF s",
 				 1, types, 0);
@@ -82,6 +90,7 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 	 * leaves it alone, and a writer's commit keeps the lease (its change is
 	 * due again once the answer is recorded).
 	 */
+
 	su_kept_plan(&begin_plan,
 				 "INSERT INTO " SU_SCHEMA ".order_state AS s"
 				 " (order_id, last_upload_time, attempts, state, next_attempt_at)"
@@ -103,18 +112,25 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 		su_order_missing(order_id);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	*version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	return DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+	*version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_lease_version, &isnull));
+	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_lease_attempts, &isnull));
+	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_lease_upload_time, &isnull));
 }
 
+/* the table that holds each due column */
+static const char *const due_table[SU_DUES] = {
+	[SU_DUE_ORDER] = "order_state",
+	[SU_DUE_SHIPPING] = "shipping_state",
+	[SU_DUE_VERIFY] = "order_state",
+};
+
 void
-su_queue_lock_state(SuKind kind, int64 order_id)
+su_queue_lock_state(SuDue due, int64 order_id)
 {
 	static SPIPlanPtr plans[2];
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
-	bool		shipping = (kind == SU_KIND_SHIPPING);
+	bool		shipping = (strcmp(due_table[due], "shipping_state") == 0);
 
 	su_kept_plan(&plans[shipping], shipping ?
 				 "SELECT FROM " SU_SCHEMA ".shipping_state h"
@@ -126,51 +142,23 @@ su_queue_lock_state(SuKind kind, int64 order_id)
 		elog(ERROR, "could not lock the state of order " INT64_FORMAT, order_id);
 }
 
-/* exponential backoff with jitter: base * 2^(attempt-1), capped, times [0.5, 1) */
-int64
-su_queue_backoff_usecs(int attempt)
-{
-	double		ms = su_retry_base_ms;
-
-	for (int i = 1; i < attempt && ms < su_retry_max_ms; i++)
-		ms *= 2;
-	if (ms > su_retry_max_ms)
-		ms = su_retry_max_ms;
-	ms *= 0.5 + pg_prng_double(&pg_global_prng_state) / 2;
-	return (int64) (ms * 1000);
-}
-
+/* retry.c decides; the jitter is drawn here */
 const char *
 su_queue_next_state(SuUpload *u, TimestampTz now, TimestampTz *next)
 {
-	*next = 0;
-	switch (u->cls)
-	{
-		case SU_CLASS_OK:
-			return "uploaded";
-		case SU_CLASS_RETRY:
-		case SU_CLASS_REFRESH_TOKEN:
-			if (u->attempt >= su_max_attempts)
-				return "dead";
-			*next = now + (u->cls == SU_CLASS_RETRY ? su_queue_backoff_usecs(u->attempt) : 0);
-			return "retrying";
-		case SU_CLASS_QUOTA_MINUTE:
-			*next = now + 60 * USECS_PER_SEC;
-			return "retrying";
-		case SU_CLASS_QUOTA_DAY:
-			/* the next midnight in Beijing (UTC+8) */
-			*next = ((now + SU_BEIJING_OFFSET_USECS) / USECS_PER_DAY + 1) * USECS_PER_DAY
-				- SU_BEIJING_OFFSET_USECS;
-			return "held";
-		case SU_CLASS_CONFIG:
-			*next = now + (int64) su_config_retry_s * USECS_PER_SEC;
-			return "held";
-		case SU_CLASS_DATA:
-		case SU_CLASS_UNKNOWN:
-			break;
-	}
-	return "rejected";
+	SuRetryLimits limits = su_retry_limits();
+
+	return su_retry_state_name(su_retry_next(&limits, u->cls, u->attempt, now,
+											 pg_prng_double(&pg_global_prng_state),
+											 next));
 }
+
+enum
+{
+	Anum_record_order_id = 1,
+	Anum_record_next_attempt_at,
+	Anum_record_rekeyed		/* accepted with another key or payer */
+};
 
 /*
  * Records the outcome of n attempts in their orders' states; recorded[i]
@@ -210,8 +198,6 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 
 	if (n == 0)
 		return 0;
-	if (us[0]->kind != SU_KIND_ORDER)
-		return su_followup_record(us, n, recorded, earliest);
 	ids = palloc(sizeof(Datum) * n);
 	accepted = palloc(sizeof(Datum) * n);
 	rekeyed = palloc(sizeof(Datum) * n);
@@ -309,13 +295,16 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	for (uint64 r = 0; r < processed; r++)
 	{
 		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
-		Datum		next = SPI_getbinval(tt->vals[r], tt->tupdesc, 2, &isnull);
+		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc,
+													 Anum_record_order_id, &isnull));
+		Datum		next = SPI_getbinval(tt->vals[r], tt->tupdesc,
+										 Anum_record_next_attempt_at, &isnull);
 
 		/* when the queue next holds a due order of these: a retry, a change */
 		if (earliest && !isnull)
-			su_earlier(&earliest[SU_KIND_ORDER], DatumGetTimestampTz(next));
-		if (DatumGetBool(SPI_getbinval(tt->vals[r], tt->tupdesc, 3, &isnull)))
+			su_earlier(&earliest[SU_DUE_ORDER], DatumGetTimestampTz(next));
+		if (DatumGetBool(SPI_getbinval(tt->vals[r], tt->tupdesc,
+									   Anum_record_rekeyed, &isnull)))
 			rekeyed[n_rekeyed++] = Int64GetDatum(id);
 
 		for (int i = 0; i < n; i++)
@@ -342,7 +331,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	if (n_accepted > 0)
 	{
 		Datum		rel_args[1] = {su_array(accepted, NULL, n_accepted, INT8OID)};
-		bool		by_hand = strcmp(us[0]->via, "worker") != 0;
+		bool		by_hand = us[0]->by_hand;
 
 		if (by_hand)
 			su_kept_plan(&release_wait_plan,
@@ -366,11 +355,15 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 			elog(ERROR, "could not release the shipping information of %d orders",
 				 n_accepted);
 		if (SPI_processed > 0 && earliest)
-			su_earlier(&earliest[SU_KIND_SHIPPING], GetCurrentTimestamp());
-		if (earliest && su_verify_delay_s > 0)
-			su_earlier(&earliest[SU_KIND_VERIFY],
-					   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												   su_verify_delay_s * (int64) 1000));
+			su_earlier(&earliest[SU_DUE_SHIPPING], GetCurrentTimestamp());
+		if (earliest)
+		{
+			SuRetryLimits limits = su_retry_limits();
+			TimestampTz verify = su_retry_verify_first(&limits, GetCurrentTimestamp());
+
+			if (verify != 0)
+				su_earlier(&earliest[SU_DUE_VERIFY], verify);
+		}
 	}
 	/*
 	 * An accepted upload with another key or payer than the one accepted
@@ -396,7 +389,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 		if (SPI_execute_plan(rekeyed_plan, rk_args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not queue again the shipping information of %d orders", n_rekeyed);
 		if (SPI_processed > 0 && earliest)
-			su_earlier(&earliest[SU_KIND_SHIPPING], GetCurrentTimestamp());
+			su_earlier(&earliest[SU_DUE_SHIPPING], GetCurrentTimestamp());
 	}
 	if (n_recorded == n)
 		return n;
@@ -405,9 +398,49 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	 * Not recorded: held by another transaction (try again later), or gone
 	 * with its order (nothing to record but the audit row).
 	 */
-	n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_KIND_ORDER);
+	n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_DUE_ORDER);
 	SPI_freetuptable(SPI_tuptable);
 	return n_recorded;
+}
+
+int
+su_queue_mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuDue due)
+{
+	static SPIPlanPtr plans[2];
+	bool		shipping = (strcmp(due_table[due], "shipping_state") == 0);
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1] = {ids};
+	int			n_gone = 0;
+
+	su_kept_plan(&plans[shipping], shipping ?
+				 "SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+				 " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)" :
+				 "SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+				 " WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)",
+				 1, types, 0);
+	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the state of %d orders", n);
+	for (int i = 0; i < n; i++)
+	{
+		bool		held = false;
+
+		if (recorded[i])
+			continue;
+		for (uint64 r = 0; r < SPI_processed && !held; r++)
+		{
+			bool		isnull;
+
+			held = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+											   SPI_tuptable->tupdesc, 1,
+											   &isnull)) == us[i]->order_id;
+		}
+		if (!held)
+		{
+			recorded[i] = true;
+			n_gone++;
+		}
+	}
+	return n_gone;
 }
 
 /* ---------------------------------------------------------------------
@@ -459,7 +492,7 @@ static SubTransactionId requeue_all;	/* sub_orders or items: queue every order *
 static SubTransactionId ship_truncated; /* shippings: the same for their states */
 static SubTransactionId ship_requeue_all;	/* shipments or their items */
 static SubTransactionId wrote;	/* any of the tables, whatever auto_upload says */
-static uint32 wake_at_commit = 0;	/* bits 1 << SuKind */
+static uint32 wake_at_commit = 0;	/* bits 1 << SuDue */
 static bool release_holds_at_commit = false;	/* see su_queue_release_holds() */
 
 static SPIPlanPtr queue_plan = NULL;
@@ -682,8 +715,6 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 		queued[i] = BoolGetDatum(q);
 		any_unqueued |= !q;
 	}
-#define IN_FLIGHT "s.state OPERATOR(pg_catalog.=) 'uploading'" \
-		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
 #define RESET " uploaded_version = NULL, uploaded_key = NULL, verify_due_at = NULL, verify_version = NULL," \
 		" verify_attempts = 0, verify_result = NULL, verified_version = NULL," \
 		" verified_at = NULL, verify_errcode = NULL, verify_errmsg = NULL," \
@@ -695,9 +726,9 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 					 "UPDATE " SU_SCHEMA ".order_state s SET" RESET
 					 " version = s.version OPERATOR(pg_catalog.+)"
 					 "  CASE WHEN " QUEUED " THEN 0 ELSE 1 END,"
-					 " state = CASE WHEN " QUEUED " OR " IN_FLIGHT
+					 " state = CASE WHEN " QUEUED " OR " SU_SQL_IN_FLIGHT("s")
 					 "  THEN s.state ELSE 'pending' END,"
-					 " next_attempt_at = CASE WHEN " QUEUED " OR " IN_FLIGHT
+					 " next_attempt_at = CASE WHEN " QUEUED " OR " SU_SQL_IN_FLIGHT("s")
 					 "  THEN s.next_attempt_at ELSE pg_catalog.now() END"
 					 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
 					 " AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
@@ -715,8 +746,8 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 	{
 		if (exec_now_sql("UPDATE " SU_SCHEMA ".order_state s SET" RESET
 						" version = s.version OPERATOR(pg_catalog.+) 1,"
-						" state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
-						" next_attempt_at = CASE WHEN " IN_FLIGHT
+						" state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
+						" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
 						"  THEN s.next_attempt_at ELSE pg_catalog.now() END"
 						" WHERE EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
 						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)
@@ -725,7 +756,6 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 	}
 #undef QUEUED
 #undef RESET
-#undef IN_FLIGHT
 	return reborn > 0;
 }
 
@@ -753,8 +783,6 @@ queue_noted_shipping(int64 *ids, long n)
 	if (!any)
 		return;
 
-#define IN_FLIGHT "s.state OPERATOR(pg_catalog.=) 'uploading'" \
-		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
 	su_kept_plan(&ship_queue_plan,
 				 "INSERT INTO " SU_SCHEMA ".shipping_state AS s (order_id)"
 				 " SELECT h.order_id FROM pg_catalog.unnest($1) AS k(order_id),"
@@ -762,8 +790,8 @@ queue_noted_shipping(int64 *ids, long n)
 				 "   WHERE h.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) h"
 				 " ORDER BY h.order_id"
 				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 " state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
-				 " next_attempt_at = CASE WHEN " IN_FLIGHT
+				 " state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
+				 " next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
 				 "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
 				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
 				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
@@ -776,13 +804,12 @@ queue_noted_shipping(int64 *ids, long n)
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 	if (NOTED(ship_requeue_all) &&
 		exec_now_sql("UPDATE " SU_SCHEMA ".shipping_state s SET"
-					" state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
-					" next_attempt_at = CASE WHEN " IN_FLIGHT
+					" state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
+					" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
 					"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
 					" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
 					" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()") != SPI_OK_UPDATE)
 		elog(ERROR, "could not queue the shipping information of truncated shipments");
-#undef IN_FLIGHT
 	if (NOTED(ship_truncated) &&
 		exec_now_sql("DELETE FROM " SU_SCHEMA ".shipping_state s WHERE NOT EXISTS"
 					" (SELECT FROM " SU_SCHEMA ".shippings h"
@@ -790,7 +817,7 @@ queue_noted_shipping(int64 *ids, long n)
 		elog(ERROR, "could not delete the states of truncated shipping information");
 	if (apply_noted(ship_queue_plan, NOTE_SHIP_QUEUE, ids, n) > 0 ||
 		NOTED(ship_requeue_all))
-		wake_at_commit |= 1 << SU_KIND_SHIPPING;
+		wake_at_commit |= 1 << SU_DUE_SHIPPING;
 	(void) apply_noted(ship_forget_plan, NOTE_SHIP_FORGET, ids, n);
 }
 
@@ -869,8 +896,6 @@ queue_noted_now(int64 *ids, long n)
 	 * once the answer to the old one is in (su_queue_record), so that one
 	 * request per order is in flight at a time.
 	 */
-#define IN_FLIGHT "s.state OPERATOR(pg_catalog.=) 'uploading'" \
-		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
 	su_kept_plan(&queue_plan,
 				 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
 				 " SELECT o.order_id FROM pg_catalog.unnest($1) AS k(order_id),"
@@ -878,14 +903,13 @@ queue_noted_now(int64 *ids, long n)
 				 "   WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o"
 				 " ORDER BY o.order_id"
 				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 " state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
-				 " next_attempt_at = CASE WHEN " IN_FLIGHT
+				 " state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
+				 " next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
 				 "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
 				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
 				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 
-#undef IN_FLIGHT
 	su_kept_plan(&forget_plan,
 				 "DELETE FROM " SU_SCHEMA ".order_state s"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
@@ -898,10 +922,10 @@ queue_noted_now(int64 *ids, long n)
 					"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the states of truncated orders");
 	if (apply_noted(queue_plan, NOTE_QUEUE, ids, n) > 0)
-		wake_at_commit |= 1 << SU_KIND_ORDER;
+		wake_at_commit |= 1 << SU_DUE_ORDER;
 	(void) apply_noted(forget_plan, NOTE_FORGET, ids, n);
 	if (requeue_reborn(ids, n, NOTED(truncated)))
-		wake_at_commit |= 1 << SU_KIND_ORDER;
+		wake_at_commit |= 1 << SU_DUE_ORDER;
 
 	/*
 	 * sub_orders or items truncated: every order may have lost parts, and
@@ -911,13 +935,11 @@ queue_noted_now(int64 *ids, long n)
 	if (NOTED(requeue_all))
 	{
 		/* locked in order_id order, as every queueing does */
-#define IN_FLIGHT "s.state OPERATOR(pg_catalog.=) 'uploading'" \
-		" AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
 		if (exec_now_sql("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
 						"  ORDER BY st.order_id FOR UPDATE)"
 						" UPDATE " SU_SCHEMA ".order_state s SET"
-						" state = CASE WHEN " IN_FLIGHT " THEN s.state ELSE 'pending' END,"
-						" next_attempt_at = CASE WHEN " IN_FLIGHT
+						" state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
+						" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
 						"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
 						" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
 						" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()"
@@ -925,9 +947,8 @@ queue_noted_now(int64 *ids, long n)
 						" AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
 						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)
 			elog(ERROR, "could not queue the orders of truncated sub-orders or items");
-#undef IN_FLIGHT
 		if (SPI_processed > 0)
-			wake_at_commit |= 1 << SU_KIND_ORDER;
+			wake_at_commit |= 1 << SU_DUE_ORDER;
 	}
 	queue_noted_shipping(ids, n);
 }
@@ -947,8 +968,8 @@ queue_xact_callback(XactEvent event, void *arg)
 			ship_truncated = ship_requeue_all = InvalidSubTransactionId;
 			break;
 		case XACT_EVENT_COMMIT:
-			if (release_holds_at_commit && su_shared)
-				pg_atomic_fetch_add_u32(&su_shared->holds_released, 1);
+			if (release_holds_at_commit)
+				su_wake_release_holds();
 			if (wake_at_commit)
 				su_wake_worker(wake_at_commit);
 			/* FALLTHROUGH */
@@ -977,6 +998,49 @@ void
 su_queue_release_holds(void)
 {
 	release_holds_at_commit = true;
+}
+
+int64
+su_queue_requeue(int64 order_id, bool all, Datum states)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8OID, TEXTARRAYOID};
+	Datum		values[2] = {Int64GetDatum(order_id), states};
+	char		nulls[2] = {all ? 'n' : ' ', ' '};
+	uint64		n;
+
+	/* rows are locked in order_id order, as every queueing does */
+	su_kept_plan(&plan,
+				 "WITH l AS (SELECT st.order_id, st.state FROM " SU_SCHEMA ".order_state st"
+				 "  WHERE st.state OPERATOR(pg_catalog.=) ANY ($2)"
+				 "  AND ($1 IS NULL OR st.order_id OPERATOR(pg_catalog.=) $1)"
+				 "  ORDER BY st.order_id FOR UPDATE)"
+				 " UPDATE " SU_SCHEMA ".order_state s"
+				 " SET state = 'pending', attempts = 0,"
+				 " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
+				 " updated_at = pg_catalog.now()"
+				 " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
+				 " AND s.state OPERATOR(pg_catalog.=) ANY ($2)"
+				 " RETURNING l.state OPERATOR(pg_catalog.=) 'held'",
+				 2, types, 0);
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not requeue orders");
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		/* held orders requeued: their appid's hold ends on purpose */
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
+		{
+			su_queue_release_holds();
+			break;
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (n > 0)
+		su_queue_wake_at_commit(SU_DUE_ORDER);
+	return (int64) n;
 }
 
 void
@@ -1018,9 +1082,9 @@ su_queue_wrote(void)
 }
 
 void
-su_queue_wake_at_commit(SuKind kind)
+su_queue_wake_at_commit(SuDue due)
 {
-	wake_at_commit |= 1 << kind;
+	wake_at_commit |= 1 << due;
 }
 
 bool
@@ -1049,11 +1113,12 @@ su_queue_order(int64 order_id)
 }
 
 void
-su_queue_forget(int64 order_id, bool shipping)
+su_queue_forget(int64 order_id, SuDue due)
 {
 	static SPIPlanPtr plans[2];
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
+	bool		shipping = (strcmp(due_table[due], "shipping_state") == 0);
 
 	/* a statement of its own: a fresh snapshot sees every committed row */
 	su_kept_plan(&plans[shipping], shipping ?
@@ -1179,8 +1244,16 @@ su_queue_trigger(PG_FUNCTION_ARGS)
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
 
+enum
+{
+	Anum_claim_order_id = 1,
+	Anum_claim_version,
+	Anum_claim_attempts,
+	Anum_claim_upload_time
+};
+
 int
-su_queue_claim(int max, SuClaim *out)
+su_queue_claim(int max, SuClaim *out, int *looked_at)
 {
 	Oid			types[2] = {INT4OID, FLOAT8OID};
 	Datum		args[2] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s)};
@@ -1208,8 +1281,7 @@ su_queue_claim(int max, SuClaim *out)
 				 "  WHERE d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 				 "  AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
 				 "   WHERE h.order_id OPERATOR(pg_catalog.=) d.order_id"
-				 "   AND h.state OPERATOR(pg_catalog.=) 'uploading'"
-				 "   AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+				 "   AND " SU_SQL_IN_FLIGHT("h") ")"
 				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
 				 2, types, CURSOR_OPT_GENERIC_PLAN);
@@ -1220,13 +1292,19 @@ su_queue_claim(int max, SuClaim *out)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
-		out[i].order_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		out[i].version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		out[i].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		out[i].order_id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_claim_order_id, &isnull));
+		out[i].version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_claim_version, &isnull));
+		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_claim_attempts, &isnull));
+		out[i].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_claim_upload_time, &isnull));
 	}
+	*looked_at = (int) SPI_processed;
 	return (int) SPI_processed;
 }
+
+/* due_plan's columns: one per due column, k + 1 for SuDue k */
+StaticAssertDecl(SU_DUE_ORDER == 0 && SU_DUE_SHIPPING == 1 &&
+				 SU_DUE_VERIFY == 2 && SU_DUES == 3,
+				 "the columns of due_plan follow SuDue");
 
 void
 su_queue_next_due(TimestampTz *due)
@@ -1236,13 +1314,14 @@ su_queue_next_due(TimestampTz *due)
 	/* three index probes: the partial indexes' first entries */
 	su_kept_plan(&due_plan,
 				 "SELECT (SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".order_state),"
-				 " (SELECT pg_catalog.min(verify_due_at) FROM " SU_SCHEMA ".order_state),"
-				 " (SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".shipping_state)",
+				 " (SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".shipping_state),"
+				 " (SELECT pg_catalog.min(verify_due_at) FROM " SU_SCHEMA ".order_state)",
 				 0, NULL, 0);
+	/* one column per due column, in SuDue's order (see below) */
 	/* not read-only: a new snapshot, that sees the claim just made */
 	if (SPI_execute_plan(due_plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
-	for (int k = 0; k < SU_KINDS; k++)
+	for (int k = 0; k < SU_DUES; k++)
 	{
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									  k + 1, &isnull);

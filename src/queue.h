@@ -11,7 +11,50 @@
 
 #include "datatype/timestamp.h"
 
-#include "upload.h"
+#include "types.h"
+
+/*
+ * The queue's due columns: each kind of call's rows are due by one of them
+ * (kindlist.h says which), and so are the wake-ups of the worker.
+ */
+typedef enum SuDue
+{
+	SU_DUE_ORDER,				/* order_state.next_attempt_at */
+	SU_DUE_SHIPPING,			/* shipping_state.next_attempt_at */
+	SU_DUE_VERIFY,				/* order_state.verify_due_at */
+	SU_DUES
+} SuDue;
+
+/*
+ * The predicates on the states that more than one statement uses, named
+ * once.  IN_FLIGHT: a request for the row is under way (its lease has not
+ * run out).  ACCEPTED: WeChat has the order as it is now.
+ */
+#define SU_SQL_IN_FLIGHT(a) \
+	"(" a ".state OPERATOR(pg_catalog.=) 'uploading'" \
+	" AND " a ".next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+#define SU_SQL_ACCEPTED(a) \
+	"(" a ".state OPERATOR(pg_catalog.=) 'uploaded'" \
+	" AND " a ".uploaded_version OPERATOR(pg_catalog.=) " a ".version)"
+
+/*
+ * What the builders read of an order's state, in their own statements (the
+ * same snapshot as the body): o is the alias of the orders row.
+ */
+/* the order's version (NULL: never queued) */
+#define SU_SQL_ORDER_VERSION(o) \
+	"(SELECT st.version FROM " SU_SCHEMA ".order_state st" \
+	" WHERE st.order_id OPERATOR(pg_catalog.=) " o ".order_id)"
+/* does WeChat have the order as it is now? */
+#define SU_SQL_ORDER_ACCEPTED(o) \
+	"EXISTS (SELECT FROM " SU_SCHEMA ".order_state st" \
+	" WHERE st.order_id OPERATOR(pg_catalog.=) " o ".order_id" \
+	" AND " SU_SQL_ACCEPTED("st") ")"
+/* the order_key and payer its accepted upload sent (text; NULL: none kept) */
+#define SU_SQL_ORDER_UPLOADED_KEY(o) \
+	"(SELECT CAST(st.uploaded_key AS pg_catalog.text)" \
+	" FROM " SU_SCHEMA ".order_state st" \
+	" WHERE st.order_id OPERATOR(pg_catalog.=) " o ".order_id)"
 
 /*
  * Starts an attempt by hand on one order (SPI connected): leases it
@@ -23,10 +66,10 @@
 extern TimestampTz su_queue_begin(int64 order_id, int64 *version, int *attempt);
 
 /*
- * Locks the state row of an order (kind SU_KIND_SHIPPING: its shipping
- * information's) until the transaction ends, waiting for it.
+ * Locks the state row that holds due column due of an order until the
+ * transaction ends, waiting for it.
  */
-extern void su_queue_lock_state(SuKind kind, int64 order_id);
+extern void su_queue_lock_state(SuDue due, int64 order_id);
 
 /*
  * Records the outcomes of n attempts: the orders' next states (SPI
@@ -39,23 +82,16 @@ extern int	su_queue_record(SuUpload **us, int n, bool *recorded,
 							TimestampTz *earliest);
 
 /*
- * earliest (NULL: not wanted) is an array of SU_KINDS times, 0 for none:
- * each is lowered to the soonest next attempt of that kind among the rows
- * written (a retry, a change while in flight, a verify planned, shipping
- * information released by its order's accepted upload).
+ * earliest (NULL: not wanted) is an array of SU_DUES times, 0 for none:
+ * each is lowered to the soonest next attempt by that due column among the
+ * rows written (a retry, a change while in flight, a verify planned,
+ * shipping information released by its order's accepted upload).
+ *
+ * The same for verifies and shipping information (queue_followup.c).
  */
-static inline void
-su_earlier(TimestampTz *t, TimestampTz candidate)
-{
-	if (*t == 0 || candidate < *t)
-		*t = candidate;
-}
-
-/*
- * The same for verifies and shipping information (all of one kind), called
- * by su_queue_record() (queue_followup.c).
- */
-extern int	su_followup_record(SuUpload **us, int n, bool *recorded,
+extern int	su_verify_record(SuUpload **us, int n, bool *recorded,
+							 TimestampTz *earliest);
+extern int	su_shipping_record(SuUpload **us, int n, bool *recorded,
 							   TimestampTz *earliest);
 
 /*
@@ -65,7 +101,7 @@ extern int	su_followup_record(SuUpload **us, int n, bool *recorded,
  * and wait for a later round.  Returns how many were marked.
  */
 extern int	su_queue_mark_gone(SuUpload **us, int n, bool *recorded,
-							   Datum ids, SuKind kind);
+							   Datum ids, SuDue due);
 
 /*
  * Starts a verify by hand (verify_shopping_info()): locks the order's state
@@ -73,7 +109,7 @@ extern int	su_queue_mark_gone(SuUpload **us, int n, bool *recorded,
  * accepted last (0: none), *attempt the verify's number.  Raises an error
  * naming the order when it does not exist.
  */
-extern void su_verify_begin(int64 order_id, int64 *version, int *attempt);
+extern TimestampTz su_verify_begin(int64 order_id, int64 *version, int *attempt);
 
 /*
  * Starts an upload of an order's shipping information by hand
@@ -85,33 +121,21 @@ extern void su_verify_begin(int64 order_id, int64 *version, int *attempt);
 extern TimestampTz su_shipping_begin(int64 order_id, int64 *version,
 									 int *attempt);
 
-/* The delay before retry number attempt + 1: exponential, with jitter. */
-extern int64 su_queue_backoff_usecs(int attempt);
-
-/* When an order whose attempt ended so goes next, and in which state. */
+/* When a row whose attempt ended so goes next, and in which state (retry.c). */
 extern const char *su_queue_next_state(SuUpload *u, TimestampTz now,
 									   TimestampTz *next_attempt_at);
-
-/* A claimed order, as the worker gets it. */
-typedef struct SuClaim
-{
-	int64		order_id;
-	int64		version;
-	int			attempt;
-	TimestampTz upload_time;
-} SuClaim;
 
 /*
  * Claims up to max due orders (SPI connected, in the claim transaction):
  * state uploading, leased for shopping_upload.lease.  Returns the count.
  */
-extern int	su_queue_claim(int max, SuClaim *out);
+extern int	su_queue_claim(int max, SuClaim *out, int *looked_at);
 
 /*
  * Claims up to max due verifies (of accepted uploads; version is the one to
  * verify), leased as uploads are.  Returns the count.
  */
-extern int	su_verify_claim(int max, SuClaim *out);
+extern int	su_verify_claim(int max, SuClaim *out, int *looked_at);
 
 /*
  * Claims up to max due shipping information whose order's upload was
@@ -123,7 +147,7 @@ extern int	su_verify_claim(int max, SuClaim *out);
 extern int	su_shipping_claim(int max, SuClaim *out, int *looked_at);
 
 /*
- * Earliest next attempt of each kind (SU_KINDS of them, 0 if none is
+ * Earliest next attempt by each due column (SU_DUES of them, 0 if none is
  * planned), in one statement.
  */
 extern void su_queue_next_due(TimestampTz *due);
@@ -135,17 +159,23 @@ extern void su_queue_recover(void);
 extern void su_queue_init(void);
 
 /*
- * Deletes the state of an order (shipping: of its shipping information)
- * unless the order (its shipping information) exists in a fresh snapshot
- * (SPI connected).
+ * Deletes the state row of an order that holds due column due unless the
+ * row it follows (the order, its shipping information) exists in a fresh
+ * snapshot (SPI connected).
  */
-extern void su_queue_forget(int64 order_id, bool shipping);
+extern void su_queue_forget(int64 order_id, SuDue due);
 
 /*
- * Wakes the worker when the current transaction commits, to claim rows of
- * that kind.
+ * Wakes the worker when the current transaction commits, to claim the rows
+ * due by that column.
  */
-extern void su_queue_wake_at_commit(SuKind kind);
+extern void su_queue_wake_at_commit(SuDue due);
+
+/*
+ * requeue(): the orders in one of states (order_id: that one only; 0: all)
+ * are pending again, as if just queued (SPI connected).  Returns how many.
+ */
+extern int64 su_queue_requeue(int64 order_id, bool all, Datum states);
 
 /*
  * Queues an order at commit, as the trigger does (SPI connected); false if

@@ -15,22 +15,27 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "common.h"
 #include "queue.h"
+#include "retry.h"
 #include "settings.h"
+#include "spi_util.h"
 
-/* how long shipping information waits for its order before a new look */
-#define WAITING_RECHECK_S	300
-/* ... and when the order changed between the claim and the body's read */
-#define DEFERRED_RECHECK_MS	1000
+enum
+{
+	Anum_vclaim_order_id = 1,
+	Anum_vclaim_verify_version,
+	Anum_vclaim_verify_attempts
+};
 
 /* the due verifies' lease: as an upload's */
 int
-su_verify_claim(int max, SuClaim *out)
+su_verify_claim(int max, SuClaim *out, int *looked_at)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {INT4OID, FLOAT8OID};
@@ -48,21 +53,32 @@ su_verify_claim(int max, SuClaim *out)
 				 "  ORDER BY d.verify_due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.verify_version, s.verify_attempts",
 				 2, types, CURSOR_OPT_GENERIC_PLAN);
+
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim verifies");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		Datum		v = SPI_getbinval(tup, desc, 2, &isnull);
+		Datum		v = SPI_getbinval(tup, desc, Anum_vclaim_verify_version, &isnull);
 
-		out[i].order_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		out[i].order_id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_vclaim_order_id, &isnull));
 		out[i].version = isnull ? 0 : DatumGetInt64(v);
-		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_vclaim_verify_attempts, &isnull));
 		out[i].upload_time = 0;
 	}
+	*looked_at = (int) SPI_processed;
 	return (int) SPI_processed;
 }
+
+enum
+{
+	Anum_sclaim_order_id = 1,
+	Anum_sclaim_version,
+	Anum_sclaim_attempts,
+	Anum_sclaim_upload_time,
+	Anum_sclaim_claimed		/* false: set waiting_for_order */
+};
 
 int
 su_shipping_claim(int max, SuClaim *out, int *looked_at)
@@ -70,7 +86,7 @@ su_shipping_claim(int max, SuClaim *out, int *looked_at)
 	static SPIPlanPtr plan = NULL;
 	Oid			types[3] = {INT4OID, FLOAT8OID, FLOAT8OID};
 	Datum		args[3] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s),
-	Float8GetDatum((double) WAITING_RECHECK_S)};
+	Float8GetDatum((double) SU_WAITING_RECHECK_S)};
 	bool		isnull;
 	int			n = 0;
 
@@ -81,12 +97,9 @@ su_shipping_claim(int max, SuClaim *out, int *looked_at)
 	 * it has; the order's claim, in turn, skips an order whose shipping
 	 * information is in flight): the
 	 * order's accepted upload makes them due (su_queue_record()), and a look
-	 * every WAITING_RECHECK_S is the last resort.
+	 * every SU_WAITING_RECHECK_S is the last resort.
 	 */
-#define ACCEPTED "EXISTS (SELECT FROM " SU_SCHEMA ".order_state o" \
-		" WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id" \
-		" AND o.state OPERATOR(pg_catalog.=) 'uploaded'" \
-		" AND o.uploaded_version OPERATOR(pg_catalog.=) o.version)"
+#define ACCEPTED SU_SQL_ORDER_ACCEPTED("s")
 	su_kept_plan(&plan,
 				 "UPDATE " SU_SCHEMA ".shipping_state s SET"
 				 " state = CASE WHEN " ACCEPTED " THEN 'uploading'"
@@ -110,6 +123,7 @@ su_shipping_claim(int max, SuClaim *out, int *looked_at)
 				 "  s.state OPERATOR(pg_catalog.=) 'uploading'",
 				 3, types, CURSOR_OPT_GENERIC_PLAN);
 #undef ACCEPTED
+
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim shipping information");
 	*looked_at = (int) SPI_processed;
@@ -118,53 +132,40 @@ su_shipping_claim(int max, SuClaim *out, int *looked_at)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
-		if (!DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
+		if (!DatumGetBool(SPI_getbinval(tup, desc, Anum_sclaim_claimed, &isnull)))
 			continue;			/* waiting for its order */
-		out[n].order_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		out[n].version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		out[n].attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		out[n].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		out[n].order_id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_sclaim_order_id, &isnull));
+		out[n].version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_sclaim_version, &isnull));
+		out[n].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_sclaim_attempts, &isnull));
+		out[n].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_sclaim_upload_time, &isnull));
 		n++;
 	}
 	return n;
 }
 
-/*
- * When a verify that ended so is tried again (0: not again).  Every failure
- * is retried, with backoff, up to max_attempts: a verify changes nothing at
- * WeChat, and its answer never decides the order's upload.
- */
+/* When a verify that ended so is tried again (0: not again): retry.c decides. */
 static TimestampTz
 verify_next(SuUpload *u, TimestampTz now)
 {
-	TimestampTz next;
+	SuRetryLimits limits = su_retry_limits();
 
-	switch (u->cls)
-	{
-		case SU_CLASS_OK:
-			return 0;
-		case SU_CLASS_QUOTA_MINUTE:
-		case SU_CLASS_QUOTA_DAY:
-		case SU_CLASS_CONFIG:
-			/* as an upload would wait */
-			(void) su_queue_next_state(u, now, &next);
-			return next;
-		case SU_CLASS_REFRESH_TOKEN:
-		case SU_CLASS_RETRY:
-		case SU_CLASS_DATA:
-		case SU_CLASS_UNKNOWN:
-			break;
-	}
-	if (u->attempt >= su_max_attempts)
-		return 0;
-	return now + (u->cls == SU_CLASS_REFRESH_TOKEN ? 0 :
-				  su_queue_backoff_usecs(u->attempt));
+	return su_retry_verify_next(&limits, u->cls, u->attempt, now,
+								pg_prng_double(&pg_global_prng_state));
 }
 
-/* the rows of us that the statement's RETURNING (order_id first) names */
+/*
+ * the rows of us that the record statement's RETURNING names (its columns:
+ * the order_id, then the next due time)
+ */
+enum
+{
+	Anum_recorded_order_id = 1,
+	Anum_recorded_next
+};
+
 static int
 mark_recorded(SuUpload **us, int n, bool *recorded, TimestampTz *earliest,
-			  SuKind kind)
+			  SuDue due)
 {
 	int			n_recorded = 0;
 
@@ -172,13 +173,15 @@ mark_recorded(SuUpload **us, int n, bool *recorded, TimestampTz *earliest,
 	{
 		bool		isnull;
 		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-													 SPI_tuptable->tupdesc, 1,
+													 SPI_tuptable->tupdesc,
+													 Anum_recorded_order_id,
 													 &isnull));
 		Datum		next = SPI_getbinval(SPI_tuptable->vals[r],
-										 SPI_tuptable->tupdesc, 2, &isnull);
+										 SPI_tuptable->tupdesc,
+										 Anum_recorded_next, &isnull);
 
 		if (earliest && !isnull)
-			su_earlier(&earliest[kind], DatumGetTimestampTz(next));
+			su_earlier(&earliest[due], DatumGetTimestampTz(next));
 		for (int i = 0; i < n; i++)
 			if (!recorded[i] && us[i]->order_id == id)
 			{
@@ -191,46 +194,7 @@ mark_recorded(SuUpload **us, int n, bool *recorded, TimestampTz *earliest,
 }
 
 int
-su_queue_mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuKind kind)
-{
-	static SPIPlanPtr plans[SU_KINDS];
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		args[1] = {ids};
-	int			n_gone = 0;
-
-	su_kept_plan(&plans[kind], kind == SU_KIND_SHIPPING ?
-				 "SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
-				 " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)" :
-				 "SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
-				 " WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)",
-				 1, types, 0);
-	if (SPI_execute_plan(plans[kind], args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the state of %d orders", n);
-	for (int i = 0; i < n; i++)
-	{
-		bool		held = false;
-
-		if (recorded[i])
-			continue;
-		for (uint64 r = 0; r < SPI_processed && !held; r++)
-		{
-			bool		isnull;
-
-			held = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-											   SPI_tuptable->tupdesc, 1,
-											   &isnull)) == us[i]->order_id;
-		}
-		if (!held)
-		{
-			recorded[i] = true;
-			n_gone++;
-		}
-	}
-	return n_gone;
-}
-
-static int
-record_verifies(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
+su_verify_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[8] = {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID,
@@ -296,7 +260,7 @@ record_verifies(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 			nul[5][i] = true;
 		v[6][i] = TimestampTzGetDatum(next);
 		nul[6][i] = (next == 0);
-		v[7][i] = BoolGetDatum(strcmp(u->via, "worker") == 0);
+		v[7][i] = BoolGetDatum(!u->by_hand);
 		recorded[i] = false;
 	}
 	args[0] = su_array(v[0], nul[0], n, INT8OID);
@@ -309,18 +273,18 @@ record_verifies(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	args[7] = su_array(v[7], nul[7], n, BOOLOID);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not record the outcome of %d verifies", n);
-	n_recorded = mark_recorded(us, n, recorded, earliest, SU_KIND_VERIFY);
+	n_recorded = mark_recorded(us, n, recorded, earliest, SU_DUE_VERIFY);
 	SPI_freetuptable(SPI_tuptable);
 	if (n_recorded < n)
 	{
-		n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_KIND_VERIFY);
+		n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_DUE_VERIFY);
 		SPI_freetuptable(SPI_tuptable);
 	}
 	return n_recorded;
 }
 
-static int
-record_shippings(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
+int
+su_shipping_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[7] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
@@ -369,7 +333,7 @@ record_shippings(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 		if (u->deferred)
 		{
 			/* its order's new version goes first: a look again shortly */
-			next = TimestampTzPlusMilliseconds(now, DEFERRED_RECHECK_MS);
+			next = TimestampTzPlusMilliseconds(now, SU_DEFERRED_RECHECK_MS);
 			v[2][i] = CStringGetTextDatum("waiting_for_order");
 		}
 		else
@@ -393,30 +357,23 @@ record_shippings(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	args[6] = su_array(v[6], nul[6], n, TEXTOID);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not record the outcome of %d shipping uploads", n);
-	n_recorded = mark_recorded(us, n, recorded, earliest, SU_KIND_SHIPPING);
+	n_recorded = mark_recorded(us, n, recorded, earliest, SU_DUE_SHIPPING);
 	SPI_freetuptable(SPI_tuptable);
 	if (n_recorded < n)
 	{
-		n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_KIND_SHIPPING);
+		n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_DUE_SHIPPING);
 		SPI_freetuptable(SPI_tuptable);
 	}
 	return n_recorded;
 }
 
-int
-su_followup_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
+enum
 {
-	if (n == 0)
-		return 0;
-	Assert(us[0]->kind != SU_KIND_ORDER);
-	for (int i = 1; i < n; i++)
-		Assert(us[i]->kind == us[0]->kind);
-	if (us[0]->kind == SU_KIND_VERIFY)
-		return record_verifies(us, n, recorded, earliest);
-	return record_shippings(us, n, recorded, earliest);
-}
+	Anum_vbegin_uploaded_version = 1,
+	Anum_vbegin_verify_attempts
+};
 
-void
+TimestampTz
 su_verify_begin(int64 order_id, int64 *version, int *attempt)
 {
 	static SPIPlanPtr order_plan = NULL;
@@ -444,19 +401,36 @@ su_verify_begin(int64 order_id, int64 *version, int *attempt)
 				 " FROM " SU_SCHEMA ".order_state st"
 				 " WHERE st.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 				 1, types, 0);
+
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not start a verify of order " INT64_FORMAT, order_id);
 	*version = 0;
 	*attempt = 1;
 	if (SPI_processed > 0)
 	{
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+						  Anum_vbegin_uploaded_version, &isnull);
 		*version = isnull ? 0 : DatumGetInt64(d);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+						  Anum_vbegin_verify_attempts, &isnull);
 		*attempt = DatumGetInt32(d) + 1;
 	}
 	SPI_freetuptable(SPI_tuptable);
+	return 0;					/* a verify body has no upload_time */
 }
+
+enum
+{
+	Anum_sbegin_has_shipping = 1,
+	Anum_sbegin_accepted
+};
+
+enum
+{
+	Anum_slease_upload_time = 1,
+	Anum_slease_version,
+	Anum_slease_attempts
+};
 
 TimestampTz
 su_shipping_begin(int64 order_id, int64 *version, int *attempt)
@@ -477,20 +451,20 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 	su_kept_plan(&check_plan,
 				 "SELECT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
 				 "  WHERE h.order_id OPERATOR(pg_catalog.=) o.order_id),"
-				 " EXISTS (SELECT FROM " SU_SCHEMA ".order_state st"
-				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id"
-				 "  AND st.state OPERATOR(pg_catalog.=) 'uploaded'"
-				 "  AND st.uploaded_version OPERATOR(pg_catalog.=) st.version)"
+				 " " SU_SQL_ORDER_ACCEPTED("o")
 				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1",
 				 1, types, 0);
+
 	if (SPI_execute_plan(check_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
 	if (SPI_processed == 0)
 		su_order_missing(order_id);
 	has_shipping = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
+											  SPI_tuptable->tupdesc,
+											  Anum_sbegin_has_shipping, &isnull));
 	accepted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 2, &isnull));
+										  SPI_tuptable->tupdesc,
+										  Anum_sbegin_accepted, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	if (!has_shipping)
 		ereport(ERROR,
@@ -507,8 +481,7 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 
 	/* one request per order in flight: the state row, locked, says */
 	su_kept_plan(&flight_plan,
-				 "SELECT h.state OPERATOR(pg_catalog.=) 'uploading'"
-				 "  AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+				 "SELECT " SU_SQL_IN_FLIGHT("h")
 				 " FROM " SU_SCHEMA ".shipping_state h"
 				 " WHERE h.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 				 1, types, 0);
@@ -538,13 +511,14 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 				 " updated_at = pg_catalog.now()"
 				 " RETURNING last_upload_time, version, attempts",
 				 2, lease_types, 0);
+
 	if (SPI_execute_plan(plan, lease_args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not start an attempt on the shipping information of order " INT64_FORMAT,
 			 order_id);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	*version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	return DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+	*version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_slease_version, &isnull));
+	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_slease_attempts, &isnull));
+	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_slease_upload_time, &isnull));
 }

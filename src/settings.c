@@ -16,8 +16,6 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "common.h"
-#include "http.h"
 #include "settings.h"
 
 char	   *su_appid = NULL;
@@ -251,14 +249,17 @@ su_define_settings(bool preload)
 	MarkGUCPrefixReserved("shopping_upload");
 }
 
-void
-su_http_settings(SuHttpRequest *req)
+SuRetryLimits
+su_retry_limits(void)
 {
-	req->connect_timeout_ms = su_connect_timeout_ms;
-	req->timeout_ms = su_timeout_ms;
-	req->ca_file = su_ca_file;
-	req->allow_http = su_allow_insecure_http;
-	req->proxy = su_proxy;
+	SuRetryLimits l;
+
+	l.max_attempts = su_max_attempts;
+	l.retry_base_ms = su_retry_base_ms;
+	l.retry_max_ms = su_retry_max_ms;
+	l.config_retry_s = su_config_retry_s;
+	l.verify_delay_s = su_verify_delay_s;
+	return l;
 }
 
 /*

@@ -8,6 +8,10 @@
 #ifndef SU_SETTINGS_H
 #define SU_SETTINGS_H
 
+#include <stdbool.h>
+
+#include "retry.h"
+
 extern char *su_appid;
 extern char *su_secret;
 extern char *su_secret_file;
@@ -41,9 +45,8 @@ extern const char *su_api_base(void);
  */
 extern char *su_config_secret(const char **problem);
 
-/* The settings' part of a request: timeouts, CA, https only, proxy. */
-struct SuHttpRequest;
-extern void su_http_settings(struct SuHttpRequest *req);
+/* The retry policy's settings (retry.c decides with them). */
+extern SuRetryLimits su_retry_limits(void);
 
 /* Defines the settings; database_name only with preload. */
 extern void su_define_settings(bool preload);

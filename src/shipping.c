@@ -33,6 +33,7 @@
 #include "settings.h"
 #include "shipping.h"
 #include "validate.h"
+#include "spi_util.h"
 
 static SPIPlanPtr find_merchant_plan = NULL;
 static SPIPlanPtr find_transaction_plan = NULL;

@@ -23,13 +23,15 @@
 #include "utils/timestamp.h"
 
 #include "queue.h"
-#include "common.h"
 #include "settings.h"
 #include "worker.h"
 #include "token.h"
-#include "upload.h"
+#include "shared.h"
+#include "wake.h"
 
 PG_MODULE_MAGIC;
+
+SuShared   *su_shared = NULL;
 
 extern PGDLLEXPORT void _PG_init(void);
 
@@ -66,7 +68,7 @@ su_shmem_startup(void)
 		SpinLockInit(&su_shared->mutex);
 		pg_atomic_init_u64(&su_shared->audit_deleted, 0);
 		pg_atomic_init_u32(&su_shared->wake_wanted, 1);
-		pg_atomic_init_u32(&su_shared->queued_kinds, 0);
+		pg_atomic_init_u32(&su_shared->queued_dues, 0);
 		pg_atomic_init_u32(&su_shared->holds_released, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -123,7 +125,7 @@ su_process_utility(PlannedStmt *pstmt, const char *queryString,
 	 */
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
-		su_wake_worker((1U << SU_KINDS) - 1);
+		su_wake_worker((1U << SU_DUES) - 1);
 }
 
 void

@@ -38,12 +38,13 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "call.h"
 #include "common.h"
 #include "http_sync.h"
-#include "queue.h"
+#include "kinds.h"
 #include "sync_call.h"
 #include "token.h"
-#include "upload.h"
+#include "extversion.h"
 
 PGDLLEXPORT void su_sync_main(Datum arg);
 
@@ -105,19 +106,11 @@ typedef struct SyncSlot
 	char		verify_result[MSG_LEN];
 } SyncSlot;
 
+/* the SQL function that makes a call of this kind */
 static const char *
 call_name(SuKind kind)
 {
-	switch (kind)
-	{
-		case SU_KIND_ORDER:
-			return "upload_shopping_info";
-		case SU_KIND_VERIFY:
-			return "verify_shopping_info";
-		case SU_KIND_SHIPPING:
-			return "upload_shipping_info";
-	}
-	return "upload_shopping_info";
+	return su_kind(kind)->function;
 }
 
 /* copies s into a MSG_LEN buffer, cut at a character */

@@ -9,7 +9,7 @@
 #ifndef SU_SYNC_CALL_H
 #define SU_SYNC_CALL_H
 
-#include "upload.h"
+#include "types.h"
 
 /* What a call by hand answers: its attempt's outcome. */
 typedef struct SuSyncResult

@@ -28,14 +28,13 @@
 #include "http_sync.h"
 #include "json_util.h"
 #include "common.h"
+#include "retry.h"
 #include "settings.h"
 #include "errcodes.h"
 #include "token.h"
 #include "validate.h"
+#include "spi_util.h"
 
-#define TOKEN_MARGIN_USECS	(300 * USECS_PER_SEC)
-#define FORCE_PER_DAY		20
-#define FORCE_GAP_USECS		(30 * USECS_PER_SEC)
 
 static SuTokenSlot *slots = NULL;
 static LWLock *slots_lock = NULL;
@@ -98,7 +97,7 @@ slot_fresh(SuTokenSlot *s, TimestampTz now)
 
 	if (s == NULL || s->token[0] == '\0')
 		return false;
-	margin = Min(TOKEN_MARGIN_USECS, (s->expires_at - s->fetched_at) / 2);
+	margin = Min(SU_TOKEN_MARGIN_USECS, (s->expires_at - s->fetched_at) / 2);
 	return now < s->expires_at - margin;
 }
 
@@ -248,8 +247,8 @@ take_force(const char *appid)
 			s->force_day = su_beijing_day(now);
 			s->force_count = 0;
 		}
-		if (s->force_count < FORCE_PER_DAY &&
-			now - s->last_force >= FORCE_GAP_USECS)
+		if (s->force_count < SU_FORCE_PER_DAY &&
+			now - s->last_force >= SU_FORCE_GAP_USECS)
 		{
 			s->force_count++;
 			s->last_force = now;
@@ -281,10 +280,8 @@ fetch_failed(const char *appid)
 	lock_slots(LW_EXCLUSIVE);
 	if ((s = find_slot(appid, true)) != NULL)
 	{
-		int			shift = Min(s->failures, 8);
-
+		s->retry_at = now + su_retry_token_backoff_usecs(s->failures);
 		s->failures++;
-		s->retry_at = now + Min((int64) USECS_PER_SEC << shift, 300 * USECS_PER_SEC);
 	}
 	unlock_slots();
 }

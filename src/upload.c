@@ -14,19 +14,15 @@
 
 #include <json-c/json.h>
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "utils/array.h"
-#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
-#include "audit.h"
-#include "http_sync.h"
 #include "payload.h"
 #include "queue.h"
+#include "retry.h"
 #include "shipping.h"
 #include "common.h"
 #include "settings.h"
@@ -34,9 +30,8 @@
 #include "upload.h"
 #include "validate.h"
 #include "validate_shipping.h"
-
-/* utils/builtins.h cannot be included next to json-c (see payload.h) */
-extern Datum jsonb_in(PG_FUNCTION_ARGS);
+#include "spi_util.h"
+#include "text_clean.h"
 
 typedef struct FirstViolation
 {
@@ -103,7 +98,7 @@ check_payload(SuUpload *u, json_object *payload, TimestampTz upload_time,
 		u->errmsg = psprintf("the order's text is over %d bytes, the most a body may hold; "
 							 "it was not built in full nor sent",
 							 SU_MAX_BODY_BYTES);
-		u->cls = su_classify_errcode(u->errcode);
+		u->cls = su_retry_classify(u->errcode);
 		return false;
 	}
 	u->body = su_json_text(payload, &u->body_len);
@@ -127,7 +122,7 @@ check_payload(SuUpload *u, json_object *payload, TimestampTz upload_time,
 		u->errcode = v.errcode;
 		u->errmsg = v.errmsg;
 		u->field = v.field;
-		u->cls = su_classify_errcode(v.errcode);
+		u->cls = su_retry_classify(v.errcode);
 		return false;
 	}
 	return appid_known(u);
@@ -166,89 +161,8 @@ su_upload_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 	MemoryContextSwitchTo(caller);
 }
 
-/* the tables a kind's body is read from, in the order they are locked */
-static int
-kind_tables(SuKind kind, const char *const **tables)
-{
-	static const char *const order_tables[] = {"orders", "sub_orders", "items"};
-	static const char *const verify_tables[] = {"orders"};
-	static const char *const shipping_tables[] = {"orders", "items", "shippings",
-	"shipments", "shipment_items"};
-
-	switch (kind)
-	{
-		case SU_KIND_ORDER:
-			break;
-		case SU_KIND_VERIFY:
-			*tables = verify_tables;
-			return lengthof(verify_tables);
-		case SU_KIND_SHIPPING:
-			*tables = shipping_tables;
-			return lengthof(shipping_tables);
-	}
-	*tables = order_tables;
-	return lengthof(order_tables);
-}
-
-bool
-su_lock_kind_tables(SuKind kind, bool wait, const char **blocker)
-{
-	const char *const *tables;
-	int			n = kind_tables(kind, &tables);
-	Oid			nsp = get_namespace_oid(SU_SCHEMA, true);
-
-	if (!OidIsValid(nsp))
-		return true;			/* the statements will say what is wrong */
-	for (int i = 0; i < n; i++)
-	{
-		Oid			rel = get_relname_relid(tables[i], nsp);
-
-		if (!OidIsValid(rel))
-			continue;
-		if (wait)
-			LockRelationOid(rel, AccessShareLock);
-		else if (!ConditionalLockRelationOid(rel, AccessShareLock))
-		{
-			*blocker = tables[i];
-			return false;
-		}
-	}
-	return true;
-}
-
-const char *
-su_kind_name(SuKind kind)
-{
-	switch (kind)
-	{
-		case SU_KIND_ORDER:
-			return "order";
-		case SU_KIND_VERIFY:
-			return "verify";
-		case SU_KIND_SHIPPING:
-			return "shipping";
-	}
-	return "order";
-}
-
-/* the API path of each kind of call */
-static const char *
-kind_path(SuKind kind)
-{
-	switch (kind)
-	{
-		case SU_KIND_ORDER:
-			break;
-		case SU_KIND_VERIFY:
-			return "/user-order/shoppinginfo/verify";
-		case SU_KIND_SHIPPING:
-			return "/user-order/orders/shippings";
-	}
-	return "/user-order/orders";
-}
-
 void
-su_upload_request(SuUpload *u, const char *token)
+su_upload_request(SuUpload *u, const char *path, const char *token)
 {
 	char	   *escaped = su_http_escape(token);
 
@@ -259,7 +173,7 @@ su_upload_request(SuUpload *u, const char *token)
 	u->token = pstrdup(token);
 	memset(&u->req, 0, sizeof(SuHttpRequest));
 	u->req.url = psprintf("%s%s?access_token=%s",
-						  su_api_base(), kind_path(u->kind), escaped);
+						  su_api_base(), path, escaped);
 	free(escaped);
 	u->req.body = u->body;
 	u->req.body_len = u->body_len;
@@ -312,9 +226,9 @@ su_upload_conclude(SuUpload *u)
 			u->errmsg = json_object_object_get_ex(answer, "errmsg", &v) &&
 				!json_object_is_type(v, json_type_null) ?
 				su_clean_text_capped(json_object_get_string(v)) : NULL;
-			u->cls = su_classify_errcode(u->errcode);
+			u->cls = su_retry_classify(u->errcode);
 			/* a verify's verdict, kept verbatim (a string, or the JSON text) */
-			if (u->kind == SU_KIND_VERIFY && u->errcode == WX_ERR_OK &&
+			if (u->keep_result && u->errcode == WX_ERR_OK &&
 				json_object_object_get_ex(answer, "verify_result", &v) &&
 				!json_object_is_type(v, json_type_null))
 				u->verify_result = su_clean_text_capped(json_object_get_string(v));
@@ -335,13 +249,9 @@ su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
 	u->sent = false;
 	u->errcode = errcode;
 	u->errmsg = su_clean_text_capped(errmsg);
-	if (errcode == WX_ERR_SYSTEM_BUSY)
-	{
+	u->cls = su_retry_token_failure_class(errcode);
+	if (u->cls == SU_CLASS_RETRY)
 		u->transport_error = u->errmsg;
-		u->cls = SU_CLASS_RETRY;
-	}
-	else
-		u->cls = SU_CLASS_CONFIG;	/* a secret or an appid is wrong */
 }
 
 /* ---------------------------------------------------------------------
@@ -349,12 +259,25 @@ su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg)
  * ---------------------------------------------------------------------
  */
 
+/* the columns of su_verify_prepare()'s statement */
+enum
+{
+	Anum_verify_order_id = 1,
+	Anum_verify_order_number_type,
+	Anum_verify_transaction_id,
+	Anum_verify_mchid,
+	Anum_verify_out_trade_no,
+	Anum_verify_openid,
+	Anum_verify_appid,
+	Anum_verify_uploaded_key
+};
+
 /* the first rule a verify body breaks (its fields are the order's), or 0 */
 static int
 verify_violation(HeapTuple tup, TupleDesc desc, const char **field)
 {
 	bool		isnull;
-	Datum		type = SPI_getbinval(tup, desc, 2, &isnull);
+	Datum		type = SPI_getbinval(tup, desc, Anum_verify_order_number_type, &isnull);
 
 	*field = "order_key.order_number_type";
 	if (isnull || (DatumGetInt32(type) != 1 && DatumGetInt32(type) != 2))
@@ -362,30 +285,31 @@ verify_violation(HeapTuple tup, TupleDesc desc, const char **field)
 	if (DatumGetInt32(type) == 2)
 	{
 		*field = "order_key.transaction_id";
-		SPI_getbinval(tup, desc, 3, &isnull);
+		SPI_getbinval(tup, desc, Anum_verify_transaction_id, &isnull);
 		if (isnull)
 			return WX_ERR_TRANSACTION_ID_MISSING;
 	}
 	else
 	{
 		*field = "order_key.mchid";
-		SPI_getbinval(tup, desc, 4, &isnull);
+		SPI_getbinval(tup, desc, Anum_verify_mchid, &isnull);
 		if (isnull)
 			return WX_ERR_MCHID_MISSING;
 		*field = "order_key.out_trade_no";
-		SPI_getbinval(tup, desc, 5, &isnull);
+		SPI_getbinval(tup, desc, Anum_verify_out_trade_no, &isnull);
 		if (isnull)
 			return WX_ERR_OUT_TRADE_NO_MISSING;
 	}
 	*field = "payer.openid";
-	SPI_getbinval(tup, desc, 6, &isnull);
+	SPI_getbinval(tup, desc, Anum_verify_openid, &isnull);
 	if (isnull)
 		return WX_ERR_PAYER_OPENID_MISSING;
 	return 0;
 }
 
 void
-su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
+su_verify_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+				  MemoryContext *cxts, bool *ok)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {INT8ARRAYOID};
@@ -394,9 +318,11 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 	MemoryContext caller = CurrentMemoryContext;
 	SPITupleTable *tt;
 
+	(void) upload_times;		/* a verify body has none */
 	for (int i = 0; i < n; i++)
 	{
 		ids[i] = Int64GetDatum(us[i]->order_id);
+		us[i]->keep_result = true;
 		us[i]->gone = true;
 		us[i]->sent = false;
 		us[i]->cls = SU_CLASS_OK;
@@ -406,9 +332,7 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 	su_kept_plan(&plan,
 				 "SELECT o.order_id, o.order_number_type, o.transaction_id,"
 				 " o.mchid, o.out_trade_no, o.openid, o.appid,"
-				 " (SELECT CAST(st.uploaded_key AS pg_catalog.text)"
-				 "  FROM " SU_SCHEMA ".order_state st"
-				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id)"
+				 " " SU_SQL_ORDER_UPLOADED_KEY("o")
 				 " FROM pg_catalog.unnest($1) AS k(order_id), LATERAL"
 				 " (SELECT * FROM " SU_SCHEMA ".orders o"
 				 "  WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o",
@@ -421,7 +345,8 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 	{
 		HeapTuple	tup = tt->vals[r];
 		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
+		int64		id = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc,
+													 Anum_verify_order_id, &isnull));
 
 		for (int i = 0; i < n; i++)
 		{
@@ -445,10 +370,10 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 				u->errcode = WX_ERR_POST_DATA_TOO_LONG;
 				u->errmsg = psprintf("the order's key and payer are over %d bytes, the most a body may hold; "
 									 "the verify was not built nor sent", SU_MAX_BODY_BYTES);
-				u->cls = su_classify_errcode(u->errcode);
+				u->cls = su_retry_classify(u->errcode);
 				break;
 			}
-			u->appid = SPI_getvalue(tup, tt->tupdesc, 7);
+			u->appid = SPI_getvalue(tup, tt->tupdesc, Anum_verify_appid);
 			if (u->appid == NULL && su_appid != NULL && su_appid[0] != '\0')
 				u->appid = pstrdup(su_appid);
 
@@ -458,7 +383,7 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 			 * changed since, whose upload failed, is not what WeChat has).
 			 * An upload accepted before 1.2 kept none: the order's own.
 			 */
-			u->body = SPI_getvalue(tup, tt->tupdesc, 8);
+			u->body = SPI_getvalue(tup, tt->tupdesc, Anum_verify_uploaded_key);
 			if (u->body != NULL)
 			{
 				u->body_len = strlen(u->body);
@@ -467,10 +392,11 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 			}
 			root = json_object_new_object();
 			su_json_track(root);
-			su_add_order_key(root, tup, tt->tupdesc, 2);
+			/* order_number_type and the three key columns that follow it */
+			su_add_order_key(root, tup, tt->tupdesc, Anum_verify_order_number_type);
 			payer = json_object_new_object();
 			json_object_object_add(root, "payer", payer);
-			openid = SPI_getvalue(tup, tt->tupdesc, 6);
+			openid = SPI_getvalue(tup, tt->tupdesc, Anum_verify_openid);
 			if (openid)
 				json_object_object_add(payer, "openid", json_object_new_string(openid));
 			u->payload = root;
@@ -480,7 +406,7 @@ su_verify_prepare(int n, SuUpload **us, MemoryContext *cxts, bool *ok)
 				u->field = pstrdup(field);
 				u->errmsg = psprintf("the order's %s is missing or invalid: it cannot be verified",
 									 field);
-				u->cls = su_classify_errcode(u->errcode);
+				u->cls = su_retry_classify(u->errcode);
 			}
 			else
 				ok[i] = appid_known(u);
@@ -532,7 +458,7 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 			u->errcode = WX_ERR_POST_DATA_TOO_LONG;
 			u->errmsg = psprintf("the shipping information's text is over %d bytes, the most a body may hold; "
 								 "it was not built nor sent", SU_MAX_BODY_BYTES);
-			u->cls = su_classify_errcode(u->errcode);
+			u->cls = su_retry_classify(u->errcode);
 			continue;
 		}
 		if (!accepted)
@@ -557,133 +483,10 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 			u->errcode = v.errcode;
 			u->errmsg = v.errmsg;
 			u->field = v.field;
-			u->cls = su_classify_errcode(v.errcode);
+			u->cls = su_retry_classify(v.errcode);
 		}
 		else
 			ok[i] = appid_known(u);
 	}
 	MemoryContextSwitchTo(caller);
-}
-
-
-/* ---------------------------------------------------------------------
- * Calls by hand, in three steps (sync_call.c runs them in a background
- * worker of its own): prepare in a transaction, send with none open, record
- * in a transaction.  No transaction is open while the request waits for
- * WeChat: a writer of the order never waits for it at its commit.
- * ---------------------------------------------------------------------
- */
-
-bool
-su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	TimestampTz upload_time = 0;
-	bool		prepared = false;
-	bool		recorded;
-
-	memset(u, 0, sizeof(SuUpload));
-	u->via = "sql";
-	u->kind = kind;
-	u->order_id = order_id;
-	/*
-	 * The body tables first, as the worker's claim takes them, waiting: a
-	 * TRUNCATE of one of them, whose trigger queues every state row at
-	 * commit, is waited for instead of deadlocking with a call that holds a
-	 * state row and then waits to read the table.
-	 */
-	(void) su_lock_kind_tables(kind, true, NULL);
-	switch (kind)
-	{
-		case SU_KIND_ORDER:
-			upload_time = su_queue_begin(order_id, &u->version, &u->attempt);
-			su_upload_prepare(1, &u, &upload_time, &cxt, &prepared);
-			break;
-		case SU_KIND_VERIFY:
-			su_verify_begin(order_id, &u->version, &u->attempt);
-			su_verify_prepare(1, &u, &cxt, &prepared);
-			break;
-		case SU_KIND_SHIPPING:
-			upload_time = su_shipping_begin(order_id, &u->version, &u->attempt);
-			su_shipping_prepare(1, &u, &upload_time, &cxt, &prepared);
-			if (u->deferred)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("order " INT64_FORMAT " has not been uploaded yet", order_id),
-						 errdetail("Its current version was written after the check: WeChat does not have it yet."),
-						 errhint("Try again once the order is uploaded.")));
-			break;
-	}
-	MemoryContextSwitchTo(cxt);
-	if (!prepared && u->gone)
-		su_order_missing(order_id);
-	if (!prepared)
-	{
-		/* refused before sending: audited and recorded at once */
-		su_audit_insert(&u, 1);
-		(void) su_queue_record(&u, 1, &recorded, NULL);
-		MemoryContextSwitchTo(cxt);
-		if (kind != SU_KIND_VERIFY)
-			su_queue_wake_at_commit(kind);
-		return false;
-	}
-	su_credentials_load(u->appid, creds);
-	return true;
-}
-
-bool
-su_call_send(SuUpload *u, const SuCredentials *creds, int round)
-{
-	SuTokenResult tok;
-
-	if (round > 0)
-	{
-		/* a second attempt, audited on its own, with a fresh token */
-		u->attempt++;
-		u->errmsg = u->transport_error = u->verify_result = NULL;
-		u->http_status = 0;
-		u->cls = SU_CLASS_OK;
-	}
-	if (!su_token_get(creds, &tok))
-	{
-		su_upload_token_failed(u, tok.errcode, tok.errmsg);
-		return true;
-	}
-	su_upload_request(u, tok.token);
-	su_http_perform(&u->req);
-	su_upload_conclude(u);
-	return u->cls != SU_CLASS_REFRESH_TOKEN || round > 0;
-}
-
-void
-su_call_record(SuUpload *u, bool final)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-
-	su_audit_insert(&u, 1);
-	MemoryContextSwitchTo(cxt);
-	if (final)
-		su_call_record_state(u);
-}
-
-void
-su_call_record_state(SuUpload *u)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	bool		recorded;
-	TimestampTz earliest[SU_KINDS] = {0};
-
-	/* writers hold the state row a moment at their commit: waited for */
-	su_queue_lock_state(u->kind, u->order_id);
-	(void) su_queue_record(&u, 1, &recorded, earliest);
-	MemoryContextSwitchTo(cxt);
-
-	/*
-	 * A retry, a hold, a version written while the request was in flight,
-	 * the verify and the waiting shipping information of an accepted upload
-	 * are the worker's to plan: it learns of them at commit.
-	 */
-	for (int kind = 0; kind < SU_KINDS; kind++)
-		if (earliest[kind] != 0)
-			su_queue_wake_at_commit((SuKind) kind);
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * validate.c
- *		Every rule of spec/uploadShoppingInfo.md, checked before an upload.
+ *		Every rule of uploadShoppingInfo (docs/upload-api.md), checked before an upload.
  *
  * Each violation is reported as WeChat's errcode, the JSON path of the
  * offending value and a plain English message that starts with that path.

@@ -2,7 +2,7 @@
  *
  * validate.h
  *		Checks an uploadShoppingInfo payload against every rule of
- *		spec/uploadShoppingInfo.md, naming WeChat's errcode for each
+ *		docs/upload-api.md, naming WeChat's errcode for each
  *		violation.
  *
  * Pure: no I/O, no globals, no PostgreSQL headers; only libc and json-c.

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * validate_shipping.c
- *		Every rule of /user-order/orders/shippings (spec/siblings.md,
- *		"Upload shipping information"), checked before an upload.
+ *		Every rule of /user-order/orders/shippings (docs/upload-api.md,
+ *		section 8), checked before an upload.
  *
  * As validate.c: each violation is reported as WeChat's errcode, the JSON
  * path of the offending value and a plain English message that starts with

@@ -2,7 +2,7 @@
  *
  * validate_shipping.h
  *		Checks the body of /user-order/orders/shippings (upload shipping
- *		information) against every rule of spec/siblings.md, naming
+ *		information) against every rule of docs/upload-api.md (section 8), naming
  *		WeChat's errcode for each violation.
  *
  * Pure: no I/O, no globals, no PostgreSQL headers; only libc and json-c.

@@ -1,17 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		The launcher and the upload worker.
- *
- * The launcher (a static background worker, connected to no database)
- * starts the worker when shopping_upload.database_name exists and restarts
- * it when it stops; it waits quietly while the database does not exist.
+ *		The upload worker: claims due rows of every kind of call, sends
+ *		them, records the answers (launcher.c starts it).
  *
  * The worker's loop is a round of named steps:
- *   claim    due orders, in a short transaction (FOR UPDATE SKIP LOCKED, with
- *            a lease); build and validate them there, from one snapshot
- *            taken after the claim.  At everyday rates the same transaction
- *            first records the answers of the round before;
+ *   claim    due rows of each kind (kinds.c, in its table's order), in a
+ *            short transaction (FOR UPDATE SKIP LOCKED, with a lease); build
+ *            and validate them there, from one snapshot taken after the
+ *            claim.  At everyday rates the same transaction first records
+ *            the answers of the round before;
  *   send     what the in-flight cap and the rate limits allow (libcurl
  *            multi, keep-alive), with no transaction open;
  *   collect  the finished requests;
@@ -19,13 +17,15 @@
  *            a transaction of their own, skipping state rows others hold;
  *   trim     the audit rows past retention, within a time budget;
  *   wait     on the latch (committing transactions that queued an order set
- *            it), libcurl's sockets (left out while answers wait for the next
- *            claim), and the earliest of the next retry, the next claim and
- *            libcurl's timer.
+ *            it, wake.c), libcurl's sockets (left out while answers wait for
+ *            the next claim), and the earliest of the next retry, the next
+ *            claim and libcurl's timer.
  * An error ends the round the way autovacuum recovers: the transaction is
  * aborted, and every answer already received is kept and recorded later.
  * A worker that dies leaves its orders "uploading" until their lease runs
  * out; the next worker takes them again at once: delivery is at-least-once.
+ * When to try again, and for how long an appid is held, is retry.c's
+ * decision; apps.c keeps the holds and the rate buckets.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,15 +33,7 @@
 
 #include <setjmp.h>
 
-#include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/relscan.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_database.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
 #include "libpq/pqsignal.h"
@@ -51,187 +43,38 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
-#include "utils/resowner.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "apps.h"
 #include "audit.h"
+#include "extversion.h"
 #include "http.h"
+#include "kinds.h"
+#include "mono.h"
 #include "queue.h"
-#include "common.h"
+#include "retry.h"
 #include "settings.h"
-#include "worker.h"
+#include "shared.h"
 #include "token.h"
 #include "upload.h"
-
-PGDLLEXPORT void su_launcher_main(Datum arg);
+#include "wake.h"
+#include "worker.h"
 
 StaticAssertDecl(SU_KINDS == lengthof(((SuShared *) NULL)->claim_wait),
 				 "one claim_wait per kind");
 PGDLLEXPORT void su_worker_main(Datum arg);
 
-#define CLAIM_MAX			500
-#define CLOCK_STEP_USECS	(1 * USECS_PER_SEC)	/* a wall-clock step seen */
-#define AUDIT_TRIM_BATCH	1000
-#define AUDIT_TRIM_BUDGET_MS 20		/* per round, while behind */
-#define RECORD_RETRY_MS		20	/* answers whose state row was held */
+#define CLAIM_MAX			500 /* rows a claim takes at most */
+#define AUDIT_TRIM_BATCH	1000	/* audit rows deleted by one statement */
 #define RECORD_BATCH		64	/* answers recorded in one transaction */
-#define ERROR_PAUSE_MS		1000	/* after an error */
-#define LOCKED_RETRY_MS		100 /* a due order another transaction holds */
-#define NEXT_DUE_READ_MS	250 /* least time between two reads of next due
-								 * times while claims keep taking orders */
-
-/* the worker's latch, published for the backends that wake it */
-static void
-publish_worker(int code, Datum arg)
-{
-	bool		on = DatumGetBool(arg);
-
-	(void) code;
-	SpinLockAcquire(&su_shared->mutex);
-	su_shared->worker_latch = on ? MyLatch : NULL;
-	su_shared->worker_pid = on ? MyProcPid : 0;
-	su_shared->worker_dboid = on ? MyDatabaseId : InvalidOid;
-	SpinLockRelease(&su_shared->mutex);
-}
-
-/* ---------------------------------------------------------------------
- * The launcher
- * ---------------------------------------------------------------------
- */
-
-void
-su_register_launcher(void)
-{
-	BackgroundWorker w;
-
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = 5;
-	snprintf(w.bgw_library_name, BGW_MAXLEN, "shopping_upload");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "su_launcher_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "shopping_upload launcher");
-	snprintf(w.bgw_type, BGW_MAXLEN, "shopping_upload launcher");
-	RegisterBackgroundWorker(&w);
-}
-
-/* scans pg_database as the autovacuum launcher does: no database needed */
-static bool
-database_exists(void)
-{
-	bool		exists = false;
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	(void) GetTransactionSnapshot();
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = table_beginscan_catalog(rel, 0, NULL);
-	while (!exists && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
-
-		exists = strcmp(NameStr(db->datname), su_database_name) == 0 &&
-			db->datconnlimit != -2; /* -2: being dropped */
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-	return exists;
-}
-
-static BackgroundWorkerHandle *
-start_worker(void)
-{
-	BackgroundWorker w;
-	BackgroundWorkerHandle *handle;
-
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = BGW_NEVER_RESTART; /* the launcher restarts it */
-	snprintf(w.bgw_library_name, BGW_MAXLEN, "shopping_upload");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "su_worker_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "shopping_upload worker");
-	snprintf(w.bgw_type, BGW_MAXLEN, "shopping_upload worker");
-	w.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&w, &handle))
-		return NULL;
-	return handle;
-}
-
-void
-su_launcher_main(Datum arg)
-{
-	BackgroundWorkerHandle *handle = NULL;
-	TimestampTz next_start = 0;
-	bool		said_missing = false;
-
-	(void) arg;
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-	su_shared->launcher_pid = MyProcPid;
-
-	for (;;)
-	{
-		TimestampTz now = GetCurrentTimestamp();
-		pid_t		pid;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ShutdownRequestPending)
-			break;
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		if (handle && GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
-		{
-			pfree(handle);
-			handle = NULL;
-			next_start = TimestampTzPlusMilliseconds(now, 1000);
-		}
-		if (handle == NULL && now >= next_start &&
-			now - su_shared->drop_requested_at > 10 * USECS_PER_SEC)
-		{
-			if (database_exists())
-			{
-				said_missing = false;
-				handle = start_worker();
-				if (handle == NULL)
-					next_start = TimestampTzPlusMilliseconds(now, 5000);
-			}
-			else if (!said_missing)
-			{
-				ereport(LOG,
-						(errmsg("shopping_upload launcher: database \"%s\" does not exist; waiting for it",
-								su_database_name),
-						 errhint("Set shopping_upload.database_name to the database that holds the orders.")));
-				said_missing = true;
-			}
-		}
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 handle ? 10000 : 1000, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
-	if (handle)
-		TerminateBackgroundWorker(handle);
-	proc_exit(0);
-}
 
 /* ---------------------------------------------------------------------
  * The worker's state
@@ -246,85 +89,64 @@ typedef struct Flight
 	bool		attempted;		/* false: released without an attempt */
 } Flight;
 
-/*
- * What the worker keeps of an appid: its rate bucket and its hold.  Only an
- * appid whose request got a token has one (its credentials are the
- * administrator's): orders of made-up appids, which any writer can write,
- * take no entry, and cannot push a held appid out.
- */
-typedef struct AppState
+/* the flights: every claimed row, from its claim until its answer is recorded */
+static struct
 {
-	char		appid[SU_APPID_LEN];	/* hash key */
-	double		tokens;			/* rate limiter bucket */
-	TimestampTz refilled_at;	/* monotonic */
-	TimestampTz held_until;		/* 45009, permission errors (wall clock) */
-	SuErrClass	held_cls;
-	int			held_errcode;
-	char		held_errmsg[256];
-} AppState;
+	MemoryContext cxt;			/* one child context per flight */
+	dlist_head	claiming;		/* in the claim transaction */
+	dlist_head	ready;			/* claimed, not sent */
+	dlist_head	inflight;		/* sent */
+	dlist_head	done;			/* to record */
+	Flight	   *in_hand;		/* off every list, being sent or concluded */
+	int			n_ready;
+	int			n_inflight;
+}			fleet = {
+	.claiming = DLIST_STATIC_INIT(fleet.claiming),
+	.ready = DLIST_STATIC_INIT(fleet.ready),
+	.inflight = DLIST_STATIC_INIT(fleet.inflight),
+	.done = DLIST_STATIC_INIT(fleet.done),
+};
 
-static SuHttpClient *client;
-static WaitEventSet *wait_set;	/* the latch and libcurl's sockets */
-static WaitEventSet *latch_set; /* the latch alone: answers wait */
-static MemoryContext flights_cxt;	/* one child context per flight */
-static MemoryContext round_cxt;		/* reset at every round */
+/* the rounds' schedule, on the monotonic clock (mono.h) */
+static struct
+{
+	MemoryContext cxt;			/* reset at every round */
+	bool		claim_wanted[SU_KINDS]; /* may hold due rows */
+	bool		backlog;		/* the last claim took all it asked for */
+	bool		rate_limited;	/* a ready order waits for its rate */
+	bool		extension_ready;	/* checked since the last error */
+	bool		failed;			/* the last round ended in an error */
+	TimestampTz last_claim;		/* when the last claim ran */
+	TimestampTz next_due[SU_KINDS]; /* earliest planned attempt, 0: none */
+	TimestampTz kind_held_until[SU_KINDS];	/* a body table was locked */
+	TimestampTz next_record;	/* held answers: when to try again */
+	TimestampTz done_since;		/* when the done list was found non-empty */
+	TimestampTz next_trim;		/* next deletion of old audit rows */
+	TimestampTz next_look;		/* next look at every kind, whatever */
+	TimestampTz next_due_read;	/* when su_queue_next_due() last ran */
+}			sched;
 
-static dlist_head claiming = DLIST_STATIC_INIT(claiming);	/* in the claim txn */
-static dlist_head ready = DLIST_STATIC_INIT(ready); /* claimed, not sent */
-static dlist_head inflight = DLIST_STATIC_INIT(inflight);	/* sent */
-static dlist_head done = DLIST_STATIC_INIT(done);	/* to record */
-static Flight *in_hand = NULL;	/* off every list, being sent or concluded */
-static int	n_ready = 0;
-static int	n_inflight = 0;
+/* the wall clock, as the worker watches it for steps back */
+static struct
+{
+	TimestampTz offset;			/* wall clock minus monotonic clock */
+	int64		stepped_back;	/* usecs it went back, not acted on yet */
+}			wall;
 
-static bool claim_wanted[SU_KINDS] = {true, true, true};	/* may hold due rows */
-static bool backlog = false;	/* the last claim took all it asked for */
-static bool rate_limited = false;	/* a ready order waits for its rate */
-static bool extension_ready = false;	/* checked since the last error */
-static TimestampTz last_claim = 0;	/* when the last claim ran */
-static TimestampTz next_due[SU_KINDS];	/* earliest planned attempt, 0: none */
-static TimestampTz next_record = 0; /* held answers: when to try again */
-static TimestampTz done_since = 0;	/* when the done list was found non-empty */
-static TimestampTz next_trim = 0;	/* next deletion of old audit rows */
-static TimestampTz next_look = 0;	/* next look at every kind, whatever */
-static TimestampTz next_due_read = 0;	/* when su_queue_next_due() last ran */
-static TimestampTz kind_held_until[SU_KINDS];	/* a body table was locked */
-static bool round_failed = false;	/* the last round ended in an error */
-static HTAB *apps = NULL;		/* AppState by appid */
-static uint32 holds_seen = 0;	/* su_shared->holds_released, as last acted on */
-static TimestampTz clock_offset = 0;	/* wall clock minus monotonic clock */
-static int64 clock_stepped_back = 0;	/* usecs the wall clock went back */
+/* what the worker waits on */
+static struct
+{
+	SuHttpClient *client;
+	WaitEventSet *wait_set;		/* the latch and libcurl's sockets */
+	WaitEventSet *latch_set;	/* the latch alone: answers wait */
+}			io;
 
 /* ---------------------------------------------------------------------
  * Flights
  * ---------------------------------------------------------------------
  */
 
-/*
- * The worker's own schedule (claims, records, trims, rate buckets) runs on
- * the monotonic clock, in microseconds: a step of the wall clock, either
- * way, neither stops nor floods it.  Times planned in the database (a retry,
- * a verify) are wall-clock times, turned into this clock when read.
- */
 static void want_all(void);
-
-static TimestampTz
-mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (TimestampTz) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000;
-}
-
-/* a wall-clock time planned in the database, on the monotonic clock */
-static TimestampTz
-wall_to_mono(TimestampTz wall)
-{
-	if (wall == 0)
-		return 0;
-	return mono_now() + (wall - GetCurrentTimestamp());
-}
 
 /*
  * Notes a step back of the wall clock (more than a second): the rows queued
@@ -334,101 +156,27 @@ wall_to_mono(TimestampTz wall)
 static void
 watch_clock(void)
 {
-	TimestampTz offset = GetCurrentTimestamp() - mono_now();
+	TimestampTz offset = GetCurrentTimestamp() - su_mono_now();
 
-	if (clock_offset != 0 && offset < clock_offset - CLOCK_STEP_USECS)
+	if (wall.offset != 0 && offset < wall.offset - SU_CLOCK_STEP_USECS)
 	{
-		clock_stepped_back += clock_offset - offset;
+		wall.stepped_back += wall.offset - offset;
 		want_all();				/* the next round claims, and brings them forward */
 		ereport(LOG,
 				(errmsg("shopping_upload worker: the wall clock went back %.1f s; what was planned before it is brought forward by as much",
-						(double) (clock_offset - offset) / USECS_PER_SEC)));
+						(double) (wall.offset - offset) / USECS_PER_SEC)));
 	}
-	clock_offset = offset;
-}
-
-/* the appid's entry, or NULL */
-static AppState *
-app_find(const char *appid)
-{
-	char		key[SU_APPID_LEN];
-
-	if (apps == NULL || appid == NULL || strlen(appid) >= SU_APPID_LEN)
-		return NULL;
-	memset(key, 0, sizeof(key));
-	strlcpy(key, appid, sizeof(key));
-	return hash_search(apps, key, HASH_FIND, NULL);
-}
-
-/* the entry of an appid whose request got a token, made if need be */
-static AppState *
-app_state(const char *appid)
-{
-	char		key[SU_APPID_LEN];
-	AppState   *app;
-	bool		found;
-
-	if (apps == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = SU_APPID_LEN;
-		ctl.entrysize = sizeof(AppState);
-		ctl.hcxt = TopMemoryContext;
-		apps = hash_create("shopping_upload appids", 64, &ctl,
-						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	memset(key, 0, sizeof(key));
-	strlcpy(key, appid, sizeof(key));
-	app = hash_search(apps, key, HASH_ENTER, &found);
-	if (!found)
-	{
-		app->tokens = 0;
-		app->refilled_at = 0;
-		app->held_until = 0;
-		app->held_cls = SU_CLASS_OK;
-		app->held_errcode = 0;
-		app->held_errmsg[0] = '\0';
-	}
-	return app;
-}
-
-/*
- * requeue() of held orders ends every hold on purpose: the worker drops its
- * holds when a transaction that did so commits.
- */
-static void
-take_hold_releases(void)
-{
-	uint32		released = pg_atomic_read_u32(&su_shared->holds_released);
-	HASH_SEQ_STATUS seq;
-	AppState   *app;
-
-	if (released == holds_seen)
-		return;
-	holds_seen = released;
-	if (apps == NULL)
-		return;
-	hash_seq_init(&seq, apps);
-	while ((app = hash_seq_search(&seq)) != NULL)
-		if (app->held_until != 0)
-		{
-			ereport(LOG,
-					(errmsg("shopping_upload worker: the hold of appid \"%s\" is ended by requeue()",
-							app->appid)));
-			app->held_until = 0;
-		}
+	wall.offset = offset;
 }
 
 static Flight *
 new_flight(void)
 {
-	MemoryContext cxt = AllocSetContextCreate(flights_cxt, "shopping_upload flight",
+	MemoryContext cxt = AllocSetContextCreate(fleet.cxt, "shopping_upload flight",
 											  ALLOCSET_SMALL_SIZES);
 	Flight	   *f = MemoryContextAllocZero(cxt, sizeof(Flight));
 
 	f->cxt = cxt;
-	f->u.via = "worker";
 	f->attempted = true;
 	return f;
 }
@@ -441,75 +189,13 @@ free_flight(Flight *f)
 
 /* the order's appid is held: release it without an attempt */
 static void
-release_held(Flight *f, AppState *app)
+release_held(Flight *f, const SuAppHold *hold)
 {
 	f->attempted = false;
-	f->u.cls = app->held_cls;
-	f->u.errcode = app->held_errcode;
-	f->u.errmsg = MemoryContextStrdup(f->cxt, app->held_errmsg);
-	dlist_push_tail(&done, &f->node);
-}
-
-/* 45009 or a permission error: hold the appid, and say so once */
-static void
-maybe_hold(SuUpload *u)
-{
-	AppState   *app;
-	TimestampTz until;
-	TimestampTz now = GetCurrentTimestamp();
-
-	/*
-	 * Only an appid whose request got a token is held as a whole: a failure
-	 * before any request (no credentials, a made-up appid) holds the order
-	 * alone, by its state.
-	 */
-	if (u->appid == NULL || u->token == NULL ||
-		(u->cls != SU_CLASS_QUOTA_DAY && u->cls != SU_CLASS_CONFIG))
-		return;
-	app = app_state(u->appid);
-	if (app->held_until > now)
-		return;
-	(void) su_queue_next_state(u, now, &until);
-	app->held_until = until;
-	app->held_cls = u->cls;
-	app->held_errcode = u->errcode;
-	snprintf(app->held_errmsg, sizeof(app->held_errmsg),
-			 "held: uploads of appid %s wait until %s after errcode %d",
-			 u->appid, timestamptz_to_str(until), u->errcode);
-	ereport(WARNING,
-			(errmsg("shopping_upload: uploads for appid \"%s\" are held until %s",
-					u->appid, timestamptz_to_str(until)),
-			 errdetail("WeChat answered errcode %d: %s", u->errcode,
-					   u->errmsg ? u->errmsg : "(no errmsg)"),
-			 errhint(u->cls == SU_CLASS_QUOTA_DAY ?
-					 "The daily quota is used up; uploads go on at midnight, Beijing time." :
-					 "Check the appid's permission for uploadShoppingInfo and its credentials.")));
-}
-
-/*
- * rate limiter: may one more request of this appid start now?  The clock is
- * read here, not taken from the top of the round: a claim between the two
- * would otherwise refill the bucket for time already spent, and let a second
- * full bucket go out in the same second.
- */
-static bool
-rate_take(AppState *app)
-{
-	TimestampTz now;
-
-	if (su_max_rate <= 0)
-		return true;
-	now = mono_now();
-	if (app->refilled_at == 0)
-		app->tokens = su_max_rate;
-	else
-		app->tokens = Min((double) su_max_rate,
-						  app->tokens + (now - app->refilled_at) * su_max_rate / 1e6);
-	app->refilled_at = now;
-	if (app->tokens < 1.0)
-		return false;
-	app->tokens -= 1.0;
-	return true;
+	f->u.cls = hold->cls;
+	f->u.errcode = hold->errcode;
+	f->u.errmsg = MemoryContextStrdup(f->cxt, hold->errmsg);
+	dlist_push_tail(&fleet.done, &f->node);
 }
 
 /* ---------------------------------------------------------------------
@@ -521,7 +207,7 @@ static MemoryContext txn_caller_cxt = NULL;
 
 static void want_all(void);
 static void worker_wait_on(WaitEventSet *set, long timeout_ms);
-static void take_queued_kinds(bool clear);
+static void take_queued(uint32 dues);
 static int	done_array(Flight ***flights, bool **recorded);
 static void record_flights(Flight **flights, int n, bool *recorded);
 static void records_committed(Flight **flights, int n, const bool *recorded,
@@ -560,7 +246,7 @@ commit_txn(void)
 static void
 worker_wait(long timeout_ms)
 {
-	worker_wait_on(wait_set, timeout_ms);
+	worker_wait_on(io.wait_set, timeout_ms);
 }
 
 /* a wait event set of the latch and the postmaster's death, room for size */
@@ -591,7 +277,7 @@ worker_wait_on(WaitEventSet *set, long timeout_ms)
 		if (events[i].events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
-			take_queued_kinds(false);
+			take_queued(su_wake_peek());
 		}
 }
 
@@ -603,7 +289,7 @@ reload_settings(void)
 		return;
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
-	next_trim = 0;				/* a new retention applies at once */
+	sched.next_trim = 0;				/* a new retention applies at once */
 	want_all();
 }
 
@@ -648,22 +334,19 @@ static void
 want_all(void)
 {
 	for (int kind = 0; kind < SU_KINDS; kind++)
-		claim_wanted[kind] = true;
+		sched.claim_wanted[kind] = true;
 }
 
 /*
- * The kinds that commits queued since the last claim are wanted; clear: the
- * claim that is about to look at them takes them.
+ * The kinds whose due columns commits queued since the last claim (bits
+ * 1 << SuDue, from wake.c) are wanted.
  */
 static void
-take_queued_kinds(bool clear)
+take_queued(uint32 dues)
 {
-	uint32		kinds = clear ? pg_atomic_exchange_u32(&su_shared->queued_kinds, 0) :
-		pg_atomic_read_u32(&su_shared->queued_kinds);
-
 	for (int kind = 0; kind < SU_KINDS; kind++)
-		if (kinds & (1 << kind))
-			claim_wanted[kind] = true;
+		if (dues & (1 << su_kind((SuKind) kind)->due))
+			sched.claim_wanted[kind] = true;
 }
 
 /*
@@ -673,9 +356,9 @@ take_queued_kinds(bool clear)
 static bool
 kind_due(int kind, TimestampTz now)
 {
-	if (now < kind_held_until[kind])
+	if (now < sched.kind_held_until[kind])
 		return false;
-	return claim_wanted[kind] || (next_due[kind] != 0 && now >= next_due[kind]);
+	return sched.claim_wanted[kind] || (sched.next_due[kind] != 0 && now >= sched.next_due[kind]);
 }
 
 static bool
@@ -691,7 +374,7 @@ any_due(TimestampTz now)
 static void
 forget_gone(SuUpload *u)
 {
-	su_queue_forget(u->order_id, u->kind == SU_KIND_SHIPPING);
+	su_queue_forget(u->order_id, su_kind(u->kind)->due);
 }
 
 /*
@@ -702,18 +385,14 @@ forget_gone(SuUpload *u)
 static int
 claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 {
+	const SuKindInfo *k = su_kind(kind);
 	SuClaim    *claims = palloc(sizeof(SuClaim) * max);
 	SuUpload  **uploads;
 	TimestampTz *times;
 	MemoryContext *cxts;
 	int			n;
 
-	if (kind == SU_KIND_ORDER)
-		*looked_at = n = su_queue_claim(max, claims);
-	else if (kind == SU_KIND_VERIFY)
-		*looked_at = n = su_verify_claim(max, claims);
-	else
-		n = su_shipping_claim(max, claims, looked_at);
+	n = k->claim(max, claims, looked_at);
 	uploads = palloc(sizeof(SuUpload *) * Max(n, 1));
 	times = palloc(sizeof(TimestampTz) * Max(n, 1));
 	cxts = palloc(sizeof(MemoryContext) * Max(n, 1));
@@ -721,7 +400,7 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 	{
 		Flight	   *f = flights[i] = new_flight();
 
-		dlist_push_tail(&claiming, &f->node);
+		dlist_push_tail(&fleet.claiming, &f->node);
 		f->u.order_id = claims[i].order_id;
 		f->u.kind = kind;
 		f->u.version = claims[i].version;
@@ -730,12 +409,8 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 		times[i] = claims[i].upload_time;
 		cxts[i] = f->cxt;
 	}
-	if (n > 0 && kind == SU_KIND_ORDER)
-		su_upload_prepare(n, uploads, times, cxts, ok);
-	else if (n > 0 && kind == SU_KIND_VERIFY)
-		su_verify_prepare(n, uploads, cxts, ok);
-	else if (n > 0)
-		su_shipping_prepare(n, uploads, times, cxts, ok);
+	if (n > 0)
+		k->prepare(n, uploads, times, cxts, ok);
 	for (int i = 0; i < n; i++)
 	{
 		Flight	   *f = flights[i];
@@ -750,7 +425,7 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 		else if (!ok[i] && f->u.deferred)
 			f->attempted = false;	/* no attempt: no audit row */
 		else if (!ok[i])
-			maybe_hold(&f->u);	/* refused before sending */
+			su_apps_maybe_hold(&f->u);	/* refused before sending */
 	}
 	return n;
 }
@@ -777,7 +452,6 @@ publish_wait(SuKind kind, const char *table, TimestampTz wall)
 static int
 claim(int max, TimestampTz now, bool *full)
 {
-	static const SuKind order[SU_KINDS] = {SU_KIND_ORDER, SU_KIND_SHIPPING, SU_KIND_VERIFY};
 	Flight	  **flights = palloc(sizeof(Flight *) * max);
 	bool	   *ok = palloc(sizeof(bool) * max);
 	int			total = 0;
@@ -794,13 +468,11 @@ claim(int max, TimestampTz now, bool *full)
 	 * the caller's context: SPI's, in the transaction, ends at its commit.
 	 * None after an error: a claim that keeps failing must not hold them.
 	 */
-	if (!backlog && !round_failed && !dlist_is_empty(&done) && now >= next_record)
+	if (!sched.backlog && !sched.failed && !dlist_is_empty(&fleet.done) && now >= sched.next_record)
 		n_rec = done_array(&rec, &rec_ok);
 
 	/* from now on a commit that queues wakes us (see su_wake_worker) */
-	pg_atomic_write_u32(&su_shared->wake_wanted, 1);
-	pg_memory_barrier();
-	take_queued_kinds(true);
+	take_queued(su_wake_expect());
 	begin_txn("claiming");
 
 	/*
@@ -828,10 +500,10 @@ claim(int max, TimestampTz now, bool *full)
 		PG_END_TRY();
 	}
 	/* after a step back of the wall clock: what was planned before it */
-	if (clock_stepped_back > 0)
+	if (wall.stepped_back > 0)
 	{
-		su_queue_clock_stepped_back(clock_stepped_back);
-		clock_stepped_back = 0;
+		su_queue_clock_stepped_back(wall.stepped_back);
+		wall.stepped_back = 0;
 		want_all();
 	}
 
@@ -845,7 +517,7 @@ claim(int max, TimestampTz now, bool *full)
 	*full = false;
 	for (int k = 0; k < SU_KINDS; k++)
 	{
-		SuKind		kind = order[k];
+		SuKind		kind = (SuKind) k;	/* the table's order */
 		int			looked_at;
 		int			n;
 
@@ -863,29 +535,29 @@ claim(int max, TimestampTz now, bool *full)
 		 * otherwise deadlock with a claim that holds some of those rows and
 		 * then waits to read the table; and an ALTER TABLE, a VACUUM FULL or
 		 * a writer's LOCK TABLE would stall the worker's rounds, recording
-		 * included.  The kind is tried again LOCKED_RETRY_MS later, and
+		 * included.  The kind is tried again SU_LOCKED_RETRY_MS later, and
 		 * claim_waits() says why it waits.
 		 */
 		if (!su_lock_kind_tables(kind, false, &blocker))
 		{
-			kind_held_until[kind] = TimestampTzPlusMilliseconds(now, LOCKED_RETRY_MS);
+			sched.kind_held_until[kind] = TimestampTzPlusMilliseconds(now, SU_LOCKED_RETRY_MS);
 			publish_wait(kind, blocker, GetCurrentTimestamp());
 			continue;
 		}
-		if (kind_held_until[kind] != 0)
+		if (sched.kind_held_until[kind] != 0)
 		{
-			kind_held_until[kind] = 0;
+			sched.kind_held_until[kind] = 0;
 			publish_wait(kind, NULL, 0);
 		}
 		n = claim_kind(kind, max - total, &looked_at, flights + total, ok + total);
-		claim_wanted[kind] = (looked_at == max - total);
-		if (claim_wanted[kind])
+		sched.claim_wanted[kind] = (looked_at == max - total);
+		if (sched.claim_wanted[kind])
 			*full = true;
 		else
 			short_claim = true;
 		total += n;
 	}
-	if (short_claim && total > 0 && now < next_due_read + NEXT_DUE_READ_MS * (int64) 1000)
+	if (short_claim && total > 0 && now < sched.next_due_read + SU_NEXT_DUE_READ_MS * (int64) 1000)
 	{
 		/*
 		 * Orders keep coming (this claim took some): the queue's next due
@@ -893,38 +565,38 @@ claim(int max, TimestampTz now, bool *full)
 		 * are read next, or earlier for a retry recorded meanwhile; commits
 		 * that queue wake us anyway.  A statement less in most rounds.
 		 */
-		TimestampTz later = next_due_read + NEXT_DUE_READ_MS * (int64) 1000;
+		TimestampTz later = sched.next_due_read + SU_NEXT_DUE_READ_MS * (int64) 1000;
 
 		for (int kind = 0; kind < SU_KINDS; kind++)
-			if (was_due[kind] && !claim_wanted[kind] &&
-				(next_due[kind] <= now || next_due[kind] > later))
-				next_due[kind] = later;
+			if (was_due[kind] && !sched.claim_wanted[kind] &&
+				(sched.next_due[kind] <= now || sched.next_due[kind] > later))
+				sched.next_due[kind] = later;
 	}
 	else if (short_claim)
 	{
-		TimestampTz due[SU_KINDS];
+		TimestampTz due[SU_DUES];
 
 		su_queue_next_due(due);
-		next_due_read = now;
+		sched.next_due_read = now;
 		for (int kind = 0; kind < SU_KINDS; kind++)
 		{
-			if (!was_due[kind] || claim_wanted[kind])
+			if (!was_due[kind] || sched.claim_wanted[kind])
 				continue;
-			next_due[kind] = wall_to_mono(due[kind]);
+			sched.next_due[kind] = su_wall_to_mono(due[su_kind((SuKind) kind)->due]);
 
 			/*
 			 * A due row the claim skipped is held by another transaction
 			 * (one that called upload_shopping_info(), say): look again in a
 			 * while, not at every claim_interval.
 			 */
-			if (next_due[kind] != 0 && next_due[kind] <= now)
-				next_due[kind] = TimestampTzPlusMilliseconds(now, LOCKED_RETRY_MS);
+			if (sched.next_due[kind] != 0 && sched.next_due[kind] <= now)
+				sched.next_due[kind] = TimestampTzPlusMilliseconds(now, SU_LOCKED_RETRY_MS);
 		}
 	}
 	commit_txn();
 	if (n_rec > 0)
 		records_committed(rec, n_rec, rec_ok, now);
-	round_failed = false;
+	sched.failed = false;
 
 	/* only now are the claims ours */
 	for (int i = 0; i < total; i++)
@@ -936,11 +608,11 @@ claim(int max, TimestampTz now, bool *full)
 		dlist_delete(&f->node);
 		if (ok[i])
 		{
-			dlist_push_tail(&ready, &f->node);
-			n_ready++;
+			dlist_push_tail(&fleet.ready, &f->node);
+			fleet.n_ready++;
 		}
 		else
-			dlist_push_tail(&done, &f->node);
+			dlist_push_tail(&fleet.done, &f->node);
 	}
 	return total;
 }
@@ -948,7 +620,7 @@ claim(int max, TimestampTz now, bool *full)
 static void
 step_claim(TimestampTz now)
 {
-	int			room = su_max_inflight - n_inflight - n_ready;
+	int			room = su_max_inflight - fleet.n_inflight - fleet.n_ready;
 	int			want;
 	bool		full;
 
@@ -961,18 +633,18 @@ step_claim(TimestampTz now)
 	 * orders committed one at a time travel in batches, a claim and a record
 	 * transaction for several (the first after a quiet spell goes at once).
 	 */
-	if (backlog)
+	if (sched.backlog)
 	{
-		if (room < Max(1, su_max_inflight / 4) && n_inflight + n_ready > 0)
+		if (room < Max(1, su_max_inflight / 4) && fleet.n_inflight + fleet.n_ready > 0)
 			return;
 	}
-	else if (now - last_claim < su_claim_interval_ms * (int64) 1000)
+	else if (now - sched.last_claim < su_claim_interval_ms * (int64) 1000)
 		return;
 	want = Min(room, CLAIM_MAX);
-	last_claim = now;
+	sched.last_claim = now;
 	(void) claim(want, now, &full);
 	/* a full claim of a few, when little room was left, is no backlog */
-	backlog = (full && want >= Max(1, su_max_inflight / 4));
+	sched.backlog = (full && want >= Max(1, su_max_inflight / 4));
 }
 
 /* a token for the appid, fetching one (with its credentials) if needed */
@@ -1004,58 +676,57 @@ step_send(TimestampTz now)
 {
 	dlist_mutable_iter iter;
 
-	TimestampTz wall = GetCurrentTimestamp();	/* holds are wall-clock times */
+	TimestampTz wall_now = GetCurrentTimestamp();	/* holds are wall-clock times */
 
 	(void) now;
-	rate_limited = false;
-	dlist_foreach_modify(iter, &ready)
+	sched.rate_limited = false;
+	dlist_foreach_modify(iter, &fleet.ready)
 	{
 		Flight	   *f = dlist_container(Flight, node, iter.cur);
-		AppState   *app = app_find(f->u.appid);
+		SuAppHold	hold;
 		char	   *token;
 		MemoryContext old;
 
-		if (n_inflight >= su_max_inflight)
+		if (fleet.n_inflight >= su_max_inflight)
 			break;
-		if (app && app->held_until > wall)
+		if (su_apps_held(f->u.appid, wall_now, &hold))
 		{
 			dlist_delete(&f->node);
-			n_ready--;
-			release_held(f, app);
+			fleet.n_ready--;
+			release_held(f, &hold);
 			continue;
 		}
-		if (app && !rate_take(app))
+		if (!su_apps_rate_take(f->u.appid))
 		{
-			rate_limited = true;
+			sched.rate_limited = true;
 			continue;
 		}
 		dlist_delete(&f->node);
-		n_ready--;
-		in_hand = f;
+		fleet.n_ready--;
+		fleet.in_hand = f;
 		if (!worker_token(f, &token))
 		{
-			maybe_hold(&f->u);
-			in_hand = NULL;
-			dlist_push_tail(&done, &f->node);
+			su_apps_maybe_hold(&f->u);
+			fleet.in_hand = NULL;
+			dlist_push_tail(&fleet.done, &f->node);
 			continue;
 		}
 		/* the first request of an appid with credentials: its entry */
-		if (app == NULL)
-			(void) rate_take(app_state(f->u.appid));
+		su_apps_first_request(f->u.appid);
 		old = MemoryContextSwitchTo(f->cxt);
-		su_upload_request(&f->u, token);
+		su_upload_request(&f->u, su_kind(f->u.kind)->path, token);
 		f->u.req.user = f;
-		if (su_http_start(client, &f->u.req))
+		if (su_http_start(io.client, &f->u.req))
 		{
-			dlist_push_tail(&inflight, &f->node);
-			n_inflight++;
+			dlist_push_tail(&fleet.inflight, &f->node);
+			fleet.n_inflight++;
 		}
 		else
 		{
 			su_upload_conclude(&f->u);
-			dlist_push_tail(&done, &f->node);
+			dlist_push_tail(&fleet.done, &f->node);
 		}
-		in_hand = NULL;
+		fleet.in_hand = NULL;
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -1066,22 +737,22 @@ step_collect(void)
 {
 	SuHttpRequest *req;
 
-	if (n_inflight == 0)
+	if (fleet.n_inflight == 0)
 		return;
-	su_http_drive(client);
-	while ((req = su_http_next_done(client)) != NULL)
+	su_http_drive(io.client);
+	while ((req = su_http_next_done(io.client)) != NULL)
 	{
 		Flight	   *f = req->user;
 		MemoryContext old = MemoryContextSwitchTo(f->cxt);
 
 		dlist_delete(&f->node);
-		n_inflight--;
-		in_hand = f;
+		fleet.n_inflight--;
+		fleet.in_hand = f;
 		su_upload_conclude(&f->u);
-		maybe_hold(&f->u);
-		in_hand = NULL;
+		su_apps_maybe_hold(&f->u);
+		fleet.in_hand = NULL;
 		MemoryContextSwitchTo(old);
-		dlist_push_tail(&done, &f->node);
+		dlist_push_tail(&fleet.done, &f->node);
 	}
 }
 
@@ -1094,7 +765,7 @@ record_flights(Flight **flights, int n, bool *recorded)
 	int		   *pos = palloc(sizeof(int) * n);
 	SuUpload  **attempted = palloc(sizeof(SuUpload *) * n);
 	int			n_attempted = 0;
-	TimestampTz earliest[SU_KINDS] = {0};
+	TimestampTz earliest[SU_DUES] = {0};
 
 	/* each kind's states in one statement */
 	for (int kind = 0; kind < SU_KINDS; kind++)
@@ -1109,13 +780,17 @@ record_flights(Flight **flights, int n, bool *recorded)
 			}
 		if (m == 0)
 			continue;
-		(void) su_queue_record(group, m, group_recorded, earliest);
+		(void) su_kind((SuKind) kind)->record(group, m, group_recorded, earliest);
 		for (int j = 0; j < m; j++)
 			recorded[pos[j]] = group_recorded[j];
 	}
 	for (int kind = 0; kind < SU_KINDS; kind++)
-		if (earliest[kind] != 0)
-			su_earlier(&next_due[kind], wall_to_mono(earliest[kind]));
+	{
+		TimestampTz t = earliest[su_kind((SuKind) kind)->due];
+
+		if (t != 0)
+			su_earlier(&sched.next_due[kind], su_wall_to_mono(t));
+	}
 	for (int i = 0; i < n; i++)
 		if (recorded[i] && flights[i]->attempted)
 			attempted[n_attempted++] = &flights[i]->u;
@@ -1207,12 +882,12 @@ done_array(Flight ***flights, bool **recorded)
 	dlist_iter	iter;
 	int			n = 0;
 
-	dlist_foreach(iter, &done)
+	dlist_foreach(iter, &fleet.done)
 		n++;
 	*flights = palloc(sizeof(Flight *) * Max(n, 1));
 	*recorded = palloc0(sizeof(bool) * Max(n, 1));
 	n = 0;
-	dlist_foreach(iter, &done)
+	dlist_foreach(iter, &fleet.done)
 		(*flights)[n++] = dlist_container(Flight, node, iter.cur);
 	return n;
 }
@@ -1221,9 +896,9 @@ done_array(Flight ***flights, bool **recorded)
 static void
 records_committed(Flight **flights, int n, const bool *recorded, TimestampTz now)
 {
-	next_record = drop_recorded(flights, n, recorded) < n ?
-		TimestampTzPlusMilliseconds(now, RECORD_RETRY_MS) : 0;
-	done_since = 0;
+	sched.next_record = drop_recorded(flights, n, recorded) < n ?
+		TimestampTzPlusMilliseconds(now, SU_RECORD_RETRY_MS) : 0;
+	sched.done_since = 0;
 }
 
 /*
@@ -1261,9 +936,9 @@ step_record(TimestampTz now)
 	int			n = 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (dlist_is_empty(&done) || now < next_record)
+	if (dlist_is_empty(&fleet.done) || now < sched.next_record)
 		return;
-	dlist_foreach(iter, &done)
+	dlist_foreach(iter, &fleet.done)
 		n++;
 
 	/*
@@ -1274,10 +949,10 @@ step_record(TimestampTz now)
 	 * recorded at once: only they make room for the next claim.  After an
 	 * error they go at once, until a claim succeeds again.
 	 */
-	if (done_since == 0)
-		done_since = now;
-	if ((n_inflight > 0 || !backlog) && !round_failed && n < RECORD_BATCH &&
-		now - done_since < su_claim_interval_ms * (int64) 1000)
+	if (sched.done_since == 0)
+		sched.done_since = now;
+	if ((fleet.n_inflight > 0 || !sched.backlog) && !sched.failed && n < RECORD_BATCH &&
+		now - sched.done_since < su_claim_interval_ms * (int64) 1000)
 		return;
 	n = done_array(&flights, &recorded);
 
@@ -1307,56 +982,56 @@ step_trim(TimestampTz now)
 	bool		caught_up;
 	int64		deleted;
 
-	if (su_audit_retention_s <= 0 || now < next_trim)
+	if (su_audit_retention_s <= 0 || now < sched.next_trim)
 		return;
 	begin_txn("deleting old audit rows");
-	deleted = su_audit_trim(AUDIT_TRIM_BATCH, AUDIT_TRIM_BUDGET_MS, &caught_up);
+	deleted = su_audit_trim(AUDIT_TRIM_BATCH, SU_AUDIT_TRIM_BUDGET_MS, &caught_up);
 	commit_txn();
 	pg_atomic_fetch_add_u64(&su_shared->audit_deleted, (uint64) deleted);
-	next_trim = caught_up ? TimestampTzPlusMilliseconds(now, 60000) : now;
+	sched.next_trim = caught_up ? TimestampTzPlusMilliseconds(now, 60000) : now;
 }
 
 /* Waits until the next step has something to do. */
 static void
 step_wait(void)
 {
-	TimestampTz now = mono_now();
+	TimestampTz now = su_mono_now();
 	TimestampTz wake = TimestampTzPlusMilliseconds(now, 60000);
 	/* the next claim's time: claim_interval on (a held kind: not before) */
-	TimestampTz tick = last_claim + su_claim_interval_ms * (int64) 1000;
-	long		curl_ms = su_http_timeout(client);
+	TimestampTz tick = sched.last_claim + su_claim_interval_ms * (int64) 1000;
+	long		curl_ms = su_http_timeout(io.client);
 	long		timeout_ms;
 	bool		hold_answers;
 
-	if (backlog)
+	if (sched.backlog)
 	{
 		/* room is made by answers: libcurl's sockets wake us */
-		if (su_max_inflight - n_inflight - n_ready >= Max(1, su_max_inflight / 4) ||
-			n_inflight + n_ready == 0)
+		if (su_max_inflight - fleet.n_inflight - fleet.n_ready >= Max(1, su_max_inflight / 4) ||
+			fleet.n_inflight + fleet.n_ready == 0)
 			for (int kind = 0; kind < SU_KINDS; kind++)
-				if (claim_wanted[kind])
-					wake = Min(wake, Max(now, kind_held_until[kind]));
+				if (sched.claim_wanted[kind])
+					wake = Min(wake, Max(now, sched.kind_held_until[kind]));
 	}
-	else if (su_max_inflight - n_inflight - n_ready > 0)
+	else if (su_max_inflight - fleet.n_inflight - fleet.n_ready > 0)
 	{
 		for (int kind = 0; kind < SU_KINDS; kind++)
 		{
-			TimestampTz kind_tick = Max(tick, kind_held_until[kind]);
+			TimestampTz kind_tick = Max(tick, sched.kind_held_until[kind]);
 
-			if (claim_wanted[kind])
+			if (sched.claim_wanted[kind])
 				wake = Min(wake, kind_tick);
-			else if (next_due[kind] != 0)
-				wake = Min(wake, Max(next_due[kind], kind_tick));
+			else if (sched.next_due[kind] != 0)
+				wake = Min(wake, Max(sched.next_due[kind], kind_tick));
 		}
 	}
-	if (rate_limited)
+	if (sched.rate_limited)
 		wake = Min(wake, TimestampTzPlusMilliseconds(now, 5));
-	if (!dlist_is_empty(&done))
-		wake = Min(wake, Max(next_record,
-							 done_since + su_claim_interval_ms * (int64) 1000));
+	if (!dlist_is_empty(&fleet.done))
+		wake = Min(wake, Max(sched.next_record,
+							 sched.done_since + su_claim_interval_ms * (int64) 1000));
 	if (su_audit_retention_s > 0)
-		wake = Min(wake, next_trim);
-	wake = Min(wake, next_look);
+		wake = Min(wake, sched.next_trim);
+	wake = Min(wake, sched.next_look);
 
 	/*
 	 * At everyday rates the next claim's transaction records the answers:
@@ -1365,25 +1040,22 @@ step_wait(void)
 	 * that time, with no claim, each answer wakes us again.  Not while a
 	 * connection is being made: its handshakes need the sockets watched.
 	 */
-	hold_answers = !backlog && n_inflight > 0 && now < tick &&
-		su_http_connecting(client) == 0;
+	hold_answers = !sched.backlog && fleet.n_inflight > 0 && now < tick &&
+		su_http_connecting(io.client) == 0;
 	if (hold_answers)
 		wake = Min(wake, tick);
 	timeout_ms = wake <= now ? 0 : (long) ((wake - now + 999) / 1000);
 
-	/*
-	 * A claim is planned (the next one sets wake_wanted again before its
-	 * snapshot): commits meanwhile need not wake us.
-	 */
+	/* a claim is planned: commits meanwhile need not wake us (wake.c) */
 	for (int kind = 0; kind < SU_KINDS; kind++)
-		if (claim_wanted[kind])
+		if (sched.claim_wanted[kind])
 		{
-			pg_atomic_write_u32(&su_shared->wake_wanted, 0);
+			su_wake_planned();
 			break;
 		}
-	if (n_inflight > 0 && curl_ms >= 0)
+	if (fleet.n_inflight > 0 && curl_ms >= 0)
 		timeout_ms = Min(timeout_ms, curl_ms);
-	worker_wait_on(hold_answers ? latch_set : wait_set, timeout_ms);
+	worker_wait_on(hold_answers ? io.latch_set : io.wait_set, timeout_ms);
 }
 
 /* ---------------------------------------------------------------------
@@ -1395,23 +1067,23 @@ step_wait(void)
 static void
 drop_all(void)
 {
-	dlist_head *lists[] = {&claiming, &ready, &done};
+	dlist_head *lists[] = {&fleet.claiming, &fleet.ready, &fleet.done};
 
 	for (int l = 0; l < (int) lengthof(lists); l++)
 		while (!dlist_is_empty(lists[l]))
 			free_flight(dlist_container(Flight, node, dlist_pop_head_node(lists[l])));
-	while (!dlist_is_empty(&inflight))
+	while (!dlist_is_empty(&fleet.inflight))
 	{
-		Flight	   *f = dlist_container(Flight, node, dlist_pop_head_node(&inflight));
+		Flight	   *f = dlist_container(Flight, node, dlist_pop_head_node(&fleet.inflight));
 
-		su_http_cancel(client, &f->u.req);
+		su_http_cancel(io.client, &f->u.req);
 		free_flight(f);
 	}
-	if (in_hand)
-		free_flight(in_hand);
-	in_hand = NULL;
-	n_ready = 0;
-	n_inflight = 0;
+	if (fleet.in_hand)
+		free_flight(fleet.in_hand);
+	fleet.in_hand = NULL;
+	fleet.n_ready = 0;
+	fleet.n_inflight = 0;
 }
 
 /*
@@ -1428,7 +1100,7 @@ wait_for_extension(bool at_start)
 	if (!at_start && extension_matches(&version))
 	{
 		pfree(version);
-		extension_ready = true;
+		sched.extension_ready = true;
 		return;
 	}
 	if (!at_start)
@@ -1465,7 +1137,7 @@ wait_for_extension(bool at_start)
 	begin_txn("recovering");
 	su_queue_recover();
 	commit_txn();
-	extension_ready = true;
+	sched.extension_ready = true;
 	want_all();
 }
 
@@ -1478,15 +1150,15 @@ wait_for_extension(bool at_start)
 static void
 recover_flights(ErrorData *edata)
 {
-	while (!dlist_is_empty(&claiming))
-		free_flight(dlist_container(Flight, node, dlist_pop_head_node(&claiming)));
-	if (in_hand)
+	while (!dlist_is_empty(&fleet.claiming))
+		free_flight(dlist_container(Flight, node, dlist_pop_head_node(&fleet.claiming)));
+	if (fleet.in_hand)
 	{
-		SuUpload   *u = &in_hand->u;
-		MemoryContext old = MemoryContextSwitchTo(in_hand->cxt);
+		SuUpload   *u = &fleet.in_hand->u;
+		MemoryContext old = MemoryContextSwitchTo(fleet.in_hand->cxt);
 
 		if (u->req.easy)
-			su_http_cancel(client, &u->req);
+			su_http_cancel(io.client, &u->req);
 		u->sent = false;
 		u->errcode = WX_ERR_SYSTEM_BUSY;
 		u->errmsg = psprintf("the worker failed before an answer: %s",
@@ -1494,11 +1166,11 @@ recover_flights(ErrorData *edata)
 		MemoryContextSwitchTo(old);
 		u->transport_error = u->errmsg;
 		u->cls = SU_CLASS_RETRY;
-		dlist_push_tail(&done, &in_hand->node);
-		in_hand = NULL;
+		dlist_push_tail(&fleet.done, &fleet.in_hand->node);
+		fleet.in_hand = NULL;
 	}
 	want_all();
-	memset(next_due, 0, sizeof(next_due));
+	memset(sched.next_due, 0, sizeof(sched.next_due));
 }
 
 void
@@ -1532,20 +1204,19 @@ su_worker_main(Datum arg)
 	 */
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 
-	publish_worker(0, BoolGetDatum(true));
-	before_shmem_exit(publish_worker, BoolGetDatum(false));
+	su_wake_publish();
 
-	client = su_http_client();
-	if (client == NULL)
+	io.client = su_http_client();
+	if (io.client == NULL)
 		ereport(FATAL,
 				(errmsg("shopping_upload worker: could not initialize libcurl")));
-	flights_cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload flights",
+	fleet.cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload flights",
 										ALLOCSET_DEFAULT_SIZES);
-	round_cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload round",
+	sched.cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload round",
 									  ALLOCSET_DEFAULT_SIZES);
-	wait_set = latch_wait_set(3);
-	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, su_http_socket(client), NULL, NULL);
-	latch_set = latch_wait_set(2);
+	io.wait_set = latch_wait_set(3);
+	AddWaitEventToSet(io.wait_set, WL_SOCKET_READABLE, su_http_socket(io.client), NULL, NULL);
+	io.latch_set = latch_wait_set(2);
 
 	wait_for_extension(true);
 
@@ -1556,6 +1227,10 @@ su_worker_main(Datum arg)
 
 		HOLD_INTERRUPTS();
 		error_context_stack = NULL;
+
+		/* as autovacuum: no timeout of the failed statement stays armed */
+		disable_all_timeouts(false);
+		QueryCancelPending = false;
 		EmitErrorReport();
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -1564,8 +1239,8 @@ su_worker_main(Datum arg)
 		FlushErrorState();
 		recover_flights(edata);
 		FreeErrorData(edata);
-		extension_ready = false;
-		round_failed = true;	/* answers are recorded apart until a claim
+		sched.extension_ready = false;
+		sched.failed = true;	/* answers are recorded apart until a claim
 								 * succeeds */
 		RESUME_INTERRUPTS();
 
@@ -1574,7 +1249,7 @@ su_worker_main(Datum arg)
 		 * libcurl's sockets: an answer waiting in one would end the pause at
 		 * once.
 		 */
-		worker_wait_on(latch_set, ERROR_PAUSE_MS);
+		worker_wait_on(io.latch_set, SU_ERROR_PAUSE_MS);
 	}
 	PG_exception_stack = &local_sigjmp_buf;
 
@@ -1584,23 +1259,23 @@ su_worker_main(Datum arg)
 
 		CHECK_FOR_INTERRUPTS();
 		reload_settings();
-		if (!extension_ready)
+		if (!sched.extension_ready)
 			wait_for_extension(false);
-		MemoryContextReset(round_cxt);
-		MemoryContextSwitchTo(round_cxt);
+		MemoryContextReset(sched.cxt);
+		MemoryContextSwitchTo(sched.cxt);
 		watch_clock();
-		take_hold_releases();
-		now = mono_now();
+		su_apps_take_hold_releases();
+		now = su_mono_now();
 
 		/*
 		 * Once a minute every kind is looked at, whatever the worker knows:
 		 * rows made due by another hand than a queueing commit (a direct
 		 * UPDATE of the states, a clock that moved) are not left waiting.
 		 */
-		if (now >= next_look)
+		if (now >= sched.next_look)
 		{
 			want_all();
-			next_look = TimestampTzPlusMilliseconds(now, 60000);
+			sched.next_look = TimestampTzPlusMilliseconds(now, 60000);
 		}
 		step_claim(now);
 		step_send(now);

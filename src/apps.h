@@ -1,0 +1,46 @@
+/*-------------------------------------------------------------------------
+ *
+ * apps.h
+ *		What the worker keeps of each appid: its rate bucket and its hold.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SU_APPS_H
+#define SU_APPS_H
+
+#include "types.h"
+
+/* an appid's hold, as it releases the orders that wait for it */
+typedef struct SuAppHold
+{
+	SuErrClass	cls;
+	int			errcode;
+	const char *errmsg;			/* valid until the hold changes */
+} SuAppHold;
+
+/* Is the appid held at wall-clock time now?  Then *hold says why. */
+extern bool su_apps_held(const char *appid, TimestampTz now, SuAppHold *hold);
+
+/*
+ * The rate limiter: may one more request of this appid start now?  True
+ * for an appid that has no entry yet (see su_apps_first_request()).
+ */
+extern bool su_apps_rate_take(const char *appid);
+
+/*
+ * The first request of an appid whose credentials got a token: its entry
+ * is made, and the request taken from its bucket.
+ */
+extern void su_apps_first_request(const char *appid);
+
+/*
+ * After an attempt's answer: a 45009 or a permission error of an appid
+ * whose request got a token holds the appid (retry.c says until when), and
+ * says so once.
+ */
+extern void su_apps_maybe_hold(SuUpload *u);
+
+/* requeue() of held orders committed since the last look: every hold ends. */
+extern void su_apps_take_hold_releases(void);
+
+#endif							/* SU_APPS_H */

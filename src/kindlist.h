@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * kindlist.h
+ *		The kinds of WeChat call, one row each, in the order a claim takes
+ *		them (see kinds.c, which makes the table of them, and types.h, which
+ *		makes the SuKind enum).
+ *
+ * A new kind of call is a row here, plus its claim, begin, prepare and
+ * record functions (its builder, validator and SQL), and its value in the
+ * audit.kind CHECK of the SQL scripts.
+ *
+ * SU_KIND(symbol, name, function, path, due, tables,
+ *		   claim, begin, prepare, record)
+ *	symbol		its SuKind
+ *	name		audit.kind, and the name in log lines and claim_waits()
+ *	function	the SQL function that makes the call by hand
+ *	path		the API's path under api_base_url
+ *	due			the queue's due column of its rows (SuDue, queue.h)
+ *	tables		the tables its bodies are read from, in the order they are
+ *				locked (an array of kinds.c)
+ *	claim		claims due rows (SuClaimFn)
+ *	begin		starts a call by hand: leases or locks the row (SuBeginFn)
+ *	prepare		builds and validates the bodies of claimed rows (SuPrepareFn)
+ *	record		records the answers in the rows' states (SuRecordFn)
+ *
+ * No include guard: included once per expansion of SU_KIND.
+ *
+ *-------------------------------------------------------------------------
+ */
+
+/* uploadShoppingInfo: the order's shopping details */
+SU_KIND(SU_KIND_ORDER, "order", "upload_shopping_info",
+		"/user-order/orders", SU_DUE_ORDER, order_tables,
+		su_queue_claim, su_queue_begin, su_upload_prepare, su_queue_record)
+
+/* the shipping information of an order whose upload was accepted */
+SU_KIND(SU_KIND_SHIPPING, "shipping", "upload_shipping_info",
+		"/user-order/orders/shippings", SU_DUE_SHIPPING, shipping_tables,
+		su_shipping_claim, su_shipping_begin, su_shipping_prepare,
+		su_shipping_record)
+
+/* verify: did WeChat link the accepted upload to the payment? */
+SU_KIND(SU_KIND_VERIFY, "verify", "verify_shopping_info",
+		"/user-order/shoppinginfo/verify", SU_DUE_VERIFY, verify_tables,
+		su_verify_claim, su_verify_begin, su_verify_prepare, su_verify_record)
