@@ -73,9 +73,10 @@ include $(PGXS)
 # binary for both (one "N passed, N failed" line).
 UNIT_CFLAGS = -Wall -Wextra -Werror -O1 -Isrc -Itest/unit $(shell $(PKG_CONFIG) --cflags json-c)
 UNIT_SRCS = test/unit/test_validate.c test/unit/test_validate_shipping.c \
-	src/validate.c src/validate_shipping.c
+	test/unit/test_retry.c src/validate.c src/validate_shipping.c src/retry.c
 test/unit/test_validate: $(UNIT_SRCS) test/unit/unit.h src/validate.h \
-		src/validate_internal.h src/validate_shipping.h src/errcodes.h
+		src/validate_internal.h src/validate_shipping.h src/errcodes.h \
+		src/retry.h
 	$(CC) $(UNIT_CFLAGS) -o $@ $(UNIT_SRCS) \
 		$(shell $(PKG_CONFIG) --libs json-c)
 

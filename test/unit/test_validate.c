@@ -4,8 +4,9 @@
  *		Unit tests of validate.c (and errcodes.h), without PostgreSQL.
  *
  * Build and run from the repository's top directory: make unit-test.  The
- * binary holds test_validate_shipping.c's cases too (validate_shipping.c),
- * and prints one line "N passed, N failed" over both.
+ * binary holds test_validate_shipping.c's cases too (validate_shipping.c)
+ * and test_retry.c's (retry.c), and prints one line "N passed, N failed"
+ * over all of them.
  *
  * Each case starts from a valid payload (BASE) or its own JSON text, applies
  * patches (set or delete the value at a path) or a builder function, and
@@ -1233,6 +1234,7 @@ main(void)
 	run_classes();
 	run_null_callback();
 	run_shipping_tests();
+	run_retry_tests();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * unit.h
- *		What the unit tests of the validators share (test_validate.c
- *		defines it): expected and collected violations, patches of a JSON
- *		document, the counts of passed and failed cases.
+ *		What the unit tests of the validators and of the retry policy share
+ *		(test_validate.c defines it): expected and collected violations,
+ *		patches of a JSON document, the counts of passed and failed cases.
  *
  *-------------------------------------------------------------------------
  */
@@ -54,5 +54,8 @@ extern void print_got(const Got *got);
 
 /* test_validate_shipping.c */
 extern void run_shipping_tests(void);
+
+/* test_retry.c */
+extern void run_retry_tests(void);
 
 #endif							/* SU_UNIT_H */

@@ -1,0 +1,236 @@
+/*-------------------------------------------------------------------------
+ *
+ * retry.c
+ *		The retry policy: what each WeChat errcode means, the state an
+ *		answer leaves its order in and when it is tried again, the holds of
+ *		a whole appid, the verify schedule and the token endpoint's backoff.
+ *
+ * Pure: every function decides from its arguments alone.  No SPI, no I/O,
+ * no globals, no randomness (the jitter is the caller's draw), no
+ * PostgreSQL headers.  The unit tests are test/unit/test_retry.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errcodes.h"
+#include "retry.h"
+
+const char *
+su_retry_state_name(SuNextState state)
+{
+	switch (state)
+	{
+		case SU_NEXT_UPLOADED:
+			return "uploaded";
+		case SU_NEXT_RETRYING:
+			return "retrying";
+		case SU_NEXT_HELD:
+			return "held";
+		case SU_NEXT_REJECTED:
+			return "rejected";
+		case SU_NEXT_DEAD:
+			return "dead";
+	}
+	return "unknown";
+}
+
+SuErrClass
+su_retry_classify(int errcode)
+{
+	switch (errcode)
+	{
+		case WX_ERR_OK:
+			return SU_CLASS_OK;
+		case WX_ERR_SYSTEM_BUSY:
+			return SU_CLASS_RETRY;
+		case WX_ERR_INVALID_CREDENTIAL:
+		case WX_ERR_INVALID_ACCESS_TOKEN:
+		case WX_ERR_ACCESS_TOKEN_EXPIRED:
+			return SU_CLASS_REFRESH_TOKEN;
+		case WX_ERR_QUOTA_MINUTE:
+			return SU_CLASS_QUOTA_MINUTE;
+		case WX_ERR_QUOTA_DAY:
+			return SU_CLASS_QUOTA_DAY;
+		case WX_ERR_API_UNAUTHORIZED:
+		case WX_ERR_COMPONENT_UNAUTHORIZED:
+		case WX_ERR_NO_SHOPPING_PERMISSION:
+		case WX_ERR_APPID_NOT_MINI_PROGRAM:
+		case WX_ERR_INVALID_APPID:
+			return SU_CLASS_CONFIG;
+		case WX_ERR_INVALID_OPENID:
+		case WX_ERR_DATA_FORMAT:
+		case WX_ERR_EMPTY_POST_DATA:
+		case WX_ERR_POST_DATA_TOO_LONG:
+			return SU_CLASS_DATA;
+		default:
+			break;
+	}
+	if (errcode >= WX_ERR_DATA_RANGE_FIRST && errcode <= WX_ERR_DATA_RANGE_LAST)
+		return SU_CLASS_DATA;
+	return SU_CLASS_UNKNOWN;
+}
+
+const char *
+su_retry_class_name(SuErrClass cls)
+{
+	switch (cls)
+	{
+		case SU_CLASS_OK:
+			return "ok";
+		case SU_CLASS_RETRY:
+			return "retry";
+		case SU_CLASS_REFRESH_TOKEN:
+			return "refresh_token";
+		case SU_CLASS_QUOTA_MINUTE:
+			return "quota_minute";
+		case SU_CLASS_QUOTA_DAY:
+			return "quota_day";
+		case SU_CLASS_CONFIG:
+			return "config";
+		case SU_CLASS_DATA:
+			return "data";
+		case SU_CLASS_UNKNOWN:
+			break;
+	}
+	return "unknown";
+}
+
+SuErrClass
+su_retry_token_failure_class(int errcode)
+{
+	/* busy or unreachable: try again; otherwise a secret or an appid is wrong */
+	return errcode == WX_ERR_SYSTEM_BUSY ? SU_CLASS_RETRY : SU_CLASS_CONFIG;
+}
+
+/* exponential backoff with jitter: base * 2^(attempt-1), capped, times [0.5, 1) */
+int64_t
+su_retry_backoff_usecs(const SuRetryLimits *l, int attempt, double jitter)
+{
+	double		ms = l->retry_base_ms;
+
+	for (int i = 1; i < attempt && ms < l->retry_max_ms; i++)
+		ms *= 2;
+	if (ms > l->retry_max_ms)
+		ms = l->retry_max_ms;
+	ms *= 0.5 + jitter / 2;
+	return (int64_t) (ms * 1000);
+}
+
+/* the next midnight in Beijing (UTC+8) after now */
+static int64_t
+next_beijing_midnight(int64_t now)
+{
+	return ((now + SU_BEIJING_OFFSET_USECS) / SU_USECS_PER_DAY + 1) * SU_USECS_PER_DAY
+		- SU_BEIJING_OFFSET_USECS;
+}
+
+SuNextState
+su_retry_next(const SuRetryLimits *l, SuErrClass cls, int attempt,
+			  int64_t now, double jitter, int64_t *next)
+{
+	*next = 0;
+	switch (cls)
+	{
+		case SU_CLASS_OK:
+			return SU_NEXT_UPLOADED;
+		case SU_CLASS_RETRY:
+		case SU_CLASS_REFRESH_TOKEN:
+			if (attempt >= l->max_attempts)
+				return SU_NEXT_DEAD;
+			*next = now + (cls == SU_CLASS_RETRY ?
+						   su_retry_backoff_usecs(l, attempt, jitter) : 0);
+			return SU_NEXT_RETRYING;
+		case SU_CLASS_QUOTA_MINUTE:
+			*next = now + SU_QUOTA_MINUTE_WAIT_USECS;
+			return SU_NEXT_RETRYING;
+		case SU_CLASS_QUOTA_DAY:
+			*next = next_beijing_midnight(now);
+			return SU_NEXT_HELD;
+		case SU_CLASS_CONFIG:
+			*next = now + (int64_t) l->config_retry_s * SU_USECS_PER_SEC;
+			return SU_NEXT_HELD;
+		case SU_CLASS_DATA:
+		case SU_CLASS_UNKNOWN:
+			break;
+	}
+	return SU_NEXT_REJECTED;
+}
+
+/*
+ * Every failure of a verify is retried, with backoff, up to max_attempts: a
+ * verify changes nothing at WeChat, and its answer never decides the order's
+ * upload.
+ */
+int64_t
+su_retry_verify_next(const SuRetryLimits *l, SuErrClass cls, int attempt,
+					 int64_t now, double jitter)
+{
+	int64_t		next;
+
+	switch (cls)
+	{
+		case SU_CLASS_OK:
+			return 0;
+		case SU_CLASS_QUOTA_MINUTE:
+		case SU_CLASS_QUOTA_DAY:
+		case SU_CLASS_CONFIG:
+			/* as an upload would wait */
+			(void) su_retry_next(l, cls, attempt, now, jitter, &next);
+			return next;
+		case SU_CLASS_REFRESH_TOKEN:
+		case SU_CLASS_RETRY:
+		case SU_CLASS_DATA:
+		case SU_CLASS_UNKNOWN:
+			break;
+	}
+	if (attempt >= l->max_attempts)
+		return 0;
+	return now + (cls == SU_CLASS_REFRESH_TOKEN ? 0 :
+				  su_retry_backoff_usecs(l, attempt, jitter));
+}
+
+int64_t
+su_retry_verify_first(const SuRetryLimits *l, int64_t accepted)
+{
+	if (l->verify_delay_s <= 0)
+		return 0;
+	return accepted + (int64_t) l->verify_delay_s * SU_USECS_PER_SEC;
+}
+
+bool
+su_retry_holds_appid(SuErrClass cls)
+{
+	return cls == SU_CLASS_QUOTA_DAY || cls == SU_CLASS_CONFIG;
+}
+
+const char *
+su_retry_hold_hint(SuErrClass cls)
+{
+	switch (cls)
+	{
+		case SU_CLASS_QUOTA_DAY:
+			return "The daily quota is used up; uploads go on at midnight, Beijing time.";
+		case SU_CLASS_CONFIG:
+			return "Check the appid's permission for uploadShoppingInfo and its credentials.";
+		default:
+			break;
+	}
+	return NULL;
+}
+
+/* a fetch failed: the next waits 1 s, 2 s, 4 s ... */
+int64_t
+su_retry_token_backoff_usecs(int failures)
+{
+	int			shift = failures < SU_TOKEN_BACKOFF_SHIFT_MAX ?
+		failures : SU_TOKEN_BACKOFF_SHIFT_MAX;
+	int64_t		wait;
+
+	if (shift < 0)
+		shift = 0;				/* never today: failures start at 0 */
+	wait = SU_TOKEN_BACKOFF_USECS << shift;
+	return wait < SU_TOKEN_BACKOFF_MAX_USECS ? wait : SU_TOKEN_BACKOFF_MAX_USECS;
+}
