@@ -42,6 +42,12 @@ su_audit_insert(SuUpload **us, int n)
 	Datum		args[AUDIT_COLS];
 	bool		isnull;
 
+	/* the columns of the statement's RETURNING */
+	enum
+	{
+		Anum_audit_insert_audit_id = 1
+	};
+
 	if (n == 0)
 		return;
 	su_kept_plan(&plan,
@@ -98,7 +104,8 @@ su_audit_insert(SuUpload **us, int n)
 	/* INSERT ... SELECT returns its rows in the order they were inserted */
 	for (int i = 0; i < n; i++)
 		us[i]->audit_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													  SPI_tuptable->tupdesc, 1,
+													  SPI_tuptable->tupdesc,
+													  Anum_audit_insert_audit_id,
 													  &isnull));
 }
 

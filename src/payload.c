@@ -98,6 +98,108 @@ su_col_text(HeapTuple tup, TupleDesc desc, int col)
 static SPIPlanPtr order_plan = NULL;
 static SPIPlanPtr lines_plan = NULL;
 
+/*
+ * The two statements of su_build_payloads(), each with the enum of its
+ * columns: C reads them by these numbers (SPI's attnums, from 1), so a column
+ * added to a SELECT is added to its enum at the same place.
+ *
+ * One index lookup per order, whatever the statistics say: "= ANY ($1)"
+ * is planned as a scan of a large part of the tables until they have been
+ * analyzed; the OFFSET 0 fences keep the lookups apart, so that the plan
+ * stays good as the tables grow, and can be kept.  The order's version is
+ * read with its content, in the same snapshot: the version recorded for
+ * an upload is the one whose content was sent.
+ */
+
+/* the orders, one row each, sorted by order_id */
+#define ORDER_SQL \
+	"SELECT o.order_id, o.order_number_type, o.transaction_id," \
+	" o.mchid, o.out_trade_no, o.openid, o.logistics_type, o.appid," \
+	" (SELECT st.version FROM " SU_SCHEMA ".order_state st" \
+	"  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id)" \
+	" FROM pg_catalog.unnest($1) AS k(order_id), LATERAL" \
+	" (SELECT * FROM " SU_SCHEMA ".orders o" \
+	"  WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o" \
+	" ORDER BY k.order_id"
+enum
+{
+	Anum_order_order_id = 1,
+	Anum_order_order_number_type,
+	Anum_order_transaction_id,
+	Anum_order_mchid,
+	Anum_order_out_trade_no,
+	Anum_order_openid,
+	Anum_order_logistics_type,
+	Anum_order_appid,
+	Anum_order_version			/* order_state.version, NULL if none */
+};
+
+/* su_add_order_key() reads four columns in a row from order_number_type */
+StaticAssertDecl(Anum_order_transaction_id == Anum_order_order_number_type + 1 &&
+				 Anum_order_mchid == Anum_order_order_number_type + 2 &&
+				 Anum_order_out_trade_no == Anum_order_order_number_type + 3,
+				 "order key columns not in su_add_order_key()'s order");
+
+/*
+ * The sub-orders x items join, one row per item (a sub-order without items:
+ * one row, its item columns NULL), sorted by order, sub-order and item.  The
+ * links of the sub-order and of the item have the same column names in their
+ * tables: they are told apart with sub_ and item_.
+ */
+#define LINES_SQL \
+	"SELECT k.order_id, l.sub_order_no, l.merchant_order_no," \
+	" l.sub_link_type, l.sub_link_url, l.sub_link_appid, l.sub_link_path," \
+	" l.merchant_item_id, l.name, l.description, l.unit_price," \
+	" l.quantity, l.image_url," \
+	" l.item_link_type, l.item_link_url, l.item_link_appid, l.item_link_path," \
+	" l.item_no" \
+	" FROM pg_catalog.unnest($1) AS k(order_id), LATERAL" \
+	" (SELECT s.sub_order_no, s.merchant_order_no," \
+	"  s.link_type AS sub_link_type, s.link_url AS sub_link_url," \
+	"  s.link_appid AS sub_link_appid, s.link_path AS sub_link_path," \
+	"  i.merchant_item_id, i.name, i.description, i.unit_price," \
+	"  i.quantity, i.image_url," \
+	"  i.link_type AS item_link_type, i.link_url AS item_link_url," \
+	"  i.link_appid AS item_link_appid, i.link_path AS item_link_path," \
+	"  i.item_no" \
+	"  FROM " SU_SCHEMA ".sub_orders s" \
+	"  LEFT JOIN " SU_SCHEMA ".items i" \
+	"   ON i.order_id OPERATOR(pg_catalog.=) s.order_id" \
+	"   AND i.sub_order_no OPERATOR(pg_catalog.=) s.sub_order_no" \
+	"  WHERE s.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) l" \
+	" ORDER BY k.order_id, l.sub_order_no, l.item_no"
+enum
+{
+	Anum_lines_order_id = 1,
+	Anum_lines_sub_order_no,
+	Anum_lines_merchant_order_no,
+	Anum_lines_sub_link_type,
+	Anum_lines_sub_link_url,
+	Anum_lines_sub_link_appid,
+	Anum_lines_sub_link_path,
+	Anum_lines_merchant_item_id,
+	Anum_lines_name,
+	Anum_lines_description,
+	Anum_lines_unit_price,
+	Anum_lines_quantity,
+	Anum_lines_image_url,
+	Anum_lines_item_link_type,
+	Anum_lines_item_link_url,
+	Anum_lines_item_link_appid,
+	Anum_lines_item_link_path,
+	Anum_lines_item_no			/* NULL: a sub-order without items */
+};
+
+/* build_link() reads four columns in a row from a link's type */
+StaticAssertDecl(Anum_lines_sub_link_url == Anum_lines_sub_link_type + 1 &&
+				 Anum_lines_sub_link_appid == Anum_lines_sub_link_type + 2 &&
+				 Anum_lines_sub_link_path == Anum_lines_sub_link_type + 3,
+				 "sub-order link columns not in build_link()'s order");
+StaticAssertDecl(Anum_lines_item_link_url == Anum_lines_item_link_type + 1 &&
+				 Anum_lines_item_link_appid == Anum_lines_item_link_type + 2 &&
+				 Anum_lines_item_link_path == Anum_lines_item_link_type + 3,
+				 "item link columns not in build_link()'s order");
+
 /* adds a string member unless NULL (or, when optional, empty) */
 static void
 add_string(json_object *obj, const char *key, const char *value, bool optional)
@@ -248,14 +350,14 @@ build_order(HeapTuple tup, TupleDesc desc, TimestampTz upload_time, char **appid
 	json_object *payer = json_object_new_object();
 
 	su_json_track(root);
-	su_add_order_key(root, tup, desc, 2);
+	su_add_order_key(root, tup, desc, Anum_order_order_number_type);
 	json_object_object_add(root, "order_list", json_object_new_array());
-	add_string(payer, "openid", su_col_text(tup, desc, 6), false);
+	add_string(payer, "openid", su_col_text(tup, desc, Anum_order_openid), false);
 	json_object_object_add(root, "payer", payer);
-	add_int_col(root, "logistics_type", tup, desc, 7);
+	add_int_col(root, "logistics_type", tup, desc, Anum_order_logistics_type);
 	add_string(root, "upload_time", su_format_upload_time(upload_time), false);
 
-	*appid = su_col_text(tup, desc, 8);
+	*appid = su_col_text(tup, desc, Anum_order_appid);
 	if (*appid == NULL && su_appid != NULL && su_appid[0] != '\0')
 		*appid = pstrdup(su_appid);
 	return root;
@@ -268,33 +370,38 @@ build_line(json_object *root, BuildSlot *slot, HeapTuple tup, TupleDesc desc)
 	json_object *item;
 	json_object *link;
 	bool		isnull;
-	int			sub_no = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+	int			sub_no = DatumGetInt32(SPI_getbinval(tup, desc, Anum_lines_sub_order_no,
+													 &isnull));
 
 	/* a new sub-order when its number changes (rows come sorted) */
 	if (slot->items == NULL || sub_no != slot->sub_no)
 	{
 		json_object *sub = json_object_new_object();
 
-		add_string(sub, "merchant_order_no", su_col_text(tup, desc, 3), false);
-		if ((link = build_link(tup, desc, 4)) != NULL)
+		add_string(sub, "merchant_order_no",
+				   su_col_text(tup, desc, Anum_lines_merchant_order_no), false);
+		if ((link = build_link(tup, desc, Anum_lines_sub_link_type)) != NULL)
 			json_object_object_add(sub, "order_detail_jump_link", link);
 		slot->items = json_object_new_array();
 		slot->sub_no = sub_no;
 		json_object_object_add(sub, "item_list", slot->items);
 		json_object_array_add(json_object_object_get(root, "order_list"), sub);
 	}
-	SPI_getbinval(tup, desc, 18, &isnull);
+	SPI_getbinval(tup, desc, Anum_lines_item_no, &isnull);
 	if (isnull)
 		return;					/* a sub-order without items */
 
 	item = json_object_new_object();
-	add_string(item, "merchant_item_id", su_col_text(tup, desc, 8), false);
-	add_string(item, "name", su_col_text(tup, desc, 9), false);
-	add_string(item, "description", su_col_text(tup, desc, 10), true);
-	add_int_col(item, "unit_price", tup, desc, 11);
-	add_int_col(item, "quantity", tup, desc, 12);
-	json_object_object_add(item, "image_url", build_image_urls(tup, desc, 13));
-	if ((link = build_link(tup, desc, 14)) != NULL)
+	add_string(item, "merchant_item_id",
+			   su_col_text(tup, desc, Anum_lines_merchant_item_id), false);
+	add_string(item, "name", su_col_text(tup, desc, Anum_lines_name), false);
+	add_string(item, "description",
+			   su_col_text(tup, desc, Anum_lines_description), true);
+	add_int_col(item, "unit_price", tup, desc, Anum_lines_unit_price);
+	add_int_col(item, "quantity", tup, desc, Anum_lines_quantity);
+	json_object_object_add(item, "image_url",
+						   build_image_urls(tup, desc, Anum_lines_image_url));
+	if ((link = build_link(tup, desc, Anum_lines_item_link_type)) != NULL)
 		json_object_object_add(item, "item_detail_jump_link", link);
 	json_object_array_add(slot->items, item);
 }
@@ -312,38 +419,8 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 	SPITupleTable *tt;
 	int			k = 0;
 
-	/*
-	 * One index lookup per order, whatever the statistics say: "= ANY ($1)"
-	 * is planned as a scan of a large part of the tables until they have been
-	 * analyzed; the OFFSET 0 fences keep the lookups apart, so that the plan
-	 * stays good as the tables grow, and can be kept.  The order's version is
-	 * read with its content, in the same snapshot: the version recorded for
-	 * an upload is the one whose content was sent.
-	 */
-	su_kept_plan(&order_plan,
-				 "SELECT o.order_id, o.order_number_type, o.transaction_id,"
-				 " o.mchid, o.out_trade_no, o.openid, o.logistics_type, o.appid,"
-				 " (SELECT st.version FROM " SU_SCHEMA ".order_state st"
-				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id)"
-				 " FROM pg_catalog.unnest($1) AS k(order_id), LATERAL"
-				 " (SELECT * FROM " SU_SCHEMA ".orders o"
-				 "  WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o"
-				 " ORDER BY k.order_id",
-				 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
-	su_kept_plan(&lines_plan,
-				 "SELECT k.order_id, l.* FROM pg_catalog.unnest($1) AS k(order_id), LATERAL"
-				 " (SELECT s.sub_order_no, s.merchant_order_no,"
-				 "  s.link_type, s.link_url, s.link_appid, s.link_path,"
-				 "  i.merchant_item_id, i.name, i.description, i.unit_price,"
-				 "  i.quantity, i.image_url,"
-				 "  i.link_type, i.link_url, i.link_appid, i.link_path, i.item_no"
-				 "  FROM " SU_SCHEMA ".sub_orders s"
-				 "  LEFT JOIN " SU_SCHEMA ".items i"
-				 "   ON i.order_id OPERATOR(pg_catalog.=) s.order_id"
-				 "   AND i.sub_order_no OPERATOR(pg_catalog.=) s.sub_order_no"
-				 "  WHERE s.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) l"
-				 " ORDER BY k.order_id, l.sub_order_no, l.item_no",
-				 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	su_kept_plan(&order_plan, ORDER_SQL, 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	su_kept_plan(&lines_plan, LINES_SQL, 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	MemoryContextSwitchTo(caller);
 	for (int i = 0; i < n; i++)
@@ -378,7 +455,8 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc,
+													 Anum_order_order_id, &isnull));
 		BuildSlot  *slot = find_slot(slots, n, &k, id);
 		Datum		version;
 
@@ -393,9 +471,10 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 			/* what is sent nowhere, and audited: the order's place only */
 			out[slot->pos] = json_object_new_object();
 			su_json_track(out[slot->pos]);
-			appids[slot->pos] = su_col_text_capped(tt->vals[r], tt->tupdesc, 8);
+			appids[slot->pos] = su_col_text_capped(tt->vals[r], tt->tupdesc,
+												   Anum_order_appid);
 		}
-		version = SPI_getbinval(tt->vals[r], tt->tupdesc, 9, &isnull);
+		version = SPI_getbinval(tt->vals[r], tt->tupdesc, Anum_order_version, &isnull);
 		if (versions && !isnull)
 			versions[slot->pos] = DatumGetInt64(version);
 	}
@@ -409,7 +488,8 @@ su_build_payloads(int n, const int64 *order_ids, const TimestampTz *upload_times
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc,
+													 Anum_lines_order_id, &isnull));
 		BuildSlot  *slot = find_slot(slots, n, &k, id);
 
 		if (slot == NULL || out[slot->pos] == NULL ||
@@ -760,6 +840,17 @@ su_import_order(json_object *payload, const char *appid)
 		" logistics_type = EXCLUDED.logistics_type, updated_at = pg_catalog.now()" \
 		" RETURNING order_id, xmax OPERATOR(pg_catalog.<>) 0"
 
+	/*
+	 * The columns that the three statements below return: ORDER_UPDATE's
+	 * RETURNING for the two upserts, and insert_plan's "RETURNING order_id,
+	 * false" in the same order.
+	 */
+	enum
+	{
+		Anum_store_order_order_id = 1,
+		Anum_store_order_replaced	/* an existing order was updated */
+	};
+
 	if (payload == NULL || json_object_get_type(payload) != json_type_object)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -813,9 +904,11 @@ su_import_order(json_object *payload, const char *appid)
 		SPI_processed != 1)
 		elog(ERROR, "could not store the order");
 	order_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
+										   SPI_tuptable->tupdesc,
+										   Anum_store_order_order_id, &isnull));
 	replaced = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 2, &isnull));
+										  SPI_tuptable->tupdesc,
+										  Anum_store_order_replaced, &isnull));
 
 	if (replaced)
 	{

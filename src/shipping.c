@@ -119,6 +119,12 @@ su_find_order_by_key(json_object *payload, const char *appid, bool quiet,
 	char	   *desc;
 	bool		isnull;
 
+	/* the columns of both lookups below (find_merchant_plan, find_transaction_plan) */
+	enum
+	{
+		Anum_find_order_order_id = 1
+	};
+
 	if (payload == NULL || json_object_get_type(payload) != json_type_object)
 		return unusable_key(quiet, "the payload is not a JSON object");
 	key = member(payload, "order_key");
@@ -189,7 +195,8 @@ su_find_order_by_key(json_object *payload, const char *appid, bool quiet,
 		elog(ERROR, "could not look up the order of an order_key");
 	if (SPI_processed == 1)
 		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
+										   SPI_tuptable->tupdesc,
+										   Anum_find_order_order_id, &isnull));
 	if (!quiet)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -209,6 +216,12 @@ su_order_item_ids(int64 order_id, MemoryContext cxt, int *n)
 	char	  **ids;
 	int			k = 0;
 
+	/* the columns of item_ids_plan's SELECT */
+	enum
+	{
+		Anum_item_ids_merchant_item_id = 1
+	};
+
 	su_kept_plan(&item_ids_plan,
 				 "SELECT i.merchant_item_id FROM " SU_SCHEMA ".items i"
 				 " WHERE i.order_id OPERATOR(pg_catalog.=) $1"
@@ -219,7 +232,8 @@ su_order_item_ids(int64 order_id, MemoryContext cxt, int *n)
 	ids = MemoryContextAlloc(cxt, sizeof(char *) * (SPI_processed + 1));
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
-		char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+									 Anum_item_ids_merchant_item_id);
 
 		if (v != NULL)
 			ids[k++] = MemoryContextStrdup(cxt, v);
@@ -361,6 +375,71 @@ su_import_shipping(json_object *payload, const char *appid)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * The two statements of su_build_shipping_payload_ex(), each with the enum
+ * of its columns: C reads them by these numbers (SPI's attnums, from 1), so
+ * a column added to a SELECT is added to its enum at the same place.
+ */
+
+/* the order with its shippings row, if any; one row, or none */
+#define BUILD_ORDER_SQL \
+	"SELECT o.order_number_type, o.transaction_id, o.mchid," \
+	" o.out_trade_no, o.openid, s.order_id, s.delivery_mode, o.appid," \
+	" EXISTS (SELECT FROM " SU_SCHEMA ".order_state st" \
+	"  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id" \
+	"  AND st.state OPERATOR(pg_catalog.=) 'uploaded'" \
+	"  AND st.uploaded_version OPERATOR(pg_catalog.=) st.version)" \
+	" FROM " SU_SCHEMA ".orders o" \
+	" LEFT JOIN " SU_SCHEMA ".shippings s" \
+	"  ON s.order_id OPERATOR(pg_catalog.=) o.order_id" \
+	" WHERE o.order_id OPERATOR(pg_catalog.=) $1"
+enum
+{
+	Anum_build_order_order_number_type = 1,
+	Anum_build_order_transaction_id,
+	Anum_build_order_mchid,
+	Anum_build_order_out_trade_no,
+	Anum_build_order_openid,
+	Anum_build_order_shipping_order_id, /* s.order_id: NULL without shippings */
+	Anum_build_order_delivery_mode,
+	Anum_build_order_appid,
+	Anum_build_order_accepted	/* the EXISTS: its current version uploaded */
+};
+
+/* su_add_order_key() reads four columns in a row from order_number_type */
+StaticAssertDecl(Anum_build_order_transaction_id ==
+				 Anum_build_order_order_number_type + 1 &&
+				 Anum_build_order_mchid ==
+				 Anum_build_order_order_number_type + 2 &&
+				 Anum_build_order_out_trade_no ==
+				 Anum_build_order_order_number_type + 3,
+				 "order key columns not in su_add_order_key()'s order");
+
+/*
+ * The shipments x shipment_items join, one row per item (a shipment without
+ * items: one row, its item columns NULL), sorted by shipment and item.
+ */
+#define BUILD_SHIPMENTS_SQL \
+	"SELECT sh.shipment_no, sh.tracking_no, sh.express_company," \
+	" sh.consignor_contact, sh.receiver_contact," \
+	" i.merchant_item_id, i.item_no" \
+	" FROM " SU_SCHEMA ".shipments sh" \
+	" LEFT JOIN " SU_SCHEMA ".shipment_items i" \
+	"  ON i.order_id OPERATOR(pg_catalog.=) sh.order_id" \
+	"  AND i.shipment_no OPERATOR(pg_catalog.=) sh.shipment_no" \
+	" WHERE sh.order_id OPERATOR(pg_catalog.=) $1" \
+	" ORDER BY sh.shipment_no, i.item_no"
+enum
+{
+	Anum_build_shipments_shipment_no = 1,
+	Anum_build_shipments_tracking_no,
+	Anum_build_shipments_express_company,
+	Anum_build_shipments_consignor_contact,
+	Anum_build_shipments_receiver_contact,
+	Anum_build_shipments_merchant_item_id,
+	Anum_build_shipments_item_no	/* NULL: a shipment without items */
+};
+
 /* adds a text column as a string member unless NULL (or, when optional, empty) */
 static void
 add_text_col(json_object *obj, const char *key, HeapTuple tup, TupleDesc desc,
@@ -379,7 +458,9 @@ build_shipment_row(json_object *list, json_object **shipment, int *shipment_no,
 				   HeapTuple tup, TupleDesc desc)
 {
 	bool		isnull;
-	int			no = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	int			no = DatumGetInt32(SPI_getbinval(tup, desc,
+												 Anum_build_shipments_shipment_no,
+												 &isnull));
 	json_object *items;
 	json_object *item;
 
@@ -390,15 +471,19 @@ build_shipment_row(json_object *list, json_object **shipment, int *shipment_no,
 		*shipment = json_object_new_object();
 		*shipment_no = no;
 		json_object_array_add(list, *shipment);
-		add_text_col(*shipment, "tracking_no", tup, desc, 2, false);
-		add_text_col(*shipment, "express_company", tup, desc, 3, false);
+		add_text_col(*shipment, "tracking_no", tup, desc,
+					 Anum_build_shipments_tracking_no, false);
+		add_text_col(*shipment, "express_company", tup, desc,
+					 Anum_build_shipments_express_company, false);
 		json_object_object_add(*shipment, "contact", contact);
-		add_text_col(contact, "consignor_contact", tup, desc, 4, true);
-		add_text_col(contact, "receiver_contact", tup, desc, 5, true);
+		add_text_col(contact, "consignor_contact", tup, desc,
+					 Anum_build_shipments_consignor_contact, true);
+		add_text_col(contact, "receiver_contact", tup, desc,
+					 Anum_build_shipments_receiver_contact, true);
 		if (json_object_object_length(contact) == 0)
 			json_object_object_del(*shipment, "contact");
 	}
-	SPI_getbinval(tup, desc, 7, &isnull);
+	SPI_getbinval(tup, desc, Anum_build_shipments_item_no, &isnull);
 	if (isnull)
 		return;					/* a shipment without items */
 	if (!json_object_object_get_ex(*shipment, "item_list", &items))
@@ -408,7 +493,8 @@ build_shipment_row(json_object *list, json_object **shipment, int *shipment_no,
 	}
 	item = json_object_new_object();
 	json_object_array_add(items, item);
-	add_text_col(item, "merchant_item_id", tup, desc, 6, false);
+	add_text_col(item, "merchant_item_id", tup, desc,
+				 Anum_build_shipments_merchant_item_id, false);
 }
 
 json_object *
@@ -438,29 +524,8 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 	bool		isnull;
 	Datum		mode;
 
-	su_kept_plan(&build_order_plan,
-				 "SELECT o.order_number_type, o.transaction_id, o.mchid,"
-				 " o.out_trade_no, o.openid, s.order_id, s.delivery_mode, o.appid,"
-				 " EXISTS (SELECT FROM " SU_SCHEMA ".order_state st"
-				 "  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id"
-				 "  AND st.state OPERATOR(pg_catalog.=) 'uploaded'"
-				 "  AND st.uploaded_version OPERATOR(pg_catalog.=) st.version)"
-				 " FROM " SU_SCHEMA ".orders o"
-				 " LEFT JOIN " SU_SCHEMA ".shippings s"
-				 "  ON s.order_id OPERATOR(pg_catalog.=) o.order_id"
-				 " WHERE o.order_id OPERATOR(pg_catalog.=) $1",
-				 1, argtypes, 0);
-	su_kept_plan(&build_shipments_plan,
-				 "SELECT sh.shipment_no, sh.tracking_no, sh.express_company,"
-				 " sh.consignor_contact, sh.receiver_contact,"
-				 " i.merchant_item_id, i.item_no"
-				 " FROM " SU_SCHEMA ".shipments sh"
-				 " LEFT JOIN " SU_SCHEMA ".shipment_items i"
-				 "  ON i.order_id OPERATOR(pg_catalog.=) sh.order_id"
-				 "  AND i.shipment_no OPERATOR(pg_catalog.=) sh.shipment_no"
-				 " WHERE sh.order_id OPERATOR(pg_catalog.=) $1"
-				 " ORDER BY sh.shipment_no, i.item_no",
-				 1, argtypes, 0);
+	su_kept_plan(&build_order_plan, BUILD_ORDER_SQL, 1, argtypes, 0);
+	su_kept_plan(&build_shipments_plan, BUILD_SHIPMENTS_SQL, 1, argtypes, 0);
 
 	/*
 	 * Both queries read one snapshot, taken after whatever the caller wrote
@@ -481,7 +546,7 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 		su_order_missing(order_id);
 	tt = SPI_tuptable;
 	tup = tt->vals[0];
-	SPI_getbinval(tup, tt->tupdesc, 6, &isnull);
+	SPI_getbinval(tup, tt->tupdesc, Anum_build_order_shipping_order_id, &isnull);
 	if (isnull && quiet)
 	{
 		PopActiveSnapshot();
@@ -494,7 +559,8 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 				 errhint("Store it with shopping_upload.import_shipping().")));
 
 	if (accepted)
-		*accepted = DatumGetBool(SPI_getbinval(tup, tt->tupdesc, 9, &isnull));
+		*accepted = DatumGetBool(SPI_getbinval(tup, tt->tupdesc,
+											   Anum_build_order_accepted, &isnull));
 	if (appid)
 		*appid = NULL;
 	if (oversized)
@@ -537,19 +603,19 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 
 	if (appid)
 	{
-		*appid = SPI_getvalue(tup, tt->tupdesc, 8);
+		*appid = SPI_getvalue(tup, tt->tupdesc, Anum_build_order_appid);
 		if (*appid == NULL && su_appid != NULL && su_appid[0] != '\0')
 			*appid = pstrdup(su_appid);
 	}
 	root = json_object_new_object();
 	su_json_track(root);
-	su_add_order_key(root, tup, tt->tupdesc, 1);
+	su_add_order_key(root, tup, tt->tupdesc, Anum_build_order_order_number_type);
 	payer = json_object_new_object();
 	json_object_object_add(root, "payer", payer);
-	add_text_col(payer, "openid", tup, tt->tupdesc, 5, false);
+	add_text_col(payer, "openid", tup, tt->tupdesc, Anum_build_order_openid, false);
 	json_object_object_add(root, "upload_time",
 						   json_object_new_string(su_format_upload_time(upload_time)));
-	mode = SPI_getbinval(tup, tt->tupdesc, 7, &isnull);
+	mode = SPI_getbinval(tup, tt->tupdesc, Anum_build_order_delivery_mode, &isnull);
 	if (!isnull)
 		json_object_object_add(root, "delivery_mode",
 							   json_object_new_int64(DatumGetInt32(mode)));

@@ -302,6 +302,12 @@ check_caller(SuKind kind, int64 order_id, Oid caller, Oid session_user)
 	bool		isnull;
 	MemoryContext cxt = CurrentMemoryContext;	/* SPI calls leave it */
 
+	/* the columns of the SELECT below */
+	enum
+	{
+		Anum_check_caller_allowed = 1
+	};
+
 	if (superuser_arg(caller) && superuser_arg(session_user))
 		return;
 	args[0] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(caller, false)));
@@ -315,7 +321,8 @@ check_caller(SuKind kind, int64 order_id, Oid caller, Oid session_user)
 							  3, types, args, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not check the appid of order " INT64_FORMAT, order_id);
-	allowed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	allowed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										 Anum_check_caller_allowed, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	MemoryContextSwitchTo(cxt);
 	if (isnull || !allowed)

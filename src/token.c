@@ -205,6 +205,14 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 	bool		isnull;
 	MemoryContext cxt = CurrentMemoryContext;	/* SPI calls leave it */
 
+	/* the columns of the SELECT below */
+	enum
+	{
+		Anum_credentials_secret = 1,
+		Anum_credentials_access_token,
+		Anum_credentials_token_expires_at
+	};
+
 	memset(creds, 0, sizeof(SuCredentials));
 	creds->appid = pstrdup(appid);
 	su_kept_plan(&plan, "SELECT secret, access_token, token_expires_at"
@@ -220,9 +228,9 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		Datum		d;
 
-		creds->secret = SPI_getvalue(tup, desc, 1);
-		creds->access_token = SPI_getvalue(tup, desc, 2);
-		d = SPI_getbinval(tup, desc, 3, &isnull);
+		creds->secret = SPI_getvalue(tup, desc, Anum_credentials_secret);
+		creds->access_token = SPI_getvalue(tup, desc, Anum_credentials_access_token);
+		d = SPI_getbinval(tup, desc, Anum_credentials_token_expires_at, &isnull);
 		creds->token_expires_at = isnull ? 0 : DatumGetTimestampTz(d);
 	}
 	SPI_freetuptable(SPI_tuptable);
