@@ -31,6 +31,7 @@
 
 #include "json_util.h"
 #include "payload.h"
+#include "queue.h"
 #include "common.h"
 #include "settings.h"
 #include "validate.h"
@@ -115,8 +116,7 @@ static SPIPlanPtr lines_plan = NULL;
 #define ORDER_SQL \
 	"SELECT o.order_id, o.order_number_type, o.transaction_id," \
 	" o.mchid, o.out_trade_no, o.openid, o.logistics_type, o.appid," \
-	" (SELECT st.version FROM " SU_SCHEMA ".order_state st" \
-	"  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id)" \
+	" " SU_SQL_ORDER_VERSION("o") \
 	" FROM pg_catalog.unnest($1) AS k(order_id), LATERAL" \
 	" (SELECT * FROM " SU_SCHEMA ".orders o" \
 	"  WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o" \

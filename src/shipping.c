@@ -30,6 +30,7 @@
 #include "common.h"
 #include "json_util.h"
 #include "payload.h"
+#include "queue.h"
 #include "settings.h"
 #include "shipping.h"
 #include "validate.h"
@@ -385,10 +386,7 @@ su_import_shipping(json_object *payload, const char *appid)
 #define BUILD_ORDER_SQL \
 	"SELECT o.order_number_type, o.transaction_id, o.mchid," \
 	" o.out_trade_no, o.openid, s.order_id, s.delivery_mode, o.appid," \
-	" EXISTS (SELECT FROM " SU_SCHEMA ".order_state st" \
-	"  WHERE st.order_id OPERATOR(pg_catalog.=) o.order_id" \
-	"  AND st.state OPERATOR(pg_catalog.=) 'uploaded'" \
-	"  AND st.uploaded_version OPERATOR(pg_catalog.=) st.version)" \
+	" " SU_SQL_ORDER_ACCEPTED("o") \
 	" FROM " SU_SCHEMA ".orders o" \
 	" LEFT JOIN " SU_SCHEMA ".shippings s" \
 	"  ON s.order_id OPERATOR(pg_catalog.=) o.order_id" \

@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "errcodes.h"
+#include "retry.h"
 #include "validate.h"
 #include "unit.h"
 
@@ -1194,7 +1195,7 @@ run_classes(void)
 
 	for (k = 0; classes[k].cls; k++)
 	{
-		const char *name = su_errclass_name(su_classify_errcode(classes[k].errcode));
+		const char *name = su_retry_class_name(su_retry_classify(classes[k].errcode));
 
 		if (strcmp(name, classes[k].cls) == 0)
 			passed++;
