@@ -66,8 +66,10 @@ counted_suite() {
 	tally "$name" "$ok" "$bad"
 }
 
-# 1. the validator alone (C, no server)
+# 1. the validators and the retry policy alone (C, no server); the rooms of
+# src/ (no circle, the kinds in their table, the states written by the queue)
 counted_suite unit as_pg make -C "$tree" -s PG_CONFIG="$PG_CONFIG" unit-test
+counted_suite rooms as_pg python3 "$tree/test/rooms.py" "$tree/src"
 counted_suite fuzz as_pg bash "$tree/test/fuzz/run.sh" "${FUZZ_SECONDS:-60}"
 
 # 2. the stand-in WeChat server's own self-test
