@@ -49,6 +49,7 @@
 #include <json-c/json.h>
 
 #include "errcodes.h"
+#include "retry.h"
 #include "validate.h"
 
 #define FUZZ_DEPTH		64		/* explicit depth of the first tokener */
@@ -142,7 +143,7 @@ on_violation(void *arg, int errcode, const char *field, const char *errmsg)
 		fail("callback: arg is NULL");
 	if (errcode == 0)
 		fail("callback: errcode 0");
-	if (su_classify_errcode(errcode) != SU_CLASS_DATA)
+	if (su_retry_classify(errcode) != SU_CLASS_DATA)
 		fail("callback: errcode %d is not of the data class", errcode);
 	if (field == NULL || errmsg == NULL)
 		fail("callback: errcode %d with field %s, errmsg %s", errcode,

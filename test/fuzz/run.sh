@@ -8,7 +8,8 @@
 #   bash test/fuzz/run.sh --repro FILE... build, run FILE... once each
 #   bash test/fuzz/run.sh --build DIR     build DIR/fuzz_validate only
 #
-# Builds test/fuzz/fuzz_validate.c and src/validate.c with clang into a
+# Builds test/fuzz/fuzz_validate.c, src/validate.c and src/retry.c (the
+# errcodes' classes) with clang into a
 # temporary folder (never into src/).  Runs every file of
 # test/fuzz/regressions/ once (plain regression mode), then fuzzes a copy of
 # test/fuzz/corpus/ (new inputs go to the copy) plus test/fuzz/regressions/,
@@ -95,7 +96,8 @@ fi
 # shellcheck disable=SC2086
 if ! { "$cc" "${cflags[@]}" -Werror $json_cflags -c "$here/fuzz_validate.c" -o "$work/fuzz_validate.o" &&
 	"$cc" "${cflags[@]}" $json_cflags -c "$top/src/validate.c" -o "$work/validate.o" &&
-	"$cc" "${cflags[@]}" "$work/fuzz_validate.o" "$work/validate.o" $json_libs -o "$bin"; } \
+	"$cc" "${cflags[@]}" -c "$top/src/retry.c" -o "$work/retry.o" &&
+	"$cc" "${cflags[@]}" "$work/fuzz_validate.o" "$work/validate.o" "$work/retry.o" $json_libs -o "$bin"; } \
 	>"$work/build.log" 2>&1; then
 	cat "$work/build.log" >&2
 	echo "run.sh: build failed (clang -fsanitize=fuzzer needs libclang-rt-14-dev on Debian 12)" >&2
