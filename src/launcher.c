@@ -27,6 +27,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "retry.h"
 #include "settings.h"
 #include "shared.h"
 #include "worker.h"
@@ -128,17 +129,17 @@ su_launcher_main(Datum arg)
 		{
 			pfree(handle);
 			handle = NULL;
-			next_start = TimestampTzPlusMilliseconds(now, 1000);
+			next_start = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_RESTART_MS);
 		}
 		if (handle == NULL && now >= next_start &&
-			now - su_shared->drop_requested_at > 10 * USECS_PER_SEC)
+			now - su_shared->drop_requested_at > SU_LAUNCHER_DROP_USECS)
 		{
 			if (database_exists())
 			{
 				said_missing = false;
 				handle = start_worker();
 				if (handle == NULL)
-					next_start = TimestampTzPlusMilliseconds(now, 5000);
+					next_start = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_START_RETRY_MS);
 			}
 			else if (!said_missing)
 			{
@@ -151,7 +152,8 @@ su_launcher_main(Datum arg)
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 handle ? 10000 : 1000, PG_WAIT_EXTENSION);
+						 handle ? SU_LAUNCHER_WAIT_RUNNING_MS : SU_LAUNCHER_WAIT_MS,
+						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 	if (handle)

@@ -87,6 +87,7 @@
 #define SU_WAIT_MAX_MS			60000	/* the longest wait of a round */
 #define SU_LOOK_ALL_MS			60000	/* every kind looked at, known due or not */
 #define SU_RATE_LIMITED_MS		5	/* a look again while a rate limit holds */
+#define SU_EXTENSION_POLL_MS	5000	/* a look for CREATE EXTENSION, or its update */
 #define SU_LAUNCHER_RESTART_MS	1000	/* a worker that stopped: restarted */
 #define SU_LAUNCHER_START_RETRY_MS	5000	/* after a start that failed */
 #define SU_LAUNCHER_WAIT_MS		1000	/* the launcher's wait, no worker */

@@ -42,15 +42,12 @@
 #include "common.h"
 #include "http_sync.h"
 #include "kinds.h"
+#include "retry.h"
 #include "sync_call.h"
 #include "token.h"
 #include "extversion.h"
 
 PGDLLEXPORT void su_sync_main(Datum arg);
-
-/* how long a caller waits for a free background worker slot */
-#define SLOT_WAIT_MS		5000
-#define SLOT_RETRY_MS		10
 
 #define MSG_LEN				2048
 
@@ -154,19 +151,19 @@ start_call(dsm_segment *seg, SuKind kind, int64 order_id)
 	w.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	w.bgw_notify_pid = MyProcPid;
 
-	for (int waited = 0;; waited += SLOT_RETRY_MS)
+	for (int waited = 0;; waited += SU_SLOT_RETRY_MS)
 	{
 		if (RegisterDynamicBackgroundWorker(&w, &handle))
 			return handle;
-		if (waited >= SLOT_WAIT_MS)
+		if (waited >= SU_SLOT_WAIT_MS)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("no background worker slot is free for %s()", call_name(kind)),
 					 errdetail("Each call by hand runs in a background worker of its own for its duration; "
-							   "every slot stayed taken for %d ms.", SLOT_WAIT_MS),
+							   "every slot stayed taken for %d ms.", SU_SLOT_WAIT_MS),
 					 errhint("Raise max_worker_processes (a restart), or make fewer calls at once.")));
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 SLOT_RETRY_MS, PG_WAIT_EXTENSION);
+						 SU_SLOT_RETRY_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

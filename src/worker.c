@@ -988,7 +988,7 @@ step_trim(TimestampTz now)
 	deleted = su_audit_trim(AUDIT_TRIM_BATCH, SU_AUDIT_TRIM_BUDGET_MS, &caught_up);
 	commit_txn();
 	pg_atomic_fetch_add_u64(&su_shared->audit_deleted, (uint64) deleted);
-	sched.next_trim = caught_up ? TimestampTzPlusMilliseconds(now, 60000) : now;
+	sched.next_trim = caught_up ? TimestampTzPlusMilliseconds(now, SU_AUDIT_TRIM_IDLE_MS) : now;
 }
 
 /* Waits until the next step has something to do. */
@@ -996,7 +996,7 @@ static void
 step_wait(void)
 {
 	TimestampTz now = su_mono_now();
-	TimestampTz wake = TimestampTzPlusMilliseconds(now, 60000);
+	TimestampTz wake = TimestampTzPlusMilliseconds(now, SU_WAIT_MAX_MS);
 	/* the next claim's time: claim_interval on (a held kind: not before) */
 	TimestampTz tick = sched.last_claim + su_claim_interval_ms * (int64) 1000;
 	long		curl_ms = su_http_timeout(io.client);
@@ -1025,7 +1025,7 @@ step_wait(void)
 		}
 	}
 	if (sched.rate_limited)
-		wake = Min(wake, TimestampTzPlusMilliseconds(now, 5));
+		wake = Min(wake, TimestampTzPlusMilliseconds(now, SU_RATE_LIMITED_MS));
 	if (!dlist_is_empty(&fleet.done))
 		wake = Min(wake, Max(sched.next_record,
 							 sched.done_since + su_claim_interval_ms * (int64) 1000));
@@ -1126,7 +1126,7 @@ wait_for_extension(bool at_start)
 		}
 		if (version)
 			pfree(version);
-		worker_wait(5000);
+		worker_wait(SU_EXTENSION_POLL_MS);
 		CHECK_FOR_INTERRUPTS();
 		reload_settings();
 	}
@@ -1275,7 +1275,7 @@ su_worker_main(Datum arg)
 		if (now >= sched.next_look)
 		{
 			want_all();
-			sched.next_look = TimestampTzPlusMilliseconds(now, 60000);
+			sched.next_look = TimestampTzPlusMilliseconds(now, SU_LOOK_ALL_MS);
 		}
 		step_claim(now);
 		step_send(now);
