@@ -25,6 +25,7 @@ OBJS = \
 	src/call.o \
 	src/sync_call.o \
 	src/queue.o \
+	src/queue_commit.o \
 	src/queue_followup.o \
 	src/apps.o \
 	src/launcher.o \

@@ -22,6 +22,7 @@
 #include "queue.h"
 #include "token.h"
 #include "upload.h"
+#include "queue_commit.h"
 
 /*
  * Asks the worker to look at the rows the record planned (a retry, a hold,

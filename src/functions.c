@@ -33,6 +33,7 @@
 #include "validate_shipping.h"
 #include "extversion.h"
 #include "shared.h"
+#include "queue_commit.h"
 
 /* utils/builtins.h cannot be included next to json-c (see payload.h) */
 extern Datum jsonb_in(PG_FUNCTION_ARGS);

@@ -31,11 +31,11 @@
 
 #include "json_util.h"
 #include "payload.h"
-#include "queue.h"
 #include "common.h"
 #include "settings.h"
 #include "validate.h"
 #include "spi_util.h"
+#include "queue_sql.h"
 
 char *
 su_format_upload_time(TimestampTz t)

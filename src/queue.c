@@ -2,8 +2,11 @@
  *
  * queue.c
  *		Where every order stands: shopping_upload.order_state, one row per
- *		order, written by the queueing trigger, by upload_shopping_info() and
- *		by the worker.
+ *		order.  Here: the worker's claim and record of uploads, the lease of
+ *		a call by hand, requeue(), recovery at the worker's start and the
+ *		shift after a step of the wall clock.  Queueing at commit is
+ *		queue_commit.c's; the verify columns and shipping_state are
+ *		queue_followup.c's.
  *
  * An order's version grows with every change; an attempt records its outcome
  * against the version it sent, so a change made while a request was in
@@ -40,6 +43,8 @@
 #include "settings.h"
 #include "spi_util.h"
 #include "wake.h"
+#include "queue_commit.h"
+#include "queue_sql.h"
 
 static SPIPlanPtr begin_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
@@ -161,6 +166,87 @@ enum
 };
 
 /*
+ * Shipping information that waited for these orders is due now.  The
+ * worker never waits for a row another transaction holds: a writer's
+ * queueing makes it pending anyway, and the worker itself, the only one
+ * to set rows waiting, is not claiming meanwhile.  A call by hand
+ * (upload_shopping_info()) waits for the worker's claim that may be
+ * setting the row waiting right now (so a pending row is taken too: its
+ * new version is read after that claim), then releases it.
+ */
+static void
+release_shipping(Datum *accepted, int n_accepted, bool by_hand,
+				 TimestampTz *earliest)
+{
+	static SPIPlanPtr release_plan = NULL;
+	static SPIPlanPtr release_wait_plan = NULL;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		rel_args[1] = {su_array(accepted, NULL, n_accepted, INT8OID)};
+
+	if (by_hand)
+		su_kept_plan(&release_wait_plan,
+					 "UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+					 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+					 " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+					 " AND h.state OPERATOR(pg_catalog.=) ANY ('{waiting_for_order,pending}')",
+					 1, types, 0);
+	else
+		su_kept_plan(&release_plan,
+					 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+					 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+					 "  AND h.state OPERATOR(pg_catalog.=) 'waiting_for_order'"
+					 "  FOR UPDATE SKIP LOCKED)"
+					 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+					 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+					 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
+					 1, types, 0);
+	if (SPI_execute_plan(by_hand ? release_wait_plan : release_plan, rel_args,
+						 NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not release the shipping information of %d orders",
+			 n_accepted);
+	if (SPI_processed > 0 && earliest)
+		su_earlier(&earliest[SU_DUE_SHIPPING], GetCurrentTimestamp());
+	if (earliest)
+	{
+		SuRetryLimits limits = su_retry_limits();
+		TimestampTz verify = su_retry_verify_first(&limits, GetCurrentTimestamp());
+
+		if (verify != 0)
+			su_earlier(&earliest[SU_DUE_VERIFY], verify);
+	}
+}
+
+/*
+ * An accepted upload with another key or payer than the one accepted
+ * before: the shipping information WeChat has carries the old one, and
+ * is sent again (a new version).  A row another transaction holds is
+ * skipped: a writer of the shipping tables queues it anyway.
+ */
+static void
+resend_shipping(Datum *rekeyed, int n_rekeyed, TimestampTz *earliest)
+{
+	static SPIPlanPtr rekeyed_plan = NULL;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		rk_args[1] = {su_array(rekeyed, NULL, n_rekeyed, INT8OID)};
+
+	su_kept_plan(&rekeyed_plan,
+				 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+				 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+				 "  AND h.state OPERATOR(pg_catalog.=) 'uploaded'"
+				 "  FOR UPDATE SKIP LOCKED)"
+				 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+				 " version = h.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
+				 " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
+				 " updated_at = pg_catalog.now()"
+				 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
+				 1, types, 0);
+	if (SPI_execute_plan(rekeyed_plan, rk_args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not queue again the shipping information of %d orders", n_rekeyed);
+	if (SPI_processed > 0 && earliest)
+		su_earlier(&earliest[SU_DUE_SHIPPING], GetCurrentTimestamp());
+}
+
+/*
  * Records the outcome of n attempts in their orders' states; recorded[i]
  * says which were.  earliest (NULL: not wanted; 0: none yet) is lowered to
  * the soonest next attempt among the rows written: a retry, or an order
@@ -169,9 +255,6 @@ enum
 int
 su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 {
-	static SPIPlanPtr release_plan = NULL;
-	static SPIPlanPtr release_wait_plan = NULL;
-	static SPIPlanPtr rekeyed_plan = NULL;
 	Oid			types[9] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 		TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID, FLOAT8OID,
 	TEXTARRAYOID};
@@ -319,78 +402,10 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	}
 	SPI_freetuptable(tt);
 
-	/*
-	 * Shipping information that waited for these orders is due now.  The
-	 * worker never waits for a row another transaction holds: a writer's
-	 * queueing makes it pending anyway, and the worker itself, the only one
-	 * to set rows waiting, is not claiming meanwhile.  A call by hand
-	 * (upload_shopping_info()) waits for the worker's claim that may be
-	 * setting the row waiting right now (so a pending row is taken too: its
-	 * new version is read after that claim), then releases it.
-	 */
 	if (n_accepted > 0)
-	{
-		Datum		rel_args[1] = {su_array(accepted, NULL, n_accepted, INT8OID)};
-		bool		by_hand = us[0]->by_hand;
-
-		if (by_hand)
-			su_kept_plan(&release_wait_plan,
-						 "UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
-						 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
-						 " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-						 " AND h.state OPERATOR(pg_catalog.=) ANY ('{waiting_for_order,pending}')",
-						 1, types, 0);
-		else
-			su_kept_plan(&release_plan,
-						 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
-						 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-						 "  AND h.state OPERATOR(pg_catalog.=) 'waiting_for_order'"
-						 "  FOR UPDATE SKIP LOCKED)"
-						 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
-						 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
-						 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
-						 1, types, 0);
-		if (SPI_execute_plan(by_hand ? release_wait_plan : release_plan, rel_args,
-							 NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not release the shipping information of %d orders",
-				 n_accepted);
-		if (SPI_processed > 0 && earliest)
-			su_earlier(&earliest[SU_DUE_SHIPPING], GetCurrentTimestamp());
-		if (earliest)
-		{
-			SuRetryLimits limits = su_retry_limits();
-			TimestampTz verify = su_retry_verify_first(&limits, GetCurrentTimestamp());
-
-			if (verify != 0)
-				su_earlier(&earliest[SU_DUE_VERIFY], verify);
-		}
-	}
-	/*
-	 * An accepted upload with another key or payer than the one accepted
-	 * before: the shipping information WeChat has carries the old one, and
-	 * is sent again (a new version).  A row another transaction holds is
-	 * skipped: a writer of the shipping tables queues it anyway.
-	 */
+		release_shipping(accepted, n_accepted, us[0]->by_hand, earliest);
 	if (n_rekeyed > 0)
-	{
-		Datum		rk_args[1] = {su_array(rekeyed, NULL, n_rekeyed, INT8OID)};
-
-		su_kept_plan(&rekeyed_plan,
-					 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
-					 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-					 "  AND h.state OPERATOR(pg_catalog.=) 'uploaded'"
-					 "  FOR UPDATE SKIP LOCKED)"
-					 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
-					 " version = h.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-					 " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
-					 " updated_at = pg_catalog.now()"
-					 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
-					 1, types, 0);
-		if (SPI_execute_plan(rekeyed_plan, rk_args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not queue again the shipping information of %d orders", n_rekeyed);
-		if (SPI_processed > 0 && earliest)
-			su_earlier(&earliest[SU_DUE_SHIPPING], GetCurrentTimestamp());
-	}
+		resend_shipping(rekeyed, n_rekeyed, earliest);
 	if (n_recorded == n)
 		return n;
 
@@ -441,563 +456,6 @@ su_queue_mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuDue due)
 		}
 	}
 	return n_gone;
-}
-
-/* ---------------------------------------------------------------------
- * Queueing: the trigger on the order tables and enqueue()
- *
- * The trigger only notes which orders the transaction wrote.  Their states
- * are written just before it commits, all at once and in order_id order:
- * every transaction that queues orders takes their state rows' locks in the
- * same order, at the same moment (its end), holding no other lock of ours,
- * so queueing adds no deadlock to the writers' own transactions, whatever
- * order they write their orders in.  The worker never waits for a state row
- * (SKIP LOCKED), and an upload_shopping_info() call holds one row only.
- * ---------------------------------------------------------------------
- */
-
-/* an order this transaction wrote or deleted */
-typedef struct NotedOrder
-{
-	int64		order_id;		/* hash key */
-
-	/*
-	 * What to do at commit, each kept as the outermost subtransaction that
-	 * asked for it (InvalidSubTransactionId: nothing): a subtransaction that
-	 * rolls back takes what it asked for with it, as it takes its writes.
-	 */
-	SubTransactionId queue;		/* queue it, if it still exists */
-	SubTransactionId forget;	/* its row was deleted: forget it if gone */
-	SubTransactionId ship_queue;	/* the same for its shipping information */
-	SubTransactionId ship_forget;
-} NotedOrder;
-
-/* what the statements of queue_noted() look at */
-typedef enum NoteWant
-{
-	NOTE_QUEUE,
-	NOTE_FORGET,
-	NOTE_SHIP_QUEUE,
-	NOTE_SHIP_FORGET
-} NoteWant;
-
-#define NOTED(sub) ((sub) != InvalidSubTransactionId)
-
-/* lives in TopTransactionContext */
-static HTAB *noted = NULL;
-
-/* TRUNCATEs, each as the subtransaction that made it (as in NotedOrder) */
-static SubTransactionId truncated;	/* orders: forget every gone order */
-static SubTransactionId requeue_all;	/* sub_orders or items: queue every order */
-static SubTransactionId ship_truncated; /* shippings: the same for their states */
-static SubTransactionId ship_requeue_all;	/* shipments or their items */
-static SubTransactionId wrote;	/* any of the tables, whatever auto_upload says */
-static uint32 wake_at_commit = 0;	/* bits 1 << SuDue */
-static bool release_holds_at_commit = false;	/* see su_queue_release_holds() */
-
-static SPIPlanPtr queue_plan = NULL;
-static SPIPlanPtr forget_plan = NULL;
-static SPIPlanPtr ship_queue_plan = NULL;
-static SPIPlanPtr ship_forget_plan = NULL;
-
-static void
-note_init(void)
-{
-	if (noted == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(int64);
-		ctl.entrysize = sizeof(NotedOrder);
-		ctl.hcxt = TopTransactionContext;
-		noted = hash_create("shopping_upload noted orders", 64, &ctl,
-							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-}
-
-/* notes that this subtransaction asks for *what (keeping an outer one's ask) */
-static void
-note_ask(SubTransactionId *what)
-{
-	SubTransactionId sub = GetCurrentSubTransactionId();
-
-	if (!NOTED(*what) || sub < *what)
-		*what = sub;
-}
-
-/* a subtransaction rolled back: what it (or its children) asked for goes */
-static void
-note_unask(SubTransactionId *what, SubTransactionId aborted)
-{
-	if (NOTED(*what) && *what >= aborted)
-		*what = InvalidSubTransactionId;
-}
-
-static void
-note_order(int64 order_id, bool queue, bool forget, bool shipping)
-{
-	NotedOrder *o;
-	bool		found;
-
-	note_init();
-	o = hash_search(noted, &order_id, HASH_ENTER, &found);
-	if (!found)
-		o->queue = o->forget = o->ship_queue = o->ship_forget = InvalidSubTransactionId;
-	if (queue)
-		note_ask(shipping ? &o->ship_queue : &o->queue);
-	if (forget)
-		note_ask(shipping ? &o->ship_forget : &o->forget);
-}
-
-static void
-note_truncate(const char *table)
-{
-	note_init();
-	if (strcmp(table, "orders") == 0)
-		note_ask(&truncated);
-	else if (strcmp(table, "sub_orders") == 0 || strcmp(table, "items") == 0)
-		note_ask(&requeue_all);
-	else if (strcmp(table, "shippings") == 0)
-		note_ask(&ship_truncated);
-	else
-		note_ask(&ship_requeue_all);
-}
-
-/* a rolled back subtransaction did not write what it wrote: what it asked for goes */
-static void
-queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					   SubTransactionId parentSubid, void *arg)
-{
-	HASH_SEQ_STATUS seq;
-	NotedOrder *o;
-
-	(void) parentSubid;
-	(void) arg;
-	if (event != SUBXACT_EVENT_ABORT_SUB)
-		return;
-	note_unask(&wrote, mySubid);
-	if (noted == NULL)
-		return;
-	hash_seq_init(&seq, noted);
-	note_unask(&truncated, mySubid);
-	note_unask(&requeue_all, mySubid);
-	note_unask(&ship_truncated, mySubid);
-	note_unask(&ship_requeue_all, mySubid);
-	while ((o = hash_seq_search(&seq)) != NULL)
-	{
-		note_unask(&o->queue, mySubid);
-		note_unask(&o->forget, mySubid);
-		note_unask(&o->ship_queue, mySubid);
-		note_unask(&o->ship_forget, mySubid);
-	}
-}
-
-static int
-int64_cmp(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : (x > y ? 1 : 0);
-}
-
-/* the owner of the extension's tables, as whom the states are written */
-static Oid
-state_owner(void)
-{
-	Oid			nsp = get_namespace_oid(SU_SCHEMA, false);
-	Oid			relid = get_relname_relid("order_state", nsp);
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table " SU_SCHEMA ".order_state does not exist")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/*
- * The statements that write the noted orders' states run as of now, not as
- * of the transaction's snapshot, and as READ COMMITTED statements do (see
- * queue_noted()): with the latest snapshot, each its own.
- */
-static int
-exec_now(SPIPlanPtr plan, Datum *args)
-{
-	return SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
-								InvalidSnapshot, false, true, 0);
-}
-
-static int
-exec_now_sql(const char *sql)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
-	int			ret;
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	ret = exec_now(plan, NULL);
-	SPI_freeplan(plan);
-	return ret;
-}
-
-/* runs statement plan with the sorted ids of the noted orders that want it */
-static uint64
-apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * n_all);
-	Datum		args[1];
-	HASH_SEQ_STATUS seq;
-	NotedOrder *o;
-	int			n = 0;
-	int			ret;
-
-	hash_seq_init(&seq, noted);
-	while ((o = hash_seq_search(&seq)) != NULL)
-		if ((want == NOTE_QUEUE && NOTED(o->queue)) ||
-			(want == NOTE_FORGET && NOTED(o->forget)) ||
-			(want == NOTE_SHIP_QUEUE && NOTED(o->ship_queue)) ||
-			(want == NOTE_SHIP_FORGET && NOTED(o->ship_forget)))
-			ids[n++] = o->order_id;
-	if (n == 0)
-		return 0;
-	qsort(ids, n, sizeof(int64), int64_cmp);
-	for (int i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	args[0] = su_array(elems, NULL, n, INT8OID);
-	ret = exec_now(plan, args);
-	if (ret != ((want == NOTE_FORGET || want == NOTE_SHIP_FORGET) ?
-				SPI_OK_DELETE : SPI_OK_INSERT))
-		elog(ERROR, "could not queue the orders of this transaction");
-	return SPI_processed;
-}
-
-/*
- * Orders deleted and written again under the same id in this transaction
- * (or after a TRUNCATE of it) are new orders: no upload carried their
- * content, and their verify is not theirs.  Their states, kept for the
- * lease of a request in flight, say so: uploaded_version and the verify
- * columns are cleared, and one not queued by the trigger (auto_upload off)
- * is queued as a new version all the same, so that its state never claims
- * an upload.  True if one was queued so.
- */
-static bool
-requeue_reborn(int64 *ids, long n_all, bool all)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {INT8ARRAYOID, BOOLARRAYOID};
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n_all, 1));
-	Datum	   *queued = palloc(sizeof(Datum) * Max(n_all, 1));
-	Datum		args[2];
-	HASH_SEQ_STATUS seq;
-	NotedOrder *o;
-	int			n = 0;
-	bool		any_unqueued = false;
-	uint64		reborn = 0;
-
-	hash_seq_init(&seq, noted);
-	while ((o = hash_seq_search(&seq)) != NULL)
-		if (NOTED(o->forget))
-			ids[n++] = o->order_id;
-	qsort(ids, n, sizeof(int64), int64_cmp);
-	for (int i = 0; i < n; i++)
-	{
-		NotedOrder *e = hash_search(noted, &ids[i], HASH_FIND, NULL);
-		bool		q = NOTED(e->queue);
-
-		elems[i] = Int64GetDatum(ids[i]);
-		queued[i] = BoolGetDatum(q);
-		any_unqueued |= !q;
-	}
-#define RESET " uploaded_version = NULL, uploaded_key = NULL, verify_due_at = NULL, verify_version = NULL," \
-		" verify_attempts = 0, verify_result = NULL, verified_version = NULL," \
-		" verified_at = NULL, verify_errcode = NULL, verify_errmsg = NULL," \
-		" updated_at = pg_catalog.now(),"
-#define QUEUED "($2)[pg_catalog.array_position($1, s.order_id)]"
-	if (n > 0)
-	{
-		su_kept_plan(&plan,
-					 "UPDATE " SU_SCHEMA ".order_state s SET" RESET
-					 " version = s.version OPERATOR(pg_catalog.+)"
-					 "  CASE WHEN " QUEUED " THEN 0 ELSE 1 END,"
-					 " state = CASE WHEN " QUEUED " OR " SU_SQL_IN_FLIGHT("s")
-					 "  THEN s.state ELSE 'pending' END,"
-					 " next_attempt_at = CASE WHEN " QUEUED " OR " SU_SQL_IN_FLIGHT("s")
-					 "  THEN s.next_attempt_at ELSE pg_catalog.now() END"
-					 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-					 " AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-					 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
-					 2, types, CURSOR_OPT_GENERIC_PLAN);
-		args[0] = su_array(elems, NULL, n, INT8OID);
-		args[1] = su_array(queued, NULL, n, BOOLOID);
-		if (exec_now(plan, args) != SPI_OK_UPDATE)
-			elog(ERROR, "could not queue the orders written again in this transaction");
-		if (any_unqueued)
-			reborn += SPI_processed;
-	}
-	/* after a TRUNCATE, every order there is was written by this transaction */
-	if (all)
-	{
-		if (exec_now_sql("UPDATE " SU_SCHEMA ".order_state s SET" RESET
-						" version = s.version OPERATOR(pg_catalog.+) 1,"
-						" state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-						" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-						"  THEN s.next_attempt_at ELSE pg_catalog.now() END"
-						" WHERE EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)
-			elog(ERROR, "could not queue the orders written again after TRUNCATE");
-		reborn += SPI_processed;
-	}
-#undef QUEUED
-#undef RESET
-	return reborn > 0;
-}
-
-/*
- * The same for shipping information, after the orders (one global lock
- * order: order states, then shipping states).  It is queued pending; the
- * worker sends it once the order's own upload was accepted, and until then
- * keeps it waiting_for_order.  Nothing is prepared unless a shipping table
- * was written (a database still at 1.0 has no shipping_state).
- */
-static void queue_noted_now(int64 *ids, long n);
-
-static void
-queue_noted_shipping(int64 *ids, long n)
-{
-	Oid			types[1] = {INT8ARRAYOID};
-	HASH_SEQ_STATUS seq;
-	NotedOrder *o;
-	bool		any = NOTED(ship_truncated) || NOTED(ship_requeue_all);
-
-	hash_seq_init(&seq, noted);
-	while ((o = hash_seq_search(&seq)) != NULL)
-		if (NOTED(o->ship_queue) || NOTED(o->ship_forget))
-			any = true;
-	if (!any)
-		return;
-
-	su_kept_plan(&ship_queue_plan,
-				 "INSERT INTO " SU_SCHEMA ".shipping_state AS s (order_id)"
-				 " SELECT h.order_id FROM pg_catalog.unnest($1) AS k(order_id),"
-				 "  LATERAL (SELECT h.order_id FROM " SU_SCHEMA ".shippings h"
-				 "   WHERE h.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) h"
-				 " ORDER BY h.order_id"
-				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 " state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-				 " next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-				 "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
-				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
-				 1, types, CURSOR_OPT_GENERIC_PLAN);
-	su_kept_plan(&ship_forget_plan,
-				 "DELETE FROM " SU_SCHEMA ".shipping_state s"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
-				 "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
-				 1, types, CURSOR_OPT_GENERIC_PLAN);
-	if (NOTED(ship_requeue_all) &&
-		exec_now_sql("UPDATE " SU_SCHEMA ".shipping_state s SET"
-					" state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-					" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-					"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
-					" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-					" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()") != SPI_OK_UPDATE)
-		elog(ERROR, "could not queue the shipping information of truncated shipments");
-	if (NOTED(ship_truncated) &&
-		exec_now_sql("DELETE FROM " SU_SCHEMA ".shipping_state s WHERE NOT EXISTS"
-					" (SELECT FROM " SU_SCHEMA ".shippings h"
-					"  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_DELETE)
-		elog(ERROR, "could not delete the states of truncated shipping information");
-	if (apply_noted(ship_queue_plan, NOTE_SHIP_QUEUE, ids, n) > 0 ||
-		NOTED(ship_requeue_all))
-		wake_at_commit |= 1 << SU_DUE_SHIPPING;
-	(void) apply_noted(ship_forget_plan, NOTE_SHIP_FORGET, ids, n);
-}
-
-/*
- * Just before commit: writes the noted orders' states, as the tables' owner
- * and with a pinned search_path (the transaction may have set any).
- */
-static void
-queue_noted(void)
-{
-	long		n = hash_get_num_entries(noted);
-	int64	   *ids;
-	Oid			save_userid;
-	int			save_sec;
-	int			save_nestlevel;
-	int			save_iso;
-
-	if (n == 0 && !NOTED(truncated) && !NOTED(requeue_all) &&
-		!NOTED(ship_truncated) && !NOTED(ship_requeue_all))
-		return;
-	ids = MemoryContextAlloc(TopTransactionContext, sizeof(int64) * Max(n, 1));
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(state_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetLatestSnapshot());
-
-	/*
-	 * A REPEATABLE READ or SERIALIZABLE writer must commit as it would
-	 * without the extension: the worker updates the state rows at any time,
-	 * and an update of a row changed after the transaction's snapshot is a
-	 * serialization failure at that level.  The states are the extension's
-	 * bookkeeping, not data the transaction read: they are written as of
-	 * now (each statement with the latest snapshot) and as READ COMMITTED
-	 * writes them, waiting for a row another transaction holds and then
-	 * updating its latest version.  The level is the transaction's again
-	 * before anything else of the commit runs.
-	 */
-	save_iso = XactIsoLevel;
-	XactIsoLevel = XACT_READ_COMMITTED;
-	PG_TRY();
-	{
-		queue_noted_now(ids, n);
-	}
-	PG_FINALLY();
-	{
-		XactIsoLevel = save_iso;
-	}
-	PG_END_TRY();
-
-	PopActiveSnapshot();
-	SPI_finish();
-	AtEOXact_GUC(false, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec);
-}
-
-/* queue_noted()'s statements (SPI connected, as the tables' owner) */
-static void
-queue_noted_now(int64 *ids, long n)
-{
-	Oid			types[1] = {INT8ARRAYOID};
-
-	/*
-	 * The plans are kept, and generic (planned once per backend: left to
-	 * choose, the plan cache would plan anew at every commit, a custom plan
-	 * for the array's size looking cheaper than the generic one): the
-	 * OFFSET 0 fences make them look each order up by its key, whatever the
-	 * tables' size was when they were made (a join planned on a small table
-	 * would scan it whole at every commit as it grows).
-	 *
-	 * An order in flight keeps its lease: the worker sends the new version
-	 * once the answer to the old one is in (su_queue_record), so that one
-	 * request per order is in flight at a time.
-	 */
-	su_kept_plan(&queue_plan,
-				 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
-				 " SELECT o.order_id FROM pg_catalog.unnest($1) AS k(order_id),"
-				 "  LATERAL (SELECT o.order_id FROM " SU_SCHEMA ".orders o"
-				 "   WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o"
-				 " ORDER BY o.order_id"
-				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 " state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-				 " next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-				 "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
-				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
-				 1, types, CURSOR_OPT_GENERIC_PLAN);
-
-	su_kept_plan(&forget_plan,
-				 "DELETE FROM " SU_SCHEMA ".order_state s"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-				 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
-				 1, types, CURSOR_OPT_GENERIC_PLAN);
-	if (NOTED(truncated) &&
-		exec_now_sql("DELETE FROM " SU_SCHEMA ".order_state s WHERE NOT EXISTS"
-					" (SELECT FROM " SU_SCHEMA ".orders o"
-					"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_DELETE)
-		elog(ERROR, "could not delete the states of truncated orders");
-	if (apply_noted(queue_plan, NOTE_QUEUE, ids, n) > 0)
-		wake_at_commit |= 1 << SU_DUE_ORDER;
-	(void) apply_noted(forget_plan, NOTE_FORGET, ids, n);
-	if (requeue_reborn(ids, n, NOTED(truncated)))
-		wake_at_commit |= 1 << SU_DUE_ORDER;
-
-	/*
-	 * sub_orders or items truncated: every order may have lost parts, and
-	 * WeChat still has them.  Each one is queued as a new version (an order
-	 * in flight keeps its lease, as above).
-	 */
-	if (NOTED(requeue_all))
-	{
-		/* locked in order_id order, as every queueing does */
-		if (exec_now_sql("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
-						"  ORDER BY st.order_id FOR UPDATE)"
-						" UPDATE " SU_SCHEMA ".order_state s SET"
-						" state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-						" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-						"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
-						" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-						" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()"
-						" FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
-						" AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)
-			elog(ERROR, "could not queue the orders of truncated sub-orders or items");
-		if (SPI_processed > 0)
-			wake_at_commit |= 1 << SU_DUE_ORDER;
-	}
-	queue_noted_shipping(ids, n);
-}
-
-static void
-queue_xact_callback(XactEvent event, void *arg)
-{
-	(void) arg;
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			if (noted != NULL)
-				queue_noted();
-			noted = NULL;
-			truncated = requeue_all = wrote = InvalidSubTransactionId;
-			ship_truncated = ship_requeue_all = InvalidSubTransactionId;
-			break;
-		case XACT_EVENT_COMMIT:
-			if (release_holds_at_commit)
-				su_wake_release_holds();
-			if (wake_at_commit)
-				su_wake_worker(wake_at_commit);
-			/* FALLTHROUGH */
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			noted = NULL;		/* lived in TopTransactionContext */
-			truncated = requeue_all = wrote = InvalidSubTransactionId;
-			ship_truncated = ship_requeue_all = InvalidSubTransactionId;
-			wake_at_commit = 0;
-			release_holds_at_commit = false;
-			break;
-		default:
-			break;
-	}
-}
-
-void
-su_queue_init(void)
-{
-	RegisterXactCallback(queue_xact_callback, NULL);
-	RegisterSubXactCallback(queue_subxact_callback, NULL);
-}
-
-void
-su_queue_release_holds(void)
-{
-	release_holds_at_commit = true;
 }
 
 int64
@@ -1075,43 +533,6 @@ su_queue_clock_stepped_back(int64 usecs)
 			elog(ERROR, "could not bring forward the rows planned before the clock went back");
 }
 
-bool
-su_queue_wrote(void)
-{
-	return NOTED(wrote);
-}
-
-void
-su_queue_wake_at_commit(SuDue due)
-{
-	wake_at_commit |= 1 << due;
-}
-
-bool
-su_queue_order(int64 order_id)
-{
-	static SPIPlanPtr exists_plan = NULL;
-	Oid			types[1] = {INT8OID};
-	Datum		args[1] = {Int64GetDatum(order_id)};
-	Oid			nsp = get_namespace_oid(SU_SCHEMA, false);
-	Oid			relid = get_relname_relid("order_state", nsp);
-
-	/* its state is written as the tables' owner: the caller must be allowed to */
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK ||
-		pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "order_state");
-	su_kept_plan(&exists_plan,
-				 "SELECT FROM " SU_SCHEMA ".orders o"
-				 " WHERE o.order_id OPERATOR(pg_catalog.=) $1",
-				 1, types, 0);
-	if (SPI_execute_plan(exists_plan, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
-	if (SPI_processed == 0)
-		return false;
-	note_order(order_id, true, false, false);
-	return true;
-}
-
 void
 su_queue_forget(int64 order_id, SuDue due)
 {
@@ -1134,106 +555,6 @@ su_queue_forget(int64 order_id, SuDue due)
 	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the %s state of order " INT64_FORMAT,
 			 shipping ? "shipping" : "upload", order_id);
-}
-
-static int64
-tuple_order_id(TriggerData *td, HeapTuple tuple, bool *isnull)
-{
-	int			attnum = SPI_fnumber(td->tg_relation->rd_att, "order_id");
-
-	if (attnum <= 0)
-		elog(ERROR, "table \"%s\" has no order_id column",
-			 RelationGetRelationName(td->tg_relation));
-	return DatumGetInt64(heap_getattr(tuple, attnum, td->tg_relation->rd_att,
-									  isnull));
-}
-
-static void
-note_tuple(TriggerData *td, HeapTuple tuple, bool queue, bool forget,
-		   bool shipping)
-{
-	bool		isnull;
-	int64		order_id = tuple_order_id(td, tuple, &isnull);
-
-	if (!isnull)
-		note_order(order_id, queue, forget, shipping);
-}
-
-/*
- * AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW on orders, sub_orders
- * and items: notes the order whose row changed, to be queued at commit.  A
- * deleted order takes its state along (at commit, if it is still gone);
- * AFTER TRUNCATE on orders, all of it at once.  Runs as the caller (it
- * writes nothing itself): the states are written at commit as the tables'
- * owner, by statements that name every object with its schema.
- */
-PG_FUNCTION_INFO_V1(su_queue_trigger);
-Datum
-su_queue_trigger(PG_FUNCTION_ARGS)
-{
-	TriggerData *td = (TriggerData *) fcinfo->context;
-	const char *table;
-	bool		shipping;
-	bool		is_head;		/* orders, or shippings: the row of the whole */
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("queue_trigger() must be called as a trigger")));
-	note_ask(&wrote);
-	table = RelationGetRelationName(td->tg_relation);
-	/* queue_trigger('shipping'): the shipping tables */
-	shipping = td->tg_trigger->tgnargs > 0 &&
-		strcmp(td->tg_trigger->tgargs[0], "shipping") == 0;
-	is_head = strcmp(table, shipping ? "shippings" : "orders") == 0;
-
-	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
-	{
-		note_truncate(table);
-		return PointerGetDatum(NULL);
-	}
-	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) && is_head)
-	{
-		note_tuple(td, td->tg_trigtuple, false, true, shipping);
-		return PointerGetDatum(NULL);
-	}
-
-	/*
-	 * An order's id is its identity here: its state, its history and its
-	 * verify belong to it.  Renumbered, a new order could inherit another's
-	 * state; a new id is a delete and an insert.
-	 */
-	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) && is_head)
-	{
-		bool		old_null;
-		bool		new_null;
-		int64		old_id = tuple_order_id(td, td->tg_trigtuple, &old_null);
-		int64		new_id = tuple_order_id(td, td->tg_newtuple, &new_null);
-
-		if (old_null != new_null || old_id != new_id)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("the order_id of %s.%s cannot change",
-							SU_SCHEMA, table),
-					 errdetail("Order " INT64_FORMAT " would become order " INT64_FORMAT
-							   ": its upload state and history belong to its id.",
-							   old_id, new_id),
-					 errhint("Delete the order and insert it under the new id: it is then uploaded as a new order.")));
-	}
-	if (!su_auto_upload)
-		return PointerGetDatum(NULL);
-
-	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		note_tuple(td, td->tg_trigtuple, true, false, shipping);
-	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-	{
-		note_tuple(td, td->tg_newtuple, true, false, shipping);
-		/* moved from another order */
-		note_tuple(td, td->tg_trigtuple, true, false, shipping);
-	}
-	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		note_tuple(td, td->tg_trigtuple, true, false, shipping);
-	return PointerGetDatum(NULL);
 }
 
 /* ---------------------------------------------------------------------

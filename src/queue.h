@@ -13,48 +13,6 @@
 
 #include "types.h"
 
-/*
- * The queue's due columns: each kind of call's rows are due by one of them
- * (kindlist.h says which), and so are the wake-ups of the worker.
- */
-typedef enum SuDue
-{
-	SU_DUE_ORDER,				/* order_state.next_attempt_at */
-	SU_DUE_SHIPPING,			/* shipping_state.next_attempt_at */
-	SU_DUE_VERIFY,				/* order_state.verify_due_at */
-	SU_DUES
-} SuDue;
-
-/*
- * The predicates on the states that more than one statement uses, named
- * once.  IN_FLIGHT: a request for the row is under way (its lease has not
- * run out).  ACCEPTED: WeChat has the order as it is now.
- */
-#define SU_SQL_IN_FLIGHT(a) \
-	"(" a ".state OPERATOR(pg_catalog.=) 'uploading'" \
-	" AND " a ".next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
-#define SU_SQL_ACCEPTED(a) \
-	"(" a ".state OPERATOR(pg_catalog.=) 'uploaded'" \
-	" AND " a ".uploaded_version OPERATOR(pg_catalog.=) " a ".version)"
-
-/*
- * What the builders read of an order's state, in their own statements (the
- * same snapshot as the body): o is the alias of the orders row.
- */
-/* the order's version (NULL: never queued) */
-#define SU_SQL_ORDER_VERSION(o) \
-	"(SELECT st.version FROM " SU_SCHEMA ".order_state st" \
-	" WHERE st.order_id OPERATOR(pg_catalog.=) " o ".order_id)"
-/* does WeChat have the order as it is now? */
-#define SU_SQL_ORDER_ACCEPTED(o) \
-	"EXISTS (SELECT FROM " SU_SCHEMA ".order_state st" \
-	" WHERE st.order_id OPERATOR(pg_catalog.=) " o ".order_id" \
-	" AND " SU_SQL_ACCEPTED("st") ")"
-/* the order_key and payer its accepted upload sent (text; NULL: none kept) */
-#define SU_SQL_ORDER_UPLOADED_KEY(o) \
-	"(SELECT CAST(st.uploaded_key AS pg_catalog.text)" \
-	" FROM " SU_SCHEMA ".order_state st" \
-	" WHERE st.order_id OPERATOR(pg_catalog.=) " o ".order_id)"
 
 /*
  * Starts an attempt by hand on one order (SPI connected): leases it
@@ -155,9 +113,6 @@ extern void su_queue_next_due(TimestampTz *due);
 /* At worker start: orders left uploading by a dead worker are due now. */
 extern void su_queue_recover(void);
 
-/* Sets up the transaction callbacks of the queueing trigger. */
-extern void su_queue_init(void);
-
 /*
  * Deletes the state row of an order that holds due column due unless the
  * row it follows (the order, its shipping information) exists in a fresh
@@ -166,32 +121,10 @@ extern void su_queue_init(void);
 extern void su_queue_forget(int64 order_id, SuDue due);
 
 /*
- * Wakes the worker when the current transaction commits, to claim the rows
- * due by that column.
- */
-extern void su_queue_wake_at_commit(SuDue due);
-
-/*
  * requeue(): the orders in one of states (order_id: that one only; 0: all)
  * are pending again, as if just queued (SPI connected).  Returns how many.
  */
 extern int64 su_queue_requeue(int64 order_id, bool all, Datum states);
-
-/*
- * Queues an order at commit, as the trigger does (SPI connected); false if
- * it does not exist.  The caller must be allowed to write order_state.
- */
-extern bool su_queue_order(int64 order_id);
-
-
-/*
- * Did this transaction write to the order or shipping tables (in a
- * subtransaction that did not roll back)?
- */
-extern bool su_queue_wrote(void);
-
-/* At this transaction's commit, the worker drops its holds of appids. */
-extern void su_queue_release_holds(void);
 
 /*
  * The wall clock went back usecs: the rows queued or planned before are

@@ -25,6 +25,7 @@
 #include "retry.h"
 #include "settings.h"
 #include "spi_util.h"
+#include "queue_sql.h"
 
 enum
 {

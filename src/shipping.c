@@ -30,11 +30,11 @@
 #include "common.h"
 #include "json_util.h"
 #include "payload.h"
-#include "queue.h"
 #include "settings.h"
 #include "shipping.h"
 #include "validate.h"
 #include "spi_util.h"
+#include "queue_sql.h"
 
 static SPIPlanPtr find_merchant_plan = NULL;
 static SPIPlanPtr find_transaction_plan = NULL;

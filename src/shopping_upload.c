@@ -28,6 +28,7 @@
 #include "token.h"
 #include "shared.h"
 #include "wake.h"
+#include "queue_commit.h"
 
 PG_MODULE_MAGIC;
 

@@ -46,6 +46,7 @@
 #include "sync_call.h"
 #include "token.h"
 #include "extversion.h"
+#include "queue_commit.h"
 
 PGDLLEXPORT void su_sync_main(Datum arg);
 

@@ -34,6 +34,18 @@ enum
 };
 
 /*
+ * The queue's due columns: each kind of call's rows are due by one of them
+ * (kindlist.h says which), and so are the wake-ups of the worker.
+ */
+typedef enum SuDue
+{
+	SU_DUE_ORDER,				/* order_state.next_attempt_at */
+	SU_DUE_SHIPPING,			/* shipping_state.next_attempt_at */
+	SU_DUE_VERIFY,				/* order_state.verify_due_at */
+	SU_DUES
+} SuDue;
+
+/*
  * One attempt of any kind: what is sent, and what came of it.  Shared by
  * the worker and the calls by hand.
  */

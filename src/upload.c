@@ -21,7 +21,6 @@
 #include "utils/timestamp.h"
 
 #include "payload.h"
-#include "queue.h"
 #include "retry.h"
 #include "shipping.h"
 #include "common.h"
@@ -32,6 +31,7 @@
 #include "validate_shipping.h"
 #include "spi_util.h"
 #include "text_clean.h"
+#include "queue_sql.h"
 
 typedef struct FirstViolation
 {

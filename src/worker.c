@@ -324,11 +324,6 @@ extension_matches(char **version)
  * ---------------------------------------------------------------------
  */
 
-/*
- * Claims up to max due orders; builds and validates them.  Refused ones go
- * to the done list, the others to the ready list, once the claim commits.
- * Returns the count.
- */
 /* Everything is to be looked at: at start, after an error, a reload. */
 static void
 want_all(void)
@@ -446,6 +441,136 @@ publish_wait(SuKind kind, const char *table, TimestampTz wall)
 }
 
 /*
+ * Locks the tables a kind's claim reads bodies from (ACCESS SHARE, as its
+ * reads would) before it takes any state row of that kind, without
+ * waiting: if one is locked (or wanted) in a stronger mode, that kind is
+ * not claimed this round, the others are.  A TRUNCATE of one of them, whose
+ * trigger requeues every state row, would otherwise deadlock with a claim
+ * that holds some of those rows and then waits to read the table; and an
+ * ALTER TABLE, a VACUUM FULL or a writer's LOCK TABLE would stall the
+ * worker's rounds, recording included.  The kind is tried again
+ * SU_LOCKED_RETRY_MS later, and claim_waits() says why it waits.
+ */
+static bool
+kind_unlocked(SuKind kind, TimestampTz now)
+{
+	const char *blocker;
+
+	if (!su_lock_kind_tables(kind, false, &blocker))
+	{
+		sched.kind_held_until[kind] = TimestampTzPlusMilliseconds(now, SU_LOCKED_RETRY_MS);
+		publish_wait(kind, blocker, GetCurrentTimestamp());
+		return false;
+	}
+	if (sched.kind_held_until[kind] != 0)
+	{
+		sched.kind_held_until[kind] = 0;
+		publish_wait(kind, NULL, 0);
+	}
+	return true;
+}
+
+/*
+ * Claims each due kind in the table's order, up to max rows in all, into
+ * flights and ok; was_due[] says which kinds were looked at, *full whether
+ * one took all it asked for, *short_claim whether one took less.  Returns
+ * the count.
+ */
+static int
+claim_kinds(int max, TimestampTz now, Flight **flights, bool *ok,
+			bool *was_due, bool *full, bool *short_claim)
+{
+	int			total = 0;
+
+	*full = false;
+	*short_claim = false;
+	for (int k = 0; k < SU_KINDS; k++)
+	{
+		SuKind		kind = (SuKind) k;	/* the table's order */
+		int			looked_at;
+		int			n;
+
+		was_due[kind] = kind_due(kind, now);
+		if (!was_due[kind] || total >= max || !kind_unlocked(kind, now))
+			continue;
+		n = claim_kind(kind, max - total, &looked_at, flights + total, ok + total);
+		sched.claim_wanted[kind] = (looked_at == max - total);
+		if (sched.claim_wanted[kind])
+			*full = true;
+		else
+			*short_claim = true;
+		total += n;
+	}
+	return total;
+}
+
+/*
+ * After a claim that took less than it asked for of some kind: when to
+ * look at those kinds again.
+ */
+static void
+plan_next_due(TimestampTz now, int total, const bool *was_due)
+{
+	if (total > 0 && now < sched.next_due_read + SU_NEXT_DUE_READ_MS * (int64) 1000)
+	{
+		/*
+		 * Orders keep coming (this claim took some): the queue's next due
+		 * times were read a moment ago.  Look again at the latest when they
+		 * are read next, or earlier for a retry recorded meanwhile; commits
+		 * that queue wake us anyway.  A statement less in most rounds.
+		 */
+		TimestampTz later = sched.next_due_read + SU_NEXT_DUE_READ_MS * (int64) 1000;
+
+		for (int kind = 0; kind < SU_KINDS; kind++)
+			if (was_due[kind] && !sched.claim_wanted[kind] &&
+				(sched.next_due[kind] <= now || sched.next_due[kind] > later))
+				sched.next_due[kind] = later;
+	}
+	else
+	{
+		TimestampTz due[SU_DUES];
+
+		su_queue_next_due(due);
+		sched.next_due_read = now;
+		for (int kind = 0; kind < SU_KINDS; kind++)
+		{
+			if (!was_due[kind] || sched.claim_wanted[kind])
+				continue;
+			sched.next_due[kind] = su_wall_to_mono(due[su_kind((SuKind) kind)->due]);
+
+			/*
+			 * A due row the claim skipped is held by another transaction
+			 * (one that called upload_shopping_info(), say): look again in a
+			 * while, not at every claim_interval.
+			 */
+			if (sched.next_due[kind] != 0 && sched.next_due[kind] <= now)
+				sched.next_due[kind] = TimestampTzPlusMilliseconds(now, SU_LOCKED_RETRY_MS);
+		}
+	}
+}
+
+/* the claimed flights, once their claim committed: ready, or done */
+static void
+take_claims(Flight **flights, const bool *ok, int total)
+{
+	for (int i = 0; i < total; i++)
+	{
+		Flight	   *f = flights[i];
+
+		if (f == NULL)
+			continue;
+		dlist_delete(&f->node);
+		if (ok[i])
+		{
+			dlist_push_tail(&fleet.ready, &f->node);
+			fleet.n_ready++;
+		}
+		else
+			dlist_push_tail(&fleet.done, &f->node);
+	}
+}
+
+/*
  * One claim transaction: orders first, then shipping information, then
  * verifies, each kind that is due, up to max in all.  Returns the count.
  */
@@ -514,106 +639,16 @@ claim(int max, TimestampTz now, bool *full)
 	if (n_rec == 0)
 		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	*full = false;
-	for (int k = 0; k < SU_KINDS; k++)
-	{
-		SuKind		kind = (SuKind) k;	/* the table's order */
-		int			looked_at;
-		int			n;
-
-		const char *blocker;
-
-		was_due[kind] = kind_due(kind, now);
-		if (!was_due[kind] || total >= max)
-			continue;
-		/*
-		 * The tables a kind's claim reads bodies from, locked (ACCESS SHARE,
-		 * as its reads would) before it takes any state row of that kind,
-		 * without waiting: if one is locked (or wanted) in a stronger mode,
-		 * that kind is not claimed this round, the others are.  A TRUNCATE
-		 * of one of them, whose trigger requeues every state row, would
-		 * otherwise deadlock with a claim that holds some of those rows and
-		 * then waits to read the table; and an ALTER TABLE, a VACUUM FULL or
-		 * a writer's LOCK TABLE would stall the worker's rounds, recording
-		 * included.  The kind is tried again SU_LOCKED_RETRY_MS later, and
-		 * claim_waits() says why it waits.
-		 */
-		if (!su_lock_kind_tables(kind, false, &blocker))
-		{
-			sched.kind_held_until[kind] = TimestampTzPlusMilliseconds(now, SU_LOCKED_RETRY_MS);
-			publish_wait(kind, blocker, GetCurrentTimestamp());
-			continue;
-		}
-		if (sched.kind_held_until[kind] != 0)
-		{
-			sched.kind_held_until[kind] = 0;
-			publish_wait(kind, NULL, 0);
-		}
-		n = claim_kind(kind, max - total, &looked_at, flights + total, ok + total);
-		sched.claim_wanted[kind] = (looked_at == max - total);
-		if (sched.claim_wanted[kind])
-			*full = true;
-		else
-			short_claim = true;
-		total += n;
-	}
-	if (short_claim && total > 0 && now < sched.next_due_read + SU_NEXT_DUE_READ_MS * (int64) 1000)
-	{
-		/*
-		 * Orders keep coming (this claim took some): the queue's next due
-		 * times were read a moment ago.  Look again at the latest when they
-		 * are read next, or earlier for a retry recorded meanwhile; commits
-		 * that queue wake us anyway.  A statement less in most rounds.
-		 */
-		TimestampTz later = sched.next_due_read + SU_NEXT_DUE_READ_MS * (int64) 1000;
-
-		for (int kind = 0; kind < SU_KINDS; kind++)
-			if (was_due[kind] && !sched.claim_wanted[kind] &&
-				(sched.next_due[kind] <= now || sched.next_due[kind] > later))
-				sched.next_due[kind] = later;
-	}
-	else if (short_claim)
-	{
-		TimestampTz due[SU_DUES];
-
-		su_queue_next_due(due);
-		sched.next_due_read = now;
-		for (int kind = 0; kind < SU_KINDS; kind++)
-		{
-			if (!was_due[kind] || sched.claim_wanted[kind])
-				continue;
-			sched.next_due[kind] = su_wall_to_mono(due[su_kind((SuKind) kind)->due]);
-
-			/*
-			 * A due row the claim skipped is held by another transaction
-			 * (one that called upload_shopping_info(), say): look again in a
-			 * while, not at every claim_interval.
-			 */
-			if (sched.next_due[kind] != 0 && sched.next_due[kind] <= now)
-				sched.next_due[kind] = TimestampTzPlusMilliseconds(now, SU_LOCKED_RETRY_MS);
-		}
-	}
+	total = claim_kinds(max, now, flights, ok, was_due, full, &short_claim);
+	if (short_claim)
+		plan_next_due(now, total, was_due);
 	commit_txn();
 	if (n_rec > 0)
 		records_committed(rec, n_rec, rec_ok, now);
 	sched.failed = false;
 
 	/* only now are the claims ours */
-	for (int i = 0; i < total; i++)
-	{
-		Flight	   *f = flights[i];
-
-		if (f == NULL)
-			continue;
-		dlist_delete(&f->node);
-		if (ok[i])
-		{
-			dlist_push_tail(&fleet.ready, &f->node);
-			fleet.n_ready++;
-		}
-		else
-			dlist_push_tail(&fleet.done, &f->node);
-	}
+	take_claims(flights, ok, total);
 	return total;
 }
 
