@@ -278,7 +278,7 @@ count_fetch(const char *appid)
 	unlock_slots();
 }
 
-/* a fetch failed: the next waits 1 s, 2 s, 4 s ... up to 5 minutes */
+/* a fetch failed: the next waits 1 s, 2 s, 4 s ... (retry.c says how long) */
 static void
 fetch_failed(const char *appid)
 {
