@@ -375,11 +375,7 @@ queue_noted_shipping(int64 *ids, long n)
 				 "   WHERE h.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) h"
 				 " ORDER BY h.order_id"
 				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 " state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-				 " next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-				 "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
-				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
+				 SU_SQL_QUEUE_AGAIN("s"),
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 	su_kept_plan(&ship_forget_plan,
 				 "DELETE FROM " SU_SCHEMA ".shipping_state s"
@@ -389,11 +385,7 @@ queue_noted_shipping(int64 *ids, long n)
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 	if (NOTED(ship_requeue_all) &&
 		exec_now_sql("UPDATE " SU_SCHEMA ".shipping_state s SET"
-					" state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-					" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-					"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
-					" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-					" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()") != SPI_OK_UPDATE)
+					SU_SQL_QUEUE_AGAIN("s")) != SPI_OK_UPDATE)
 		elog(ERROR, "could not queue the shipping information of truncated shipments");
 	if (NOTED(ship_truncated) &&
 		exec_now_sql("DELETE FROM " SU_SCHEMA ".shipping_state s WHERE NOT EXISTS"
@@ -488,11 +480,7 @@ queue_noted_now(int64 *ids, long n)
 				 "   WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o"
 				 " ORDER BY o.order_id"
 				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 " state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-				 " next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-				 "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
-				 " version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-				 " queued_at = pg_catalog.now(), updated_at = pg_catalog.now()",
+				 SU_SQL_QUEUE_AGAIN("s"),
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 
 	su_kept_plan(&forget_plan,
@@ -523,11 +511,7 @@ queue_noted_now(int64 *ids, long n)
 		if (exec_now_sql("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
 						"  ORDER BY st.order_id FOR UPDATE)"
 						" UPDATE " SU_SCHEMA ".order_state s SET"
-						" state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-						" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-						"  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
-						" version = s.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-						" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+						SU_SQL_QUEUE_AGAIN("s")
 						" FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
 						" AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
 						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)

@@ -27,6 +27,19 @@
 	" AND " a ".uploaded_version OPERATOR(pg_catalog.=) " a ".version)"
 
 /*
+ * The SET list that queues a row again as a new version (a writer's
+ * change): due now, unless a request for it is in flight, whose lease it
+ * keeps (the answer to the old version is recorded first, and the new one
+ * is due then: one request per order in flight).
+ */
+#define SU_SQL_QUEUE_AGAIN(a) \
+	" state = CASE WHEN " SU_SQL_IN_FLIGHT(a) " THEN " a ".state ELSE 'pending' END," \
+	" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT(a) \
+	"  THEN " a ".next_attempt_at ELSE pg_catalog.now() END," \
+	" version = " a ".version OPERATOR(pg_catalog.+) 1, attempts = 0," \
+	" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+
+/*
  * What the builders read of an order's state, in their own statements (the
  * same snapshot as the body): o is the alias of the orders row.
  */
