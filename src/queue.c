@@ -56,6 +56,12 @@ enum
 	Anum_lease_attempts
 };
 
+/* su_queue_begin()'s check: is a request of the order in flight? */
+enum
+{
+	Anum_check_in_flight = 1
+};
+
 TimestampTz
 su_queue_begin(int64 order_id, int64 *version, int *attempt)
 {
@@ -82,7 +88,8 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 	if (SPI_execute_plan(check_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the state of order " INT64_FORMAT, order_id);
 	if (SPI_processed > 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_check_in_flight, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("order " INT64_FORMAT " is being uploaded by the worker",
@@ -418,6 +425,12 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	return n_recorded;
 }
 
+/* su_queue_mark_gone()'s statement: the state rows still there */
+enum
+{
+	Anum_gone_order_id = 1
+};
+
 int
 su_queue_mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuDue due)
 {
@@ -446,7 +459,8 @@ su_queue_mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuDue due)
 			bool		isnull;
 
 			held = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-											   SPI_tuptable->tupdesc, 1,
+											   SPI_tuptable->tupdesc,
+											   Anum_gone_order_id,
 											   &isnull)) == us[i]->order_id;
 		}
 		if (!held)
@@ -457,6 +471,12 @@ su_queue_mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuDue due)
 	}
 	return n_gone;
 }
+
+/* su_queue_requeue()'s RETURNING: was the row held? */
+enum
+{
+	Anum_requeue_was_held = 1
+};
 
 int64
 su_queue_requeue(int64 order_id, bool all, Datum states)
@@ -489,7 +509,8 @@ su_queue_requeue(int64 order_id, bool all, Datum states)
 		bool		isnull;
 
 		/* held orders requeued: their appid's hold ends on purpose */
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+									   Anum_requeue_was_held, &isnull)))
 		{
 			su_queue_release_holds();
 			break;

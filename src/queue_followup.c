@@ -433,6 +433,12 @@ enum
 	Anum_slease_attempts
 };
 
+/* su_shipping_begin()'s check: is a request of the shipping information in flight? */
+enum
+{
+	Anum_sflight_in_flight = 1
+};
+
 TimestampTz
 su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 {
@@ -489,7 +495,8 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 	if (SPI_execute_plan(flight_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the shipping state of order " INT64_FORMAT, order_id);
 	if (SPI_processed > 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_sflight_in_flight, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("the shipping information of order " INT64_FORMAT " is being uploaded by the worker",
