@@ -24,6 +24,7 @@ OBJS = \
 	src/upload.o \
 	src/call.o \
 	src/sync_call.o \
+	src/setup_check.o \
 	src/queue.o \
 	src/queue_commit.o \
 	src/queue_followup.o \

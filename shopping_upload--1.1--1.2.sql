@@ -48,6 +48,20 @@ LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION claim_waits() IS
 'The kinds of call whose claims wait, for what (a lock on a table of theirs) and since when, as the worker last found them';
 
+/*
+ * The set-up, checked without sending an order: the settings, the database
+ * served, the versions, the secret, https and the CA store, a token fetch.
+ * The rows that touch secrets are for those who may read accounts.
+ */
+CREATE FUNCTION check_setup(appid text DEFAULT NULL)
+RETURNS TABLE (item text, ok boolean, detail text)
+AS 'MODULE_PATHNAME', 'su_check_setup_sql'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION check_setup(text) IS
+'The set-up, item by item (version, preload, database, api_base_url, ca, appid, secret, token), checked without sending an order; ok NULL: not checked';
+REVOKE ALL ON FUNCTION check_setup(text) FROM PUBLIC;
+
 /* At a glance: now with what the claims wait for. */
 CREATE OR REPLACE VIEW stats AS
 SELECT count(*) FILTER (WHERE state = 'pending') AS pending,

@@ -19,9 +19,13 @@
 #define WX_ERR_PARAM						268435461	/* parameter error */
 
 /* access token */
-#define WX_ERR_INVALID_CREDENTIAL			40001
+#define WX_ERR_INVALID_CREDENTIAL			40001	/* at stable_token: a wrong secret */
 #define WX_ERR_INVALID_ACCESS_TOKEN			40014
 #define WX_ERR_ACCESS_TOKEN_EXPIRED			42001
+
+/* the token endpoint's own refusals (stable_token) */
+#define WX_ERR_INVALID_APPSECRET			40125	/* the secret is not the appid's */
+#define WX_ERR_IP_NOT_ALLOWED				40164	/* the caller's IP is not on the allow-list */
 
 /* quotas */
 #define WX_ERR_QUOTA_DAY					45009

@@ -544,3 +544,19 @@ su_http_settings(SuHttpRequest *req)
 	req->allow_http = su_allow_insecure_http;
 	req->proxy = su_proxy;
 }
+
+const char *
+su_http_default_ca(void)
+{
+	curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+
+#if LIBCURL_VERSION_NUM >= 0x074600	/* 7.70: cainfo and capath */
+	if (info->cainfo != NULL && info->cainfo[0] != '\0')
+		return info->cainfo;
+	if (info->capath != NULL && info->capath[0] != '\0')
+		return info->capath;
+#else
+	(void) info;
+#endif
+	return NULL;
+}

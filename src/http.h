@@ -100,6 +100,12 @@ extern void su_http_release(SuHttpRequest *req);
 /* The settings' part of a request: timeouts, CA, https only, proxy. */
 extern void su_http_settings(SuHttpRequest *req);
 
+/*
+ * The CA bundle (or folder) libcurl verifies servers with when
+ * shopping_upload.ca_file is not set; NULL when it does not say.
+ */
+extern const char *su_http_default_ca(void);
+
 /* host[:port] of a URL, written into buf (for messages: never the query) */
 extern void su_http_host(const char *url, char *buf, size_t len);
 

@@ -101,8 +101,47 @@ su_retry_class_name(SuErrClass cls)
 SuErrClass
 su_retry_token_failure_class(int errcode)
 {
-	/* busy or unreachable: try again; otherwise a secret or an appid is wrong */
-	return errcode == WX_ERR_SYSTEM_BUSY ? SU_CLASS_RETRY : SU_CLASS_CONFIG;
+	switch (errcode)
+	{
+		case WX_ERR_SYSTEM_BUSY:
+			return SU_CLASS_RETRY;	/* busy or unreachable: try again */
+		case WX_ERR_QUOTA_DAY:
+			return SU_CLASS_QUOTA_DAY;	/* the endpoint's own daily quota */
+		case WX_ERR_QUOTA_MINUTE:
+			return SU_CLASS_QUOTA_MINUTE;
+		default:
+			break;
+	}
+	/* a secret, an appid, the IP allow-list: the configuration is wrong */
+	return SU_CLASS_CONFIG;
+}
+
+const char *
+su_retry_token_hint(int errcode)
+{
+	switch (errcode)
+	{
+		case WX_ERR_SYSTEM_BUSY:
+			return "WeChat is busy or could not be reached: the token is asked for again shortly";
+		case WX_ERR_IP_NOT_ALLOWED:
+			return "add the server's outgoing IP address to the Mini Program's IP allow-list "
+				"(mp.weixin.qq.com, Development > Development settings), or turn the allow-list off";
+		case WX_ERR_INVALID_APPSECRET:
+		case WX_ERR_INVALID_CREDENTIAL:
+			return "the AppSecret is not this appid's: put the current AppSecret (mp.weixin.qq.com, "
+				"Development > Development settings) in shopping_upload.secret_file or shopping_upload.accounts";
+		case WX_ERR_INVALID_APPID:
+			return "WeChat knows no such appid: check shopping_upload.appid, the order's appid and shopping_upload.accounts";
+		case WX_ERR_ACCESS_TOKEN_EXPIRED:
+			return "the access token handed in with set_access_token() has expired: hand in a fresh one";
+		case WX_ERR_QUOTA_DAY:
+			return "the appid's daily quota of token requests is used up: it is asked for again after midnight, Beijing time";
+		case WX_ERR_API_UNAUTHORIZED:
+			return "the appid may not call this API: check the Mini Program's permissions (mp.weixin.qq.com)";
+		default:
+			break;
+	}
+	return NULL;
 }
 
 /* exponential backoff with jitter: base * 2^(attempt-1), capped, times [0.5, 1) */

@@ -144,9 +144,17 @@ extern const char *su_retry_class_name(SuErrClass cls);
 /*
  * The class of a failure to get an access token (errcode as the token
  * endpoint or the token cache gave it): busy (-1, also a transport
- * failure) is retried, anything else is a configuration problem.
+ * failure) is retried, the endpoint's quotas wait as an upload's would,
+ * anything else is a configuration problem.
  */
 extern SuErrClass su_retry_token_failure_class(int errcode);
+
+/*
+ * What an operator does about an errcode of the token endpoint (or about a
+ * handed-in token WeChat refused), in one line; NULL when there is nothing
+ * to add to WeChat's errmsg.
+ */
+extern const char *su_retry_token_hint(int errcode);
 
 /*
  * Exponential backoff: retry_base_ms * 2^(attempt-1), capped at

@@ -328,6 +328,7 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 	json_object *body = json_object_new_object();
 	json_object *answer = NULL;
 	json_object *v;
+	const char *hint;
 	SuHttpRequest req;
 	char	   *text;
 	size_t		len;
@@ -426,11 +427,15 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 	res->errcode = json_object_object_get_ex(answer, "errcode", &v) &&
 		json_object_is_type(v, json_type_int) && json_object_get_int(v) != 0 ?
 		json_object_get_int(v) : WX_ERR_SYSTEM_BUSY;
-	res->errmsg = psprintf("stable_token gave no access token for appid \"%s\": errcode %d, %s",
+	hint = su_retry_token_hint(res->errcode);
+	res->errmsg = psprintf("stable_token gave no access token for appid \"%s\": errcode %d, %s%s%s",
 						   creds->appid, res->errcode,
 						   json_object_object_get_ex(answer, "errmsg", &v) &&
 						   json_object_is_type(v, json_type_string) ?
-						   json_object_get_string(v) : "(no errmsg)");
+						   json_object_get_string(v) : "(no errmsg)",
+						   hint ? " (" : "", hint ? hint : "");
+	if (hint)
+		res->errmsg = psprintf("%s)", res->errmsg);
 	fetch_failed(creds->appid);
 	return false;
 }
@@ -487,4 +492,17 @@ su_token_get(const SuCredentials *creds, SuTokenResult *res)
 						   "shopping_upload.secret_file for shopping_upload.appid",
 						   creds->appid);
 	return false;
+}
+
+bool
+su_token_check(const SuCredentials *creds, SuTokenResult *res)
+{
+	/* asked on purpose: WeChat is asked, whatever the cache and the backoff say */
+	if (creds->secret != NULL && creds->secret[0] != '\0' &&
+		strlen(creds->appid) < SU_APPID_LEN)
+	{
+		memset(res, 0, sizeof(SuTokenResult));
+		return fetch_stable_token(creds, false, res);
+	}
+	return su_token_get(creds, res);
 }

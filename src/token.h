@@ -66,6 +66,12 @@ extern char *su_token_peek(const char *appid);
 /* A usable token: the cached one, or a new one (blocking HTTP, cancellable). */
 extern bool su_token_get(const SuCredentials *creds, SuTokenResult *res);
 
+/*
+ * As su_token_get(), but an appid with a secret asks WeChat now, whatever
+ * the cache holds or the backoff says (check_setup()).
+ */
+extern bool su_token_check(const SuCredentials *creds, SuTokenResult *res);
+
 /* WeChat rejected token (40001/40014/42001): drop it from the cache. */
 extern void su_token_rejected(const char *appid, const char *token);
 

@@ -524,7 +524,13 @@ test_classes(void)
 	expect_i64("token failure invalid credential",
 			   su_retry_token_failure_class(40001), SU_CLASS_CONFIG);
 	expect_i64("token failure daily quota",
-			   su_retry_token_failure_class(45009), SU_CLASS_CONFIG);
+			   su_retry_token_failure_class(45009), SU_CLASS_QUOTA_DAY);
+	expect_i64("token failure minute quota",
+			   su_retry_token_failure_class(45011), SU_CLASS_QUOTA_MINUTE);
+	expect_i64("token failure IP not allowed",
+			   su_retry_token_failure_class(40164), SU_CLASS_CONFIG);
+	expect_i64("token failure invalid appsecret",
+			   su_retry_token_failure_class(40125), SU_CLASS_CONFIG);
 	expect_i64("token failure unknown code",
 			   su_retry_token_failure_class(12345), SU_CLASS_CONFIG);
 	expect_i64("token failure errcode 0",
@@ -580,6 +586,28 @@ test_constants(void)
 			   su_beijing_day(T_YEAR_UTC_EVE), 9132);
 }
 
+/* every code of the token endpoint the docs name has a hint; others none */
+static void
+test_token_hints(void)
+{
+	static const int named[] = {-1, 40164, 40013, 40125, 40001, 42001, 45009, 48001};
+
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+	{
+		char		what[64];
+
+		snprintf(what, sizeof(what), "token hint for %d", named[i]);
+		expect_bool(what, su_retry_token_hint(named[i]) != NULL, true);
+	}
+	expect_bool("no token hint for 0", su_retry_token_hint(0) != NULL, false);
+	expect_bool("no token hint for an unknown code",
+				su_retry_token_hint(12345) != NULL, false);
+	expect_bool("the IP hint names the allow-list",
+				strstr(su_retry_token_hint(40164), "allow-list") != NULL, true);
+	expect_bool("the secret hint names the secret file",
+				strstr(su_retry_token_hint(40125), "secret_file") != NULL, true);
+}
+
 void
 run_retry_tests(void)
 {
@@ -590,5 +618,6 @@ run_retry_tests(void)
 	test_holds();
 	test_token_backoff();
 	test_classes();
+	test_token_hints();
 	test_constants();
 }

@@ -1,0 +1,133 @@
+# check_setup(): a good set-up, then each item broken alone (the secret
+# file's mode, a link, a missing file, a wrong secret, an IP not on the
+# allow-list, plain http refused, a CA file that is not there, another
+# database, no appid, a role that may not read secrets, no preload).  No
+# row ever holds the secret or a token.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use SuStub;
+
+my $dir = PostgreSQL::Test::Utils::tempdir();
+my $stub = SuStub->start(dir => $dir);
+my $node = SuStub::node(conf => <<"EOC");
+shopping_upload.api_base_url = '${\ $stub->url}'
+shopping_upload.appid = 'wxtestappid'
+shopping_upload.secret = 'testsecret'
+EOC
+my $secret_file = $node->basedir . '/app_secret';
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+# item|ok (t, f or empty for NULL) of every row, in order
+sub items
+{
+	my ($prefix, $db, $arg) = @_;
+	$prefix //= '';
+	return $node->safe_psql($db // 'postgres',
+		"$prefix SELECT string_agg(item || '=' || coalesce(ok::text, 'null'), ' ')"
+		  . " FROM shopping_upload.check_setup($arg)") if defined $arg;
+	return $node->safe_psql($db // 'postgres',
+		"$prefix SELECT string_agg(item || '=' || coalesce(ok::text, 'null'), ' ')"
+		  . ' FROM shopping_upload.check_setup()');
+}
+sub detail
+{
+	my ($item, $prefix, $db) = @_;
+	$prefix //= '';
+	return $node->safe_psql($db // 'postgres',
+		"$prefix SELECT detail FROM shopping_upload.check_setup() WHERE item = '$item'");
+}
+sub all_details { return sql('SELECT string_agg(detail, E\'\\n\') FROM shopping_upload.check_setup()'); }
+
+# the worker is up before the database row is asked about
+ok(SuStub::poll_until($node, 'postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'", '1', 30),
+	'the worker runs');
+
+# 1. a good set-up: every item ok, the CA not used over plain http
+is(items(), 'version=true preload=true database=true api_base_url=true ca=null appid=true secret=true token=true',
+	'a good set-up: every item checked is ok');
+like(detail('token'), qr/gave appid "wxtestappid" an access token/, 'the token row says WeChat gave a token');
+like(detail('api_base_url'), qr/plain http, allowed by shopping_upload\.allow_insecure_http/,
+	'plain http allowed for a test server is said so');
+my $tokens = $stub->tokens;
+my $token = $tokens->{wxtestappid}{access_token};
+ok(defined $token && length $token > 20, 'the stand-in issued a token');
+my $all = all_details();
+unlike($all, qr/testsecret/, 'no row holds the secret');
+unlike($all, qr/\Q$token\E/, 'no row holds the token');
+
+# 2. the secret file, broken three ways, each alone
+chmod 0644, $secret_file;
+is(items(), 'version=true preload=true database=true api_base_url=true ca=null appid=true secret=false token=null',
+	'a secret file others may read: the secret row fails, no token is asked');
+like(detail('secret'), qr/may be read or written by others than its owner/, '... and says why');
+chmod 0600, $secret_file;
+rename $secret_file, "$secret_file.real";
+symlink "$secret_file.real", $secret_file;
+like(detail('secret'), qr/is a symbolic link/, 'a secret file that is a link is refused');
+unlink $secret_file;
+like(detail('secret'), qr/does not exist/, 'a missing secret file is said so');
+unlike(detail('secret'), qr/\Q$secret_file\E/, 'the row does not name the path (the server log does)');
+PostgreSQL::Test::Utils::append_to_file($secret_file, "wrongsecret\n");
+chmod 0600, $secret_file;
+is(items(), 'version=true preload=true database=true api_base_url=true ca=null appid=true secret=true token=false',
+	'a wrong secret: the token row fails');
+like(detail('token'), qr/errcode 40125: .*secret_file/, '... with WeChat\'s errcode and what to do');
+unlink $secret_file;
+rename "$secret_file.real", $secret_file;
+
+# 3. the IP allow-list
+$stub->fault(kind => 'errcode:40164', path => '/cgi-bin/stable_token', count => 1);
+like(detail('token'), qr/errcode 40164: .*allow-list/, 'an IP not on the allow-list is named, with what to do');
+$stub->clear_faults;
+like(detail('token'), qr/access token/, 'once the cause is gone, the token row is ok again');
+
+# 4. plain http refused; an https endpoint whose CA file is not there
+is(detail('api_base_url', 'SET shopping_upload.allow_insecure_http = off;') =~ /plain http is refused/ ? 1 : 0, 1,
+	'plain http without allow_insecure_http is refused');
+is(items("SET shopping_upload.allow_insecure_http = off;"),
+	'version=true preload=true database=true api_base_url=false ca=null appid=true secret=true token=false',
+	'... and its token row fails too');
+like(detail('ca', "SET shopping_upload.api_base_url = 'https://127.0.0.1:1'; SET shopping_upload.ca_file = '$dir/no_such_ca.crt';"),
+	qr/ca_file \(.*no_such_ca\.crt\) does not exist/, 'a CA file that is not there is named');
+
+# 5. another database: not the one the worker serves
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', 'CREATE EXTENSION shopping_upload');
+like(detail('database', '', 'other'), qr/serves database "postgres".*not this one \("other"\)/,
+	'a database the worker does not serve is said so');
+
+# 6. no appid at all; an appid passed in
+like(items("SET shopping_upload.appid = '';"), qr/appid=false$/, 'no appid: the appid row fails, and the check ends there');
+like(items('', 'postgres', "'wxother'"), qr/appid=true secret=false token=null/,
+	'an appid with no credentials: its secret row fails');
+
+# 7. a role that may not read the secrets
+$node->safe_psql('postgres', q{
+	CREATE ROLE watcher LOGIN;
+	GRANT USAGE ON SCHEMA shopping_upload TO watcher;
+	GRANT EXECUTE ON FUNCTION shopping_upload.check_setup(text) TO watcher;
+});
+is($node->safe_psql('postgres', q{SET ROLE watcher; SELECT string_agg(item || '=' || coalesce(ok::text, 'null'), ' ') FROM shopping_upload.check_setup()}),
+	'version=true preload=true database=true api_base_url=true ca=null appid=true secret=null token=null',
+	'a role that may not read accounts gets no secret or token row checked');
+my ($rc, $out, $err) = $node->psql('postgres', q{SET ROLE watcher; SELECT 1 FROM shopping_upload.check_setup()}, on_error_stop => 1);
+$node->safe_psql('postgres', q{REVOKE EXECUTE ON FUNCTION shopping_upload.check_setup(text) FROM watcher});
+($rc, $out, $err) = $node->psql('postgres', q{SET ROLE watcher; SELECT 1 FROM shopping_upload.check_setup()});
+like($err, qr/permission denied for function check_setup/, 'check_setup() is not for PUBLIC');
+
+# 8. no shared_preload_libraries
+$node->stop;
+$node->adjust_conf('postgresql.conf', 'shared_preload_libraries', "''");
+$node->start;
+like(items(), qr/^version=true preload=false database=null /, 'without preload: said so, and no database row is checked');
+
+$node->stop;
+$stub->stop;
+done_testing();
