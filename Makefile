@@ -29,6 +29,7 @@ OBJS = \
 	src/queue_commit.o \
 	src/queue_followup.o \
 	src/apps.o \
+	src/alerts.o \
 	src/launcher.o \
 	src/worker.o
 # The version of the SQL objects this library works with: the control

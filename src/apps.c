@@ -174,7 +174,7 @@ su_apps_maybe_hold(SuUpload *u)
 					u->appid, timestamptz_to_str(until)),
 			 errdetail("WeChat answered errcode %d: %s", u->errcode,
 					   u->errmsg ? u->errmsg : "(no errmsg)"),
-			 errhint("%s", su_retry_hold_hint(u->cls))));
+			 errhint("%s", su_retry_hold_hint(u->cls, u->errcode))));
 }
 
 /*
@@ -202,4 +202,26 @@ su_apps_take_hold_releases(void)
 							app->appid)));
 			app->held_until = 0;
 		}
+}
+
+void
+su_apps_release_local(void)
+{
+	HASH_SEQ_STATUS seq;
+	AppState   *app;
+	int			n;
+	const int  *codes = su_retry_local_config_codes(&n);
+
+	if (apps.by_appid == NULL)
+		return;
+	hash_seq_init(&seq, apps.by_appid);
+	while ((app = hash_seq_search(&seq)) != NULL)
+		for (int i = 0; i < n; i++)
+			if (app->held_until != 0 && app->held_errcode == codes[i])
+			{
+				ereport(LOG,
+						(errmsg("shopping_upload worker: the hold of appid \"%s\" (errcode %d) ends: the settings were reloaded",
+								app->appid, app->held_errcode)));
+				app->held_until = 0;
+			}
 }

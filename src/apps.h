@@ -40,6 +40,12 @@ extern void su_apps_first_request(const char *appid);
  */
 extern void su_apps_maybe_hold(SuUpload *u);
 
+/*
+ * The settings were reloaded: the holds that a local configuration problem
+ * caused end (the fix may be in the new settings).
+ */
+extern void su_apps_release_local(void);
+
 /* requeue() of held orders committed since the last look: every hold ends. */
 extern void su_apps_take_hold_releases(void);
 

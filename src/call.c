@@ -38,6 +38,18 @@ wake_for(const TimestampTz *earliest)
 			su_queue_wake_at_commit((SuDue) due);
 }
 
+/*
+ * A call refused before sending (the validator, a token, a local setting)
+ * never changes the state of a version WeChat already has: its lease ends,
+ * the audit row says what happened.  True when so.
+ */
+static bool
+restored(SuUpload *u)
+{
+	return !u->sent && u->was_accepted &&
+		su_queue_restore(su_kind(u->kind)->due, u->order_id, u->version);
+}
+
 bool
 su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
 {
@@ -60,7 +72,7 @@ su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
 	 * state row and then waits to read the table.
 	 */
 	(void) su_lock_kind_tables(kind, true, NULL);
-	upload_time = k->begin(order_id, &u->version, &u->attempt);
+	upload_time = k->begin(order_id, u);
 	k->prepare(1, &u, &upload_time, &cxt, &prepared);
 	MemoryContextSwitchTo(cxt);
 	if (u->deferred)
@@ -75,7 +87,8 @@ su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
 	{
 		/* refused before sending: audited and recorded at once */
 		su_audit_insert(&u, 1);
-		(void) k->record(&u, 1, &recorded, earliest);
+		if (!restored(u))
+			(void) k->record(&u, 1, &recorded, earliest);
 		MemoryContextSwitchTo(cxt);
 		wake_for(earliest);
 		return false;
@@ -129,6 +142,8 @@ su_call_record_state(SuUpload *u)
 
 	/* writers hold the state row a moment at their commit: waited for */
 	su_queue_lock_state(k->due, u->order_id);
+	if (restored(u))
+		return;
 	(void) k->record(&u, 1, &recorded, earliest);
 	MemoryContextSwitchTo(cxt);
 	wake_for(earliest);

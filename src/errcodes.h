@@ -23,6 +23,9 @@
 #define WX_ERR_INVALID_ACCESS_TOKEN			40014
 #define WX_ERR_ACCESS_TOKEN_EXPIRED			42001
 
+/* WeChat's "appsecret missing": no way to get a token for an appid */
+#define WX_ERR_NO_SECRET					41004
+
 /* the token endpoint's own refusals (stable_token) */
 #define WX_ERR_INVALID_APPSECRET			40125	/* the secret is not the appid's */
 #define WX_ERR_IP_NOT_ALLOWED				40164	/* the caller's IP is not on the allow-list */
@@ -74,6 +77,13 @@
 /* the shipping information's rules (validate_shipping.c) */
 #define WX_ERR_TRACKING_NO_MISSING			268485226
 #define WX_ERR_UNIFIED_NEEDS_ONE_SHIPMENT	268485228
+
+/*
+ * Not WeChat's: a request that this server's own configuration stops (plain
+ * http refused, a CA file that cannot be used).  Recorded so, and held as a
+ * configuration problem, never retried to death as a transport failure.
+ */
+#define SU_ERR_LOCAL_CONFIG					(-2)
 
 /* the 2684xxxxx range: the order's data, unless listed otherwise */
 #define WX_ERR_DATA_RANGE_FIRST				268400000

@@ -560,3 +560,16 @@ su_http_default_ca(void)
 #endif
 	return NULL;
 }
+
+bool
+su_http_local_problem(const SuHttpRequest *req)
+{
+	switch (req->curl_code)
+	{
+		case CURLE_UNSUPPORTED_PROTOCOL:	/* plain http, not allowed */
+		case CURLE_SSL_CACERT_BADFILE:	/* ca_file, or the system store */
+			return true;
+		default:
+			return false;
+	}
+}

@@ -106,6 +106,12 @@ extern void su_http_settings(SuHttpRequest *req);
  */
 extern const char *su_http_default_ca(void);
 
+/*
+ * Did a finished request fail because of this server's own configuration
+ * (plain http refused, a CA file that cannot be used), not the network's?
+ */
+extern bool su_http_local_problem(const SuHttpRequest *req);
+
 /* host[:port] of a URL, written into buf (for messages: never the query) */
 extern void su_http_host(const char *url, char *buf, size_t len);
 

@@ -18,9 +18,10 @@ typedef int (*SuClaimFn) (int max, SuClaim *out, int *looked_at);
 
 /*
  * starts a call by hand on one order (SPI connected): leases or locks its
- * row; its version, attempt number and upload_time (0: none)
+ * row; sets u's version, attempt and was_accepted; returns its upload_time
+ * (0: none)
  */
-typedef TimestampTz (*SuBeginFn) (int64 order_id, int64 *version, int *attempt);
+typedef TimestampTz (*SuBeginFn) (int64 order_id, SuUpload *u);
 
 /*
  * builds and validates n claimed rows' bodies (SPI connected), us[i]'s in

@@ -59,11 +59,12 @@ enum
 /* su_queue_begin()'s check: is a request of the order in flight? */
 enum
 {
-	Anum_check_in_flight = 1
+	Anum_check_in_flight = 1,
+	Anum_check_accepted			/* WeChat has this version already */
 };
 
 TimestampTz
-su_queue_begin(int64 order_id, int64 *version, int *attempt)
+su_queue_begin(int64 order_id, SuUpload *u)
 {
 	static SPIPlanPtr check_plan = NULL;
 	Oid			types[2] = {INT8OID, FLOAT8OID};
@@ -81,7 +82,8 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 				 "SELECT " SU_SQL_IN_FLIGHT("s")
 				 " OR EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
 				 "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id"
-				 "  AND " SU_SQL_IN_FLIGHT("h") ")"
+				 "  AND " SU_SQL_IN_FLIGHT("h") "),"
+				 " " SU_SQL_ACCEPTED("s")
 				 " FROM " SU_SCHEMA ".order_state s"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF s",
 				 1, types, 0);
@@ -96,6 +98,9 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 						order_id),
 				 errdetail("One request per order is in flight at a time (its upload or its shipping information)."),
 				 errhint("Wait until its state in shopping_upload.order_status is no longer \"uploading\".")));
+	u->was_accepted = SPI_processed > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_check_accepted, &isnull));
 
 	/*
 	 * The attempt leases the order, as the worker's claim does: the worker
@@ -124,8 +129,8 @@ su_queue_begin(int64 order_id, int64 *version, int *attempt)
 		su_order_missing(order_id);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	*version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_lease_version, &isnull));
-	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_lease_attempts, &isnull));
+	u->version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_lease_version, &isnull));
+	u->attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_lease_attempts, &isnull));
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_lease_upload_time, &isnull));
 }
 
@@ -135,6 +140,33 @@ static const char *const due_table[SU_DUES] = {
 	[SU_DUE_SHIPPING] = "shipping_state",
 	[SU_DUE_VERIFY] = "order_state",
 };
+
+bool
+su_queue_restore(SuDue due, int64 order_id, int64 version)
+{
+	static SPIPlanPtr plans[2];
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		args[2] = {Int64GetDatum(order_id), Int64GetDatum(version)};
+	bool		shipping = (strcmp(due_table[due], "shipping_state") == 0);
+
+	su_kept_plan(&plans[shipping], shipping ?
+				 "UPDATE " SU_SCHEMA ".shipping_state s SET state = 'uploaded',"
+				 " next_attempt_at = NULL, updated_at = pg_catalog.now()"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
+				 " AND s.version OPERATOR(pg_catalog.=) $2"
+				 " AND s.uploaded_version OPERATOR(pg_catalog.=) $2"
+				 " AND s.state OPERATOR(pg_catalog.=) 'uploading'" :
+				 "UPDATE " SU_SCHEMA ".order_state s SET state = 'uploaded',"
+				 " next_attempt_at = NULL, updated_at = pg_catalog.now()"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
+				 " AND s.version OPERATOR(pg_catalog.=) $2"
+				 " AND s.uploaded_version OPERATOR(pg_catalog.=) $2"
+				 " AND s.state OPERATOR(pg_catalog.=) 'uploading'",
+				 2, types, 0);
+	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not end the lease of order " INT64_FORMAT, order_id);
+	return SPI_processed == 1;
+}
 
 void
 su_queue_lock_state(SuDue due, int64 order_id)
@@ -169,7 +201,8 @@ enum
 {
 	Anum_record_order_id = 1,
 	Anum_record_next_attempt_at,
-	Anum_record_rekeyed		/* accepted with another key or payer */
+	Anum_record_rekeyed,		/* accepted with another key or payer */
+	Anum_record_as_planned		/* false: the order changed, it is pending */
 };
 
 /*
@@ -345,7 +378,8 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " RETURNING s.order_id, s.next_attempt_at,"
 				 "  l.old_key IS NOT NULL AND s.uploaded_key IS NOT NULL"
-				 "  AND l.old_key OPERATOR(pg_catalog.<>) s.uploaded_key",
+				 "  AND l.old_key OPERATOR(pg_catalog.<>) s.uploaded_key,"
+				 "  s.version OPERATOR(pg_catalog.=) u.version",
 				 9, types, 0);
 	for (int i = 0; i < n; i++)
 	{
@@ -354,7 +388,8 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 
 		ids[i] = Int64GetDatum(u->order_id);
 		versions[i] = Int64GetDatum(u->version);
-		states[i] = CStringGetTextDatum(su_queue_next_state(u, now, &next));
+		u->next_state = su_queue_next_state(u, now, &next);
+		states[i] = CStringGetTextDatum(u->next_state);
 		nexts[i] = TimestampTzGetDatum(next);
 		next_nulls[i] = (next == 0);
 		oks[i] = BoolGetDatum(u->cls == SU_CLASS_OK);
@@ -402,6 +437,9 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 			{
 				recorded[i] = true;
 				n_recorded++;
+				if (!DatumGetBool(SPI_getbinval(tt->vals[r], tt->tupdesc,
+												Anum_record_as_planned, &isnull)))
+					us[i]->next_state = "pending";
 				if (us[i]->cls == SU_CLASS_OK)
 					accepted[n_accepted++] = Int64GetDatum(id);
 				break;
@@ -520,6 +558,42 @@ su_queue_requeue(int64 order_id, bool all, Datum states)
 	if (n > 0)
 		su_queue_wake_at_commit(SU_DUE_ORDER);
 	return (int64) n;
+}
+
+int64
+su_queue_release_local_holds(void)
+{
+	static SPIPlanPtr plans[2];
+	Oid			types[1] = {INT4ARRAYOID};
+	Datum		elems[8];
+	Datum		args[1];
+	int			n;
+	const int  *codes = su_retry_local_config_codes(&n);
+	int64		released = 0;
+
+	Assert(n <= (int) lengthof(elems));
+	for (int i = 0; i < n; i++)
+		elems[i] = Int32GetDatum(codes[i]);
+	args[0] = su_array(elems, NULL, n, INT4OID);
+	su_kept_plan(&plans[0],
+				 "UPDATE " SU_SCHEMA ".order_state s SET next_attempt_at = pg_catalog.now()"
+				 " WHERE s.state OPERATOR(pg_catalog.=) 'held'"
+				 " AND s.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
+				 " AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+				 1, types, 0);
+	su_kept_plan(&plans[1],
+				 "UPDATE " SU_SCHEMA ".shipping_state s SET next_attempt_at = pg_catalog.now()"
+				 " WHERE s.state OPERATOR(pg_catalog.=) 'held'"
+				 " AND s.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
+				 " AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+				 1, types, 0);
+	for (int i = 0; i < 2; i++)
+	{
+		if (SPI_execute_plan(plans[i], args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not release the rows held by a local configuration problem");
+		released += SPI_processed;
+	}
+	return released;
 }
 
 void

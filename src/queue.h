@@ -21,7 +21,14 @@
  * naming the order when it does not exist, and 55006 when a request for it
  * is in flight.
  */
-extern TimestampTz su_queue_begin(int64 order_id, int64 *version, int *attempt);
+extern TimestampTz su_queue_begin(int64 order_id, SuUpload *u);
+
+/*
+ * A call by hand refused before sending, of a version WeChat already had:
+ * its lease ends and the row is "uploaded" again, as before the call (SPI
+ * connected).  False when the row changed meanwhile (record it then).
+ */
+extern bool su_queue_restore(SuDue due, int64 order_id, int64 version);
 
 /*
  * Locks the state row that holds due column due of an order until the
@@ -67,7 +74,7 @@ extern int	su_queue_mark_gone(SuUpload **us, int n, bool *recorded,
  * accepted last (0: none), *attempt the verify's number.  Raises an error
  * naming the order when it does not exist.
  */
-extern TimestampTz su_verify_begin(int64 order_id, int64 *version, int *attempt);
+extern TimestampTz su_verify_begin(int64 order_id, SuUpload *u);
 
 /*
  * Starts an upload of an order's shipping information by hand
@@ -76,8 +83,7 @@ extern TimestampTz su_verify_begin(int64 order_id, int64 *version, int *attempt)
  * shipping information does not exist, or when the order's own upload was
  * never accepted.
  */
-extern TimestampTz su_shipping_begin(int64 order_id, int64 *version,
-									 int *attempt);
+extern TimestampTz su_shipping_begin(int64 order_id, SuUpload *u);
 
 /* When a row whose attempt ended so goes next, and in which state (retry.c). */
 extern const char *su_queue_next_state(SuUpload *u, TimestampTz now,
@@ -125,6 +131,13 @@ extern void su_queue_forget(int64 order_id, SuDue due);
  * are pending again, as if just queued (SPI connected).  Returns how many.
  */
 extern int64 su_queue_requeue(int64 order_id, bool all, Datum states);
+
+/*
+ * The settings were reloaded: rows held by a local configuration problem
+ * (retry.c's su_retry_local_config_codes()) are due now (SPI connected).
+ * Returns how many.
+ */
+extern int64 su_queue_release_local_holds(void);
 
 /*
  * The wall clock went back usecs: the rows queued or planned before are

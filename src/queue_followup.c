@@ -156,12 +156,13 @@ verify_next(SuUpload *u, TimestampTz now)
 
 /*
  * the rows of us that the record statement's RETURNING names (its columns:
- * the order_id, then the next due time)
+ * the order_id, the next due time, and whether the state is the one planned)
  */
 enum
 {
 	Anum_recorded_order_id = 1,
-	Anum_recorded_next
+	Anum_recorded_next,
+	Anum_recorded_as_planned	/* false: the row changed, it is pending */
 };
 
 static int
@@ -188,6 +189,11 @@ mark_recorded(SuUpload **us, int n, bool *recorded, TimestampTz *earliest,
 			{
 				recorded[i] = true;
 				n_recorded++;
+				if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r],
+												SPI_tuptable->tupdesc,
+												Anum_recorded_as_planned,
+												&isnull)))
+					us[i]->next_state = "pending";
 				break;
 			}
 	}
@@ -234,7 +240,7 @@ su_verify_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  AS u(order_id, version, ok, errcode, errmsg, result, next, plan), l"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
-				 " RETURNING s.order_id, s.verify_due_at",
+				 " RETURNING s.order_id, s.verify_due_at, true",
 				 8, types, 0);
 	for (int c = 0; c < 8; c++)
 	{
@@ -317,7 +323,8 @@ su_shipping_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  AS u(order_id, version, state, next, ok, errcode, errmsg), l"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
-				 " RETURNING s.order_id, s.next_attempt_at",
+				 " RETURNING s.order_id, s.next_attempt_at,"
+				 "  s.version OPERATOR(pg_catalog.=) u.version",
 				 7, types, 0);
 	for (int c = 0; c < 7; c++)
 	{
@@ -338,7 +345,10 @@ su_shipping_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 			v[2][i] = CStringGetTextDatum("waiting_for_order");
 		}
 		else
-			v[2][i] = CStringGetTextDatum(su_queue_next_state(u, now, &next));
+		{
+			u->next_state = su_queue_next_state(u, now, &next);
+			v[2][i] = CStringGetTextDatum(u->next_state);
+		}
 		v[3][i] = TimestampTzGetDatum(next);
 		nul[3][i] = (next == 0);
 		v[4][i] = BoolGetDatum(u->cls == SU_CLASS_OK && !u->deferred);
@@ -375,8 +385,11 @@ enum
 };
 
 TimestampTz
-su_verify_begin(int64 order_id, int64 *version, int *attempt)
+su_verify_begin(int64 order_id, SuUpload *u)
 {
+	int64	   *version = &u->version;
+	int		   *attempt = &u->attempt;
+
 	static SPIPlanPtr order_plan = NULL;
 	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {INT8OID};
@@ -436,11 +449,12 @@ enum
 /* su_shipping_begin()'s check: is a request of the shipping information in flight? */
 enum
 {
-	Anum_sflight_in_flight = 1
+	Anum_sflight_in_flight = 1,
+	Anum_sflight_accepted		/* WeChat has this version already */
 };
 
 TimestampTz
-su_shipping_begin(int64 order_id, int64 *version, int *attempt)
+su_shipping_begin(int64 order_id, SuUpload *u)
 {
 	static SPIPlanPtr check_plan = NULL;
 	static SPIPlanPtr flight_plan = NULL;
@@ -488,7 +502,7 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 
 	/* one request per order in flight: the state row, locked, says */
 	su_kept_plan(&flight_plan,
-				 "SELECT " SU_SQL_IN_FLIGHT("h")
+				 "SELECT " SU_SQL_IN_FLIGHT("h") ", " SU_SQL_ACCEPTED("h")
 				 " FROM " SU_SCHEMA ".shipping_state h"
 				 " WHERE h.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 				 1, types, 0);
@@ -503,6 +517,9 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 						order_id),
 				 errdetail("One request per order is in flight at a time."),
 				 errhint("Wait until its shipping_state in shopping_upload.order_status is no longer \"uploading\".")));
+	u->was_accepted = SPI_processed > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_sflight_accepted, &isnull));
 
 	/* leased, as su_queue_begin() leases an order */
 	su_kept_plan(&plan,
@@ -526,7 +543,7 @@ su_shipping_begin(int64 order_id, int64 *version, int *attempt)
 			 order_id);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	*version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_slease_version, &isnull));
-	*attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_slease_attempts, &isnull));
+	u->version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_slease_version, &isnull));
+	u->attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_slease_attempts, &isnull));
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_slease_upload_time, &isnull));
 }

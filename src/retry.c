@@ -40,6 +40,8 @@ su_retry_state_name(SuNextState state)
 SuErrClass
 su_retry_classify(int errcode)
 {
+	if (errcode == SU_ERR_LOCAL_CONFIG)
+		return SU_CLASS_CONFIG;
 	switch (errcode)
 	{
 		case WX_ERR_OK:
@@ -105,6 +107,8 @@ su_retry_token_failure_class(int errcode)
 	{
 		case WX_ERR_SYSTEM_BUSY:
 			return SU_CLASS_RETRY;	/* busy or unreachable: try again */
+		case SU_ERR_LOCAL_CONFIG:
+			return SU_CLASS_CONFIG; /* this server's settings stop it */
 		case WX_ERR_QUOTA_DAY:
 			return SU_CLASS_QUOTA_DAY;	/* the endpoint's own daily quota */
 		case WX_ERR_QUOTA_MINUTE:
@@ -114,6 +118,15 @@ su_retry_token_failure_class(int errcode)
 	}
 	/* a secret, an appid, the IP allow-list: the configuration is wrong */
 	return SU_CLASS_CONFIG;
+}
+
+const int *
+su_retry_local_config_codes(int *n)
+{
+	static const int codes[] = {SU_ERR_LOCAL_CONFIG, WX_ERR_NO_SECRET};
+
+	*n = (int) (sizeof(codes) / sizeof(codes[0]));
+	return codes;
 }
 
 const char *
@@ -246,8 +259,11 @@ su_retry_holds_appid(SuErrClass cls)
 }
 
 const char *
-su_retry_hold_hint(SuErrClass cls)
+su_retry_hold_hint(SuErrClass cls, int errcode)
 {
+	if (errcode == SU_ERR_LOCAL_CONFIG)
+		return "This server's settings stop every request (shopping_upload.api_base_url, "
+			"allow_insecure_http, ca_file): fix them and reload; held orders go at once.";
 	switch (cls)
 	{
 		case SU_CLASS_QUOTA_DAY:

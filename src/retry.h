@@ -157,6 +157,14 @@ extern SuErrClass su_retry_token_failure_class(int errcode);
 extern const char *su_retry_token_hint(int errcode);
 
 /*
+ * The errcodes of this server's own configuration (a secret that cannot be
+ * read, plain http refused, a CA file): the rows they hold are due again as
+ * soon as the settings are reloaded, not config_retry_s later.  *n gets
+ * their count.
+ */
+extern const int *su_retry_local_config_codes(int *n);
+
+/*
  * Exponential backoff: retry_base_ms * 2^(attempt-1), capped at
  * retry_max_ms, times (0.5 + jitter/2); jitter in [0, 1), drawn by the
  * caller.
@@ -199,8 +207,11 @@ extern int64_t su_retry_verify_first(const SuRetryLimits *l, int64_t accepted);
  */
 extern bool su_retry_holds_appid(SuErrClass cls);
 
-/* the hint logged when an appid is held; NULL for a class that holds none */
-extern const char *su_retry_hold_hint(SuErrClass cls);
+/*
+ * the hint logged when an appid is held after errcode (of class cls); NULL
+ * for a class that holds none
+ */
+extern const char *su_retry_hold_hint(SuErrClass cls, int errcode);
 
 /*
  * How long the token endpoint is left alone after a failed fetch, given

@@ -356,7 +356,8 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 
 	if (req.curl_code != 0 || req.http_status != 200)
 	{
-		res->errcode = WX_ERR_SYSTEM_BUSY;
+		res->errcode = su_http_local_problem(&req) ? SU_ERR_LOCAL_CONFIG :
+			WX_ERR_SYSTEM_BUSY;
 		res->errmsg = req.curl_code != 0 ?
 			psprintf("could not get an access token for appid \"%s\": %s",
 					 creds->appid, req.error) :

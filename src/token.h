@@ -18,8 +18,6 @@
 #define SU_TOKEN_LEN 1024
 #define SU_MAX_APPIDS 64
 
-/* WeChat's "appsecret missing": no way to get a token for an appid */
-#define WX_ERR_NO_SECRET 41004
 
 /* One cached token; lives in shared memory. */
 typedef struct SuTokenSlot

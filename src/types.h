@@ -73,6 +73,8 @@ typedef struct SuUpload
 								 * in this snapshot): not sent, no attempt,
 								 * looked at again shortly */
 	bool		keep_result;	/* the answer's verify_result is kept */
+	bool		was_accepted;	/* a call by hand: WeChat had this version
+								 * before the call began */
 	char	   *token;			/* the access token used; never logged */
 	SuHttpRequest req;
 
@@ -86,6 +88,8 @@ typedef struct SuUpload
 	SuErrClass	cls;
 	int64		audit_id;
 	char	   *verify_result;	/* a verify's answer, verbatim; NULL if none */
+	const char *next_state;		/* the state its record leads to (a static
+								 * string; NULL: not recorded, or a verify) */
 } SuUpload;
 
 /* A claimed row, as the worker gets it. */

@@ -204,7 +204,15 @@ su_upload_conclude(SuUpload *u)
 	u->duration_ms = req->duration_ms;
 	su_http_host(req->url, host, sizeof(host));
 
-	if (req->curl_code != 0)
+	if (req->curl_code != 0 && su_http_local_problem(req))
+	{
+		/* this server's settings stop every request: held, fixed by hand */
+		transport_failure(u, su_clean_text_capped(req->error));
+		u->sent = false;		/* it never left this server */
+		u->errcode = SU_ERR_LOCAL_CONFIG;
+		u->cls = su_retry_classify(u->errcode);
+	}
+	else if (req->curl_code != 0)
 		transport_failure(u, su_clean_text_capped(req->error));
 	else if (req->http_status != 200)
 		transport_failure(u, psprintf("HTTP status %ld from %s",

@@ -46,6 +46,7 @@
 #include "storage/proc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -53,8 +54,10 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "alerts.h"
 #include "apps.h"
 #include "audit.h"
+#include "common.h"
 #include "extversion.h"
 #include "http.h"
 #include "kinds.h"
@@ -116,6 +119,8 @@ static struct
 	bool		rate_limited;	/* a ready order waits for its rate */
 	bool		extension_ready;	/* checked since the last error */
 	bool		failed;			/* the last round ended in an error */
+	bool		release_local;	/* settings reloaded: rows held by a local
+								 * configuration problem are due again */
 	TimestampTz last_claim;		/* when the last claim ran */
 	TimestampTz next_due[SU_KINDS]; /* earliest planned attempt, 0: none */
 	TimestampTz kind_held_until[SU_KINDS];	/* a body table was locked */
@@ -290,6 +295,8 @@ reload_settings(void)
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	sched.next_trim = 0;				/* a new retention applies at once */
+	sched.release_local = true;	/* a fixed setting lets held rows go */
+	su_apps_release_local();
 	want_all();
 }
 
@@ -631,6 +638,17 @@ claim(int max, TimestampTz now, bool *full)
 		wall.stepped_back = 0;
 		want_all();
 	}
+	/* after a reload: what a local configuration problem held */
+	if (sched.release_local)
+	{
+		int64		released = su_queue_release_local_holds();
+
+		sched.release_local = false;
+		if (released > 0)
+			ereport(LOG,
+					(errmsg("shopping_upload worker: the settings were reloaded: " INT64_FORMAT " rows held by a local configuration problem are due again",
+							released)));
+	}
 
 	/*
 	 * A claim lost in a crash costs nothing (the row is due again), so its
@@ -903,6 +921,9 @@ drop_recorded(Flight **flights, int n, const bool *recorded)
 	for (int i = 0; i < n; i++)
 		if (recorded[i])
 		{
+			/* committed: a rejected, dead or held order is worth a line */
+			if (flights[i]->attempted)
+				su_alert_outcome(&flights[i]->u);
 			dlist_delete(&flights[i]->node);
 			free_flight(flights[i]);
 			n_recorded++;
@@ -1122,6 +1143,35 @@ drop_all(void)
 }
 
 /*
+ * One line, at start and when the worker resumes after waiting for the
+ * extension: the database, the appids it has credentials for, the endpoint
+ * (SPI connected).
+ */
+static void
+say_serving(bool at_start)
+{
+	char	   *appids = NULL;
+	bool		isnull;
+
+	if (SPI_execute("SELECT pg_catalog.string_agg(a.appid, ', ' ORDER BY a.appid)"
+					" FROM " SU_SCHEMA ".accounts a", true, 0) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			appids = TextDatumGetCString(d);	/* SPI's, until commit_txn() */
+	}
+	ereport(LOG,
+			(errmsg("shopping_upload worker: %s database \"%s\" for appid %s%s%s at %s",
+					at_start ? "serving" : "serving again",
+					su_database_name,
+					su_appid && su_appid[0] ? su_appid : "(none set)",
+					appids ? " and the accounts " : "", appids ? appids : "",
+					su_api_base())));
+}
+
+/*
  * Waits for the extension; at start, or when it was created anew, makes
  * the orders a dead worker left uploading due at once.  After an error with
  * the extension still there, keeps every flight.
@@ -1171,6 +1221,7 @@ wait_for_extension(bool at_start)
 		pfree(said);
 	begin_txn("recovering");
 	su_queue_recover();
+	say_serving(at_start);
 	commit_txn();
 	sched.extension_ready = true;
 	want_all();

@@ -122,7 +122,49 @@ $node->safe_psql('postgres', q{REVOKE EXECUTE ON FUNCTION shopping_upload.check_
 ($rc, $out, $err) = $node->psql('postgres', q{SET ROLE watcher; SELECT 1 FROM shopping_upload.check_setup()});
 like($err, qr/permission denied for function check_setup/, 'check_setup() is not for PUBLIC');
 
-# 8. no shared_preload_libraries
+# 8. the worker's log lines: which database, appids and endpoint it serves
+my $url = $stub->url;
+like(slurp_file($node->logfile), qr/shopping_upload worker: serving database "postgres" for appid wxtestappid at \Q$url\E/,
+	'the worker says once which database, appid and endpoint it serves');
+
+# 9. a local configuration problem holds orders, never kills them, and a
+# reload that fixes it lets them go, without requeue()
+my $n = 0;
+sub import_order
+{
+	my $no = sprintf('CS%010d', ++$n);
+	return sql("SELECT shopping_upload.import_order('" . SuStub::order_json(out_trade_no => $no) . "')");
+}
+sub state_of { return sql("SELECT state || ' ' || coalesce(last_errcode::text, '') FROM shopping_upload.order_state WHERE order_id = $_[0]"); }
+sql("ALTER SYSTEM SET shopping_upload.allow_insecure_http = off; SELECT pg_reload_conf();");
+my $logpos = -s $node->logfile;
+my $held = import_order();
+ok(SuStub::poll_until($node, 'postgres',
+	"SELECT state || ' ' || last_errcode FROM shopping_upload.order_state WHERE order_id = $held", 'held -2', 30),
+	'plain http refused: the order is held (errcode -2, a local configuration problem), not retried to death');
+like(sql("SELECT last_errmsg FROM shopping_upload.order_state WHERE order_id = $held"),
+	qr/refused to send .* over plain http/, '... and its reason says so');
+ok(SuStub::poll_until($node, 'postgres', 'SELECT 1', '1', 1), 'the server answers');
+like(slurp_file($node->logfile, $logpos), qr/WARNING:  shopping_upload: order $held \(order, appid wxtestappid\) is held after errcode -2: .*\n.*HINT:  Held until/,
+	'a held order writes one WARNING, with a hint');
+sql("ALTER SYSTEM RESET shopping_upload.allow_insecure_http; SELECT pg_reload_conf();");
+ok(SuStub::poll_until($node, 'postgres',
+	"SELECT state FROM shopping_upload.order_state WHERE order_id = $held", 'uploaded', 30),
+	'the reload that fixes it lets the held order go, without requeue()');
+like(slurp_file($node->logfile, $logpos), qr/rows held by a local configuration problem are due again/,
+	'... and the worker says so');
+
+# 10. WARNINGs are rate-limited per appid and errcode: three rejected orders, one line
+$logpos = -s $node->logfile;
+$stub->fault(kind => 'errcode:268485222', count => 3);
+my @rejected = map { import_order() } 1 .. 3;
+ok(SuStub::poll_until($node, 'postgres',
+	"SELECT count(*) FROM shopping_upload.order_state WHERE state = 'rejected' AND order_id IN (" . join(',', @rejected) . ')',
+	'3', 30), 'three orders are rejected');
+my @lines = (slurp_file($node->logfile, $logpos) =~ /is rejected after errcode 268485222/g);
+is(scalar @lines, 1, 'one WARNING for three rejected orders of one appid and errcode within a minute');
+
+# 11. no shared_preload_libraries
 $node->stop;
 $node->adjust_conf('postgresql.conf', 'shared_preload_libraries', "''");
 $node->start;

@@ -401,8 +401,15 @@ test_holds(void)
 		expect_bool(name, su_retry_holds_appid(classes[k].cls), classes[k].holds);
 		snprintf(name, sizeof(name), "hold hint, class %s",
 				 su_retry_class_name(classes[k].cls));
-		expect_str(name, su_retry_hold_hint(classes[k].cls), classes[k].hint);
+		expect_str(name, su_retry_hold_hint(classes[k].cls, 0), classes[k].hint);
 	}
+	expect_bool("a local configuration problem's hold hint names the settings",
+				strstr(su_retry_hold_hint(SU_CLASS_CONFIG, SU_ERR_LOCAL_CONFIG),
+					   "allow_insecure_http") != NULL, true);
+	expect_i64("a local configuration problem is of class config",
+			   su_retry_classify(SU_ERR_LOCAL_CONFIG), SU_CLASS_CONFIG);
+	expect_i64("a token failure of local configuration is of class config",
+			   su_retry_token_failure_class(SU_ERR_LOCAL_CONFIG), SU_CLASS_CONFIG);
 }
 
 static void
@@ -497,7 +504,8 @@ test_classes(void)
 		/* unknown codes */
 		{12345, SU_CLASS_UNKNOWN, "unknown"},
 		{1, SU_CLASS_UNKNOWN, "unknown"},
-		{-2, SU_CLASS_UNKNOWN, "unknown"},
+		{-2, SU_CLASS_CONFIG, "config"},	/* SU_ERR_LOCAL_CONFIG */
+		{-3, SU_CLASS_UNKNOWN, "unknown"},
 		{45010, SU_CLASS_UNKNOWN, "unknown"},
 		{INT_MAX, SU_CLASS_UNKNOWN, "unknown"},
 		{INT_MIN, SU_CLASS_UNKNOWN, "unknown"},

@@ -924,7 +924,7 @@ static const struct
 	{268435461, "data"}, {268485194, "data"}, {268400000, "data"},
 	{268499999, "data"}, {40003, "data"}, {47001, "data"}, {44002, "data"},
 	{45002, "data"}, {268399999, "unknown"}, {268500000, "unknown"},
-	{1, "unknown"}, {-2, "unknown"}, {40002, "unknown"}, {45010, "unknown"},
+	{1, "unknown"}, {-2, "config"}, {-3, "unknown"}, {40002, "unknown"}, {45010, "unknown"},
 	{0, NULL}
 };
 
