@@ -15,7 +15,7 @@
  *	name		audit.kind, and the name in log lines and claim_waits()
  *	function	the SQL function that makes the call by hand
  *	path		the API's path under api_base_url
- *	due			the queue's due column of its rows (SuDue, queue.h)
+ *	due			the queue's due column of its rows (SuDue, types.h)
  *	tables		the tables its bodies are read from, in the order they are
  *				locked (an array of kinds.c)
  *	claim		claims due rows (SuClaimFn)

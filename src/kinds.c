@@ -38,6 +38,19 @@ const SuKindInfo su_kinds[SU_KINDS] = {
 StaticAssertDecl(lengthof(su_kinds) == SU_KINDS, "one row of su_kinds per kind");
 StaticAssertDecl((int) SU_DUES == (int) SU_KINDS, "one due column per kind");
 
+SuKind
+su_kind_by_name(const char *name)
+{
+	for (int kind = 0; kind < SU_KINDS; kind++)
+		if (strcmp(su_kinds[kind].name, name) == 0)
+			return (SuKind) kind;
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("shopping_upload knows no kind of call \"%s\"", name),
+			 errhint("The library was replaced while sessions that use it ran: reconnect.")));
+	pg_unreachable();
+}
+
 bool
 su_lock_kind_tables(SuKind kind, bool wait, const char **blocker)
 {

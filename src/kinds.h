@@ -62,6 +62,12 @@ su_kind(SuKind kind)
 }
 
 /*
+ * The kind of that name (audit.kind); an error names it when this build of
+ * the library has no such kind.
+ */
+extern SuKind su_kind_by_name(const char *name);
+
+/*
  * Locks the tables a kind's body is read from (ACCESS SHARE, as its reads
  * would), in one order for every caller.  With wait, waits for each;
  * without, false (the table's name in *blocker) as soon as one is locked,

@@ -74,7 +74,8 @@ static const char *const passed_settings[] = {
 typedef struct SyncSlot
 {
 	/* the call */
-	int			kind;
+	char		kind[NAMEDATALEN];	/* its name: the call's worker may have
+									 * loaded another build of the library */
 	int64		order_id;
 	Oid			dboid;
 	Oid			roleoid;
@@ -192,7 +193,7 @@ su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 	seg = dsm_create(sizeof(SyncSlot), 0);
 	slot = dsm_segment_address(seg);
 	memset(slot, 0, sizeof(SyncSlot));
-	slot->kind = (int) kind;
+	strlcpy(slot->kind, su_kind(kind)->name, sizeof(slot->kind));
 	slot->order_id = order_id;
 	slot->dboid = MyDatabaseId;
 	slot->roleoid = GetUserId();	/* the function's owner: SECURITY DEFINER */
@@ -441,6 +442,7 @@ su_sync_main(Datum arg)
 		SuUpload	u;
 		SuCredentials creds;
 		bool		final = true;
+		SuKind		kind;
 
 		/* 1. prepare: a short transaction (the order is leased) */
 		begin_call_txn();
@@ -449,10 +451,11 @@ su_sync_main(Datum arg)
 				(void) set_config_option(passed_settings[i], slot->settings[i],
 										 PGC_SUSET, PGC_S_SESSION,
 										 GUC_ACTION_SET, true, DEBUG1, false);
-		pgstat_report_activity(STATE_RUNNING, call_name((SuKind) slot->kind));
+		kind = su_kind_by_name(slot->kind);
+		pgstat_report_activity(STATE_RUNNING, call_name(kind));
 		su_require_extension_version();
-		check_caller((SuKind) slot->kind, slot->order_id, slot->caller, slot->session_user);
-		if (su_call_prepare((SuKind) slot->kind, slot->order_id, &u, &creds))
+		check_caller(kind, slot->order_id, slot->caller, slot->session_user);
+		if (su_call_prepare(kind, slot->order_id, &u, &creds))
 		{
 			commit_call_txn(cxt);
 

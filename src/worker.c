@@ -434,7 +434,7 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 
 /* what a kind's claims wait for, in shared memory (NULL: nothing) */
 static void
-publish_wait(SuKind kind, const char *table, TimestampTz wall)
+publish_wait(SuKind kind, const char *table, TimestampTz since)
 {
 	SpinLockAcquire(&su_shared->mutex);
 	if (table == NULL)
@@ -442,7 +442,7 @@ publish_wait(SuKind kind, const char *table, TimestampTz wall)
 	else if (strcmp(su_shared->claim_wait[kind], table) != 0)
 	{
 		strlcpy(su_shared->claim_wait[kind], table, sizeof(su_shared->claim_wait[kind]));
-		su_shared->claim_wait_since[kind] = wall;
+		su_shared->claim_wait_since[kind] = since;
 	}
 	SpinLockRelease(&su_shared->mutex);
 }
