@@ -164,7 +164,25 @@ ok(SuStub::poll_until($node, 'postgres',
 my @lines = (slurp_file($node->logfile, $logpos) =~ /is rejected after errcode 268485222/g);
 is(scalar @lines, 1, 'one WARNING for three rejected orders of one appid and errcode within a minute');
 
-# 11. no shared_preload_libraries
+# 11. docs/monitoring.md's queries, and its postgres_exporter file's, run as written
+my $doc = slurp_file("$FindBin::RealBin/../docs/monitoring.md");
+my @blocks = ($doc =~ /```sql\n(.*?)```/sg);
+ok(@blocks >= 5, 'docs/monitoring.md has its SQL blocks');
+for my $b (@blocks)
+{
+	my ($rc, $out, $err) = $node->psql('postgres', $b);
+	is($rc, 0, "docs/monitoring.md runs: " . (split /\n/, $b)[0]) or diag($err);
+}
+my $yaml = slurp_file("$FindBin::RealBin/../docs/monitoring/queries.yaml");
+my @queries = ($yaml =~ /query: >-\n((?:    .*\n)+)/g);
+is(scalar @queries, 3, 'docs/monitoring/queries.yaml has its three queries');
+for my $q (@queries)
+{
+	my ($rc, $out, $err) = $node->psql('postgres', $q);
+	is($rc, 0, "queries.yaml runs: " . (split /\n/, $q)[0]) or diag($err);
+}
+
+# 12. no shared_preload_libraries
 $node->stop;
 $node->adjust_conf('postgresql.conf', 'shared_preload_libraries', "''");
 $node->start;
