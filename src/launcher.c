@@ -146,7 +146,9 @@ su_launcher_main(Datum arg)
 				ereport(LOG,
 						(errmsg("shopping_upload launcher: database \"%s\" does not exist; waiting for it",
 								su_database_name),
-						 errhint("Set shopping_upload.database_name to the database that holds the orders.")));
+						 errhint("Create it (createdb %s, then CREATE EXTENSION shopping_upload in it), "
+								 "or set shopping_upload.database_name to the database that holds the orders.",
+								 su_database_name)));
 				said_missing = true;
 			}
 		}

@@ -187,7 +187,7 @@ like(upload($id, "SET shopping_upload.api_base_url = '$tlsurl';"),
 	my $plain = SuStub->start(dir => $dir, name => 'plain_only');
 	my $url = $plain->url;
 	like(upload($id, "SET shopping_upload.api_base_url = '$url'; SET shopping_upload.allow_insecure_http = off;"),
-		qr/^-1\|.*refused to send to 127\.0\.0\.1:\d+ over plain http/,
+		qr/^-2\|.*refused to send to 127\.0\.0\.1:\d+ over plain http/,
 		'an http:// api_base_url is refused unless allow_insecure_http is on');
 	is(scalar @{ $plain->requests }, 0, 'and nothing reached the server');
 	$plain->stop;
