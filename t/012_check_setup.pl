@@ -154,6 +154,19 @@ ok(SuStub::poll_until($node, 'postgres',
 like(slurp_file($node->logfile, $logpos), qr/rows held by a local configuration problem are due again/,
 	'... and the worker says so');
 
+# 9b. a call by hand refused before sending (here by plain http refused)
+# never changes the state of an order WeChat already has
+my $up = import_order();
+ok(SuStub::poll_until($node, 'postgres',
+	"SELECT state FROM shopping_upload.order_state WHERE order_id = $up", 'uploaded', 30),
+	'an order is uploaded by the worker');
+is(sql("SET shopping_upload.allow_insecure_http = off; SELECT errcode FROM shopping_upload.upload_shopping_info($up)"),
+	'-2', 'a call by hand with plain http refused answers -2');
+is(sql("SELECT state || ' ' || last_errcode || ' ' || (next_attempt_at IS NULL) FROM shopping_upload.order_state WHERE order_id = $up"),
+	'uploaded 0 true', '... and the order stays uploaded, nothing planned: the worker does not send it again');
+is(sql("SELECT string_agg(via || ':' || errcode || ':' || sent, ' ' ORDER BY audit_id) FROM shopping_upload.audit WHERE order_id = $up"),
+	'worker:0:true sql:-2:false', '... the refused call is audited, as not sent');
+
 # 10. WARNINGs are rate-limited per appid and errcode: three rejected orders, one line
 $logpos = -s $node->logfile;
 $stub->fault(kind => 'errcode:268485222', count => 3);
