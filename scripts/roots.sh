@@ -24,7 +24,9 @@
 # fresh roots of the first SUITE (ROOTS_PACKAGE below): one runs
 # scripts/package.sh, the other installs the .deb it made with
 # "apt-get install ./postgresql-NN-shopping-upload_*.deb" and runs
-# "SU_INSTALLED=1 bash scripts/demo.sh" against it.  Once per run, not per
+# "SU_INSTALLED=1 bash scripts/demo.sh" against it, then the README's
+# production quick start, block by block, against Debian's own cluster
+# ("SU_THROWAWAY_ROOT=1 bash scripts/quickstart.sh").  Once per run, not per
 # suite: the package is the same PGXS build as the roots' own, only packed
 # by pg_buildext, and two roots more per suite would add about 3 minutes each
 # to a run of three.
@@ -63,6 +65,8 @@
 #   ROOTS_PACKAGE       1 (default): the package step with the first SUITE;
 #                       0: none; a list of suites ("bookworm trixie"): the
 #                       step for each of them
+#   ROOTS_PACKAGE_ONLY=SUITE   the package step with SUITE alone, no suite's
+#                       two commands (to try the package and the quick start)
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,6 +77,10 @@ fuzz=${ROOTS_FUZZ_SECONDS-20}
 cache=${ROOTS_CACHE:-/var/cache/shopping_upload-roots}
 tmp=${ROOTS_TMP:-/var/tmp}
 package=${ROOTS_PACKAGE-1}
+if [ -n "${ROOTS_PACKAGE_ONLY:-}" ]; then
+	suites=()
+	package=$ROOTS_PACKAGE_ONLY
+fi
 
 if [ "$(id -u)" != 0 ]; then
 	echo "roots.sh: run as root (debootstrap, mount, chroot)" >&2
@@ -368,18 +376,19 @@ package_roots() {
 				"(cd /tmp && apt-get update -qq && apt-get install -y -q ./$deb) >/tmp/apt-install.log 2>&1 ||
 					{ cat /tmp/apt-install.log; echo 'apt-get install ./$deb failed'; exit 1; }
 				 echo 'apt-get install ./$deb: done'
-				 SU_INSTALLED=1 bash scripts/demo.sh"
+				 SU_INSTALLED=1 bash scripts/demo.sh &&
+				 SU_THROWAWAY_ROOT=1 bash scripts/quickstart.sh"
 			rc=$?
 			inst_s=$(($(date +%s) - t0))
 			major=$(root_major)
-			[ "$rc" = 0 ] || state="installed and demo FAILED (exit $rc) in $inst_s s"
+			[ "$rc" = 0 ] || state="installed, demo and README quick start FAILED (exit $rc) in $inst_s s"
 			keep_apt_cache "$suite"
 			look_at "$suite" "$suite.install"
 			teardown
 		fi
 	fi
 	if [ -z "$state" ]; then
-		state="installed and demo ok in $inst_s s"
+		state="installed, demo and README quick start ok in $inst_s s"
 		total_passed=$((total_passed + 1))
 	else
 		total_failed=$((total_failed + 1))
@@ -396,7 +405,7 @@ for d in "$tmp"/shopping_upload-root-*.*; do
 	teardown_root "$d" && rm -f "$d.pid"
 done
 
-for s in "${suites[@]}"; do
+for s in ${suites[@]+"${suites[@]}"}; do
 	one_root "$s"
 done
 case $package in
