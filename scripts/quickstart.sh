@@ -139,16 +139,16 @@ ${restart//NN/$nn} || fail "$restart failed"
 step "3. restarted: ${restart//NN/$nn}"
 
 # 4. the database; psql for the SQL blocks
-find_block sh '^su postgres -c "createdb shop"$'
-grep -q '^su postgres -c "psql -d shop"$' "$found" || fail "the database block no longer opens psql on shop"
+find_block sh '^su - postgres -c "createdb shop"$'
+grep -q '^su - postgres -c "psql -d shop"$' "$found" || fail "the database block no longer opens psql on shop"
 [ "$dbname" = shop ] || fail "the settings name database $dbname, the block creates shop"
-su postgres -c "createdb shop" || fail "createdb shop failed"
-psql_shop() { su postgres -c "psql -d shop -X -q -v ON_ERROR_STOP=1 -A -F '|' -t"; }
+su - postgres -c "createdb shop" || fail "createdb shop failed"
+psql_shop() { su - postgres -c "psql -d shop -X -q -v ON_ERROR_STOP=1 -A -F '|' -t"; }
 step "4. createdb shop"
 
 # the worker starts for the new database within seconds (the launcher looks every second)
 for _ in $(seq 100); do
-	[ "$(su postgres -c "psql -d shop -X -A -t -c \"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'\"")" = 1 ] && break
+	[ "$(su - postgres -c "psql -d shop -X -A -t -c \"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'\"")" = 1 ] && break
 	sleep 0.1
 done
 
