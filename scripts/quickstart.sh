@@ -22,8 +22,9 @@
 #   - the settings' file gets two more lines: api_base_url pointing at the
 #     stand-in, and allow_insecure_http (the stand-in speaks plain http);
 #   - Debian's cluster is started first (apt started it on a real machine;
-#     in the root, services do not start), and the restart is the block's
-#     "or:" command (no systemd in a root);
+#     in the root, services do not start), on its Unix socket only (a root
+#     shares the machine's network, whose port 5432 may be taken), and the
+#     restart is the block's "or:" command (no systemd in a root);
 #   - the interactive psql of the block runs the SQL blocks that follow it,
 #     with -X -v ON_ERROR_STOP=1 and unaligned output.
 # Checked: every check_setup() row is ok (or NULL), and the example order is
@@ -99,7 +100,10 @@ find_block sh '^apt install \./dist/postgresql-\*-shopping-upload_\*\.deb$'
 dpkg -s "postgresql-$nn-shopping-upload" >/dev/null 2>&1 || fail "the package postgresql-$nn-shopping-upload is not installed"
 step "2. the package postgresql-$nn-shopping-upload is installed (the block: $(cat "$found"))"
 
-# Debian's cluster runs, as apt would have started it
+# Debian's cluster runs, as apt would have started it; on the Unix socket
+# only (a root shares the machine's network: its port 5432 may be taken)
+echo "listen_addresses = ''    # quickstart.sh: a root shares the machine's ports" \
+	>"/etc/postgresql/$nn/main/conf.d/00-quickstart-socket-only.conf"
 pg_ctlcluster "$nn" main start 2>/dev/null || pg_ctlcluster "$nn" main status >/dev/null || fail "could not start cluster $nn main"
 
 # 3. the secret file: the block as written, the secret typed in

@@ -19,4 +19,10 @@
  */
 extern void su_alert_outcome(const SuUpload *u);
 
+/*
+ * Once a second at most (each round calls it): says how many were counted
+ * and not logged for each appid and errcode whose minute is over.
+ */
+extern void su_alert_flush(void);
+
 #endif							/* SU_ALERTS_H */

@@ -91,6 +91,12 @@ app_state(const char *appid)
 }
 
 bool
+su_apps_known(const char *appid)
+{
+	return app_find(appid) != NULL;
+}
+
+bool
 su_apps_held(const char *appid, TimestampTz now, SuAppHold *hold)
 {
 	AppState   *app = app_find(appid);

@@ -18,6 +18,9 @@ typedef struct SuAppHold
 	const char *errmsg;			/* valid until the hold changes */
 } SuAppHold;
 
+/* Does the worker keep credentials (a token got) for this appid? */
+extern bool su_apps_known(const char *appid);
+
 /* Is the appid held at wall-clock time now?  Then *hold says why. */
 extern bool su_apps_held(const char *appid, TimestampTz now, SuAppHold *hold);
 

@@ -47,7 +47,8 @@ static bool
 restored(SuUpload *u)
 {
 	return !u->sent && u->was_accepted &&
-		su_queue_restore(su_kind(u->kind)->due, u->order_id, u->version);
+		su_queue_restore(su_kind(u->kind)->due, u->order_id, u->version,
+						 u->lease_attempt);
 }
 
 bool
@@ -143,7 +144,10 @@ su_call_record_state(SuUpload *u)
 	/* writers hold the state row a moment at their commit: waited for */
 	su_queue_lock_state(k->due, u->order_id);
 	if (restored(u))
+	{
+		MemoryContextSwitchTo(cxt);
 		return;
+	}
 	(void) k->record(&u, 1, &recorded, earliest);
 	MemoryContextSwitchTo(cxt);
 	wake_for(earliest);

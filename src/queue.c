@@ -131,6 +131,7 @@ su_queue_begin(int64 order_id, SuUpload *u)
 	desc = SPI_tuptable->tupdesc;
 	u->version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_lease_version, &isnull));
 	u->attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_lease_attempts, &isnull));
+	u->lease_attempt = u->attempt;
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_lease_upload_time, &isnull));
 }
 
@@ -142,11 +143,12 @@ static const char *const due_table[SU_DUES] = {
 };
 
 bool
-su_queue_restore(SuDue due, int64 order_id, int64 version)
+su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt)
 {
 	static SPIPlanPtr plans[2];
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		args[2] = {Int64GetDatum(order_id), Int64GetDatum(version)};
+	Oid			types[3] = {INT8OID, INT8OID, INT4OID};
+	Datum		args[3] = {Int64GetDatum(order_id), Int64GetDatum(version),
+	Int32GetDatum(attempt)};
 	bool		shipping = (strcmp(due_table[due], "shipping_state") == 0);
 
 	su_kept_plan(&plans[shipping], shipping ?
@@ -155,14 +157,16 @@ su_queue_restore(SuDue due, int64 order_id, int64 version)
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
 				 " AND s.version OPERATOR(pg_catalog.=) $2"
 				 " AND s.uploaded_version OPERATOR(pg_catalog.=) $2"
+				 " AND s.attempts OPERATOR(pg_catalog.=) $3"
 				 " AND s.state OPERATOR(pg_catalog.=) 'uploading'" :
 				 "UPDATE " SU_SCHEMA ".order_state s SET state = 'uploaded',"
 				 " next_attempt_at = NULL, updated_at = pg_catalog.now()"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
 				 " AND s.version OPERATOR(pg_catalog.=) $2"
 				 " AND s.uploaded_version OPERATOR(pg_catalog.=) $2"
+				 " AND s.attempts OPERATOR(pg_catalog.=) $3"
 				 " AND s.state OPERATOR(pg_catalog.=) 'uploading'",
-				 2, types, 0);
+				 3, types, 0);
 	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not end the lease of order " INT64_FORMAT, order_id);
 	return SPI_processed == 1;
@@ -575,17 +579,27 @@ su_queue_release_local_holds(void)
 	for (int i = 0; i < n; i++)
 		elems[i] = Int32GetDatum(codes[i]);
 	args[0] = su_array(elems, NULL, n, INT4OID);
+	/*
+	 * A row another transaction holds is skipped, never waited for (a
+	 * writer's change makes it pending anyway).
+	 */
 	su_kept_plan(&plans[0],
-				 "UPDATE " SU_SCHEMA ".order_state s SET next_attempt_at = pg_catalog.now()"
-				 " WHERE s.state OPERATOR(pg_catalog.=) 'held'"
-				 " AND s.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
-				 " AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+				 "WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+				 "  WHERE st.state OPERATOR(pg_catalog.=) 'held'"
+				 "  AND st.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
+				 "  AND st.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+				 "  FOR UPDATE SKIP LOCKED)"
+				 " UPDATE " SU_SCHEMA ".order_state s SET next_attempt_at = pg_catalog.now()"
+				 " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id",
 				 1, types, 0);
 	su_kept_plan(&plans[1],
-				 "UPDATE " SU_SCHEMA ".shipping_state s SET next_attempt_at = pg_catalog.now()"
-				 " WHERE s.state OPERATOR(pg_catalog.=) 'held'"
-				 " AND s.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
-				 " AND s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+				 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+				 "  WHERE h.state OPERATOR(pg_catalog.=) 'held'"
+				 "  AND h.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
+				 "  AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+				 "  FOR UPDATE SKIP LOCKED)"
+				 " UPDATE " SU_SCHEMA ".shipping_state s SET next_attempt_at = pg_catalog.now()"
+				 " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id",
 				 1, types, 0);
 	for (int i = 0; i < 2; i++)
 	{

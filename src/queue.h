@@ -25,10 +25,12 @@ extern TimestampTz su_queue_begin(int64 order_id, SuUpload *u);
 
 /*
  * A call by hand refused before sending, of a version WeChat already had:
- * its lease ends and the row is "uploaded" again, as before the call (SPI
- * connected).  False when the row changed meanwhile (record it then).
+ * its lease (attempt number attempt) ends and the row is "uploaded" again,
+ * as before the call (SPI connected).  False when the row changed, or was
+ * leased by another, meanwhile (record it then).
  */
-extern bool su_queue_restore(SuDue due, int64 order_id, int64 version);
+extern bool su_queue_restore(SuDue due, int64 order_id, int64 version,
+							  int attempt);
 
 /*
  * Locks the state row that holds due column due of an order until the

@@ -545,5 +545,6 @@ su_shipping_begin(int64 order_id, SuUpload *u)
 	desc = SPI_tuptable->tupdesc;
 	u->version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_slease_version, &isnull));
 	u->attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_slease_attempts, &isnull));
+	u->lease_attempt = u->attempt;
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_slease_upload_time, &isnull));
 }

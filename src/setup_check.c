@@ -16,7 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -26,6 +28,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "common.h"
@@ -34,6 +37,7 @@
 #include "retry.h"
 #include "settings.h"
 #include "shared.h"
+#include "text_clean.h"
 #include "token.h"
 
 PG_FUNCTION_INFO_V1(su_check_setup_sql);
@@ -51,16 +55,25 @@ put_row(ReturnSetInfo *rsinfo, const char *item, int ok, const char *detail)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
-/* may the caller see the checks that read secrets? */
+/* may the caller see the checks that read secrets: a superuser, the owner? */
 static bool
 may_read_secrets(void)
 {
 	Oid			nsp = get_namespace_oid(SU_SCHEMA, true);
 	Oid			rel = OidIsValid(nsp) ? get_relname_relid("accounts", nsp) : InvalidOid;
+	HeapTuple	tup;
+	Oid			owner;
 
-	return superuser() ||
-		(OidIsValid(rel) &&
-		 pg_class_aclcheck(rel, GetUserId(), ACL_SELECT) == ACLCHECK_OK);
+	if (superuser())
+		return true;
+	if (!OidIsValid(rel))
+		return false;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return has_privs_of_role(GetUserId(), owner);
 }
 
 static void
@@ -186,21 +199,19 @@ check_credentials(ReturnSetInfo *rsinfo, const char *appid)
 	SuCredentials creds;
 	SuTokenResult tok;
 	const char *from;
-	bool		configured = su_appid != NULL && strcmp(su_appid, appid) == 0;
 
 	if (!may_read_secrets())
 	{
 		put_row(rsinfo, "secret", -1,
-				"not checked: only the owner of shopping_upload.accounts or a superuser may");
+				"not checked: only the extension's owner (of shopping_upload.accounts) or a superuser may");
 		put_row(rsinfo, "token", -1,
-				"not checked: only the owner of shopping_upload.accounts or a superuser may");
+				"not checked: only the extension's owner (of shopping_upload.accounts) or a superuser may");
 		return;
 	}
 	su_credentials_load(appid, &creds);
-	from = configured && su_secret_file && su_secret_file[0] ?
-		"shopping_upload.secret_file" : "shopping_upload.accounts";
+	from = creds.secret_from ? creds.secret_from : "";
 	if (creds.secret != NULL && creds.secret[0] != '\0')
-		put_row(rsinfo, "secret", 1, psprintf("a secret is set for appid \"%s\" (%s)", appid, from));
+		put_row(rsinfo, "secret", 1, psprintf("a secret is set for appid \"%s\" (from %s)", appid, from));
 	else if (creds.secret_problem != NULL)
 	{
 		put_row(rsinfo, "secret", 0, psprintf("%s", creds.secret_problem));
@@ -225,7 +236,8 @@ check_credentials(ReturnSetInfo *rsinfo, const char *appid)
 				psprintf("WeChat (%s) gave appid \"%s\" an access token", su_api_base(), appid));
 	else
 		put_row(rsinfo, "token", 0,
-				psprintf("errcode %d: %s", tok.errcode, tok.errmsg ? tok.errmsg : "(no message)"));
+				psprintf("errcode %d: %s", tok.errcode,
+						 tok.errmsg ? su_clean_text_capped(tok.errmsg) : "(no message)"));
 }
 
 /*

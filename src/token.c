@@ -229,13 +229,19 @@ su_credentials_load(const char *appid, SuCredentials *creds)
 		Datum		d;
 
 		creds->secret = SPI_getvalue(tup, desc, Anum_credentials_secret);
+		if (creds->secret != NULL)
+			creds->secret_from = "shopping_upload.accounts";
 		creds->access_token = SPI_getvalue(tup, desc, Anum_credentials_access_token);
 		d = SPI_getbinval(tup, desc, Anum_credentials_token_expires_at, &isnull);
 		creds->token_expires_at = isnull ? 0 : DatumGetTimestampTz(d);
 	}
 	SPI_freetuptable(SPI_tuptable);
 	if (creds->secret == NULL && su_appid && strcmp(su_appid, appid) == 0)
+	{
 		creds->secret = su_config_secret(&creds->secret_problem);
+		creds->secret_from = su_secret != NULL && su_secret[0] != '\0' ?
+			"shopping_upload.secret" : "shopping_upload.secret_file";
+	}
 }
 
 /* may this fetch use force_refresh? (counts it if so) */
@@ -280,7 +286,7 @@ count_fetch(const char *appid)
 
 /* a fetch failed: the next waits 1 s, 2 s, 4 s ... (retry.c says how long) */
 static void
-fetch_failed(const char *appid)
+fetch_failed(const char *appid, int errcode)
 {
 	SuTokenSlot *s;
 	TimestampTz now = GetCurrentTimestamp();
@@ -290,6 +296,20 @@ fetch_failed(const char *appid)
 	{
 		s->retry_at = now + su_retry_token_backoff_usecs(s->failures);
 		s->failures++;
+		s->last_errcode = errcode;
+	}
+	unlock_slots();
+}
+
+void
+su_token_clear_backoff(void)
+{
+	lock_slots(LW_EXCLUSIVE);
+	for (int i = 0; i < SU_MAX_APPIDS; i++)
+	{
+		slots[i].failures = 0;
+		slots[i].retry_at = 0;
+		slots[i].last_errcode = 0;
 	}
 	unlock_slots();
 }
@@ -310,20 +330,25 @@ fetch_succeeded(const char *appid)
 
 /* after failures: when the next fetch may go, or 0 */
 static TimestampTz
-fetch_not_before(const char *appid)
+fetch_not_before(const char *appid, int *errcode)
 {
 	SuTokenSlot *s;
 	TimestampTz at = 0;
 
+	*errcode = WX_ERR_SYSTEM_BUSY;
 	lock_slots(LW_SHARED);
 	if ((s = find_slot(appid, false)) != NULL)
+	{
 		at = s->retry_at;
+		if (s->last_errcode != 0)
+			*errcode = s->last_errcode;
+	}
 	unlock_slots();
 	return at;
 }
 
 static bool
-fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
+fetch_stable_token(const SuCredentials *creds, bool force, bool count, SuTokenResult *res)
 {
 	json_object *body = json_object_new_object();
 	json_object *answer = NULL;
@@ -364,7 +389,8 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 			psprintf("could not get an access token for appid \"%s\": HTTP status %ld",
 					 creds->appid, req.http_status);
 		su_http_release(&req);
-		fetch_failed(creds->appid);
+		if (count)
+			fetch_failed(creds->appid, res->errcode);
 		return false;
 	}
 	answer = json_tokener_parse(req.response ? req.response : "");
@@ -377,7 +403,8 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 		res->errcode = WX_ERR_SYSTEM_BUSY;
 		res->errmsg = psprintf("stable_token answered something that is not a JSON object "
 							   "(%zu bytes) for appid \"%s\"", response_len, creds->appid);
-		fetch_failed(creds->appid);
+		if (count)
+			fetch_failed(creds->appid, res->errcode);
 		return false;
 	}
 	if (json_object_object_get_ex(answer, "access_token", &v) &&
@@ -393,7 +420,8 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 			res->errmsg = psprintf("stable_token answered an access_token of %zu bytes for appid \"%s\"; "
 								   "at most %d are kept, without NUL",
 								   tlen, creds->appid, SU_TOKEN_LEN - 1);
-			fetch_failed(creds->appid);
+			if (count)
+				fetch_failed(creds->appid, res->errcode);
 			return false;
 		}
 
@@ -410,7 +438,8 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 				res->errcode = WX_ERR_SYSTEM_BUSY;
 				res->errmsg = psprintf("stable_token answered an expires_in that is %s, not an integer, for appid \"%s\"",
 									   su_json_type_phrase(e), creds->appid);
-				fetch_failed(creds->appid);
+				if (count)
+					fetch_failed(creds->appid, res->errcode);
 				return false;
 			}
 			expires_in = json_object_get_int64(e);
@@ -437,7 +466,8 @@ fetch_stable_token(const SuCredentials *creds, bool force, SuTokenResult *res)
 						   hint ? " (" : "", hint ? hint : "");
 	if (hint)
 		res->errmsg = psprintf("%s)", res->errmsg);
-	fetch_failed(creds->appid);
+	if (count)
+		fetch_failed(creds->appid, res->errcode);
 	return false;
 }
 
@@ -457,18 +487,26 @@ su_token_get(const SuCredentials *creds, SuTokenResult *res)
 
 	if (creds->secret != NULL && creds->secret[0] != '\0')
 	{
-		TimestampTz not_before = fetch_not_before(creds->appid);
+		int			last_errcode;
+		TimestampTz not_before = fetch_not_before(creds->appid, &last_errcode);
 
-		/* a token endpoint that keeps failing is asked less and less often */
+		/*
+		 * A token endpoint that keeps failing is asked less and less often;
+		 * meanwhile an attempt fails as the last fetch did (a wrong secret
+		 * stays a configuration problem, never a passing one).
+		 */
 		if (not_before > GetCurrentTimestamp())
 		{
-			res->errcode = WX_ERR_SYSTEM_BUSY;
-			res->errmsg = psprintf("the last access token requests for appid \"%s\" failed; "
-								   "the next is made at %s",
-								   creds->appid, timestamptz_to_str(not_before));
+			const char *hint = su_retry_token_hint(last_errcode);
+
+			res->errcode = last_errcode;
+			res->errmsg = psprintf("the last access token requests for appid \"%s\" failed "
+								   "(errcode %d%s%s); the next is made at %s",
+								   creds->appid, last_errcode, hint ? ": " : "",
+								   hint ? hint : "", timestamptz_to_str(not_before));
 			return false;
 		}
-		return fetch_stable_token(creds, take_force(creds->appid), res);
+		return fetch_stable_token(creds, take_force(creds->appid), true, res);
 	}
 
 	/* a configuration error: the appid is held, its orders never dead */
@@ -498,12 +536,15 @@ su_token_get(const SuCredentials *creds, SuTokenResult *res)
 bool
 su_token_check(const SuCredentials *creds, SuTokenResult *res)
 {
-	/* asked on purpose: WeChat is asked, whatever the cache and the backoff say */
-	if (creds->secret != NULL && creds->secret[0] != '\0' &&
-		strlen(creds->appid) < SU_APPID_LEN)
-	{
-		memset(res, 0, sizeof(SuTokenResult));
-		return fetch_stable_token(creds, false, res);
-	}
-	return su_token_get(creds, res);
+	/*
+	 * Asked on purpose (check_setup(), for the extension's owner): WeChat is
+	 * asked now, whatever the cache holds or the backoff says, and a failure
+	 * here leaves the worker's backoff alone: an operator's trial settings
+	 * must not hold the worker's orders.
+	 */
+	if (creds->secret == NULL || creds->secret[0] == '\0' ||
+		strlen(creds->appid) >= SU_APPID_LEN)
+		return su_token_get(creds, res);
+	memset(res, 0, sizeof(SuTokenResult));
+	return fetch_stable_token(creds, false, false, res);
 }

@@ -33,6 +33,7 @@ typedef struct SuTokenSlot
 	int64		fetches;		/* stable_token calls made */
 	int			failures;		/* failed fetches in a row */
 	TimestampTz retry_at;		/* no fetch before, after failures */
+	int			last_errcode;	/* the last failed fetch's errcode */
 } SuTokenSlot;
 
 /* What is needed to get a token for an appid; read from shopping_upload.accounts. */
@@ -41,6 +42,8 @@ typedef struct SuCredentials
 	char	   *appid;
 	char	   *secret;			/* NULL: none */
 	const char *secret_problem; /* the secret file is unusable: why */
+	const char *secret_from;	/* where the secret came from (a setting's or
+								 * a table's name), for messages */
 	char	   *access_token;	/* handed in (authorizer_access_token) */
 	TimestampTz token_expires_at;
 } SuCredentials;
@@ -69,6 +72,12 @@ extern bool su_token_get(const SuCredentials *creds, SuTokenResult *res);
  * the cache holds or the backoff says (check_setup()).
  */
 extern bool su_token_check(const SuCredentials *creds, SuTokenResult *res);
+
+/*
+ * The settings were reloaded: the backoff after failed fetches ends for every
+ * appid (its cause may be fixed).
+ */
+extern void su_token_clear_backoff(void);
 
 /* WeChat rejected token (40001/40014/42001): drop it from the cache. */
 extern void su_token_rejected(const char *appid, const char *token);

@@ -75,6 +75,8 @@ typedef struct SuUpload
 	bool		keep_result;	/* the answer's verify_result is kept */
 	bool		was_accepted;	/* a call by hand: WeChat had this version
 								 * before the call began */
+	int			lease_attempt;	/* a call by hand: the attempts count of its
+								 * lease (u->attempt grows with a retry) */
 	char	   *token;			/* the access token used; never logged */
 	SuHttpRequest req;
 

@@ -297,6 +297,7 @@ reload_settings(void)
 	sched.next_trim = 0;				/* a new retention applies at once */
 	sched.release_local = true;	/* a fixed setting lets held rows go */
 	su_apps_release_local();
+	su_token_clear_backoff();	/* and tokens are asked for again at once */
 	want_all();
 }
 
@@ -1368,6 +1369,7 @@ su_worker_main(Datum arg)
 		step_collect();
 		step_record(now);
 		step_trim(now);
+		su_alert_flush();
 		step_wait();
 	}
 }

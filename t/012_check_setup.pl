@@ -117,7 +117,12 @@ $node->safe_psql('postgres', q{
 is($node->safe_psql('postgres', q{SET ROLE watcher; SELECT string_agg(item || '=' || coalesce(ok::text, 'null'), ' ') FROM shopping_upload.check_setup()}),
 	'version=true preload=true database=true api_base_url=true ca=null appid=true secret=null token=null',
 	'a role that may not read accounts gets no secret or token row checked');
-my ($rc, $out, $err) = $node->psql('postgres', q{SET ROLE watcher; SELECT 1 FROM shopping_upload.check_setup()}, on_error_stop => 1);
+$node->safe_psql('postgres', q{GRANT SELECT ON shopping_upload.accounts TO watcher});
+is($node->safe_psql('postgres', q{SET ROLE watcher; SELECT string_agg(item || '=' || coalesce(ok::text, 'null'), ' ') FROM shopping_upload.check_setup()}),
+	'version=true preload=true database=true api_base_url=true ca=null appid=true secret=null token=null',
+	'a role that may read accounts but does not own it gets no secret or token row checked either');
+$node->safe_psql('postgres', q{REVOKE SELECT ON shopping_upload.accounts FROM watcher});
+my ($rc, $out, $err);
 $node->safe_psql('postgres', q{REVOKE EXECUTE ON FUNCTION shopping_upload.check_setup(text) FROM watcher});
 ($rc, $out, $err) = $node->psql('postgres', q{SET ROLE watcher; SELECT 1 FROM shopping_upload.check_setup()});
 like($err, qr/permission denied for function check_setup/, 'check_setup() is not for PUBLIC');
@@ -145,14 +150,33 @@ ok(SuStub::poll_until($node, 'postgres',
 like(sql("SELECT last_errmsg FROM shopping_upload.order_state WHERE order_id = $held"),
 	qr/refused to send .* over plain http/, '... and its reason says so');
 ok(SuStub::poll_until($node, 'postgres', 'SELECT 1', '1', 1), 'the server answers');
-like(slurp_file($node->logfile, $logpos), qr/WARNING:  shopping_upload: order $held \(order, appid wxtestappid\) is held after errcode -2: .*\n.*HINT:  Held until/,
-	'a held order writes one WARNING, with a hint');
+like(slurp_file($node->logfile, $logpos), qr/WARNING:  shopping_upload: order $held \(order, appid wxtestappid\) is held after errcode -2: .*\n.*HINT:  This server's settings stop every request/,
+	'a held order writes one WARNING, with a hint that says which settings');
 sql("ALTER SYSTEM RESET shopping_upload.allow_insecure_http; SELECT pg_reload_conf();");
 ok(SuStub::poll_until($node, 'postgres',
 	"SELECT state FROM shopping_upload.order_state WHERE order_id = $held", 'uploaded', 30),
 	'the reload that fixes it lets the held order go, without requeue()');
 like(slurp_file($node->logfile, $logpos), qr/rows held by a local configuration problem are due again/,
 	'... and the worker says so');
+
+# 9a. the same with no token cached yet: the token fetch is what plain http
+# refuses, and every order of the appid is held as the first one is (the
+# token endpoint's backoff answers with the errcode of its last failure)
+sql("INSERT INTO shopping_upload.accounts (appid, secret) VALUES ('wxsecond', 'secondsecret')");
+sql("ALTER SYSTEM SET shopping_upload.allow_insecure_http = off; SELECT pg_reload_conf();");
+my @second;
+for my $i (1 .. 3)
+{
+	my $no = sprintf('SE%010d', $i);
+	push @second, sql("SELECT shopping_upload.import_order('" . SuStub::order_json(out_trade_no => $no, appid => 'wxsecond') . "', 'wxsecond')");
+}
+my $in = join(',', @second);
+ok(SuStub::poll_until($node, 'postgres',
+	"SELECT count(*) FILTER (WHERE state = 'held' AND last_errcode = -2) FROM shopping_upload.order_state WHERE order_id IN ($in)",
+	'3', 30), 'no token cached: all three orders are held with errcode -2');
+is(sql("SELECT count(*) FROM shopping_upload.order_state WHERE order_id IN ($in) AND state IN ('retrying', 'dead')"),
+	'0', '... none retrying or dead');
+sql("ALTER SYSTEM RESET shopping_upload.allow_insecure_http; SELECT pg_reload_conf();");
 
 # 9b. a call by hand refused before sending (here by plain http refused)
 # never changes the state of an order WeChat already has
