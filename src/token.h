@@ -74,8 +74,9 @@ extern bool su_token_get(const SuCredentials *creds, SuTokenResult *res);
 extern bool su_token_check(const SuCredentials *creds, SuTokenResult *res);
 
 /*
- * The settings were reloaded: the backoff after failed fetches ends for every
- * appid (its cause may be fixed).
+ * The settings were reloaded: the backoff after fetches that failed for a
+ * local configuration problem (retry.c's su_retry_local_config_codes()) ends;
+ * a failing endpoint's own backoff goes on.
  */
 extern void su_token_clear_backoff(void);
 

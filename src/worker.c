@@ -297,7 +297,7 @@ reload_settings(void)
 	sched.next_trim = 0;				/* a new retention applies at once */
 	sched.release_local = true;	/* a fixed setting lets held rows go */
 	su_apps_release_local();
-	su_token_clear_backoff();	/* and tokens are asked for again at once */
+	su_token_clear_backoff();	/* and their tokens are asked for again */
 	want_all();
 }
 
