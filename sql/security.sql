@@ -29,7 +29,7 @@ SELECT p.oid::regprocedure AS executable_by_public
   FROM pg_catalog.pg_proc p
  WHERE p.pronamespace = 'shopping_upload'::regnamespace
    AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 SELECT c.relname AS table_of_public
   FROM pg_catalog.pg_class c
  WHERE c.relnamespace = 'shopping_upload'::regnamespace
