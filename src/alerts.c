@@ -174,11 +174,11 @@ su_alert_flush(void)
 		if (a->unlogged > 0 && now - a->logged_at >= ALERT_WINDOW_USECS)
 		{
 			ereport(WARNING,
-					(errmsg("shopping_upload: " INT64_FORMAT " more orders of %s%s%s ended %s after errcode %d in the last minute",
+					(errmsg("shopping_upload: " INT64_FORMAT " more orders of %s%s ended %s after errcode %d in the last minute",
 							a->unlogged,
 							a->key.appid[0] ? "appid " : "appids without credentials",
 							a->key.appid[0] ? shown_appid(a->key.appid) : "",
-							"", a->state ? a->state : "rejected, dead or held",
+							a->state ? a->state : "rejected, dead or held",
 							a->key.errcode),
 					 errhint("%s", hint_for(a->state ? a->state : "held", a->key.errcode))));
 			a->logged_at = now;

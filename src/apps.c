@@ -215,19 +215,16 @@ su_apps_release_local(void)
 {
 	HASH_SEQ_STATUS seq;
 	AppState   *app;
-	int			n;
-	const int  *codes = su_retry_local_config_codes(&n);
 
 	if (apps.by_appid == NULL)
 		return;
 	hash_seq_init(&seq, apps.by_appid);
 	while ((app = hash_seq_search(&seq)) != NULL)
-		for (int i = 0; i < n; i++)
-			if (app->held_until != 0 && app->held_errcode == codes[i])
-			{
-				ereport(LOG,
-						(errmsg("shopping_upload worker: the hold of appid \"%s\" (errcode %d) ends: the settings were reloaded",
-								app->appid, app->held_errcode)));
-				app->held_until = 0;
-			}
+		if (app->held_until != 0 && su_retry_is_local_config(app->held_errcode))
+		{
+			ereport(LOG,
+					(errmsg("shopping_upload worker: the hold of appid \"%s\" (errcode %d) ends: the settings were reloaded",
+							app->appid, app->held_errcode)));
+			app->held_until = 0;
+		}
 }

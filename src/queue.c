@@ -135,12 +135,12 @@ su_queue_begin(int64 order_id, SuUpload *u)
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_lease_upload_time, &isnull));
 }
 
-/* the table that holds each due column */
-static const char *const due_table[SU_DUES] = {
-	[SU_DUE_ORDER] = "order_state",
-	[SU_DUE_SHIPPING] = "shipping_state",
-	[SU_DUE_VERIFY] = "order_state",
-};
+/* is a due column's row in shipping_state (else order_state)? */
+static bool
+on_shipping_state(SuDue due)
+{
+	return due == SU_DUE_SHIPPING;
+}
 
 bool
 su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt)
@@ -149,7 +149,7 @@ su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt)
 	Oid			types[3] = {INT8OID, INT8OID, INT4OID};
 	Datum		args[3] = {Int64GetDatum(order_id), Int64GetDatum(version),
 	Int32GetDatum(attempt)};
-	bool		shipping = (strcmp(due_table[due], "shipping_state") == 0);
+	bool		shipping = on_shipping_state(due);
 
 	su_kept_plan(&plans[shipping], shipping ?
 				 "UPDATE " SU_SCHEMA ".shipping_state s SET state = 'uploaded',"
@@ -178,7 +178,7 @@ su_queue_lock_state(SuDue due, int64 order_id)
 	static SPIPlanPtr plans[2];
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
-	bool		shipping = (strcmp(due_table[due], "shipping_state") == 0);
+	bool		shipping = on_shipping_state(due);
 
 	su_kept_plan(&plans[shipping], shipping ?
 				 "SELECT FROM " SU_SCHEMA ".shipping_state h"
@@ -477,7 +477,7 @@ int
 su_queue_mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuDue due)
 {
 	static SPIPlanPtr plans[2];
-	bool		shipping = (strcmp(due_table[due], "shipping_state") == 0);
+	bool		shipping = on_shipping_state(due);
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		args[1] = {ids};
 	int			n_gone = 0;
@@ -648,7 +648,7 @@ su_queue_forget(int64 order_id, SuDue due)
 	static SPIPlanPtr plans[2];
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
-	bool		shipping = (strcmp(due_table[due], "shipping_state") == 0);
+	bool		shipping = on_shipping_state(due);
 
 	/* a statement of its own: a fresh snapshot sees every committed row */
 	su_kept_plan(&plans[shipping], shipping ?

@@ -129,6 +129,18 @@ su_retry_local_config_codes(int *n)
 	return codes;
 }
 
+bool
+su_retry_is_local_config(int errcode)
+{
+	int			n;
+	const int  *codes = su_retry_local_config_codes(&n);
+
+	for (int i = 0; i < n; i++)
+		if (codes[i] == errcode)
+			return true;
+	return false;
+}
+
 const char *
 su_retry_token_hint(int errcode)
 {

@@ -164,6 +164,9 @@ extern const char *su_retry_token_hint(int errcode);
  */
 extern const int *su_retry_local_config_codes(int *n);
 
+/* Is errcode one of su_retry_local_config_codes()? */
+extern bool su_retry_is_local_config(int errcode);
+
 /*
  * Exponential backoff: retry_base_ms * 2^(attempt-1), capped at
  * retry_max_ms, times (0.5 + jitter/2); jitter in [0, 1), drawn by the

@@ -304,18 +304,14 @@ fetch_failed(const char *appid, int errcode)
 void
 su_token_clear_backoff(void)
 {
-	int			n;
-	const int  *codes = su_retry_local_config_codes(&n);
-
 	lock_slots(LW_EXCLUSIVE);
 	for (int i = 0; i < SU_MAX_APPIDS; i++)
-		for (int c = 0; c < n; c++)
-			if (slots[i].failures > 0 && slots[i].last_errcode == codes[c])
-			{
-				slots[i].failures = 0;
-				slots[i].retry_at = 0;
-				slots[i].last_errcode = 0;
-			}
+		if (slots[i].failures > 0 && su_retry_is_local_config(slots[i].last_errcode))
+		{
+			slots[i].failures = 0;
+			slots[i].retry_at = 0;
+			slots[i].last_errcode = 0;
+		}
 	unlock_slots();
 }
 
