@@ -9,6 +9,7 @@ OBJS = \
 	src/extversion.o \
 	src/text_clean.o \
 	src/wake.o \
+	src/registry.o \
 	src/retry.o \
 	src/json_util.o \
 	src/payload.o \

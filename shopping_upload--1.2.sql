@@ -486,6 +486,27 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION check_setup(text) IS
 'The set-up, item by item (version, preload, database, api_base_url, ca, appid, secret, token), checked without sending an order; ok NULL: not checked';
 
+/*
+ * The databases of the server, as the launcher and the workers see them:
+ * which have the extension and their workers, which are left out, and
+ * which wait for a background worker slot.
+ */
+CREATE FUNCTION worker_status(OUT database name, OUT state text,
+	OUT workers integer, OUT wanted integer, OUT pids integer[],
+	OUT since timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'su_worker_status_sql'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION worker_status() IS
+'Every database the launcher knows: state (looking, served, no_extension, excluded, no_slot, paused), its workers running and wanted, their process ids, since when';
+
+CREATE VIEW workers AS
+SELECT database, state, workers, wanted, pids, since FROM worker_status();
+
+COMMENT ON VIEW workers IS
+'The databases of the server and their shopping_upload workers (see worker_status()); state no_slot: no background worker slot was free, raise max_worker_processes';
+
 /* At a glance. */
 CREATE VIEW stats AS
 SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
@@ -521,11 +542,17 @@ SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
 	   (SELECT string_agg(w.kind || ' waits for ' || w.waiting_for || ' since ' || w.since, '; '
 						  ORDER BY w.kind)
 		  FROM claim_waits() w)
-		 AS claims_waiting
+		 AS claims_waiting,
+	   (SELECT w.workers FROM worker_status() w
+		 WHERE w.database = current_database())
+		 AS workers,
+	   (SELECT string_agg(w.database, ', ' ORDER BY w.database) FROM worker_status() w
+		 WHERE w.state = 'no_slot')
+		 AS databases_unserved
   FROM order_state;
 
 COMMENT ON VIEW stats IS
-'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state, what the worker''s claims wait for';
+'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state, what the workers'' claims wait for, the workers serving this database, the databases of the server left without a worker (no background worker slot)';
 
 /*
  * The holds: orders (and shipping information) held by a configuration

@@ -377,7 +377,7 @@ listen_addresses = ''
 unix_socket_directories = '$work'
 max_connections = 50
 shared_preload_libraries = 'shopping_upload${pg_net:+,pg_net}'
-shopping_upload.database_name = 'bench'
+shopping_upload.databases = 'bench'
 ${pg_net:+pg_net.database_name = 'bench_pgnet'}
 shopping_upload.api_base_url = '$api_a'
 shopping_upload.appid = 'wxtestappid'
@@ -551,8 +551,21 @@ pgbench_run() {
 }
 pgbench_tps() { awk '/^tps = / { print $3; exit }' "$1"; }
 
-worker_pid() {
-	q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'" | head -n 1
+worker_pid() {					# the first worker (the oldest)
+	q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' ORDER BY backend_start LIMIT 1"
+}
+worker_pids() {					# every worker of the database
+	q bench "SELECT pid FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' ORDER BY backend_start"
+}
+# set_workers N: shopping_upload.workers_per_database = N, and waits for them
+set_workers() {
+	psql_db bench -c "ALTER SYSTEM SET shopping_upload.workers_per_database = $1" -c 'SELECT pg_reload_conf()' </dev/null
+	for _ in $(seq 300); do
+		[ "$(q bench "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'")" = "$1" ] && return 0
+		sleep 0.1
+	done
+	echo "worker.sh: $1 workers did not start" >&2
+	exit 1
 }
 mem_kb() {						# mem_kb PID FIELD
 	awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
@@ -1082,6 +1095,52 @@ elif [ "$PG_NET" = auto ]; then
 fi
 
 # ---------------------------------------------------------------------------
+# 6. The backlog with 1 and 2 workers for the database, side by side
+# ---------------------------------------------------------------------------
+echo
+echo "== 6. A backlog of $BACKLOG orders with 1 and 2 workers (shopping_upload.workers_per_database), $RUNS runs each, interleaved"
+declare -A wrates=([1]='' [2]='')
+declare -A wcpus=([1]='' [2]='')
+for run in $(seq "$RUNS"); do
+	order=(1 2)
+	[ $((run % 2)) = 0 ] && order=(2 1)
+	for w in "${order[@]}"; do
+		set_workers "$w"
+		psql_db bench -c 'VACUUM ANALYZE shopping_upload.order_state' -c 'CHECKPOINT' </dev/null
+		pids=$(worker_pids)
+		cpu0=0
+		for p in $pids; do cpu0=$((cpu0 + $(cpu_ticks "$p"))); done
+		qw bench "CALL bench.backlog(1, $BACKLOG, $TIMEOUT)"
+		IFS='|' read -r secs left stuck t0 <<<"$QW"
+		cpu1=0
+		for p in $pids; do cpu1=$((cpu1 + $(cpu_ticks "$p"))); done
+		if [ "$left" != 0 ]; then
+			fail "workers $w, run $run: $left orders left after $TIMEOUT s"
+			continue
+		fi
+		rate=$(calc "$BACKLOG / $secs")
+		cpu_us=$(calc "($cpu1 - $cpu0) * 1e6 / $clk_tck / $BACKLOG")
+		wrates[$w]="${wrates[$w]} $rate"
+		wcpus[$w]="${wcpus[$w]} $cpu_us"
+		say "run $run, $w worker(s): $(fmt "$secs" 2) s -> $(fmt "$rate" 0) orders/s; the workers' CPU $(fmt "$cpu_us" 1) µs/upload"
+	done
+done
+set_workers 1
+wratio=
+if [ "$(wc -w <<<"${wrates[1]}")" = "$RUNS" ] && [ "$(wc -w <<<"${wrates[2]}")" = "$RUNS" ]; then
+	read -r w1_min w1_med w1_max <<<"$(stats ${wrates[1]})"
+	read -r w2_min w2_med w2_max <<<"$(stats ${wrates[2]})"
+	read -r _ w1_cpu _ <<<"$(stats ${wcpus[1]})"
+	read -r _ w2_cpu _ <<<"$(stats ${wcpus[2]})"
+	wratio=$(calc "$w2_med / $w1_med")
+	echo "1 worker, uploads/s min / median / max: $(mmm "$w1_min" "$w1_med" "$w1_max"); CPU $(fmt "$w1_cpu" 1) µs/upload (median)"
+	echo "2 workers, uploads/s min / median / max: $(mmm "$w2_min" "$w2_med" "$w2_max"); CPU $(fmt "$w2_cpu" 1) µs/upload (median, both)"
+	echo "ratio of the medians, 2 workers ÷ 1: $(fmt "$wratio" 2)"
+else
+	fail "the 1- and 2-worker backlogs did not all drain"
+fi
+
+# ---------------------------------------------------------------------------
 # Summary
 # ---------------------------------------------------------------------------
 met() {							# met VALUE OP LIMIT
@@ -1123,6 +1182,7 @@ for cfg in "${configs[@]}"; do
 	fi
 done
 echo "| WAL bytes per order: triggers disabled / on, worker uploading (drains included) / no worker | $(int "${wal_per[disabled]}") / $(int "${wal_per[on]}") / $(int "${wal_per[noworker]}") | | |"
+echo "| backlog uploads/s with 1 / 2 workers for the database (medians of $RUNS, interleaved); ratio | $(na "$wratio" "$(int "${w1_med:-0}") / $(int "${w2_med:-0}"); $(fmt "${wratio:-0}" 2)") | | |"
 echo "| worker RssAnon growth over $(int $((2 * BACKLOG))) uploads | $(fmt "$(calc "$growth_anon / 1024")" 2) MB | < 5 MB | $(met "$(calc "$growth_anon / 1024")" '<' 5) |"
 echo "| worker VmRSS growth (+ shared buffers touched) | $(fmt "$(calc "$growth_rss / 1024")" 2) MB | | |"
 if [ -n "$pg_net" ]; then

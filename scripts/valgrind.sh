@@ -181,8 +181,10 @@ regress_suite() {
 	echo "$name $ok $bad" >"$work/$name.tally"
 }
 
+# the regression database is not served: its tests drive the queue by hand
 cat >"$work/regress.conf" <<CONF
 shared_preload_libraries = 'shopping_upload'
+shopping_upload.databases = 'postgres'
 CONF
 chown "$PG_USER" "$work/regress.conf"
 

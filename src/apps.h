@@ -1,14 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * apps.h
- *		What the worker keeps of each appid: its rate bucket and its hold.
+ *		What the workers keep of each appid, in shared memory: its rate
+ *		bucket and its hold.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef SU_APPS_H
 #define SU_APPS_H
 
+#include "storage/lwlock.h"
+
 #include "types.h"
+
+/* the shared table of appids (shopping_upload.c makes it) */
+extern Size su_apps_shmem_size(void);
+extern void su_apps_shmem_init(void *mem, bool fresh, LWLock *lock);
 
 /* an appid's hold, as it releases the orders that wait for it */
 typedef struct SuAppHold

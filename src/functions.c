@@ -14,6 +14,7 @@
 #include "miscadmin.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -57,6 +58,7 @@ PG_FUNCTION_INFO_V1(su_build_shipping_payload_sql);
 PG_FUNCTION_INFO_V1(su_verify_shopping_info_sql);
 PG_FUNCTION_INFO_V1(su_upload_shipping_info_sql);
 PG_FUNCTION_INFO_V1(su_claim_waits_sql);
+PG_FUNCTION_INFO_V1(su_worker_status_sql);
 
 
 /* one violation -> one row of the result's tuplestore */
@@ -423,6 +425,7 @@ su_claim_sql(PG_FUNCTION_ARGS)
 	SuClaim    *claims;
 	int			n;
 	int			looked_at;
+	SuPartition all = {1, 0};
 
 	su_require_extension_version();
 
@@ -433,7 +436,7 @@ su_claim_sql(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	claims = palloc(sizeof(SuClaim) * max);
 	SPI_connect();
-	n = su_queue_claim(max, claims, &looked_at);
+	n = su_queue_claim(max, &all, claims, &looked_at);
 	SPI_finish();
 	for (int i = 0; i < n; i++)
 	{
@@ -464,14 +467,25 @@ su_claim_waits_sql(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	for (int kind = 0; kind < SU_KINDS; kind++)
 	{
-		char		table[sizeof(su_shared->claim_wait[0])];
-		TimestampTz since;
+		char		table[sizeof(su_shared->workers[0].claim_wait[0])];
+		TimestampTz since = 0;
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
 
+		/* the earliest wait of this database's workers */
+		table[0] = '\0';
 		SpinLockAcquire(&su_shared->mutex);
-		strlcpy(table, su_shared->claim_wait[kind], sizeof(table));
-		since = su_shared->claim_wait_since[kind];
+		for (int i = 0; i < su_shared->n_workers; i++)
+		{
+			SuWorkerSlot *w = &su_shared->workers[i];
+
+			if (w->dboid == MyDatabaseId && w->pid != 0 && w->claim_wait[kind][0] != '\0' &&
+				(table[0] == '\0' || w->claim_wait_since[kind] < since))
+			{
+				strlcpy(table, w->claim_wait[kind], sizeof(table));
+				since = w->claim_wait_since[kind];
+			}
+		}
 		SpinLockRelease(&su_shared->mutex);
 		if (table[0] == '\0')
 			continue;
@@ -484,16 +498,85 @@ su_claim_waits_sql(PG_FUNCTION_ARGS)
 }
 
 /*
+ * worker_status() RETURNS TABLE (database name, state text, workers integer,
+ * wanted integer, pids integer[], since timestamptz): every database the
+ * launcher knows, as the launcher and the workers left it in shared memory.
+ */
+Datum
+su_worker_status_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz now = GetCurrentTimestamp();
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (su_shared == NULL)
+		return (Datum) 0;
+	for (int d = 0; d < SU_MAX_DATABASES; d++)
+	{
+		SuDbSlot   *db = &su_shared->dbs[d];
+		char		name[NAMEDATALEN];
+		const char *state;
+		Datum		pids[SU_MAX_WORKERS_PER_DATABASE];
+		int			n = 0;
+		int			wanted;
+		TimestampTz since;
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+
+		SpinLockAcquire(&su_shared->mutex);
+		if (d >= su_shared->n_dbs || db->state == SU_DB_FREE)
+		{
+			SpinLockRelease(&su_shared->mutex);
+			continue;
+		}
+		strlcpy(name, db->name, sizeof(name));
+		since = db->state_since;
+		state = db->state == SU_DB_LOOK ? "looking" :
+			db->state == SU_DB_SERVED ? "served" :
+			db->state == SU_DB_NO_EXTENSION ? "no_extension" :
+			db->state == SU_DB_EXCLUDED ? "excluded" : "dropped";
+		wanted = db->state == SU_DB_LOOK ? 1 :
+			db->state == SU_DB_SERVED ? su_workers_per_database : 0;
+		if (db->paused_until > now)
+			state = "paused";
+		else if (db->no_slot && wanted > 0)
+			state = "no_slot";
+		for (int i = 0; i < su_shared->n_workers && n < (int) lengthof(pids); i++)
+			if (su_shared->workers[i].dboid == db->dboid && su_shared->workers[i].pid != 0)
+				pids[n++] = Int32GetDatum((int32) su_shared->workers[i].pid);
+		SpinLockRelease(&su_shared->mutex);
+
+		values[0] = PointerGetDatum(palloc0(NAMEDATALEN));
+		strlcpy(DatumGetPointer(values[0]), name, NAMEDATALEN);
+		values[1] = PointerGetDatum(cstring_to_text(state));
+		values[2] = Int32GetDatum(n);
+		values[3] = Int32GetDatum(wanted);
+		values[4] = PointerGetDatum(construct_array(pids, n, INT4OID, sizeof(int32),
+													true, TYPALIGN_INT));
+		values[5] = TimestampTzGetDatum(since);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
  * audit_rows_deleted() RETURNS bigint: audit rows the worker deleted past
  * retention since the server started (0 without the preload).
  */
 Datum
 su_audit_rows_deleted_sql(PG_FUNCTION_ARGS)
 {
+	uint64		deleted = 0;
+
 	(void) fcinfo;
 	if (su_shared == NULL)
 		PG_RETURN_INT64(0);
-	PG_RETURN_INT64((int64) pg_atomic_read_u64(&su_shared->audit_deleted));
+	SpinLockAcquire(&su_shared->mutex);
+	for (int d = 0; d < su_shared->n_dbs; d++)
+		if (su_shared->dbs[d].state != SU_DB_FREE && su_shared->dbs[d].dboid == MyDatabaseId)
+			deleted = pg_atomic_read_u64(&su_shared->dbs[d].audit_deleted);
+	SpinLockRelease(&su_shared->mutex);
+	PG_RETURN_INT64((int64) deleted);
 }
 
 /*

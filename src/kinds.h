@@ -14,7 +14,8 @@
 #include "types.h"
 
 /* claims up to max due rows into out; *looked_at: the due rows it took */
-typedef int (*SuClaimFn) (int max, SuClaim *out, int *looked_at);
+typedef int (*SuClaimFn) (int max, const SuPartition *share, SuClaim *out,
+						  int *looked_at);
 
 /*
  * starts a call by hand on one order (SPI connected): leases or locks its

@@ -2,13 +2,23 @@
  *
  * launcher.c
  *		The launcher: a static background worker, connected to no database,
- *		that starts the worker when shopping_upload.database_name exists and
- *		restarts it when it stops; it waits quietly while the database does
- *		not exist.
+ *		that keeps a worker in every database that has the extension.
+ *
+ * It reads pg_database every few seconds (as the autovacuum launcher does)
+ * and starts a worker for each database it has not looked at: the worker
+ * finds the extension and stays, or finds none, says so and leaves, and
+ * the database costs nothing more until CREATE EXTENSION commits there
+ * (a backend's hook tells the launcher).  A database with the extension
+ * gets shopping_upload.workers_per_database workers, the first one alone
+ * until it recovered what a previous worker left; a worker that stops is
+ * started again.  When no background worker slot is free, one WARNING
+ * names the databases left unserved; they are served as soon as one is.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <signal.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -17,6 +27,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -24,6 +35,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -50,38 +62,196 @@ su_register_launcher(void)
 	RegisterBackgroundWorker(&w);
 }
 
-/* scans pg_database as the autovacuum launcher does: no database needed */
-static bool
-database_exists(void)
+/* what the launcher keeps to itself */
+static struct
 {
-	bool		exists = false;
+	BackgroundWorkerHandle **handles;	/* per worker slot; NULL: none */
+	TimestampTz next_start[SU_MAX_DATABASES];
+	char	   *unserved_said;	/* the names the last WARNING gave, or NULL */
+	bool		full_said;		/* more databases than slots: said */
+	MemoryContext cxt;			/* reset at every turn */
+} me;
+
+/* one row of pg_database, as the launcher needs it */
+typedef struct DbRow
+{
+	Oid			oid;
+	NameData	name;
+	bool		allowed;
+} DbRow;
+
+/*
+ * Reads pg_database as the autovacuum launcher does (no database needed):
+ * the databases a worker may serve are those that allow connections, are
+ * no template, are not being dropped, and that the settings allow.
+ */
+static int
+read_databases(DbRow **rows)
+{
+	int			n = 0;
+	int			max = 64;
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
+	MemoryContext cxt = CurrentMemoryContext;
 
+	*rows = palloc(sizeof(DbRow) * max);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	scan = table_beginscan_catalog(rel, 0, NULL);
-	while (!exists && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		exists = strcmp(NameStr(db->datname), su_database_name) == 0 &&
-			db->datconnlimit != -2; /* -2: being dropped */
+		if (n == max)
+		{
+			max *= 2;
+			*rows = repalloc(*rows, sizeof(DbRow) * max);
+		}
+		(*rows)[n].oid = db->oid;
+		(*rows)[n].name = db->datname;
+		(*rows)[n].allowed = db->datallowconn && !db->datistemplate &&
+			db->datconnlimit != -2 &&	/* -2: being dropped, or invalid */
+			su_database_allowed(NameStr(db->datname));
+		n++;
+		MemoryContextSwitchTo(old);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
-	return exists;
+	return n;
 }
 
-static BackgroundWorkerHandle *
-start_worker(void)
+/* the slot of database oid (mutex held), or NULL */
+static SuDbSlot *
+db_slot(Oid oid)
 {
+	for (int i = 0; i < su_shared->n_dbs; i++)
+		if (su_shared->dbs[i].state != SU_DB_FREE && su_shared->dbs[i].dboid == oid)
+			return &su_shared->dbs[i];
+	return NULL;
+}
+
+/* a free database slot (mutex held), or NULL */
+static SuDbSlot *
+new_db_slot(void)
+{
+	for (int i = 0; i < su_shared->n_dbs; i++)
+		if (su_shared->dbs[i].state == SU_DB_FREE)
+			return &su_shared->dbs[i];
+	if (su_shared->n_dbs < SU_MAX_DATABASES)
+		return &su_shared->dbs[su_shared->n_dbs++];
+	return NULL;
+}
+
+static void
+set_state(SuDbSlot *db, SuDbState state, TimestampTz now)
+{
+	if (db->state != state)
+	{
+		db->state = state;
+		db->state_since = now;
+	}
+}
+
+/*
+ * pg_database read again: new databases are to be looked at, dropped ones
+ * gone, and the settings' choice applied.
+ */
+static void
+scan_databases(TimestampTz now)
+{
+	DbRow	   *rows;
+	int			n = read_databases(&rows);
+	bool		full = false;
+
+	SpinLockAcquire(&su_shared->mutex);
+	for (int i = 0; i < su_shared->n_dbs; i++)
+	{
+		SuDbSlot   *db = &su_shared->dbs[i];
+		bool		listed = false;
+
+		for (int r = 0; r < n && !listed; r++)
+			listed = rows[r].oid == db->dboid;
+		if (db->state != SU_DB_FREE && !listed)
+			set_state(db, SU_DB_GONE, now);
+	}
+	for (int r = 0; r < n; r++)
+	{
+		SuDbSlot   *db = db_slot(rows[r].oid);
+
+		if (db == NULL)
+		{
+			if ((db = new_db_slot()) == NULL)
+			{
+				full = rows[r].allowed;
+				continue;
+			}
+			memset(db->name, 0, sizeof(db->name));
+			db->dboid = rows[r].oid;
+			db->state = SU_DB_FREE;
+			db->no_slot = false;
+			db->look_again = false;
+			db->paused_until = 0;
+			db->serving_mask = 0;
+			db->ext_changes = 0;
+			pg_atomic_write_u64(&db->audit_deleted, 0);
+			me.next_start[db - su_shared->dbs] = 0;
+		}
+		strlcpy(db->name, NameStr(rows[r].name), sizeof(db->name));
+		if (!rows[r].allowed)
+			set_state(db, SU_DB_EXCLUDED, now);
+		else if (db->state == SU_DB_FREE || db->state == SU_DB_EXCLUDED ||
+				 (db->state == SU_DB_NO_EXTENSION && db->look_again))
+			set_state(db, SU_DB_LOOK, now);
+
+		/*
+		 * A database being looked at keeps the flag: its worker may have
+		 * looked before the CREATE EXTENSION committed (registry.c).
+		 */
+		if (db->state != SU_DB_LOOK)
+			db->look_again = false;
+	}
+	SpinLockRelease(&su_shared->mutex);
+	pfree(rows);
+	if (full && !me.full_said)
+		ereport(WARNING,
+				(errmsg("shopping_upload launcher: more than %d databases: the others are not served",
+						SU_MAX_DATABASES),
+				 errhint("List the databases to serve in shopping_upload.databases.")));
+	me.full_said = full;
+}
+
+/* starts worker index of database db; false when no slot was free */
+static bool
+start_worker(int dbi, int index, TimestampTz now)
+{
+	SuDbSlot   *db = &su_shared->dbs[dbi];
 	BackgroundWorker w;
 	BackgroundWorkerHandle *handle;
+	int			slot = -1;
+	Oid			dboid;
+	MemoryContext old;
+	bool		registered;
+
+	SpinLockAcquire(&su_shared->mutex);
+	for (int i = 0; i < su_shared->n_workers && slot < 0; i++)
+		if (!OidIsValid(su_shared->workers[i].dboid))
+		{
+			slot = i;
+			su_shared->workers[i].dboid = db->dboid;
+			su_shared->workers[i].db = dbi;
+			su_shared->workers[i].index = index;
+			su_shared->workers[i].pid = 0;
+			su_shared->workers[i].reserved_at = now;
+		}
+	dboid = db->dboid;
+	SpinLockRelease(&su_shared->mutex);
+	if (slot < 0)
+		return false;
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -89,76 +259,290 @@ start_worker(void)
 	w.bgw_restart_time = BGW_NEVER_RESTART; /* the launcher restarts it */
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "shopping_upload");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "su_worker_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "shopping_upload worker");
+	snprintf(w.bgw_name, BGW_MAXLEN, "shopping_upload worker %d for %s",
+			 index + 1, db->name);
 	snprintf(w.bgw_type, BGW_MAXLEN, "shopping_upload worker");
+	w.bgw_main_arg = Int32GetDatum(slot);
+	memcpy(w.bgw_extra, &dboid, sizeof(dboid));
 	w.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&w, &handle))
-		return NULL;
-	return handle;
+	/* the handle outlives the turn (me.cxt is reset at every one) */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&w, &handle);
+	MemoryContextSwitchTo(old);
+	if (!registered)
+	{
+		SpinLockAcquire(&su_shared->mutex);
+		su_shared->workers[slot].dboid = InvalidOid;
+		SpinLockRelease(&su_shared->mutex);
+		return false;
+	}
+	me.handles[slot] = handle;
+	return true;
+}
+
+/* frees the slots of workers that stopped (mutex not held) */
+static void
+reap_workers(TimestampTz now)
+{
+	for (int i = 0; i < su_shared->n_workers; i++)
+	{
+		SuWorkerSlot *w = &su_shared->workers[i];
+		bool		stopped = false;
+		pid_t		pid;
+		int			dbi;
+
+		SpinLockAcquire(&su_shared->mutex);
+		pid = w->pid;
+		dbi = w->db;
+		if (!OidIsValid(w->dboid))
+			pid = -1;
+		SpinLockRelease(&su_shared->mutex);
+		if (pid < 0)
+			continue;
+		if (me.handles[i])
+		{
+			pid_t		p;
+
+			stopped = GetBackgroundWorkerPid(me.handles[i], &p) == BGWH_STOPPED;
+		}
+		else if (pid == 0)
+		{
+			/* reserved by a launcher before this one, never attached */
+			SpinLockAcquire(&su_shared->mutex);
+			stopped = now - w->reserved_at > SU_LAUNCHER_ATTACH_MS * (int64) 1000;
+			SpinLockRelease(&su_shared->mutex);
+		}
+		else
+			stopped = kill(pid, 0) != 0 && errno == ESRCH;
+		if (!stopped)
+			continue;
+		if (me.handles[i])
+		{
+			pfree(me.handles[i]);
+			me.handles[i] = NULL;
+		}
+		SpinLockAcquire(&su_shared->mutex);
+		w->dboid = InvalidOid;
+		w->pid = 0;
+		w->latch = NULL;
+		SpinLockRelease(&su_shared->mutex);
+		me.next_start[dbi] = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_RESTART_MS);
+	}
+}
+
+/* asks worker slot i to stop */
+static void
+stop_worker(int i)
+{
+	pid_t		pid = su_shared->workers[i].pid;
+
+	if (me.handles[i])
+		TerminateBackgroundWorker(me.handles[i]);
+	else if (pid > 0)
+		kill(pid, SIGTERM);
+}
+
+/*
+ * Every database as it should be: the workers it wants started, in order,
+ * those it no longer wants stopped.  Returns whether something waits (a
+ * start to try again soon).
+ */
+static bool
+keep_databases(TimestampTz now)
+{
+	bool		pending = false;
+
+	for (int d = 0; d < su_shared->n_dbs; d++)
+	{
+		SuDbSlot   *db = &su_shared->dbs[d];
+		uint32		present = 0;
+		int			want;
+		bool		no_slot = false;
+		uint32		serving;
+		SuDbState	state;
+
+		SpinLockAcquire(&su_shared->mutex);
+		state = db->state;
+		serving = db->serving_mask;
+		for (int i = 0; i < su_shared->n_workers; i++)
+			if (OidIsValid(su_shared->workers[i].dboid) && su_shared->workers[i].db == d)
+				present |= 1U << su_shared->workers[i].index;
+		if (state == SU_DB_GONE && present == 0)
+			db->state = SU_DB_FREE;
+		want = state == SU_DB_LOOK ? 1 :
+			state == SU_DB_SERVED ? su_workers_per_database : 0;
+		if (db->paused_until > now)
+			want = 0;
+		/* workers the database no longer wants */
+		for (int i = 0; i < su_shared->n_workers; i++)
+			if (OidIsValid(su_shared->workers[i].dboid) && su_shared->workers[i].db == d &&
+				su_shared->workers[i].index >= want && db->paused_until <= now)
+			{
+				SpinLockRelease(&su_shared->mutex);
+				stop_worker(i);
+				SpinLockAcquire(&su_shared->mutex);
+			}
+		SpinLockRelease(&su_shared->mutex);
+
+		if (want > 0 && db->paused_until > now)
+			pending = true;
+		for (int index = 0; index < want && now >= me.next_start[d]; index++)
+		{
+			if (present & (1U << index))
+				continue;
+			/* the others once the first serves (it recovers alone) */
+			if (index > 0 && (serving & 1) == 0)
+			{
+				pending = true;
+				break;
+			}
+			if (!start_worker(d, index, now))
+			{
+				no_slot = true;
+				me.next_start[d] = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_START_RETRY_MS);
+				break;
+			}
+			present |= 1U << index;
+		}
+		if (want > 0 && (present & ((1U << want) - 1)) != ((1U << want) - 1))
+			pending = true;
+		SpinLockAcquire(&su_shared->mutex);
+		if (no_slot)
+			db->no_slot = true;
+		else if (want == 0 || (present & ((1U << want) - 1)) == ((1U << want) - 1))
+			db->no_slot = false;
+		SpinLockRelease(&su_shared->mutex);
+	}
+	return pending;
+}
+
+/*
+ * One WARNING when databases are left without a worker (a new one when
+ * the list grows), one LOG line when every database is served again.
+ */
+static void
+say_unserved(void)
+{
+	StringInfoData names;
+	int			n = 0;
+
+	initStringInfo(&names);
+	SpinLockAcquire(&su_shared->mutex);
+	for (int d = 0; d < su_shared->n_dbs; d++)
+		if (su_shared->dbs[d].no_slot &&
+			(su_shared->dbs[d].state == SU_DB_LOOK || su_shared->dbs[d].state == SU_DB_SERVED))
+		{
+			/* appendStringInfo may allocate: names are copied out first */
+			char		name[NAMEDATALEN];
+
+			strlcpy(name, su_shared->dbs[d].name, sizeof(name));
+			SpinLockRelease(&su_shared->mutex);
+			appendStringInfo(&names, "%s\"%s\"", n++ ? ", " : "", name);
+			SpinLockAcquire(&su_shared->mutex);
+		}
+	SpinLockRelease(&su_shared->mutex);
+
+	if (n > 0 && (me.unserved_said == NULL || strcmp(me.unserved_said, names.data) != 0))
+	{
+		ereport(WARNING,
+				(errmsg("shopping_upload launcher: no background worker slot is free for database%s %s: "
+						"their orders are queued but not uploaded",
+						n > 1 ? "s" : "", names.data),
+				 errdetail("max_worker_processes is %d and shopping_upload.workers_per_database is %d; "
+						   "they are served as soon as a slot frees up.",
+						   max_worker_processes, su_workers_per_database),
+				 errhint("Raise max_worker_processes to at least 1 + %d x (databases with the extension), "
+						 "plus the workers of parallel queries, logical replication and other extensions, "
+						 "and restart the server; or list fewer databases in shopping_upload.databases.",
+						 su_workers_per_database)));
+		if (me.unserved_said)
+			pfree(me.unserved_said);
+		me.unserved_said = MemoryContextStrdup(TopMemoryContext, names.data);
+	}
+	else if (n == 0 && me.unserved_said)
+	{
+		ereport(LOG,
+				(errmsg("shopping_upload launcher: every database with the extension has its workers again")));
+		pfree(me.unserved_said);
+		me.unserved_said = NULL;
+	}
+	pfree(names.data);
+}
+
+static void
+forget_launcher(int code, Datum arg)
+{
+	(void) code;
+	(void) arg;
+	SpinLockAcquire(&su_shared->mutex);
+	su_shared->launcher_latch = NULL;
+	su_shared->launcher_pid = 0;
+	SpinLockRelease(&su_shared->mutex);
 }
 
 void
 su_launcher_main(Datum arg)
 {
-	BackgroundWorkerHandle *handle = NULL;
-	TimestampTz next_start = 0;
-	bool		said_missing = false;
+	TimestampTz next_scan = 0;
 
 	(void) arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	me.handles = MemoryContextAllocZero(TopMemoryContext,
+										sizeof(BackgroundWorkerHandle *) * su_shared->n_workers);
+	me.cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload launcher",
+								   ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * Workers of a launcher before this one (it died, they did not) are
+	 * kept; slots it reserved for workers that never attached are freed.
+	 */
+	SpinLockAcquire(&su_shared->mutex);
 	su_shared->launcher_pid = MyProcPid;
+	su_shared->launcher_latch = MyLatch;
+	for (int i = 0; i < su_shared->n_workers; i++)
+		if (su_shared->workers[i].pid == 0)
+			su_shared->workers[i].dboid = InvalidOid;
+	SpinLockRelease(&su_shared->mutex);
+	before_shmem_exit(forget_launcher, (Datum) 0);
 
 	for (;;)
 	{
 		TimestampTz now = GetCurrentTimestamp();
-		pid_t		pid;
+		bool		pending;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ShutdownRequestPending)
 			break;
+		MemoryContextReset(me.cxt);
+		MemoryContextSwitchTo(me.cxt);
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			next_scan = 0;
 		}
-
-		if (handle && GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+		if (pg_atomic_exchange_u32(&su_shared->rescan, 0) == 1)
+			next_scan = 0;
+		if (now >= next_scan)
 		{
-			pfree(handle);
-			handle = NULL;
-			next_start = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_RESTART_MS);
+			scan_databases(now);
+			next_scan = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_SCAN_MS);
 		}
-		if (handle == NULL && now >= next_start &&
-			now - su_shared->drop_requested_at > SU_LAUNCHER_DROP_USECS)
-		{
-			if (database_exists())
-			{
-				said_missing = false;
-				handle = start_worker();
-				if (handle == NULL)
-					next_start = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_START_RETRY_MS);
-			}
-			else if (!said_missing)
-			{
-				ereport(LOG,
-						(errmsg("shopping_upload launcher: database \"%s\" does not exist; waiting for it",
-								su_database_name),
-						 errhint("Create it (createdb %s, then CREATE EXTENSION shopping_upload in it), "
-								 "or set shopping_upload.database_name to the database that holds the orders.",
-								 su_database_name)));
-				said_missing = true;
-			}
-		}
+		reap_workers(now);
+		pending = keep_databases(now);
+		say_unserved();
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 handle ? SU_LAUNCHER_WAIT_RUNNING_MS : SU_LAUNCHER_WAIT_MS,
+						 pending ? SU_LAUNCHER_RESTART_MS : SU_LAUNCHER_SCAN_MS,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-	if (handle)
-		TerminateBackgroundWorker(handle);
+	for (int i = 0; i < su_shared->n_workers; i++)
+		if (me.handles[i])
+			TerminateBackgroundWorker(me.handles[i]);
 	proc_exit(0);
 }

@@ -683,10 +683,11 @@ enum
 };
 
 int
-su_queue_claim(int max, SuClaim *out, int *looked_at)
+su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 {
-	Oid			types[2] = {INT4OID, FLOAT8OID};
-	Datum		args[2] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s)};
+	Oid			types[4] = {INT4OID, FLOAT8OID, INT4OID, INT4OID};
+	Datum		args[4] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s),
+	Int32GetDatum(share->n), Int32GetDatum(share->part)};
 	bool		isnull;
 
 	/*
@@ -712,9 +713,10 @@ su_queue_claim(int max, SuClaim *out, int *looked_at)
 				 "  AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
 				 "   WHERE h.order_id OPERATOR(pg_catalog.=) d.order_id"
 				 "   AND " SU_SQL_IN_FLIGHT("h") ")"
+				 "  AND " SU_SQL_IN_SHARE("d", "$3", "$4")
 				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
-				 2, types, CURSOR_OPT_GENERIC_PLAN);
+				 4, types, CURSOR_OPT_GENERIC_PLAN);
 	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim orders");
 	for (uint64 i = 0; i < SPI_processed; i++)

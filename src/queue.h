@@ -95,13 +95,15 @@ extern const char *su_queue_next_state(SuUpload *u, TimestampTz now,
  * Claims up to max due orders (SPI connected, in the claim transaction):
  * state uploading, leased for shopping_upload.lease.  Returns the count.
  */
-extern int	su_queue_claim(int max, SuClaim *out, int *looked_at);
+extern int	su_queue_claim(int max, const SuPartition *share, SuClaim *out,
+						   int *looked_at);
 
 /*
  * Claims up to max due verifies (of accepted uploads; version is the one to
  * verify), leased as uploads are.  Returns the count.
  */
-extern int	su_verify_claim(int max, SuClaim *out, int *looked_at);
+extern int	su_verify_claim(int max, const SuPartition *share, SuClaim *out,
+							int *looked_at);
 
 /*
  * Claims up to max due shipping information whose order's upload was
@@ -110,7 +112,8 @@ extern int	su_verify_claim(int max, SuClaim *out, int *looked_at);
  * order's upload is accepted).  Returns the count claimed; *looked_at, how
  * many due rows the claim took (claimed or set waiting).
  */
-extern int	su_shipping_claim(int max, SuClaim *out, int *looked_at);
+extern int	su_shipping_claim(int max, const SuPartition *share, SuClaim *out,
+							  int *looked_at);
 
 /*
  * Earliest next attempt by each due column (SU_DUES of them, 0 if none is

@@ -36,11 +36,12 @@ enum
 
 /* the due verifies' lease: as an upload's */
 int
-su_verify_claim(int max, SuClaim *out, int *looked_at)
+su_verify_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {INT4OID, FLOAT8OID};
-	Datum		args[2] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s)};
+	Oid			types[4] = {INT4OID, FLOAT8OID, INT4OID, INT4OID};
+	Datum		args[4] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s),
+	Int32GetDatum(share->n), Int32GetDatum(share->part)};
 	bool		isnull;
 
 	su_kept_plan(&plan,
@@ -51,9 +52,10 @@ su_verify_claim(int max, SuClaim *out, int *looked_at)
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
 				 "  SELECT d.order_id FROM " SU_SCHEMA ".order_state d"
 				 "  WHERE d.verify_due_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  AND " SU_SQL_IN_SHARE("d", "$3", "$4")
 				 "  ORDER BY d.verify_due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.verify_version, s.verify_attempts",
-				 2, types, CURSOR_OPT_GENERIC_PLAN);
+				 4, types, CURSOR_OPT_GENERIC_PLAN);
 
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim verifies");
@@ -82,12 +84,13 @@ enum
 };
 
 int
-su_shipping_claim(int max, SuClaim *out, int *looked_at)
+su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[3] = {INT4OID, FLOAT8OID, FLOAT8OID};
-	Datum		args[3] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s),
-	Float8GetDatum((double) SU_WAITING_RECHECK_S)};
+	Oid			types[5] = {INT4OID, FLOAT8OID, FLOAT8OID, INT4OID, INT4OID};
+	Datum		args[5] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s),
+		Float8GetDatum((double) SU_WAITING_RECHECK_S),
+	Int32GetDatum(share->n), Int32GetDatum(share->part)};
 	bool		isnull;
 	int			n = 0;
 
@@ -119,10 +122,11 @@ su_shipping_claim(int max, SuClaim *out, int *looked_at)
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
 				 "  SELECT d.order_id FROM " SU_SCHEMA ".shipping_state d"
 				 "  WHERE d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  AND " SU_SQL_IN_SHARE("d", "$4", "$5")
 				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
 				 "  s.state OPERATOR(pg_catalog.=) 'uploading'",
-				 3, types, CURSOR_OPT_GENERIC_PLAN);
+				 5, types, CURSOR_OPT_GENERIC_PLAN);
 #undef ACCEPTED
 
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)

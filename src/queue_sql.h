@@ -22,6 +22,14 @@
 #define SU_SQL_IN_FLIGHT(a) \
 	"(" a ".state OPERATOR(pg_catalog.=) 'uploading'" \
 	" AND " a ".next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now())"
+/*
+ * Is row a in the claiming worker's share (SuPartition), n and part being
+ * the statement's parameters?
+ */
+#define SU_SQL_IN_SHARE(a, n, part) \
+	"(" n " OPERATOR(pg_catalog.<=) 1 OR" \
+	" (pg_catalog.hashint8(" a ".order_id) OPERATOR(pg_catalog.&) 2147483647)" \
+	" OPERATOR(pg_catalog.%) " n " OPERATOR(pg_catalog.=) " part ")"
 #define SU_SQL_ACCEPTED(a) \
 	"(" a ".state OPERATOR(pg_catalog.=) 'uploaded'" \
 	" AND " a ".uploaded_version OPERATOR(pg_catalog.=) " a ".version)"

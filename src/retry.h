@@ -89,11 +89,10 @@
 #define SU_RATE_LIMITED_MS		5	/* a look again while a rate limit holds */
 #define SU_EXTENSION_POLL_MS	5000	/* a look for CREATE EXTENSION, or its update */
 #define SU_LAUNCHER_RESTART_MS	1000	/* a worker that stopped: restarted */
-#define SU_LAUNCHER_START_RETRY_MS	5000	/* after a start that failed */
-#define SU_LAUNCHER_WAIT_MS		1000	/* the launcher's wait, no worker */
-#define SU_LAUNCHER_WAIT_RUNNING_MS 10000	/* ... while a worker runs */
-/* no worker is started so long after a DROP DATABASE of its database */
-#define SU_LAUNCHER_DROP_USECS	(10 * SU_USECS_PER_SEC)
+#define SU_LAUNCHER_START_RETRY_MS	5000	/* after a start that failed (no slot) */
+#define SU_LAUNCHER_SCAN_MS		5000	/* pg_database read again */
+#define SU_LAUNCHER_KEEP_OUT_MS	10000	/* after DROP DATABASE and the like */
+#define SU_LAUNCHER_ATTACH_MS	60000	/* a reserved slot never attached: freed */
 
 /* a call by hand waiting for a free background worker slot (sync_call.c) */
 #define SU_SLOT_WAIT_MS			5000	/* how long at most */

@@ -34,6 +34,8 @@ int			su_retry_max_ms = 600000;
 int			su_config_retry_s = 600;
 int			su_verify_delay_s = 60;
 char	   *su_database_name = NULL;
+char	   *su_databases = NULL;
+int			su_workers_per_database = 1;
 int			su_max_inflight = 64;
 int			su_lease_s = 60;
 int			su_max_rate = 0;
@@ -107,6 +109,117 @@ check_secret(char **newval, void **extra, GucSource source)
 	GUC_check_errhint("Put the secret in a file that only the server's operating system user can read, "
 					  "and set shopping_upload.secret_file to its path; or put it in shopping_upload.accounts.");
 	return false;
+}
+
+/*
+ * Splits shopping_upload.databases into its entries, in place: names, each
+ * trimmed and unquoted, "*", or a name after "!".  False on a bad list.
+ */
+static bool
+split_databases(char *list, char **items, int max, int *n)
+{
+	char	   *p = list;
+
+	*n = 0;
+	for (;;)
+	{
+		char	   *start;
+		char	   *end;
+		char		sep;
+		bool		bang = false;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '!')
+		{
+			bang = true;
+			p++;
+			while (*p == ' ' || *p == '\t')
+				p++;
+		}
+		if (*p == '"')
+		{
+			start = ++p;
+			end = strchr(p, '"');
+			if (end == NULL)
+				return false;
+			p = end + 1;
+		}
+		else
+		{
+			start = p;
+			while (*p && *p != ',')
+				p++;
+			end = p;
+			while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+				end--;
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (end == start || end - start >= NAMEDATALEN || (*p && *p != ','))
+			return false;
+		if (*n >= max)
+			return false;
+		sep = *p;				/* the end may be the comma itself */
+		*end = '\0';
+		if (bang)
+			*--start = '!';		/* the quote or the "!" itself is room for it */
+		items[(*n)++] = start;
+		if (sep == '\0')
+			return true;
+		p++;
+	}
+}
+
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	char	   *items[SU_MAX_DATABASE_ITEMS];
+	int			n;
+	bool		ok = split_databases(copy, items, lengthof(items), &n);
+
+	(void) extra;
+	(void) source;
+	pfree(copy);
+	if (!ok)
+		GUC_check_errdetail("shopping_upload.databases is a comma-separated list of at most %d database names, \"*\", or names after \"!\"",
+							SU_MAX_DATABASE_ITEMS);
+	return ok;
+}
+
+bool
+su_database_allowed(const char *name)
+{
+	char	   *copy;
+	char	   *items[SU_MAX_DATABASE_ITEMS];
+	int			n;
+	bool		listed = false;
+	bool		any_positive = false;
+
+	if (su_databases == NULL || strcmp(su_databases, "*") == 0)
+		return su_database_name == NULL || su_database_name[0] == '\0' ||
+			strcmp(su_database_name, name) == 0;
+	copy = pstrdup(su_databases);
+	if (!split_databases(copy, items, lengthof(items), &n))
+		n = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (items[i][0] == '!')
+		{
+			if (strcmp(items[i] + 1, name) == 0)
+			{
+				pfree(copy);
+				return false;
+			}
+			continue;
+		}
+		any_positive = true;
+		if (strcmp(items[i], "*") == 0 || strcmp(items[i], name) == 0)
+			listed = true;
+	}
+	pfree(copy);
+	return listed || !any_positive;
 }
 
 void
@@ -236,16 +349,31 @@ su_define_settings(bool preload)
 							NULL, NULL, NULL);
 
 	/*
-	 * The worker's database is fixed at server start; the setting exists only
-	 * where it can (a postmaster setting cannot be defined later, and the SQL
-	 * functions work without the preload, with a token cache per backend).
+	 * The databases served exist only where they can (the SQL functions
+	 * work without the preload, with a token cache per backend).
 	 */
 	if (preload)
+	{
+		DefineCustomStringVariable("shopping_upload.databases",
+								   "Databases whose orders workers upload: * for every one that has the extension.",
+								   "A comma-separated list of database names (case-sensitive; "
+								   "double quotes allowed); * for all; a name after ! is left out.",
+								   &su_databases, "*", PGC_SIGHUP, 0,
+								   check_databases, NULL, NULL);
 		DefineCustomStringVariable("shopping_upload.database_name",
-								   "Database whose orders the background worker uploads.",
-								   NULL,
-								   &su_database_name, "postgres", PGC_POSTMASTER, 0,
+								   "The one database whose orders are uploaded, when shopping_upload.databases is *.",
+								   "Kept for compatibility: empty (the default) serves every database "
+								   "shopping_upload.databases allows.",
+								   &su_database_name, "", PGC_SIGHUP, 0,
 								   NULL, NULL, NULL);
+		DefineCustomIntVariable("shopping_upload.workers_per_database",
+								"Worker processes that upload each database's orders.",
+								"Each claims its own share of the orders; a backlog is sent by "
+								"all of them at once.",
+								&su_workers_per_database, 1, 1, SU_MAX_WORKERS_PER_DATABASE,
+								PGC_SIGHUP, 0,
+								NULL, NULL, NULL);
+	}
 	MarkGUCPrefixReserved("shopping_upload");
 }
 

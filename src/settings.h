@@ -28,6 +28,19 @@ extern int	su_retry_max_ms;
 extern int	su_config_retry_s;
 extern int	su_verify_delay_s;
 extern char *su_database_name;
+extern char *su_databases;
+extern int	su_workers_per_database;
+
+/* workers of one database at most (a bit each in a mask: shared.h) */
+#define SU_MAX_WORKERS_PER_DATABASE 16
+
+#define SU_MAX_DATABASE_ITEMS 256
+
+/*
+ * May a worker serve database name?  shopping_upload.databases, or, while
+ * it is "*", shopping_upload.database_name when set.
+ */
+extern bool su_database_allowed(const char *name);
 extern int	su_max_inflight;
 extern int	su_lease_s;
 extern int	su_max_rate;
@@ -48,7 +61,7 @@ extern char *su_config_secret(const char **problem);
 /* The retry policy's settings (retry.c decides with them). */
 extern SuRetryLimits su_retry_limits(void);
 
-/* Defines the settings; database_name only with preload. */
+/* Defines the settings; the databases' and workers' only with preload. */
 extern void su_define_settings(bool preload);
 
 #endif							/* SU_SETTINGS_H */

@@ -36,7 +36,7 @@
 #include "http.h"
 #include "retry.h"
 #include "settings.h"
-#include "shared.h"
+#include "registry.h"
 #include "text_clean.h"
 #include "token.h"
 
@@ -97,7 +97,7 @@ check_worker(ReturnSetInfo *rsinfo)
 {
 	char	   *here = get_database_name(MyDatabaseId);
 	pid_t		pid;
-	Oid			dboid;
+	int			n;
 
 	if (su_shared == NULL)
 	{
@@ -108,22 +108,19 @@ check_worker(ReturnSetInfo *rsinfo)
 		return;
 	}
 	put_row(rsinfo, "preload", 1, "shopping_upload is in shared_preload_libraries");
-	SpinLockAcquire(&su_shared->mutex);
-	pid = su_shared->worker_pid;
-	dboid = su_shared->worker_dboid;
-	SpinLockRelease(&su_shared->mutex);
-	if (su_database_name == NULL || strcmp(su_database_name, here) != 0)
+	n = su_registry_workers_here(&pid);
+	if (!su_database_allowed(here))
 		put_row(rsinfo, "database", 0,
-				psprintf("the worker serves database \"%s\" (shopping_upload.database_name), "
-						 "not this one (\"%s\"): orders stored here are uploaded by calls by hand only",
-						 su_database_name ? su_database_name : "", here));
-	else if (pid <= 0 || dboid != MyDatabaseId)
+				psprintf("shopping_upload.databases (or shopping_upload.database_name) leaves this database (\"%s\") out: "
+						 "orders stored here are uploaded by calls by hand only", here));
+	else if (n == 0)
 		put_row(rsinfo, "database", 0,
-				psprintf("this database (\"%s\") is shopping_upload.database_name, but its worker "
-						 "is not running: the server log says why", here));
+				psprintf("no worker serves this database (\"%s\") yet: it starts within seconds of "
+						 "CREATE EXTENSION; if not, shopping_upload.workers and the server log say why", here));
 	else
 		put_row(rsinfo, "database", 1,
-				psprintf("the worker (process %d) serves this database (\"%s\")", (int) pid, here));
+				psprintf("%d worker%s (process %d%s) serve%s this database (\"%s\")", n, n > 1 ? "s" : "",
+						 (int) pid, n > 1 ? ", ..." : "", n > 1 ? "" : "s", here));
 }
 
 static bool

@@ -14,6 +14,7 @@
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "commands/defrem.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 #include "storage/ipc.h"
@@ -26,13 +27,12 @@
 #include "settings.h"
 #include "worker.h"
 #include "token.h"
-#include "shared.h"
+#include "apps.h"
+#include "registry.h"
 #include "wake.h"
 #include "queue_commit.h"
 
 PG_MODULE_MAGIC;
-
-SuShared   *su_shared = NULL;
 
 extern PGDLLEXPORT void _PG_init(void);
 
@@ -45,8 +45,9 @@ su_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(sizeof(SuShared), su_token_shmem_size()));
-	RequestNamedLWLockTranche("shopping_upload", 1);
+	RequestAddinShmemSpace(add_size(su_shared_size(),
+									add_size(su_token_shmem_size(), su_apps_shmem_size())));
+	RequestNamedLWLockTranche("shopping_upload", 2);
 }
 
 static void
@@ -54,47 +55,86 @@ su_shmem_startup(void)
 {
 	bool		found;
 	SuTokenSlot *slots;
+	void	   *apps;
+	LWLockPadded *locks;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	locks = GetNamedLWLockTranche("shopping_upload");
 	slots = ShmemInitStruct("shopping_upload tokens", su_token_shmem_size(), &found);
 	if (!found)
 		memset(slots, 0, su_token_shmem_size());
-	su_token_shmem_init(slots, &(GetNamedLWLockTranche("shopping_upload"))->lock);
-	su_shared = ShmemInitStruct("shopping_upload state", sizeof(SuShared), &found);
+	su_token_shmem_init(slots, &locks[0].lock);
+	apps = ShmemInitStruct("shopping_upload appids", su_apps_shmem_size(), &found);
+	su_apps_shmem_init(apps, !found, &locks[1].lock);
+	su_shared = ShmemInitStruct("shopping_upload state", su_shared_size(), &found);
 	if (!found)
-	{
-		memset(su_shared, 0, sizeof(SuShared));
-		SpinLockInit(&su_shared->mutex);
-		pg_atomic_init_u64(&su_shared->audit_deleted, 0);
-		pg_atomic_init_u32(&su_shared->wake_wanted, 1);
-		pg_atomic_init_u32(&su_shared->queued_dues, 0);
-		pg_atomic_init_u32(&su_shared->holds_released, 0);
-	}
+		su_shared_init(su_shared);
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* would DROP DATABASE dbname get past its permission checks? */
-static bool
-may_drop(const char *dbname)
+/*
+ * The database a statement needs every other session out of (our workers
+ * included), or NULL: DROP DATABASE, ALTER DATABASE ... RENAME, ALTER
+ * DATABASE ... SET TABLESPACE, CREATE DATABASE ... TEMPLATE.
+ */
+static const char *
+database_wanted_alone(Node *parsetree)
 {
-	Oid			dboid = get_database_oid(dbname, true);
+	ListCell   *lc;
 
-	if (!OidIsValid(dboid) || dboid == MyDatabaseId)
-		return false;
-#if PG_VERSION_NUM >= 160000
-	return object_ownercheck(DatabaseRelationId, dboid, GetUserId());
-#else
-	return pg_database_ownercheck(dboid, GetUserId());
-#endif
+	switch (nodeTag(parsetree))
+	{
+		case T_DropdbStmt:
+			return ((DropdbStmt *) parsetree)->dbname;
+		case T_RenameStmt:
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+				return ((RenameStmt *) parsetree)->subname;
+			return NULL;
+		case T_AlterDatabaseStmt:
+			foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+				if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+					return ((AlterDatabaseStmt *) parsetree)->dbname;
+			return NULL;
+		case T_CreatedbStmt:
+			foreach(lc, ((CreatedbStmt *) parsetree)->options)
+			{
+				DefElem    *opt = (DefElem *) lfirst(lc);
+
+				if (strcmp(opt->defname, "template") == 0 && opt->arg)
+					return defGetString(opt);
+			}
+			return NULL;
+		default:
+			return NULL;
+	}
+}
+
+/* does the statement create or update our extension, or drop something? */
+static void
+note_extension(Node *parsetree)
+{
+	if (IsA(parsetree, CreateExtensionStmt) &&
+		strcmp(((CreateExtensionStmt *) parsetree)->extname, "shopping_upload") == 0)
+		su_registry_extension_created();
+	else if (IsA(parsetree, AlterExtensionStmt) &&
+			 strcmp(((AlterExtensionStmt *) parsetree)->extname, "shopping_upload") == 0)
+		su_registry_extension_created();
+	else if (IsA(parsetree, DropStmt) &&
+			 (((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION ||
+			  ((DropStmt *) parsetree)->removeType == OBJECT_SCHEMA))
+		su_registry_something_dropped();
+	else if (IsA(parsetree, DropOwnedStmt))
+		su_registry_something_dropped();
 }
 
 /*
- * DROP DATABASE of the worker's database would wait for the worker, then
- * fail: ask the worker to leave first, and the launcher to let it be; only
- * for a role allowed to drop it (its owner or a superuser), so that no one
- * else can pause the uploads with a DROP DATABASE that fails.
+ * A statement that needs a database to itself would wait for its workers,
+ * then fail: they are asked to leave first, and the launcher keeps them
+ * out a while (registry.c checks that the role may run it, so that no one
+ * else can pause the uploads with a statement that fails).  Statements
+ * that create or drop the extension tell the launcher and the workers.
  */
 static void
 su_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -103,32 +143,33 @@ su_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
+	const char *alone = su_shared ? database_wanted_alone(parsetree) : NULL;
 
-	if (su_shared && IsA(parsetree, DropdbStmt) &&
-		strcmp(((DropdbStmt *) parsetree)->dbname, su_database_name) == 0 &&
-		may_drop(((DropdbStmt *) parsetree)->dbname))
-	{
-		su_shared->drop_requested_at = GetCurrentTimestamp();
-		if (su_shared->worker_pid > 0)
-			kill(su_shared->worker_pid, SIGTERM);
-	}
+	if (alone)
+		su_registry_keep_out(alone);
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context,
 							 params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+	if (su_shared)
+		note_extension(parsetree);
 
 	/*
 	 * COMMIT PREPARED makes visible what another session queued, without
-	 * that session's commit callback: the worker is woken for every kind, as
-	 * a commit that queued would wake it.
+	 * that session's commit callback: the workers are woken for every kind,
+	 * as a commit that queued would wake them; and the launcher and the
+	 * workers look again, in case it created or dropped the extension.
 	 */
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+	{
 		su_wake_worker((1U << SU_DUES) - 1);
+		su_registry_extension_created();
+		su_registry_something_dropped();
+	}
 }
-
 void
 _PG_init(void)
 {

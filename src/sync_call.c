@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -180,6 +181,17 @@ su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 	BgwHandleStatus status;
 
 	memset(res, 0, sizeof(SuSyncResult));
+
+	/*
+	 * A standby sends nothing: its call's worker would wait for the end of
+	 * recovery, and the primary's worker uploads the order anyway.
+	 */
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("%s() cannot run on a standby in recovery", call_name(kind)),
+				 errdetail("A call sends the order and records WeChat's answer, which a standby cannot write; nothing was sent."),
+				 errhint("Call it on the primary, whose worker uploads the order in any case.")));
 	if (su_queue_wrote())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -95,6 +95,16 @@ typedef struct SuUpload
 } SuUpload;
 
 /* A claimed row, as the worker gets it. */
+/*
+ * A worker's share of the orders: those whose order_id hashes to part,
+ * modulo n (n 1: every order).  See registry.c.
+ */
+typedef struct SuPartition
+{
+	int			n;
+	int			part;
+} SuPartition;
+
 typedef struct SuClaim
 {
 	int64		order_id;

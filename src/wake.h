@@ -11,16 +11,13 @@
 
 
 /*
- * A backend whose transaction committed: the worker of this database is to
+ * A backend whose transaction committed: the workers of this database are to
  * look at the rows due by those columns (bits 1 << SuDue).
  */
 extern void su_wake_worker(uint32 dues);
 
 /* A backend whose transaction requeued held orders: the holds end. */
 extern void su_wake_release_holds(void);
-
-/* The worker: publishes its latch (at start), withdraws it (at exit). */
-extern void su_wake_publish(void);
 
 /*
  * The worker, before a claim's snapshot: from now on a commit that queues

@@ -34,6 +34,7 @@
 #include <setjmp.h>
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
 #include "libpq/pqsignal.h"
@@ -63,6 +64,7 @@
 #include "kinds.h"
 #include "mono.h"
 #include "queue.h"
+#include "registry.h"
 #include "retry.h"
 #include "settings.h"
 #include "shared.h"
@@ -71,7 +73,7 @@
 #include "wake.h"
 #include "worker.h"
 
-StaticAssertDecl(SU_KINDS == lengthof(((SuShared *) NULL)->claim_wait),
+StaticAssertDecl(SU_KINDS == lengthof(((SuWorkerSlot *) NULL)->claim_wait),
 				 "one claim_wait per kind");
 PGDLLEXPORT void su_worker_main(Datum arg);
 
@@ -129,6 +131,9 @@ static struct
 	TimestampTz next_trim;		/* next deletion of old audit rows */
 	TimestampTz next_look;		/* next look at every kind, whatever */
 	TimestampTz next_due_read;	/* when su_queue_next_due() last ran */
+	SuPartition share;			/* of the last claim (registry.c) */
+	uint32		ext_changes;	/* su_registry_ext_changes(), as checked */
+	char	   *dbname;			/* for log lines */
 }			sched;
 
 /* the wall clock, as the worker watches it for steps back */
@@ -395,7 +400,7 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 	MemoryContext *cxts;
 	int			n;
 
-	n = k->claim(max, claims, looked_at);
+	n = k->claim(max, &sched.share, claims, looked_at);
 	uploads = palloc(sizeof(SuUpload *) * Max(n, 1));
 	times = palloc(sizeof(TimestampTz) * Max(n, 1));
 	cxts = palloc(sizeof(MemoryContext) * Max(n, 1));
@@ -439,11 +444,11 @@ publish_wait(SuKind kind, const char *table, TimestampTz since)
 {
 	SpinLockAcquire(&su_shared->mutex);
 	if (table == NULL)
-		su_shared->claim_wait[kind][0] = '\0';
-	else if (strcmp(su_shared->claim_wait[kind], table) != 0)
+		su_my_worker->claim_wait[kind][0] = '\0';
+	else if (strcmp(su_my_worker->claim_wait[kind], table) != 0)
 	{
-		strlcpy(su_shared->claim_wait[kind], table, sizeof(su_shared->claim_wait[kind]));
-		su_shared->claim_wait_since[kind] = since;
+		strlcpy(su_my_worker->claim_wait[kind], table, sizeof(su_my_worker->claim_wait[kind]));
+		su_my_worker->claim_wait_since[kind] = since;
 	}
 	SpinLockRelease(&su_shared->mutex);
 }
@@ -632,7 +637,18 @@ claim(int max, TimestampTz now, bool *full)
 		}
 		PG_END_TRY();
 	}
-	/* after a step back of the wall clock: what was planned before it */
+	/*
+	 * This worker's share of the orders, fixed until the commit; none until
+	 * it joined its database's claims.
+	 */
+	su_registry_partition(&sched.share.n, &sched.share.part);
+
+	/*
+	 * After a step back of the wall clock: what was planned before it (every
+	 * worker saw the step; the first share's brings every row forward).
+	 */
+	if (wall.stepped_back > 0 && sched.share.part != 0)
+		wall.stepped_back = 0;
 	if (wall.stepped_back > 0)
 	{
 		su_queue_clock_stepped_back(wall.stepped_back);
@@ -658,7 +674,8 @@ claim(int max, TimestampTz now, bool *full)
 	if (n_rec == 0)
 		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	total = claim_kinds(max, now, flights, ok, was_due, full, &short_claim);
+	total = sched.share.n == 0 ? 0 :
+		claim_kinds(max, now, flights, ok, was_due, full, &short_claim);
 	if (short_claim)
 		plan_next_due(now, total, was_due);
 	commit_txn();
@@ -1039,12 +1056,13 @@ step_trim(TimestampTz now)
 	bool		caught_up;
 	int64		deleted;
 
-	if (su_audit_retention_s <= 0 || now < sched.next_trim)
+	/* the first share's worker deletes for all */
+	if (su_audit_retention_s <= 0 || now < sched.next_trim || sched.share.part != 0)
 		return;
 	begin_txn("deleting old audit rows");
 	deleted = su_audit_trim(AUDIT_TRIM_BATCH, SU_AUDIT_TRIM_BUDGET_MS, &caught_up);
 	commit_txn();
-	pg_atomic_fetch_add_u64(&su_shared->audit_deleted, (uint64) deleted);
+	pg_atomic_fetch_add_u64(&su_registry_my_db()->audit_deleted, (uint64) deleted);
 	sched.next_trim = caught_up ? TimestampTzPlusMilliseconds(now, SU_AUDIT_TRIM_IDLE_MS) : now;
 }
 
@@ -1164,9 +1182,12 @@ say_serving(bool at_start)
 			appids = TextDatumGetCString(d);	/* SPI's, until commit_txn() */
 	}
 	ereport(LOG,
-			(errmsg("shopping_upload worker: %s database \"%s\" for appid %s%s%s at %s",
+			(errmsg("shopping_upload worker: %s database \"%s\"%s for appid %s%s%s at %s",
 					at_start ? "serving" : "serving again",
-					su_database_name,
+					sched.dbname,
+					su_workers_per_database > 1 ?
+					psprintf(" (worker %d of %d)", su_my_worker->index + 1,
+							 su_workers_per_database) : "",
 					su_appid && su_appid[0] ? su_appid : "(none set)",
 					appids ? " and the accounts " : "", appids ? appids : "",
 					su_api_base())));
@@ -1193,25 +1214,33 @@ wait_for_extension(bool at_start)
 		drop_all();
 	while (!extension_matches(&version))
 	{
-		/* one line per state seen, not one per poll */
-		if (said == NULL || strcmp(said, version ? version : "") != 0)
+		if (version == NULL)
 		{
-			if (version == NULL)
-				ereport(LOG,
-						(errmsg("shopping_upload worker: waiting for CREATE EXTENSION shopping_upload in database \"%s\"",
-								su_database_name)));
-			else
-				ereport(LOG,
-						(errmsg("shopping_upload worker: database \"%s\" has shopping_upload version %s, this library is version %s: waiting for ALTER EXTENSION shopping_upload UPDATE",
-								su_database_name, version, SU_EXTVERSION),
-						 errhint("Run ALTER EXTENSION shopping_upload UPDATE in database \"%s\"; nothing is uploaded until the versions agree.",
-								 su_database_name)));
+			/*
+			 * No extension here: the worker leaves, and the launcher looks
+			 * again only when CREATE EXTENSION commits in this database.  A
+			 * database that never had it is not logged at every start.
+			 */
+			ereport(at_start ? DEBUG1 : LOG,
+					(errmsg("shopping_upload worker: database \"%s\" has no shopping_upload extension; its worker stops until CREATE EXTENSION shopping_upload",
+							sched.dbname)));
+			su_registry_found(SU_DB_NO_EXTENSION);
+			proc_exit(0);
+		}
+		su_registry_found(SU_DB_SERVED);
+		/* one line per version seen, not one per poll */
+		if (said == NULL || strcmp(said, version) != 0)
+		{
+			ereport(LOG,
+					(errmsg("shopping_upload worker: database \"%s\" has shopping_upload version %s, this library is version %s: waiting for ALTER EXTENSION shopping_upload UPDATE",
+							sched.dbname, version, SU_EXTVERSION),
+					 errhint("Run ALTER EXTENSION shopping_upload UPDATE in database \"%s\"; nothing is uploaded until the versions agree.",
+							 sched.dbname)));
 			if (said)
 				pfree(said);
-			said = MemoryContextStrdup(TopMemoryContext, version ? version : "");
+			said = MemoryContextStrdup(TopMemoryContext, version);
 		}
-		if (version)
-			pfree(version);
+		pfree(version);
 		worker_wait(SU_EXTENSION_POLL_MS);
 		CHECK_FOR_INTERRUPTS();
 		reload_settings();
@@ -1220,8 +1249,17 @@ wait_for_extension(bool at_start)
 		pfree(version);
 	if (said)
 		pfree(said);
+	su_registry_found(SU_DB_SERVED);
 	begin_txn("recovering");
-	su_queue_recover();
+
+	/*
+	 * What a previous worker left uploading is due at once, if this is the
+	 * first worker and no other runs: another's leases are its own, and run
+	 * out by themselves (shopping_upload.lease).
+	 */
+	if (su_my_worker->index == 0 && !su_registry_others_run())
+		su_queue_recover();
+	su_registry_join();
 	say_serving(at_start);
 	commit_txn();
 	sched.extension_ready = true;
@@ -1264,12 +1302,25 @@ void
 su_worker_main(Datum arg)
 {
 	sigjmp_buf	local_sigjmp_buf;
+	Oid			dboid;
 
-	(void) arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(su_database_name, NULL, 0);
+
+	/* the slot the launcher reserved, and its database */
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
+	if (!su_registry_attach(DatumGetInt32(arg), dboid))
+		proc_exit(0);			/* a new launcher took the slot back */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	sched.ext_changes = su_registry_ext_changes();
+	StartTransactionCommand();
+	sched.dbname = get_database_name(MyDatabaseId);
+	if (sched.dbname)
+		sched.dbname = MemoryContextStrdup(TopMemoryContext, sched.dbname);
+	CommitTransactionCommand();
+	if (sched.dbname == NULL)
+		proc_exit(0);			/* dropped meanwhile */
 	pgstat_report_appname("shopping_upload worker");
 	/* short, frequent queries: compiling them would cost more than it saves */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
@@ -1290,8 +1341,6 @@ su_worker_main(Datum arg)
 	 * any other lock.
 	 */
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
-
-	su_wake_publish();
 
 	io.client = su_http_client();
 	if (io.client == NULL)
@@ -1346,6 +1395,12 @@ su_worker_main(Datum arg)
 
 		CHECK_FOR_INTERRUPTS();
 		reload_settings();
+		/* a DROP committed here: is the extension still there? */
+		if (su_registry_ext_changes() != sched.ext_changes)
+		{
+			sched.ext_changes = su_registry_ext_changes();
+			sched.extension_ready = false;
+		}
 		if (!sched.extension_ready)
 			wait_for_extension(false);
 		MemoryContextReset(sched.cxt);

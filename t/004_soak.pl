@@ -40,6 +40,9 @@ use SuStub;
 my $duration = $ENV{SOAK_SECONDS} // 60;
 die "SOAK_SECONDS must be a whole number of seconds, at least 20\n"
   unless $duration =~ /^\d+$/ && $duration >= 20;
+# workers of the database (shopping_upload.workers_per_database): t/015 runs
+# this soak with 2
+my $workers = $ENV{SOAK_WORKERS} // 1;
 my $drain_limit = 120;    # seconds for the queue to drain once writers stop
 
 my $UPLOAD = '/user-order/orders';
@@ -72,6 +75,7 @@ shopping_upload.max_attempts = 1000
 shopping_upload.timeout = '5s'
 shopping_upload.lease = '10s'
 shopping_upload.verify_delay = '1s'
+shopping_upload.workers_per_database = $workers
 restart_after_crash = on
 max_connections = 40
 log_statement = none
@@ -105,7 +109,7 @@ sub wait_until
 
 sub worker_pid
 {
-	my $pid = try_sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'");
+	my $pid = try_sql("SELECT min(pid) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'");
 	return (defined $pid && $pid =~ /^\d+$/) ? $pid : undef;
 }
 
@@ -358,8 +362,8 @@ sub launch
 # Before: the scripts write valid orders, and the worker uploads them
 # ---------------------------------------------------------------------
 
-ok(wait_until("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'", '1', 30),
-	'the worker runs');
+ok(wait_until("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'", $workers, 30),
+	"the worker runs ($workers of them)");
 my $seed = spawn('seed', 'pgbench', '-n', @conn, '-c', 1, '-t', 200, '-f', "$dir/insert.sql",
 	'postgres');
 wait_writers(60);
@@ -560,7 +564,7 @@ while ($log =~ /\b(ERROR|WARNING|FATAL|PANIC):\s+(.*)$/mg)
 	$log_errors{"$level: $msg"}++;
 }
 my $crashed = $log =~ /terminating any other active server processes/;
-my $worker_exits = () = $log =~ /background worker "shopping_upload worker" \(PID \d+\) (?:exited|was terminated)/g;
+my $worker_exits = () = $log =~ /background worker "shopping_upload worker[^"]*" \(PID \d+\) (?:exited|was terminated)/g;
 
 # ---------------------------------------------------------------------
 # What the stand-in accepted (its log, one record a line), against the orders

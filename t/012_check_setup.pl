@@ -97,11 +97,21 @@ is(items("SET shopping_upload.allow_insecure_http = off;"),
 like(detail('ca', "SET shopping_upload.api_base_url = 'https://127.0.0.1:1'; SET shopping_upload.ca_file = '$dir/no_such_ca.crt';"),
 	qr/ca_file \(.*no_such_ca\.crt\) does not exist/, 'a CA file that is not there is named');
 
-# 5. another database: not the one the worker serves
+# 5. another database: served too by default, unless the settings leave it out
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 $node->safe_psql('other', 'CREATE EXTENSION shopping_upload');
-like(detail('database', '', 'other'), qr/serves database "postgres".*not this one \("other"\)/,
-	'a database the worker does not serve is said so');
+ok($node->poll_query_until('other', q{SELECT ok FROM shopping_upload.check_setup() WHERE item = 'database'}, 't'),
+	'another database with the extension gets a worker of its own');
+like(detail('database', '', 'other'), qr/1 worker \(process \d+\) serves this database \("other"\)/,
+	'and check_setup() says so');
+$node->safe_psql('postgres', q{ALTER SYSTEM SET shopping_upload.databases = 'postgres'});
+$node->reload;
+ok($node->poll_query_until('other', q{SELECT ok FROM shopping_upload.check_setup() WHERE item = 'database'}, 'f'),
+	'a database that shopping_upload.databases leaves out');
+like(detail('database', '', 'other'), qr/shopping_upload\.databases .* leaves this database \("other"\) out/,
+	'is said so');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET shopping_upload.databases});
+$node->reload;
 
 # 6. no appid at all; an appid passed in
 like(items("SET shopping_upload.appid = '';"), qr/appid=false$/, 'no appid: the appid row fails, and the check ends there');

@@ -1,0 +1,13 @@
+# The soak of t/004_soak.pl, with two workers for the database
+# (shopping_upload.workers_per_database = 2): the same writers, faults and
+# kill -9, and the same invariants (each order's last accepted body is its
+# content now, no shipping information before its order, every upload
+# verified); the duplicates are reported as there.
+use strict;
+use warnings;
+use FindBin;
+
+$ENV{SOAK_WORKERS} = 2;
+my $soak = "$FindBin::RealBin/004_soak.pl";
+do $soak;
+die "$soak: $@" if $@;
