@@ -82,8 +82,9 @@ SELECT database, state, workers, wanted, pids, since FROM worker_status();
 
 COMMENT ON VIEW workers IS
 'The databases of the server and their shopping_upload workers (see worker_status()); state no_slot: no background worker slot was free, raise max_worker_processes';
-REVOKE ALL ON FUNCTION worker_status() FROM PUBLIC;
 REVOKE ALL ON workers FROM PUBLIC;
+/* names, states and process ids, as pg_database and pg_stat_activity show them, for the stats view */
+GRANT EXECUTE ON FUNCTION worker_status() TO PUBLIC;
 
 /* At a glance: now with what the claims wait for. */
 CREATE OR REPLACE VIEW stats AS

@@ -772,6 +772,8 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shopping_upload FROM PUBLIC;
 /* a count, and tables' names, for the stats view of whoever may read it */
 GRANT EXECUTE ON FUNCTION audit_rows_deleted() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION claim_waits() TO PUBLIC;
+/* names, states and process ids, as pg_database and pg_stat_activity show them, for the stats view */
+GRANT EXECUTE ON FUNCTION worker_status() TO PUBLIC;
 /* the policies call them as the writer: a yes or no about a role and an appid */
 GRANT EXECUTE ON FUNCTION writer_limited(name), appid_allowed(name, text),
 	order_allowed(name, bigint) TO PUBLIC;

@@ -24,8 +24,8 @@ SELECT count(*) AS public_grants
  WHERE table_schema = 'shopping_upload' AND grantee = 'PUBLIC';
 SELECT count(*) > 5 AS has_functions, count(*) FILTER (
          WHERE has_function_privilege('public', p.oid, 'EXECUTE')
-           AND p.proname NOT IN ('audit_rows_deleted', 'claim_waits', 'writer_limited',
-                                 'appid_allowed', 'order_allowed')) AS public_execute
+           AND p.proname NOT IN ('audit_rows_deleted', 'claim_waits', 'worker_status',
+                                 'writer_limited', 'appid_allowed', 'order_allowed')) AS public_execute
   FROM pg_proc p WHERE p.pronamespace = 'shopping_upload'::regnamespace;
 
 -- a complete, valid order

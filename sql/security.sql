@@ -20,9 +20,10 @@ SELECT p.oid::regprocedure AS definer, p.proconfig
  WHERE p.pronamespace = 'shopping_upload'::regnamespace AND p.prosecdef
  ORDER BY p.oid::regprocedure::text;
 
--- nothing is granted to PUBLIC but audit_rows_deleted(), claim_waits() and
--- the yes-or-no functions the appid_grants policies call as the writer
--- (read by the stats view: a count, and the names of locked tables): the shipping
+-- nothing is granted to PUBLIC but audit_rows_deleted(), claim_waits(),
+-- worker_status() and the yes-or-no functions the appid_grants policies call
+-- as the writer (read by the stats view: a count, the names of locked tables,
+-- databases' names, states and process ids): the shipping
 -- tables and states, verify_shopping_info() and upload_shipping_info()
 -- neither
 SELECT p.oid::regprocedure AS executable_by_public

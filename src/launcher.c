@@ -68,6 +68,7 @@ static struct
 	BackgroundWorkerHandle **handles;	/* per worker slot; NULL: none */
 	TimestampTz next_start[SU_MAX_DATABASES];
 	char	   *unserved_said;	/* the names the last WARNING gave, or NULL */
+	char	   *missing_said;	/* the missing names last logged, or NULL */
 	bool		full_said;		/* more databases than slots: said */
 	MemoryContext cxt;			/* reset at every turn */
 } me;
@@ -158,6 +159,41 @@ set_state(SuDbSlot *db, SuDbState state, TimestampTz now)
 }
 
 /*
+ * The databases the settings name that do not exist: said once (again
+ * when the list changes), as the launcher waits for them quietly.
+ */
+static void
+say_missing(const DbRow *rows, int n)
+{
+	char	   *named = su_databases_named();
+	StringInfoData missing;
+	int			count = 0;
+
+	initStringInfo(&missing);
+	for (char *name = named; *name; name += strlen(name) + 1)
+	{
+		bool		found = false;
+
+		for (int r = 0; r < n && !found; r++)
+			found = strcmp(NameStr(rows[r].name), name) == 0;
+		if (!found)
+			appendStringInfo(&missing, "%s\"%s\"", count++ ? ", " : "", name);
+	}
+	if (count > 0 && (me.missing_said == NULL || strcmp(me.missing_said, missing.data) != 0))
+		ereport(LOG,
+				(errmsg("shopping_upload launcher: database%s %s do%s not exist; waiting for %s",
+						count > 1 ? "s" : "", missing.data, count > 1 ? "" : "es",
+						count > 1 ? "them" : "it"),
+				 errhint("Create it (createdb, then CREATE EXTENSION shopping_upload in it), "
+						 "or change shopping_upload.databases.")));
+	if (me.missing_said)
+		pfree(me.missing_said);
+	me.missing_said = count > 0 ? MemoryContextStrdup(TopMemoryContext, missing.data) : NULL;
+	pfree(missing.data);
+	pfree(named);
+}
+
+/*
  * pg_database read again: new databases are to be looked at, dropped ones
  * gone, and the settings' choice applied.
  */
@@ -216,6 +252,7 @@ scan_databases(TimestampTz now)
 			db->look_again = false;
 	}
 	SpinLockRelease(&su_shared->mutex);
+	say_missing(rows, n);
 	pfree(rows);
 	if (full && !me.full_said)
 		ereport(WARNING,

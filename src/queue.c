@@ -781,14 +781,20 @@ su_queue_recover(void)
 		ereport(LOG,
 				(errmsg("shopping_upload worker: row level security of the order tables turned back on: appid_grants limits writers")));
 
-	if (SPI_execute("UPDATE " SU_SCHEMA ".order_state SET next_attempt_at = pg_catalog.now()"
+	/*
+	 * Due at once, and first: by the time they were queued, not behind a
+	 * backlog queued after them (a claim takes the oldest due first).
+	 */
+	if (SPI_execute("UPDATE " SU_SCHEMA ".order_state SET next_attempt_at ="
+					" LEAST(queued_at, pg_catalog.now())"
 					" WHERE state OPERATOR(pg_catalog.=) 'uploading'", false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover the orders of a previous worker");
 	if (SPI_processed > 0)
 		ereport(LOG,
 				(errmsg("shopping_upload worker: %llu orders left uploading by a previous worker are due again",
 						(unsigned long long) SPI_processed)));
-	if (SPI_execute("UPDATE " SU_SCHEMA ".shipping_state SET next_attempt_at = pg_catalog.now()"
+	if (SPI_execute("UPDATE " SU_SCHEMA ".shipping_state SET next_attempt_at ="
+					" LEAST(queued_at, pg_catalog.now())"
 					" WHERE state OPERATOR(pg_catalog.=) 'uploading'", false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover the shipping information of a previous worker");
 	if (SPI_processed > 0)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "lib/stringinfo.h"
 #include "storage/fd.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -186,6 +187,37 @@ check_databases(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("shopping_upload.databases is a comma-separated list of at most %d database names, \"*\", or names after \"!\"",
 							SU_MAX_DATABASE_ITEMS);
 	return ok;
+}
+
+char *
+su_databases_named(void)
+{
+	StringInfoData names;
+	char	   *copy;
+	char	   *items[SU_MAX_DATABASE_ITEMS];
+	int			n;
+
+	initStringInfo(&names);
+	if (su_databases == NULL || strcmp(su_databases, "*") == 0)
+	{
+		if (su_database_name != NULL && su_database_name[0] != '\0')
+		{
+			appendStringInfoString(&names, su_database_name);
+			appendStringInfoChar(&names, '\0');
+		}
+		return names.data;
+	}
+	copy = pstrdup(su_databases);
+	if (!split_databases(copy, items, lengthof(items), &n))
+		n = 0;
+	for (int i = 0; i < n; i++)
+		if (items[i][0] != '!' && strcmp(items[i], "*") != 0)
+		{
+			appendStringInfoString(&names, items[i]);
+			appendStringInfoChar(&names, '\0');
+		}
+	pfree(copy);
+	return names.data;
 }
 
 bool

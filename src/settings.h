@@ -41,6 +41,12 @@ extern int	su_workers_per_database;
  * it is "*", shopping_upload.database_name when set.
  */
 extern bool su_database_allowed(const char *name);
+
+/*
+ * The databases the settings name (not "*", not those after "!"), palloc'd,
+ * each ended by a NUL, the list by an empty name.
+ */
+extern char *su_databases_named(void);
 extern int	su_max_inflight;
 extern int	su_lease_s;
 extern int	su_max_rate;

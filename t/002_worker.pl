@@ -329,10 +329,11 @@ my $logpos2 = -s $node2->logfile;
 ok($node2->wait_for_log(qr/database "shop" does not exist; waiting for it/, 0),
 	'the launcher waits quietly for a missing database');
 $node2->safe_psql('postgres', 'CREATE DATABASE shop');
+$node2->safe_psql('shop', 'CREATE EXTENSION shopping_upload');
 $node2->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' AND datname = 'shop'")
   or die 'no worker in shop';
-pass('the worker starts once the database exists');
+pass('the worker starts once the database exists, with the extension');
 ($rc, $out, $err) = $node2->psql('postgres', 'DROP DATABASE shop', timeout => 60);
 is($rc, 0, 'DROP DATABASE of the worker\'s database succeeds') or diag $err;
 $node2->stop;
