@@ -116,6 +116,12 @@
 #    into bench.sent and calls net.http_post() with the payload, its
 #    out_trade_no made unique, in one transaction (commit = that row's
 #    commit timestamp), pg_net.batch_size at its default.
+# 6. The backlog of part 1 with 1 and 2 workers for the database
+#    (shopping_upload.workers_per_database set by ALTER SYSTEM and a reload,
+#    waited for in pg_stat_activity), RUNS runs of each, interleaved (odd runs
+#    1 then 2 workers, even runs 2 then 1); CPU per upload summed over the
+#    workers' processes; the ratio of the medians.  On a 2-core machine nginx
+#    and PostgreSQL share the cores with the workers: the gain is bounded.
 # The end: one summary table in markdown.
 set -euo pipefail
 

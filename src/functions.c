@@ -539,7 +539,7 @@ su_worker_status_sql(PG_FUNCTION_ARGS)
 			db->state == SU_DB_SERVED ? su_workers_per_database : 0;
 		if (db->paused_until > now)
 			state = "paused";
-		else if (db->no_slot && wanted > 0)
+		else if (db->no_slot && su_db_has_extension(db))
 			state = "no_slot";
 		for (int i = 0; i < su_shared->n_workers && n < (int) lengthof(pids); i++)
 			if (su_shared->workers[i].dboid == db->dboid && su_shared->workers[i].pid != 0)
@@ -567,15 +567,20 @@ Datum
 su_audit_rows_deleted_sql(PG_FUNCTION_ARGS)
 {
 	uint64		deleted = 0;
+	int			found = -1;
 
 	(void) fcinfo;
 	if (su_shared == NULL)
 		PG_RETURN_INT64(0);
+
 	SpinLockAcquire(&su_shared->mutex);
 	for (int d = 0; d < su_shared->n_dbs; d++)
 		if (su_shared->dbs[d].state != SU_DB_FREE && su_shared->dbs[d].dboid == MyDatabaseId)
-			deleted = pg_atomic_read_u64(&su_shared->dbs[d].audit_deleted);
+			found = d;
 	SpinLockRelease(&su_shared->mutex);
+	/* not under the spinlock: a 64-bit atomic may be one */
+	if (found >= 0)
+		deleted = pg_atomic_read_u64(&su_shared->dbs[found].audit_deleted);
 	PG_RETURN_INT64((int64) deleted);
 }
 

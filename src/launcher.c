@@ -67,6 +67,8 @@ static struct
 {
 	BackgroundWorkerHandle **handles;	/* per worker slot; NULL: none */
 	TimestampTz next_start[SU_MAX_DATABASES];
+	bool		fresh[SU_MAX_DATABASES];	/* a slot (re)used by the last scan */
+	bool		waiting_slot[SU_MAX_DATABASES]; /* its last start found no slot */
 	char	   *unserved_said;	/* the names the last WARNING gave, or NULL */
 	char	   *missing_said;	/* the missing names last logged, or NULL */
 	bool		full_said;		/* more databases than slots: said */
@@ -223,35 +225,38 @@ scan_databases(TimestampTz now)
 		{
 			if ((db = new_db_slot()) == NULL)
 			{
-				full = rows[r].allowed;
+				full |= rows[r].allowed;
 				continue;
 			}
 			memset(db->name, 0, sizeof(db->name));
 			db->dboid = rows[r].oid;
 			db->state = SU_DB_FREE;
 			db->no_slot = false;
-			db->look_again = false;
+			db->creations = 0;
+			db->creations_looked = 0;
 			db->paused_until = 0;
 			db->serving_mask = 0;
+			db->leaving_mask = 0;
 			db->ext_changes = 0;
-			pg_atomic_write_u64(&db->audit_deleted, 0);
 			me.next_start[db - su_shared->dbs] = 0;
+			me.fresh[db - su_shared->dbs] = true;
 		}
 		strlcpy(db->name, NameStr(rows[r].name), sizeof(db->name));
 		if (!rows[r].allowed)
 			set_state(db, SU_DB_EXCLUDED, now);
 		else if (db->state == SU_DB_FREE || db->state == SU_DB_EXCLUDED ||
-				 (db->state == SU_DB_NO_EXTENSION && db->look_again))
+				 (db->state == SU_DB_NO_EXTENSION &&
+				  db->creations != db->creations_looked))
 			set_state(db, SU_DB_LOOK, now);
-
-		/*
-		 * A database being looked at keeps the flag: its worker may have
-		 * looked before the CREATE EXTENSION committed (registry.c).
-		 */
-		if (db->state != SU_DB_LOOK)
-			db->look_again = false;
 	}
 	SpinLockRelease(&su_shared->mutex);
+	/* a reused slot's count starts over (not under the spinlock: it may be one) */
+	for (int d = 0; d < SU_MAX_DATABASES; d++)
+		if (me.fresh[d])
+		{
+			pg_atomic_write_u64(&su_shared->dbs[d].audit_deleted, 0);
+			me.fresh[d] = false;
+		}
 	say_missing(rows, n);
 	pfree(rows);
 	if (full && !me.full_said)
@@ -364,19 +369,37 @@ reap_workers(TimestampTz now)
 		w->latch = NULL;
 		SpinLockRelease(&su_shared->mutex);
 		me.next_start[dbi] = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_RESTART_MS);
+		/* a slot is free: the databases that waited for one try now */
+		for (int d = 0; d < su_shared->n_dbs; d++)
+			if (d != dbi && me.waiting_slot[d])
+				me.next_start[d] = 0;
 	}
 }
 
-/* asks worker slot i to stop */
+/*
+ * Asks worker slot i to leave: no more claims, and out once what it sent
+ * is answered and recorded, so that nothing it leased waits for the lease
+ * to run out.  One that has not attached yet is stopped.
+ */
 static void
 stop_worker(int i)
 {
-	pid_t		pid = su_shared->workers[i].pid;
+	SuWorkerSlot *w = &su_shared->workers[i];
+	Latch	   *latch = NULL;
+	bool		attached;
 
-	if (me.handles[i])
+	SpinLockAcquire(&su_shared->mutex);
+	attached = w->pid != 0;
+	if (attached && !w->retire)
+	{
+		w->retire = true;
+		latch = w->latch;
+	}
+	SpinLockRelease(&su_shared->mutex);
+	if (latch)
+		SetLatch(latch);
+	else if (!attached && me.handles[i])
 		TerminateBackgroundWorker(me.handles[i]);
-	else if (pid > 0)
-		kill(pid, SIGTERM);
 }
 
 /*
@@ -388,6 +411,15 @@ static bool
 keep_databases(TimestampTz now)
 {
 	bool		pending = false;
+	int			looks = 0;
+
+	/* the looks under way: a few at a time, so that serving comes first */
+	SpinLockAcquire(&su_shared->mutex);
+	for (int i = 0; i < su_shared->n_workers; i++)
+		if (OidIsValid(su_shared->workers[i].dboid) &&
+			su_shared->dbs[su_shared->workers[i].db].state == SU_DB_LOOK)
+			looks++;
+	SpinLockRelease(&su_shared->mutex);
 
 	for (int d = 0; d < su_shared->n_dbs; d++)
 	{
@@ -397,6 +429,8 @@ keep_databases(TimestampTz now)
 		bool		no_slot = false;
 		uint32		serving;
 		SuDbState	state;
+		int			stop[SU_MAX_WORKERS_PER_DATABASE];
+		int			n_stop;
 
 		SpinLockAcquire(&su_shared->mutex);
 		state = db->state;
@@ -409,42 +443,54 @@ keep_databases(TimestampTz now)
 		want = state == SU_DB_LOOK ? 1 :
 			state == SU_DB_SERVED ? su_workers_per_database : 0;
 		if (db->paused_until > now)
+		{
+			/* kept out: looked at again once the pause is over */
+			if (want > 0)
+				pending = true;
 			want = 0;
+		}
 		/* workers the database no longer wants */
+		n_stop = 0;
 		for (int i = 0; i < su_shared->n_workers; i++)
 			if (OidIsValid(su_shared->workers[i].dboid) && su_shared->workers[i].db == d &&
 				su_shared->workers[i].index >= want && db->paused_until <= now)
-			{
-				SpinLockRelease(&su_shared->mutex);
-				stop_worker(i);
-				SpinLockAcquire(&su_shared->mutex);
-			}
+				stop[n_stop++] = i;
 		SpinLockRelease(&su_shared->mutex);
+		for (int k = 0; k < n_stop; k++)
+			stop_worker(stop[k]);
 
-		if (want > 0 && db->paused_until > now)
-			pending = true;
 		for (int index = 0; index < want && now >= me.next_start[d]; index++)
 		{
 			if (present & (1U << index))
 				continue;
+			if (state == SU_DB_LOOK && looks >= SU_LAUNCHER_MAX_LOOKS)
+			{
+				pending = true;
+				break;
+			}
 			/* the others once the first serves (it recovers alone) */
 			if (index > 0 && (serving & 1) == 0)
 			{
 				pending = true;
 				break;
 			}
+			me.waiting_slot[d] = false;
 			if (!start_worker(d, index, now))
 			{
+				me.waiting_slot[d] = true;
 				no_slot = true;
 				me.next_start[d] = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_START_RETRY_MS);
 				break;
 			}
 			present |= 1U << index;
+			if (state == SU_DB_LOOK)
+				looks++;
 		}
 		if (want > 0 && (present & ((1U << want) - 1)) != ((1U << want) - 1))
 			pending = true;
 		SpinLockAcquire(&su_shared->mutex);
-		if (no_slot)
+		/* a first look that waits for a slot is said by nobody: it may find nothing */
+		if (no_slot && su_db_has_extension(db))
 			db->no_slot = true;
 		else if (want == 0 || (present & ((1U << want) - 1)) == ((1U << want) - 1))
 			db->no_slot = false;
@@ -466,8 +512,7 @@ say_unserved(void)
 	initStringInfo(&names);
 	SpinLockAcquire(&su_shared->mutex);
 	for (int d = 0; d < su_shared->n_dbs; d++)
-		if (su_shared->dbs[d].no_slot &&
-			(su_shared->dbs[d].state == SU_DB_LOOK || su_shared->dbs[d].state == SU_DB_SERVED))
+		if (su_shared->dbs[d].no_slot && su_db_has_extension(&su_shared->dbs[d]))
 		{
 			/* appendStringInfo may allocate: names are copied out first */
 			char		name[NAMEDATALEN];
@@ -521,6 +566,7 @@ void
 su_launcher_main(Datum arg)
 {
 	TimestampTz next_scan = 0;
+	TimestampTz last_scan = 0;
 
 	(void) arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -540,6 +586,8 @@ su_launcher_main(Datum arg)
 	SpinLockAcquire(&su_shared->mutex);
 	su_shared->launcher_pid = MyProcPid;
 	su_shared->launcher_latch = MyLatch;
+	if (su_shared->writable_since == 0)
+		su_shared->writable_since = GetCurrentTimestamp();
 	for (int i = 0; i < su_shared->n_workers; i++)
 		if (su_shared->workers[i].pid == 0)
 			su_shared->workers[i].dboid = InvalidOid;
@@ -562,17 +610,25 @@ su_launcher_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			next_scan = 0;
 		}
-		if (pg_atomic_exchange_u32(&su_shared->rescan, 0) == 1)
+		/* a CREATE EXTENSION asks for a scan: one a second at most */
+		if (pg_atomic_read_u32(&su_shared->rescan) == 1 &&
+			now >= TimestampTzPlusMilliseconds(last_scan, SU_LAUNCHER_RESCAN_MS))
+		{
+			pg_atomic_write_u32(&su_shared->rescan, 0);
 			next_scan = 0;
+		}
 		if (now >= next_scan)
 		{
 			scan_databases(now);
+			last_scan = now;
 			next_scan = TimestampTzPlusMilliseconds(now, SU_LAUNCHER_SCAN_MS);
 		}
 		reap_workers(now);
 		pending = keep_databases(now);
 		say_unserved();
 
+		if (pg_atomic_read_u32(&su_shared->rescan) == 1)
+			pending = true;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 pending ? SU_LAUNCHER_RESTART_MS : SU_LAUNCHER_SCAN_MS,
 						 PG_WAIT_EXTENSION);

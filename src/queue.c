@@ -763,8 +763,11 @@ su_queue_next_due(TimestampTz *due)
 }
 
 void
-su_queue_recover(void)
+su_queue_recover(TimestampTz leased_before)
 {
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		args[1] = {TimestampTzGetDatum(leased_before)};
+
 	/*
 	 * Writers limited to appids: the tables' row level security follows
 	 * appid_grants.  A restore (pg_dump does not dump an extension table's
@@ -782,20 +785,27 @@ su_queue_recover(void)
 				(errmsg("shopping_upload worker: row level security of the order tables turned back on: appid_grants limits writers")));
 
 	/*
-	 * Due at once, and first: by the time they were queued, not behind a
-	 * backlog queued after them (a claim takes the oldest due first).
+	 * Leased before the server became writable (leased_before): by a process
+	 * that is gone, whose answer will never be recorded.  Due at once, and
+	 * first: by the time they were queued, not behind a backlog queued after
+	 * them (a claim takes the oldest due first).  A lease taken since is a
+	 * live process's (another worker, a call by hand), or runs out by itself.
 	 */
-	if (SPI_execute("UPDATE " SU_SCHEMA ".order_state SET next_attempt_at ="
-					" LEAST(queued_at, pg_catalog.now())"
-					" WHERE state OPERATOR(pg_catalog.=) 'uploading'", false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_with_args("UPDATE " SU_SCHEMA ".order_state SET next_attempt_at ="
+							  " LEAST(queued_at, pg_catalog.now())"
+							  " WHERE state OPERATOR(pg_catalog.=) 'uploading'"
+							  " AND updated_at OPERATOR(pg_catalog.<) $1",
+							  1, types, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover the orders of a previous worker");
 	if (SPI_processed > 0)
 		ereport(LOG,
 				(errmsg("shopping_upload worker: %llu orders left uploading by a previous worker are due again",
 						(unsigned long long) SPI_processed)));
-	if (SPI_execute("UPDATE " SU_SCHEMA ".shipping_state SET next_attempt_at ="
-					" LEAST(queued_at, pg_catalog.now())"
-					" WHERE state OPERATOR(pg_catalog.=) 'uploading'", false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_with_args("UPDATE " SU_SCHEMA ".shipping_state SET next_attempt_at ="
+							  " LEAST(queued_at, pg_catalog.now())"
+							  " WHERE state OPERATOR(pg_catalog.=) 'uploading'"
+							  " AND updated_at OPERATOR(pg_catalog.<) $1",
+							  1, types, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover the shipping information of a previous worker");
 	if (SPI_processed > 0)
 		ereport(LOG,

@@ -122,7 +122,7 @@ extern int	su_shipping_claim(int max, const SuPartition *share, SuClaim *out,
 extern void su_queue_next_due(TimestampTz *due);
 
 /* At worker start: orders left uploading by a dead worker are due now. */
-extern void su_queue_recover(void);
+extern void su_queue_recover(TimestampTz leased_before);
 
 /*
  * Deletes the state row of an order that holds due column due unless the

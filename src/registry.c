@@ -37,6 +37,9 @@
 SuShared   *su_shared = NULL;
 SuWorkerSlot *su_my_worker = NULL;
 
+/* the worker's: its database's creations when its look began */
+static uint32 looked_creations = 0;
+
 /* the lock of a database's partitions: an advisory tag no SQL call makes */
 #define SU_PARTITION_LOCK_CLASS 0x5355
 
@@ -79,7 +82,9 @@ detach(int code, Datum arg)
 	if (w == NULL)
 		return;
 	SpinLockAcquire(&su_shared->mutex);
-	su_shared->dbs[w->db].serving_mask &= ~(1U << w->index);
+	/* the others take its share once one of them folds it (under the lock) */
+	if (su_shared->dbs[w->db].serving_mask & (1U << w->index))
+		su_shared->dbs[w->db].leaving_mask |= 1U << w->index;
 	w->latch = NULL;
 	w->pid = 0;
 	SpinLockRelease(&su_shared->mutex);
@@ -96,12 +101,15 @@ su_registry_attach(int slot, Oid dboid)
 		return false;
 	w = &su_shared->workers[slot];
 	SpinLockAcquire(&su_shared->mutex);
-	mine = w->dboid == dboid && w->pid == 0;
+	/* not while DROP DATABASE or the like wants the database to itself */
+	mine = w->dboid == dboid && w->pid == 0 &&
+		su_shared->dbs[w->db].paused_until <= GetCurrentTimestamp();
 	if (mine)
 	{
 		w->pid = MyProcPid;
 		w->latch = MyLatch;
 		w->started_at = GetCurrentTimestamp();
+		w->retire = false;
 		memset(w->claim_wait, 0, sizeof(w->claim_wait));
 		pg_atomic_write_u32(&w->wake_wanted, 1);
 		pg_atomic_write_u32(&w->queued_dues, 0);
@@ -129,14 +137,15 @@ su_registry_found(SuDbState state)
 	SpinLockAcquire(&su_shared->mutex);
 
 	/*
-	 * No extension, but a CREATE EXTENSION committed since the launcher
-	 * asked for this look (the worker may have looked before it): look
-	 * again.
+	 * No extension, but a CREATE EXTENSION committed since this look began
+	 * (its snapshot may predate it): look again.
 	 */
-	if (state == SU_DB_NO_EXTENSION && db->look_again)
+	if (state == SU_DB_NO_EXTENSION)
 	{
-		state = SU_DB_LOOK;
-		db->look_again = false;
+		if (db->creations != looked_creations)
+			state = SU_DB_LOOK;
+		else
+			db->creations_looked = looked_creations;
 	}
 	if (db->dboid == MyDatabaseId && db->state != state &&
 		(db->state == SU_DB_LOOK || db->state == SU_DB_SERVED))
@@ -150,21 +159,12 @@ su_registry_found(SuDbState state)
 		SetLatch(launcher);
 }
 
-bool
-su_registry_others_run(void)
+void
+su_registry_looking(void)
 {
-	bool		others = false;
-
 	SpinLockAcquire(&su_shared->mutex);
-	for (int i = 0; i < su_shared->n_workers; i++)
-	{
-		SuWorkerSlot *w = &su_shared->workers[i];
-
-		if (w != su_my_worker && w->dboid == MyDatabaseId && w->pid != 0)
-			others = true;
-	}
+	looked_creations = su_registry_my_db()->creations;
 	SpinLockRelease(&su_shared->mutex);
-	return others;
 }
 
 static void
@@ -182,7 +182,34 @@ su_registry_join(void)
 	partition_locktag(&tag);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 	SpinLockAcquire(&su_shared->mutex);
+	db->serving_mask &= ~db->leaving_mask;
+	db->leaving_mask = 0;
 	db->serving_mask |= 1U << su_my_worker->index;
+	SpinLockRelease(&su_shared->mutex);
+}
+
+bool
+su_registry_must_fold(void)
+{
+	bool		leaving;
+
+	SpinLockAcquire(&su_shared->mutex);
+	leaving = su_registry_my_db()->leaving_mask != 0;
+	SpinLockRelease(&su_shared->mutex);
+	return leaving;
+}
+
+void
+su_registry_fold(void)
+{
+	LOCKTAG		tag;
+	SuDbSlot   *db = su_registry_my_db();
+
+	partition_locktag(&tag);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	SpinLockAcquire(&su_shared->mutex);
+	db->serving_mask &= ~db->leaving_mask;
+	db->leaving_mask = 0;
 	SpinLockRelease(&su_shared->mutex);
 }
 
@@ -207,6 +234,28 @@ su_registry_partition(int *n, int *part)
 	}
 	*n = pg_popcount32(mask);
 	*part = pg_popcount32(mask & (me - 1));
+}
+
+TimestampTz
+su_registry_writable_since(void)
+{
+	TimestampTz since;
+
+	SpinLockAcquire(&su_shared->mutex);
+	since = su_shared->writable_since;
+	SpinLockRelease(&su_shared->mutex);
+	return since;
+}
+
+bool
+su_registry_retiring(void)
+{
+	bool		retire;
+
+	SpinLockAcquire(&su_shared->mutex);
+	retire = su_my_worker->retire;
+	SpinLockRelease(&su_shared->mutex);
+	return retire;
 }
 
 uint32
@@ -270,6 +319,7 @@ su_registry_keep_out(const char *dbname)
 	{
 		db->paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   SU_LAUNCHER_KEEP_OUT_MS);
+		/* workers started but not attached refuse to attach (su_registry_attach) */
 		for (int i = 0; i < su_shared->n_workers && n < (int) lengthof(pids); i++)
 			if (su_shared->workers[i].dboid == dboid && su_shared->workers[i].pid != 0)
 				pids[n++] = su_shared->workers[i].pid;
@@ -300,7 +350,7 @@ at_commit(XactEvent event, void *arg)
 		SpinLockAcquire(&su_shared->mutex);
 		db = find_db(NULL, MyDatabaseId);
 		if (db && created_here)
-			db->look_again = true;
+			db->creations++;
 		if (created_here && su_shared->launcher_latch)
 			latches[n++] = su_shared->launcher_latch;
 		if (db && dropped_here)

@@ -22,11 +22,19 @@ extern bool su_registry_attach(int slot, Oid dboid);
 /* The worker's database's slot. */
 extern SuDbSlot *su_registry_my_db(void);
 
-/* The worker: what it found of its database (SERVED or NO_EXTENSION). */
+/*
+ * The worker: a look for the extension begins; then, what it found of its
+ * database (SERVED or NO_EXTENSION: LOOK again if a CREATE EXTENSION
+ * committed since the look began).
+ */
+extern void su_registry_looking(void);
 extern void su_registry_found(SuDbState state);
 
-/* The worker: does another worker of its database run? */
-extern bool su_registry_others_run(void);
+/*
+ * When the server became writable (the launcher's first run since the
+ * shared memory was made): a lease taken before it is a dead process's.
+ */
+extern TimestampTz su_registry_writable_since(void);
 
 /*
  * The worker, in a transaction: joins its database's claims, once every
@@ -35,10 +43,21 @@ extern bool su_registry_others_run(void);
 extern void su_registry_join(void);
 
 /*
+ * The worker: a worker of its database left, and its share is to be
+ * folded into the others' (su_registry_fold(), in a transaction of its
+ * own, waits for every claim under way).
+ */
+extern bool su_registry_must_fold(void);
+extern void su_registry_fold(void);
+
+/*
  * The worker, in its claim's transaction: its partition of the orders
  * (*n partitions, its own *part), fixed until the transaction ends.
  */
 extern void su_registry_partition(int *n, int *part);
+
+/* The worker: does the launcher want it to leave, once its answers are in? */
+extern bool su_registry_retiring(void);
 
 /* The worker: DROPs committed in its database, a count. */
 extern uint32 su_registry_ext_changes(void);

@@ -91,6 +91,9 @@
 #define SU_LAUNCHER_RESTART_MS	1000	/* a worker that stopped: restarted */
 #define SU_LAUNCHER_START_RETRY_MS	5000	/* after a start that failed (no slot) */
 #define SU_LAUNCHER_SCAN_MS		5000	/* pg_database read again */
+#define SU_CREDENTIALS_RECHECK_MS	60000	/* a database's credentials read again */
+#define SU_LAUNCHER_RESCAN_MS	1000	/* ... at most so often when asked */
+#define SU_LAUNCHER_MAX_LOOKS	2	/* looks for the extension at once */
 #define SU_LAUNCHER_KEEP_OUT_MS	10000	/* after DROP DATABASE and the like */
 #define SU_LAUNCHER_ATTACH_MS	60000	/* a reserved slot never attached: freed */
 

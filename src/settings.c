@@ -112,12 +112,20 @@ check_secret(char **newval, void **extra, GucSource source)
 	return false;
 }
 
+/* one entry of shopping_upload.databases */
+typedef struct DbItem
+{
+	char	   *name;			/* NULL for "*" */
+	bool		exclude;		/* after "!" */
+} DbItem;
+
 /*
- * Splits shopping_upload.databases into its entries, in place: names, each
- * trimmed and unquoted, "*", or a name after "!".  False on a bad list.
+ * Splits shopping_upload.databases into its entries, in place: a name,
+ * trimmed, or in double quotes (taken as it is: "*" and "!x" are then
+ * names); "*"; either after "!".  False on a bad list.
  */
 static bool
-split_databases(char *list, char **items, int max, int *n)
+split_databases(char *list, DbItem *items, int max, int *n)
 {
 	char	   *p = list;
 
@@ -127,19 +135,21 @@ split_databases(char *list, char **items, int max, int *n)
 		char	   *start;
 		char	   *end;
 		char		sep;
-		bool		bang = false;
+		bool		quoted = false;
+		bool		exclude = false;
 
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (*p == '!')
 		{
-			bang = true;
+			exclude = true;
 			p++;
 			while (*p == ' ' || *p == '\t')
 				p++;
 		}
 		if (*p == '"')
 		{
+			quoted = true;
 			start = ++p;
 			end = strchr(p, '"');
 			if (end == NULL)
@@ -157,15 +167,13 @@ split_databases(char *list, char **items, int max, int *n)
 		}
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (end == start || end - start >= NAMEDATALEN || (*p && *p != ','))
-			return false;
-		if (*n >= max)
+		if (end == start || end - start >= NAMEDATALEN || (*p && *p != ',') || *n >= max)
 			return false;
 		sep = *p;				/* the end may be the comma itself */
 		*end = '\0';
-		if (bang)
-			*--start = '!';		/* the quote or the "!" itself is room for it */
-		items[(*n)++] = start;
+		items[*n].name = (!quoted && strcmp(start, "*") == 0) ? NULL : start;
+		items[*n].exclude = exclude;
+		(*n)++;
 		if (sep == '\0')
 			return true;
 		p++;
@@ -176,7 +184,7 @@ static bool
 check_databases(char **newval, void **extra, GucSource source)
 {
 	char	   *copy = pstrdup(*newval);
-	char	   *items[SU_MAX_DATABASE_ITEMS];
+	DbItem		items[SU_MAX_DATABASE_ITEMS];
 	int			n;
 	bool		ok = split_databases(copy, items, lengthof(items), &n);
 
@@ -184,7 +192,9 @@ check_databases(char **newval, void **extra, GucSource source)
 	(void) source;
 	pfree(copy);
 	if (!ok)
-		GUC_check_errdetail("shopping_upload.databases is a comma-separated list of at most %d database names, \"*\", or names after \"!\"",
+		GUC_check_errdetail("shopping_upload.databases is a comma-separated list of at most %d database names "
+							"(in double quotes to keep spaces, a leading \"!\" or \"*\"), \"*\" for all, "
+							"and names after \"!\" to leave out",
 							SU_MAX_DATABASE_ITEMS);
 	return ok;
 }
@@ -194,7 +204,7 @@ su_databases_named(void)
 {
 	StringInfoData names;
 	char	   *copy;
-	char	   *items[SU_MAX_DATABASE_ITEMS];
+	DbItem		items[SU_MAX_DATABASE_ITEMS];
 	int			n;
 
 	initStringInfo(&names);
@@ -211,9 +221,9 @@ su_databases_named(void)
 	if (!split_databases(copy, items, lengthof(items), &n))
 		n = 0;
 	for (int i = 0; i < n; i++)
-		if (items[i][0] != '!' && strcmp(items[i], "*") != 0)
+		if (!items[i].exclude && items[i].name != NULL)
 		{
-			appendStringInfoString(&names, items[i]);
+			appendStringInfoString(&names, items[i].name);
 			appendStringInfoChar(&names, '\0');
 		}
 	pfree(copy);
@@ -224,10 +234,11 @@ bool
 su_database_allowed(const char *name)
 {
 	char	   *copy;
-	char	   *items[SU_MAX_DATABASE_ITEMS];
+	DbItem		items[SU_MAX_DATABASE_ITEMS];
 	int			n;
 	bool		listed = false;
 	bool		any_positive = false;
+	bool		excluded = false;
 
 	if (su_databases == NULL || strcmp(su_databases, "*") == 0)
 		return su_database_name == NULL || su_database_name[0] == '\0' ||
@@ -237,21 +248,18 @@ su_database_allowed(const char *name)
 		n = 0;
 	for (int i = 0; i < n; i++)
 	{
-		if (items[i][0] == '!')
+		bool		match = items[i].name == NULL || strcmp(items[i].name, name) == 0;
+
+		if (items[i].exclude)
+			excluded |= match;
+		else
 		{
-			if (strcmp(items[i] + 1, name) == 0)
-			{
-				pfree(copy);
-				return false;
-			}
-			continue;
+			any_positive = true;
+			listed |= match;
 		}
-		any_positive = true;
-		if (strcmp(items[i], "*") == 0 || strcmp(items[i], name) == 0)
-			listed = true;
 	}
 	pfree(copy);
-	return listed || !any_positive;
+	return !excluded && (listed || !any_positive);
 }
 
 void

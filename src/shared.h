@@ -46,9 +46,14 @@ typedef struct SuDbSlot
 	TimestampTz state_since;
 	bool		no_slot;		/* a worker could not be started: no free
 								 * background worker slot */
-	bool		look_again;		/* CREATE EXTENSION committed there */
+	uint32		creations;		/* CREATE or ALTER EXTENSION committed there */
+	uint32		creations_looked;	/* ... as the last look that found none
+									 * had seen them: another is due when they
+									 * differ */
 	TimestampTz paused_until;	/* DROP DATABASE and the like: kept out */
 	uint32		serving_mask;	/* bit i: worker i claims (its partition) */
+	uint32		leaving_mask;	/* bit i: worker i left; its bit goes from
+								 * serving_mask under the partitions' lock */
 	uint32		ext_changes;	/* a DROP committed there: the workers check
 								 * that the extension is still there */
 	pg_atomic_uint64 audit_deleted; /* audit rows past retention, deleted */
@@ -63,6 +68,9 @@ typedef struct SuWorkerSlot
 	Latch	   *latch;			/* set to wake the worker; NULL if none */
 	TimestampTz reserved_at;
 	TimestampTz started_at;
+	bool		retire;			/* the launcher wants one worker less: no
+								 * more claims, leave once the answers are
+								 * recorded */
 	/* the wake-up protocol (wake.c) */
 	pg_atomic_uint32 wake_wanted;	/* 1: a commit that queues must set the
 									 * worker's latch; 0: it will look anyway */
@@ -78,7 +86,11 @@ typedef struct SuShared
 	slock_t		mutex;			/* protects the slots, launcher_latch */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
-	pg_atomic_uint32 rescan;	/* 1: the launcher reads pg_database now */
+	pg_atomic_uint32 rescan;	/* 1: the launcher reads pg_database soon */
+	TimestampTz writable_since; /* when the launcher first ran since the
+								 * shared memory was made (recovery over):
+								 * leases older than it are a dead
+								 * process's */
 	pg_atomic_uint32 holds_released;	/* grows when a requeue() of held
 										 * orders commits */
 	int			n_dbs;			/* slots of dbs[] ever used */
@@ -86,6 +98,18 @@ typedef struct SuShared
 	int			n_workers;		/* max_worker_processes */
 	SuWorkerSlot workers[FLEXIBLE_ARRAY_MEMBER];
 } SuShared;
+
+/*
+ * Is the database known to have the extension (mutex held)?  Served, or
+ * to be looked at after a CREATE EXTENSION committed there: a database
+ * never looked at yet is not, and is not said to be left without a worker.
+ */
+static inline bool
+su_db_has_extension(const SuDbSlot *db)
+{
+	return db->state == SU_DB_SERVED ||
+		(db->state == SU_DB_LOOK && db->creations != db->creations_looked);
+}
 
 /* NULL unless loaded by shared_preload_libraries */
 extern SuShared *su_shared;

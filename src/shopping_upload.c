@@ -10,27 +10,29 @@
 
 #include <signal.h>
 
+#include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "commands/extension.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "commands/defrem.h"
 #include "nodes/parsenodes.h"
-#include "tcop/utility.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/timestamp.h"
 
-#include "queue.h"
-#include "settings.h"
-#include "worker.h"
-#include "token.h"
 #include "apps.h"
-#include "registry.h"
-#include "wake.h"
+#include "queue.h"
 #include "queue_commit.h"
+#include "registry.h"
+#include "settings.h"
+#include "token.h"
+#include "wake.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -111,21 +113,45 @@ database_wanted_alone(Node *parsetree)
 	}
 }
 
-/* does the statement create or update our extension, or drop something? */
-static void
-note_extension(Node *parsetree)
+/* might the statement create, update or drop our extension? */
+static bool
+may_change_extension(Node *parsetree)
 {
-	if (IsA(parsetree, CreateExtensionStmt) &&
-		strcmp(((CreateExtensionStmt *) parsetree)->extname, "shopping_upload") == 0)
+	switch (nodeTag(parsetree))
+	{
+		case T_CreateExtensionStmt:
+			return strcmp(((CreateExtensionStmt *) parsetree)->extname, "shopping_upload") == 0;
+		case T_AlterExtensionStmt:
+			return strcmp(((AlterExtensionStmt *) parsetree)->extname, "shopping_upload") == 0;
+		case T_DropStmt:
+			return ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION ||
+				((DropStmt *) parsetree)->removeType == OBJECT_SCHEMA;
+		case T_DropOwnedStmt:
+			return true;
+		case T_TransactionStmt:
+			return ((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED;
+		default:
+			return false;
+	}
+}
+
+/*
+ * The extension as the statement left it: created or updated (the launcher
+ * looks again at commit), or dropped (the workers leave at commit).  A
+ * statement that changed nothing (IF NOT EXISTS, a DROP of something else)
+ * tells no one: any role could make the launcher or the workers spin.
+ */
+static void
+note_extension(Node *parsetree, Oid before)
+{
+	Oid			after = get_extension_oid("shopping_upload", true);
+
+	if (OidIsValid(after) &&
+		(after != before || IsA(parsetree, AlterExtensionStmt) ||
+		 IsA(parsetree, TransactionStmt)))
 		su_registry_extension_created();
-	else if (IsA(parsetree, AlterExtensionStmt) &&
-			 strcmp(((AlterExtensionStmt *) parsetree)->extname, "shopping_upload") == 0)
-		su_registry_extension_created();
-	else if (IsA(parsetree, DropStmt) &&
-			 (((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION ||
-			  ((DropStmt *) parsetree)->removeType == OBJECT_SCHEMA))
-		su_registry_something_dropped();
-	else if (IsA(parsetree, DropOwnedStmt))
+	else if (!OidIsValid(after) &&
+			 (OidIsValid(before) || IsA(parsetree, TransactionStmt)))
 		su_registry_something_dropped();
 }
 
@@ -144,6 +170,9 @@ su_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	const char *alone = su_shared ? database_wanted_alone(parsetree) : NULL;
+	bool		watch = su_shared != NULL && IsTransactionState() &&
+		may_change_extension(parsetree);
+	Oid			before = watch ? get_extension_oid("shopping_upload", true) : InvalidOid;
 
 	if (alone)
 		su_registry_keep_out(alone);
@@ -153,22 +182,18 @@ su_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
-	if (su_shared)
-		note_extension(parsetree);
+	if (watch && IsTransactionState())
+		note_extension(parsetree, before);
 
 	/*
 	 * COMMIT PREPARED makes visible what another session queued, without
 	 * that session's commit callback: the workers are woken for every kind,
-	 * as a commit that queued would wake them; and the launcher and the
-	 * workers look again, in case it created or dropped the extension.
+	 * as a commit that queued would wake them (note_extension() told the
+	 * launcher or the workers if it left the extension there or not).
 	 */
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
-	{
 		su_wake_worker((1U << SU_DUES) - 1);
-		su_registry_extension_created();
-		su_registry_something_dropped();
-	}
 }
 void
 _PG_init(void)

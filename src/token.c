@@ -473,6 +473,13 @@ fetch_stable_token(const SuCredentials *creds, bool force, bool count, SuTokenRe
 }
 
 bool
+su_credentials_present(const SuCredentials *creds)
+{
+	return (creds->secret != NULL && creds->secret[0] != '\0') ||
+		(creds->access_token != NULL && creds->access_token[0] != '\0');
+}
+
+bool
 su_token_get(const SuCredentials *creds, SuTokenResult *res)
 {
 	memset(res, 0, sizeof(SuTokenResult));
@@ -483,7 +490,14 @@ su_token_get(const SuCredentials *creds, SuTokenResult *res)
 							   32, creds->appid, SU_APPID_LEN - 1);
 		return false;
 	}
-	if ((res->token = su_token_peek(creds->appid)) != NULL)
+	/*
+	 * The cache is shared by every database of the server: a token in it is
+	 * used only for a caller whose database has credentials for the appid
+	 * (an order written in another database, for another's appid, must not
+	 * travel on its token).
+	 */
+	if (su_credentials_present(creds) &&
+		(res->token = su_token_peek(creds->appid)) != NULL)
 		return true;
 
 	if (creds->secret != NULL && creds->secret[0] != '\0')

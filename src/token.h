@@ -64,6 +64,12 @@ extern void su_credentials_load(const char *appid, SuCredentials *creds);
 /* A cached token still good for a while, palloc'd, or NULL. */
 extern char *su_token_peek(const char *appid);
 
+/*
+ * Has this database credentials for the appid (a secret, or a token handed
+ * in)?  Only then is the shared cache's token used for it.
+ */
+extern bool su_credentials_present(const SuCredentials *creds);
+
 /* A usable token: the cached one, or a new one (blocking HTTP, cancellable). */
 extern bool su_token_get(const SuCredentials *creds, SuTokenResult *res);
 

@@ -49,6 +49,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -718,6 +719,59 @@ step_claim(TimestampTz now)
 	sched.backlog = (full && want >= Max(1, su_max_inflight / 4));
 }
 
+/*
+ * The appids this database has credentials for, as last read: the shared
+ * token cache, rate buckets and holds serve every database of the server,
+ * and an appid's token is used only for orders of a database that has its
+ * credentials (su_credentials_present()).  Read again every
+ * SU_CREDENTIALS_RECHECK_MS.
+ */
+typedef struct CredsSeen
+{
+	char		appid[SU_APPID_LEN];	/* hash key */
+	TimestampTz until;			/* monotonic */
+} CredsSeen;
+
+static HTAB *creds_seen = NULL;
+
+static bool
+creds_fresh(const char *appid)
+{
+	char		key[SU_APPID_LEN];
+	CredsSeen  *seen;
+
+	if (creds_seen == NULL || appid == NULL || strlen(appid) >= SU_APPID_LEN)
+		return false;
+	memset(key, 0, sizeof(key));
+	strlcpy(key, appid, sizeof(key));
+	seen = hash_search(creds_seen, key, HASH_FIND, NULL);
+	return seen != NULL && seen->until > su_mono_now();
+}
+
+static void
+creds_note(const char *appid)
+{
+	char		key[SU_APPID_LEN];
+	CredsSeen  *seen;
+
+	if (appid == NULL || strlen(appid) >= SU_APPID_LEN)
+		return;
+	if (creds_seen == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = SU_APPID_LEN;
+		ctl.entrysize = sizeof(CredsSeen);
+		ctl.hcxt = TopMemoryContext;
+		creds_seen = hash_create("shopping_upload credentials seen", 16, &ctl,
+								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	memset(key, 0, sizeof(key));
+	strlcpy(key, appid, sizeof(key));
+	seen = hash_search(creds_seen, key, HASH_ENTER, NULL);
+	seen->until = TimestampTzPlusMilliseconds(su_mono_now(), SU_CREDENTIALS_RECHECK_MS);
+}
+
 /* a token for the appid, fetching one (with its credentials) if needed */
 static bool
 worker_token(Flight *f, char **token)
@@ -726,7 +780,7 @@ worker_token(Flight *f, char **token)
 	SuTokenResult res;
 	MemoryContext old;
 
-	if ((*token = su_token_peek(f->u.appid)) != NULL)
+	if (creds_fresh(f->u.appid) && (*token = su_token_peek(f->u.appid)) != NULL)
 		return true;
 	old = MemoryContextSwitchTo(f->cxt);
 	begin_txn("reading credentials");
@@ -734,15 +788,21 @@ worker_token(Flight *f, char **token)
 	su_credentials_load(f->u.appid, &creds);
 	commit_txn();
 	if (su_token_get(&creds, &res))
+	{
 		*token = res.token;
+		creds_note(f->u.appid);
+	}
 	else
 		su_upload_token_failed(&f->u, res.errcode, res.errmsg);
 	MemoryContextSwitchTo(old);
 	return *token != NULL;
 }
 
-/* Starts what the in-flight cap and the rate limits allow. */
-static void
+/*
+ * Starts what the in-flight cap and the rate limits allow.  Not inlined into
+ * su_worker_main(), whose sigsetjmp() would make its locals "clobbered".
+ */
+static pg_noinline void
 step_send(TimestampTz now)
 {
 	dlist_mutable_iter iter;
@@ -767,7 +827,12 @@ step_send(TimestampTz now)
 			release_held(f, &hold);
 			continue;
 		}
-		if (!su_apps_rate_take(f->u.appid))
+		/*
+		 * The appid's bucket is the whole server's: only an order of a
+		 * database known to have the appid's credentials takes from it (the
+		 * first of a while is sent without, once worker_token() read them).
+		 */
+		if (creds_fresh(f->u.appid) && !su_apps_rate_take(f->u.appid))
 		{
 			sched.rate_limited = true;
 			continue;
@@ -1049,6 +1114,23 @@ step_record(TimestampTz now)
 	 */
 }
 
+/*
+ * The launcher wants one worker less (workers_per_database lowered, the
+ * database left out): no more claims; once every flight is answered and
+ * recorded, the worker leaves, its leases all ended.
+ */
+static void
+step_retire(void)
+{
+	if (fleet.n_ready > 0 || fleet.n_inflight > 0 || fleet.in_hand != NULL ||
+		!dlist_is_empty(&fleet.done) || !dlist_is_empty(&fleet.claiming))
+		return;
+	ereport(LOG,
+			(errmsg("shopping_upload worker: worker %d of database \"%s\" leaves: the launcher wants fewer",
+					su_my_worker->index + 1, sched.dbname)));
+	proc_exit(0);
+}
+
 /* Deletes audit rows past retention, a bounded time a round. */
 static void
 step_trim(TimestampTz now)
@@ -1204,6 +1286,7 @@ wait_for_extension(bool at_start)
 	char	   *version;
 	char	   *said = NULL;	/* the version the last log line named */
 
+	su_registry_looking();
 	if (!at_start && extension_matches(&version))
 	{
 		pfree(version);
@@ -1244,6 +1327,7 @@ wait_for_extension(bool at_start)
 		worker_wait(SU_EXTENSION_POLL_MS);
 		CHECK_FOR_INTERRUPTS();
 		reload_settings();
+		su_registry_looking();
 	}
 	if (version)
 		pfree(version);
@@ -1253,12 +1337,12 @@ wait_for_extension(bool at_start)
 	begin_txn("recovering");
 
 	/*
-	 * What a previous worker left uploading is due at once, if this is the
-	 * first worker and no other runs: another's leases are its own, and run
+	 * What a process that died with the server left uploading is due at
+	 * once (the first worker looks): another's leases are its own, and run
 	 * out by themselves (shopping_upload.lease).
 	 */
-	if (su_my_worker->index == 0 && !su_registry_others_run())
-		su_queue_recover();
+	if (su_my_worker->index == 0)
+		su_queue_recover(su_registry_writable_since());
 	su_registry_join();
 	say_serving(at_start);
 	commit_txn();
@@ -1405,6 +1489,13 @@ su_worker_main(Datum arg)
 			wait_for_extension(false);
 		MemoryContextReset(sched.cxt);
 		MemoryContextSwitchTo(sched.cxt);
+		/* a worker of this database left: its share goes to the others */
+		if (su_registry_must_fold())
+		{
+			begin_txn("taking a share over");
+			su_registry_fold();
+			commit_txn();
+		}
 		watch_clock();
 		su_apps_take_hold_releases();
 		now = su_mono_now();
@@ -1419,7 +1510,10 @@ su_worker_main(Datum arg)
 			want_all();
 			sched.next_look = TimestampTzPlusMilliseconds(now, SU_LOOK_ALL_MS);
 		}
-		step_claim(now);
+		if (su_registry_retiring())
+			step_retire();
+		else
+			step_claim(now);
 		step_send(now);
 		step_collect();
 		step_record(now);

@@ -128,6 +128,28 @@ for my $i (0 .. $#t)
 ok($worst <= 23, "two databases share the appid's max_rate (worst second: $worst of 60 orders)");
 reload('shopping_upload.max_rate', '0');
 
+# --- the shared token cache serves only a database with the appid's
+# credentials: in "plain" the server-wide appid is unset (its secret file
+# then belongs to no appid there), and an order of wxtestappid, whose token
+# the cache holds for "postgres", is not sent on it
+sql('postgres', q{ALTER DATABASE plain SET shopping_upload.appid = ''});
+sql('postgres', q{SELECT pg_terminate_backend(pid, 30000) FROM pg_stat_activity
+	WHERE backend_type = 'shopping_upload worker' AND datname = 'plain'});
+wait_for('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' AND datname = 'plain'",
+	'1', 'the worker of "plain" is back, with its database\'s settings');
+$stub->reset;
+my ($tenant) = split /\n/, import_orders('plain', 1);
+wait_for('plain', "SELECT state || ' ' || last_errcode FROM shopping_upload.order_state WHERE order_id = $tenant",
+	'held 41004', "an order of another database's appid, in a database without its credentials, is held (41004)");
+is(scalar @{ $stub->requests('/user-order/orders') }, 0, 'and never sent on the cached token');
+sql('postgres', q{ALTER DATABASE plain RESET shopping_upload.appid});
+sql('postgres', q{SELECT pg_terminate_backend(pid, 30000) FROM pg_stat_activity
+	WHERE backend_type = 'shopping_upload worker' AND datname = 'plain'});
+wait_for('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' AND datname = 'plain'",
+	'1', 'the worker of "plain" is back');
+sql('plain', "SELECT shopping_upload.requeue(NULL, '{held}')");
+wait_for('plain', pending(), '0', 'with the credentials back, the order is uploaded');
+
 # --- a copy of a database is served too (and CREATE DATABASE ... TEMPLATE
 # of a served database is not refused for its worker)
 $logpos = -s $node->logfile;
@@ -215,6 +237,24 @@ is(scalar(grep { ($_->{errcode} // -1) == 0 } @{ $stub2->requests('/user-order/o
 	'SIGHUP reached both workers: every share goes to the new api_base_url');
 is(scalar @{ $stub->requests('/user-order/orders') }, 0, 'none to the old one');
 reload('shopping_upload.api_base_url', $stub->url);
+
+# three workers, one leaving in the middle of a backlog: its share is taken
+# over, under the lock every claim holds (no two claims see other shares)
+reload('shopping_upload.workers_per_database', '3');
+wait_for('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'",
+	'3', 'workers_per_database = 3 starts a third worker');
+$stub->reset;
+$stub->fault(kind => 'delay', delay_ms => 20, count => 100000);
+import_orders('postgres', 600);
+sleep 1;
+reload('shopping_upload.workers_per_database', '2');
+wait_for('postgres', pending(), '0', 'a backlog is uploaded while a worker leaves');
+$stub->clear_faults;
+%seen = ();
+$seen{ $stub->decode($_->{body})->{order_key}{out_trade_no} }++
+  for grep { ($_->{errcode} // -1) == 0 } @{ $stub->requests('/user-order/orders') };
+is(scalar(keys %seen), 600, 'every order reached WeChat');
+is(scalar(grep { $_ > 1 } values %seen), 0, 'none twice, the leaving worker\'s included');
 reload('shopping_upload.workers_per_database', '1');
 wait_for('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'",
 	'1', 'back to one worker');

@@ -6,8 +6,19 @@
 use strict;
 use warnings;
 use FindBin;
+use lib $FindBin::RealBin;
 
-$ENV{SOAK_WORKERS} = 2;
+# loaded here, at compile time: their INIT blocks (PostgreSQL::Test::Cluster
+# picks its ports in one) would not run in a file loaded by "do"
+use HTTP::Tiny;
+use POSIX qw(WNOHANG);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use SuStub;
+
+BEGIN { $ENV{SOAK_WORKERS} = 2; }
 my $soak = "$FindBin::RealBin/004_soak.pl";
-do $soak;
+my $ok = do $soak;
 die "$soak: $@" if $@;
