@@ -41,6 +41,7 @@
 
 #include "retry.h"
 #include "settings.h"
+#include "registry.h"
 #include "shared.h"
 #include "worker.h"
 
@@ -67,7 +68,6 @@ static struct
 {
 	BackgroundWorkerHandle **handles;	/* per worker slot; NULL: none */
 	TimestampTz next_start[SU_MAX_DATABASES];
-	bool		fresh[SU_MAX_DATABASES];	/* a slot (re)used by the last scan */
 	bool		waiting_slot[SU_MAX_DATABASES]; /* its last start found no slot */
 	char	   *unserved_said;	/* the names the last WARNING gave, or NULL */
 	char	   *missing_said;	/* the missing names last logged, or NULL */
@@ -135,18 +135,6 @@ db_slot(Oid oid)
 	for (int i = 0; i < su_shared->n_dbs; i++)
 		if (su_shared->dbs[i].state != SU_DB_FREE && su_shared->dbs[i].dboid == oid)
 			return &su_shared->dbs[i];
-	return NULL;
-}
-
-/* a free database slot (mutex held), or NULL */
-static SuDbSlot *
-new_db_slot(void)
-{
-	for (int i = 0; i < su_shared->n_dbs; i++)
-		if (su_shared->dbs[i].state == SU_DB_FREE)
-			return &su_shared->dbs[i];
-	if (su_shared->n_dbs < SU_MAX_DATABASES)
-		return &su_shared->dbs[su_shared->n_dbs++];
 	return NULL;
 }
 
@@ -223,23 +211,13 @@ scan_databases(TimestampTz now)
 
 		if (db == NULL)
 		{
-			if ((db = new_db_slot()) == NULL)
+			if ((db = su_registry_new_db(rows[r].oid, NameStr(rows[r].name))) == NULL)
 			{
 				full |= rows[r].allowed;
 				continue;
 			}
-			memset(db->name, 0, sizeof(db->name));
-			db->dboid = rows[r].oid;
 			db->state = SU_DB_FREE;
-			db->no_slot = false;
-			db->creations = 0;
-			db->creations_looked = 0;
-			db->paused_until = 0;
-			db->serving_mask = 0;
-			db->leaving_mask = 0;
-			db->ext_changes = 0;
 			me.next_start[db - su_shared->dbs] = 0;
-			me.fresh[db - su_shared->dbs] = true;
 		}
 		strlcpy(db->name, NameStr(rows[r].name), sizeof(db->name));
 		if (!rows[r].allowed)
@@ -251,12 +229,17 @@ scan_databases(TimestampTz now)
 	}
 	SpinLockRelease(&su_shared->mutex);
 	/* a reused slot's count starts over (not under the spinlock: it may be one) */
-	for (int d = 0; d < SU_MAX_DATABASES; d++)
-		if (me.fresh[d])
-		{
+	for (int d = 0; d < su_shared->n_dbs; d++)
+	{
+		bool		fresh;
+
+		SpinLockAcquire(&su_shared->mutex);
+		fresh = su_shared->dbs[d].fresh;
+		su_shared->dbs[d].fresh = false;
+		SpinLockRelease(&su_shared->mutex);
+		if (fresh)
 			pg_atomic_write_u64(&su_shared->dbs[d].audit_deleted, 0);
-			me.fresh[d] = false;
-		}
+	}
 	say_missing(rows, n);
 	pfree(rows);
 	if (full && !me.full_said)

@@ -329,7 +329,35 @@ su_registry_keep_out(const char *dbname)
 		kill(pids[i], SIGTERM);
 }
 
+SuDbSlot *
+su_registry_new_db(Oid dboid, const char *name)
+{
+	SuDbSlot   *db = NULL;
+
+	for (int i = 0; i < su_shared->n_dbs && db == NULL; i++)
+		if (su_shared->dbs[i].state == SU_DB_FREE)
+			db = &su_shared->dbs[i];
+	if (db == NULL && su_shared->n_dbs < SU_MAX_DATABASES)
+		db = &su_shared->dbs[su_shared->n_dbs++];
+	if (db == NULL)
+		return NULL;
+	db->dboid = dboid;
+	strlcpy(db->name, name, sizeof(db->name));
+	db->state = SU_DB_LOOK;
+	db->state_since = GetCurrentTimestamp();
+	db->no_slot = false;
+	db->creations = 0;
+	db->creations_looked = 0;
+	db->paused_until = 0;
+	db->serving_mask = 0;
+	db->leaving_mask = 0;
+	db->ext_changes = 0;
+	db->fresh = true;
+	return db;
+}
+
 static bool created_here = false;
+static char created_in[NAMEDATALEN];	/* this database's name, then */
 static bool dropped_here = false;
 static bool callback_set = false;
 
@@ -349,6 +377,14 @@ at_commit(XactEvent event, void *arg)
 
 		SpinLockAcquire(&su_shared->mutex);
 		db = find_db(NULL, MyDatabaseId);
+
+		/*
+		 * A database the launcher has not read yet: its slot is made here,
+		 * so that the launcher knows it has the extension (and says so if
+		 * no worker slot is free for it).
+		 */
+		if (db == NULL && created_here)
+			db = su_registry_new_db(MyDatabaseId, created_in);
 		if (db && created_here)
 			db->creations++;
 		if (created_here && su_shared->launcher_latch)
@@ -383,10 +419,14 @@ watch_commit(void)
 void
 su_registry_extension_created(void)
 {
+	char	   *name;
+
 	if (su_shared == NULL)
 		return;
 	watch_commit();
 	created_here = true;
+	name = get_database_name(MyDatabaseId);
+	strlcpy(created_in, name ? name : "", sizeof(created_in));
 }
 
 void

@@ -77,6 +77,12 @@ extern void su_registry_keep_out(const char *dbname);
 extern void su_registry_extension_created(void);
 extern void su_registry_something_dropped(void);
 
+/*
+ * A new slot for database dboid (mutex held): state LOOK, its counts at
+ * zero; NULL if every slot is taken.
+ */
+extern SuDbSlot *su_registry_new_db(Oid dboid, const char *name);
+
 /* The workers of this database: how many attached, and one's pid. */
 extern int	su_registry_workers_here(pid_t *pid);
 

@@ -56,6 +56,9 @@ typedef struct SuDbSlot
 								 * serving_mask under the partitions' lock */
 	uint32		ext_changes;	/* a DROP committed there: the workers check
 								 * that the extension is still there */
+	bool		fresh;			/* (re)used: audit_deleted starts over (by
+								 * the launcher: not under the mutex, which a
+								 * 64-bit atomic may take itself) */
 	pg_atomic_uint64 audit_deleted; /* audit rows past retention, deleted */
 } SuDbSlot;
 
