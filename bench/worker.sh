@@ -565,7 +565,7 @@ worker_pids() {					# every worker of the database
 }
 # set_workers N: shopping_upload.workers_per_database = N, and waits for them
 set_workers() {
-	psql_db bench -c "ALTER SYSTEM SET shopping_upload.workers_per_database = $1" -c 'SELECT pg_reload_conf()' </dev/null
+	psql_db bench -q -c "ALTER SYSTEM SET shopping_upload.workers_per_database = $1" -c 'SELECT pg_reload_conf()' </dev/null >/dev/null
 	for _ in $(seq 300); do
 		[ "$(q bench "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'")" = "$1" ] && return 0
 		sleep 0.1

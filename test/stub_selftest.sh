@@ -232,13 +232,14 @@ is "records: seq from 1" "$(field '[r["seq"] for r in d]')" "[1, 2, 3, 4]"
 is "records: paths" "$(field '[r["path"] for r in d]')" \
     '["/cgi-bin/stable_token", "/cgi-bin/stable_token", "/user-order/orders", "/user-order/orders"]'
 is "records: every field" "$(field 'sorted(d[2])')" \
-    '["answer", "body", "errcode", "fault", "headers", "method", "path", "query", "seq", "target", "time"]'
+    '["answer", "body", "done", "errcode", "fault", "headers", "method", "path", "query", "seq", "target", "time"]'
 is "records: raw body kept" "$(field 'd[2]["body"]')" '{"name":"中文 \"q\""}'
 is "records: query parsed" "$(field 'd[2]["query"]["access_token"]')" "$T"
 is "records: headers lowercased" "$(field 'd[2]["headers"]["content-type"]')" "application/json"
 is "records: answer" "$(field '[d[2]["answer"], d[3]["errcode"], d[2]["fault"]]')" \
     '[{"json": {"errcode": 0, "errmsg": "ok"}, "status": 200}, 40001, null]'
 check "records: time is unix time" [ "$(field 'abs(d[0]["time"] - __import__("time").time()) < 60')" = true ]
+check "records: done is unix time, not before time" [ "$(field 'd[0]["time"] <= d[0]["done"] < d[0]["time"] + 60')" = true ]
 call GET "$BASE/__stub/requests?path=/user-order/orders"
 is "records: ?path= filters" "$(field '[r["seq"] for r in d]')" "[3, 4]"
 call GET "$BASE/__stub/requests?since=3"

@@ -175,6 +175,8 @@ that has its answer (or saw the connection drop) always finds the record.  A rec
 
     {"seq": 1,                       # 1, 2, ... in arrival order; restarts at reset
      "time": 1716190175.123,         # unix time of arrival
+     "done": 1716190175.125,         # unix time the answer was ready (after
+                                     # any fault's delay), just before it is sent
      "method": "POST",
      "path": "/user-order/orders",   # without the query
      "target": "/user-order/orders?access_token=...",   # as sent
@@ -1177,7 +1179,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for name, value in self.headers.items():
             name = name.lower()
             headers[name] = value if name not in headers else headers[name] + ", " + value
-        state.record({"seq": seq, "time": arrival, "method": self.command,
+        state.record({"seq": seq, "time": arrival, "done": time.time(),
+                      "method": self.command,
                       "path": path, "target": self.path, "query": query,
                       "headers": headers,
                       "body": body.decode("utf-8", errors="replace"),
