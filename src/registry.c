@@ -173,8 +173,12 @@ partition_locktag(LOCKTAG *tag)
 	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 0, 0, SU_PARTITION_LOCK_CLASS);
 }
 
-void
-su_registry_join(void)
+/*
+ * The shares change (a worker joins, or those that left are folded into
+ * the others'), once every claim under way has committed.
+ */
+static void
+change_shares(bool join)
 {
 	LOCKTAG		tag;
 	SuDbSlot   *db = su_registry_my_db();
@@ -184,8 +188,15 @@ su_registry_join(void)
 	SpinLockAcquire(&su_shared->mutex);
 	db->serving_mask &= ~db->leaving_mask;
 	db->leaving_mask = 0;
-	db->serving_mask |= 1U << su_my_worker->index;
+	if (join)
+		db->serving_mask |= 1U << su_my_worker->index;
 	SpinLockRelease(&su_shared->mutex);
+}
+
+void
+su_registry_join(void)
+{
+	change_shares(true);
 }
 
 bool
@@ -202,15 +213,7 @@ su_registry_must_fold(void)
 void
 su_registry_fold(void)
 {
-	LOCKTAG		tag;
-	SuDbSlot   *db = su_registry_my_db();
-
-	partition_locktag(&tag);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	SpinLockAcquire(&su_shared->mutex);
-	db->serving_mask &= ~db->leaving_mask;
-	db->leaving_mask = 0;
-	SpinLockRelease(&su_shared->mutex);
+	change_shares(false);
 }
 
 void
