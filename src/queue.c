@@ -87,17 +87,29 @@ su_queue_begin(int64 order_id, SuUpload *u)
 				 " FROM " SU_SCHEMA ".order_state s"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF s",
 				 1, types, 0);
-	if (SPI_execute_plan(check_plan, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the state of order " INT64_FORMAT, order_id);
-	if (SPI_processed > 0 &&
-		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-								   Anum_check_in_flight, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("order " INT64_FORMAT " is being uploaded by the worker",
-						order_id),
-				 errdetail("One request per order is in flight at a time (its upload or its shipping information)."),
-				 errhint("Wait until its state in shopping_upload.order_status is no longer \"uploading\".")));
+
+	/*
+	 * Twice: a worker's claim of the shipping information, not committed
+	 * yet, is not in the first statement's snapshot.  Its row is locked
+	 * between the two (after the order's, in the writers' order), waiting
+	 * for such a claim to commit.
+	 */
+	for (int pass = 0; pass < 2; pass++)
+	{
+		if (pass == 1)
+			su_queue_lock_state(SU_DUE_SHIPPING, order_id);
+		if (SPI_execute_plan(check_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the state of order " INT64_FORMAT, order_id);
+		if (SPI_processed > 0 &&
+			DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   Anum_check_in_flight, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("order " INT64_FORMAT " is being uploaded by the worker",
+							order_id),
+					 errdetail("One request per order is in flight at a time (its upload or its shipping information)."),
+					 errhint("Wait until its state in shopping_upload.order_status is no longer \"uploading\".")));
+	}
 	u->was_accepted = SPI_processed > 0 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 								   Anum_check_accepted, &isnull));

@@ -480,6 +480,13 @@ su_shipping_begin(int64 order_id, SuUpload *u)
 				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1",
 				 1, types, 0);
 
+	/*
+	 * The order's state row first (the writers' order: order, then
+	 * shipping), waiting for a worker's claim of the order not committed
+	 * yet: what follows then sees it, and one request per order is in
+	 * flight.
+	 */
+	su_queue_lock_state(SU_DUE_ORDER, order_id);
 	if (SPI_execute_plan(check_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
 	if (SPI_processed == 0)
