@@ -361,6 +361,7 @@ su_registry_new_db(Oid dboid, const char *name)
 
 static bool created_here = false;
 static char created_in[NAMEDATALEN];	/* this database's name, then */
+static bool created_allowed = false;	/* ... and may a worker serve it? */
 static bool dropped_here = false;
 static bool callback_set = false;
 
@@ -386,7 +387,7 @@ at_commit(XactEvent event, void *arg)
 		 * so that the launcher knows it has the extension (and says so if
 		 * no worker slot is free for it).
 		 */
-		if (db == NULL && created_here)
+		if (db == NULL && created_here && created_allowed)
 			db = su_registry_new_db(MyDatabaseId, created_in);
 		if (db && created_here)
 			db->creations++;
@@ -430,6 +431,13 @@ su_registry_extension_created(void)
 	created_here = true;
 	name = get_database_name(MyDatabaseId);
 	strlcpy(created_in, name ? name : "", sizeof(created_in));
+
+	/*
+	 * A slot made at commit (the launcher has not read this database yet)
+	 * only for a database the settings allow: the launcher would start a
+	 * worker for it before its next read of pg_database.
+	 */
+	created_allowed = name != NULL && su_database_allowed(name);
 }
 
 void
