@@ -541,7 +541,6 @@ forget_launcher(int code, Datum arg)
 	(void) arg;
 	SpinLockAcquire(&su_shared->mutex);
 	su_shared->launcher_latch = NULL;
-	su_shared->launcher_pid = 0;
 	SpinLockRelease(&su_shared->mutex);
 }
 
@@ -567,7 +566,6 @@ su_launcher_main(Datum arg)
 	 * kept; slots it reserved for workers that never attached are freed.
 	 */
 	SpinLockAcquire(&su_shared->mutex);
-	su_shared->launcher_pid = MyProcPid;
 	su_shared->launcher_latch = MyLatch;
 	if (su_shared->writable_since == 0)
 		su_shared->writable_since = GetCurrentTimestamp();

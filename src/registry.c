@@ -108,7 +108,6 @@ su_registry_attach(int slot, Oid dboid)
 	{
 		w->pid = MyProcPid;
 		w->latch = MyLatch;
-		w->started_at = GetCurrentTimestamp();
 		w->retire = false;
 		memset(w->claim_wait, 0, sizeof(w->claim_wait));
 		pg_atomic_write_u32(&w->wake_wanted, 1);

@@ -70,7 +70,6 @@ typedef struct SuWorkerSlot
 	pid_t		pid;			/* 0 until the worker attached */
 	Latch	   *latch;			/* set to wake the worker; NULL if none */
 	TimestampTz reserved_at;
-	TimestampTz started_at;
 	bool		retire;			/* the launcher wants one worker less: no
 								 * more claims, leave once the answers are
 								 * recorded */
@@ -87,7 +86,6 @@ typedef struct SuWorkerSlot
 typedef struct SuShared
 {
 	slock_t		mutex;			/* protects the slots, launcher_latch */
-	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	pg_atomic_uint32 rescan;	/* 1: the launcher reads pg_database soon */
 	TimestampTz writable_since; /* when the launcher first ran since the
