@@ -119,8 +119,11 @@ conf=$(head -n 1 "$found" | sed -n 's/^# *\(\/etc\/postgresql\/NN\/main\/conf\.d
 [ -n "$conf" ] || fail "the settings' block does not name its file in its first line"
 conf=${conf//NN/$nn}
 appid=$(sed -n "s/^shopping_upload\.appid = '\([^']*\)'.*/\1/p" "$found")
-dbname=$(sed -n "s/^shopping_upload\.database_name = '\([^']*\)'.*/\1/p" "$found")
-[ -n "$appid" ] && [ -n "$dbname" ] || fail "the settings' block sets no appid or database_name"
+# the database served: shopping_upload.databases, a list of one name here
+# (database_name, the 1.1 setting, is still read if the block uses it)
+dbname=$(sed -n "s/^shopping_upload\.databases = '\([^',*!\" ]*\)'.*/\1/p" "$found")
+[ -n "$dbname" ] || dbname=$(sed -n "s/^shopping_upload\.database_name = '\([^']*\)'.*/\1/p" "$found")
+[ -n "$appid" ] && [ -n "$dbname" ] || fail "the settings' block sets no appid, or no single database in shopping_upload.databases"
 python3 "$here/test/wechat_stub.py" --port 0 --port-file "$work/stub.port" \
 	--accounts "$appid:$secret" >"$work/stub.log" 2>&1 &
 stub_pid=$!
