@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "commands/dbcommands.h"
@@ -24,6 +25,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "storage/spin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -76,6 +79,9 @@ may_read_secrets(void)
 	return has_privs_of_role(GetUserId(), owner);
 }
 
+/* how long check_setup() waits for a worker that has not attached yet */
+#define SU_SETUP_WORKER_WAIT_MS 5000
+
 static void
 check_version(ReturnSetInfo *rsinfo)
 {
@@ -109,14 +115,35 @@ check_worker(ReturnSetInfo *rsinfo)
 	}
 	put_row(rsinfo, "preload", 1, "shopping_upload is in shared_preload_libraries");
 	n = su_registry_workers_here(&pid);
+
+	/*
+	 * Right after CREATE EXTENSION (a set-up script's next statement) the
+	 * worker is on its way: wait a little for it rather than report it
+	 * missing.  Not inside a transaction block, which may hold the
+	 * uncommitted CREATE EXTENSION that the worker waits for.
+	 */
+	if (n == 0 && su_database_allowed(here) && !IsTransactionBlock())
+	{
+		for (int waited = 0; n == 0 && waited < SU_SETUP_WORKER_WAIT_MS;
+			 waited += 100)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 100L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			n = su_registry_workers_here(&pid);
+		}
+	}
+
 	if (!su_database_allowed(here))
 		put_row(rsinfo, "database", 0,
 				psprintf("shopping_upload.databases (or shopping_upload.database_name) leaves this database (\"%s\") out: "
 						 "orders stored here are uploaded by calls by hand only", here));
 	else if (n == 0)
 		put_row(rsinfo, "database", 0,
-				psprintf("no worker serves this database (\"%s\") yet: it starts within seconds of "
-						 "CREATE EXTENSION; if not, shopping_upload.workers and the server log say why", here));
+				psprintf("no worker serves this database (\"%s\") after %d s: it starts within a second of "
+						 "CREATE EXTENSION's commit; shopping_upload.workers and the server log say why not",
+						 here, IsTransactionBlock() ? 0 : SU_SETUP_WORKER_WAIT_MS / 1000));
 	else
 		put_row(rsinfo, "database", 1,
 				psprintf("%d worker%s (process %d%s) serve%s this database (\"%s\")", n, n > 1 ? "s" : "",

@@ -100,8 +100,18 @@ like(detail('ca', "SET shopping_upload.api_base_url = 'https://127.0.0.1:1'; SET
 # 5. another database: served too by default, unless the settings leave it out
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 $node->safe_psql('other', 'CREATE EXTENSION shopping_upload');
-ok($node->poll_query_until('other', q{SELECT ok FROM shopping_upload.check_setup() WHERE item = 'database'}, 't'),
-	'another database with the extension gets a worker of its own');
+# the README's set-up: check_setup() is the next statement after CREATE
+# EXTENSION, and waits for the worker on its way rather than report it missing
+is($node->safe_psql('other', q{SELECT ok FROM shopping_upload.check_setup() WHERE item = 'database'}), 't',
+	'another database with the extension gets a worker of its own, found by check_setup() at once');
+# in the transaction block of an uncommitted CREATE EXTENSION no worker can
+# come: it says so without waiting
+$node->safe_psql('postgres', 'CREATE DATABASE third');
+like($node->safe_psql('third', q{BEGIN; CREATE EXTENSION shopping_upload;
+	SELECT ok || ' ' || detail FROM shopping_upload.check_setup() WHERE item = 'database'; ROLLBACK}),
+	qr/^false no worker serves this database \("third"\) after 0 s/,
+	'inside the transaction of its CREATE EXTENSION: no worker yet, and no wait');
+$node->safe_psql('postgres', 'DROP DATABASE third');
 like(detail('database', '', 'other'), qr/1 worker \(process \d+\) serves this database \("other"\)/,
 	'and check_setup() says so');
 $node->safe_psql('postgres', q{ALTER SYSTEM SET shopping_upload.databases = 'postgres'});
