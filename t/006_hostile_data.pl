@@ -319,13 +319,16 @@ my ($bo_appid, $bo_t0, $bo_list, $bo_healed);    # the failing endpoint of 3
 			[ { kind => 'long_token' }, qr/^-1\|.*access_token of 2000 bytes/, 'a token of 2000 bytes' ],
 			[ { kind => 'no_token' }, qr/^-1\|.*gave no access token/, '{"errcode":0} without a token' ],
 		);
-		$stub->fault(%{ $_->[0] }, path => $TOK, count => 1) for @sync;
+		# each fault for its own appid: a call that failed leaves its order
+		# to the worker, whose token request must not take the next one's
+		$_->[3] = $tok_appids[ $k++ ] for @sync;
+		$stub->fault(%{ $_->[0] }, path => $TOK, count => 1, appid => $_->[3]) for @sync;
 		my @sync_ids;
 		for my $c (@sync)
 		{
-			my $appid = $tok_appids[ $k++ ];
+			my $appid = $c->[3];
 			my $id = sql('SET shopping_upload.auto_upload = off; SELECT '
-				  . import_sql("TOKEN_SYNC_$k", appid => $appid));
+				  . import_sql("TOKEN_SYNC_$appid", appid => $appid));
 			push @sync_ids, $id;
 			my ($rc, $o, $e) = $node->psql('postgres',
 				"SELECT errcode || '|' || errmsg FROM shopping_upload.upload_shopping_info($id)");

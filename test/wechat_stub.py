@@ -262,6 +262,9 @@ POST /__stub/fault          body {"kind": K, "count": N, "fraction": F,
                          nothing else: no access_token
           "expire_tokens"  not queued: invalidates every token at once
                            -> {"ok": true, "expired": N}
+        appid (optional): the fault applies only to requests of that appid
+        (stable_token's body names it; another call's access_token was
+        issued to it).
         count: the fault applies to the next N matching requests (default 1;
         0 = every matching request until cleared).  fraction (0..1): instead
         of a count, applies to that random fraction of matching requests,
@@ -783,7 +786,7 @@ class StubState:
         """Validate a fault spec (a dict); queue it, or apply expire_tokens."""
         if not isinstance(spec, dict):
             raise ControlError("fault must be a JSON object")
-        unknown = set(spec) - {"kind", "count", "fraction", "path", "delay_ms"}
+        unknown = set(spec) - {"kind", "count", "fraction", "path", "delay_ms", "appid"}
         if unknown:
             raise ControlError("unknown fault fields: %s" % ", ".join(sorted(unknown)))
         kind = spec.get("kind")
@@ -847,19 +850,43 @@ class StubState:
                 or delay_ms < 0):
             raise ControlError("'delay_ms' must be a number >= 0")
 
+        appid = spec.get("appid")
+        if appid is not None and not isinstance(appid, str):
+            raise ControlError("'appid' must be a string")
+
         with self.lock:
             self.fault_ids += 1
             fault = {"id": self.fault_ids, "kind": kind, "path": path,
                      "count": count, "fraction": fraction,
                      "delay_ms": delay_ms, "applied": 0}
+            if appid is not None:
+                fault["appid"] = appid
             self.faults.append(fault)
             return {"ok": True, "fault": dict(fault)}
 
-    def take_fault(self, path):
-        """The fault to apply to a request for path, or None (uses it up)."""
+    def request_appid(self, path, query, body):
+        """The appid a request is for: stable_token's body names it, another
+        call's access_token was issued to it; None when unknown."""
+        if path == TOKEN_PATH:
+            try:
+                data = json.loads(body.decode("utf-8"))
+            except ValueError:
+                return None
+            appid = data.get("appid") if isinstance(data, dict) else None
+            return appid if isinstance(appid, str) else None
+        token = urllib.parse.parse_qs(query).get("access_token", [None])[0]
+        with self.lock:
+            entry = self.tokens.get(token)
+        return entry[0] if entry else None
+
+    def take_fault(self, path, appid=None):
+        """The fault to apply to a request for path, or None (uses it up);
+        a fault for one appid applies only to that appid's requests."""
         with self.lock:
             for fault in self.faults:
                 if fault["path"] not in ("*", path):
+                    continue
+                if "appid" in fault and fault["appid"] != appid:
                     continue
                 if fault["fraction"] is not None:
                     if self.rng.random() >= fault["fraction"]:
@@ -871,6 +898,10 @@ class StubState:
                 fault["applied"] += 1
                 return dict(fault)
             return None
+
+    def faults_by_appid(self):
+        with self.lock:
+            return any("appid" in f for f in self.faults)
 
     def list_faults(self):
         with self.lock:
@@ -1170,7 +1201,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
 
         seq, generation = state.begin_request()
-        fault = state.take_fault(path)
+        fault = state.take_fault(path, state.request_appid(path, target.query, body)
+                                 if state.faults_by_appid() else None)
         if fault is not None and fault["delay_ms"]:
             time.sleep(fault["delay_ms"] / 1000.0)
         query = self._query(target.query)
