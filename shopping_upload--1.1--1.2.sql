@@ -3,6 +3,34 @@
 \echo Use "ALTER EXTENSION shopping_upload UPDATE TO '1.2'" to load this file. \quit
 
 /*
+ * The order keys' unique indexes: 1.1 indexed the md5 digests of every
+ * key, which scatters a merchant's growing order numbers over the whole
+ * index (a full-page image per insert after each checkpoint).  A key of at
+ * most 1,000 bytes is indexed as it is again, as in 1.0; a longer one by
+ * its digests.  Rebuilt here: the update holds orders' lock meanwhile.
+ */
+DROP INDEX orders_merchant_key;
+DROP INDEX orders_transaction_key;
+CREATE UNIQUE INDEX orders_merchant_key
+	ON orders ((coalesce(appid, '')), mchid, out_trade_no)
+	WHERE order_number_type = 1
+	  AND octet_length(coalesce(appid, '')) + octet_length(mchid)
+		  + octet_length(out_trade_no) <= 1000;
+CREATE UNIQUE INDEX orders_merchant_key_long
+	ON orders ((md5(coalesce(appid, ''))), (md5(mchid)), (md5(out_trade_no)))
+	WHERE order_number_type = 1
+	  AND octet_length(coalesce(appid, '')) + octet_length(mchid)
+		  + octet_length(out_trade_no) > 1000;
+CREATE UNIQUE INDEX orders_transaction_key
+	ON orders ((coalesce(appid, '')), transaction_id)
+	WHERE order_number_type = 2
+	  AND octet_length(coalesce(appid, '')) + octet_length(transaction_id) <= 1000;
+CREATE UNIQUE INDEX orders_transaction_key_long
+	ON orders ((md5(coalesce(appid, ''))), (md5(transaction_id)))
+	WHERE order_number_type = 2
+	  AND octet_length(coalesce(appid, '')) + octet_length(transaction_id) > 1000;
+
+/*
  * A TRUNCATE of sub_orders or items changes every order that had some:
  * WeChat still has them, so every order is queued again.
  */

@@ -44,16 +44,31 @@ COMMENT ON COLUMN orders.appid IS 'Merchant Mini Program appid that owns the ord
 
 /*
  * An order key identifies an order at WeChat: one row per key and appid.
- * The index holds digests of the key's parts, so that a key of any length
- * can be stored (an index row holds at most about 2.7 kB).
+ * A key whose parts (the appid's too) take at most 1,000 bytes is indexed
+ * as it is: a merchant's order numbers mostly grow with time, and append at
+ * the index's right edge.  A longer one, of any length, is indexed by the
+ * md5 digests of its parts (an index row holds at most about 2.7 kB).  A
+ * key is always in the same one of the two indexes, so each is unique on
+ * its own.  The C code names them by their predicates (payload.h).
  */
 CREATE UNIQUE INDEX orders_merchant_key
-	ON orders ((pg_catalog.md5(coalesce(appid, ''))), (pg_catalog.md5(mchid)),
-			   (pg_catalog.md5(out_trade_no)))
-	WHERE order_number_type = 1;
+	ON orders ((coalesce(appid, '')), mchid, out_trade_no)
+	WHERE order_number_type = 1
+	  AND octet_length(coalesce(appid, '')) + octet_length(mchid)
+		  + octet_length(out_trade_no) <= 1000;
+CREATE UNIQUE INDEX orders_merchant_key_long
+	ON orders ((md5(coalesce(appid, ''))), (md5(mchid)), (md5(out_trade_no)))
+	WHERE order_number_type = 1
+	  AND octet_length(coalesce(appid, '')) + octet_length(mchid)
+		  + octet_length(out_trade_no) > 1000;
 CREATE UNIQUE INDEX orders_transaction_key
-	ON orders ((pg_catalog.md5(coalesce(appid, ''))), (pg_catalog.md5(transaction_id)))
-	WHERE order_number_type = 2;
+	ON orders ((coalesce(appid, '')), transaction_id)
+	WHERE order_number_type = 2
+	  AND octet_length(coalesce(appid, '')) + octet_length(transaction_id) <= 1000;
+CREATE UNIQUE INDEX orders_transaction_key_long
+	ON orders ((md5(coalesce(appid, ''))), (md5(transaction_id)))
+	WHERE order_number_type = 2
+	  AND octet_length(coalesce(appid, '')) + octet_length(transaction_id) > 1000;
 
 CREATE TABLE sub_orders (
 	order_id	bigint NOT NULL REFERENCES orders ON DELETE CASCADE,

@@ -95,6 +95,44 @@ SELECT shopping_upload.import_order('{"order_key": {"order_number_type": "WXPAY_
 SELECT openid FROM shopping_upload.orders WHERE order_id = :t2;
 SELECT count(*) AS orders FROM shopping_upload.orders;
 
+-- an order key of at most 1,000 bytes (appid, mchid and out_trade_no
+-- together) is indexed as it is, a longer one by its digests: each upserts
+-- on its own index, and import_shipping() finds it
+CREATE TEMP TABLE keylen AS
+SELECT appid, n,
+	   shopping_upload.import_order(jsonb_build_object('order_key', jsonb_build_object(
+		 'order_number_type', 1, 'mchid', '1230000109', 'out_trade_no', repeat('k', n)))
+		 , appid) AS id
+  FROM (VALUES (NULL, 990), (NULL, 991), ('wxotherapp', 980), ('wxotherapp', 981),
+			   (NULL, 10000)) v(appid, n);
+SELECT k.appid, k.n,
+	   shopping_upload.import_order(jsonb_build_object('order_key', jsonb_build_object(
+		 'order_number_type', 1, 'mchid', '1230000109', 'out_trade_no', repeat('k', n)),
+		 'payer', jsonb_build_object('openid', 'again')), k.appid) = k.id AS same_order,
+	   shopping_upload.import_shipping(jsonb_build_object('order_key', jsonb_build_object(
+		 'order_number_type', 1, 'mchid', '1230000109', 'out_trade_no', repeat('k', n)),
+		 'delivery_mode', 1, 'shipping_list', '[]'::jsonb), k.appid) = k.id AS shipping_finds_it,
+	   (SELECT octet_length(coalesce(o.appid, '')) + octet_length(o.mchid)
+			   + octet_length(o.out_trade_no) FROM shopping_upload.orders o
+		 WHERE o.order_id = k.id) AS key_bytes
+  FROM keylen k ORDER BY k.id;
+-- the same for transaction_id
+SELECT n, shopping_upload.import_order(jsonb_build_object('order_key', jsonb_build_object(
+		 'order_number_type', 2, 'transaction_id', repeat('4', n))))
+	   = shopping_upload.import_order(jsonb_build_object('order_key', jsonb_build_object(
+		 'order_number_type', 2, 'transaction_id', repeat('4', n)))) AS same_order
+  FROM (VALUES (1000), (1001), (5000)) v(n);
+-- a key made longer by hand moves to the other index, and stays unique there
+\set VERBOSITY terse
+UPDATE shopping_upload.orders SET out_trade_no = repeat('k', 991)
+ WHERE order_id = (SELECT id FROM keylen WHERE appid IS NULL AND n = 990);
+UPDATE shopping_upload.orders SET out_trade_no = repeat('k', 990)
+ WHERE order_id = (SELECT id FROM keylen WHERE appid IS NULL AND n = 10000);
+\set VERBOSITY default
+SELECT count(*) AS orders FROM shopping_upload.orders;
+DELETE FROM shopping_upload.orders
+ WHERE order_id IN (SELECT id FROM keylen) OR order_number_type = 2 AND octet_length(transaction_id) >= 1000;
+
 -- orders that break WeChat's rules are stored all the same, and validate_order says why
 SELECT shopping_upload.import_order('{"order_key": {"order_number_type": 7}, "logistics_type": 9,
   "order_list": [{"item_list": [{"unit_price": -5, "quantity": 0, "image_url": []}]}]}') AS bad \gset

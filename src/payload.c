@@ -537,9 +537,18 @@ su_build_payload(int64 order_id, TimestampTz upload_time, char **appid,
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr upsert_merchant_plan = NULL;
 static SPIPlanPtr upsert_transaction_plan = NULL;
+static SPIPlanPtr upsert_merchant_long_plan = NULL;
+static SPIPlanPtr upsert_transaction_long_plan = NULL;
 static SPIPlanPtr clear_plan = NULL;
 static SPIPlanPtr sub_plan = NULL;
 static SPIPlanPtr item_plan = NULL;
+
+/* the bytes of a text value, as octet_length() counts them; NULL: 0 */
+static int64
+text_bytes(Datum value, char null)
+{
+	return null == 'n' ? 0 : (int64) VARSIZE_ANY_EXHDR(DatumGetPointer(value));
+}
 
 /*
  * Readers of API-shaped bodies, shared by the imports (import_order() here,
@@ -878,22 +887,49 @@ su_import_order(json_object *payload, const char *appid)
 						logistics_types, 2, &isnull);
 	nulls[6] = isnull ? 'n' : ' ';
 
-	/* the order key decides whether this replaces a stored order */
+	/*
+	 * The order key decides whether this replaces a stored order, and its
+	 * length which unique index says so (payload.h).
+	 */
 	if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 1 &&
 		nulls[3] == ' ' && nulls[4] == ' ')
-		plan = su_kept_plan(&upsert_merchant_plan,
-							"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
-							" ON CONFLICT ((pg_catalog.md5(coalesce(appid, ''))),"
-							"  (pg_catalog.md5(mchid)), (pg_catalog.md5(out_trade_no)))"
-							" WHERE order_number_type OPERATOR(pg_catalog.=) 1" ORDER_UPDATE,
-							7, types, 0);
+	{
+		if (text_bytes(values[0], nulls[0]) + text_bytes(values[3], nulls[3]) +
+			text_bytes(values[4], nulls[4]) <= SU_KEY_INDEXED_BYTES)
+			plan = su_kept_plan(&upsert_merchant_plan,
+								"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
+								" ON CONFLICT ((COALESCE(appid, '')), mchid, out_trade_no)"
+								" WHERE order_number_type OPERATOR(pg_catalog.=) 1"
+								" AND " SU_MERCHANT_KEY_BYTES SU_KEY_SHORT ORDER_UPDATE,
+								7, types, 0);
+		else
+			plan = su_kept_plan(&upsert_merchant_long_plan,
+								"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
+								" ON CONFLICT ((pg_catalog.md5(COALESCE(appid, ''))),"
+								"  (pg_catalog.md5(mchid)), (pg_catalog.md5(out_trade_no)))"
+								" WHERE order_number_type OPERATOR(pg_catalog.=) 1"
+								" AND " SU_MERCHANT_KEY_BYTES SU_KEY_LONG ORDER_UPDATE,
+								7, types, 0);
+	}
 	else if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 2 && nulls[2] == ' ')
-		plan = su_kept_plan(&upsert_transaction_plan,
-							"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
-							" ON CONFLICT ((pg_catalog.md5(coalesce(appid, ''))),"
-							"  (pg_catalog.md5(transaction_id)))"
-							" WHERE order_number_type OPERATOR(pg_catalog.=) 2" ORDER_UPDATE,
-							7, types, 0);
+	{
+		if (text_bytes(values[0], nulls[0]) + text_bytes(values[2], nulls[2])
+			<= SU_KEY_INDEXED_BYTES)
+			plan = su_kept_plan(&upsert_transaction_plan,
+								"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
+								" ON CONFLICT ((COALESCE(appid, '')), transaction_id)"
+								" WHERE order_number_type OPERATOR(pg_catalog.=) 2"
+								" AND " SU_TRANSACTION_KEY_BYTES SU_KEY_SHORT ORDER_UPDATE,
+								7, types, 0);
+		else
+			plan = su_kept_plan(&upsert_transaction_long_plan,
+								"INSERT INTO " SU_SCHEMA ".orders AS o" ORDER_COLS
+								" ON CONFLICT ((pg_catalog.md5(COALESCE(appid, ''))),"
+								"  (pg_catalog.md5(transaction_id)))"
+								" WHERE order_number_type OPERATOR(pg_catalog.=) 2"
+								" AND " SU_TRANSACTION_KEY_BYTES SU_KEY_LONG ORDER_UPDATE,
+								7, types, 0);
+	}
 	else
 		plan = su_kept_plan(&insert_plan,
 							"INSERT INTO " SU_SCHEMA ".orders" ORDER_COLS

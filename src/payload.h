@@ -78,4 +78,27 @@ extern Datum su_import_int(struct json_object *obj, const char *key,
 						   bool *isnull);
 extern int64 su_import_order(struct json_object *payload, const char *appid);
 
+/*
+ * The order keys' unique indexes (the SQL scripts): a key whose parts, the
+ * appid's included, take at most SU_KEY_INDEXED_BYTES bytes is indexed as
+ * it is, and a merchant's growing order numbers append at the index's right
+ * edge; a longer one (of any length) by the md5 digests of its parts.  A key
+ * is always in the same one of the two, so each is unique on its own.  The
+ * predicates below are the indexes' own, word for word, so that ON CONFLICT
+ * and the lookups name the index meant.
+ */
+#define SU_KEY_INDEXED_BYTES 1000
+#define SU_MERCHANT_KEY_BYTES \
+	"pg_catalog.octet_length(COALESCE(appid, ''))" \
+	" OPERATOR(pg_catalog.+) pg_catalog.octet_length(mchid)" \
+	" OPERATOR(pg_catalog.+) pg_catalog.octet_length(out_trade_no)"
+#define SU_TRANSACTION_KEY_BYTES \
+	"pg_catalog.octet_length(COALESCE(appid, ''))" \
+	" OPERATOR(pg_catalog.+) pg_catalog.octet_length(transaction_id)"
+#define SU_KEY_SHORT " OPERATOR(pg_catalog.<=) 1000"
+#define SU_KEY_LONG " OPERATOR(pg_catalog.>) 1000"
+
+StaticAssertDecl(SU_KEY_INDEXED_BYTES == 1000,
+				 "SU_KEY_SHORT and SU_KEY_LONG spell SU_KEY_INDEXED_BYTES");
+
 #endif							/* SU_PAYLOAD_H */

@@ -38,6 +38,8 @@
 
 static SPIPlanPtr find_merchant_plan = NULL;
 static SPIPlanPtr find_transaction_plan = NULL;
+static SPIPlanPtr find_merchant_long_plan = NULL;
+static SPIPlanPtr find_transaction_long_plan = NULL;
 static SPIPlanPtr item_ids_plan = NULL;
 static SPIPlanPtr upsert_shipping_plan = NULL;
 static SPIPlanPtr clear_shipments_plan = NULL;
@@ -120,7 +122,7 @@ su_find_order_by_key(json_object *payload, const char *appid, bool quiet,
 	char	   *desc;
 	bool		isnull;
 
-	/* the columns of both lookups below (find_merchant_plan, find_transaction_plan) */
+	/* the columns of the lookups below (find_merchant_plan and the others) */
 	enum
 	{
 		Anum_find_order_order_id = 1
@@ -158,20 +160,32 @@ su_find_order_by_key(json_object *payload, const char *appid, bool quiet,
 		args[1] = su_text_datum(a);
 		args[2] = su_text_datum(b);
 		/*
-		 * The unique index's digests find the row (import_order()'s ON
-		 * CONFLICT target); the parts themselves are compared too.
+		 * The unique index of the key's length finds the row (payload.h,
+		 * import_order()'s ON CONFLICT target); the parts themselves are
+		 * compared too.
 		 */
-		plan = su_kept_plan(&find_merchant_plan,
-							"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
-							" WHERE o.order_number_type OPERATOR(pg_catalog.=) 1"
-							" AND pg_catalog.md5(COALESCE(o.appid, ''))"
-							"  OPERATOR(pg_catalog.=) pg_catalog.md5(COALESCE($1, ''))"
-							" AND pg_catalog.md5(o.mchid) OPERATOR(pg_catalog.=) pg_catalog.md5($2)"
-							" AND pg_catalog.md5(o.out_trade_no) OPERATOR(pg_catalog.=) pg_catalog.md5($3)"
-							" AND COALESCE(o.appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
-							" AND o.mchid OPERATOR(pg_catalog.=) $2"
-							" AND o.out_trade_no OPERATOR(pg_catalog.=) $3",
-							3, argtypes, 0);
+		if ((appid ? strlen(appid) : 0) + strlen(a) + strlen(b) <= SU_KEY_INDEXED_BYTES)
+			plan = su_kept_plan(&find_merchant_plan,
+								"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
+								" WHERE order_number_type OPERATOR(pg_catalog.=) 1"
+								" AND " SU_MERCHANT_KEY_BYTES SU_KEY_SHORT
+								" AND COALESCE(appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
+								" AND mchid OPERATOR(pg_catalog.=) $2"
+								" AND out_trade_no OPERATOR(pg_catalog.=) $3",
+								3, argtypes, 0);
+		else
+			plan = su_kept_plan(&find_merchant_long_plan,
+								"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
+								" WHERE order_number_type OPERATOR(pg_catalog.=) 1"
+								" AND " SU_MERCHANT_KEY_BYTES SU_KEY_LONG
+								" AND pg_catalog.md5(COALESCE(appid, ''))"
+								"  OPERATOR(pg_catalog.=) pg_catalog.md5(COALESCE($1, ''))"
+								" AND pg_catalog.md5(mchid) OPERATOR(pg_catalog.=) pg_catalog.md5($2)"
+								" AND pg_catalog.md5(out_trade_no) OPERATOR(pg_catalog.=) pg_catalog.md5($3)"
+								" AND COALESCE(appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
+								" AND mchid OPERATOR(pg_catalog.=) $2"
+								" AND out_trade_no OPERATOR(pg_catalog.=) $3",
+								3, argtypes, 0);
 		desc = psprintf("mchid %s, out_trade_no %s", quoted(a), quoted(b));
 	}
 	else
@@ -180,15 +194,25 @@ su_find_order_by_key(json_object *payload, const char *appid, bool quiet,
 		if (a == NULL)
 			return unusable_key(quiet, "transaction_id is missing or not a string");
 		args[1] = su_text_datum(a);
-		plan = su_kept_plan(&find_transaction_plan,
-							"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
-							" WHERE o.order_number_type OPERATOR(pg_catalog.=) 2"
-							" AND pg_catalog.md5(COALESCE(o.appid, ''))"
-							"  OPERATOR(pg_catalog.=) pg_catalog.md5(COALESCE($1, ''))"
-							" AND pg_catalog.md5(o.transaction_id) OPERATOR(pg_catalog.=) pg_catalog.md5($2)"
-							" AND COALESCE(o.appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
-							" AND o.transaction_id OPERATOR(pg_catalog.=) $2",
-							2, argtypes, 0);
+		if ((appid ? strlen(appid) : 0) + strlen(a) <= SU_KEY_INDEXED_BYTES)
+			plan = su_kept_plan(&find_transaction_plan,
+								"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
+								" WHERE order_number_type OPERATOR(pg_catalog.=) 2"
+								" AND " SU_TRANSACTION_KEY_BYTES SU_KEY_SHORT
+								" AND COALESCE(appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
+								" AND transaction_id OPERATOR(pg_catalog.=) $2",
+								2, argtypes, 0);
+		else
+			plan = su_kept_plan(&find_transaction_long_plan,
+								"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
+								" WHERE order_number_type OPERATOR(pg_catalog.=) 2"
+								" AND " SU_TRANSACTION_KEY_BYTES SU_KEY_LONG
+								" AND pg_catalog.md5(COALESCE(appid, ''))"
+								"  OPERATOR(pg_catalog.=) pg_catalog.md5(COALESCE($1, ''))"
+								" AND pg_catalog.md5(transaction_id) OPERATOR(pg_catalog.=) pg_catalog.md5($2)"
+								" AND COALESCE(appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
+								" AND transaction_id OPERATOR(pg_catalog.=) $2",
+								2, argtypes, 0);
 		desc = psprintf("transaction_id %s", quoted(a));
 	}
 
