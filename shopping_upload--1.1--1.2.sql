@@ -31,6 +31,20 @@ CREATE UNIQUE INDEX orders_transaction_key_long
 	  AND octet_length(coalesce(appid, '')) + octet_length(transaction_id) > 1000;
 
 /*
+ * The audit keeps what a merchant reads: the version sent, when it was
+ * queued, and the digest of the exact body sent; the body itself only for
+ * attempts that were not accepted (shopping_upload.audit_request).  Rows
+ * written before keep their request, and NULL in the new columns.
+ */
+ALTER TABLE audit ADD COLUMN version bigint,
+	ADD COLUMN queued_at timestamptz,
+	ADD COLUMN request_sha256 bytea;
+COMMENT ON COLUMN audit.request IS 'The body sent (or refused); under shopping_upload.audit_request = failed (the default) only for attempts that were not accepted';
+COMMENT ON COLUMN audit.version IS 'The version of the order (or of its shipping information) that the attempt sent';
+COMMENT ON COLUMN audit.queued_at IS 'When that version was queued (the commit of the change): accepted minus queued is the 5-second rule''s measure';
+COMMENT ON COLUMN audit.request_sha256 IS 'The SHA-256 digest of the exact body sent, whether or not request keeps it';
+
+/*
  * A TRUNCATE of sub_orders or items changes every order that had some:
  * WeChat still has them, so every order is queued again.
  */
@@ -116,50 +130,87 @@ GRANT EXECUTE ON FUNCTION worker_status() TO PUBLIC;
 
 /* At a glance: now with what the claims wait for. */
 CREATE OR REPLACE VIEW stats AS
-SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
-	   count(*) FILTER (WHERE state = 'uploading') AS uploading,
-	   count(*) FILTER (WHERE state = 'uploaded') AS uploaded,
-	   count(*) FILTER (WHERE state = 'retrying') AS retrying,
-	   count(*) FILTER (WHERE state = 'held') AS held,
-	   count(*) FILTER (WHERE state = 'rejected') AS rejected,
-	   count(*) FILTER (WHERE state = 'dead') AS dead,
-	   (SELECT count(*) FROM audit a
-		 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
-		   AND a.errcode = 0)
-		 AS uploads_last_minute,
-	   (SELECT count(*) FROM audit a
-		 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
-		   AND a.errcode <> 0)
-		 AS failures_last_minute,
-	   now() - min(queued_at) FILTER (WHERE state IN ('pending', 'retrying', 'uploading'))
-		 AS oldest_pending_age,
-	   audit_rows_deleted() AS audit_rows_deleted,
-	   count(*) FILTER (WHERE verified_at IS NOT NULL) AS verified,
-	   count(*) FILTER (WHERE verify_due_at IS NOT NULL) AS awaiting_verification,
-	   (SELECT count(*) FROM shipping_state h WHERE h.state = 'uploaded')
-		 AS shippings_uploaded,
-	   (SELECT count(*) FROM shipping_state h WHERE h.state = 'waiting_for_order')
-		 AS shippings_waiting_for_order,
-	   (SELECT count(*) FROM shipping_state h
-		 WHERE h.state IN ('pending', 'uploading', 'retrying'))
-		 AS shippings_pending,
-	   (SELECT count(*) FROM shipping_state h
-		 WHERE h.state IN ('held', 'rejected', 'dead'))
-		 AS shippings_failed,
-	   (SELECT string_agg(w.kind || ' waits for ' || w.waiting_for || ' since ' || w.since, '; '
-						  ORDER BY w.kind)
-		  FROM claim_waits() w)
-		 AS claims_waiting,
-	   (SELECT w.workers FROM worker_status() w
-		 WHERE w.database = current_database())
-		 AS workers,
-	   (SELECT string_agg(w.database, ', ' ORDER BY w.database) FROM worker_status() w
-		 WHERE w.state = 'no_slot')
-		 AS databases_unserved
-  FROM order_state;
+SELECT s.*, l.*
+  FROM (SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+		   count(*) FILTER (WHERE state = 'uploading') AS uploading,
+		   count(*) FILTER (WHERE state = 'uploaded') AS uploaded,
+		   count(*) FILTER (WHERE state = 'retrying') AS retrying,
+		   count(*) FILTER (WHERE state = 'held') AS held,
+		   count(*) FILTER (WHERE state = 'rejected') AS rejected,
+		   count(*) FILTER (WHERE state = 'dead') AS dead,
+		   (SELECT count(*) FROM audit a
+			 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
+			   AND a.errcode = 0)
+			 AS uploads_last_minute,
+		   (SELECT count(*) FROM audit a
+			 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
+			   AND a.errcode <> 0)
+			 AS failures_last_minute,
+		   now() - min(queued_at) FILTER (WHERE state IN ('pending', 'retrying', 'uploading'))
+			 AS oldest_pending_age,
+		   audit_rows_deleted() AS audit_rows_deleted,
+		   count(*) FILTER (WHERE verified_at IS NOT NULL) AS verified,
+		   count(*) FILTER (WHERE verify_due_at IS NOT NULL) AS awaiting_verification,
+		   (SELECT count(*) FROM shipping_state h WHERE h.state = 'uploaded')
+			 AS shippings_uploaded,
+		   (SELECT count(*) FROM shipping_state h WHERE h.state = 'waiting_for_order')
+			 AS shippings_waiting_for_order,
+		   (SELECT count(*) FROM shipping_state h
+			 WHERE h.state IN ('pending', 'uploading', 'retrying'))
+			 AS shippings_pending,
+		   (SELECT count(*) FROM shipping_state h
+			 WHERE h.state IN ('held', 'rejected', 'dead'))
+			 AS shippings_failed,
+		   (SELECT string_agg(w.kind || ' waits for ' || w.waiting_for || ' since ' || w.since, '; '
+							  ORDER BY w.kind)
+			  FROM claim_waits() w)
+			 AS claims_waiting,
+		   (SELECT w.workers FROM worker_status() w
+			 WHERE w.database = current_database())
+			 AS workers,
+		   (SELECT string_agg(w.database, ', ' ORDER BY w.database) FROM worker_status() w
+			 WHERE w.state = 'no_slot')
+			 AS databases_unserved
+		  FROM order_state) s
+ CROSS JOIN (SELECT count(*) AS accepted_last_hour,
+					count(*) FILTER (WHERE a.created_at - a.queued_at <= interval '5 seconds')
+					  ::float8 / nullif(count(*), 0) AS within_5s_last_hour,
+					percentile_cont(0.5) WITHIN GROUP (ORDER BY a.created_at - a.queued_at)
+					  AS commit_to_accepted_p50,
+					percentile_cont(0.99) WITHIN GROUP (ORDER BY a.created_at - a.queued_at)
+					  AS commit_to_accepted_p99,
+					count(*) FILTER (WHERE a.created_at - a.queued_at > interval '5 seconds')
+					  AS over_5s_last_hour
+			   FROM audit a
+			  WHERE a.created_at > now() - interval '1 hour' AND a.kind = 'order'
+				AND a.errcode = 0 AND a.queued_at IS NOT NULL) l;
 
 COMMENT ON VIEW stats IS
-'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state, what the workers'' claims wait for, the workers serving this database, the databases of the server left without a worker (no background worker slot)';
+'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state, what the workers'' claims wait for, the workers serving this database, the databases of the server left without a worker (no background worker slot), and WeChat''s 5-second rule over the last hour: orders accepted, the share within 5 s of their commit, p50 and p99 commit to accepted, the count over 5 s';
+
+/*
+ * WeChat's 5-second rule, per appid, over the last hour: the orders
+ * accepted, the share accepted within 5 s of the commit that queued them,
+ * p50 and p99 of commit to accepted, the count over 5 s.  From the audit
+ * alone (its queued_at and created_at): nothing more is written per order.
+ */
+CREATE VIEW upload_latency AS
+SELECT coalesce(a.appid, current_setting('shopping_upload.appid', true)) AS appid,
+	   count(*) AS accepted,
+	   count(*) FILTER (WHERE a.created_at - a.queued_at <= interval '5 seconds')
+		 ::float8 / count(*) AS within_5s,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY a.created_at - a.queued_at) AS p50,
+	   percentile_cont(0.99) WITHIN GROUP (ORDER BY a.created_at - a.queued_at) AS p99,
+	   count(*) FILTER (WHERE a.created_at - a.queued_at > interval '5 seconds') AS over_5s
+  FROM audit a
+ WHERE a.created_at > now() - interval '1 hour' AND a.kind = 'order'
+   AND a.errcode = 0 AND a.queued_at IS NOT NULL
+ GROUP BY 1;
+
+COMMENT ON VIEW upload_latency IS
+'WeChat''s 5-second rule per appid over the last hour: orders accepted, the share within 5 s of their commit, p50 and p99 commit to accepted, the count over 5 s';
+
+REVOKE ALL ON upload_latency FROM PUBLIC;
 
 /* a table's name, for the stats view of whoever may read it */
 GRANT EXECUTE ON FUNCTION claim_waits() TO PUBLIC;

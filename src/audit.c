@@ -11,6 +11,8 @@
 #include <json-c/json.h>
 
 #include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "utils/timestamp.h"
 
@@ -24,7 +26,49 @@
 /* utils/builtins.h cannot be included next to json-c (see json_util.h) */
 extern Datum jsonb_in(PG_FUNCTION_ARGS);
 
-#define AUDIT_COLS 14
+#define AUDIT_COLS 17
+
+/* the SHA-256 digest of the body sent, as a bytea; NULL if none was sent */
+static bytea *
+body_digest(const SuUpload *u)
+{
+	pg_cryptohash_ctx *ctx;
+	bytea	   *d;
+
+	if (!u->sent || u->body == NULL)
+		return NULL;
+	d = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(d, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) u->body, u->body_len) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(d), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute the SHA-256 digest of a request: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	return d;
+}
+
+/*
+ * Does the row keep the body?  shopping_upload.audit_request: "failed"
+ * keeps it for the attempts that were not accepted (refused here, a
+ * transport error, an errcode), "all" for every one, "none" for none.  The
+ * digest is kept whatever the setting.
+ */
+static bool
+keeps_request(const SuUpload *u)
+{
+	switch ((SuAuditRequest) su_audit_request)
+	{
+		case SU_AUDIT_REQUEST_ALL:
+			return true;
+		case SU_AUDIT_REQUEST_NONE:
+			return false;
+		case SU_AUDIT_REQUEST_FAILED:
+			break;
+	}
+	return !(u->sent && u->errcode == WX_ERR_OK && u->transport_error == NULL);
+}
 
 void
 su_audit_insert(SuUpload **us, int n)
@@ -32,11 +76,11 @@ su_audit_insert(SuUpload **us, int n)
 	static SPIPlanPtr plan = NULL;
 	static const Oid elemtypes[AUDIT_COLS] = {INT8OID, INT4OID, TEXTOID, TEXTOID,
 	TEXTOID, JSONBOID, BOOLOID, INT4OID, INT4OID, TEXTOID, TEXTOID, FLOAT8OID,
-	TEXTOID, TEXTOID};
+	TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, BYTEAOID};
 	Oid			types[AUDIT_COLS] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID, BOOLARRAYOID, INT4ARRAYOID,
 	INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID};
+	TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BYTEAARRAYOID};
 	Datum	   *v[AUDIT_COLS];
 	bool	   *nul[AUDIT_COLS];
 	Datum		args[AUDIT_COLS];
@@ -53,12 +97,14 @@ su_audit_insert(SuUpload **us, int n)
 	su_kept_plan(&plan,
 				 "INSERT INTO " SU_SCHEMA ".audit (order_id, attempt, via, appid,"
 				 " upload_time, request, sent, http_status, errcode, errmsg,"
-				 " transport_error, duration_ms, kind, verify_result)"
+				 " transport_error, duration_ms, kind, verify_result, version,"
+				 " queued_at, request_sha256)"
 				 " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
 				 " pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
 				 " pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
 				 " pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11),"
-				 " pg_catalog.unnest($12), pg_catalog.unnest($13), pg_catalog.unnest($14))"
+				 " pg_catalog.unnest($12), pg_catalog.unnest($13), pg_catalog.unnest($14),"
+				 " pg_catalog.unnest($15), pg_catalog.unnest($16), pg_catalog.unnest($17))"
 				 " RETURNING audit_id",
 				 AUDIT_COLS, types, 0);
 	for (int c = 0; c < AUDIT_COLS; c++)
@@ -69,6 +115,7 @@ su_audit_insert(SuUpload **us, int n)
 	for (int i = 0; i < n; i++)
 	{
 		SuUpload   *u = us[i];
+		bytea	   *digest = body_digest(u);
 
 #define TEXT_OR_NULL(c, s) \
 	do { if (s) v[c][i] = su_text_datum(s); else nul[c][i] = true; } while (0)
@@ -77,7 +124,9 @@ su_audit_insert(SuUpload **us, int n)
 		v[2][i] = su_text_datum(u->by_hand ? "sql" : "worker");
 		TEXT_OR_NULL(3, u->appid);
 		TEXT_OR_NULL(4, u->upload_time);
-		if (u->payload)
+		if (!keeps_request(u))
+			nul[5][i] = true;
+		else if (u->payload)
 			v[5][i] = su_json_to_jsonb(u->payload);
 		else if (u->body)
 			v[5][i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(u->body));
@@ -93,6 +142,12 @@ su_audit_insert(SuUpload **us, int n)
 		nul[11][i] = !u->sent;
 		v[12][i] = su_text_datum(su_kind(u->kind)->name);
 		TEXT_OR_NULL(13, u->verify_result);
+		v[14][i] = Int64GetDatum(u->version);
+		nul[14][i] = u->version == 0;
+		v[15][i] = TimestampTzGetDatum(u->queued_at);
+		nul[15][i] = u->queued_at == 0;
+		v[16][i] = PointerGetDatum(digest);
+		nul[16][i] = digest == NULL;
 #undef TEXT_OR_NULL
 	}
 	for (int c = 0; c < AUDIT_COLS; c++)

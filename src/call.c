@@ -44,11 +44,11 @@ wake_for(const TimestampTz *earliest)
  * the audit row says what happened.  True when so.
  */
 static bool
-restored(SuUpload *u)
+restored(SuUpload *u, TimestampTz *earliest)
 {
 	return !u->sent && u->was_accepted &&
 		su_queue_restore(su_kind(u->kind)->due, u->order_id, u->version,
-						 u->lease_attempt);
+						 u->lease_attempt, earliest);
 }
 
 bool
@@ -88,7 +88,7 @@ su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
 	{
 		/* refused before sending: audited and recorded at once */
 		su_audit_insert(&u, 1);
-		if (!restored(u))
+		if (!restored(u, earliest))
 			(void) k->record(&u, 1, &recorded, earliest);
 		MemoryContextSwitchTo(cxt);
 		wake_for(earliest);
@@ -143,9 +143,10 @@ su_call_record_state(SuUpload *u)
 
 	/* writers hold the state row a moment at their commit: waited for */
 	su_queue_lock_state(k->due, u->order_id);
-	if (restored(u))
+	if (restored(u, earliest))
 	{
 		MemoryContextSwitchTo(cxt);
+		wake_for(earliest);
 		return;
 	}
 	(void) k->record(&u, 1, &recorded, earliest);

@@ -53,7 +53,8 @@ enum
 {
 	Anum_lease_upload_time = 1,
 	Anum_lease_version,
-	Anum_lease_attempts
+	Anum_lease_attempts,
+	Anum_lease_queued_at
 };
 
 /* su_queue_begin()'s check: is a request of the order in flight? */
@@ -133,7 +134,7 @@ su_queue_begin(int64 order_id, SuUpload *u)
 				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
 				 " state = 'uploading', next_attempt_at = EXCLUDED.next_attempt_at,"
 				 " updated_at = pg_catalog.now()"
-				 " RETURNING last_upload_time, version, attempts",
+				 " RETURNING last_upload_time, version, attempts, queued_at",
 				 2, types, 0);
 	if (SPI_execute_plan(begin_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not start an attempt on order " INT64_FORMAT, order_id);
@@ -144,6 +145,9 @@ su_queue_begin(int64 order_id, SuUpload *u)
 	u->version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_lease_version, &isnull));
 	u->attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_lease_attempts, &isnull));
 	u->lease_attempt = u->attempt;
+	/* a version WeChat has already: sent again, not a new version's latency */
+	u->queued_at = u->was_accepted ? 0 :
+		DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_lease_queued_at, &isnull));
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_lease_upload_time, &isnull));
 }
 
@@ -154,8 +158,12 @@ on_shipping_state(SuDue due)
 	return due == SU_DUE_SHIPPING;
 }
 
+static void release_shipping(Datum *accepted, int n_accepted, bool by_hand,
+							 TimestampTz *earliest);
+
 bool
-su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt)
+su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt,
+				 TimestampTz *earliest)
 {
 	static SPIPlanPtr plans[2];
 	Oid			types[3] = {INT8OID, INT8OID, INT4OID};
@@ -181,7 +189,21 @@ su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt)
 				 3, types, 0);
 	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not end the lease of order " INT64_FORMAT, order_id);
-	return SPI_processed == 1;
+	if (SPI_processed != 1)
+		return false;
+
+	/*
+	 * While the order was "uploading" for this call, a worker's claim of its
+	 * shipping information found it not accepted and set that waiting for
+	 * it: WeChat has the order, so the shipping information is due now.
+	 */
+	if (!shipping)
+	{
+		Datum		id = Int64GetDatum(order_id);
+
+		release_shipping(&id, 1, true, earliest);
+	}
+	return true;
 }
 
 void
@@ -691,7 +713,8 @@ enum
 	Anum_claim_order_id = 1,
 	Anum_claim_version,
 	Anum_claim_attempts,
-	Anum_claim_upload_time
+	Anum_claim_upload_time,
+	Anum_claim_queued_at
 };
 
 int
@@ -727,7 +750,8 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 				 "   AND " SU_SQL_IN_FLIGHT("h") ")"
 				 "  AND " SU_SQL_IN_SHARE("d", "$3", "$4")
 				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
-				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time",
+				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
+				 "  s.queued_at",
 				 4, types, CURSOR_OPT_GENERIC_PLAN);
 	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim orders");
@@ -740,6 +764,7 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 		out[i].version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_claim_version, &isnull));
 		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_claim_attempts, &isnull));
 		out[i].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_claim_upload_time, &isnull));
+		out[i].queued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_claim_queued_at, &isnull));
 	}
 	*looked_at = (int) SPI_processed;
 	return (int) SPI_processed;

@@ -26,11 +26,13 @@ extern TimestampTz su_queue_begin(int64 order_id, SuUpload *u);
 /*
  * A call by hand refused before sending, of a version WeChat already had:
  * its lease (attempt number attempt) ends and the row is "uploaded" again,
- * as before the call (SPI connected).  False when the row changed, or was
- * leased by another, meanwhile (record it then).
+ * as before the call (SPI connected).  An order's shipping information
+ * that a worker's claim set waiting for it meanwhile is due again (earliest
+ * says so, as a record does).  False when the row changed, or was leased
+ * by another, meanwhile (record it then).
  */
 extern bool su_queue_restore(SuDue due, int64 order_id, int64 version,
-							  int attempt);
+							  int attempt, TimestampTz *earliest);
 
 /*
  * Locks the state row that holds due column due of an order until the

@@ -369,8 +369,9 @@ queue_noted_shipping(int64 *ids, long n)
 		return;
 
 	su_kept_plan(&ship_queue_plan,
-				 "INSERT INTO " SU_SCHEMA ".shipping_state AS s (order_id)"
-				 " SELECT h.order_id FROM pg_catalog.unnest($1) AS k(order_id),"
+				 "INSERT INTO " SU_SCHEMA ".shipping_state AS s (order_id, queued_at)"
+				 " SELECT h.order_id, pg_catalog.clock_timestamp()"
+				 " FROM pg_catalog.unnest($1) AS k(order_id),"
 				 "  LATERAL (SELECT h.order_id FROM " SU_SCHEMA ".shippings h"
 				 "   WHERE h.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) h"
 				 " ORDER BY h.order_id"
@@ -474,8 +475,9 @@ queue_noted_now(int64 *ids, long n)
 	 * request per order is in flight at a time.
 	 */
 	su_kept_plan(&queue_plan,
-				 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id)"
-				 " SELECT o.order_id FROM pg_catalog.unnest($1) AS k(order_id),"
+				 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id, queued_at)"
+				 " SELECT o.order_id, pg_catalog.clock_timestamp()"
+				 " FROM pg_catalog.unnest($1) AS k(order_id),"
 				 "  LATERAL (SELECT o.order_id FROM " SU_SCHEMA ".orders o"
 				 "   WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o"
 				 " ORDER BY o.order_id"

@@ -69,6 +69,7 @@ su_verify_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 		out[i].version = isnull ? 0 : DatumGetInt64(v);
 		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_vclaim_verify_attempts, &isnull));
 		out[i].upload_time = 0;
+		out[i].queued_at = 0;
 	}
 	*looked_at = (int) SPI_processed;
 	return (int) SPI_processed;
@@ -80,7 +81,8 @@ enum
 	Anum_sclaim_version,
 	Anum_sclaim_attempts,
 	Anum_sclaim_upload_time,
-	Anum_sclaim_claimed		/* false: set waiting_for_order */
+	Anum_sclaim_claimed,		/* false: set waiting_for_order */
+	Anum_sclaim_queued_at
 };
 
 int
@@ -125,7 +127,7 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 				 "  AND " SU_SQL_IN_SHARE("d", "$4", "$5")
 				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
-				 "  s.state OPERATOR(pg_catalog.=) 'uploading'",
+				 "  s.state OPERATOR(pg_catalog.=) 'uploading', s.queued_at",
 				 5, types, CURSOR_OPT_GENERIC_PLAN);
 #undef ACCEPTED
 
@@ -143,6 +145,7 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 		out[n].version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_sclaim_version, &isnull));
 		out[n].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_sclaim_attempts, &isnull));
 		out[n].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_sclaim_upload_time, &isnull));
+		out[n].queued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_sclaim_queued_at, &isnull));
 		n++;
 	}
 	return n;
@@ -447,7 +450,8 @@ enum
 {
 	Anum_slease_upload_time = 1,
 	Anum_slease_version,
-	Anum_slease_attempts
+	Anum_slease_attempts,
+	Anum_slease_queued_at
 };
 
 /* su_shipping_begin()'s check: is a request of the shipping information in flight? */
@@ -545,7 +549,7 @@ su_shipping_begin(int64 order_id, SuUpload *u)
 				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
 				 " state = 'uploading', next_attempt_at = EXCLUDED.next_attempt_at,"
 				 " updated_at = pg_catalog.now()"
-				 " RETURNING last_upload_time, version, attempts",
+				 " RETURNING last_upload_time, version, attempts, queued_at",
 				 2, lease_types, 0);
 
 	if (SPI_execute_plan(plan, lease_args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
@@ -557,5 +561,8 @@ su_shipping_begin(int64 order_id, SuUpload *u)
 	u->version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_slease_version, &isnull));
 	u->attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_slease_attempts, &isnull));
 	u->lease_attempt = u->attempt;
+	/* a version WeChat has already: sent again, not a new version's latency */
+	u->queued_at = u->was_accepted ? 0 :
+		DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_slease_queued_at, &isnull));
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_slease_upload_time, &isnull));
 }

@@ -36,7 +36,8 @@
 
 /*
  * The SET list that queues a row again as a new version (a writer's
- * change): due now, unless a request for it is in flight, whose lease it
+ * change, at its commit: queued_at is the clock's time then, not the
+ * transaction's start, so that commit to accepted is measured): due now, unless a request for it is in flight, whose lease it
  * keeps (the answer to the old version is recorded first, and the new one
  * is due then: one request per order in flight).
  */
@@ -45,7 +46,7 @@
 	" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT(a) \
 	"  THEN " a ".next_attempt_at ELSE pg_catalog.now() END," \
 	" version = " a ".version OPERATOR(pg_catalog.+) 1, attempts = 0," \
-	" queued_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+	" queued_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.now()"
 
 /*
  * What the builders read of an order's state, in their own statements (the

@@ -41,6 +41,14 @@ int			su_max_inflight = 64;
 int			su_lease_s = 60;
 int			su_max_rate = 0;
 int			su_audit_retention_s = 30 * 86400;
+int			su_audit_request = SU_AUDIT_REQUEST_FAILED;
+
+static const struct config_enum_entry audit_request_options[] = {
+	{"failed", SU_AUDIT_REQUEST_FAILED, false},
+	{"all", SU_AUDIT_REQUEST_ALL, false},
+	{"none", SU_AUDIT_REQUEST_NONE, false},
+	{NULL, 0, false}
+};
 int			su_claim_interval_ms = 30;
 
 const char *
@@ -387,6 +395,13 @@ su_define_settings(bool preload)
 							&su_audit_retention_s, 30 * 86400, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("shopping_upload.audit_request",
+							 "Which audit rows keep the body sent: failed (those not accepted), all, or none.",
+							 "Every row keeps the SHA-256 digest of the body sent, its version and upload_time.",
+							 &su_audit_request, SU_AUDIT_REQUEST_FAILED,
+							 audit_request_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	/*
 	 * The databases served exist only where they can (the SQL functions

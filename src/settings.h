@@ -51,6 +51,15 @@ extern int	su_max_inflight;
 extern int	su_lease_s;
 extern int	su_max_rate;
 extern int	su_audit_retention_s;
+
+/* shopping_upload.audit_request: which audit rows keep the body sent */
+typedef enum SuAuditRequest
+{
+	SU_AUDIT_REQUEST_FAILED,	/* those not accepted (the default) */
+	SU_AUDIT_REQUEST_ALL,
+	SU_AUDIT_REQUEST_NONE
+} SuAuditRequest;
+extern int	su_audit_request;
 extern int	su_claim_interval_ms;
 
 /* api_base_url without a trailing slash */

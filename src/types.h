@@ -66,6 +66,8 @@ typedef struct SuUpload
 								 * (JSON text): kept with the version it
 								 * uploads, for its verify */
 	size_t		body_len;
+	TimestampTz queued_at;		/* when the version sent was queued, for the
+								 * audit (0: unknown, or not a new version) */
 	bool		sent;			/* false: refused before any request */
 	bool		gone;			/* the order no longer exists */
 	bool		deferred;		/* its row waits for another (shipping: its
@@ -111,6 +113,7 @@ typedef struct SuClaim
 	int64		version;
 	int			attempt;
 	TimestampTz upload_time;
+	TimestampTz queued_at;		/* when its version was queued (0: unknown) */
 } SuClaim;
 
 /* *t lowered to candidate (0: none yet) */

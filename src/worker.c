@@ -414,6 +414,7 @@ claim_kind(SuKind kind, int max, int *looked_at, Flight **flights, bool *ok)
 		f->u.kind = kind;
 		f->u.version = claims[i].version;
 		f->u.attempt = claims[i].attempt;
+		f->u.queued_at = claims[i].queued_at;
 		uploads[i] = &f->u;
 		times[i] = claims[i].upload_time;
 		cxts[i] = f->cxt;

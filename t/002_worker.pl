@@ -8,6 +8,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use SuStub;
+use Digest::SHA;
+use Encode;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my $stub = SuStub->start(dir => $dir);
@@ -128,6 +130,51 @@ wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 
 is(sql("SELECT string_agg(errcode::text || ':' || coalesce(http_status::text, '-'), ' ' ORDER BY audit_id)
 		FROM shopping_upload.audit WHERE order_id = $id"),
 	'-1:200 -1:200 -1:500 -1:200 0:200', 'each attempt is audited');
+
+# --- what the audit keeps (shopping_upload.audit_request)
+# (a reload, seen by a new session; the worker takes it at its next wakeup,
+# which a short wait lets come before the next order)
+sub audit_request
+{
+	reload('shopping_upload.audit_request', $_[0]);
+	wait_for("SELECT current_setting('shopping_upload.audit_request')", $_[0], "audit_request = $_[0] is loaded");
+	sql('SELECT pg_sleep(0.3)');
+}
+# failed (the default): an accepted row keeps the version, upload_time and
+# the SHA-256 digest of the exact body sent; the failed ones keep the body
+{
+	my @req = grep { ($_->{errcode} // -2) == 0 } @{ $stub->requests('/user-order/orders') };
+	my $body = $req[-1]{body};
+	is(sql("SELECT current_setting('shopping_upload.audit_request')"), 'failed', 'audit_request is failed by default');
+	is(sql("SELECT (request IS NULL)::text || ' ' || version || ' ' || (upload_time IS NOT NULL)::text
+			|| ' ' || (queued_at <= created_at)::text || ' ' || encode(request_sha256, 'hex')
+			FROM shopping_upload.audit WHERE order_id = $id AND errcode = 0"),
+		"true 1 true true " . Digest::SHA::sha256_hex(Encode::encode_utf8($body)),
+		'audit_request = failed: the accepted row keeps no body, but the version, upload_time, queued_at and the digest of the exact body the stand-in received');
+	is(sql("SELECT count(*) FILTER (WHERE request IS NOT NULL) || '/' || count(*)
+			|| ' ' || count(*) FILTER (WHERE request_sha256 IS NOT NULL)
+			FROM shopping_upload.audit WHERE order_id = $id AND errcode <> 0"),
+		'4/4 4', 'the attempts that were not accepted keep their body, and its digest');
+	audit_request('all');
+	my $all = import_order();
+	wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $all", 'uploaded',
+		'audit_request = all: the next order is uploaded');
+	is(sql("SELECT (request IS NOT NULL)::text || ' ' || (request_sha256 IS NOT NULL)::text
+			FROM shopping_upload.audit WHERE order_id = $all"), 'true true',
+		'and its accepted row keeps the body');
+	audit_request('none');
+	$stub->fault(kind => 'errcode:-1', count => 1);
+	my $none = import_order();
+	wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $none", 'uploaded',
+		'audit_request = none: the next order is uploaded after a fault');
+	is(sql("SELECT string_agg(errcode || ' ' || (request IS NULL)::text || ' ' || (request_sha256 IS NOT NULL)::text, ', '
+			ORDER BY audit_id) FROM shopping_upload.audit WHERE order_id = $none"),
+		'-1 true true, 0 true true', 'no row keeps a body, every row sent keeps its digest');
+	audit_request('failed');
+	my ($rc, $out, $err) = $node->psql('postgres', "SET shopping_upload.audit_request = 'all'",
+		extra_params => [ '-U', 'clerk' ]);
+	like($err, qr/permission denied to set parameter/, 'a user who is not superuser cannot change what the audit keeps');
+}
 
 # --- data errors are rejected without retry; requeue() puts them back
 $stub->reset;
@@ -304,6 +351,25 @@ wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 
 is(sql("SELECT pending + uploading + retrying + held + rejected + dead = 0 AND uploaded > 100
 		AND uploads_last_minute > 0 AND oldest_pending_age IS NULL FROM shopping_upload.stats"),
 	't', 'stats: everything uploaded');
+# WeChat's 5-second rule over the last hour, from the audit: orders held by
+# a quota or killed mid-run above waited longer than 5 s
+my ($acc, $share, $p50, $p99, $over) = split /\|/, sql("SELECT accepted_last_hour,
+		within_5s_last_hour, extract(epoch FROM commit_to_accepted_p50),
+		extract(epoch FROM commit_to_accepted_p99), over_5s_last_hour FROM shopping_upload.stats");
+diag "stats: $acc orders accepted in the last hour, share within 5 s $share, p50 $p50 s, p99 $p99 s, $over over 5 s";
+is(sql("SELECT count(*) FROM shopping_upload.audit WHERE kind = 'order' AND errcode = 0 AND queued_at IS NOT NULL
+		AND created_at > now() - interval '1 hour'"), $acc, 'stats.accepted_last_hour counts the accepted uploads that know their commit');
+ok($acc > 100 && $share > 0 && $share <= 1 && $p50 <= $p99, 'and the share within 5 s, p50 <= p99');
+is(sql("SELECT count(*) FROM shopping_upload.audit WHERE kind = 'order' AND errcode = 0
+		AND created_at - queued_at > interval '5 seconds' AND created_at > now() - interval '1 hour'"), $over,
+	'stats.over_5s_last_hour counts those accepted more than 5 s after their commit');
+# an order accepted 8 s after its commit (its audit row made so) counts
+sql("UPDATE shopping_upload.audit SET queued_at = created_at - interval '8 seconds'
+	WHERE audit_id = (SELECT max(audit_id) FROM shopping_upload.audit WHERE kind = 'order' AND errcode = 0
+		AND created_at - queued_at <= interval '5 seconds')");
+is(sql("SELECT over_5s_last_hour FROM shopping_upload.stats"), $over + 1, 'one more over 5 s');
+is(sql("SELECT sum(accepted) || ' ' || sum(over_5s) FROM shopping_upload.upload_latency"), "$acc " . ($over + 1),
+	'upload_latency: the same per appid');
 
 # --- audit retention: old rows go in small batches
 sql("UPDATE shopping_upload.audit SET created_at = now() - interval '2 days' WHERE audit_id % 2 = 0");

@@ -585,8 +585,10 @@ my $worker_exits = () = $log =~ /background worker "shopping_upload worker[^"]*"
 sql("CREATE TABLE public.soak_requests (rec jsonb);
 	COPY public.soak_requests FROM '$dir/requests.jsonl' WITH (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e');
 	CREATE TABLE public.soak_sent AS
-	SELECT seq, body->'order_key' AS okey, body - 'upload_time' AS content, body->>'upload_time' AS upload_time
-	  FROM (SELECT (rec->>'seq')::bigint AS seq, (rec->>'body')::jsonb AS body
+	SELECT seq, body->'order_key' AS okey, body - 'upload_time' AS content, body->>'upload_time' AS upload_time,
+	       digest
+	  FROM (SELECT (rec->>'seq')::bigint AS seq, (rec->>'body')::jsonb AS body,
+	               sha256(convert_to(rec->>'body', 'UTF8')) AS digest
 	          FROM public.soak_requests
 	         WHERE rec->>'path' = '/user-order/orders' AND rec->>'errcode' = '0') r;
 	CREATE TABLE public.soak_final AS
@@ -649,15 +651,16 @@ my ($never_accepted, $stale) = split /\|/, sql(
 my $wrong_content = $never_accepted + $stale;
 
 # the same content accepted twice in a row for one order; which path sent
-# the repeat, from the audit (no audit row: lost in the crash)
+# the repeat, from the audit (no audit row: lost in the crash).  An accepted
+# row keeps the digest of the exact body sent, not the body (audit_request
+# = failed, the default): the stand-in's body is found by its digest.
 my ($accepted, $unaudited, $dups, $dups_worker, $dups_sql) = split /\|/, sql(
 	"WITH s AS (SELECT s.seq, s.okey, s.content, a.via
 	              FROM public.soak_sent s
-	              LEFT JOIN (SELECT DISTINCT ON (request->'order_key', upload_time)
-	                                request->'order_key' AS okey, upload_time, via
+	              LEFT JOIN (SELECT DISTINCT ON (request_sha256) request_sha256 AS digest, via
 	                           FROM shopping_upload.audit
 	                          WHERE errcode = 0 AND sent AND kind = 'order') a
-	                USING (okey, upload_time)),
+	                USING (digest)),
 	      d AS (SELECT via, content = lag(content) OVER (PARTITION BY okey ORDER BY seq) AS dup FROM s)
 	 SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM s WHERE via IS NULL),
 	        count(*) FILTER (WHERE dup), count(*) FILTER (WHERE dup AND via = 'worker'),

@@ -17,6 +17,9 @@ shopping_upload.api_base_url = '${\ $stub->url}'
 shopping_upload.appid = 'wxtestappid'
 shopping_upload.secret = 'testsecret'
 shopping_upload.claim_interval = '200ms'
+# the accepted rows keep their body here: the poison below is found in it,
+# and the fallback writes the row without it
+shopping_upload.audit_request = 'all'
 EOC
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }

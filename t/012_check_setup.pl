@@ -232,7 +232,7 @@ for my $b (@blocks)
 }
 my $yaml = slurp_file("$FindBin::RealBin/../docs/monitoring/queries.yaml");
 my @queries = ($yaml =~ /query: >-\n((?:    .*\n)+)/g);
-is(scalar @queries, 4, 'docs/monitoring/queries.yaml has its four queries');
+is(scalar @queries, 5, 'docs/monitoring/queries.yaml has its five queries');
 for my $q (@queries)
 {
 	my ($rc, $out, $err) = $node->psql('postgres', $q);
