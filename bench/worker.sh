@@ -20,6 +20,8 @@
 #   NGINX_WORKERS=    nginx worker_processes; default: the number of cores
 #   TIMEOUT=150       seconds a backlog or a drain may take before giving up
 #   PG_BIN=/usr/lib/postgresql/NN/bin   the PostgreSQL (and extension) to measure
+#   BENCH_CONF="..."  lines added to postgresql.conf, to compare settings
+#                     (BENCH_CONF="shopping_upload.audit_request = 'all'")
 #   BENCH_LEGACY_SECRET=1   also set shopping_upload.secret in postgresql.conf,
 #                     for builds before secret_file (1.0), to compare them
 #   SWEEP_RATES="50 100 200 400 800"   steady rates of part 2b ("" skips it)
@@ -395,6 +397,7 @@ timezone = 'Asia/Shanghai'
 shared_buffers = 1GB
 max_wal_size = 4GB
 track_commit_timestamp = on
+${BENCH_CONF:-}
 CONF
 "${AS_PG_EXEC[@]}" "$PG_BIN/pg_ctl" -D "$work/data" -l "$work/server.log" -w -t 60 start >/dev/null
 
