@@ -827,6 +827,8 @@ echo "orders lost (committed, never requested at nginx): $n_lost of $n_orders"
 [ "$n_repeated" = 0 ] || echo "orders requested more than once: $n_repeated (the first request counts)"
 [ "$n_other" = 0 ] || echo "requests for orders outside the run: $n_other"
 echo "worker CPU per upload at $LAT_RATE orders/s: $(fmt "${lat_cpu_us:-0}" 1) µs ($lat_uploads uploads; $(fmt "$lat_cpu_pct" 1)% of a core from the start of pgbench to the end of the drain)"
+echo "order_state since the cluster started: $(q bench "SELECT n_tup_hot_upd || ' HOT updates of ' || n_tup_upd || ' (' || round(100.0 * n_tup_hot_upd / greatest(n_tup_upd, 1), 1) || '%)' FROM pg_stat_user_tables WHERE relid = 'shopping_upload.order_state'::regclass")"
+echo "commit -> accepted as the audit measures it (queued_at to created_at, the 5-second rule's figures in stats): $(q bench "SELECT count(*) || ' uploads: p50 ' || round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY created_at - queued_at))::numeric, 1) || ' ms, p99 ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY created_at - queued_at))::numeric, 1) || ' ms, ' || count(*) FILTER (WHERE created_at - queued_at > interval '5 seconds') || ' over 5 s' FROM shopping_upload.audit WHERE audit_id > $audit0 AND errcode = 0 AND queued_at IS NOT NULL")"
 if [ "$n_lost" != 0 ]; then
 	echo "lost orders (first 10): order_id | out_trade_no | state | last_errcode | last_errmsg"
 	grep '^lost|' "$work/latency.out" | cut -d'|' -f2- | sed 's/^/    /'
@@ -984,6 +986,7 @@ for cfg in "${configs[@]}"; do
 		"$(if [ "$cfg" = disabled ]; then echo "(baseline)"; else pct "${tps_vs[$cfg]}"; fi)" \
 		"$(int "${wal_per[$cfg]}")"
 done
+echo "  WAL per order, split: the merchant's insert $(int "${wal_per[disabled]}"), the trigger's queueing $(int "$(calc "${wal_per[noworker]} - ${wal_per[disabled]}")"), the worker's $(int "$(calc "${wal_per[on]} - ${wal_per[noworker]}")") bytes (disabled; no worker - disabled; on - no worker)"
 echo "  worker CPU while uploading at full insert speed: $(fmt "$on_cpu_us" 1) µs/upload ($on_uploaded uploads, drains included)"
 echo "  worker CPU during the no-worker runs (it serves bench): $(fmt "$nw_cpu_pct" 1)% of a core"
 

@@ -337,6 +337,15 @@ ok(SuStub::poll_until($node, 'shop',
 	'an order written after the update is uploaded by the worker');
 is(sql('shop', "SELECT via || ' ' || errcode FROM shopping_upload.audit WHERE order_id = $new"),
 	'worker 0', 'its audit row: the worker, errcode 0');
+is(sql('shop', "SELECT (request IS NULL)::text || ' ' || (request_sha256 IS NOT NULL)::text || ' '
+		|| (version IS NOT NULL)::text || ' ' || (queued_at IS NOT NULL)::text
+		FROM shopping_upload.audit WHERE order_id = $new"),
+	'true true true true', 'it keeps the digest, version and queued_at, not the body (audit_request = failed)');
+is(sql('shop', "SELECT string_agg(order_id || ' ' || (request IS NOT NULL)::text || ' '
+		|| coalesce(version::text, '-') || ' ' || coalesce(queued_at::text, '-') || ' '
+		|| coalesce(encode(request_sha256, 'hex'), '-'), ',' ORDER BY order_id)
+		FROM shopping_upload.audit WHERE order_id IN (1, 3)"),
+	'1 true - - -,3 true - - -', 'the audit rows written before the update keep their body, and NULL in the new columns');
 is(uploads(), 2, 'two uploads reached the stand-in, both by the worker after the update');
 is(sql('shop', "SELECT string_agg(order_id || ' ' || state, ',' ORDER BY order_id) FROM shopping_upload.order_state"),
 	"1 uploaded,2 uploaded,3 rejected,$new uploaded",
