@@ -80,7 +80,7 @@ for r in $(seq "$ROUNDS"); do
 		psql_ -d "$db" -c CHECKPOINT
 		a=$(psql_ -d "$db" -c "SELECT pg_current_wal_lsn()")
 		t=$(as_pg "$PG_BIN/pgbench" -h "$dir" -p 5432 -U postgres -n -c 1 -t "$TXNS" -f "$dir/insert.sql" "$db" 2>&1 |
-			sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
+			sed -n 's/^tps = \([0-9]*\)[.0-9]*.*/\1/p' | head -n 1)
 		b=$(psql_ -d "$db" -c "SELECT pg_current_wal_lsn()")
 		w=$(psql_ -d "$db" -c "SELECT round(('$b'::pg_lsn - '$a'::pg_lsn) / $TXNS.0)")
 		wal[$v]+="$w "

@@ -49,7 +49,7 @@ static const struct config_enum_entry audit_request_options[] = {
 	{"none", SU_AUDIT_REQUEST_NONE, false},
 	{NULL, 0, false}
 };
-int			su_claim_interval_ms = 30;
+int			su_claim_interval_ms = 100;
 
 const char *
 su_api_base(void)
@@ -386,7 +386,7 @@ su_define_settings(bool preload)
 							"Orders committed within it are claimed, built and recorded "
 							"together; it adds at most this much latency. A backlog is "
 							"claimed as fast as answers make room.",
-							&su_claim_interval_ms, 30, 0, 1000,
+							&su_claim_interval_ms, 100, 0, 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.audit_retention",

@@ -241,6 +241,10 @@ is(requests_with($SHIP, 'NEVER-SHIPPED'), 0, 'the shipment never committed is ne
 }
 
 # a caller cancelled while its request waits: the request ends, and is audited
+# (the TRUNCATE above queued every order again: the worker's uploads of them
+# are over first, so that the delay is the call's, and the order not in flight)
+wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state IN ('pending', 'uploading', 'retrying')",
+	'0', 'the orders the TRUNCATE queued again are uploaded');
 $stub->fault(kind => 'delay', delay_ms => 20000);
 my $t0 = time;
 ($out, $err) = psql("SET statement_timeout = '500ms'; SELECT * FROM shopping_upload.upload_shopping_info($x);");
