@@ -7,12 +7,16 @@
  * key, which scatters a merchant's growing order numbers over the whole
  * index (a full-page image per insert after each checkpoint).  A key of at
  * most 1,000 bytes is indexed as it is again, as in 1.0; a longer one by
- * its digests.  Rebuilt here: the update holds orders' lock meanwhile.
+ * its digests, compared byte for byte (COLLATE "C": an index in the
+ * database's collation would be corrupted by a change of the operating
+ * system's collation rules).  Rebuilt here: the update holds orders' lock
+ * meanwhile.
  */
 DROP INDEX orders_merchant_key;
 DROP INDEX orders_transaction_key;
 CREATE UNIQUE INDEX orders_merchant_key
-	ON orders ((coalesce(appid, '')), mchid, out_trade_no)
+	ON orders ((coalesce(appid, '')) COLLATE "C", mchid COLLATE "C",
+			   out_trade_no COLLATE "C")
 	WHERE order_number_type = 1
 	  AND octet_length(coalesce(appid, '')) + octet_length(mchid)
 		  + octet_length(out_trade_no) <= 1000;
@@ -22,7 +26,7 @@ CREATE UNIQUE INDEX orders_merchant_key_long
 	  AND octet_length(coalesce(appid, '')) + octet_length(mchid)
 		  + octet_length(out_trade_no) > 1000;
 CREATE UNIQUE INDEX orders_transaction_key
-	ON orders ((coalesce(appid, '')), transaction_id)
+	ON orders ((coalesce(appid, '')) COLLATE "C", transaction_id COLLATE "C")
 	WHERE order_number_type = 2
 	  AND octet_length(coalesce(appid, '')) + octet_length(transaction_id) <= 1000;
 CREATE UNIQUE INDEX orders_transaction_key_long

@@ -49,10 +49,14 @@ COMMENT ON COLUMN orders.appid IS 'Merchant Mini Program appid that owns the ord
  * the index's right edge.  A longer one, of any length, is indexed by the
  * md5 digests of its parts (an index row holds at most about 2.7 kB).  A
  * key is always in the same one of the two indexes, so each is unique on
- * its own.  The C code names them by their predicates (payload.h).
+ * its own.  The C code names them by their predicates (payload.h).  The
+ * keys are compared byte for byte (COLLATE "C"): a key is a name, not
+ * text to sort, and an index in the database's collation would be
+ * corrupted by a change of the operating system's collation rules.
  */
 CREATE UNIQUE INDEX orders_merchant_key
-	ON orders ((coalesce(appid, '')), mchid, out_trade_no)
+	ON orders ((coalesce(appid, '')) COLLATE "C", mchid COLLATE "C",
+			   out_trade_no COLLATE "C")
 	WHERE order_number_type = 1
 	  AND octet_length(coalesce(appid, '')) + octet_length(mchid)
 		  + octet_length(out_trade_no) <= 1000;
@@ -62,7 +66,7 @@ CREATE UNIQUE INDEX orders_merchant_key_long
 	  AND octet_length(coalesce(appid, '')) + octet_length(mchid)
 		  + octet_length(out_trade_no) > 1000;
 CREATE UNIQUE INDEX orders_transaction_key
-	ON orders ((coalesce(appid, '')), transaction_id)
+	ON orders ((coalesce(appid, '')) COLLATE "C", transaction_id COLLATE "C")
 	WHERE order_number_type = 2
 	  AND octet_length(coalesce(appid, '')) + octet_length(transaction_id) <= 1000;
 CREATE UNIQUE INDEX orders_transaction_key_long

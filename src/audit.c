@@ -28,24 +28,37 @@ extern Datum jsonb_in(PG_FUNCTION_ARGS);
 
 #define AUDIT_COLS 17
 
-/* the SHA-256 digest of the body sent, as a bytea; NULL if none was sent */
-static bytea *
-body_digest(const SuUpload *u)
+void
+su_audit_digest(SuUpload *u)
 {
 	pg_cryptohash_ctx *ctx;
-	bytea	   *d;
 
-	if (!u->sent || u->body == NULL)
-		return NULL;
-	d = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	SET_VARSIZE(d, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	if (u->body_hashed || !u->sent || u->body == NULL)
+		return;
+	StaticAssertStmt(sizeof(u->body_sha256) == PG_SHA256_DIGEST_LENGTH,
+					 "SuUpload.body_sha256 holds a SHA-256 digest");
 	ctx = pg_cryptohash_create(PG_SHA256);
 	if (pg_cryptohash_init(ctx) < 0 ||
 		pg_cryptohash_update(ctx, (const uint8 *) u->body, u->body_len) < 0 ||
-		pg_cryptohash_final(ctx, (uint8 *) VARDATA(d), PG_SHA256_DIGEST_LENGTH) < 0)
+		pg_cryptohash_final(ctx, u->body_sha256, PG_SHA256_DIGEST_LENGTH) < 0)
 		elog(ERROR, "could not compute the SHA-256 digest of a request: %s",
 			 pg_cryptohash_error(ctx));
 	pg_cryptohash_free(ctx);
+	u->body_hashed = true;
+}
+
+/* the SHA-256 digest of the body sent, as a bytea; NULL if none was sent */
+static bytea *
+body_digest(SuUpload *u)
+{
+	bytea	   *d;
+
+	su_audit_digest(u);
+	if (!u->body_hashed)
+		return NULL;
+	d = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(d, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	memcpy(VARDATA(d), u->body_sha256, PG_SHA256_DIGEST_LENGTH);
 	return d;
 }
 

@@ -10,6 +10,12 @@
 
 #include "types.h"
 
+/*
+ * Computes the SHA-256 digest of the body sent, kept in u for its audit row
+ * (even when the body itself is dropped before the row is written).
+ */
+extern void su_audit_digest(SuUpload *u);
+
 /* Writes the audit rows of n attempts in one statement (SPI connected); sets audit_id. */
 extern void su_audit_insert(SuUpload **us, int n);
 

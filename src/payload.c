@@ -842,12 +842,15 @@ su_import_order(json_object *payload, const char *appid)
 #define ORDER_COLS " (appid, order_number_type, transaction_id, mchid," \
 		" out_trade_no, openid, logistics_type)" \
 		" VALUES ($1, $2, $3, $4, $5, $6, $7)"
-#define ORDER_UPDATE " DO UPDATE SET appid = EXCLUDED.appid," \
+#define ORDER_SET " DO UPDATE SET appid = EXCLUDED.appid," \
 		" order_number_type = EXCLUDED.order_number_type," \
 		" transaction_id = EXCLUDED.transaction_id, mchid = EXCLUDED.mchid," \
 		" out_trade_no = EXCLUDED.out_trade_no, openid = EXCLUDED.openid," \
-		" logistics_type = EXCLUDED.logistics_type, updated_at = pg_catalog.now()" \
-		" RETURNING order_id, xmax OPERATOR(pg_catalog.<>) 0"
+		" logistics_type = EXCLUDED.logistics_type, updated_at = pg_catalog.now()"
+#define ORDER_RETURNING " RETURNING order_id, xmax OPERATOR(pg_catalog.<>) 0"
+#define ORDER_UPDATE ORDER_SET ORDER_RETURNING
+/* a long key's digests found the row: its parts must be the key's too */
+#define SAME_APPID " WHERE COALESCE(o.appid, '') OPERATOR(pg_catalog.=) COALESCE(EXCLUDED.appid, '')"
 
 	/*
 	 * The columns that the three statements below return: ORDER_UPDATE's
@@ -908,7 +911,10 @@ su_import_order(json_object *payload, const char *appid)
 								" ON CONFLICT ((pg_catalog.md5(COALESCE(appid, ''))),"
 								"  (pg_catalog.md5(mchid)), (pg_catalog.md5(out_trade_no)))"
 								" WHERE order_number_type OPERATOR(pg_catalog.=) 1"
-								" AND " SU_MERCHANT_KEY_BYTES SU_KEY_LONG ORDER_UPDATE,
+								" AND " SU_MERCHANT_KEY_BYTES SU_KEY_LONG ORDER_SET SAME_APPID
+								" AND o.mchid OPERATOR(pg_catalog.=) EXCLUDED.mchid"
+								" AND o.out_trade_no OPERATOR(pg_catalog.=) EXCLUDED.out_trade_no"
+								ORDER_RETURNING,
 								7, types, 0);
 	}
 	else if (nulls[1] == ' ' && DatumGetInt32(values[1]) == 2 && nulls[2] == ' ')
@@ -927,7 +933,9 @@ su_import_order(json_object *payload, const char *appid)
 								" ON CONFLICT ((pg_catalog.md5(COALESCE(appid, ''))),"
 								"  (pg_catalog.md5(transaction_id)))"
 								" WHERE order_number_type OPERATOR(pg_catalog.=) 2"
-								" AND " SU_TRANSACTION_KEY_BYTES SU_KEY_LONG ORDER_UPDATE,
+								" AND " SU_TRANSACTION_KEY_BYTES SU_KEY_LONG ORDER_SET SAME_APPID
+								" AND o.transaction_id OPERATOR(pg_catalog.=) EXCLUDED.transaction_id"
+								ORDER_RETURNING,
 								7, types, 0);
 	}
 	else
@@ -936,9 +944,16 @@ su_import_order(json_object *payload, const char *appid)
 							" RETURNING order_id, false",
 							7, types, 0);
 
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not store the order");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("the order key's md5 digests are those of another stored order's key"),
+				 errdetail("A key of over %d bytes is stored by the md5 digests of its parts; "
+						   "two different keys with the same digests cannot both be stored.",
+						   SU_KEY_INDEXED_BYTES),
+				 errhint("Use another order key.")));
 	order_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc,
 										   Anum_store_order_order_id, &isnull));

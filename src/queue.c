@@ -201,7 +201,8 @@ su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt,
 	{
 		Datum		id = Int64GetDatum(order_id);
 
-		release_shipping(&id, 1, true, earliest);
+		/* the worker's release: waiting rows only, none locked waited for */
+		release_shipping(&id, 1, false, earliest);
 	}
 	return true;
 }
@@ -571,8 +572,7 @@ su_queue_requeue(int64 order_id, bool all, Datum states)
 				 "  ORDER BY st.order_id FOR UPDATE)"
 				 " UPDATE " SU_SCHEMA ".order_state s"
 				 " SET state = 'pending', attempts = 0,"
-				 " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
-				 " updated_at = pg_catalog.now()"
+				 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
 				 " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
 				 " AND s.state OPERATOR(pg_catalog.=) ANY ($2)"
 				 " RETURNING l.state OPERATOR(pg_catalog.=) 'held'",
@@ -751,7 +751,8 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 				 "  AND " SU_SQL_IN_SHARE("d", "$3", "$4")
 				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
-				 "  s.queued_at",
+				 "  CASE WHEN s.uploaded_version OPERATOR(pg_catalog.=) s.version"
+				 "  THEN NULL ELSE s.queued_at END",
 				 4, types, CURSOR_OPT_GENERIC_PLAN);
 	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim orders");
@@ -764,7 +765,10 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 		out[i].version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_claim_version, &isnull));
 		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_claim_attempts, &isnull));
 		out[i].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_claim_upload_time, &isnull));
+		/* NULL: a version WeChat has (requeue()d), not a new one's latency */
 		out[i].queued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_claim_queued_at, &isnull));
+		if (isnull)
+			out[i].queued_at = 0;
 	}
 	*looked_at = (int) SPI_processed;
 	return (int) SPI_processed;

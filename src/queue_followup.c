@@ -127,7 +127,9 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 				 "  AND " SU_SQL_IN_SHARE("d", "$4", "$5")
 				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
-				 "  s.state OPERATOR(pg_catalog.=) 'uploading', s.queued_at",
+				 "  s.state OPERATOR(pg_catalog.=) 'uploading',"
+				 "  CASE WHEN s.uploaded_version OPERATOR(pg_catalog.=) s.version"
+				 "  THEN NULL ELSE s.queued_at END",
 				 5, types, CURSOR_OPT_GENERIC_PLAN);
 #undef ACCEPTED
 
@@ -146,6 +148,8 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 		out[n].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_sclaim_attempts, &isnull));
 		out[n].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_sclaim_upload_time, &isnull));
 		out[n].queued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_sclaim_queued_at, &isnull));
+		if (isnull)
+			out[n].queued_at = 0;
 		n++;
 	}
 	return n;

@@ -397,7 +397,7 @@ su_define_settings(bool preload)
 							NULL, NULL, NULL);
 	DefineCustomEnumVariable("shopping_upload.audit_request",
 							 "Which audit rows keep the body sent: failed (those not accepted), all, or none.",
-							 "Every row keeps the SHA-256 digest of the body sent, its version and upload_time.",
+							 "Every row of a request sent keeps the SHA-256 digest of its body, and every row its version and upload_time.",
 							 &su_audit_request, SU_AUDIT_REQUEST_FAILED,
 							 audit_request_options,
 							 PGC_SUSET, 0,

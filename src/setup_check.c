@@ -98,12 +98,41 @@ check_version(ReturnSetInfo *rsinfo)
 						 version ? version : "(none)", SU_EXTVERSION));
 }
 
+/*
+ * Was the extension created (or updated) by this transaction, not committed
+ * yet?  No worker can serve it then: a set-up's DO block or procedure that
+ * runs CREATE EXTENSION and check_setup() is not a transaction block, but
+ * is one transaction all the same.
+ */
+static bool
+extension_created_here(void)
+{
+	bool		here = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT xmin FROM pg_catalog.pg_extension"
+					" WHERE extname OPERATOR(pg_catalog.=) 'shopping_upload'",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		xmin = SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull);
+
+		here = !isnull &&
+			TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
+	}
+	SPI_finish();
+	return here;
+}
+
 static void
 check_worker(ReturnSetInfo *rsinfo)
 {
 	char	   *here = get_database_name(MyDatabaseId);
 	pid_t		pid;
 	int			n;
+	bool		may_wait;
 
 	if (su_shared == NULL)
 	{
@@ -120,12 +149,17 @@ check_worker(ReturnSetInfo *rsinfo)
 	 * Right after CREATE EXTENSION (a set-up script's next statement) the
 	 * worker is on its way: wait a little for it rather than report it
 	 * missing.  Not inside a transaction block, which may hold the
-	 * uncommitted CREATE EXTENSION that the worker waits for.
+	 * uncommitted CREATE EXTENSION that the worker waits for, nor in the
+	 * transaction that created the extension.
 	 */
-	if (n == 0 && su_database_allowed(here) && !IsTransactionBlock())
+	may_wait = n == 0 && su_database_allowed(here) && !IsTransactionBlock() &&
+		!extension_created_here();
+	if (may_wait)
 	{
-		for (int waited = 0; n == 0 && waited < SU_SETUP_WORKER_WAIT_MS;
-			 waited += 100)
+		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														SU_SETUP_WORKER_WAIT_MS);
+
+		while (n == 0 && GetCurrentTimestamp() < until)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 100L, PG_WAIT_EXTENSION);
@@ -143,7 +177,7 @@ check_worker(ReturnSetInfo *rsinfo)
 		put_row(rsinfo, "database", 0,
 				psprintf("no worker serves this database (\"%s\") after %d s: it starts within a second of "
 						 "CREATE EXTENSION's commit; shopping_upload.workers and the server log say why not",
-						 here, IsTransactionBlock() ? 0 : SU_SETUP_WORKER_WAIT_MS / 1000));
+						 here, may_wait ? SU_SETUP_WORKER_WAIT_MS / 1000 : 0));
 	else
 		put_row(rsinfo, "database", 1,
 				psprintf("%d worker%s (process %d%s) serve%s this database (\"%s\")", n, n > 1 ? "s" : "",

@@ -169,9 +169,10 @@ su_find_order_by_key(json_object *payload, const char *appid, bool quiet,
 								"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
 								" WHERE order_number_type OPERATOR(pg_catalog.=) 1"
 								" AND " SU_MERCHANT_KEY_BYTES SU_KEY_SHORT
-								" AND COALESCE(appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
-								" AND mchid OPERATOR(pg_catalog.=) $2"
-								" AND out_trade_no OPERATOR(pg_catalog.=) $3",
+								" AND (COALESCE(appid, '') COLLATE pg_catalog.\"C\")"
+								"  OPERATOR(pg_catalog.=) COALESCE($1, '')"
+								" AND (mchid COLLATE pg_catalog.\"C\") OPERATOR(pg_catalog.=) $2"
+								" AND (out_trade_no COLLATE pg_catalog.\"C\") OPERATOR(pg_catalog.=) $3",
 								3, argtypes, 0);
 		else
 			plan = su_kept_plan(&find_merchant_long_plan,
@@ -199,8 +200,9 @@ su_find_order_by_key(json_object *payload, const char *appid, bool quiet,
 								"SELECT o.order_id FROM " SU_SCHEMA ".orders o"
 								" WHERE order_number_type OPERATOR(pg_catalog.=) 2"
 								" AND " SU_TRANSACTION_KEY_BYTES SU_KEY_SHORT
-								" AND COALESCE(appid, '') OPERATOR(pg_catalog.=) COALESCE($1, '')"
-								" AND transaction_id OPERATOR(pg_catalog.=) $2",
+								" AND (COALESCE(appid, '') COLLATE pg_catalog.\"C\")"
+								"  OPERATOR(pg_catalog.=) COALESCE($1, '')"
+								" AND (transaction_id COLLATE pg_catalog.\"C\") OPERATOR(pg_catalog.=) $2",
 								2, argtypes, 0);
 		else
 			plan = su_kept_plan(&find_transaction_long_plan,

@@ -68,6 +68,8 @@ typedef struct SuUpload
 	size_t		body_len;
 	TimestampTz queued_at;		/* when the version sent was queued, for the
 								 * audit (0: unknown, or not a new version) */
+	uint8		body_sha256[32];	/* the body's SHA-256, once body_hashed */
+	bool		body_hashed;
 	bool		sent;			/* false: refused before any request */
 	bool		gone;			/* the order no longer exists */
 	bool		deferred;		/* its row waits for another (shipping: its

@@ -984,6 +984,7 @@ record_one_by_one(Flight **flights, int n, bool *recorded)
 
 		if (record_flights_alone(&flights[i], 1, &recorded[i]))
 			continue;
+		su_audit_digest(u);		/* kept: the row proves what was sent */
 		u->payload = NULL;
 		u->body = NULL;
 		if (u->errmsg && strlen(u->errmsg) > 1024)

@@ -191,9 +191,12 @@ sql("SELECT pg_sleep(0.5)");
 is(sql("SELECT count(*) FROM shopping_upload.audit WHERE order_id IN ($id, $bad)"), '2',
 	'rejected orders are not retried');
 is(scalar @{ $stub->requests('/user-order/orders') }, 1, 'and the invalid one was never sent');
+my $queued = sql("SELECT queued_at FROM shopping_upload.order_state WHERE order_id = $id");
 is(sql("SELECT shopping_upload.requeue($id)"), '1', 'requeue() takes a rejected order back');
 wait_for("SELECT state FROM shopping_upload.order_status WHERE order_id = $id", 'uploaded',
 	'and it is uploaded');
+is(sql("SELECT queued_at = '$queued' FROM shopping_upload.audit WHERE order_id = $id AND errcode = 0"), 't',
+	'its accepted row counts from the commit that queued it, not from requeue() (the 5-second rule)');
 
 # --- giving up: dead after max_attempts; requeue() revives
 reload('shopping_upload.max_attempts', '3');

@@ -53,9 +53,9 @@ ok($node->poll_query_until('postgres',
 is(sql("SELECT count(*) FROM shopping_upload.audit WHERE order_id IN ($list) AND errcode = 0
 		AND request IS NOT NULL AND order_id <> $ids[2]"),
 	'4', 'the four others have their audit rows, as usual');
-is(sql("SELECT count(*) || ' ' || bool_and(request IS NULL)::int FROM shopping_upload.audit
-		WHERE order_id = $ids[2] AND errcode = 0"),
-	'1 1', 'the poisoned one has its audit row without the request that was in the way');
+is(sql("SELECT count(*) || ' ' || bool_and(request IS NULL)::int || ' ' || bool_and(request_sha256 IS NOT NULL)::int
+		FROM shopping_upload.audit WHERE order_id = $ids[2] AND errcode = 0"),
+	'1 1 1', 'the poisoned one has its audit row without the request that was in the way, but with its digest');
 is(sql("SELECT uploaded_version = version FROM shopping_upload.order_state WHERE order_id = $ids[2]"),
 	't', 'the poisoned one is recorded as uploaded (its answer was not dropped)');
 my $log = slurp_file($node->logfile);

@@ -111,6 +111,13 @@ like($node->safe_psql('third', q{BEGIN; CREATE EXTENSION shopping_upload;
 	SELECT ok || ' ' || detail FROM shopping_upload.check_setup() WHERE item = 'database'; ROLLBACK}),
 	qr/^false no worker serves this database \("third"\) after 0 s/,
 	'inside the transaction of its CREATE EXTENSION: no worker yet, and no wait');
+# nor in a DO block's transaction that created it (no transaction block)
+$node->safe_psql('third', q{CREATE TABLE seen (ok boolean, detail text);
+	DO $$ BEGIN CREATE EXTENSION shopping_upload;
+	  INSERT INTO seen SELECT ok, detail FROM shopping_upload.check_setup() WHERE item = 'database'; END $$});
+like($node->safe_psql('third', q{SELECT ok || ' ' || detail FROM seen}),
+	qr/^false no worker serves this database \("third"\) after 0 s/,
+	'in a DO block that created the extension: no worker yet, and no wait');
 $node->safe_psql('postgres', 'DROP DATABASE third');
 like(detail('database', '', 'other'), qr/1 worker \(process \d+\) serves this database \("other"\)/,
 	'and check_setup() says so');
