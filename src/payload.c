@@ -850,7 +850,8 @@ su_import_order(json_object *payload, const char *appid)
 #define ORDER_RETURNING " RETURNING order_id, xmax OPERATOR(pg_catalog.<>) 0"
 #define ORDER_UPDATE ORDER_SET ORDER_RETURNING
 /* a long key's digests found the row: its parts must be the key's too */
-#define SAME_APPID " WHERE COALESCE(o.appid, '') OPERATOR(pg_catalog.=) COALESCE(EXCLUDED.appid, '')"
+#define SAME_APPID " WHERE COALESCE(o.appid, '')" \
+		" OPERATOR(pg_catalog.=) COALESCE(EXCLUDED.appid, '')"
 
 	/*
 	 * The columns that the three statements below return: ORDER_UPDATE's

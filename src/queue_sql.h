@@ -37,9 +37,10 @@
 /*
  * The SET list that queues a row again as a new version (a writer's
  * change, at its commit: queued_at is the clock's time then, not the
- * transaction's start, so that commit to accepted is measured): due now, unless a request for it is in flight, whose lease it
- * keeps (the answer to the old version is recorded first, and the new one
- * is due then: one request per order in flight).
+ * transaction's start, so that commit to accepted is measured): due now,
+ * unless a request for it is in flight, whose lease it keeps (the answer
+ * to the old version is recorded first, and the new one is due then: one
+ * request per order in flight).
  */
 #define SU_SQL_QUEUE_AGAIN(a) \
 	" state = CASE WHEN " SU_SQL_IN_FLIGHT(a) " THEN " a ".state ELSE 'pending' END," \
