@@ -243,11 +243,21 @@ is(requests_with($SHIP, 'NEVER-SHIPPED'), 0, 'the shipment never committed is ne
 # a caller cancelled while its request waits: the request ends, and is audited
 # (the TRUNCATE above queued every order again: the worker's uploads of them
 # are over first, so that the delay is the call's, and the order not in flight)
-wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state IN ('pending', 'uploading', 'retrying')",
-	'0', 'the orders the TRUNCATE queued again are uploaded');
+# (their shipping information too: a request of either kind in flight makes
+# the call refuse at once, 55006, before any request; then it is made again)
+my $settled = "SELECT (SELECT count(*) FROM shopping_upload.order_state WHERE state IN ('pending', 'uploading', 'retrying'))
+	+ (SELECT count(*) FROM shopping_upload.shipping_state WHERE state IN ('pending', 'uploading', 'retrying'))";
+wait_for($settled, '0', 'the orders the TRUNCATE queued again are uploaded, and their shipping information');
 $stub->fault(kind => 'delay', delay_ms => 20000);
-my $t0 = time;
-($out, $err) = psql("SET statement_timeout = '500ms'; SELECT * FROM shopping_upload.upload_shopping_info($x);");
+my $t0;
+for my $try (1 .. 20)
+{
+	$t0 = time;
+	($out, $err) = psql("SET statement_timeout = '500ms'; SELECT * FROM shopping_upload.upload_shopping_info($x);");
+	last unless $err =~ /is being uploaded by the worker/;
+	diag "try $try: order $x was in flight (the worker's), the call is made again";
+	$node->poll_query_until('postgres', $settled, '0');
+}
 like($err, qr/canceling statement due to statement timeout/, 'a call is cancelled by statement_timeout');
 wait_for("SELECT count(*) FROM shopping_upload.audit WHERE order_id = $x AND transport_error LIKE '%caller was cancelled%'",
 	'1', 'its request ends and has an audit row that says so');
