@@ -15,6 +15,7 @@ OBJS = \
 	src/payload.o \
 	src/validate.o \
 	src/validate_shipping.o \
+	src/validate_trade.o \
 	src/shipping.o \
 	src/functions.o \
 	src/http.o \
@@ -40,7 +41,7 @@ DATA = shopping_upload--1.0.sql shopping_upload--1.1.sql shopping_upload--1.2.sq
 	shopping_upload--1.0--1.1.sql shopping_upload--1.1--1.2.sql
 PGFILEDESC = "shopping_upload - WeChat uploadShoppingInfo from PostgreSQL"
 
-REGRESS = foundation validate queue security shipping
+REGRESS = foundation validate queue security shipping trade_shipping
 REGRESS_OPTS = --load-extension=shopping_upload
 TAP_TESTS = 1
 ISOLATION = claim queue_race
@@ -77,9 +78,11 @@ include $(PGXS)
 # binary for both (one "N passed, N failed" line).
 UNIT_CFLAGS = -Wall -Wextra -Werror -O1 -Isrc -Itest/unit $(shell $(PKG_CONFIG) --cflags json-c)
 UNIT_SRCS = test/unit/test_validate.c test/unit/test_validate_shipping.c \
-	test/unit/test_retry.c src/validate.c src/validate_shipping.c src/retry.c
+	test/unit/test_validate_trade.c test/unit/test_retry.c src/validate.c \
+	src/validate_shipping.c src/validate_trade.c src/retry.c
 test/unit/test_validate: $(UNIT_SRCS) test/unit/unit.h src/validate.h \
-		src/validate_internal.h src/validate_shipping.h src/errcodes.h \
+		src/validate_internal.h src/validate_shipping.h src/validate_trade.h \
+		src/errcodes.h \
 		src/retry.h
 	$(CC) $(UNIT_CFLAGS) -o $@ $(UNIT_SRCS) \
 		$(shell $(PKG_CONFIG) --libs json-c)

@@ -402,3 +402,51 @@ REVOKE ALL ON FUNCTION limit_writers(), appid_grants_changed(), grant_appid(name
 /* the policies call them as the writer: a yes or no about a role and an appid */
 GRANT EXECUTE ON FUNCTION writer_limited(name), appid_allowed(name, text),
 	order_allowed(name, bigint) TO PUBLIC;
+
+ALTER TABLE shippings ADD COLUMN logistics_type integer,
+	ADD COLUMN is_all_delivered boolean,
+	ADD COLUMN received_at timestamptz;
+ALTER TABLE shipments ADD COLUMN item_desc text;
+
+/*
+ * WeChat's order shipping management service (/wxa/sec/order,
+ * docs/order-shipping.md): the same shipping tables feed it.  A parcel is
+ * described in free text (item_desc; derived from its items when empty);
+ * logistics_type is the order's unless the shipping information says
+ * otherwise; is_all_delivered ends a split delivery; received_at is when the
+ * courier reports the parcel signed for.
+ */
+CREATE TABLE delivery_companies (
+	delivery_id text PRIMARY KEY,	/* what express_company takes */
+	delivery_name text,
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE delivery_companies IS
+'WeChat''s delivery company list (get_delivery_list): an express_company must be one of its delivery_ids once it is filled';
+
+CREATE FUNCTION build_trade_shipping_payload(order_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'su_build_trade_shipping_payload_sql'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION build_trade_shipping_payload(bigint) IS
+'The /wxa/sec/order/upload_shipping_info body that would be sent for an order now';
+
+CREATE FUNCTION validate_trade_shipping_payload(payload jsonb, appid text DEFAULT NULL)
+RETURNS TABLE (errcode integer, errmsg text, field text)
+AS 'MODULE_PATHNAME', 'su_validate_trade_shipping_payload_sql'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION validate_trade_shipping_payload(jsonb, text) IS
+'Every violation of the rules of /wxa/sec/order/upload_shipping_info in a body, with WeChat''s errcode and the JSON path; express_company is checked against delivery_companies once that is filled';
+
+COMMENT ON COLUMN shippings.logistics_type IS 'The order shipping management service''s logistics_type; NULL: the order''s';
+COMMENT ON COLUMN shippings.is_all_delivered IS 'A split delivery is complete (the service''s is_all_delivered)';
+COMMENT ON COLUMN shippings.received_at IS 'When the courier reports the parcel signed for';
+COMMENT ON COLUMN shipments.item_desc IS 'The parcel''s description (at most 120 characters); NULL or empty: derived from its items, name*quantity';
+
+SELECT pg_catalog.pg_extension_config_dump('delivery_companies', '');
+REVOKE ALL ON delivery_companies FROM PUBLIC;
+REVOKE ALL ON FUNCTION build_trade_shipping_payload(bigint),
+	validate_trade_shipping_payload(jsonb, text) FROM PUBLIC;

@@ -155,7 +155,11 @@ CREATE TABLE shippings (
 	order_id	bigint PRIMARY KEY REFERENCES orders ON DELETE CASCADE,
 	delivery_mode integer,		/* 1 UNIFIED_DELIVERY, 2 SPLIT_DELIVERY */
 	created_at	timestamptz NOT NULL DEFAULT now(),
-	updated_at	timestamptz NOT NULL DEFAULT now()
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	/* added in 1.2: the order shipping management service's */
+	logistics_type integer,		/* NULL: the order's */
+	is_all_delivered boolean,	/* a split delivery is complete */
+	received_at timestamptz		/* the parcel signed for */
 );
 
 COMMENT ON TABLE shippings IS 'The shipping information of an order: its delivery_mode';
@@ -167,7 +171,9 @@ CREATE TABLE shipments (
 	express_company text,		/* a code of WeChat's delivery company list */
 	consignor_contact text,		/* contact: masked phone numbers */
 	receiver_contact text,
-	PRIMARY KEY (order_id, shipment_no)
+	PRIMARY KEY (order_id, shipment_no),
+	/* added in 1.2: the parcel's description (NULL or empty: derived) */
+	item_desc	text
 );
 
 COMMENT ON TABLE shipments IS 'The shipping_list entries of an order''s shipping information';
@@ -811,6 +817,44 @@ COMMENT ON FUNCTION revoke_appid(name, text) IS
 'Takes an appid back from a role; a role with none left is no longer limited';
 
 /*
+ * WeChat's order shipping management service (/wxa/sec/order,
+ * docs/order-shipping.md): the same shipping tables feed it.  A parcel is
+ * described in free text (item_desc; derived from its items when empty);
+ * logistics_type is the order's unless the shipping information says
+ * otherwise; is_all_delivered ends a split delivery; received_at is when the
+ * courier reports the parcel signed for.
+ */
+CREATE TABLE delivery_companies (
+	delivery_id text PRIMARY KEY,	/* what express_company takes */
+	delivery_name text,
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE delivery_companies IS
+'WeChat''s delivery company list (get_delivery_list): an express_company must be one of its delivery_ids once it is filled';
+
+CREATE FUNCTION build_trade_shipping_payload(order_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'su_build_trade_shipping_payload_sql'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION build_trade_shipping_payload(bigint) IS
+'The /wxa/sec/order/upload_shipping_info body that would be sent for an order now';
+
+CREATE FUNCTION validate_trade_shipping_payload(payload jsonb, appid text DEFAULT NULL)
+RETURNS TABLE (errcode integer, errmsg text, field text)
+AS 'MODULE_PATHNAME', 'su_validate_trade_shipping_payload_sql'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION validate_trade_shipping_payload(jsonb, text) IS
+'Every violation of the rules of /wxa/sec/order/upload_shipping_info in a body, with WeChat''s errcode and the JSON path; express_company is checked against delivery_companies once that is filled';
+
+COMMENT ON COLUMN shippings.logistics_type IS 'The order shipping management service''s logistics_type; NULL: the order''s';
+COMMENT ON COLUMN shippings.is_all_delivered IS 'A split delivery is complete (the service''s is_all_delivered)';
+COMMENT ON COLUMN shippings.received_at IS 'When the courier reports the parcel signed for';
+COMMENT ON COLUMN shipments.item_desc IS 'The parcel''s description (at most 120 characters); NULL or empty: derived from its items, name*quantity';
+
+/*
  * The tables hold the merchant's data, not the extension's: pg_dump dumps
  * their rows (and the identity counters) like any table's.
  */
@@ -829,6 +873,7 @@ SELECT pg_catalog.pg_extension_config_dump('shipment_items', '');
 SELECT pg_catalog.pg_extension_config_dump('shipping_state', '');
 /* added in 1.2 */
 SELECT pg_catalog.pg_extension_config_dump('appid_grants', '');
+SELECT pg_catalog.pg_extension_config_dump('delivery_companies', '');
 
 /* Nothing is granted to PUBLIC: see README, "Privileges". */
 REVOKE ALL ON ALL TABLES IN SCHEMA shopping_upload FROM PUBLIC;

@@ -79,6 +79,27 @@
 #define WX_ERR_UNIFIED_NEEDS_ONE_SHIPMENT	268485228
 
 /*
+ * The order shipping management service (/wxa/sec/order, validate_trade.c;
+ * docs/order-shipping.md).  A malformed value there is 47001
+ * (WX_ERR_DATA_FORMAT) where no errcode of its own is given.
+ */
+#define WX_ERR_DELIVERY_MODE				268485224
+#define WX_ERR_EXPRESS_COMPANY_MISSING		268485227
+#define WX_ERR_TRADE_PAYMENT_NOT_FOUND		10060001
+#define WX_ERR_TRADE_ALL_SHIPPED			10060002
+#define WX_ERR_TRADE_RESHIP_USED			10060003
+#define WX_ERR_TRADE_NOT_SHIPPABLE			10060004
+#define WX_ERR_TRADE_LOGISTICS_TYPE			10060005
+#define WX_ERR_TRADE_SPLIT_NOT_EXPRESS		10060006
+#define WX_ERR_TRADE_ALL_DELIVERED_MISSING	10060007
+#define WX_ERR_TRADE_ITEM_DESC_MISSING		10060008
+#define WX_ERR_TRADE_ITEM_DESC_TOO_LONG		10060009
+#define WX_ERR_TRADE_UNCHANGED				10060023
+#define WX_ERR_TRADE_SHIPPING_LIST_TOO_LONG	10060024
+#define WX_ERR_TRADE_EXPRESS_COMPANY_TOO_LONG	10060025
+#define WX_ERR_TRADE_TRACKING_NO_TOO_LONG	10060026
+
+/*
  * Not WeChat's: a request that this server's own configuration stops (plain
  * http refused, a CA file that cannot be used).  Recorded so, and held as a
  * configuration problem, never retried to death as a transport failure.

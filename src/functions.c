@@ -32,6 +32,7 @@
 #include "upload.h"
 #include "validate.h"
 #include "validate_shipping.h"
+#include "validate_trade.h"
 #include "extversion.h"
 #include "shared.h"
 #include "queue_commit.h"
@@ -55,6 +56,8 @@ PG_FUNCTION_INFO_V1(su_audit_rows_deleted_sql);
 PG_FUNCTION_INFO_V1(su_validate_shipping_payload_sql);
 PG_FUNCTION_INFO_V1(su_import_shipping_sql);
 PG_FUNCTION_INFO_V1(su_build_shipping_payload_sql);
+PG_FUNCTION_INFO_V1(su_build_trade_shipping_payload_sql);
+PG_FUNCTION_INFO_V1(su_validate_trade_shipping_payload_sql);
 PG_FUNCTION_INFO_V1(su_verify_shopping_info_sql);
 PG_FUNCTION_INFO_V1(su_upload_shipping_info_sql);
 PG_FUNCTION_INFO_V1(su_claim_waits_sql);
@@ -666,10 +669,10 @@ su_import_shipping_sql(PG_FUNCTION_ARGS)
 /*
  * build_shipping_payload(order_id bigint) RETURNS jsonb
  */
-Datum
-su_build_shipping_payload_sql(PG_FUNCTION_ARGS)
+/* a shipping body of order_id, built now, as jsonb */
+static Datum
+built_shipping_body(int64 order_id, bool trade)
 {
-	int64		order_id = PG_GETARG_INT64(0);
 	MemoryContext caller = CurrentMemoryContext;
 	json_object *payload;
 	Datum		result;
@@ -677,9 +680,98 @@ su_build_shipping_payload_sql(PG_FUNCTION_ARGS)
 	su_require_extension_version();
 
 	SPI_connect();
-	payload = su_build_shipping_payload(order_id, GetCurrentTimestamp());
+	payload = trade ?
+		su_build_trade_shipping_payload(order_id, GetCurrentTimestamp()) :
+		su_build_shipping_payload(order_id, GetCurrentTimestamp());
 	MemoryContextSwitchTo(caller);
 	result = su_json_to_jsonb(payload);
 	SPI_finish();
-	PG_RETURN_DATUM(result);
+	return result;
+}
+
+Datum
+su_build_shipping_payload_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(built_shipping_body(PG_GETARG_INT64(0), false));
+}
+
+/*
+ * build_trade_shipping_payload(order_id bigint) RETURNS jsonb
+ */
+Datum
+su_build_trade_shipping_payload_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(built_shipping_body(PG_GETARG_INT64(0), true));
+}
+
+/*
+ * The delivery_ids of delivery_companies, copied into cxt; NULL (the rule
+ * skipped) while the table is empty.  SPI must be connected.
+ */
+static char **
+delivery_ids(MemoryContext cxt, int *n)
+{
+	char	  **ids;
+
+	*n = 0;
+	if (SPI_execute("SELECT d.delivery_id FROM " SU_SCHEMA ".delivery_companies d"
+					" WHERE d.delivery_id IS NOT NULL", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read shopping_upload.delivery_companies");
+	if (SPI_processed == 0)
+		return NULL;
+	ids = MemoryContextAlloc(cxt, sizeof(char *) * SPI_processed);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+
+		ids[(*n)++] = MemoryContextStrdup(cxt, v);
+	}
+	return ids;
+}
+
+/*
+ * validate_trade_shipping_payload(payload jsonb, appid text DEFAULT NULL)
+ *		RETURNS TABLE (errcode integer, errmsg text, field text)
+ *
+ * appid: the app the body is for; today's rules are the same for every app
+ * (delivery_companies is WeChat's one list).
+ */
+Datum
+su_validate_trade_shipping_payload_sql(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	json_object *payload;
+	char	  **ids;
+	int			n_ids = 0;
+	Size		size;
+
+	su_require_extension_version();
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payload must not be NULL")));
+
+	/* the size cap of validate_payload() */
+	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
+	if (size > 2 * (Size) SU_MAX_BODY_BYTES)
+		return oversized_row(fcinfo, "about ", size);
+	payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
+	if (payload != NULL &&
+		(size = strlen(json_object_to_json_string_ext(payload,
+													  JSON_C_TO_STRING_PLAIN |
+													  JSON_C_TO_STRING_NOSLASHESCAPE)))
+		> SU_MAX_BODY_BYTES)
+		return oversized_row(fcinfo, "", size);
+
+	SPI_connect();
+	ids = delivery_ids(caller, &n_ids);
+	SPI_finish();
+
+	InitMaterializedSRF(fcinfo, 0);
+	su_validate_trade_shipping(payload, (const char *const *) ids, (size_t) n_ids,
+							   violation_row, rsinfo, interrupt_pending, NULL);
+	CHECK_FOR_INTERRUPTS();
+	return (Datum) 0;
 }

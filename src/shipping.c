@@ -652,3 +652,208 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 	SPI_freetuptable(tt);
 	return root;
 }
+
+/* ---------------------------------------------------------------------
+ * The order shipping management service's body (/wxa/sec/order)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The order with its shippings row: the order's logistics_type unless the
+ * shipping information gives one (1, express, when neither does: WeChat's
+ * default for the upload).
+ */
+#define BUILD_TRADE_ORDER_SQL \
+	"SELECT o.order_number_type, o.transaction_id, o.mchid," \
+	" o.out_trade_no, o.openid, s.order_id, s.delivery_mode," \
+	" coalesce(s.logistics_type, o.logistics_type, 1), s.is_all_delivered" \
+	" FROM " SU_SCHEMA ".orders o" \
+	" LEFT JOIN " SU_SCHEMA ".shippings s" \
+	"  ON s.order_id OPERATOR(pg_catalog.=) o.order_id" \
+	" WHERE o.order_id OPERATOR(pg_catalog.=) $1"
+enum
+{
+	Anum_trade_order_order_number_type = 1,
+	Anum_trade_order_transaction_id,
+	Anum_trade_order_mchid,
+	Anum_trade_order_out_trade_no,
+	Anum_trade_order_openid,
+	Anum_trade_order_shipping_order_id, /* NULL without shippings */
+	Anum_trade_order_delivery_mode,
+	Anum_trade_order_logistics_type,
+	Anum_trade_order_is_all_delivered
+};
+
+StaticAssertDecl(Anum_trade_order_transaction_id ==
+				 Anum_trade_order_order_number_type + 1 &&
+				 Anum_trade_order_mchid ==
+				 Anum_trade_order_order_number_type + 2 &&
+				 Anum_trade_order_out_trade_no ==
+				 Anum_trade_order_order_number_type + 3,
+				 "order key columns not in su_add_order_key()'s order");
+
+/*
+ * The description of the items of o (an order_id) that w selects: name*
+ * quantity (the name alone without a quantity), in the order's order,
+ * joined by ';' and cut to SU_TRADE_ITEM_DESC_MAX characters, ending with
+ * "..." when cut, as WeChat's own descriptions do.  NULL: no named item.
+ */
+#define SU_SQL_ITEM_DESC(o, w) \
+	"(SELECT CASE WHEN pg_catalog.char_length(d.t) OPERATOR(pg_catalog.>) 120" \
+	"  THEN pg_catalog.left(d.t, 117) OPERATOR(pg_catalog.||) '...' ELSE d.t END" \
+	" FROM (SELECT pg_catalog.string_agg(i.name OPERATOR(pg_catalog.||)" \
+	"   coalesce('*' OPERATOR(pg_catalog.||) CAST(i.quantity AS pg_catalog.text), '')," \
+	"   ';' ORDER BY i.sub_order_no, i.item_no) AS t" \
+	"  FROM " SU_SCHEMA ".items i" \
+	"  WHERE i.order_id OPERATOR(pg_catalog.=) " o \
+	"  AND i.name OPERATOR(pg_catalog.<>) '' AND (" w ")) d)"
+
+/*
+ * A parcel's items: those of its shipment_items, or all the order's when it
+ * lists none (a unified delivery).
+ */
+#define TRADE_PARCEL_ITEMS \
+	"NOT EXISTS (SELECT FROM " SU_SCHEMA ".shipment_items si" \
+	"  WHERE si.order_id OPERATOR(pg_catalog.=) sh.order_id" \
+	"  AND si.shipment_no OPERATOR(pg_catalog.=) sh.shipment_no)" \
+	" OR i.merchant_item_id OPERATOR(pg_catalog.=) ANY (ARRAY(" \
+	"  SELECT si.merchant_item_id FROM " SU_SCHEMA ".shipment_items si" \
+	"  WHERE si.order_id OPERATOR(pg_catalog.=) sh.order_id" \
+	"  AND si.shipment_no OPERATOR(pg_catalog.=) sh.shipment_no))"
+
+/*
+ * The parcels, in shipment order; virtual goods and pick-up (logistics_type
+ * 3 and 4, $2) without any shipment row: one parcel of the whole order,
+ * with only its description.
+ */
+#define BUILD_TRADE_PARCELS_SQL \
+	"SELECT sh.shipment_no, sh.tracking_no, sh.express_company," \
+	" sh.consignor_contact, sh.receiver_contact," \
+	" coalesce(NULLIF(sh.item_desc, ''), " \
+	SU_SQL_ITEM_DESC("sh.order_id", TRADE_PARCEL_ITEMS) ")" \
+	" FROM " SU_SCHEMA ".shipments sh" \
+	" WHERE sh.order_id OPERATOR(pg_catalog.=) $1" \
+	" UNION ALL" \
+	" SELECT 0, NULL, NULL, NULL, NULL, " SU_SQL_ITEM_DESC("$1", "true") \
+	" WHERE $2 OPERATOR(pg_catalog.>=) 3 AND NOT EXISTS (SELECT FROM " \
+	SU_SCHEMA ".shipments sh WHERE sh.order_id OPERATOR(pg_catalog.=) $1)" \
+	" ORDER BY 1"
+enum
+{
+	Anum_trade_parcel_shipment_no = 1,
+	Anum_trade_parcel_tracking_no,
+	Anum_trade_parcel_express_company,
+	Anum_trade_parcel_consignor_contact,
+	Anum_trade_parcel_receiver_contact,
+	Anum_trade_parcel_item_desc
+};
+
+static SPIPlanPtr trade_order_plan = NULL;
+static SPIPlanPtr trade_parcels_plan = NULL;
+
+static void
+build_trade_parcel(json_object *list, HeapTuple tup, TupleDesc desc)
+{
+	json_object *parcel = json_object_new_object();
+	json_object *contact = json_object_new_object();
+
+	json_object_array_add(list, parcel);
+	add_text_col(parcel, "tracking_no", tup, desc,
+				 Anum_trade_parcel_tracking_no, true);
+	add_text_col(parcel, "express_company", tup, desc,
+				 Anum_trade_parcel_express_company, true);
+	add_text_col(parcel, "item_desc", tup, desc,
+				 Anum_trade_parcel_item_desc, false);
+	json_object_object_add(parcel, "contact", contact);
+	add_text_col(contact, "consignor_contact", tup, desc,
+				 Anum_trade_parcel_consignor_contact, true);
+	add_text_col(contact, "receiver_contact", tup, desc,
+				 Anum_trade_parcel_receiver_contact, true);
+	if (json_object_object_length(contact) == 0)
+		json_object_object_del(parcel, "contact");
+}
+
+json_object *
+su_build_trade_shipping_payload(int64 order_id, TimestampTz upload_time)
+{
+	Oid			order_types[1] = {INT8OID};
+	Oid			parcel_types[2] = {INT8OID, INT4OID};
+	Datum		args[2] = {Int64GetDatum(order_id), 0};
+	SPITupleTable *tt;
+	SPITupleTable *parcels = NULL;
+	uint64		n_parcels = 0;
+	HeapTuple	tup;
+	bool		isnull;
+	Datum		v;
+	size_t		bytes;
+	json_object *root;
+	json_object *payer;
+	json_object *list;
+
+	su_kept_plan(&trade_order_plan, BUILD_TRADE_ORDER_SQL, 1, order_types, 0);
+	su_kept_plan(&trade_parcels_plan, BUILD_TRADE_PARCELS_SQL, 2, parcel_types, 0);
+
+	/* one snapshot for both, after whatever the caller wrote */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute_plan(trade_order_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		su_order_missing(order_id);
+	tt = SPI_tuptable;
+	tup = tt->vals[0];
+	SPI_getbinval(tup, tt->tupdesc, Anum_trade_order_shipping_order_id, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("order " INT64_FORMAT " has no shipping information", order_id),
+				 errhint("Store it in shopping_upload.shippings and shipments, or with shopping_upload.import_shipping().")));
+	args[1] = SPI_getbinval(tup, tt->tupdesc, Anum_trade_order_logistics_type, &isnull);
+
+	/* capped before it is built, as su_build_shipping_payload_ex() does */
+	bytes = su_row_bytes(tup, tt->tupdesc);
+	if (bytes <= SU_MAX_BODY_BYTES)
+	{
+		if (SPI_execute_plan(trade_parcels_plan, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the shipments of order " INT64_FORMAT, order_id);
+		parcels = SPI_tuptable;
+		n_parcels = SPI_processed;
+		for (uint64 r = 0; r < n_parcels && bytes <= SU_MAX_BODY_BYTES; r++)
+			bytes += su_row_bytes(parcels->vals[r], parcels->tupdesc);
+	}
+	PopActiveSnapshot();
+	if (bytes > SU_MAX_BODY_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the shipping information of order " INT64_FORMAT " is over %d bytes",
+						order_id, SU_MAX_BODY_BYTES),
+				 errdetail("A body holds at most %d bytes: it is not built.",
+						   SU_MAX_BODY_BYTES)));
+
+	root = json_object_new_object();
+	su_json_track(root);
+	su_add_order_key(root, tup, tt->tupdesc, Anum_trade_order_order_number_type);
+	json_object_object_add(root, "logistics_type",
+						   json_object_new_int64(DatumGetInt32(args[1])));
+	v = SPI_getbinval(tup, tt->tupdesc, Anum_trade_order_delivery_mode, &isnull);
+	if (!isnull)
+		json_object_object_add(root, "delivery_mode",
+							   json_object_new_int64(DatumGetInt32(v)));
+	v = SPI_getbinval(tup, tt->tupdesc, Anum_trade_order_is_all_delivered, &isnull);
+	if (!isnull)
+		json_object_object_add(root, "is_all_delivered",
+							   json_object_new_boolean(DatumGetBool(v)));
+	list = json_object_new_array();
+	json_object_object_add(root, "shipping_list", list);
+	for (uint64 r = 0; r < n_parcels; r++)
+		build_trade_parcel(list, parcels->vals[r], parcels->tupdesc);
+	json_object_object_add(root, "upload_time",
+						   json_object_new_string(su_format_upload_time(upload_time)));
+	payer = json_object_new_object();
+	json_object_object_add(root, "payer", payer);
+	add_text_col(payer, "openid", tup, tt->tupdesc, Anum_trade_order_openid, false);
+	if (parcels)
+		SPI_freetuptable(parcels);
+	SPI_freetuptable(tt);
+	return root;
+}

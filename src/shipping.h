@@ -62,4 +62,16 @@ extern struct json_object *su_build_shipping_payload_ex(int64 order_id,
 														bool *accepted,
 														bool *oversized);
 
+/*
+ * The body of /wxa/sec/order/upload_shipping_info (the order shipping
+ * management service) for an order, tracked: order_key, logistics_type
+ * (the shipping information's, else the order's, else 1), delivery_mode,
+ * is_all_delivered, shipping_list (each parcel's item_desc its own, or
+ * derived from its items), upload_time, payer.  An order that does not
+ * exist, has no shipping information, or whose body would pass
+ * SU_MAX_BODY_BYTES, is an error.  SPI must be connected.
+ */
+extern struct json_object *su_build_trade_shipping_payload(int64 order_id,
+														   TimestampTz upload_time);
+
 #endif							/* SU_SHIPPING_H */

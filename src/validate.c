@@ -256,6 +256,29 @@ json_string_is(struct json_object *v, const char *name)
 
 /* ---- generic checks ---- */
 
+/*
+ * "masked phone, last 4 digits in clear": the last four characters that are
+ * digits or the mask '*' are all digits.  Separators ('-', spaces, '+')
+ * are skipped: WeChat's examples include 0**2-******23-10.  Both shipping
+ * services' contacts follow it.
+ */
+bool
+su_v_contact_ok(const StrVal *v)
+{
+	int			clear = 0;
+
+	for (size_t i = v->len; i > 0 && clear < 4; i--)
+	{
+		char		ch = v->s[i - 1];
+
+		if (ch == '*')
+			return false;
+		if (ch >= '0' && ch <= '9')
+			clear++;
+	}
+	return clear == 4;
+}
+
 /* v must be a string obeying rule; v may be NULL (reported as null) */
 StrState
 su_v_check_string_value(Ctx *c, struct json_object *v, const char *path,
@@ -267,7 +290,7 @@ su_v_check_string_value(Ctx *c, struct json_object *v, const char *path,
 	out->len = 0;
 	if (!json_object_is_type(v, json_type_string))
 	{
-		su_v_report(c, WX_ERR_PARAM, path, "must be a string, got %s",
+		su_v_report(c, su_v_param(c), path, "must be a string, got %s",
 			   su_json_type_phrase(v));
 		return STR_BAD;
 	}
@@ -282,7 +305,8 @@ su_v_check_string_value(Ctx *c, struct json_object *v, const char *path,
 	n = rule->unit == CHARS ? count_chars(out->s, out->len) : out->len;
 	if (n > rule->max)
 	{
-		su_v_report(c, WX_ERR_PARAM, path, "is %zu %s long; at most %zu allowed",
+		su_v_report(c, rule->too_long ? rule->too_long : su_v_param(c), path,
+					"is %zu %s long; at most %zu allowed",
 			   n, rule->unit == CHARS ? "characters" : "bytes", rule->max);
 		return STR_BAD;
 	}
@@ -312,7 +336,7 @@ su_v_is_object(Ctx *c, struct json_object *v, const char *path)
 {
 	if (v != NULL && json_object_is_type(v, json_type_object))
 		return true;
-	su_v_report(c, WX_ERR_PARAM, path, "must be an object, got %s", su_json_type_phrase(v));
+	su_v_report(c, su_v_param(c), path, "must be an object, got %s", su_json_type_phrase(v));
 	return false;
 }
 
@@ -347,7 +371,7 @@ su_v_check_array(Ctx *c, struct json_object *parent, const char *key,
 	}
 	if (!json_object_is_type(v, json_type_array))
 	{
-		su_v_report(c, WX_ERR_PARAM, path, "must be an array, got %s",
+		su_v_report(c, su_v_param(c), path, "must be an array, got %s",
 			   su_json_type_phrase(v));
 		return NULL;
 	}
@@ -358,7 +382,7 @@ su_v_check_array(Ctx *c, struct json_object *parent, const char *key,
 		return NULL;
 	}
 	if (max > 0 && n > max)
-		su_v_report(c, WX_ERR_PARAM, path, "has %zu entries; at most %zu allowed",
+		su_v_report(c, su_v_param(c), path, "has %zu entries; at most %zu allowed",
 			   n, max);
 	return v;
 }
@@ -620,7 +644,7 @@ check_out_trade_no(Ctx *c, struct json_object *key, int type)
 {
 	const char *path = "order_key.out_trade_no";
 	StrRule		rule = {type == 1 ? WX_ERR_OUT_TRADE_NO_MISSING : 0, WHEN_TYPE_1,
-	OUT_TRADE_NO_MAX, CHARS};
+	OUT_TRADE_NO_MAX, CHARS, 0};
 	StrVal		v;
 	size_t		n;
 
@@ -628,10 +652,10 @@ check_out_trade_no(Ctx *c, struct json_object *key, int type)
 		return;
 	n = count_chars(v.s, v.len);
 	if (n < OUT_TRADE_NO_MIN)
-		su_v_report(c, WX_ERR_PARAM, path, "is %zu character%s long; at least %d required",
+		su_v_report(c, su_v_param(c), path, "is %zu character%s long; at least %d required",
 			   n, n == 1 ? "" : "s", OUT_TRADE_NO_MIN);
 	else if (!out_trade_no_chars_ok(&v))
-		su_v_report(c, WX_ERR_PARAM, path,
+		su_v_report(c, su_v_param(c), path,
 			   "may contain only 0-9, A-Z, a-z, _, -, * and |");
 }
 
@@ -651,10 +675,10 @@ su_v_check_order_key(Ctx *c, struct json_object *payload)
 					  true);
 	su_v_check_string(c, key, "transaction_id", "order_key.transaction_id",
 				 &(StrRule) {type == 2 ? WX_ERR_TRANSACTION_ID_MISSING : 0,
-				 WHEN_TYPE_2, KEY_ID_MAX, BYTES}, &v);
+				 WHEN_TYPE_2, KEY_ID_MAX, BYTES, 0}, &v);
 	su_v_check_string(c, key, "mchid", "order_key.mchid",
 				 &(StrRule) {type == 1 ? WX_ERR_MCHID_MISSING : 0,
-				 WHEN_TYPE_1, KEY_ID_MAX, BYTES}, &v);
+				 WHEN_TYPE_1, KEY_ID_MAX, BYTES, 0}, &v);
 	check_out_trade_no(c, key, type);
 }
 
@@ -699,13 +723,13 @@ check_link_members(Ctx *c, struct json_object *link, const LinkInfo *order,
 	su_v_path_key(path, out->path, "url");
 	if (su_v_check_string(c, link, "url", path,
 					 &(StrRule) {url ? WX_ERR_LINK_URL_MISSING : 0, WHEN_URL,
-					 URL_MAX, BYTES}, &v) == STR_OK)
+					 URL_MAX, BYTES, 0}, &v) == STR_OK)
 		check_url(c, path, &v);
 
 	su_v_path_key(path, out->path, "appid");
 	if (su_v_check_string(c, link, "appid", path,
 					 &(StrRule) {mp ? WX_ERR_LINK_APPID_MISSING : 0,
-					 WHEN_MINI_PROGRAM, APPID_MAX, BYTES}, &v) == STR_OK && mp)
+					 WHEN_MINI_PROGRAM, APPID_MAX, BYTES, 0}, &v) == STR_OK && mp)
 	{
 		check_link_appid(c, path, &v, order);
 		out->appid = v;
@@ -714,7 +738,7 @@ check_link_members(Ctx *c, struct json_object *link, const LinkInfo *order,
 	su_v_path_key(path, out->path, "path");
 	su_v_check_string(c, link, "path", path,
 				 &(StrRule) {mp ? WX_ERR_LINK_PATH_MISSING : 0,
-				 WHEN_MINI_PROGRAM, LINK_PATH_MAX, BYTES}, &v);
+				 WHEN_MINI_PROGRAM, LINK_PATH_MAX, BYTES, 0}, &v);
 }
 
 /*
@@ -848,7 +872,7 @@ check_images(Ctx *c, struct json_object *item, const char *item_path)
 	{
 		su_v_path_index(sub, path, k);
 		if (su_v_check_string_value(c, json_object_array_get_idx(urls, k), sub,
-							   &(StrRule) {WX_ERR_PARAM, "", URL_MAX, BYTES},
+							   &(StrRule) {WX_ERR_PARAM, "", URL_MAX, BYTES, 0},
 							   &v) == STR_OK)
 			check_url(c, sub, &v);
 	}
@@ -871,19 +895,19 @@ check_item(Ctx *c, struct json_object *items, size_t j,
 
 	su_v_path_key(sub, path, "merchant_item_id");
 	if (su_v_check_string(c, item, "merchant_item_id", sub,
-					 &(StrRule) {WX_ERR_PARAM, "", ITEM_ID_MAX, BYTES},
+					 &(StrRule) {WX_ERR_PARAM, "", ITEM_ID_MAX, BYTES, 0},
 					 &v) == STR_OK)
 		report_repeat(c, first, j, "merchant_item_id", items_path,
 					  WX_ERR_ITEM_ID_REPEATED);
 
 	su_v_path_key(sub, path, "name");
 	su_v_check_string(c, item, "name", sub,
-				 &(StrRule) {WX_ERR_ITEM_NAME_MISSING, "", NAME_MAX, CHARS},
+				 &(StrRule) {WX_ERR_ITEM_NAME_MISSING, "", NAME_MAX, CHARS, 0},
 				 &v);
 
 	su_v_path_key(sub, path, "description");
 	if (su_v_check_string(c, item, "description", sub,
-					 &(StrRule) {0, "", DESCRIPTION_MAX, CHARS},
+					 &(StrRule) {0, "", DESCRIPTION_MAX, CHARS, 0},
 					 &v) == STR_EMPTY)
 		su_v_report(c, WX_ERR_PARAM, sub, "must not be empty");
 
@@ -917,7 +941,7 @@ check_order(Ctx *c, struct json_object *orders, size_t i, const size_t *first)
 	su_v_path_key(sub, path, "merchant_order_no");
 	if (su_v_check_string(c, order, "merchant_order_no", sub,
 					 &(StrRule) {WX_ERR_MERCHANT_ORDER_NO_MISSING, "",
-					 ORDER_NO_MAX, BYTES}, &v) == STR_OK)
+					 ORDER_NO_MAX, BYTES, 0}, &v) == STR_OK)
 		report_repeat(c, first, i, "merchant_order_no", "order_list",
 					  WX_ERR_ORDER_NO_REPEATED);
 
@@ -970,7 +994,7 @@ su_v_check_payer(Ctx *c, struct json_object *payload)
 		return;
 	su_v_check_string(c, payer, "openid", "payer.openid",
 				 &(StrRule) {WX_ERR_PAYER_OPENID_MISSING, "", OPENID_MAX,
-				 BYTES}, &v);
+				 BYTES, 0}, &v);
 }
 
 void
@@ -980,7 +1004,7 @@ su_v_check_upload_time(Ctx *c, struct json_object *payload)
 
 	if (su_v_check_string(c, payload, "upload_time", "upload_time",
 					 &(StrRule) {WX_ERR_UPLOAD_TIME_MISSING, "", SIZE_MAX,
-					 BYTES}, &v) == STR_OK &&
+					 BYTES, 0}, &v) == STR_OK &&
 		!rfc3339_ok(v.s, v.len))
 		su_v_report(c, WX_ERR_UPLOAD_TIME_FORMAT, "upload_time",
 			   "is not an RFC 3339 date-time such as "
@@ -999,7 +1023,7 @@ su_validate_payload_ex(struct json_object *payload, const char *appid,
 					   su_violation_cb cb, void *arg,
 					   su_stop_cb stop, void *stop_arg)
 {
-	Ctx			c = {appid, cb, arg, 0, stop, stop_arg, false};
+	Ctx			c = {appid, cb, arg, 0, stop, stop_arg, false, 0};
 
 	if (!json_object_is_type(payload, json_type_object))
 	{

@@ -19,6 +19,7 @@
 
 #include <json-c/json.h>
 
+#include "errcodes.h"
 #include "validate.h"
 
 #define PATH_LEN			192 /* longest path is about 100 bytes */
@@ -44,7 +45,17 @@ typedef struct Ctx
 	su_stop_cb	stop;			/* asked between list entries; NULL: never */
 	void	   *stop_arg;
 	bool		stopped;
+	int			param;			/* errcode of a malformed value (a wrong type,
+								 * too long, too many): 0 is 268435461, the
+								 * /user-order calls'; 47001 for /wxa/sec/order */
 } Ctx;
+
+/* the errcode of a malformed value for the API being checked */
+static inline int
+su_v_param(const Ctx *c)
+{
+	return c->param != 0 ? c->param : WX_ERR_PARAM;
+}
 
 typedef enum LenUnit
 {
@@ -59,6 +70,7 @@ typedef struct StrRule
 	const char *when;			/* the condition that made it required, or "" */
 	size_t		max;			/* longest allowed, in unit */
 	LenUnit		unit;
+	int			too_long;		/* errcode when too long; 0: su_v_param() */
 } StrRule;
 
 typedef struct StrVal
@@ -142,6 +154,8 @@ extern int	su_v_check_enum(Ctx *c, struct json_object *v, const char *path,
 							const EnumDef *def, bool required);
 
 /* The rules every call of the product shares (uploadShoppingInfo.md) */
+extern bool su_v_contact_ok(const StrVal *v);
+
 extern void su_v_check_order_key(Ctx *c, struct json_object *payload);
 extern void su_v_check_payer(Ctx *c, struct json_object *payload);
 extern void su_v_check_upload_time(Ctx *c, struct json_object *payload);

@@ -87,28 +87,6 @@ item_ids_has(const ItemIds *set, const StrVal *v)
 	return bsearch(v, set->ids, set->n, sizeof(StrVal), strval_cmp) != NULL;
 }
 
-/*
- * "masked phone, last 4 digits in clear": the last four characters that are
- * digits or the mask '*' are all digits.  Separators ('-', spaces, '+')
- * are skipped: WeChat's examples include 0**2-******23-10.
- */
-static bool
-contact_ok(const StrVal *v)
-{
-	int			clear = 0;
-
-	for (size_t i = v->len; i > 0 && clear < 4; i--)
-	{
-		char		ch = v->s[i - 1];
-
-		if (ch == '*')
-			return false;
-		if (ch >= '0' && ch <= '9')
-			clear++;
-	}
-	return clear == 4;
-}
-
 /* contact.<key> of a shipment: optional, a masked phone number */
 static void
 check_contact_value(Ctx *c, struct json_object *contact, const char *key,
@@ -120,8 +98,8 @@ check_contact_value(Ctx *c, struct json_object *contact, const char *key,
 
 	su_v_path_key(path, contact_path, key);
 	st = su_v_check_string(c, contact, key, path,
-						   &(StrRule) {0, "", SIZE_MAX, BYTES}, &v);
-	if ((st == STR_OK || st == STR_EMPTY) && !contact_ok(&v))
+						   &(StrRule) {0, "", SIZE_MAX, BYTES, 0}, &v);
+	if ((st == STR_OK || st == STR_EMPTY) && !su_v_contact_ok(&v))
 		su_v_report(c, WX_ERR_PARAM, path,
 					"must be a masked phone number with its last 4 digits "
 					"in clear, such as 189****1234");
@@ -186,7 +164,7 @@ check_shipment_items(Ctx *c, struct json_object *shipment,
 			continue;
 		su_v_path_key(sub, item_path, "merchant_item_id");
 		if (su_v_check_string(c, item, "merchant_item_id", sub,
-							  &(StrRule) {WX_ERR_PARAM, "", ITEM_ID_MAX, BYTES},
+							  &(StrRule) {WX_ERR_PARAM, "", ITEM_ID_MAX, BYTES, 0},
 							  &v) == STR_OK &&
 			split && order->known && !item_ids_has(order, &v))
 			su_v_report(c, WX_ERR_PARAM, sub, "is not an item of the order");
@@ -210,12 +188,12 @@ check_shipment(Ctx *c, struct json_object *list, size_t i, int mode,
 	su_v_path_key(sub, path, "tracking_no");
 	su_v_check_string(c, shipment, "tracking_no", sub,
 					  &(StrRule) {WX_ERR_TRACKING_NO_MISSING, "",
-					  SU_TRACKING_NO_MAX, BYTES}, &v);
+					  SU_TRACKING_NO_MAX, BYTES, 0}, &v);
 
 	su_v_path_key(sub, path, "express_company");
 	su_v_check_string(c, shipment, "express_company", sub,
 					  &(StrRule) {WX_ERR_PARAM, "", SU_EXPRESS_COMPANY_MAX,
-					  BYTES}, &v);
+					  BYTES, 0}, &v);
 
 	check_shipment_items(c, shipment, path, mode, order);
 	check_contact(c, shipment, path);
@@ -250,7 +228,7 @@ su_validate_shipping(struct json_object *payload,
 					 su_violation_cb cb, void *arg,
 					 su_stop_cb stop, void *stop_arg)
 {
-	Ctx			c = {NULL, cb, arg, 0, stop, stop_arg, false};
+	Ctx			c = {NULL, cb, arg, 0, stop, stop_arg, false, 0};
 	ItemIds		order;
 	int			mode;
 

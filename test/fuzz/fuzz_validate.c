@@ -51,6 +51,8 @@
 #include "errcodes.h"
 #include "retry.h"
 #include "validate.h"
+#include "validate_shipping.h"
+#include "validate_trade.h"
 
 #define FUZZ_DEPTH		64		/* explicit depth of the first tokener */
 #define FUZZ_APPID		"wxmerchantapp" /* the merchant of sql/validate.sql */
@@ -551,6 +553,40 @@ round_trip(struct json_object *obj, uint32_t seed, const Report *plain,
 	free(text);
 }
 
+/* a su_violation_cb that counts, and wants a path and a message */
+static void
+count_violation(void *arg, int errcode, const char *field, const char *errmsg)
+{
+	(void) errcode;
+	if (field == NULL || errmsg == NULL || errmsg[0] == '\0')
+		fail("a shipping violation without a path or a message");
+	(*(int *) arg)++;
+}
+
+/*
+ * The same body as both shipping services' bodies: each validator walks
+ * anything, and calls back once per violation it counts.
+ */
+static void
+shipping_bodies(struct json_object *obj)
+{
+	static const char *const ids[] = {"sku-1", "SF", "YTO"};
+	int			seen = 0;
+	int			n;
+
+	n = su_validate_shipping(obj, ids, 3, count_violation, &seen, NULL, NULL);
+	if (n != seen)
+		fail("validate_shipping returned %d, called back %d times", n, seen);
+	seen = 0;
+	n = su_validate_trade_shipping(obj, ids, 3, count_violation, &seen, NULL, NULL);
+	if (n != seen)
+		fail("validate_trade_shipping returned %d, called back %d times", n, seen);
+	seen = 0;
+	n = su_validate_trade_shipping(obj, NULL, 0, count_violation, &seen, NULL, NULL);
+	if (n != seen)
+		fail("validate_trade_shipping returned %d, called back %d times", n, seen);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -619,6 +655,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	{
 		validate(whole.obj, seed, &plain, &merchant);
 		round_trip(whole.obj, seed, &plain, &merchant);
+		shipping_bodies(whole.obj);
 	}
 	json_object_put(whole.obj);
 	free(buf);

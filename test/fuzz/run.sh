@@ -96,8 +96,11 @@ fi
 # shellcheck disable=SC2086
 if ! { "$cc" "${cflags[@]}" -Werror $json_cflags -c "$here/fuzz_validate.c" -o "$work/fuzz_validate.o" &&
 	"$cc" "${cflags[@]}" $json_cflags -c "$top/src/validate.c" -o "$work/validate.o" &&
+	"$cc" "${cflags[@]}" $json_cflags -c "$top/src/validate_shipping.c" -o "$work/validate_shipping.o" &&
+	"$cc" "${cflags[@]}" $json_cflags -c "$top/src/validate_trade.c" -o "$work/validate_trade.o" &&
 	"$cc" "${cflags[@]}" -c "$top/src/retry.c" -o "$work/retry.o" &&
-	"$cc" "${cflags[@]}" "$work/fuzz_validate.o" "$work/validate.o" "$work/retry.o" $json_libs -o "$bin"; } \
+	"$cc" "${cflags[@]}" "$work/fuzz_validate.o" "$work/validate.o" "$work/validate_shipping.o" \
+		"$work/validate_trade.o" "$work/retry.o" $json_libs -o "$bin"; } \
 	>"$work/build.log" 2>&1; then
 	cat "$work/build.log" >&2
 	echo "run.sh: build failed (clang -fsanitize=fuzzer needs libclang-rt-14-dev on Debian 12)" >&2

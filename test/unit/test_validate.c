@@ -932,6 +932,36 @@ int			passed;
 int			failed;
 
 
+/* what was reported equals expect (and the count returned) */
+void
+compare_got(const char *suite, const char *name, int ret, const Got *got,
+			const Expect *expect)
+{
+	int			n = 0;
+	int			ok;
+
+	while (expect[n].errcode != 0)
+		n++;
+	ok = ret == got->n && got->n == n;
+	for (int k = 0; ok && k < n; k++)
+		if (got->errcode[k] != expect[k].errcode ||
+			strcmp(got->field[k], expect[k].field) != 0 ||
+			(expect[k].msg && strcmp(got->msg[k], expect[k].msg) != 0))
+			ok = 0;
+	if (ok)
+	{
+		passed++;
+		return;
+	}
+	failed++;
+	fprintf(stderr, "FAIL: %s: %s (returned %d)\n", suite, name, ret);
+	for (int k = 0; k < n; k++)
+		fprintf(stderr, "    expected %d %s%s%s\n", expect[k].errcode,
+				expect[k].field, expect[k].msg ? ": " : "",
+				expect[k].msg ? expect[k].msg : "");
+	print_got(got);
+}
+
 void
 collect(void *arg, int errcode, const char *field, const char *errmsg)
 {
@@ -1235,6 +1265,7 @@ main(void)
 	run_classes();
 	run_null_callback();
 	run_shipping_tests();
+	run_trade_tests();
 	run_retry_tests();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;

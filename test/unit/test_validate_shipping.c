@@ -441,34 +441,6 @@ stop_at_once(void *arg)
 	return true;
 }
 
-/* what was reported equals expect (and the count returned) */
-static void
-compare(const char *name, int ret, const Got *got, const Expect *expect)
-{
-	int			n = 0;
-	int			ok;
-
-	while (expect[n].errcode != 0)
-		n++;
-	ok = ret == got->n && got->n == n;
-	for (int k = 0; ok && k < n; k++)
-		if (got->errcode[k] != expect[k].errcode ||
-			strcmp(got->field[k], expect[k].field) != 0 ||
-			(expect[k].msg && strcmp(got->msg[k], expect[k].msg) != 0))
-			ok = 0;
-	if (ok)
-	{
-		passed++;
-		return;
-	}
-	failed++;
-	fprintf(stderr, "FAIL: shipping: %s (returned %d)\n", name, ret);
-	for (int k = 0; k < n; k++)
-		fprintf(stderr, "    expected %d %s%s%s\n", expect[k].errcode,
-				expect[k].field, expect[k].msg ? ": " : "",
-				expect[k].msg ? expect[k].msg : "");
-	print_got(got);
-}
 
 static void
 run_case(const ShipCase *c)
@@ -495,7 +467,7 @@ run_case(const ShipCase *c)
 	else
 	{
 		ret = su_validate_shipping(payload, ids, n_ids, collect, got, NULL, NULL);
-		compare(c->name, ret, got, c->expect);
+		compare_got("shipping", c->name, ret, got, c->expect);
 	}
 	free(got);
 	json_object_put(payload);
@@ -524,7 +496,7 @@ run_special(void)
 		json_object_object_get(bad, "shipping_list"), 0), "tracking_no");
 	ret = su_validate_shipping(bad, order_items, 4, collect, got,
 							   stop_at_once, NULL);
-	compare("a stop ends the walk before the shipments", ret, got, top);
+	compare_got("shipping", "a stop ends the walk before the shipments", ret, got, top);
 
 	free(got);
 	json_object_put(empty);

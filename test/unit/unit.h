@@ -51,9 +51,15 @@ extern void collect(void *arg, int errcode, const char *field,
 /* 1 if applied, 0 (and a message) for a bad patch */
 extern int	apply_patch(struct json_object *root, const Patch *p);
 extern void print_got(const Got *got);
+/* what was reported equals expect (and the count returned): counted */
+extern void compare_got(const char *suite, const char *name, int ret,
+						const Got *got, const Expect *expect);
 
 /* test_validate_shipping.c */
 extern void run_shipping_tests(void);
+
+/* test_validate_trade.c */
+extern void run_trade_tests(void);
 
 /* test_retry.c */
 extern void run_retry_tests(void);
