@@ -29,6 +29,10 @@
 #   PG_NET=auto       part 5 (pg_net measured the same way) runs when pg_net is
 #                     installed for PG_BIN; 0 skips it, 1 requires it
 #   PG_NET_BATCHES="1000 2500 5000 10000"   pg_net.batch_size values tried
+#   BENCH_OUT=bench/out-<YYYYmmdd-HHMMSS>   the folder (made if missing) for
+#                     the pictures and the data files they are drawn from;
+#                     by default a new one in the repository's bench/ for each
+#                     run (bench/.gitignore keeps them out of git)
 #
 # Method.  A throwaway cluster runs as the "postgres" OS user in a mktemp -d
 # folder (Unix socket there, listen_addresses = ''), with
@@ -64,6 +68,19 @@
 #    one 3-item payload (build_payload(1)) to the same nginx (same worker
 #    processes, same answer), the worker idle; the ratio median uploads/s ÷
 #    wrk requests/s.
+# 1b. Where the worker's WAL goes (pg_walinspect, contrib, PostgreSQL 15 or
+#    later; skipped without it): the last backlog run of part 1 returns the
+#    WAL insert position just after its queueing transaction's commit and at
+#    the end of its drain; a physical replication slot keeps that WAL until
+#    pg_get_wal_records_info(start, end) has read it.  Each record counts for the relation of its first block (the
+#    "rel spc/db/relfilenode" of its block_ref, the same text in 15 to 18;
+#    pg_filenode_relation() names it), 'commit' for a Transaction record
+#    without blocks, 'other' for any other.  Records, bytes (record_length,
+#    full-page images included) and full-page image bytes per order of the
+#    backlog, and the share of the bytes: each relation of 1% or more, then
+#    its record types of 1% or more; the rest summed.  The window holds the
+#    worker's records and whatever else ran meanwhile (the polling's page
+#    pruning, an autovacuum), not the queueing transaction.
 # 2. Latency: pgbench -n -R 200 -T LAT_SECONDS -c 4 runs a script that
 #    inserts one order (1 sub-order, 3 items) per transaction with plain
 #    INSERTs, auto_upload on, the worker pointed at port B; then the queue is
@@ -124,7 +141,25 @@
 #    1 then 2 workers, even runs 2 then 1); CPU per upload summed over the
 #    workers' processes; the ratio of the medians.  On a 2-core machine nginx
 #    and PostgreSQL share the cores with the workers: the gain is bounded.
-# The end: one summary table in markdown.
+# The end: one summary table in markdown, then the paths of the pictures.
+# Pictures (gnuplot, from Debian's gnuplot-nox, installed when missing;
+# without it only the data files are written), in BENCH_OUT, each beside its
+# data file and the gnuplot script that draws it (cd BENCH_OUT; gnuplot
+# NAME.gp draws NAME.png again):
+#   latency_200.png   part 2: the share of the orders whose request was at
+#                     nginx within x ms of the commit (a CDF, p50 and p99
+#                     marked; lost orders count in the denominator only);
+#                     latency_200.dat.  latency_200_pgnet.png: the same for
+#                     part 5's pg_net beside it, on a log scale
+#                     (latency_200_pgnet.dat)
+#   cpu_rate.png      part 2b: the worker's CPU per upload against uploads a
+#                     second, with the least squares curve; part 2's point
+#                     and pg_net's at 200/s when part 5 ran (cpu_sweep.dat,
+#                     cpu_200.dat, cpu_200_pgnet.dat); not drawn without 2b
+#   wal_split.png     part 3: WAL per order, the merchant's, the trigger's
+#                     and the worker's, stacked (wal_split.dat);
+#                     shopping_upload only: part 5 measures no WAL for pg_net
+#   wal_worker_by_relation.csv   part 1b's table, every row
 set -euo pipefail
 
 # the major this Debian suite ships (scripts/pg_major.sh), unless PG_BIN is set
@@ -145,12 +180,12 @@ WARMUP=200
 
 case ${1:-} in
 	-h | --help)
-		sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+		awk 'NR > 1 { if (/^# Method\./) exit; print }' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	'') ;;
 	*)
-		echo "usage: bash bench/worker.sh [-h]   (settings through BACKLOG, WRK_SECONDS, LAT_SECONDS, TPS_RUNS, TPS_SECONDS, NGINX_WORKERS, TIMEOUT, SWEEP_RATES, SWEEP_SECONDS, PG_NET, PG_NET_BATCHES)" >&2
+		echo "usage: bash bench/worker.sh [-h]   (settings through BACKLOG, WRK_SECONDS, LAT_SECONDS, TPS_RUNS, TPS_SECONDS, NGINX_WORKERS, TIMEOUT, SWEEP_RATES, SWEEP_SECONDS, PG_NET, PG_NET_BATCHES, BENCH_OUT)" >&2
 		exit 2
 		;;
 esac
@@ -197,6 +232,29 @@ if [ ! -f "$("$PG_BIN/pg_config" --pkglibdir)/shopping_upload.so" ] ||
 	[ ! -f "$("$PG_BIN/pg_config" --sharedir)/extension/shopping_upload.control" ]; then
 	echo "worker.sh: shopping_upload is not installed for $PG_BIN (make install)" >&2
 	exit 1
+fi
+# the pictures: gnuplot draws them (without it, only the data files are written)
+if ! command -v gnuplot >/dev/null; then
+	echo "worker.sh: installing gnuplot-nox (the pictures)" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gnuplot-nox >/dev/null 2>&1 ||
+		{ DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gnuplot-nox >/dev/null 2>&1; } ||
+		echo "worker.sh: gnuplot-nox did not install: the data files are written, not the pictures" >&2
+fi
+GNUPLOT=$(command -v gnuplot || true)
+BENCH_OUT=${BENCH_OUT:-$here/bench/out-$(date +%Y%m%d-%H%M%S)}
+if ! mkdir -p "$BENCH_OUT" || ! BENCH_OUT=$(cd "$BENCH_OUT" && pwd); then
+	echo "worker.sh: cannot make the folder BENCH_OUT=$BENCH_OUT" >&2
+	exit 1
+fi
+# an earlier run's files there would be drawn again as this run's
+for f in latency_200 latency_200_pgnet cpu_rate cpu_sweep cpu_200 cpu_200_pgnet wal_split; do
+	rm -f "$BENCH_OUT/$f.png" "$BENCH_OUT/$f.gp" "$BENCH_OUT/$f.dat"
+done
+rm -f "$BENCH_OUT/wal_worker_by_relation.csv"
+walinspect=
+if [ -f "$("$PG_BIN/pg_config" --sharedir)/extension/pg_walinspect.control" ]; then
+	walinspect=yes				# part 1b (and PostgreSQL 15 or later)
 fi
 pg_net=
 if [ "$PG_NET" != 0 ] && [ -f "$("$PG_BIN/pg_config" --pkglibdir)/pg_net.so" ] &&
@@ -484,7 +542,8 @@ CREATE SEQUENCE bench.order_id_seq START 100000001;
  */
 CREATE PROCEDURE bench.backlog(first bigint, last bigint, timeout_s float8,
 	INOUT seconds float8 DEFAULT NULL, INOUT left_over bigint DEFAULT NULL,
-	INOUT stuck bigint DEFAULT NULL, INOUT t0_epoch float8 DEFAULT NULL)
+	INOUT stuck bigint DEFAULT NULL, INOUT t0_epoch float8 DEFAULT NULL,
+	INOUT wal0 pg_lsn DEFAULT NULL, INOUT wal1 pg_lsn DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
 	t0 timestamptz;
@@ -498,12 +557,14 @@ BEGIN
 	PERFORM shopping_upload.enqueue(first);
 	COMMIT;
 	t0 := clock_timestamp();
+	wal0 := pg_current_wal_insert_lsn();	-- part 1b: the worker's WAL from here
 	LOOP
 		SELECT count(*) FILTER (WHERE state <> 'uploaded'),
 			   count(*) FILTER (WHERE state IN ('rejected', 'dead', 'held'))
 		  INTO left_over, stuck
 		  FROM shopping_upload.order_state;
 		t1 := clock_timestamp();
+		wal1 := pg_current_wal_insert_lsn();
 		COMMIT;
 		EXIT WHEN left_over = stuck OR t1 - t0 > make_interval(secs => timeout_s);
 		PERFORM pg_sleep(0.05);
@@ -598,6 +659,11 @@ drain() {
 }
 fmt() { LC_ALL=C printf "%.${2:-1}f" "$1"; }
 calc() { LC_ALL=C awk "BEGIN { print $* }"; }
+outputs=()						# the files written to BENCH_OUT, listed at the end
+save_dat() {					# save_dat NAME COMMENT <DATA: BENCH_OUT/NAME, '# COMMENT' first
+	{ printf '# %s\n' "$2"; cat; } >"$BENCH_OUT/$1"
+	outputs+=("$BENCH_OUT/$1")
+}
 stats() {						# stats V...: "min median max"
 	printf '%s\n' "$@" | LC_ALL=C sort -g | LC_ALL=C awk '{ v[NR] = $1 }
 		END { if (NR) print v[1], (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[NR] }'
@@ -620,7 +686,9 @@ mmm() {							# mmm MIN MED MAX: "min / median / max" as integers
 # the run; lost ones (no request at nginx) count as infinitely late;
 # nearest-rank percentiles over all of them.  $work/latency.out gets a
 # 'figures' line and LOST's lines (a query of temp table latency); $logged
-# the requests logged.
+# the requests logged; $work/latency_cdf.tsv each order that arrived, in
+# order: ms, and the share of all the orders (the lost ones too) at or
+# below it (the pictures).
 latency() {
 	local db=$1 orders=$2 lost=$3
 	sleep 0.2					# nginx writes its log line after the answer
@@ -650,6 +718,7 @@ SELECT 'figures', count(*), count(*) FILTER (WHERE requests IS NULL),
 	   pg_temp.ms(max(ms)), pg_temp.ms(min(ms))
   FROM latency;
 $lost;
+\copy (SELECT ms, n::float8 / total FROM (SELECT ms, row_number() OVER (ORDER BY ms) AS n, count(*) OVER () AS total FROM latency) s WHERE ms < 'Infinity' ORDER BY ms) TO '$work/latency_cdf.tsv'
 SQL
 }
 
@@ -673,7 +742,7 @@ done
 [ -n "$wpid" ] || { echo "worker.sh: no shopping_upload worker is running in database bench" >&2; exit 1; }
 say "worker pid $wpid; warm-up: $WARMUP orders queued and uploaded"
 qw bench "CALL bench.backlog(1, $WARMUP, 30)"
-IFS='|' read -r secs left stuck t0 <<<"$QW"
+IFS='|' read -r secs left stuck t0 _ <<<"$QW"
 warm=$(q bench "SELECT count(*) FILTER (WHERE errcode = 0) || '|' || count(*) FROM shopping_upload.audit")
 if [ "$left" != 0 ] || [ "${warm%%|*}" != "$WARMUP" ]; then
 	echo "worker.sh: the warm-up failed: $left of $WARMUP orders not uploaded, audit errcode 0 / rows: $warm" >&2
@@ -702,13 +771,21 @@ echo
 echo "== 1. Sustained uploads: a backlog of $BACKLOG orders (3 items), $RUNS runs"
 rates=()
 backlog_cpus=()
+wal_slot='' wal0='' wal1=''
+pg_vnum=$(q postgres 'SHOW server_version_num')
+[ "$pg_vnum" -ge 150000 ] || walinspect=''
 for run in $(seq "$RUNS"); do
 	psql_db bench -c 'VACUUM ANALYZE shopping_upload.order_state' -c 'CHECKPOINT' </dev/null
+	if [ "$run" = "$RUNS" ] && [ -n "$walinspect" ]; then
+		# part 1b reads this run's WAL afterwards: a slot keeps it from a checkpoint
+		q bench "SELECT 1 FROM pg_create_physical_replication_slot('su_bench_walinspect', true)" >/dev/null 2>&1 &&
+			wal_slot=su_bench_walinspect
+	fi
 	before=$(q bench 'SELECT coalesce(max(audit_id), 0) FROM shopping_upload.audit')
 	cpu0=$(cpu_ticks "$wpid")
 	say "run $run: queueing orders 1..$BACKLOG in one transaction"
 	qw bench "CALL bench.backlog(1, $BACKLOG, $TIMEOUT)"
-	IFS='|' read -r secs left stuck t0 <<<"$QW"
+	IFS='|' read -r secs left stuck t0 wal0 wal1 <<<"$QW"
 	cpu1=$(cpu_ticks "$wpid")
 	check_worker
 	IFS='|' read -r rows ok orders last_s <<<"$(q bench "SELECT count(*), count(*) FILTER (WHERE errcode = 0),
@@ -778,6 +855,108 @@ if [ -n "$rate_med" ]; then
 fi
 
 # ---------------------------------------------------------------------------
+# 1b. Where the worker's WAL goes: the last backlog run, by relation and record
+# type (pg_walinspect)
+# ---------------------------------------------------------------------------
+wal_csv=''
+walinspect_part() {
+	local t_start=$SECONDS tag a c d e total_records total_bytes total_fpi
+	echo
+	if [ -z "$walinspect" ]; then
+		echo "== 1b. Where the worker's WAL goes: skipped (pg_walinspect needs PostgreSQL 15 or later and postgresql-contrib for $PG_BIN)"
+		return 0
+	fi
+	if [ -z "$wal0" ] || [ -z "$wal1" ] || [ "$(q bench "SELECT '$wal1'::pg_lsn > '$wal0'::pg_lsn")" != t ]; then
+		echo "== 1b. Where the worker's WAL goes: skipped (no WAL positions from backlog run $RUNS)"
+		return 0
+	fi
+	echo "== 1b. Where the worker's WAL goes: backlog run $RUNS ($BACKLOG orders), $wal0 to $wal1 ($(fmt "$(q bench "SELECT pg_wal_lsn_diff('$wal1', '$wal0') / 1048576.0")" 1) MB): the queueing commit to the end of the drain"
+	[ -n "$wal_slot" ] || echo "  (no replication slot kept this WAL: a checkpoint may have removed part of it)"
+	# the relation of a record's first block: block_ref reads
+	# 'blkref #0: rel <tablespace>/<database>/<relfilenode> ...' in 15 to 18
+	cat >"$work/walinspect.sql" <<SQL
+SET client_min_messages = warning;
+SET search_path = shopping_upload, public;
+CREATE EXTENSION IF NOT EXISTS pg_walinspect SCHEMA public;
+CREATE TEMP TABLE w AS
+SELECT r.resource_manager AS rmgr, r.record_type AS rtype,
+	   m.b[1]::oid AS spc, m.b[2]::oid AS db, m.b[3] AS fn,
+	   count(*) AS records, sum(r.record_length) AS bytes, sum(r.fpi_length) AS fpi
+  FROM pg_get_wal_records_info('$wal0', least('$wal1'::pg_lsn, pg_current_wal_flush_lsn())) r
+	   CROSS JOIN LATERAL (SELECT regexp_match(r.block_ref, 'rel ([0-9]+)/([0-9]+)/([0-9]+)') AS b) m
+ GROUP BY 1, 2, 3, 4, 5;
+CREATE FUNCTION pg_temp.relation(spc oid, db oid, fn text, rmgr text) RETURNS text
+LANGUAGE sql STABLE AS \$\$
+SELECT CASE
+	WHEN fn IS NULL THEN CASE WHEN rmgr = 'Transaction' THEN 'commit' ELSE 'other' END
+	WHEN db = 0 THEN 'shared catalogs'
+	WHEN db <> (SELECT oid FROM pg_database WHERE datname = current_database())
+		THEN 'database ' || coalesce((SELECT datname FROM pg_database WHERE oid = db)::text, db::text)
+	ELSE coalesce((
+		SELECT CASE WHEN c.relnamespace = 'pg_toast'::regnamespace
+			THEN coalesce((SELECT o.oid::regclass::text FROM pg_class o
+							WHERE o.reltoastrelid = coalesce((SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = c.oid), c.oid)),
+						  c.oid::regclass::text)
+				 || CASE WHEN c.relkind = 'i' THEN ' (TOAST index)' ELSE ' (TOAST)' END
+			ELSE c.oid::regclass::text END
+		  FROM pg_class c WHERE c.oid = pg_filenode_relation(spc, fn::oid)), 'relfilenode ' || fn)
+END
+\$\$;
+CREATE TEMP TABLE t AS
+SELECT pg_temp.relation(spc, db, fn, rmgr) AS relation, rmgr || '/' || rtype AS rtype,
+	   sum(records)::bigint AS records, sum(bytes)::bigint AS bytes, sum(fpi)::bigint AS fpi
+  FROM w GROUP BY 1, 2;
+CREATE TEMP VIEW v AS
+SELECT *, sum(bytes) OVER (PARTITION BY relation) AS relbytes, sum(bytes) OVER () AS total FROM t;
+\copy (SELECT relation, rtype AS record_type, records, bytes, fpi AS fpi_bytes, round(bytes::numeric / $BACKLOG, 1) AS bytes_per_order, round(bytes::numeric / nullif(total, 0), 4) AS share FROM v ORDER BY relbytes DESC, relation, bytes DESC) TO '$work/wal_by_relation.csv' WITH (FORMAT csv, HEADER)
+SELECT 'total', coalesce(sum(records), 0), coalesce(sum(bytes), 0), coalesce(sum(fpi), 0) FROM t;
+-- relations of 1% or more, each followed by its record types of 1% or more
+WITH r AS (SELECT relation, sum(records) AS records, sum(bytes) AS bytes, sum(fpi) AS fpi FROM t GROUP BY relation),
+tot AS (SELECT sum(bytes) AS total FROM t),
+big AS (SELECT r.* FROM r, tot WHERE r.bytes >= 0.01 * tot.total),
+lines AS (
+	SELECT big.bytes AS k1, big.relation AS k2, 0 AS k3, 0::numeric AS k4, big.relation AS label,
+		   big.records, big.bytes, big.fpi FROM big
+	UNION ALL
+	SELECT big.bytes, t.relation, 1, t.bytes, '    ' || t.rtype, t.records, t.bytes, t.fpi
+	  FROM t JOIN big USING (relation), tot WHERE t.bytes >= 0.01 * tot.total
+	UNION ALL
+	SELECT big.bytes, t.relation, 2, 0, '    (' || count(*) || ' other record type' || CASE WHEN count(*) > 1 THEN 's)' ELSE ')' END,
+		   sum(t.records), sum(t.bytes), sum(t.fpi)
+	  FROM t JOIN big USING (relation), tot WHERE t.bytes < 0.01 * tot.total GROUP BY big.bytes, t.relation
+	UNION ALL
+	SELECT -1, '', 0, 0, '(' || count(*) || ' other relation' || CASE WHEN count(*) > 1 THEN 's' ELSE '' END || ', under 1% each)',
+		   sum(r.records), sum(r.bytes), sum(r.fpi)
+	  FROM r, tot WHERE r.bytes < 0.01 * tot.total HAVING count(*) > 0)
+SELECT 'line', label, records, bytes, fpi FROM lines ORDER BY k1 DESC, k2, k3, k4 DESC;
+SQL
+	chmod 644 "$work/walinspect.sql"
+	if ! run_child "$work/walinspect.out" "${AS_PG_EXEC[@]}" "$PG_BIN/psql" -h "$work" -U postgres -d bench \
+		-X -q -v ON_ERROR_STOP=1 -At -F '|' -f "$work/walinspect.sql"; then
+		echo "  pg_walinspect failed, no breakdown:"
+		sed 's/^/    /' "$work/walinspect.out" | tail -n 5
+		return 0
+	fi
+	IFS='|' read -r _ total_records total_bytes total_fpi <<<"$(grep '^total|' "$work/walinspect.out")"
+	printf '  %-44s %13s %13s %13s %7s\n' "relation / record type" "records/order" "bytes/order" "FPI B/order" "share"
+	while IFS='|' read -r tag a c d e; do
+		[ "$tag" = line ] || continue
+		printf '  %-44s %13s %13s %13s %7s\n' "$a" "$(fmt "$(calc "$c / $BACKLOG")" 2)" \
+			"$(fmt "$(calc "$d / $BACKLOG")" 1)" "$(fmt "$(calc "$e / $BACKLOG")" 1)" \
+			"$(fmt "$(calc "$d * 100 / ($total_bytes > 0 ? $total_bytes : 1)")" 1)%"
+	done <"$work/walinspect.out"
+	printf '  %-44s %13s %13s %13s %7s\n' "total" "$(fmt "$(calc "$total_records / $BACKLOG")" 2)" \
+		"$(fmt "$(calc "$total_bytes / $BACKLOG")" 1)" "$(fmt "$(calc "$total_fpi / $BACKLOG")" 1)" "100.0%"
+	echo "  (each record counted for the relation of its first block; the window also holds the polling's page pruning and any autovacuum; read in $((SECONDS - t_start)) s)"
+	cp "$work/wal_by_relation.csv" "$BENCH_OUT/wal_worker_by_relation.csv" && wal_csv=$BENCH_OUT/wal_worker_by_relation.csv
+}
+walinspect_part
+if [ -n "$wal_slot" ]; then
+	q bench "SELECT pg_drop_replication_slot('$wal_slot')" >/dev/null || true
+	wal_slot=
+fi
+
+# ---------------------------------------------------------------------------
 # 2. Latency, commit to nginx, at 200 orders/s, over every order
 # ---------------------------------------------------------------------------
 echo
@@ -816,6 +995,8 @@ latency bench "SELECT order_id, out_trade_no, pg_xact_commit_timestamp(xmin) AS 
   FROM latency l LEFT JOIN shopping_upload.order_state s USING (order_id)
  WHERE l.requests IS NULL ORDER BY l.order_id LIMIT 10"
 IFS='|' read -r _ n_orders n_lost n_repeated n_other p50 p99 lmax lmin <<<"$(grep '^figures|' "$work/latency.out")"
+save_dat latency_200.dat "part 2, shopping_upload, $LAT_RATE orders/s for $LAT_SECONDS s: ms from COMMIT to the request at nginx; share of all $n_orders orders at or below ($n_lost lost, not listed)" <"$work/latency_cdf.tsv"
+lat_x=$(calc "$lat_uploads / ($t1 - $t0)")	# uploads a second, as in part 2b (pictures)
 q bench "ALTER SYSTEM RESET shopping_upload.api_base_url" >/dev/null
 q bench 'SELECT pg_reload_conf()' >/dev/null
 pgb_tps=$(pgbench_tps "$work/pgbench_lat.out")
@@ -849,7 +1030,7 @@ fi
 # ---------------------------------------------------------------------------
 # 2b. Where the CPU goes at steady rates
 # ---------------------------------------------------------------------------
-sweep_fixed='' sweep_marginal='' sweep_x='' sweep_y=''
+sweep_fixed='' sweep_marginal='' sweep_x='' sweep_y='' sweep_rows=''
 claim_ms=$(q bench "SELECT setting FROM pg_settings WHERE name = 'shopping_upload.claim_interval'")
 if [ -n "$SWEEP_RATES" ]; then
 	echo
@@ -869,6 +1050,7 @@ if [ -n "$SWEEP_RATES" ]; then
 		x=$(calc "$n / ($t1 - $t0)")
 		y=$(calc "($cpu1 - $cpu0) * 1e6 / $clk_tck / ($t1 - $t0)")	# µs of CPU a second
 		sweep_x="$sweep_x $x" sweep_y="$sweep_y $y"
+		sweep_rows+="$r $n $x $(calc "$y / 1e4") $(calc "$y / ($x > 0 ? $x : 1)")"$'\n'
 		printf '  %8s %10s %12s %14s %14s\n' "$r" "$n" "$(fmt "$x" 1)" "$(fmt "$(calc "$y / 1e4")" 1)" \
 			"$(fmt "$(calc "$y / ($x > 0 ? $x : 1)")" 1)"
 	done
@@ -885,7 +1067,10 @@ if [ -n "$SWEEP_RATES" ]; then
 		echo "  the fixed part is $(fmt "$(calc "$sweep_fixed * $claim_ms / 1e3")" 0) µs a round (one round every $claim_ms ms);" \
 			"at $LAT_RATE/s it is $(fmt "$(calc "$sweep_fixed / $LAT_RATE")" 1) µs of each upload's $(fmt "$(calc "$sweep_fixed / $LAT_RATE + $sweep_marginal")" 1)"
 	fi
+	save_dat cpu_sweep.dat "part 2b, shopping_upload, pgbench -R <rate> -T $SWEEP_SECONDS, claim_interval $claim_ms ms; the worker's CPU from the start of pgbench to the end of the drain: rate uploads uploads/s CPU_%_of_a_core µs/upload${sweep_fixed:+; least squares: µs a second = $sweep_fixed + $sweep_marginal × uploads a second}" < <(printf '%s' "$sweep_rows")
 fi
+save_dat cpu_200.dat "part 2, shopping_upload, $LAT_RATE orders/s for $LAT_SECONDS s: label uploads/s µs/upload ($lat_uploads uploads)" \
+	< <(printf '"shopping_upload, part 2 (port B)" %s %s\n' "$lat_x" "${lat_cpu_us:-0}")
 
 # ---------------------------------------------------------------------------
 # 3. Insert throughput: triggers disabled, on with the worker, on without
@@ -986,6 +1171,9 @@ for cfg in "${configs[@]}"; do
 		"$(if [ "$cfg" = disabled ]; then echo "(baseline)"; else pct "${tps_vs[$cfg]}"; fi)" \
 		"$(int "${wal_per[$cfg]}")"
 done
+save_dat wal_split.dat "part 3, WAL bytes per order, $TPS_RUNS runs of $TPS_SECONDS s of each configuration: name merchant's (triggers disabled) trigger's (no worker - disabled) worker's (on - no worker)" \
+	< <(printf 'shopping_upload %s %s %s\n' "$(fmt "${wal_per[disabled]}" 0)" \
+		"$(fmt "$(calc "${wal_per[noworker]} - ${wal_per[disabled]}")" 0)" "$(fmt "$(calc "${wal_per[on]} - ${wal_per[noworker]}")" 0)")
 echo "  WAL per order, split: the merchant's insert $(int "${wal_per[disabled]}"), the trigger's queueing $(int "$(calc "${wal_per[noworker]} - ${wal_per[disabled]}")"), the worker's $(int "$(calc "${wal_per[on]} - ${wal_per[noworker]}")") bytes (disabled; no worker - disabled; on - no worker)"
 echo "  worker CPU while uploading at full insert speed: $(fmt "$on_cpu_us" 1) µs/upload ($on_uploaded uploads, drains included)"
 echo "  worker CPU during the no-worker runs (it serves bench): $(fmt "$nw_cpu_pct" 1)% of a core"
@@ -1076,6 +1264,7 @@ SQL
 	lo=$(q bench_pgnet "SELECT coalesce(max(n), 0) FROM bench.sent")
 	say "pgbench -n -R $LAT_RATE -T $LAT_SECONDS -c $LAT_CLIENTS: net.http_post() -> $api_b"
 	cpu0=$(cpu_ticks "$ppid")
+	pn_t0=$(now_s)
 	run_child "$work/pgbench_pgnet.out" "${AS_PG_EXEC[@]}" "$PG_BIN/pgbench" -h "$work" -U postgres -n \
 		-f "$work/pgnet_post.sql" -R "$LAT_RATE" -T "$LAT_SECONDS" -c "$LAT_CLIENTS" bench_pgnet ||
 		{ cat "$work/pgbench_pgnet.out"; exit 1; }
@@ -1086,12 +1275,18 @@ SQL
 	done
 	sleep 1						# the last batch's answers
 	cpu1=$(cpu_ticks "$ppid")
+	pn_t1=$(now_s)
 	pn_answered=$(q bench_pgnet "SELECT count(*) FROM net._http_response WHERE status_code = 200")
 	[ "$pn_answered" -gt 0 ] && pn_lat_cpu_us=$(calc "($cpu1 - $cpu0) * 1e6 / $clk_tck / $pn_answered")
 	latency bench_pgnet "SELECT n AS order_id, out_trade_no, pg_xact_commit_timestamp(xmin) AS committed
 	  FROM bench.sent WHERE n > $lo AND n <= $hi" \
 		"SELECT 'lost', order_id, out_trade_no FROM latency WHERE requests IS NULL ORDER BY order_id LIMIT 10"
 	IFS='|' read -r _ pn_orders pn_lost _ _ pn_p50 pn_p99 pn_max _ <<<"$(grep '^figures|' "$work/latency.out")"
+	save_dat latency_200_pgnet.dat "part 5, pg_net $pn_version, $LAT_RATE requests/s for $LAT_SECONDS s: ms from COMMIT to the request at nginx; share of all $pn_orders requests at or below ($pn_lost lost, not listed)" <"$work/latency_cdf.tsv"
+	if [ -n "$pn_lat_cpu_us" ]; then
+		save_dat cpu_200_pgnet.dat "part 5, pg_net $pn_version, $LAT_RATE requests/s for $LAT_SECONDS s: label requests/s µs/request ($pn_answered answered)" \
+			< <(printf '"pg_net %s, part 5 (port B)" %s %s\n' "$pn_version" "$(calc "$pn_answered / ($pn_t1 - $pn_t0)")" "$pn_lat_cpu_us")
+	fi
 	echo
 	if [ -n "$pn_best" ]; then
 		echo "pg_net requests/s at its best batch size ($pn_best), min / median / max of $RUNS: $(mmm "$pn_rate_min" "$pn_rate_med" "$pn_rate_max")"
@@ -1123,7 +1318,7 @@ for run in $(seq "$RUNS"); do
 		cpu0=0
 		for p in $pids; do cpu0=$((cpu0 + $(cpu_ticks "$p"))); done
 		qw bench "CALL bench.backlog(1, $BACKLOG, $TIMEOUT)"
-		IFS='|' read -r secs left stuck t0 <<<"$QW"
+		IFS='|' read -r secs left stuck t0 _ <<<"$QW"
 		cpu1=0
 		for p in $pids; do cpu1=$((cpu1 + $(cpu_ticks "$p"))); done
 		if [ "$left" != 0 ]; then
@@ -1206,6 +1401,160 @@ if [ -n "$pg_net" ]; then
 fi
 echo
 echo "HTTP ceiling: $ceiling."
+
+# ---------------------------------------------------------------------------
+# Pictures: gnuplot scripts beside their data in BENCH_OUT, run there
+# ---------------------------------------------------------------------------
+pictures=()
+su_version=$(q bench "SELECT extversion FROM pg_extension WHERE extname = 'shopping_upload'")
+pic_run="PostgreSQL ${pg_version%% *}, $CORES cores; bench/worker.sh, $(date '+%Y-%m-%d %H:%M')$quick"
+has_rows() { [ -f "$BENCH_OUT/$1" ] && grep -qv '^#' "$BENCH_OUT/$1"; }
+# draw NAME: BENCH_OUT/NAME.gp (written before) draws BENCH_OUT/NAME.png
+draw() {
+	outputs+=("$BENCH_OUT/$1.gp")
+	[ -n "$GNUPLOT" ] || return 0
+	rm -f "$BENCH_OUT/$1.png"
+	if run_child "$work/gnuplot.out" env -C "$BENCH_OUT" "$GNUPLOT" "$1.gp" && [ -s "$BENCH_OUT/$1.png" ]; then
+		pictures+=("$BENCH_OUT/$1.png")
+	else
+		echo "worker.sh: gnuplot did not draw $1.png:" >&2
+		tail -n 5 "$work/gnuplot.out" >&2
+	fi
+}
+# mark N P LABEL COLOUR Y: a dashed vertical line at x = P (ms) labelled
+# 'LABEL P ms' at height Y (graph units), right of it (a CDF below P is
+# left of it); nothing when P is not a number ('lost')
+mark() {
+	[[ $2 =~ ^-?[0-9.]+$ ]] || return 0
+	printf "set arrow %s from %s, graph 0 to %s, graph 1 nohead dt 2 lw 1.5 lc rgb '%s'\n" "$1" "$2" "$2" "$4"
+	printf "set label %s '%s %s ms' at %s, graph %s left offset 0.6,0 tc rgb '%s'\n" "$1" "$3" "$2" "$2" "$5" "$4"
+}
+# the terminal, size WxH: PNG, no enhanced text (shopping_upload's _)
+terminal() { echo "set terminal pngcairo size $1 font ',10' noenhanced"; }
+
+# (a) commit -> request at nginx, 200 orders/s
+if has_rows latency_200.dat; then
+	{
+		cat <<GP
+$(terminal 960,640)
+set output 'latency_200.png'
+set title "Commit -> request at nginx at $LAT_RATE orders/s for $LAT_SECONDS s (part 2): $n_orders orders, $n_lost lost\nshopping_upload $su_version, claim_interval $claim_ms ms\n$pic_run"
+set xlabel 'ms from COMMIT to the request at nginx'
+set ylabel 'share of the orders with their request at nginx by then'
+set yrange [0:1.02]
+set ytics 0.1
+set grid
+set key top left
+GP
+		mark 1 "$p50" p50 '#444444' 0.25
+		mark 2 "$p99" p99 '#444444' 0.75
+		echo "plot 'latency_200.dat' using 1:2 with steps lw 2 lc rgb '#1f77b4' title 'shopping_upload $su_version (max $lmax ms)'"
+	} >"$BENCH_OUT/latency_200.gp"
+	draw latency_200
+fi
+if has_rows latency_200.dat && has_rows latency_200_pgnet.dat; then
+	{
+		cat <<GP
+$(terminal 960,640)
+set output 'latency_200_pgnet.png'
+set title "Commit -> request at nginx at $LAT_RATE a second for $LAT_SECONDS s: shopping_upload $su_version (part 2: $n_orders orders, $n_lost lost)\nand pg_net $pn_version (part 5: $pn_orders requests, $pn_lost lost)\n$pic_run"
+set xlabel 'ms from COMMIT to the request at nginx (log scale; under 0.1 ms drawn at 0.1)'
+set ylabel 'share of the orders (requests) with their request at nginx by then'
+set logscale x
+set xtics (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
+set yrange [0:1.02]
+set ytics 0.1
+set grid
+set key top left
+GP
+		mark 1 "$p50" p50 '#1f77b4' 0.25
+		mark 2 "$p99" p99 '#1f77b4' 0.75
+		mark 3 "$pn_p50" p50 '#d62728' 0.2
+		mark 4 "$pn_p99" p99 '#d62728' 0.7
+		echo "plot 'latency_200.dat' using (\$1 > 0.1 ? \$1 : 0.1):2 with steps lw 2 lc rgb '#1f77b4' title 'shopping_upload $su_version', \\"
+		echo "     'latency_200_pgnet.dat' using (\$1 > 0.1 ? \$1 : 0.1):2 with steps lw 2 lc rgb '#d62728' title 'pg_net $pn_version'"
+	} >"$BENCH_OUT/latency_200_pgnet.gp"
+	draw latency_200_pgnet
+fi
+
+# (b) the worker's CPU per upload against the rate
+if has_rows cpu_sweep.dat; then
+	# the x range: the points' rates, with a margin (log scale)
+	read -r xlo xhi <<<"$(cat "$BENCH_OUT/cpu_sweep.dat" "$BENCH_OUT/cpu_200.dat" "$BENCH_OUT/cpu_200_pgnet.dat" 2>/dev/null |
+		LC_ALL=C awk '/^#/ { next } /^"/ { sub(/^"[^"]*" /, ""); x = $1 } !/^"/ && NF >= 3 { x = $3 }
+			x > 0 { lo = (lo == "" || x < lo) ? x : lo; hi = (x > hi) ? x : hi }
+			END { print lo / 1.5, hi * 1.5 }')"
+	{
+		cat <<GP
+$(terminal 960,640)
+set output 'cpu_rate.png'
+set title "The worker's CPU per upload at steady rates (part 2b: pgbench -R <rate> -T $SWEEP_SECONDS, one order a commit; the CPU\nfrom the start of pgbench to the end of the drain): shopping_upload $su_version, claim_interval $claim_ms ms\n$pic_run"
+set xlabel 'uploads a second (over the run and its drain; log scale)'
+set ylabel 'CPU per upload, µs'
+set logscale x
+set xrange [$xlo:$xhi]
+set xtics (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
+set yrange [0:*]
+set grid
+set key top right
+GP
+		plot="plot 'cpu_sweep.dat' using 3:5 with linespoints pt 7 ps 1.3 lw 2 lc rgb '#1f77b4' title 'part 2b: shopping_upload (port A)', \\
+     '' using 3:5:(sprintf('%d/s: %.0f µs', \$1, \$5)) with labels right offset -0.8,0.9 tc rgb '#1f77b4' notitle"
+		if [ -n "$sweep_fixed" ]; then
+			echo "fixed = $sweep_fixed"
+			echo "marginal = $sweep_marginal"
+			echo "f(x) = fixed / x + marginal"
+			plot+=", \\
+     f(x) with lines dt 2 lw 1.5 lc rgb '#7f7f7f' title sprintf('least squares: %.1f ms a second / rate + %.1f µs', fixed / 1000, marginal)"
+		fi
+		plot+=", \\
+     'cpu_200.dat' using 2:3 with points pt 5 ps 1.6 lc rgb '#2ca02c' title 'part 2: shopping_upload, $LAT_RATE/s (port B, logging proxy)', \\
+     '' using 2:3:(sprintf('%.0f µs', \$3)) with labels left offset 0.9,-0.9 tc rgb '#2ca02c' notitle"
+		if has_rows cpu_200_pgnet.dat; then
+			plot+=", \\
+     'cpu_200_pgnet.dat' using 2:3 with points pt 9 ps 2 lc rgb '#d62728' title 'part 5: pg_net $pn_version, $LAT_RATE requests/s (port B)', \\
+     '' using 2:3:(sprintf('%.0f µs', \$3)) with labels left offset 0.9,0.9 tc rgb '#d62728' notitle"
+		fi
+		echo "$plot"
+	} >"$BENCH_OUT/cpu_rate.gp"
+	draw cpu_rate
+fi
+
+# (c) WAL per order, split three ways
+if has_rows wal_split.dat; then
+	cat >"$BENCH_OUT/wal_split.gp" <<GP
+$(terminal 800,640)
+set output 'wal_split.png'
+set title "WAL per order, split (part 3: pgbench inserts, $TPS_RUNS runs of $TPS_SECONDS s of each configuration)\nshopping_upload $su_version\n$pic_run"
+set ylabel 'WAL bytes per order'
+set style data histograms
+set style histogram rowstacked
+set style fill solid 0.85 border -1
+set boxwidth 0.4
+set yrange [0:*]
+set grid ytics
+set key below vertical
+set xtics nomirror
+plot 'wal_split.dat' using 2:xtic(1) lc rgb '#7f7f7f' title "the merchant's insert (triggers disabled)", \\
+     '' using 3 lc rgb '#ff7f0e' title "the trigger's queueing (no worker - disabled)", \\
+     '' using 4 lc rgb '#1f77b4' title "the worker's (on - no worker; drains included)", \\
+     '' using 0:(\$2 / 2):(sprintf('%d B', \$2)) with labels notitle, \\
+     '' using 0:(\$2 + \$3 / 2):(sprintf('%d B', \$3)) with labels notitle, \\
+     '' using 0:(\$2 + \$3 + \$4 / 2):(sprintf('%d B', \$4)) with labels notitle, \\
+     '' using 0:(\$2 + \$3 + \$4):(sprintf('%d B an order', \$2 + \$3 + \$4)) with labels offset 0,1 notitle
+GP
+	draw wal_split
+fi
+echo
+if [ -n "$GNUPLOT" ]; then
+	echo "Pictures (gnuplot; cd $BENCH_OUT and gnuplot NAME.gp draws NAME.png again):"
+else
+	echo "Pictures: none, gnuplot is not installed (apt-get install gnuplot-nox; then cd $BENCH_OUT and gnuplot NAME.gp)"
+fi
+[ "${#pictures[@]}" = 0 ] || printf '  %s\n' "${pictures[@]}"
+[ -z "$wal_csv" ] || outputs+=("$wal_csv")
+echo "The data files and the gnuplot scripts:"
+printf '  %s\n' "${outputs[@]}"
 if [ "${#failures[@]}" -gt 0 ]; then
 	echo
 	echo "worker.sh: FAILED (${#failures[@]}):"
