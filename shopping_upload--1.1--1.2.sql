@@ -450,3 +450,45 @@ SELECT pg_catalog.pg_extension_config_dump('delivery_companies', '');
 REVOKE ALL ON delivery_companies FROM PUBLIC;
 REVOKE ALL ON FUNCTION build_trade_shipping_payload(bigint),
 	validate_trade_shipping_payload(jsonb, text) FROM PUBLIC;
+
+DROP INDEX order_state_due_idx;
+DROP INDEX order_state_verify_idx;
+DROP INDEX shipping_state_due_idx;
+ALTER TABLE order_state SET (fillfactor = 70);
+ALTER TABLE shipping_state SET (fillfactor = 70);
+
+/*
+ * The due hints (src/queue_sql.h): the everyday updates of a state row
+ * (the claim, the record) change no indexed column, so they can be HOT,
+ * with room left on each page (fillfactor).  The claims find due rows
+ * through an unlogged table of hints instead of indexes on the due columns:
+ * nothing of it is written to the WAL; emptied by a crash, a failover or a
+ * restore, it is rebuilt from the states by the worker.
+ */
+CREATE UNLOGGED TABLE due (
+	kind		"char" NOT NULL,	/* o order, s shipping, v verify; * the marker */
+	order_id	bigint NOT NULL,
+	at			timestamptz NOT NULL,	/* at or before the row's due column */
+	PRIMARY KEY (kind, order_id)
+);
+CREATE INDEX due_at_idx ON due (kind, at);
+
+COMMENT ON TABLE due IS
+'Hints of the queue''s due rows for the worker''s claims (unlogged: rebuilt from order_state and shipping_state after a crash)';
+REVOKE ALL ON due FROM PUBLIC;
+
+/*
+ * Rows inserted into a state table by something else than the queue (a
+ * restore's COPY, an INSERT by hand) have no due hints: their trigger asks
+ * the worker to rebuild the hints (src/queue_commit.c).
+ */
+CREATE FUNCTION due_rows_inserted()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'su_due_rows_inserted'
+LANGUAGE C;
+
+CREATE TRIGGER due_hints AFTER INSERT ON order_state
+	FOR EACH STATEMENT EXECUTE FUNCTION due_rows_inserted();
+CREATE TRIGGER due_hints AFTER INSERT ON shipping_state
+	FOR EACH STATEMENT EXECUTE FUNCTION due_rows_inserted();
+REVOKE ALL ON FUNCTION due_rows_inserted() FROM PUBLIC;

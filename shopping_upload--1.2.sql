@@ -255,17 +255,12 @@ CREATE TABLE order_state (
 	verify_errmsg text,
 	/* the order_key and payer the accepted upload of uploaded_version sent */
 	uploaded_key jsonb
-);
+) WITH (fillfactor = 70);
 
 COMMENT ON TABLE order_state IS 'Upload state of every queued or uploaded order';
 COMMENT ON COLUMN order_state.uploaded_key IS
 'The order_key and payer sent by the accepted upload of uploaded_version (a verify''s body)';
 
-/* the worker claims by next_attempt_at; terminal states are not indexed */
-CREATE INDEX order_state_due_idx ON order_state (next_attempt_at)
-	WHERE next_attempt_at IS NOT NULL;
-CREATE INDEX order_state_verify_idx ON order_state (verify_due_at)
-	WHERE verify_due_at IS NOT NULL;
 
 /*
  * Where every order's shipping information stands, as order_state for the
@@ -286,12 +281,43 @@ CREATE TABLE shipping_state (
 	last_errmsg text,
 	queued_at	timestamptz NOT NULL DEFAULT now(),
 	updated_at	timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 70);
 
 COMMENT ON TABLE shipping_state IS 'Upload state of every queued or uploaded shipping information';
 
-CREATE INDEX shipping_state_due_idx ON shipping_state (next_attempt_at)
-	WHERE next_attempt_at IS NOT NULL;
+/*
+ * The due hints (src/queue_sql.h): the everyday updates of a state row
+ * (the claim, the record) change no indexed column, so they can be HOT,
+ * with room left on each page (fillfactor).  The claims find due rows
+ * through an unlogged table of hints instead of indexes on the due columns:
+ * nothing of it is written to the WAL; emptied by a crash, a failover or a
+ * restore, it is rebuilt from the states by the worker.
+ */
+CREATE UNLOGGED TABLE due (
+	kind		"char" NOT NULL,	/* o order, s shipping, v verify; * the marker */
+	order_id	bigint NOT NULL,
+	at			timestamptz NOT NULL,	/* at or before the row's due column */
+	PRIMARY KEY (kind, order_id)
+);
+CREATE INDEX due_at_idx ON due (kind, at);
+
+COMMENT ON TABLE due IS
+'Hints of the queue''s due rows for the worker''s claims (unlogged: rebuilt from order_state and shipping_state after a crash)';
+
+/*
+ * Rows inserted into a state table by something else than the queue (a
+ * restore's COPY, an INSERT by hand) have no due hints: their trigger asks
+ * the worker to rebuild the hints (src/queue_commit.c).
+ */
+CREATE FUNCTION due_rows_inserted()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'su_due_rows_inserted'
+LANGUAGE C;
+
+CREATE TRIGGER due_hints AFTER INSERT ON order_state
+	FOR EACH STATEMENT EXECUTE FUNCTION due_rows_inserted();
+CREATE TRIGGER due_hints AFTER INSERT ON shipping_state
+	FOR EACH STATEMENT EXECUTE FUNCTION due_rows_inserted();
 
 /* One row per attempt, sent or refused before sending. */
 CREATE TABLE audit (

@@ -202,6 +202,16 @@ BEGIN
 		attempts = 0, next_attempt_at = now(), queued_at = now(), updated_at = now(),
 		verify_due_at = NULL, verify_attempts = 0, verify_result = NULL, verified_at = NULL,
 		verified_version = NULL, verify_version = NULL;
+	-- 1.2 on: their due hints, as the queue writes them (the insert above,
+	-- not the queue's own, made the worker's marker go: it is put back)
+	IF to_regclass('shopping_upload.due') IS NOT NULL THEN
+		EXECUTE 'DELETE FROM shopping_upload.due WHERE kind = ''s'''
+			' OR (kind = ''v'' AND order_id BETWEEN $1 AND $2)' USING first, last;
+		EXECUTE 'INSERT INTO shopping_upload.due AS h (kind, order_id, at)'
+			' SELECT ''o'', order_id, now() FROM shopping_upload.orders WHERE order_id BETWEEN $1 AND $2'
+			' ON CONFLICT (kind, order_id) DO UPDATE SET at = EXCLUDED.at' USING first, last;
+		EXECUTE 'INSERT INTO shopping_upload.due VALUES (''*'', 0, now()) ON CONFLICT DO NOTHING';
+	END IF;
 	IF ship THEN
 		-- queued by the trigger at commit, as a merchant's write would
 		UPDATE shopping_upload.shippings SET updated_at = now()

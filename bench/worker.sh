@@ -554,6 +554,14 @@ BEGIN
 	ON CONFLICT (order_id) DO UPDATE SET state = 'pending',
 		version = s.version + 1, attempts = 0, next_attempt_at = now(),
 		queued_at = now(), updated_at = now();
+	-- 1.2 on: their due hints, as the queue writes them (the insert above,
+	-- not the queue's own, made the worker's marker go: it is put back)
+	IF to_regclass('shopping_upload.due') IS NOT NULL THEN
+		EXECUTE 'INSERT INTO shopping_upload.due AS h (kind, order_id, at)'
+			' SELECT ''o'', order_id, now() FROM shopping_upload.orders WHERE order_id BETWEEN $1 AND $2'
+			' ON CONFLICT (kind, order_id) DO UPDATE SET at = EXCLUDED.at' USING first, last;
+		EXECUTE 'INSERT INTO shopping_upload.due VALUES (''*'', 0, now()) ON CONFLICT DO NOTHING';
+	END IF;
 	PERFORM shopping_upload.enqueue(first);
 	COMMIT;
 	t0 := clock_timestamp();

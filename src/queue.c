@@ -121,23 +121,27 @@ su_queue_begin(int64 order_id, SuUpload *u)
 	 * due again once the answer is recorded).
 	 */
 
-	su_kept_plan(&begin_plan,
-				 "INSERT INTO " SU_SCHEMA ".order_state AS s"
-				 " (order_id, last_upload_time, attempts, state, next_attempt_at)"
-				 " SELECT o.order_id, pg_catalog.date_trunc('milliseconds',"
-				 "  pg_catalog.clock_timestamp()), 1, 'uploading',"
-				 "  pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2)"
-				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1"
-				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 " last_upload_time = greatest(EXCLUDED.last_upload_time,"
-				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
-				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
-				 " state = 'uploading', next_attempt_at = EXCLUDED.next_attempt_at,"
-				 " updated_at = pg_catalog.now()"
-				 " RETURNING last_upload_time, version, attempts, queued_at",
+	su_kept_plan(&begin_plan, SU_SQL_HINTED(SU_HINT_ORDER,
+											"INSERT INTO " SU_SCHEMA ".order_state AS s"
+											" (order_id, last_upload_time, attempts, state, next_attempt_at)"
+											" SELECT o.order_id, pg_catalog.date_trunc('milliseconds',"
+											"  pg_catalog.clock_timestamp()), 1, 'uploading',"
+											"  pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2)"
+											" FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1"
+											" ON CONFLICT (order_id) DO UPDATE SET"
+											" last_upload_time = greatest(EXCLUDED.last_upload_time,"
+											"  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
+											" attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
+											" state = 'uploading', next_attempt_at = EXCLUDED.next_attempt_at,"
+											" updated_at = pg_catalog.now()"
+											" RETURNING s.order_id, s.next_attempt_at AS hint_at,"
+											"  s.last_upload_time, s.version, s.attempts, s.queued_at",
+											"w.last_upload_time, w.version, w.attempts, w.queued_at"),
 				 2, types, 0);
-	if (SPI_execute_plan(begin_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+	su_queue_own_insert(true);
+	if (SPI_execute_plan(begin_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not start an attempt on order " INT64_FORMAT, order_id);
+	su_queue_own_insert(false);
 	if (SPI_processed == 0)
 		su_order_missing(order_id);
 	tup = SPI_tuptable->vals[0];
@@ -263,24 +267,28 @@ release_shipping(Datum *accepted, int n_accepted, bool by_hand,
 	Datum		rel_args[1] = {su_array(accepted, NULL, n_accepted, INT8OID)};
 
 	if (by_hand)
-		su_kept_plan(&release_wait_plan,
-					 "UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
-					 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
-					 " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-					 " AND h.state OPERATOR(pg_catalog.=) ANY ('{waiting_for_order,pending}')",
+		su_kept_plan(&release_wait_plan, SU_SQL_HINTED(SU_HINT_SHIPPING,
+													   "UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+													   " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+													   " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+													   " AND h.state OPERATOR(pg_catalog.=) ANY ('{waiting_for_order,pending}')"
+													   " RETURNING h.order_id, h.next_attempt_at AS hint_at",
+													   "w.order_id"),
 					 1, types, 0);
 	else
-		su_kept_plan(&release_plan,
-					 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
-					 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-					 "  AND h.state OPERATOR(pg_catalog.=) 'waiting_for_order'"
-					 "  FOR UPDATE SKIP LOCKED)"
-					 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
-					 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
-					 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
+		su_kept_plan(&release_plan, SU_SQL_HINTED(SU_HINT_SHIPPING,
+												  "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+												  "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+												  "  AND h.state OPERATOR(pg_catalog.=) 'waiting_for_order'"
+												  "  FOR UPDATE SKIP LOCKED)"
+												  " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+												  " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+												  " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id"
+												  " RETURNING h.order_id, h.next_attempt_at AS hint_at",
+												  "w.order_id"),
 					 1, types, 0);
 	if (SPI_execute_plan(by_hand ? release_wait_plan : release_plan, rel_args,
-						 NULL, false, 0) != SPI_OK_UPDATE)
+						 NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not release the shipping information of %d orders",
 			 n_accepted);
 	if (SPI_processed > 0 && earliest)
@@ -308,18 +316,20 @@ resend_shipping(Datum *rekeyed, int n_rekeyed, TimestampTz *earliest)
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		rk_args[1] = {su_array(rekeyed, NULL, n_rekeyed, INT8OID)};
 
-	su_kept_plan(&rekeyed_plan,
-				 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
-				 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-				 "  AND h.state OPERATOR(pg_catalog.=) 'uploaded'"
-				 "  FOR UPDATE SKIP LOCKED)"
-				 " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
-				 " version = h.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
-				 " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
-				 " updated_at = pg_catalog.now()"
-				 " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id",
+	su_kept_plan(&rekeyed_plan, SU_SQL_HINTED(SU_HINT_SHIPPING,
+											  "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+											  "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+											  "  AND h.state OPERATOR(pg_catalog.=) 'uploaded'"
+											  "  FOR UPDATE SKIP LOCKED)"
+											  " UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
+											  " version = h.version OPERATOR(pg_catalog.+) 1, attempts = 0,"
+											  " next_attempt_at = pg_catalog.now(), queued_at = pg_catalog.now(),"
+											  " updated_at = pg_catalog.now()"
+											  " FROM l WHERE h.order_id OPERATOR(pg_catalog.=) l.order_id"
+											  " RETURNING h.order_id, h.next_attempt_at AS hint_at",
+											  "w.order_id"),
 				 1, types, 0);
-	if (SPI_execute_plan(rekeyed_plan, rk_args, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(rekeyed_plan, rk_args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not queue again the shipping information of %d orders", n_rekeyed);
 	if (SPI_processed > 0 && earliest)
 		su_earlier(&earliest[SU_DUE_SHIPPING], GetCurrentTimestamp());
@@ -384,7 +394,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	 * its verify asks about them, whatever the order says by then.
 	 */
 	su_kept_plan(&record_plan,
-				 "WITH l AS (SELECT st.order_id, st.uploaded_key AS old_key"
+				 "WITH w AS (WITH l AS (SELECT st.order_id, st.uploaded_key AS old_key"
 				 "  FROM " SU_SCHEMA ".order_state st"
 				 "  WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)"
 				 "  FOR UPDATE SKIP LOCKED)"
@@ -415,10 +425,15 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  AS u(order_id, version, state, next, ok, errcode, errmsg, key), l"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
-				 " RETURNING s.order_id, s.next_attempt_at,"
+				 " RETURNING s.order_id, s.next_attempt_at AS hint_at,"
 				 "  l.old_key IS NOT NULL AND s.uploaded_key IS NOT NULL"
-				 "  AND l.old_key OPERATOR(pg_catalog.<>) s.uploaded_key,"
-				 "  s.version OPERATOR(pg_catalog.=) u.version",
+				 "  AND l.old_key OPERATOR(pg_catalog.<>) s.uploaded_key AS rekeyed,"
+				 "  s.version OPERATOR(pg_catalog.=) u.version AS as_planned,"
+				 "  s.verify_due_at),"
+				 " wv AS (SELECT w.order_id, w.verify_due_at AS hint_at FROM w),"
+				 SU_SQL_HINT_CTES("", SU_HINT_ORDER, "w") ","
+				 SU_SQL_HINT_CTES("v", SU_HINT_VERIFY, "wv")
+				 " SELECT w.order_id, w.hint_at, w.rekeyed, w.as_planned FROM w",
 				 9, types, 0);
 	for (int i = 0; i < n; i++)
 	{
@@ -452,7 +467,7 @@ su_queue_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	args[6] = su_array(msgs, msg_nulls, n, TEXTOID);
 	args[7] = Float8GetDatum((double) su_verify_delay_s);
 	args[8] = su_array(keys, key_nulls, n, TEXTOID);
-	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(record_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record the outcome of %d uploads", n);
 	processed = SPI_processed;
 	tt = SPI_tuptable;
@@ -565,19 +580,21 @@ su_queue_requeue(int64 order_id, bool all, Datum states)
 	uint64		n;
 
 	/* rows are locked in order_id order, as every queueing does */
-	su_kept_plan(&plan,
-				 "WITH l AS (SELECT st.order_id, st.state FROM " SU_SCHEMA ".order_state st"
-				 "  WHERE st.state OPERATOR(pg_catalog.=) ANY ($2)"
-				 "  AND ($1 IS NULL OR st.order_id OPERATOR(pg_catalog.=) $1)"
-				 "  ORDER BY st.order_id FOR UPDATE)"
-				 " UPDATE " SU_SCHEMA ".order_state s"
-				 " SET state = 'pending', attempts = 0,"
-				 " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
-				 " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
-				 " AND s.state OPERATOR(pg_catalog.=) ANY ($2)"
-				 " RETURNING l.state OPERATOR(pg_catalog.=) 'held'",
+	su_kept_plan(&plan, SU_SQL_HINTED(SU_HINT_ORDER,
+									  "WITH l AS (SELECT st.order_id, st.state FROM " SU_SCHEMA ".order_state st"
+									  "  WHERE st.state OPERATOR(pg_catalog.=) ANY ($2)"
+									  "  AND ($1 IS NULL OR st.order_id OPERATOR(pg_catalog.=) $1)"
+									  "  ORDER BY st.order_id FOR UPDATE)"
+									  " UPDATE " SU_SCHEMA ".order_state s"
+									  " SET state = 'pending', attempts = 0,"
+									  " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+									  " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
+									  " AND s.state OPERATOR(pg_catalog.=) ANY ($2)"
+									  " RETURNING s.order_id, s.next_attempt_at AS hint_at,"
+									  "  l.state OPERATOR(pg_catalog.=) 'held' AS was_held",
+									  "w.was_held"),
 				 2, types, 0);
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not requeue orders");
 	n = SPI_processed;
 	for (uint64 i = 0; i < n; i++)
@@ -617,27 +634,31 @@ su_queue_release_local_holds(void)
 	 * A row another transaction holds is skipped, never waited for (a
 	 * writer's change makes it pending anyway).
 	 */
-	su_kept_plan(&plans[0],
-				 "WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
-				 "  WHERE st.state OPERATOR(pg_catalog.=) 'held'"
-				 "  AND st.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
-				 "  AND st.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
-				 "  FOR UPDATE SKIP LOCKED)"
-				 " UPDATE " SU_SCHEMA ".order_state s SET next_attempt_at = pg_catalog.now()"
-				 " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id",
+	su_kept_plan(&plans[0], SU_SQL_HINTED(SU_HINT_ORDER,
+										  "WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+										  "  WHERE st.state OPERATOR(pg_catalog.=) 'held'"
+										  "  AND st.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
+										  "  AND st.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+										  "  FOR UPDATE SKIP LOCKED)"
+										  " UPDATE " SU_SCHEMA ".order_state s SET next_attempt_at = pg_catalog.now()"
+										  " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
+										  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+										  "w.order_id"),
 				 1, types, 0);
-	su_kept_plan(&plans[1],
-				 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
-				 "  WHERE h.state OPERATOR(pg_catalog.=) 'held'"
-				 "  AND h.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
-				 "  AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
-				 "  FOR UPDATE SKIP LOCKED)"
-				 " UPDATE " SU_SCHEMA ".shipping_state s SET next_attempt_at = pg_catalog.now()"
-				 " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id",
+	su_kept_plan(&plans[1], SU_SQL_HINTED(SU_HINT_SHIPPING,
+										  "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+										  "  WHERE h.state OPERATOR(pg_catalog.=) 'held'"
+										  "  AND h.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
+										  "  AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+										  "  FOR UPDATE SKIP LOCKED)"
+										  " UPDATE " SU_SCHEMA ".shipping_state s SET next_attempt_at = pg_catalog.now()"
+										  " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
+										  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+										  "w.order_id"),
 				 1, types, 0);
 	for (int i = 0; i < 2; i++)
 	{
-		if (SPI_execute_plan(plans[i], args, NULL, false, 0) != SPI_OK_UPDATE)
+		if (SPI_execute_plan(plans[i], args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not release the rows held by a local configuration problem");
 		released += SPI_processed;
 	}
@@ -657,22 +678,26 @@ su_queue_clock_stepped_back(int64 usecs)
 	 * wall-clock time: midnight in Beijing, or the configuration's retry),
 	 * leased rows their lease.
 	 */
-	su_kept_plan(&plans[0],
-				 "UPDATE " SU_SCHEMA ".order_state s SET next_attempt_at ="
-				 " greatest(pg_catalog.now(), s.next_attempt_at OPERATOR(pg_catalog.-)"
-				 "  pg_catalog.make_interval(secs => $1))"
-				 " WHERE s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
-				 " AND s.state OPERATOR(pg_catalog.=) ANY ('{pending,retrying}')",
+	su_kept_plan(&plans[0], SU_SQL_HINTED(SU_HINT_ORDER,
+										  "UPDATE " SU_SCHEMA ".order_state s SET next_attempt_at ="
+										  " greatest(pg_catalog.now(), s.next_attempt_at OPERATOR(pg_catalog.-)"
+										  "  pg_catalog.make_interval(secs => $1))"
+										  " WHERE s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+										  " AND s.state OPERATOR(pg_catalog.=) ANY ('{pending,retrying}')"
+										  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+										  "w.order_id"),
 				 1, types, 0);
-	su_kept_plan(&plans[1],
-				 "UPDATE " SU_SCHEMA ".shipping_state s SET next_attempt_at ="
-				 " greatest(pg_catalog.now(), s.next_attempt_at OPERATOR(pg_catalog.-)"
-				 "  pg_catalog.make_interval(secs => $1))"
-				 " WHERE s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
-				 " AND s.state OPERATOR(pg_catalog.=) ANY ('{pending,retrying,waiting_for_order}')",
+	su_kept_plan(&plans[1], SU_SQL_HINTED(SU_HINT_SHIPPING,
+										  "UPDATE " SU_SCHEMA ".shipping_state s SET next_attempt_at ="
+										  " greatest(pg_catalog.now(), s.next_attempt_at OPERATOR(pg_catalog.-)"
+										  "  pg_catalog.make_interval(secs => $1))"
+										  " WHERE s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+										  " AND s.state OPERATOR(pg_catalog.=) ANY ('{pending,retrying,waiting_for_order}')"
+										  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+										  "w.order_id"),
 				 1, types, 0);
 	for (int i = 0; i < 2; i++)
-		if (SPI_execute_plan(plans[i], args, NULL, false, 0) != SPI_OK_UPDATE)
+		if (SPI_execute_plan(plans[i], args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not bring forward the rows planned before the clock went back");
 }
 
@@ -686,16 +711,24 @@ su_queue_forget(int64 order_id, SuDue due)
 
 	/* a statement of its own: a fresh snapshot sees every committed row */
 	su_kept_plan(&plans[shipping], shipping ?
-				 "DELETE FROM " SU_SCHEMA ".shipping_state s"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
-				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
-				 "  WHERE h.order_id OPERATOR(pg_catalog.=) $1)" :
-				 "DELETE FROM " SU_SCHEMA ".order_state s"
+				 SU_SQL_HINTED(SU_HINT_SHIPPING,
+							   "DELETE FROM " SU_SCHEMA ".shipping_state s"
+							   " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
+							   " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+							   "  WHERE h.order_id OPERATOR(pg_catalog.=) $1)"
+							   " RETURNING s.order_id, CAST(NULL AS pg_catalog.timestamptz) AS hint_at",
+							   "w.order_id") :
+				 "WITH w AS (DELETE FROM " SU_SCHEMA ".order_state s"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
 				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-				 "  WHERE o.order_id OPERATOR(pg_catalog.=) $1)",
+				 "  WHERE o.order_id OPERATOR(pg_catalog.=) $1)"
+				 " RETURNING s.order_id)"
+				 " DELETE FROM " SU_SCHEMA ".due h USING w"
+				 " WHERE h.kind OPERATOR(pg_catalog.=) ANY ('{" SU_HINT_ORDER "," SU_HINT_VERIFY "}')"
+				 " AND h.order_id OPERATOR(pg_catalog.=) w.order_id",
 				 1, types, 0);
-	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_DELETE)
+	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) !=
+		(shipping ? SPI_OK_SELECT : SPI_OK_DELETE))
 		elog(ERROR, "could not delete the %s state of order " INT64_FORMAT,
 			 shipping ? "shipping" : "upload", order_id);
 }
@@ -727,14 +760,27 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 
 	/*
 	 * One plan whatever the queue's size or $1 (a generic one, planned
-	 * once): the due orders' ids from the partial index, then their rows by
-	 * primary key.  An order whose shipping information is in flight waits
+	 * once): the first due hints (src/queue_sql.h), their rows by primary
+	 * key, locked.  An order whose shipping information is in flight waits
 	 * for its answer: one request per order at a time, whatever its kind
-	 * (a new payer must not overtake the shipment that carries the old).  A join with the due rows would be re-planned at every
-	 * claim, its cost depending on $1.
+	 * (a new payer must not overtake the shipment that carries the old).
+	 * A hint met early (its row planned later, or nothing planned) is set
+	 * right with the row locked; a claimed row's hint is its lease's end.
 	 */
 	su_kept_plan(&claim_plan,
-				 "UPDATE " SU_SCHEMA ".order_state s SET state = 'uploading',"
+				 "WITH c AS (SELECT d.order_id, d.next_attempt_at,"
+				 "  coalesce(d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now(),"
+				 "   false) AS go"
+				 "  FROM " SU_SCHEMA ".due t JOIN " SU_SCHEMA ".order_state d"
+				 "   ON d.order_id OPERATOR(pg_catalog.=) t.order_id"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_ORDER "'"
+				 "  AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
+				 "   WHERE h.order_id OPERATOR(pg_catalog.=) d.order_id"
+				 "   AND " SU_SQL_IN_FLIGHT("h") ")"
+				 "  AND " SU_SQL_IN_SHARE("d", "$3", "$4")
+				 "  ORDER BY t.at LIMIT $1 FOR UPDATE OF d SKIP LOCKED),"
+				 " w AS (UPDATE " SU_SCHEMA ".order_state s SET state = 'uploading',"
 				 " next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
 				 "  pg_catalog.make_interval(secs => $2),"
 				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
@@ -742,19 +788,16 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 				 "  pg_catalog.clock_timestamp()),"
 				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
 				 " updated_at = pg_catalog.now()"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
-				 "  SELECT d.order_id FROM " SU_SCHEMA ".order_state d"
-				 "  WHERE d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-				 "  AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
-				 "   WHERE h.order_id OPERATOR(pg_catalog.=) d.order_id"
-				 "   AND " SU_SQL_IN_FLIGHT("h") ")"
-				 "  AND " SU_SQL_IN_SHARE("d", "$3", "$4")
-				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
+				 " FROM c WHERE s.order_id OPERATOR(pg_catalog.=) c.order_id AND c.go"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
 				 "  CASE WHEN s.uploaded_version OPERATOR(pg_catalog.=) s.version"
-				 "  THEN NULL ELSE s.queued_at END",
+				 "  THEN NULL ELSE s.queued_at END AS queued_at, s.next_attempt_at),"
+				 " f AS (SELECT w.order_id, w.next_attempt_at AS hint_at FROM w"
+				 "  UNION ALL SELECT c.order_id, c.next_attempt_at FROM c WHERE NOT c.go),"
+				 SU_SQL_HINT_CTES("", SU_HINT_ORDER, "f")
+				 " SELECT w.order_id, w.version, w.attempts, w.last_upload_time, w.queued_at FROM w",
 				 4, types, CURSOR_OPT_GENERIC_PLAN);
-	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim orders");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -779,27 +822,211 @@ StaticAssertDecl(SU_DUE_ORDER == 0 && SU_DUE_SHIPPING == 1 &&
 				 SU_DUE_VERIFY == 2 && SU_DUES == 3,
 				 "the columns of due_plan follow SuDue");
 
+/*
+ * Are the due hints complete, as far as this process knows?  Read with the
+ * next due times; false at first.
+ */
+static bool hints_complete = false;
+
+/* when a rebuild that could not be made now is tried again */
+static TimestampTz rebuild_retry_at = 0;
+#define SU_REBUILD_RETRY_MS		5000
+
+/*
+ * The transactions of this database that were prepared (two-phase commit)
+ * when the hints were last rebuilt, and the latest time one of them was
+ * prepared: their queueing is not in the rebuild (their state rows were not
+ * committed), and if a crash emptied the hints they wrote at PREPARE, a
+ * row they queued has none.  The hints are merged again once one of them
+ * has ended.
+ */
+static int64 rebuild_prepared = 0;
+static TimestampTz rebuild_prepared_at = 0;
+
+/* the advisory lock of the rebuild: one process of the database at a time */
+#define SU_REBUILD_LOCK_SQL \
+	"SELECT pg_catalog.pg_try_advisory_xact_lock(1970496101, 1685415269)"
+
+/*
+ * The due hints from the states, when the marker says they are not complete
+ * (a crash, a failover or a restore emptied the unlogged table; a new
+ * installation; rows inserted by something else than the queue), or when
+ * force.  Only lowered: a writer that set a hint meanwhile set it right,
+ * and an early one is set right by the claim that meets it.  In order of
+ * kind and order_id, as the writers take them; in a subtransaction, with a
+ * short lock_timeout: a rebuild never waits long for a writer's hint (nor a
+ * writer for the rebuild), and one that cannot be made now is tried again
+ * SU_REBUILD_RETRY_MS later.
+ */
+static void
+rebuild_hints(bool force)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		rows = 0;
+	bool		done = false;
+
+	if (!force)
+	{
+		if (SPI_execute("SELECT FROM " SU_SCHEMA ".due t"
+						" WHERE t.kind OPERATOR(pg_catalog.=) '*'", false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the due hints");
+		if (SPI_processed > 0)
+		{
+			hints_complete = true;
+			return;
+		}
+	}
+	if (now < rebuild_retry_at)
+		return;
+	/* until it is made: the worker looks again by then (su_queue_next_due) */
+	rebuild_retry_at = TimestampTzPlusMilliseconds(now, SU_REBUILD_RETRY_MS);
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		int			nestlevel = NewGUCNestLevel();
+
+		(void) set_config_option("lock_timeout", "100ms", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		if (SPI_execute(SU_REBUILD_LOCK_SQL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not take the lock of the due hints' rebuild");
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool) {false})))
+		{
+			if (SPI_execute("SELECT pg_catalog.count(*), pg_catalog.max(p.prepared)"
+							" FROM pg_catalog.pg_prepared_xacts p"
+							" WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
+							false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not read the prepared transactions");
+			{
+				bool		isnull;
+				Datum		at;
+
+				rebuild_prepared = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 1, &isnull));
+				at = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+				rebuild_prepared_at = isnull ? 0 : DatumGetTimestampTz(at);
+			}
+			if (SPI_execute("WITH m AS (INSERT INTO " SU_SCHEMA ".due (kind, order_id, at)"
+							"  VALUES ('*', 0, pg_catalog.now()) ON CONFLICT DO NOTHING)"
+							" INSERT INTO " SU_SCHEMA ".due AS h (kind, order_id, at)"
+							" SELECT r.kind, r.order_id, r.at FROM ("
+							" SELECT CAST('" SU_HINT_ORDER "' AS pg_catalog.\"char\") AS kind,"
+							"  s.order_id, s.next_attempt_at AS at"
+							"  FROM " SU_SCHEMA ".order_state s WHERE s.next_attempt_at IS NOT NULL"
+							" UNION ALL SELECT '" SU_HINT_VERIFY "', s.order_id, s.verify_due_at"
+							"  FROM " SU_SCHEMA ".order_state s WHERE s.verify_due_at IS NOT NULL"
+							" UNION ALL SELECT '" SU_HINT_SHIPPING "', s.order_id, s.next_attempt_at"
+							"  FROM " SU_SCHEMA ".shipping_state s WHERE s.next_attempt_at IS NOT NULL) r"
+							" ORDER BY r.kind, r.order_id"
+							" ON CONFLICT (kind, order_id) DO UPDATE"
+							" SET at = LEAST(h.at, EXCLUDED.at)", false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not rebuild the due hints");
+			rows = SPI_processed;
+			done = true;
+		}
+		AtEOXact_GUC(true, nestlevel);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ereport(LOG,
+				(errmsg("shopping_upload worker: the due hints could not be rebuilt now, tried again in %d s: %s",
+						SU_REBUILD_RETRY_MS / 1000, edata->message)));
+		FreeErrorData(edata);
+		return;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	if (!done)
+		return;					/* another process rebuilds them */
+	rebuild_retry_at = 0;
+	ereport(LOG,
+			(errmsg("shopping_upload worker: the due hints were rebuilt from the queue (%llu rows planned)",
+					(unsigned long long) rows)));
+	hints_complete = true;
+}
+
+/* has a transaction prepared at the last rebuild ended since? */
+static bool
+prepared_ended(void)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		args[1] = {TimestampTzGetDatum(rebuild_prepared_at)};
+	bool		isnull;
+
+	if (rebuild_prepared == 0)
+		return false;
+	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts p"
+							  " WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database()"
+							  " AND p.prepared OPERATOR(pg_catalog.<=) $1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the prepared transactions");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull)) < rebuild_prepared;
+}
+
 void
 su_queue_next_due(TimestampTz *due)
 {
 	bool		isnull;
 
-	/* three index probes: the partial indexes' first entries */
+	if (!hints_complete)
+		rebuild_hints(false);
+	else if (prepared_ended())
+		rebuild_hints(true);
+
+	/*
+	 * Three index probes: the first hint of each kind whose row is there
+	 * (an early hint makes a claim that sets it right; one whose row is gone
+	 * would wake the worker for nothing), and whether the hints are complete.
+	 */
+#define HAS_ROW(table) \
+	" AND EXISTS (SELECT FROM " SU_SCHEMA "." table " s" \
+	"  WHERE s.order_id OPERATOR(pg_catalog.=) t.order_id)"
 	su_kept_plan(&due_plan,
-				 "SELECT (SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".order_state),"
-				 " (SELECT pg_catalog.min(next_attempt_at) FROM " SU_SCHEMA ".shipping_state),"
-				 " (SELECT pg_catalog.min(verify_due_at) FROM " SU_SCHEMA ".order_state)",
+				 "SELECT (SELECT pg_catalog.min(t.at) FROM " SU_SCHEMA ".due t"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_ORDER "'" HAS_ROW("order_state") "),"
+				 " (SELECT pg_catalog.min(t.at) FROM " SU_SCHEMA ".due t"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_SHIPPING "'" HAS_ROW("shipping_state") "),"
+				 " (SELECT pg_catalog.min(t.at) FROM " SU_SCHEMA ".due t"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_VERIFY "'" HAS_ROW("order_state") "),"
+				 " EXISTS (SELECT FROM " SU_SCHEMA ".due t"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '*')",
 				 0, NULL, 0);
 	/* one column per due column, in SuDue's order (see below) */
 	/* not read-only: a new snapshot, that sees the claim just made */
 	if (SPI_execute_plan(due_plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the queue");
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									SU_DUES + 1, &isnull)))
+	{
+		/* emptied since: rebuilt, then read again */
+		hints_complete = false;
+		rebuild_hints(false);
+		if (SPI_execute_plan(due_plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the queue");
+	}
 	for (int k = 0; k < SU_DUES; k++)
 	{
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									  k + 1, &isnull);
 
 		due[k] = isnull ? 0 : DatumGetTimestampTz(d);
+		/* a rebuild to be made again: a look by then */
+		if (!hints_complete && rebuild_retry_at != 0 &&
+			(due[k] == 0 || due[k] > rebuild_retry_at))
+			due[k] = rebuild_retry_at;
 	}
 }
 
@@ -832,21 +1059,27 @@ su_queue_recover(TimestampTz leased_before)
 	 * them (a claim takes the oldest due first).  A lease taken since is a
 	 * live process's (another worker, a call by hand), or runs out by itself.
 	 */
-	if (SPI_execute_with_args("UPDATE " SU_SCHEMA ".order_state SET next_attempt_at ="
-							  " LEAST(queued_at, pg_catalog.now())"
-							  " WHERE state OPERATOR(pg_catalog.=) 'uploading'"
-							  " AND updated_at OPERATOR(pg_catalog.<) $1",
-							  1, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_with_args(SU_SQL_HINTED(SU_HINT_ORDER,
+											"UPDATE " SU_SCHEMA ".order_state s SET next_attempt_at ="
+											" LEAST(s.queued_at, pg_catalog.now())"
+											" WHERE s.state OPERATOR(pg_catalog.=) 'uploading'"
+											" AND s.updated_at OPERATOR(pg_catalog.<) $1"
+											" RETURNING s.order_id, s.next_attempt_at AS hint_at",
+											"w.order_id"),
+							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not recover the orders of a previous worker");
 	if (SPI_processed > 0)
 		ereport(LOG,
 				(errmsg("shopping_upload worker: %llu orders left uploading by a previous worker are due again",
 						(unsigned long long) SPI_processed)));
-	if (SPI_execute_with_args("UPDATE " SU_SCHEMA ".shipping_state SET next_attempt_at ="
-							  " LEAST(queued_at, pg_catalog.now())"
-							  " WHERE state OPERATOR(pg_catalog.=) 'uploading'"
-							  " AND updated_at OPERATOR(pg_catalog.<) $1",
-							  1, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_with_args(SU_SQL_HINTED(SU_HINT_SHIPPING,
+											"UPDATE " SU_SCHEMA ".shipping_state s SET next_attempt_at ="
+											" LEAST(s.queued_at, pg_catalog.now())"
+											" WHERE s.state OPERATOR(pg_catalog.=) 'uploading'"
+											" AND s.updated_at OPERATOR(pg_catalog.<) $1"
+											" RETURNING s.order_id, s.next_attempt_at AS hint_at",
+											"w.order_id"),
+							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not recover the shipping information of a previous worker");
 	if (SPI_processed > 0)
 		ereport(LOG,

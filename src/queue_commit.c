@@ -80,10 +80,26 @@ static SubTransactionId wrote;	/* any of the tables, whatever auto_upload says *
 static uint32 wake_at_commit = 0;	/* bits 1 << SuDue */
 static bool release_holds_at_commit = false;	/* see su_queue_release_holds() */
 
-static SPIPlanPtr queue_plan = NULL;
-static SPIPlanPtr forget_plan = NULL;
-static SPIPlanPtr ship_queue_plan = NULL;
-static SPIPlanPtr ship_forget_plan = NULL;
+/* each with the due hints ([1]) and without ([0]) */
+static SPIPlanPtr queue_plan[2];
+static SPIPlanPtr forget_plan[2];
+static SPIPlanPtr ship_queue_plan[2];
+static SPIPlanPtr ship_forget_plan[2];
+
+/*
+ * Does this database have the due hints (1.2 on)?  The writers' queueing
+ * runs whatever version the database has: until ALTER EXTENSION UPDATE,
+ * its statements are the ones without the hints, and the update's first
+ * worker builds them from the states.  Read at each queue_noted().
+ */
+static bool hints = false;
+
+/* inside an insert of the queue's own into a state table (see below) */
+static bool own_insert = false;
+
+/* statement write (src/queue_sql.h), with the due hints when they exist */
+#define HINTED(kind, write, cols) \
+	(hints ? SU_SQL_HINTED(kind, write, cols) : (write))
 
 static void
 note_init(void)
@@ -207,6 +223,35 @@ state_owner(void)
 	return owner;
 }
 
+/* the states' writer: the tables' owner, search_path pinned, SPI connected */
+typedef struct AsOwner
+{
+	Oid			userid;
+	int			sec;
+	int			nestlevel;
+} AsOwner;
+
+static void
+enter_as_owner(AsOwner *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec);
+	SetUserIdAndSecContext(state_owner(), saved->sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	saved->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+leave_as_owner(const AsOwner *saved)
+{
+	SPI_finish();
+	AtEOXact_GUC(false, saved->nestlevel);
+	SetUserIdAndSecContext(saved->userid, saved->sec);
+}
+
 /*
  * The statements that write the noted orders' states run as of now, not as
  * of the transaction's snapshot, and as READ COMMITTED statements do (see
@@ -215,8 +260,14 @@ state_owner(void)
 static int
 exec_now(SPIPlanPtr plan, Datum *args)
 {
-	return SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
-								InvalidSnapshot, false, true, 0);
+	int			ret = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
+										   InvalidSnapshot, false, true, 0);
+
+	/* rows returned: by the statement with the hints, or by its RETURNING */
+	if (ret == SPI_OK_INSERT_RETURNING || ret == SPI_OK_UPDATE_RETURNING ||
+		ret == SPI_OK_DELETE_RETURNING)
+		ret = SPI_OK_SELECT;
+	return ret;
 }
 
 static int
@@ -257,8 +308,7 @@ apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
 		elems[i] = Int64GetDatum(ids[i]);
 	args[0] = su_array(elems, NULL, n, INT8OID);
 	ret = exec_now(plan, args);
-	if (ret != ((want == NOTE_FORGET || want == NOTE_SHIP_FORGET) ?
-				SPI_OK_DELETE : SPI_OK_INSERT))
+	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not queue the orders of this transaction");
 	return SPI_processed;
 }
@@ -275,7 +325,7 @@ apply_noted(SPIPlanPtr plan, NoteWant want, int64 *ids, int n_all)
 static bool
 requeue_reborn(int64 *ids, long n_all, bool all)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plans[2];
 	Oid			types[2] = {INT8ARRAYOID, BOOLARRAYOID};
 	Datum	   *elems = palloc(sizeof(Datum) * Max(n_all, 1));
 	Datum	   *queued = palloc(sizeof(Datum) * Max(n_all, 1));
@@ -307,21 +357,23 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 #define QUEUED "($2)[pg_catalog.array_position($1, s.order_id)]"
 	if (n > 0)
 	{
-		su_kept_plan(&plan,
-					 "UPDATE " SU_SCHEMA ".order_state s SET" RESET
-					 " version = s.version OPERATOR(pg_catalog.+)"
-					 "  CASE WHEN " QUEUED " THEN 0 ELSE 1 END,"
-					 " state = CASE WHEN " QUEUED " OR " SU_SQL_IN_FLIGHT("s")
-					 "  THEN s.state ELSE 'pending' END,"
-					 " next_attempt_at = CASE WHEN " QUEUED " OR " SU_SQL_IN_FLIGHT("s")
-					 "  THEN s.next_attempt_at ELSE pg_catalog.now() END"
-					 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-					 " AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-					 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
+		su_kept_plan(&plans[hints], HINTED(SU_HINT_ORDER,
+										  "UPDATE " SU_SCHEMA ".order_state s SET" RESET
+										  " version = s.version OPERATOR(pg_catalog.+)"
+										  "  CASE WHEN " QUEUED " THEN 0 ELSE 1 END,"
+										  " state = CASE WHEN " QUEUED " OR " SU_SQL_IN_FLIGHT("s")
+										  "  THEN s.state ELSE 'pending' END,"
+										  " next_attempt_at = CASE WHEN " QUEUED " OR " SU_SQL_IN_FLIGHT("s")
+										  "  THEN s.next_attempt_at ELSE pg_catalog.now() END"
+										  " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+										  " AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
+										  "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)"
+										  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+										  "w.order_id"),
 					 2, types, CURSOR_OPT_GENERIC_PLAN);
 		args[0] = su_array(elems, NULL, n, INT8OID);
 		args[1] = su_array(queued, NULL, n, BOOLOID);
-		if (exec_now(plan, args) != SPI_OK_UPDATE)
+		if (exec_now(plans[hints], args) != SPI_OK_SELECT)
 			elog(ERROR, "could not queue the orders written again in this transaction");
 		if (any_unqueued)
 			reborn += SPI_processed;
@@ -329,13 +381,16 @@ requeue_reborn(int64 *ids, long n_all, bool all)
 	/* after a TRUNCATE, every order there is was written by this transaction */
 	if (all)
 	{
-		if (exec_now_sql("UPDATE " SU_SCHEMA ".order_state s SET" RESET
-						" version = s.version OPERATOR(pg_catalog.+) 1,"
-						" state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
-						" next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
-						"  THEN s.next_attempt_at ELSE pg_catalog.now() END"
-						" WHERE EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)
+		if (exec_now_sql(HINTED(SU_HINT_ORDER,
+									   "UPDATE " SU_SCHEMA ".order_state s SET" RESET
+									   " version = s.version OPERATOR(pg_catalog.+) 1,"
+									   " state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
+									   " next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
+									   "  THEN s.next_attempt_at ELSE pg_catalog.now() END"
+									   " WHERE EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
+									   "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)"
+									   " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+									   "w.order_id")) != SPI_OK_SELECT)
 			elog(ERROR, "could not queue the orders written again after TRUNCATE");
 		reborn += SPI_processed;
 	}
@@ -368,35 +423,45 @@ queue_noted_shipping(int64 *ids, long n)
 	if (!any)
 		return;
 
-	su_kept_plan(&ship_queue_plan,
-				 "INSERT INTO " SU_SCHEMA ".shipping_state AS s (order_id, queued_at)"
-				 " SELECT h.order_id, pg_catalog.clock_timestamp()"
-				 " FROM pg_catalog.unnest($1) AS k(order_id),"
-				 "  LATERAL (SELECT h.order_id FROM " SU_SCHEMA ".shippings h"
-				 "   WHERE h.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) h"
-				 " ORDER BY h.order_id"
-				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 SU_SQL_QUEUE_AGAIN("s"),
+	su_kept_plan(&ship_queue_plan[hints], HINTED(SU_HINT_SHIPPING,
+												 "INSERT INTO " SU_SCHEMA ".shipping_state AS s (order_id, queued_at)"
+												 " SELECT h.order_id, pg_catalog.clock_timestamp()"
+												 " FROM pg_catalog.unnest($1) AS k(order_id),"
+												 "  LATERAL (SELECT h.order_id FROM " SU_SCHEMA ".shippings h"
+												 "   WHERE h.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) h"
+												 " ORDER BY h.order_id"
+												 " ON CONFLICT (order_id) DO UPDATE SET"
+												 SU_SQL_QUEUE_AGAIN("s")
+												 " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+												 "w.order_id"),
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
-	su_kept_plan(&ship_forget_plan,
-				 "DELETE FROM " SU_SCHEMA ".shipping_state s"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
-				 "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
+	su_kept_plan(&ship_forget_plan[hints], HINTED(SU_HINT_SHIPPING,
+												  "DELETE FROM " SU_SCHEMA ".shipping_state s"
+												  " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+												  " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+												  "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)"
+												  " RETURNING s.order_id, CAST(NULL AS pg_catalog.timestamptz) AS hint_at",
+												  "w.order_id"),
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 	if (NOTED(ship_requeue_all) &&
-		exec_now_sql("UPDATE " SU_SCHEMA ".shipping_state s SET"
-					SU_SQL_QUEUE_AGAIN("s")) != SPI_OK_UPDATE)
+		exec_now_sql(HINTED(SU_HINT_SHIPPING,
+								   "UPDATE " SU_SCHEMA ".shipping_state s SET"
+								   SU_SQL_QUEUE_AGAIN("s")
+								   " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+								   "w.order_id")) != SPI_OK_SELECT)
 		elog(ERROR, "could not queue the shipping information of truncated shipments");
 	if (NOTED(ship_truncated) &&
-		exec_now_sql("DELETE FROM " SU_SCHEMA ".shipping_state s WHERE NOT EXISTS"
-					" (SELECT FROM " SU_SCHEMA ".shippings h"
-					"  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_DELETE)
+		exec_now_sql(HINTED(SU_HINT_SHIPPING,
+								   "DELETE FROM " SU_SCHEMA ".shipping_state s WHERE NOT EXISTS"
+								   " (SELECT FROM " SU_SCHEMA ".shippings h"
+								   "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)"
+								   " RETURNING s.order_id, CAST(NULL AS pg_catalog.timestamptz) AS hint_at",
+								   "w.order_id")) != SPI_OK_SELECT)
 		elog(ERROR, "could not delete the states of truncated shipping information");
-	if (apply_noted(ship_queue_plan, NOTE_SHIP_QUEUE, ids, n) > 0 ||
+	if (apply_noted(ship_queue_plan[hints], NOTE_SHIP_QUEUE, ids, n) > 0 ||
 		NOTED(ship_requeue_all))
 		wake_at_commit |= 1 << SU_DUE_SHIPPING;
-	(void) apply_noted(ship_forget_plan, NOTE_SHIP_FORGET, ids, n);
+	(void) apply_noted(ship_forget_plan[hints], NOTE_SHIP_FORGET, ids, n);
 }
 
 /*
@@ -408,24 +473,16 @@ queue_noted(void)
 {
 	long		n = hash_get_num_entries(noted);
 	int64	   *ids;
-	Oid			save_userid;
-	int			save_sec;
-	int			save_nestlevel;
+	AsOwner		saved;
 	int			save_iso;
 
 	if (n == 0 && !NOTED(truncated) && !NOTED(requeue_all) &&
 		!NOTED(ship_truncated) && !NOTED(ship_requeue_all))
 		return;
 	ids = MemoryContextAlloc(TopTransactionContext, sizeof(int64) * Max(n, 1));
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(state_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	enter_as_owner(&saved);
 	PushActiveSnapshot(GetLatestSnapshot());
+	hints = OidIsValid(get_relname_relid("due", get_namespace_oid(SU_SCHEMA, false)));
 
 	/*
 	 * A REPEATABLE READ or SERIALIZABLE writer must commit as it would
@@ -442,18 +499,18 @@ queue_noted(void)
 	XactIsoLevel = XACT_READ_COMMITTED;
 	PG_TRY();
 	{
+		own_insert = true;
 		queue_noted_now(ids, n);
 	}
 	PG_FINALLY();
 	{
+		own_insert = false;
 		XactIsoLevel = save_iso;
 	}
 	PG_END_TRY();
 
 	PopActiveSnapshot();
-	SPI_finish();
-	AtEOXact_GUC(false, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	leave_as_owner(&saved);
 }
 
 /* queue_noted()'s statements (SPI connected, as the tables' owner) */
@@ -474,31 +531,44 @@ queue_noted_now(int64 *ids, long n)
 	 * once the answer to the old one is in (su_queue_record), so that one
 	 * request per order is in flight at a time.
 	 */
-	su_kept_plan(&queue_plan,
-				 "INSERT INTO " SU_SCHEMA ".order_state AS s (order_id, queued_at)"
-				 " SELECT o.order_id, pg_catalog.clock_timestamp()"
-				 " FROM pg_catalog.unnest($1) AS k(order_id),"
-				 "  LATERAL (SELECT o.order_id FROM " SU_SCHEMA ".orders o"
-				 "   WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o"
-				 " ORDER BY o.order_id"
-				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 SU_SQL_QUEUE_AGAIN("s"),
+	su_kept_plan(&queue_plan[hints], HINTED(SU_HINT_ORDER,
+											"INSERT INTO " SU_SCHEMA ".order_state AS s (order_id, queued_at)"
+											" SELECT o.order_id, pg_catalog.clock_timestamp()"
+											" FROM pg_catalog.unnest($1) AS k(order_id),"
+											"  LATERAL (SELECT o.order_id FROM " SU_SCHEMA ".orders o"
+											"   WHERE o.order_id OPERATOR(pg_catalog.=) k.order_id OFFSET 0) o"
+											" ORDER BY o.order_id"
+											" ON CONFLICT (order_id) DO UPDATE SET"
+											SU_SQL_QUEUE_AGAIN("s")
+											" RETURNING s.order_id, s.next_attempt_at AS hint_at",
+											"w.order_id"),
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 
-	su_kept_plan(&forget_plan,
-				 "DELETE FROM " SU_SCHEMA ".order_state s"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-				 "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)",
+	/* a deleted order's hints go with its state (verify's too) */
+#define FORGET(where) \
+	"DELETE FROM " SU_SCHEMA ".order_state s WHERE " where " RETURNING s.order_id"
+#define FORGET_HINTED(where) \
+	"WITH w AS (" FORGET(where) ")," \
+	" hd AS (DELETE FROM " SU_SCHEMA ".due h USING w" \
+	"  WHERE h.kind OPERATOR(pg_catalog.=) ANY ('{" SU_HINT_ORDER "," SU_HINT_VERIFY "}')" \
+	"  AND h.order_id OPERATOR(pg_catalog.=) w.order_id)" \
+	" SELECT w.order_id FROM w"
+#define FORGET_LISTED \
+	"s.order_id OPERATOR(pg_catalog.=) ANY ($1)" \
+	" AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o" \
+	"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)"
+#define FORGET_TRUNCATED \
+	"NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o" \
+	" WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)"
+	su_kept_plan(&forget_plan[hints],
+				 hints ? FORGET_HINTED(FORGET_LISTED) : FORGET(FORGET_LISTED),
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 	if (NOTED(truncated) &&
-		exec_now_sql("DELETE FROM " SU_SCHEMA ".order_state s WHERE NOT EXISTS"
-					" (SELECT FROM " SU_SCHEMA ".orders o"
-					"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_DELETE)
+		exec_now_sql(hints ? FORGET_HINTED(FORGET_TRUNCATED) : FORGET(FORGET_TRUNCATED)) != SPI_OK_SELECT)
 		elog(ERROR, "could not delete the states of truncated orders");
-	if (apply_noted(queue_plan, NOTE_QUEUE, ids, n) > 0)
+	if (apply_noted(queue_plan[hints], NOTE_QUEUE, ids, n) > 0)
 		wake_at_commit |= 1 << SU_DUE_ORDER;
-	(void) apply_noted(forget_plan, NOTE_FORGET, ids, n);
+	(void) apply_noted(forget_plan[hints], NOTE_FORGET, ids, n);
 	if (requeue_reborn(ids, n, NOTED(truncated)))
 		wake_at_commit |= 1 << SU_DUE_ORDER;
 
@@ -510,13 +580,16 @@ queue_noted_now(int64 *ids, long n)
 	if (NOTED(requeue_all))
 	{
 		/* locked in order_id order, as every queueing does */
-		if (exec_now_sql("WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
-						"  ORDER BY st.order_id FOR UPDATE)"
-						" UPDATE " SU_SCHEMA ".order_state s SET"
-						SU_SQL_QUEUE_AGAIN("s")
-						" FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
-						" AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
-						"  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)") != SPI_OK_UPDATE)
+		if (exec_now_sql(HINTED(SU_HINT_ORDER,
+									   "WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+									   "  ORDER BY st.order_id FOR UPDATE)"
+									   " UPDATE " SU_SCHEMA ".order_state s SET"
+									   SU_SQL_QUEUE_AGAIN("s")
+									   " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
+									   " AND EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
+									   "  WHERE o.order_id OPERATOR(pg_catalog.=) s.order_id)"
+									   " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+									   "w.order_id")) != SPI_OK_SELECT)
 			elog(ERROR, "could not queue the orders of truncated sub-orders or items");
 		if (SPI_processed > 0)
 			wake_at_commit |= 1 << SU_DUE_ORDER;
@@ -547,6 +620,7 @@ queue_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			own_insert = false;
 			noted = NULL;		/* lived in TopTransactionContext */
 			truncated = requeue_all = wrote = InvalidSubTransactionId;
 			ship_truncated = ship_requeue_all = InvalidSubTransactionId;
@@ -569,6 +643,43 @@ void
 su_queue_release_holds(void)
 {
 	release_holds_at_commit = true;
+}
+
+void
+su_queue_own_insert(bool own)
+{
+	own_insert = own;
+}
+
+/*
+ * AFTER INSERT ... FOR EACH STATEMENT on order_state and shipping_state.
+ * The queue's own inserts write the due hints of their rows (see
+ * src/queue_sql.h); rows inserted otherwise, by a restore's COPY or by
+ * hand, have none: the hints' marker is deleted, and the worker rebuilds
+ * them from the states (su_queue_next_due()).  As the tables' owner, as the
+ * queue writes them.
+ */
+PG_FUNCTION_INFO_V1(su_due_rows_inserted);
+Datum
+su_due_rows_inserted(PG_FUNCTION_ARGS)
+{
+	AsOwner		saved;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("due_rows_inserted() is a trigger function")));
+	if (own_insert)
+		return PointerGetDatum(NULL);
+
+	enter_as_owner(&saved);
+	if (SPI_execute("DELETE FROM " SU_SCHEMA ".due h"
+					" WHERE h.kind OPERATOR(pg_catalog.=) '*'", false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not ask for a rebuild of the due hints");
+	leave_as_owner(&saved);
+	/* the worker looks at commit (and rebuilds them) */
+	wake_at_commit |= (1 << SU_DUE_ORDER) | (1 << SU_DUE_SHIPPING) | (1 << SU_DUE_VERIFY);
+	return PointerGetDatum(NULL);
 }
 
 bool

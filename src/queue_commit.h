@@ -37,4 +37,11 @@ extern bool su_queue_wrote(void);
 /* At this transaction's commit, the worker drops its holds of appids. */
 extern void su_queue_release_holds(void);
 
+/*
+ * The queue's own inserts into the state tables (true around them): the
+ * due hints' trigger (su_due_rows_inserted) leaves the hints alone for
+ * them.  Any other insert (a restore's COPY) has the hints rebuilt.
+ */
+extern void su_queue_own_insert(bool own);
+
 #endif							/* SU_QUEUE_COMMIT_H */

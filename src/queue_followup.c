@@ -22,6 +22,7 @@
 
 #include "common.h"
 #include "queue.h"
+#include "queue_commit.h"
 #include "retry.h"
 #include "settings.h"
 #include "spi_util.h"
@@ -44,20 +45,30 @@ su_verify_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 	Int32GetDatum(share->n), Int32GetDatum(share->part)};
 	bool		isnull;
 
+	/* from the due hints, as su_queue_claim() */
 	su_kept_plan(&plan,
-				 "UPDATE " SU_SCHEMA ".order_state s SET"
+				 "WITH c AS (SELECT d.order_id, d.verify_due_at,"
+				 "  coalesce(d.verify_due_at OPERATOR(pg_catalog.<=) pg_catalog.now(),"
+				 "   false) AS go"
+				 "  FROM " SU_SCHEMA ".due t JOIN " SU_SCHEMA ".order_state d"
+				 "   ON d.order_id OPERATOR(pg_catalog.=) t.order_id"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_VERIFY "'"
+				 "  AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  AND " SU_SQL_IN_SHARE("d", "$3", "$4")
+				 "  ORDER BY t.at LIMIT $1 FOR UPDATE OF d SKIP LOCKED),"
+				 " w AS (UPDATE " SU_SCHEMA ".order_state s SET"
 				 " verify_due_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
 				 "  pg_catalog.make_interval(secs => $2),"
 				 " verify_attempts = s.verify_attempts OPERATOR(pg_catalog.+) 1"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
-				 "  SELECT d.order_id FROM " SU_SCHEMA ".order_state d"
-				 "  WHERE d.verify_due_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-				 "  AND " SU_SQL_IN_SHARE("d", "$3", "$4")
-				 "  ORDER BY d.verify_due_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
-				 " RETURNING s.order_id, s.verify_version, s.verify_attempts",
+				 " FROM c WHERE s.order_id OPERATOR(pg_catalog.=) c.order_id AND c.go"
+				 " RETURNING s.order_id, s.verify_version, s.verify_attempts, s.verify_due_at),"
+				 " f AS (SELECT w.order_id, w.verify_due_at AS hint_at FROM w"
+				 "  UNION ALL SELECT c.order_id, c.verify_due_at FROM c WHERE NOT c.go),"
+				 SU_SQL_HINT_CTES("", SU_HINT_VERIFY, "f")
+				 " SELECT w.order_id, w.verify_version, w.verify_attempts FROM w",
 				 4, types, CURSOR_OPT_GENERIC_PLAN);
 
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim verifies");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -107,7 +118,16 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 	 */
 #define ACCEPTED SU_SQL_ORDER_ACCEPTED("s")
 	su_kept_plan(&plan,
-				 "UPDATE " SU_SCHEMA ".shipping_state s SET"
+				 "WITH c AS (SELECT d.order_id, d.next_attempt_at,"
+				 "  coalesce(d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now(),"
+				 "   false) AS go"
+				 "  FROM " SU_SCHEMA ".due t JOIN " SU_SCHEMA ".shipping_state d"
+				 "   ON d.order_id OPERATOR(pg_catalog.=) t.order_id"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_SHIPPING "'"
+				 "  AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  AND " SU_SQL_IN_SHARE("d", "$4", "$5")
+				 "  ORDER BY t.at LIMIT $1 FOR UPDATE OF d SKIP LOCKED),"
+				 " w AS (UPDATE " SU_SCHEMA ".shipping_state s SET"
 				 " state = CASE WHEN " ACCEPTED " THEN 'uploading'"
 				 "  ELSE 'waiting_for_order' END,"
 				 " next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
@@ -121,19 +141,20 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 				 "   s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond')"
 				 "  ELSE s.last_upload_time END,"
 				 " updated_at = pg_catalog.now()"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
-				 "  SELECT d.order_id FROM " SU_SCHEMA ".shipping_state d"
-				 "  WHERE d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-				 "  AND " SU_SQL_IN_SHARE("d", "$4", "$5")
-				 "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
+				 " FROM c WHERE s.order_id OPERATOR(pg_catalog.=) c.order_id AND c.go"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
-				 "  s.state OPERATOR(pg_catalog.=) 'uploading',"
+				 "  s.state OPERATOR(pg_catalog.=) 'uploading' AS claimed,"
 				 "  CASE WHEN s.uploaded_version OPERATOR(pg_catalog.=) s.version"
-				 "  THEN NULL ELSE s.queued_at END",
+				 "  THEN NULL ELSE s.queued_at END AS queued_at, s.next_attempt_at),"
+				 " f AS (SELECT w.order_id, w.next_attempt_at AS hint_at FROM w"
+				 "  UNION ALL SELECT c.order_id, c.next_attempt_at FROM c WHERE NOT c.go),"
+				 SU_SQL_HINT_CTES("", SU_HINT_SHIPPING, "f")
+				 " SELECT w.order_id, w.version, w.attempts, w.last_upload_time,"
+				 "  w.claimed, w.queued_at FROM w",
 				 5, types, CURSOR_OPT_GENERIC_PLAN);
 #undef ACCEPTED
 
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim shipping information");
 	*looked_at = (int) SPI_processed;
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -231,7 +252,7 @@ su_verify_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	 * succeeded.
 	 */
 	su_kept_plan(&plan,
-				 "WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
+				 "WITH w AS (WITH l AS (SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
 				 "  WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)"
 				 "  FOR UPDATE SKIP LOCKED)"
 				 " UPDATE " SU_SCHEMA ".order_state s SET"
@@ -251,7 +272,9 @@ su_verify_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  AS u(order_id, version, ok, errcode, errmsg, result, next, plan), l"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
-				 " RETURNING s.order_id, s.verify_due_at, true",
+				 " RETURNING s.order_id, s.verify_due_at AS hint_at, true AS as_planned),"
+				 SU_SQL_HINT_CTES("", SU_HINT_VERIFY, "w")
+				 " SELECT w.order_id, w.hint_at, w.as_planned FROM w",
 				 8, types, 0);
 	for (int c = 0; c < 8; c++)
 	{
@@ -289,7 +312,7 @@ su_verify_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	args[5] = su_array(v[5], nul[5], n, TEXTOID);
 	args[6] = su_array(v[6], nul[6], n, TIMESTAMPTZOID);
 	args[7] = su_array(v[7], nul[7], n, BOOLOID);
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record the outcome of %d verifies", n);
 	n_recorded = mark_recorded(us, n, recorded, earliest, SU_DUE_VERIFY);
 	SPI_freetuptable(SPI_tuptable);
@@ -315,7 +338,7 @@ su_shipping_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 
 	/* as su_queue_record() for orders: a change while in flight is due at once */
 	su_kept_plan(&plan,
-				 "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
+				 "WITH w AS (WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
 				 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
 				 "  FOR UPDATE SKIP LOCKED)"
 				 " UPDATE " SU_SCHEMA ".shipping_state s SET"
@@ -334,8 +357,10 @@ su_shipping_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  AS u(order_id, version, state, next, ok, errcode, errmsg), l"
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
-				 " RETURNING s.order_id, s.next_attempt_at,"
-				 "  s.version OPERATOR(pg_catalog.=) u.version",
+				 " RETURNING s.order_id, s.next_attempt_at AS hint_at,"
+				 "  s.version OPERATOR(pg_catalog.=) u.version AS as_planned),"
+				 SU_SQL_HINT_CTES("", SU_HINT_SHIPPING, "w")
+				 " SELECT w.order_id, w.hint_at, w.as_planned FROM w",
 				 7, types, 0);
 	for (int c = 0; c < 7; c++)
 	{
@@ -377,7 +402,7 @@ su_shipping_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	args[4] = su_array(v[4], NULL, n, BOOLOID);
 	args[5] = su_array(v[5], NULL, n, INT4OID);
 	args[6] = su_array(v[6], nul[6], n, TEXTOID);
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record the outcome of %d shipping uploads", n);
 	n_recorded = mark_recorded(us, n, recorded, earliest, SU_DUE_SHIPPING);
 	SPI_freetuptable(SPI_tuptable);
@@ -480,6 +505,7 @@ su_shipping_begin(int64 order_id, SuUpload *u)
 	bool		isnull;
 	bool		has_shipping;
 	bool		accepted;
+	int			ret;
 
 	su_kept_plan(&check_plan,
 				 "SELECT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
@@ -541,22 +567,27 @@ su_shipping_begin(int64 order_id, SuUpload *u)
 								   Anum_sflight_accepted, &isnull));
 
 	/* leased, as su_queue_begin() leases an order */
-	su_kept_plan(&plan,
-				 "INSERT INTO " SU_SCHEMA ".shipping_state AS s"
-				 " (order_id, last_upload_time, attempts, state, next_attempt_at)"
-				 " VALUES ($1, pg_catalog.date_trunc('milliseconds',"
-				 "  pg_catalog.clock_timestamp()), 1, 'uploading',"
-				 "  pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2))"
-				 " ON CONFLICT (order_id) DO UPDATE SET"
-				 " last_upload_time = greatest(EXCLUDED.last_upload_time,"
-				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
-				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
-				 " state = 'uploading', next_attempt_at = EXCLUDED.next_attempt_at,"
-				 " updated_at = pg_catalog.now()"
-				 " RETURNING last_upload_time, version, attempts, queued_at",
+	su_kept_plan(&plan, SU_SQL_HINTED(SU_HINT_SHIPPING,
+									  "INSERT INTO " SU_SCHEMA ".shipping_state AS s"
+									  " (order_id, last_upload_time, attempts, state, next_attempt_at)"
+									  " VALUES ($1, pg_catalog.date_trunc('milliseconds',"
+									  "  pg_catalog.clock_timestamp()), 1, 'uploading',"
+									  "  pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2))"
+									  " ON CONFLICT (order_id) DO UPDATE SET"
+									  " last_upload_time = greatest(EXCLUDED.last_upload_time,"
+									  "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
+									  " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
+									  " state = 'uploading', next_attempt_at = EXCLUDED.next_attempt_at,"
+									  " updated_at = pg_catalog.now()"
+									  " RETURNING s.order_id, s.next_attempt_at AS hint_at,"
+									  "  s.last_upload_time, s.version, s.attempts, s.queued_at",
+									  "w.last_upload_time, w.version, w.attempts, w.queued_at"),
 				 2, lease_types, 0);
 
-	if (SPI_execute_plan(plan, lease_args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+	su_queue_own_insert(true);
+	ret = SPI_execute_plan(plan, lease_args, NULL, false, 0);
+	su_queue_own_insert(false);
+	if (ret != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not start an attempt on the shipping information of order " INT64_FORMAT,
 			 order_id);

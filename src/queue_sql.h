@@ -50,6 +50,51 @@
 	" queued_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.now()"
 
 /*
+ * The due hints.  No index on the due columns (order_state.next_attempt_at
+ * and verify_due_at, shipping_state.next_attempt_at): the everyday updates
+ * of a state row (the claim, the record) change no indexed column and can
+ * be HOT.  The claims find due rows through due, an unlogged table of
+ * hints: (kind, order_id, at), kind 'o' for order_state.next_attempt_at,
+ * 's' for shipping_state.next_attempt_at, 'v' for verify_due_at.  A row
+ * whose due column is not NULL has a hint at or before it: a statement that
+ * sets a due column earlier, or from NULL, sets the hint of each row it
+ * writes, in the same statement, with the row locked.  A statement that
+ * sets one later or NULL may leave the hint early: the claim that meets it
+ * with the row locked sets it right (or deletes it).  A crash, a failover
+ * or a restore empties due (unlogged): the marker row ('*', 0) is gone with
+ * it, and the worker rebuilds the hints from the states before it claims
+ * (su_queue_next_due()).
+ */
+#define SU_HINT_ORDER		"o"
+#define SU_HINT_SHIPPING	"s"
+#define SU_HINT_VERIFY		"v"
+
+/*
+ * The hints of the rows of CTE src (its columns order_id and hint_at) set
+ * to hint_at, or deleted where it is NULL, as CTEs hd<n>, hi<n> of a WITH.
+ */
+#define SU_SQL_HINT_CTES(n, kind, src) \
+	" hd" n " AS (DELETE FROM " SU_SCHEMA ".due h USING " src \
+	"  WHERE h.kind OPERATOR(pg_catalog.=) '" kind "'" \
+	"  AND h.order_id OPERATOR(pg_catalog.=) " src ".order_id" \
+	"  AND " src ".hint_at IS NULL)," \
+	" hi" n " AS (INSERT INTO " SU_SCHEMA ".due AS h (kind, order_id, at)" \
+	"  SELECT '" kind "', " src ".order_id, " src ".hint_at FROM " src \
+	"  WHERE " src ".hint_at IS NOT NULL" \
+	"  ON CONFLICT (kind, order_id) DO UPDATE SET at = EXCLUDED.at)"
+
+/*
+ * A statement that writes state rows, with their hints: write is an
+ * INSERT, UPDATE or DELETE RETURNING order_id, the due column of kind AS
+ * hint_at (NULL for a DELETE), and the columns the caller reads; the
+ * statement returns cols of its rows (SPI_OK_SELECT, SPI_processed rows).
+ */
+#define SU_SQL_HINTED(kind, write, cols) \
+	"WITH w AS (" write ")," \
+	SU_SQL_HINT_CTES("", kind, "w") \
+	" SELECT " cols " FROM w"
+
+/*
  * What the builders read of an order's state, in their own statements (the
  * same snapshot as the body): o is the alias of the orders row.
  */

@@ -335,6 +335,29 @@ is(sql("SELECT count(*) FROM shopping_upload.orders o WHERE NOT EXISTS
 		(SELECT FROM shopping_upload.audit a WHERE a.order_id = o.order_id AND a.errcode = 0)"),
 	'0', 'every order has an accepted upload in the audit');
 
+# --- a crash empties the due hints (an unlogged table): the worker rebuilds
+# them from the states before it claims.  The orders here are queued while
+# no worker serves the database, so nothing is in flight at the crash (the
+# recovery of leases does not touch them): only the rebuilt hints find them.
+reload('shopping_upload.databases', '*, !postgres');
+wait_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'",
+	'0', 'no worker serves the database');
+my @waiting = map { import_order() } 1 .. 10;
+is(sql("SELECT count(*) FROM shopping_upload.due h
+		JOIN shopping_upload.order_state s USING (order_id)
+		WHERE h.kind = 'o' AND s.state = 'pending' AND h.at <= s.next_attempt_at"),
+	'10', 'each queued order has its due hint');
+sql("ALTER SYSTEM RESET shopping_upload.databases");
+my $crashpos = -s $node->logfile;
+$node->stop('immediate');
+$node->start;
+wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE state <> 'uploaded'", '0',
+	'after a crash with queued orders and no lease, every order is uploaded');
+like(slurp_file($node->logfile, $crashpos), qr/the due hints were rebuilt from the queue \(\d+ rows planned\)/,
+	'the worker rebuilt the due hints the crash emptied');
+is(sql("SELECT count(*) FROM shopping_upload.due WHERE kind = '*'"), '1',
+	'the hints are marked complete');
+
 # --- SIGTERM during a slow request ends the worker promptly
 $stub->fault(kind => 'delay', delay_ms => 60000, count => 0);
 reload('shopping_upload.timeout', '120s');

@@ -51,6 +51,8 @@ $stub->fault(kind => 'badutf8:40001', count => 2);
 like(sql('shop', "SELECT errcode || '|' || errmsg FROM shopping_upload.upload_shopping_info($ids[1])"),
 	qr/^40001\|invalid credential.* \\xFF rid: /, 'and a 40001 answer with the raw byte ff');
 sql('shop', "UPDATE shopping_upload.order_state SET next_attempt_at = now() WHERE state = 'retrying'");
+# written by hand: the worker's due hints are rebuilt from the states
+sql('shop', "DELETE FROM shopping_upload.due WHERE kind = '*'");
 sql('shop', "SELECT shopping_upload.enqueue($ids[0])");
 ok($node->poll_query_until('shop',
 		"SELECT count(*) = 6 FROM shopping_upload.order_state WHERE state IN ('uploaded', 'rejected')"),
@@ -90,5 +92,21 @@ my $next = sql('restored', "SELECT shopping_upload.import_order('{\"order_key\":
 ok($next > $ids[-1], 'a new order gets a new id: the identity counter is restored');
 my $aid = sql('restored', "SELECT (shopping_upload.upload_shopping_info($ids[0])).audit_id");
 ok($aid > $audit, 'so does the audit\'s');
+
+# --- rows inserted into a state table by something else than the queue (a
+# restore's COPY while a worker serves the database, an INSERT by hand) have
+# no due hints: their trigger has the worker rebuild them, and the order goes
+sql('postgres', "ALTER SYSTEM SET shopping_upload.databases = 'shop, restored'");
+$node->reload;
+ok($node->poll_query_until('restored', "SELECT count(*) FROM shopping_upload.due WHERE kind = '*'", '1'),
+	'a worker serves the restored database, its due hints complete');
+my $hand = sql('restored', 'SET shopping_upload.auto_upload = off; SELECT shopping_upload.import_order(\''
+	  . SuStub::order_json(out_trade_no => 'DUMPHAND0001') . '\')');
+is(sql('restored', "SELECT count(*) FROM shopping_upload.order_state WHERE order_id = $hand"), '0',
+	'an order stored with auto_upload off has no state');
+sql('restored', "INSERT INTO shopping_upload.order_state (order_id) VALUES ($hand)");
+ok($node->poll_query_until('restored',
+		"SELECT state FROM shopping_upload.order_state WHERE order_id = $hand", 'uploaded'),
+	'a state row inserted by hand, as a restore\'s COPY inserts it, is uploaded');
 
 done_testing();

@@ -473,9 +473,12 @@ my $payer_list = join(',', @payer_ids);
 sql("UPDATE shopping_upload.orders SET openid = repeat('o', 40 * 1024 * 1024) WHERE order_id IN ($payer_list)");
 sql("UPDATE shopping_upload.shipments SET tracking_no = repeat('t', 60 * 1024 * 1024) WHERE order_id IN ($ship_list)");
 # their verifies are due now (as verify_delay after the upload would make
-# them), and the worker is told to look (a reload makes it look at every kind)
+# them), and the worker is told to look (a reload makes it look at every kind).
+# A due column written by hand is not in the worker's due hints: deleting
+# their marker makes the worker rebuild them from the states.
 sql("UPDATE shopping_upload.order_state SET verify_version = uploaded_version, verify_due_at = now(),
 	verify_attempts = 0 WHERE order_id IN ($payer_list)");
+sql("DELETE FROM shopping_upload.due WHERE kind = '*'");
 $node->reload;
 my $rss_max = $rss0;
 my $deadline = time + 90;
