@@ -723,9 +723,9 @@ su_queue_forget(int64 order_id, SuDue due)
 				 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".orders o"
 				 "  WHERE o.order_id OPERATOR(pg_catalog.=) $1)"
 				 " RETURNING s.order_id)"
-				 " DELETE FROM " SU_SCHEMA ".due h USING w"
+				 " DELETE FROM " SU_SCHEMA ".due h"
 				 " WHERE h.kind OPERATOR(pg_catalog.=) ANY ('{" SU_HINT_ORDER "," SU_HINT_VERIFY "}')"
-				 " AND h.order_id OPERATOR(pg_catalog.=) w.order_id",
+				 " AND h.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT w.order_id FROM w))",
 				 1, types, 0);
 	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) !=
 		(shipping ? SPI_OK_SELECT : SPI_OK_DELETE))
@@ -771,15 +771,17 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 				 "WITH c AS (SELECT d.order_id, d.next_attempt_at,"
 				 "  coalesce(d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now(),"
 				 "   false) AS go"
-				 "  FROM " SU_SCHEMA ".due t JOIN " SU_SCHEMA ".order_state d"
-				 "   ON d.order_id OPERATOR(pg_catalog.=) t.order_id"
-				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_ORDER "'"
-				 "  AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "  FROM " SU_SCHEMA ".order_state d"
+				 "  WHERE d.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				 "   SELECT t.order_id FROM " SU_SCHEMA ".due t"
+				 "   WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_ORDER "'"
+				 "   AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 				 "  AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
-				 "   WHERE h.order_id OPERATOR(pg_catalog.=) d.order_id"
+				 "   WHERE h.order_id OPERATOR(pg_catalog.=) t.order_id"
 				 "   AND " SU_SQL_IN_FLIGHT("h") ")"
-				 "  AND " SU_SQL_IN_SHARE("d", "$3", "$4")
-				 "  ORDER BY t.at LIMIT $1 FOR UPDATE OF d SKIP LOCKED),"
+				 "   AND " SU_SQL_IN_SHARE("t", "$3", "$4")
+				 "   ORDER BY t.at LIMIT $1))"
+				 "  FOR UPDATE OF d SKIP LOCKED),"
 				 " w AS (UPDATE " SU_SCHEMA ".order_state s SET state = 'uploading',"
 				 " next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
 				 "  pg_catalog.make_interval(secs => $2),"
@@ -788,7 +790,7 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 				 "  pg_catalog.clock_timestamp()),"
 				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
 				 " updated_at = pg_catalog.now()"
-				 " FROM c WHERE s.order_id OPERATOR(pg_catalog.=) c.order_id AND c.go"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.order_id FROM c WHERE c.go))"
 				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
 				 "  CASE WHEN s.uploaded_version OPERATOR(pg_catalog.=) s.version"
 				 "  THEN NULL ELSE s.queued_at END AS queued_at, s.next_attempt_at),"
@@ -995,12 +997,15 @@ su_queue_next_due(TimestampTz *due)
 	" AND EXISTS (SELECT FROM " SU_SCHEMA "." table " s" \
 	"  WHERE s.order_id OPERATOR(pg_catalog.=) t.order_id)"
 	su_kept_plan(&due_plan,
-				 "SELECT (SELECT pg_catalog.min(t.at) FROM " SU_SCHEMA ".due t"
-				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_ORDER "'" HAS_ROW("order_state") "),"
-				 " (SELECT pg_catalog.min(t.at) FROM " SU_SCHEMA ".due t"
-				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_SHIPPING "'" HAS_ROW("shipping_state") "),"
-				 " (SELECT pg_catalog.min(t.at) FROM " SU_SCHEMA ".due t"
-				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_VERIFY "'" HAS_ROW("order_state") "),"
+				 "SELECT (SELECT t.at FROM " SU_SCHEMA ".due t"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_ORDER "'" HAS_ROW("order_state")
+				 "  ORDER BY t.at LIMIT 1),"
+				 " (SELECT t.at FROM " SU_SCHEMA ".due t"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_SHIPPING "'" HAS_ROW("shipping_state")
+				 "  ORDER BY t.at LIMIT 1),"
+				 " (SELECT t.at FROM " SU_SCHEMA ".due t"
+				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_VERIFY "'" HAS_ROW("order_state")
+				 "  ORDER BY t.at LIMIT 1),"
 				 " EXISTS (SELECT FROM " SU_SCHEMA ".due t"
 				 "  WHERE t.kind OPERATOR(pg_catalog.=) '*')",
 				 0, NULL, 0);

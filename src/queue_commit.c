@@ -549,9 +549,9 @@ queue_noted_now(int64 *ids, long n)
 	"DELETE FROM " SU_SCHEMA ".order_state s WHERE " where " RETURNING s.order_id"
 #define FORGET_HINTED(where) \
 	"WITH w AS (" FORGET(where) ")," \
-	" hd AS (DELETE FROM " SU_SCHEMA ".due h USING w" \
+	" hd AS (DELETE FROM " SU_SCHEMA ".due h" \
 	"  WHERE h.kind OPERATOR(pg_catalog.=) ANY ('{" SU_HINT_ORDER "," SU_HINT_VERIFY "}')" \
-	"  AND h.order_id OPERATOR(pg_catalog.=) w.order_id)" \
+	"  AND h.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT w.order_id FROM w)))" \
 	" SELECT w.order_id FROM w"
 #define FORGET_LISTED \
 	"s.order_id OPERATOR(pg_catalog.=) ANY ($1)" \

@@ -72,12 +72,15 @@
 /*
  * The hints of the rows of CTE src (its columns order_id and hint_at) set
  * to hint_at, or deleted where it is NULL, as CTEs hd<n>, hi<n> of a WITH.
+ * Every statement on due looks its rows up by its primary key or its index
+ * on (kind, at), whatever the plan cache planned them with: a join with
+ * due planned while it was small would scan it whole once it is not.
  */
 #define SU_SQL_HINT_CTES(n, kind, src) \
-	" hd" n " AS (DELETE FROM " SU_SCHEMA ".due h USING " src \
+	" hd" n " AS (DELETE FROM " SU_SCHEMA ".due h" \
 	"  WHERE h.kind OPERATOR(pg_catalog.=) '" kind "'" \
-	"  AND h.order_id OPERATOR(pg_catalog.=) " src ".order_id" \
-	"  AND " src ".hint_at IS NULL)," \
+	"  AND h.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT " src ".order_id" \
+	"   FROM " src " WHERE " src ".hint_at IS NULL)))," \
 	" hi" n " AS (INSERT INTO " SU_SCHEMA ".due AS h (kind, order_id, at)" \
 	"  SELECT '" kind "', " src ".order_id, " src ".hint_at FROM " src \
 	"  WHERE " src ".hint_at IS NOT NULL" \
