@@ -56,8 +56,8 @@ su_verify_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 				 "   WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_VERIFY "'"
 				 "   AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 				 "   AND " SU_SQL_IN_SHARE("t", "$3", "$4")
-				 "   ORDER BY t.at LIMIT $1))"
-				 "  FOR UPDATE OF d SKIP LOCKED),"
+				 "   ORDER BY t.at LIMIT $1 OPERATOR(pg_catalog.*) " SU_CLAIM_CANDIDATES "))"
+				 "  LIMIT $1 FOR UPDATE OF d SKIP LOCKED),"
 				 " w AS (UPDATE " SU_SCHEMA ".order_state s SET"
 				 " verify_due_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
 				 "  pg_catalog.make_interval(secs => $2),"
@@ -129,8 +129,8 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 				 "   WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_SHIPPING "'"
 				 "   AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 				 "   AND " SU_SQL_IN_SHARE("t", "$4", "$5")
-				 "   ORDER BY t.at LIMIT $1))"
-				 "  FOR UPDATE OF d SKIP LOCKED),"
+				 "   ORDER BY t.at LIMIT $1 OPERATOR(pg_catalog.*) " SU_CLAIM_CANDIDATES "))"
+				 "  LIMIT $1 FOR UPDATE OF d SKIP LOCKED),"
 				 " w AS (UPDATE " SU_SCHEMA ".shipping_state s SET"
 				 " state = CASE WHEN " ACCEPTED " THEN 'uploading'"
 				 "  ELSE 'waiting_for_order' END,"

@@ -66,6 +66,14 @@
  * (su_queue_next_due()).
  */
 #define SU_HINT_ORDER		"o"
+
+/*
+ * A claim of n rows reads the first n * SU_CLAIM_CANDIDATES due hints (by
+ * the index on (kind, at)), then locks up to n of their rows, skipping
+ * those another transaction holds: the limit comes after the skipped
+ * locks, and no more rows are locked than are claimed.
+ */
+#define SU_CLAIM_CANDIDATES	"4"
 #define SU_HINT_SHIPPING	"s"
 #define SU_HINT_VERIFY		"v"
 
