@@ -111,6 +111,35 @@ oversized_row(FunctionCallInfo fcinfo, const char *about, Size size)
 }
 
 /*
+ * The payload argument (arg 0) as json-c, or false after returning
+ * validate_payload()'s one row for a payload past the size cap.  Past it
+ * the payload is refused before any work: jsonb's binary form is near its
+ * text's size, a body of at most SU_MAX_BODY_BYTES.
+ */
+static bool
+capped_payload(FunctionCallInfo fcinfo, json_object **payload)
+{
+	Size		size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
+
+	if (size > 2 * (Size) SU_MAX_BODY_BYTES)
+	{
+		oversized_row(fcinfo, "about ", size);
+		return false;
+	}
+	*payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
+	if (*payload != NULL &&
+		(size = strlen(json_object_to_json_string_ext(*payload,
+													  JSON_C_TO_STRING_PLAIN |
+													  JSON_C_TO_STRING_NOSLASHESCAPE)))
+		> SU_MAX_BODY_BYTES)
+	{
+		oversized_row(fcinfo, "", size);
+		return false;
+	}
+	return true;
+}
+
+/*
  * validate_payload(payload jsonb, appid text DEFAULT NULL)
  *		RETURNS TABLE (errcode integer, errmsg text, field text)
  */
@@ -119,7 +148,6 @@ su_validate_payload_sql(PG_FUNCTION_ARGS)
 {
 	json_object *payload;
 	char	   *appid = NULL;
-	Size		size;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -128,20 +156,8 @@ su_validate_payload_sql(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1))
 		appid = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	/*
-	 * Past the cap the payload is refused before any work: jsonb's binary
-	 * form is near its text's size, a body of at most SU_MAX_BODY_BYTES.
-	 */
-	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
-	if (size > 2 * (Size) SU_MAX_BODY_BYTES)
-		return oversized_row(fcinfo, "about ", size);
-	payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
-	if (payload != NULL &&
-		(size = strlen(json_object_to_json_string_ext(payload,
-													  JSON_C_TO_STRING_PLAIN |
-													  JSON_C_TO_STRING_NOSLASHESCAPE)))
-		> SU_MAX_BODY_BYTES)
-		return oversized_row(fcinfo, "", size);
+	if (!capped_payload(fcinfo, &payload))
+		return (Datum) 0;
 	validate_into(fcinfo, payload, appid);
 	return (Datum) 0;
 }
@@ -605,7 +621,6 @@ su_validate_shipping_payload_sql(PG_FUNCTION_ARGS)
 	char	  **ids = NULL;
 	int			n_ids = 0;
 	int64		order_id;
-	Size		size;
 
 	su_require_extension_version();
 
@@ -616,17 +631,8 @@ su_validate_shipping_payload_sql(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1))
 		appid = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	/* the size cap of validate_payload() */
-	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
-	if (size > 2 * (Size) SU_MAX_BODY_BYTES)
-		return oversized_row(fcinfo, "about ", size);
-	payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
-	if (payload != NULL &&
-		(size = strlen(json_object_to_json_string_ext(payload,
-													  JSON_C_TO_STRING_PLAIN |
-													  JSON_C_TO_STRING_NOSLASHESCAPE)))
-		> SU_MAX_BODY_BYTES)
-		return oversized_row(fcinfo, "", size);
+	if (!capped_payload(fcinfo, &payload))
+		return (Datum) 0;
 
 	SPI_connect();
 	order_id = su_find_order_by_key(payload, appid, true, true);
@@ -744,7 +750,6 @@ su_validate_trade_shipping_payload_sql(PG_FUNCTION_ARGS)
 	json_object *payload;
 	char	  **ids;
 	int			n_ids = 0;
-	Size		size;
 
 	su_require_extension_version();
 
@@ -753,17 +758,8 @@ su_validate_trade_shipping_payload_sql(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("payload must not be NULL")));
 
-	/* the size cap of validate_payload() */
-	size = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
-	if (size > 2 * (Size) SU_MAX_BODY_BYTES)
-		return oversized_row(fcinfo, "about ", size);
-	payload = su_jsonb_to_json(PG_GETARG_JSONB_P(0));
-	if (payload != NULL &&
-		(size = strlen(json_object_to_json_string_ext(payload,
-													  JSON_C_TO_STRING_PLAIN |
-													  JSON_C_TO_STRING_NOSLASHESCAPE)))
-		> SU_MAX_BODY_BYTES)
-		return oversized_row(fcinfo, "", size);
+	if (!capped_payload(fcinfo, &payload))
+		return (Datum) 0;
 
 	SPI_connect();
 	ids = delivery_ids(caller, &n_ids);

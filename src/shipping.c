@@ -521,6 +521,27 @@ build_shipment_row(json_object *list, json_object **shipment, int *shipment_no,
 				 Anum_build_shipments_merchant_item_id, false);
 }
 
+/*
+ * The shipment rows of a body (plan, with args), read unless the order's
+ * row alone (bytes) passes SU_MAX_BODY_BYTES; returns bytes plus theirs,
+ * counted from the rows' headers until the cap is passed.  *rows stays
+ * NULL when they are not read.
+ */
+static size_t
+shipment_rows(SPIPlanPtr plan, Datum *args, int64 order_id, size_t bytes,
+			  SPITupleTable **rows, uint64 *n)
+{
+	if (bytes > SU_MAX_BODY_BYTES)
+		return bytes;
+	if (SPI_execute_plan(plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the shipments of order " INT64_FORMAT, order_id);
+	*rows = SPI_tuptable;
+	*n = SPI_processed;
+	for (uint64 r = 0; r < *n && bytes <= SU_MAX_BODY_BYTES; r++)
+		bytes += su_row_bytes((*rows)->vals[r], (*rows)->tupdesc);
+	return bytes;
+}
+
 json_object *
 su_build_shipping_payload(int64 order_id, TimestampTz upload_time)
 {
@@ -596,16 +617,8 @@ su_build_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
 	 * shipment with such a tracking_no, would cost the worker that much, and
 	 * more, at every attempt.
 	 */
-	bytes = su_row_bytes(tup, tt->tupdesc);
-	if (bytes <= SU_MAX_BODY_BYTES)
-	{
-		if (SPI_execute_plan(build_shipments_plan, args, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the shipments of order " INT64_FORMAT, order_id);
-		ship_tt = SPI_tuptable;
-		n_ship = SPI_processed;
-		for (uint64 r = 0; r < n_ship && bytes <= SU_MAX_BODY_BYTES; r++)
-			bytes += su_row_bytes(ship_tt->vals[r], ship_tt->tupdesc);
-	}
+	bytes = shipment_rows(build_shipments_plan, args, order_id,
+						  su_row_bytes(tup, tt->tupdesc), &ship_tt, &n_ship);
 	PopActiveSnapshot();
 	if (bytes > SU_MAX_BODY_BYTES)
 	{
@@ -811,16 +824,8 @@ su_build_trade_shipping_payload(int64 order_id, TimestampTz upload_time)
 	args[1] = SPI_getbinval(tup, tt->tupdesc, Anum_trade_order_logistics_type, &isnull);
 
 	/* capped before it is built, as su_build_shipping_payload_ex() does */
-	bytes = su_row_bytes(tup, tt->tupdesc);
-	if (bytes <= SU_MAX_BODY_BYTES)
-	{
-		if (SPI_execute_plan(trade_parcels_plan, args, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the shipments of order " INT64_FORMAT, order_id);
-		parcels = SPI_tuptable;
-		n_parcels = SPI_processed;
-		for (uint64 r = 0; r < n_parcels && bytes <= SU_MAX_BODY_BYTES; r++)
-			bytes += su_row_bytes(parcels->vals[r], parcels->tupdesc);
-	}
+	bytes = shipment_rows(trade_parcels_plan, args, order_id,
+						  su_row_bytes(tup, tt->tupdesc), &parcels, &n_parcels);
 	PopActiveSnapshot();
 	if (bytes > SU_MAX_BODY_BYTES)
 		ereport(ERROR,
