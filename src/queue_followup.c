@@ -98,9 +98,41 @@ enum
 	Anum_sclaim_queued_at
 };
 
+/*
+ * The claim reads whether an order was accepted in its snapshot, taken
+ * before it locked the shipping rows: an upload_shopping_info() that
+ * committed the order's acceptance in between (its release of the shipping
+ * row done, the lock gone) is not seen, and the row would wait until its
+ * recheck.  A look again in a new snapshot, at the rows the claim set
+ * waiting (locked by this transaction): those whose order is accepted are
+ * due now.
+ */
+static void
+recheck_waiting(Datum *ids, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1] = {su_array(ids, NULL, n, INT8OID)};
+
+	su_kept_plan(&plan, SU_SQL_HINTED(SU_HINT_SHIPPING,
+									  "UPDATE " SU_SCHEMA ".shipping_state s SET state = 'pending',"
+									  " next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+									  " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+									  " AND s.state OPERATOR(pg_catalog.=) 'waiting_for_order'"
+									  " AND " SU_SQL_ORDER_ACCEPTED("s")
+									  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+									  "w.order_id"),
+				 1, types, 0);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look again at %d shipping uploads waiting for their order", n);
+	SPI_freetuptable(SPI_tuptable);
+}
+
 int
 su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 {
+	Datum	   *waiting;
+	int			n_waiting = 0;
 	static SPIPlanPtr plan = NULL;
 	Oid			types[5] = {INT4OID, FLOAT8OID, FLOAT8OID, INT4OID, INT4OID};
 	Datum		args[5] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s),
@@ -161,13 +193,18 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim shipping information");
 	*looked_at = (int) SPI_processed;
+	waiting = palloc(sizeof(Datum) * Max(SPI_processed, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
 		if (!DatumGetBool(SPI_getbinval(tup, desc, Anum_sclaim_claimed, &isnull)))
-			continue;			/* waiting for its order */
+		{
+			/* waiting for its order */
+			waiting[n_waiting++] = SPI_getbinval(tup, desc, Anum_sclaim_order_id, &isnull);
+			continue;
+		}
 		out[n].order_id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_sclaim_order_id, &isnull));
 		out[n].version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_sclaim_version, &isnull));
 		out[n].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_sclaim_attempts, &isnull));
@@ -177,6 +214,9 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 			out[n].queued_at = 0;
 		n++;
 	}
+	if (n_waiting > 0)
+		recheck_waiting(waiting, n_waiting);
+	pfree(waiting);
 	return n;
 }
 

@@ -445,6 +445,11 @@ su_sync_main(Datum arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	/* a lock the caller holds must not make the call wait for ever */
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
+	/* the queue's statements are READ COMMITTED and write (as the worker's) */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "shopping_upload call",
 								ALLOCSET_DEFAULT_SIZES);

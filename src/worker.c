@@ -1428,6 +1428,17 @@ su_worker_main(Datum arg)
 	 */
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * The queue's statements are written for READ COMMITTED (each statement
+	 * sees what committed before it, a locked row's newest version) and
+	 * write: a database or role default of another isolation level, or of
+	 * read-only transactions, is not the worker's.
+	 */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
+
 	io.client = su_http_client();
 	if (io.client == NULL)
 		ereport(FATAL,

@@ -98,13 +98,21 @@ is(sql('postgres', "SELECT workers FROM shopping_upload.workers WHERE database =
 my $log = slurp_file($node->logfile, $logpos);
 unlike($log, qr/"plain"/, 'and no log line repeats for it');
 
-# --- CREATE EXTENSION is enough: a worker within 10 s, no restart
-sql('plain', 'CREATE EXTENSION shopping_upload');
+# --- CREATE EXTENSION is enough: a worker within 10 s, no restart.  The
+# database's defaults make every transaction read-only and SERIALIZABLE: the
+# worker's are its own (READ COMMITTED, read-write)
+sql('plain', "ALTER DATABASE plain SET default_transaction_read_only = on;
+	ALTER DATABASE plain SET default_transaction_isolation = 'serializable'");
+my $rw = 'SET default_transaction_read_only = off;';
+sql('plain', "$rw CREATE EXTENSION shopping_upload");
 my $took = seconds_until('postgres',
 	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' AND datname = 'plain'", '1');
 ok(defined $took && $took < 10, sprintf('CREATE EXTENSION: its worker runs within 10 s (%.1f s)', $took // -1));
-import_orders('plain', 3);
-wait_for('plain', pending(), '0', 'its orders are uploaded');
+is(sql('plain', 'SHOW default_transaction_read_only'), 'on', 'the database\'s sessions are read-only by default');
+sql('plain', "$rw SELECT " . join(', ', map { import_sql() } 1 .. 3));
+wait_for('plain', pending(), '0', 'its orders are uploaded, by a worker whose transactions are its own');
+sql('plain', "$rw ALTER DATABASE plain RESET default_transaction_read_only;
+	ALTER DATABASE plain RESET default_transaction_isolation");
 
 # --- one appid, two databases, one rate
 reload('shopping_upload.max_rate', '10');
