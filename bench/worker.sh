@@ -29,6 +29,8 @@
 #   PG_NET=auto       part 5 (pg_net measured the same way) runs when pg_net is
 #                     installed for PG_BIN; 0 skips it, 1 requires it
 #   PG_NET_BATCHES="1000 2500 5000 10000"   pg_net.batch_size values tried
+#   BENCH_PERF=1      profile the worker with perf (linux-perf) during the
+#                     last backlog run: perf-backlog.txt in BENCH_OUT
 #   BENCH_OUT=bench/out-<YYYYmmdd-HHMMSS>   the folder (made if missing) for
 #                     the pictures and the data files they are drawn from;
 #                     by default a new one in the repository's bench/ for each
@@ -792,7 +794,19 @@ for run in $(seq "$RUNS"); do
 	before=$(q bench 'SELECT coalesce(max(audit_id), 0) FROM shopping_upload.audit')
 	cpu0=$(cpu_ticks "$wpid")
 	say "run $run: queueing orders 1..$BACKLOG in one transaction"
+	perf_pid=''
+	if [ "$run" = "$RUNS" ] && [ -n "${BENCH_PERF:-}" ]; then
+		perf record -F 4999 -g -p "$wpid" -o "$BENCH_OUT/perf-backlog.data" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	qw bench "CALL bench.backlog(1, $BACKLOG, $TIMEOUT)"
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid" 2>/dev/null
+		wait "$perf_pid" 2>/dev/null || true
+		perf report -i "$BENCH_OUT/perf-backlog.data" --no-children --stdio --sort dso,symbol \
+			>"$BENCH_OUT/perf-backlog.txt" 2>/dev/null || true
+		say "run $run: the worker's profile (perf, self time by symbol): $BENCH_OUT/perf-backlog.txt"
+	fi
 	IFS='|' read -r secs left stuck t0 wal0 wal1 <<<"$QW"
 	cpu1=$(cpu_ticks "$wpid")
 	check_worker

@@ -774,7 +774,7 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 				 "  FROM " SU_SCHEMA ".order_state d"
 				 "  WHERE d.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
 				 "   SELECT t.order_id FROM " SU_SCHEMA ".due t"
-				 "   WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_ORDER "'"
+				 "   WHERE " SU_SQL_DUE_KIND("t", SU_HINT_ORDER)
 				 "   AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 				 "   AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shipping_state h"
 				 "    WHERE h.order_id OPERATOR(pg_catalog.=) t.order_id"
@@ -872,7 +872,7 @@ rebuild_hints(bool force)
 	if (!force)
 	{
 		if (SPI_execute("SELECT FROM " SU_SCHEMA ".due t"
-						" WHERE t.kind OPERATOR(pg_catalog.=) '*'", false, 1) != SPI_OK_SELECT)
+						" WHERE " SU_SQL_DUE_MARKER("t"), false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the due hints");
 		if (SPI_processed > 0)
 		{
@@ -998,16 +998,16 @@ su_queue_next_due(TimestampTz *due)
 	"  WHERE s.order_id OPERATOR(pg_catalog.=) t.order_id)"
 	su_kept_plan(&due_plan,
 				 "SELECT (SELECT t.at FROM " SU_SCHEMA ".due t"
-				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_ORDER "'" HAS_ROW("order_state")
+				 "  WHERE " SU_SQL_DUE_KIND("t", SU_HINT_ORDER) HAS_ROW("order_state")
 				 "  ORDER BY t.at LIMIT 1),"
 				 " (SELECT t.at FROM " SU_SCHEMA ".due t"
-				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_SHIPPING "'" HAS_ROW("shipping_state")
+				 "  WHERE " SU_SQL_DUE_KIND("t", SU_HINT_SHIPPING) HAS_ROW("shipping_state")
 				 "  ORDER BY t.at LIMIT 1),"
 				 " (SELECT t.at FROM " SU_SCHEMA ".due t"
-				 "  WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_VERIFY "'" HAS_ROW("order_state")
+				 "  WHERE " SU_SQL_DUE_KIND("t", SU_HINT_VERIFY) HAS_ROW("order_state")
 				 "  ORDER BY t.at LIMIT 1),"
 				 " EXISTS (SELECT FROM " SU_SCHEMA ".due t"
-				 "  WHERE t.kind OPERATOR(pg_catalog.=) '*')",
+				 "  WHERE " SU_SQL_DUE_MARKER("t") ")",
 				 0, NULL, 0);
 	/* one column per due column, in SuDue's order (see below) */
 	/* not read-only: a new snapshot, that sees the claim just made */

@@ -240,6 +240,14 @@ enter_as_owner(AsOwner *saved)
 	saved->nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+
+	/*
+	 * Each statement reaches its rows by key (as the worker's): a plan kept
+	 * from while due or a state table was small must not scan it whole once
+	 * it is not.
+	 */
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -674,7 +682,7 @@ su_due_rows_inserted(PG_FUNCTION_ARGS)
 
 	enter_as_owner(&saved);
 	if (SPI_execute("DELETE FROM " SU_SCHEMA ".due h"
-					" WHERE h.kind OPERATOR(pg_catalog.=) '*'", false, 0) != SPI_OK_DELETE)
+					" WHERE " SU_SQL_DUE_MARKER("h"), false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not ask for a rebuild of the due hints");
 	leave_as_owner(&saved);
 	/* the worker looks at commit (and rebuilds them) */

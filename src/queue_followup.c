@@ -53,7 +53,7 @@ su_verify_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 				 "  FROM " SU_SCHEMA ".order_state d"
 				 "  WHERE d.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
 				 "   SELECT t.order_id FROM " SU_SCHEMA ".due t"
-				 "   WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_VERIFY "'"
+				 "   WHERE " SU_SQL_DUE_KIND("t", SU_HINT_VERIFY)
 				 "   AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 				 "   AND " SU_SQL_IN_SHARE("t", "$3", "$4")
 				 "   ORDER BY t.at LIMIT $1 OPERATOR(pg_catalog.*) " SU_CLAIM_CANDIDATES "))"
@@ -158,7 +158,7 @@ su_shipping_claim(int max, const SuPartition *share, SuClaim *out, int *looked_a
 				 "  FROM " SU_SCHEMA ".shipping_state d"
 				 "  WHERE d.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
 				 "   SELECT t.order_id FROM " SU_SCHEMA ".due t"
-				 "   WHERE t.kind OPERATOR(pg_catalog.=) '" SU_HINT_SHIPPING "'"
+				 "   WHERE " SU_SQL_DUE_KIND("t", SU_HINT_SHIPPING)
 				 "   AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 				 "   AND " SU_SQL_IN_SHARE("t", "$4", "$5")
 				 "   ORDER BY t.at LIMIT $1 OPERATOR(pg_catalog.*) " SU_CLAIM_CANDIDATES "))"

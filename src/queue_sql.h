@@ -68,8 +68,19 @@
 #define SU_HINT_ORDER		"o"
 
 /*
+ * The hints of one kind in the order they come, by due_at_idx: the only
+ * condition that index answers (it is on the kind as text), so that every
+ * other statement on due looks its rows up by the primary key.
+ */
+#define SU_SQL_DUE_KIND(t, kind) \
+	"CAST(" t ".kind AS pg_catalog.text) OPERATOR(pg_catalog.=) '" kind "'"
+/* the marker row: the hints are complete */
+#define SU_SQL_DUE_MARKER(t) \
+	"(" t ".order_id OPERATOR(pg_catalog.=) 0 AND " t ".kind OPERATOR(pg_catalog.=) '*')"
+
+/*
  * A claim of n rows reads the first n * SU_CLAIM_CANDIDATES due hints (by
- * the index on (kind, at)), then locks up to n of their rows, skipping
+ * due_at_idx), then locks up to n of their rows, skipping
  * those another transaction holds: the limit comes after the skipped
  * locks, and no more rows are locked than are claimed.
  */
@@ -81,7 +92,7 @@
  * The hints of the rows of CTE src (its columns order_id and hint_at) set
  * to hint_at, or deleted where it is NULL, as CTEs hd<n>, hi<n> of a WITH.
  * Every statement on due looks its rows up by its primary key or its index
- * on (kind, at), whatever the plan cache planned them with: a join with
+ * due_at_idx, whatever the plan cache planned them with: a join with
  * due planned while it was small would scan it whole once it is not.
  */
 #define SU_SQL_HINT_CTES(n, kind, src) \

@@ -443,6 +443,8 @@ su_sync_main(Datum arg)
 
 	/* no object of anyone's schema is ever resolved by the call's statements */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/* every statement reaches its rows by key (as the worker's) */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* a lock the caller holds must not make the call wait for ever */
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 	/* the queue's statements are READ COMMITTED and write (as the worker's) */

@@ -1418,6 +1418,14 @@ su_worker_main(Datum arg)
 	 * at every round as they grow: a scan by index is always wanted.
 	 */
 	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The same for bitmap scans: a claim reads the first due hints in the
+	 * order of due_at_idx, and a bitmap scan of that index (then a sort),
+	 * planned while due held a few hints, would read every hint that has
+	 * come at each claim of a backlog.
+	 */
+	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* no object of anyone's schema is ever resolved by the worker's statements */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
