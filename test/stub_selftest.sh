@@ -817,6 +817,398 @@ a=$(field 'd["verify_result"]')
 ship "$T" "$SHIP1"
 is "reset {orders:true}: verify unlinked, shippings refused (not uploaded)" "$a $(errcode)" "unlinked 268435461"
 
+# ---- the order shipping management service (/wxa/sec/order/...)
+TR=/wxa/sec/order
+# tcall NAME BODY: POST BODY to /wxa/sec/order/NAME with the token $T
+tcall()  { call POST "$BASE$TR/$1?access_token=$T" "$2"; }
+treg()   { call POST "$BASE/__stub/trade/payments" "$1"; }
+tstate() { call POST "$BASE/__stub/trade/state" "$1"; }
+tconf()  { call POST "$BASE/__stub/trade/config" "$1"; }
+tevent() { call POST "$BASE/__stub/trade/event" "$1"; }
+# tpay EXPR: EXPR over the stub's view of the payment $TPAY_KEY names (as p)
+tpay() {
+    call GET "$BASE/__stub/trade/payments"
+    field "[(lambda p: $1)(p) for p in d if $TPAY_KEY][0]"
+}
+call POST "$BASE/__stub/reset" '{"tokens":true,"orders":true}'
+token
+T=$(field 'd["access_token"]')
+PAY1='{"order_number_type":2,"transaction_id":"4200000101"}'
+BUYER='"payer":{"openid":"oBuyer1"}'
+TUNI="{\"order_key\":$PAY1,\"logistics_type\":1,\"delivery_mode\":1,\"shipping_list\":[{\"tracking_no\":\"SF1001\",\"express_company\":\"SF\",\"item_desc\":\"微信红包抱枕*1个\",\"contact\":{\"receiver_contact\":\"139****5678\"}}],\"upload_time\":\"2024-05-20T13:29:35.120+08:00\",$BUYER}"
+TPAY_KEY='p["transaction_id"] == "4200000101"'
+
+tcall upload_shipping_info "$TUNI"
+is "trade upload of a payment never registered: 10060001" "$(errcode)" 10060001
+like "10060001: errmsg + rid" "$(field 'd["errmsg"]')" "^payment not found: no payment with transaction_id 4200000101$RID_RE"
+call POST "$BASE$TR/upload_shipping_info?access_token=bogus" "$TUNI"
+is "trade upload with a bad token: 40001" "$(errcode)" 40001
+tcall get_order '[1]'
+is "trade call with a JSON array: 47001" "$(errcode)" 47001
+call GET "$BASE$TR/get_order?access_token=$T"
+is "GET on a trade path: HTTP 404" "$STATUS" 404
+
+treg '{"payments":[{"transaction_id":"4200000101","mchid":"1230000109","out_trade_no":"TRADE_000101","openid":"oBuyer1","paid_amount":2990,"pay_time":1716180000},{"order_key":{"order_number_type":1,"mchid":"1230000109","out_trade_no":"TRADE_000102"},"found_after_lookups":2}]}'
+is "trade/payments: registered" "$(field '[d["ok"], len(d["payments"]), d["payments"][0]["found"], d["payments"][1]["found"], d["payments"][1]["found_after_lookups"]]')" \
+    '[true, 2, true, false, 2]'
+
+variants "$TUNI" >"$tmp/cases" <<'CASES'
+268485194|no order_key|del d["order_key"]
+268485194|order_number_type 3|d["order_key"]["order_number_type"] = 3
+268485195|type 2 without transaction_id|d["order_key"] = {"order_number_type": 2}
+268485196|type 1 without mchid|d["order_key"] = {"order_number_type": 1, "out_trade_no": "TRADE_000101"}
+268485197|type 1 without out_trade_no|d["order_key"] = {"order_number_type": 1, "mchid": "1230000109"}
+47001|order_key an array|d["order_key"] = []
+10060005|no logistics_type|del d["logistics_type"]
+10060005|logistics_type 5|d["logistics_type"] = 5
+10060005|logistics_type "1"|d["logistics_type"] = "1"
+268485224|no delivery_mode|del d["delivery_mode"]
+268485224|delivery_mode 3|d["delivery_mode"] = 3
+10060006|split with logistics_type 2|d.update(delivery_mode=2, logistics_type=2, is_all_delivered=True)
+10060007|split without is_all_delivered|d["delivery_mode"] = 2
+47001|is_all_delivered "true"|d.update(delivery_mode=2, is_all_delivered="true")
+47001|no shipping_list|del d["shipping_list"]
+47001|shipping_list an object|d["shipping_list"] = d["shipping_list"][0]
+47001|empty shipping_list|d["shipping_list"] = []
+268485228|unified with 2 parcels|d["shipping_list"] = d["shipping_list"] * 2
+10060024|split with 16 parcels|d.update(delivery_mode=2, is_all_delivered=True, shipping_list=[dict(d["shipping_list"][0], tracking_no="SF%d" % i) for i in range(16)])
+47001|a parcel not an object|d["shipping_list"][0] = "SF1001"
+268485226|express without tracking_no|del d["shipping_list"][0]["tracking_no"]
+10060026|tracking_no of 129 bytes|d["shipping_list"][0]["tracking_no"] = "9" * 129
+268485227|express with an empty express_company|d["shipping_list"][0]["express_company"] = ""
+10060025|express_company of 129 bytes|d["shipping_list"][0]["express_company"] = "Y" * 129
+10060008|no item_desc|del d["shipping_list"][0]["item_desc"]
+10060009|item_desc of 121 characters|d["shipping_list"][0]["item_desc"] = "抱" * 121
+47001|item_desc a number|d["shipping_list"][0]["item_desc"] = 1
+47001|SF without contact|del d["shipping_list"][0]["contact"]
+47001|SF with empty phones|d["shipping_list"][0]["contact"] = {"consignor_contact": "", "receiver_contact": ""}
+47001|a phone whose last digits are masked|d["shipping_list"][0]["contact"]["receiver_contact"] = "1395678****"
+47001|contact not an object|d["shipping_list"][0]["contact"] = "139****5678"
+47001|a phone of 1025 bytes|d["shipping_list"][0]["contact"]["receiver_contact"] = "*" * 1021 + "5678"
+268485214|no upload_time|del d["upload_time"]
+268485216|upload_time not RFC 3339|d["upload_time"] = "2024-05-20 13:29:35"
+47001|upload_time a number|d["upload_time"] = 1716182975
+268485192|no payer|del d["payer"]
+268485192|empty openid|d["payer"]["openid"] = ""
+47001|openid of 129 bytes|d["payer"]["openid"] = "o" * 129
+10060031|another payer than the payment's|d["payer"]["openid"] = "oBuyer2"
+10060001|a transaction_id not registered|d["order_key"]["transaction_id"] = "4200000199"
+CASES
+while IFS='|' read -r n code name; do
+    tcall upload_shipping_info "@$tmp/case.$n"
+    is "trade upload, $name: $code" "$(errcode)" "$code"
+done <"$tmp/cases"
+is "refused trade uploads leave the payment unshipped (one refused once found)" \
+    "$(tpay '[p["order"]["order_state"], p["order"]["shipping"], p["uploads_accepted"], p["uploads_refused"]]')" '[1, {}, 0, 1]'
+
+tcall upload_shipping_info "$TUNI"
+is "trade upload, unified express: errcode 0, errmsg ok" "$(field '[d["errcode"], d["errmsg"]]')" '[0, "ok"]'
+is "trade upload: the payment is shipped, finished, no re-ship" \
+    "$(tpay '[p["order"]["order_state"], p["finish_shipping"], p["uploads_accepted"], p["reship_used"], p["shipped_time"], p["estimated_settlement_time"] - p["shipped_time"]]')" \
+    '[2, true, 1, false, 1716182975, 864000]'
+tcall upload_shipping_info "$TUNI"
+is "trade upload repeated: 10060023 (unchanged)" "$(errcode)" 10060023
+like "10060023: errmsg + rid" "$(field 'd["errmsg"]')" "^shipping information unchanged: .*$RID_RE"
+tcall upload_shipping_info "$(edit "$TUNI" 'd["upload_time"] = "2024-05-21T09:00:00+08:00"')"
+is "trade upload, same content, later upload_time: 10060023" "$(errcode)" 10060023
+tcall get_order '{"transaction_id":"4200000101"}'
+is "get_order by transaction_id: the order" \
+    "$(field '[d["errcode"], d["errmsg"]] + [d["order"][k] for k in ("transaction_id", "merchant_id", "sub_merchant_id", "merchant_trade_no", "paid_amount", "openid", "pay_time", "order_state", "in_complaint")]')" \
+    '[0, "ok", "4200000101", "1230000109", "", "TRADE_000101", 2990, "oBuyer1", 1716180000, 2, false]'
+is "get_order: description, the item_desc" "$(field 'd["order"]["description"]')" "微信红包抱枕*1个"
+is "get_order: its shipping" "$(field 'dict(d["order"]["shipping"], shipping_list=[dict(x, goods_desc=x["goods_desc"] == "微信红包抱枕*1个") for x in d["order"]["shipping"]["shipping_list"]])')" \
+    '{"delivery_mode": 1, "finish_shipping": true, "finish_shipping_count": 1, "goods_desc": "", "logistics_type": 1, "shipping_list": [{"contact": {"consignor_contact": "", "receiver_contact": "139****5678"}, "express_company": "SF", "goods_desc": true, "tracking_no": "SF1001", "upload_time": 1716182975}]}'
+tcall get_order '{"merchant_id":"1230000109","merchant_trade_no":"TRADE_000101"}'
+is "get_order by merchant_id + merchant_trade_no: the same payment" "$(field '[d["errcode"], d["order"]["transaction_id"]]')" '[0, "4200000101"]'
+tcall get_order '{"merchant_id":"1230000109"}'
+is "get_order without a whole key: 10060014" "$(errcode)" 10060014
+tcall get_order '{"transaction_id":42}'
+is "get_order, transaction_id a number: 47001" "$(errcode)" 47001
+tcall get_order '{"transaction_id":"4200000199"}'
+is "get_order of an unknown payment: 10060001" "$(errcode)" 10060001
+tcall get_order '{"merchant_id":"1230000109","merchant_trade_no":"TRADE_000101","sub_merchant_id":"1900000001"}'
+is "get_order with another sub_merchant_id: 10060001" "$(errcode)" 10060001
+
+# the one re-ship
+TRE=$(edit "$TUNI" 'd["upload_time"] = "2024-05-21T09:00:00+08:00"; d["shipping_list"][0]["tracking_no"] = "SF2002"')
+tcall upload_shipping_info "$(edit "$TRE" 'd["upload_time"] = "2024-05-20T12:00:00+08:00"')"
+is "trade upload, changed, upload_time earlier than the last: 268485216" "$(errcode)" 268485216
+tcall upload_shipping_info "$TRE"
+is "trade re-ship (changed after the shipping finished): 0" "$(errcode)" 0
+tcall get_order '{"transaction_id":"4200000101"}'
+is "re-ship: finish_shipping_count 2, the new parcel replaces the old" \
+    "$(field '[d["order"]["shipping"]["finish_shipping_count"], [x["tracking_no"] for x in d["order"]["shipping"]["shipping_list"]], d["order"]["shipping"]["shipping_list"][0]["upload_time"]]')" \
+    '[2, ["SF2002"], 1716253200]'
+is "re-ship: the stub's view" "$(tpay '[p["reship_used"], p["uploads_accepted"], p["last_upload_time"], p["shipped_time"]]')" \
+    '[true, 2, "2024-05-21T09:00:00+08:00", 1716253200]'
+tcall upload_shipping_info "$(edit "$TRE" 'd["upload_time"] = "2024-05-22T09:00:00+08:00"; d["shipping_list"][0]["tracking_no"] = "SF3003"')"
+is "trade upload after the re-ship: 10060003" "$(errcode)" 10060003
+like "10060003: errmsg + rid" "$(field 'd["errmsg"]')" "^re-ship chance used up: .*$RID_RE"
+tcall upload_shipping_info "$(edit "$TRE" 'd["upload_time"] = "2024-05-22T09:00:00+08:00"')"
+is "trade upload identical to the re-ship: 10060023, not 10060003" "$(errcode)" 10060023
+
+# notify_confirm_receive
+tcall notify_confirm_receive '{"transaction_id":"4200000101"}'
+is "notify without received_time: 47001" "$(errcode)" 47001
+tcall notify_confirm_receive '{"transaction_id":"4200000101","received_time":1716253200000}'
+is "notify with a millisecond received_time: 10060029" "$(errcode)" 10060029
+tcall notify_confirm_receive '{"transaction_id":"4200000101","received_time":1716253199}'
+is "notify with received_time before the shipping: 10060029" "$(errcode)" 10060029
+tcall notify_confirm_receive '{"transaction_id":"4200000199","received_time":1716300000}'
+is "notify of an unknown payment: 10060001" "$(errcode)" 10060001
+tcall notify_confirm_receive '{"merchant_id":"1230000109","merchant_trade_no":"TRADE_000101","received_time":1716300000}'
+is "notify: 0" "$(errcode)" 0
+tcall notify_confirm_receive '{"transaction_id":"4200000101","received_time":1716300001}'
+is "notify a second time: 10060030" "$(errcode)" 10060030
+is "notify: the stub's view" "$(tpay '[p["receipt_reminder_sent"], p["received_time"], p["order"]["order_state"]]')" '[true, 1716300000, 2]'
+
+# split delivery, a payment found only at its third lookup, payer from the first upload
+TPAY_KEY='p["out_trade_no"] == "TRADE_000102"'
+SPLIT1='{"order_key":{"order_number_type":1,"mchid":"1230000109","out_trade_no":"TRADE_000102"},"logistics_type":1,"delivery_mode":2,"is_all_delivered":false,"shipping_list":[{"tracking_no":"YT100","express_company":"YTO","item_desc":"mug*1","contact":{"consignor_contact":"021-****1234"}}],"upload_time":"2024-05-20T10:00:00+08:00","payer":{"openid":"oBuyer2"}}'
+tcall upload_shipping_info "$SPLIT1"
+a=$(errcode)
+tcall upload_shipping_info "$SPLIT1"
+b=$(errcode)
+tcall upload_shipping_info "$SPLIT1"
+is "found_after_lookups 2: 10060001 twice, then found" "$a $b $(errcode)" "10060001 10060001 0"
+is "split, part 1: shipped, not finished; payer taken from the upload" \
+    "$(tpay '[p["order"]["order_state"], p["finish_shipping"], p["order"]["shipping"]["finish_shipping_count"], p["order"]["openid"], p["lookups"], p["lookups_refused"]]')" \
+    '[2, false, 0, "oBuyer2", 3, 2]'
+tcall notify_confirm_receive '{"merchant_id":"1230000109","merchant_trade_no":"TRADE_000102","received_time":1716300000}'
+is "notify while a split shipping is not finished: 10060028" "$(errcode)" 10060028
+tcall upload_shipping_info "$(edit "$SPLIT1" 'd["upload_time"] = "2024-05-20T11:00:00+08:00"')"
+is "split, part 1 again: 10060023" "$(errcode)" 10060023
+tcall upload_shipping_info "$(edit "$SPLIT1" 'd["upload_time"] = "2024-05-20T11:00:00+08:00"; d["shipping_list"][0]["item_desc"] = "mug*2"')"
+is "split, part 1 changed before the end: accepted, no re-ship" "$(errcode)" 0
+tcall upload_shipping_info "$(edit "$SPLIT1" 'd["upload_time"] = "2024-05-20T12:00:00+08:00"; d["is_all_delivered"] = True; d["shipping_list"][0].update(tracking_no="ZT200", express_company="ZTO", item_desc="plate*1")')"
+is "split, part 2 with is_all_delivered: 0" "$(errcode)" 0
+is "split, finished: parcels merged, finish_shipping_count 1, no re-ship" \
+    "$(tpay '[[(x["tracking_no"], x["goods_desc"], x["upload_time"]) for x in p["order"]["shipping"]["shipping_list"]], p["order"]["shipping"]["finish_shipping_count"], p["reship_used"], p["order"]["description"]]')" \
+    '[[["YT100", "mug*2", 1716174000], ["ZT200", "plate*1", 1716177600]], 1, false, "mug*2;plate*1"]'
+tcall upload_shipping_info "$(edit "$SPLIT1" 'd["upload_time"] = "2024-05-20T13:00:00+08:00"; d["delivery_mode"] = 1; d.pop("is_all_delivered")')"
+is "split finished, then unified: the re-ship, 0" "$(errcode)" 0
+tcall upload_shipping_info "$(edit "$SPLIT1" 'd["upload_time"] = "2024-05-20T14:00:00+08:00"; d["is_all_delivered"] = True')"
+is "then split again: 10060003" "$(errcode)" 10060003
+is "re-ship by a delivery_mode change: the stub's view" \
+    "$(tpay '[p["reship_used"], p["uploads_accepted"], p["uploads_refused"], p["order"]["shipping"]["delivery_mode"], p["order"]["shipping"]["finish_shipping_count"]]')" \
+    '[true, 4, 2, 1, 2]'
+
+# virtual goods; a delivery_mode change before the end is the re-ship too; the description cut
+treg '[{"transaction_id":"4200000104"},{"transaction_id":"4200000105","openid":"oBuyer1"}]'
+tcall upload_shipping_info '{"order_key":{"order_number_type":2,"transaction_id":"4200000104"},"logistics_type":3,"delivery_mode":1,"shipping_list":[{"item_desc":"会员卡*1"}],"upload_time":"2024-05-20T10:00:00Z","payer":{"openid":"oBuyer3"}}'
+is "virtual goods: one parcel with only item_desc, 0" "$(errcode)" 0
+tcall get_order '{"transaction_id":"4200000104"}'
+is "virtual goods: get_order" "$(field '[d["order"]["shipping"]["logistics_type"], d["order"]["shipping"]["shipping_list"][0]["tracking_no"], d["order"]["shipping"]["shipping_list"][0]["express_company"], d["order"]["openid"]]')" \
+    '[3, "", "", "oBuyer3"]'
+tcall notify_confirm_receive '{"transaction_id":"4200000104","received_time":1716300000}'
+is "notify of virtual goods: 10060032" "$(errcode)" 10060032
+P5='{"order_key":{"order_number_type":2,"transaction_id":"4200000105"},"logistics_type":1,"delivery_mode":2,"is_all_delivered":false,"shipping_list":[{"tracking_no":"YD1","express_company":"YD","item_desc":"'"$(printf 'a%.0s' $(seq 100))"'"}],"upload_time":"2024-05-20T10:00:00Z","payer":{"openid":"oBuyer1"}}'
+tcall upload_shipping_info "$P5"
+a=$(errcode)
+tcall upload_shipping_info "$(edit "$P5" 'd["upload_time"] = "2024-05-20T11:00:00Z"; d["shipping_list"][0].update(tracking_no="YD2", item_desc="b" * 100)')"
+b=$(errcode)
+tcall get_order '{"transaction_id":"4200000105"}'
+is "split parts of 100 characters: the description cut to 117 + ..." \
+    "$a $b $(field '[len(d["order"]["description"]), d["order"]["description"][-5:]]')" '0 0 [120, "bb..."]'
+tcall upload_shipping_info "$(edit "$P5" 'd["upload_time"] = "2024-05-20T12:00:00Z"; d["delivery_mode"] = 1; d["is_all_delivered"] = None')"
+a=$(errcode)
+tcall upload_shipping_info "$(edit "$P5" 'd["upload_time"] = "2024-05-20T13:00:00Z"; d["shipping_list"][0]["tracking_no"] = "YD9"; d["is_all_delivered"] = True')"
+is "split not finished, then unified (the re-ship), then changed again: 0, 10060003" "$a $(errcode)" "0 10060003"
+
+# WeChat's state of a payment, set by a test
+TPAY_KEY='p["transaction_id"] == "4200000101"'
+tstate '{"transaction_id":"4200000101","in_complaint":true}'
+is "trade/state: in_complaint" "$(field '[d["ok"], d["payment"]["order"]["in_complaint"]]')" '[true, true]'
+tcall get_order '{"transaction_id":"4200000101"}'
+is "get_order: in_complaint true" "$(field 'd["order"]["in_complaint"]')" true
+tstate '{"transaction_id":"4200000101","order_state":3}'
+is "trade/state order_state 3: confirm_receive_time and method set" \
+    "$(field '[d["payment"]["order"]["order_state"], d["payment"]["confirm_receive_method"], d["payment"]["confirm_receive_time"] > 1700000000, d["payment"]["settlement_time"]]')" \
+    '[3, 1, true, null]'
+tcall upload_shipping_info "$(edit "$TRE" 'd["upload_time"] = "2024-05-23T09:00:00+08:00"; d["shipping_list"][0]["tracking_no"] = "SF4004"')"
+is "trade upload after receipt was confirmed: 10060002" "$(errcode)" 10060002
+tstate '{"order_key":{"order_number_type":2,"transaction_id":"4200000101"},"order_state":4,"settlement_time":1717000000}'
+is "trade/state order_state 4 (settled) with settlement_time" "$(field '[d["payment"]["order"]["order_state"], d["payment"]["settlement_time"]]')" '[4, 1717000000]'
+tstate '{"transaction_id":"4200000104","order_state":5}'
+tcall upload_shipping_info '{"order_key":{"order_number_type":2,"transaction_id":"4200000104"},"logistics_type":4,"delivery_mode":1,"shipping_list":[{"item_desc":"自提*1"}],"upload_time":"2024-05-21T10:00:00Z","payer":{"openid":"oBuyer3"}}'
+is "trade upload of a refunded payment: 10060004" "$(errcode)" 10060004
+tstate '{"transaction_id":"4200000199","order_state":5}'
+is "trade/state of an unknown payment: HTTP 400" "$STATUS" 400
+tstate '{"transaction_id":"4200000101","order_state":7}'
+is "trade/state order_state 7: HTTP 400" "$STATUS" 400
+
+# push events
+tevent '{"event":"trade_manage_order_settlement","transaction_id":"4200000101"}'
+is "event trade_manage_order_settlement, settled: its fields" \
+    "$(field '[d[k] for k in ("MsgType", "Event", "transaction_id", "merchant_id", "sub_merchant_id", "merchant_trade_no", "pay_time", "shipped_time", "confirm_receive_method", "settlement_time")] + [bool(re.fullmatch("gh_[0-9a-f]{12}", d["ToUserName"])), "estimated_settlement_time" in d]')" \
+    '["event", "trade_manage_order_settlement", "4200000101", "1230000109", "", "TRADE_000101", 1716180000, 1716253200, 1, 1717000000, true, false]'
+tevent '{"event":"trade_manage_order_settlement","transaction_id":"4200000101","stage":"shipping","fields":{"CreateTime":1}}'
+is "event at shipping: estimated_settlement_time; fields override" \
+    "$(field '[d["estimated_settlement_time"], "settlement_time" in d, d["CreateTime"]]')" '[1717117200, false, 1]'
+tevent '{"event":"trade_manage_remind_shipping","mchid":"1230000109","out_trade_no":"TRADE_000102"}'
+is "event trade_manage_remind_shipping" "$(field '[d["Event"], d["transaction_id"], d["merchant_trade_no"], len(d["msg"]) > 0]')" \
+    '["trade_manage_remind_shipping", "", "TRADE_000102", true]'
+tevent '{"event":"trade_manage_remind_access_api","msg":"hello"}'
+is "event trade_manage_remind_access_api: no payment needed" "$(field '[d["Event"], d["msg"], sorted(d)]')" \
+    '["trade_manage_remind_access_api", "hello", ["CreateTime", "Event", "FromUserName", "MsgType", "ToUserName", "msg"]]'
+tevent '{"event":"trade_manage_bogus"}'
+is "event of an unknown kind: HTTP 400" "$STATUS" 400
+
+# found_after_seconds; a fault is no lookup
+treg '{"transaction_id":"4200000106","found_after_seconds":1.5}'
+tcall get_order '{"transaction_id":"4200000106"}'
+a=$(errcode)
+sleep 1.6
+tcall get_order '{"transaction_id":"4200000106"}'
+is "found_after_seconds 1.5: 10060001 at once, found after" "$a $(errcode)" "10060001 0"
+treg '{"transaction_id":"4200000107","found_after_lookups":1}'
+fault "{\"kind\":\"drop\",\"path\":\"$TR/get_order\"}"
+tcall get_order '{"transaction_id":"4200000107"}'
+a=$CURL_RC
+tcall get_order '{"transaction_id":"4200000107"}'
+b=$(errcode)
+tcall get_order '{"transaction_id":"4200000107"}'
+is "fault drop on get_order: no lookup used; then 10060001, then found" "$a $b $(errcode)" "52 10060001 0"
+fault "{\"kind\":\"errcode:10060012\",\"path\":\"$TR/upload_shipping_info\"}"
+tcall upload_shipping_info "$(edit "$TUNI" 'd["order_key"]["transaction_id"] = "4200000107"')"
+like "fault errcode:10060012 on the trade upload: answered, errmsg + rid" "$(errcode) $(field 'd["errmsg"]')" "^10060012 .*$RID_RE"
+TPAY_KEY='p["transaction_id"] == "4200000107"'
+is "a faulted trade upload changes no payment" "$(tpay '[p["uploads_accepted"], p["uploads_refused"], p["order"]["shipping"], p["lookups"]]')" '[0, 0, {}, 2]'
+
+# combined payments
+treg '{"transaction_id":"4200000200","openid":"oBuyer1","sub_orders":[{"transaction_id":"4200000201"},{"transaction_id":"4200000202"}]}'
+is "trade/payments: a combined payment and its sub-orders" \
+    "$(field '[len(d["payments"]), d["payments"][0]["sub_orders"][1]["transaction_id"], d["payments"][1]["parent"]["transaction_id"], d["payments"][2]["order"]["openid"]]')" \
+    '[3, "4200000202", "4200000200", "oBuyer1"]'
+SUB='{"order_key":{"order_number_type":2,"transaction_id":"4200000201"},"logistics_type":1,"delivery_mode":1,"shipping_list":[{"tracking_no":"ST1","express_company":"STO","item_desc":"cup*1"}]}'
+COMB="{\"order_key\":{\"order_number_type\":2,\"transaction_id\":\"4200000200\"},\"sub_orders\":[$SUB,$(edit "$SUB" 'd["order_key"]["transaction_id"] = "4200000202"; d["shipping_list"][0]["tracking_no"] = "ST2"')],\"upload_time\":\"2024-05-20T10:00:00+08:00\",$BUYER}"
+variants "$COMB" >"$tmp/cases" <<'CASES'
+47001|no sub_orders|del d["sub_orders"]
+268485253|a sub-order of another key type|d["sub_orders"][1]["order_key"] = {"order_number_type": 1, "mchid": "1230000109", "out_trade_no": "TRADE_000102"}
+10060013|a sub-order twice|d["sub_orders"][1]["order_key"] = d["sub_orders"][0]["order_key"]
+10060005|a sub-order with logistics_type 0|d["sub_orders"][1]["logistics_type"] = 0
+10060001|a payment that is not its sub-order|d["sub_orders"][1]["order_key"]["transaction_id"] = "4200000101"
+10060031|another payer|d["payer"]["openid"] = "oBuyer2"
+CASES
+while IFS='|' read -r n code name; do
+    tcall upload_combined_shipping_info "@$tmp/case.$n"
+    is "combined upload, $name: $code" "$(errcode)" "$code"
+done <"$tmp/cases"
+tcall upload_combined_shipping_info "$COMB"
+a=$(errcode)
+tcall get_order '{"transaction_id":"4200000202"}'
+is "combined upload: 0; each sub-order shipped" "$a $(field '[d["order"]["order_state"], d["order"]["shipping"]["shipping_list"][0]["tracking_no"]]')" '0 [2, "ST2"]'
+tcall upload_combined_shipping_info "$(edit "$COMB" 'd["upload_time"] = "2024-05-20T11:00:00+08:00"')"
+is "combined upload repeated: 10060023" "$(errcode)" 10060023
+
+# opspecialorder
+treg '{"transaction_id":"4200000300","mchid":"1230000109","out_trade_no":"PRESALE_0001","pay_time":1716180000}'
+tcall opspecialorder '{"order_id":"4200000300","type":3}'
+is "opspecialorder, type 3: 268546000" "$(errcode)" 268546000
+tcall opspecialorder '{"order_id":"4200000300","type":1}'
+is "opspecialorder, pre-sale without delay_to: 268546001" "$(errcode)" 268546001
+tcall opspecialorder '{"order_id":"4200000300","type":1,"delay_to":1717044000}'
+is "opspecialorder, pre-sale 10 days after payment: 268546001" "$(errcode)" 268546001
+tcall opspecialorder '{"order_id":"NO_SUCH_ORDER","type":2}'
+is "opspecialorder of an unknown order: 268546002" "$(errcode)" 268546002
+tcall opspecialorder '{"order_id":"4200000101","type":2}'
+is "opspecialorder of a shipped payment: 268546002" "$(errcode)" 268546002
+tcall opspecialorder '{"type":2}'
+is "opspecialorder without order_id: 47001" "$(errcode)" 47001
+tcall opspecialorder '{"order_id":"PRESALE_0001","type":1,"delay_to":1717908000}'
+a=$(errcode)
+TPAY_KEY='p["transaction_id"] == "4200000300"'
+is "opspecialorder by out_trade_no, pre-sale 20 days after payment: 0, kept" "$a $(tpay 'p["special"]')" '0 {"delay_to": 1717908000, "type": 1}'
+
+# the app: is_trade_managed, confirmation, the jump path, get_delivery_list
+tcall is_trade_managed '{"appid":"wxtestappid"}'
+is "is_trade_managed of the caller's appid: true" "$(field '[d["errcode"], d["errmsg"], d["is_trade_managed"]]')" '[0, "ok", true]'
+tcall is_trade_management_confirmation_completed '{"appid":"wxtestappid"}'
+is "is_trade_management_confirmation_completed: true" "$(field '[d["errcode"], d["completed"]]')" '[0, true]'
+tcall is_trade_managed '{}'
+is "is_trade_managed without appid: 40097" "$(errcode)" 40097
+tcall is_trade_managed '{"appid":"wxnobody"}'
+is "is_trade_managed of an unknown appid: 40013" "$(errcode)" 40013
+tcall is_trade_managed '{"appid":"wxother"}'
+is "is_trade_managed of another account's appid: 61003" "$(errcode)" 61003
+tcall set_msg_jump_path '{"path":"pages/order/detail"}'
+a=$(errcode)
+tcall set_msg_jump_path '{}'
+is "set_msg_jump_path: 0; without path: 47001" "$a $(errcode)" "0 47001"
+tconf '{"apps":{"wxtestappid":{"is_trade_managed":false,"completed":false}}}'
+is "trade/config: the app's settings" "$(field '[d["ok"], d["auto_payments"], d["apps"]["wxtestappid"], d["apps"]["wxother"]["is_trade_managed"]]')" \
+    '[true, false, {"completed": false, "is_trade_managed": false, "msg_jump_path": "pages/order/detail"}, true]'
+tcall is_trade_managed '{"appid":"wxtestappid"}'
+a=$(field 'd["is_trade_managed"]')
+tcall is_trade_management_confirmation_completed '{"appid":"wxtestappid"}'
+is "an app outside the service: is_trade_managed false, completed false" "$a $(field 'd["completed"]')" "false false"
+tcall get_order '{"transaction_id":"4200000101"}'
+a=$(errcode)
+tcall upload_shipping_info "$TUNI"
+is "an app outside the service: get_order and uploads 48001" "$a $(errcode)" "48001 48001"
+call POST "$BASE/cgi-bin/express/delivery/open_msg/get_delivery_list?access_token=$T" '{}'
+is "get_delivery_list (not subject to 48001): SF and others, count" \
+    "$(field '[d["errcode"], d["count"] == len(d["delivery_list"]) >= 5, [x["delivery_id"] for x in d["delivery_list"]][:2], d["delivery_list"][0]["delivery_name"] == "顺丰速运"]')" \
+    '[0, true, ["SF", "YD"], true]'
+call POST "$BASE/cgi-bin/express/delivery/open_msg/get_delivery_list?access_token=bogus" '{}'
+is "get_delivery_list with a bad token: 40001" "$(errcode)" 40001
+tconf '{"apps":{"wxtestappid":{"is_trade_managed":true}}}'
+tconf '{"apps":{"wxtestappid":{"bogus":true}}}'
+is "trade/config with an unknown app setting: HTTP 400" "$STATUS" 400
+
+# records, stats, reset
+call GET "$BASE/__stub/requests?path=$TR/notify_confirm_receive"
+is "records: trade calls recorded with their errcodes" "$(field '[r["errcode"] for r in d]')" \
+    '[47001, 10060029, 10060029, 10060001, 0, 10060030, 10060028, 10060032]'
+call GET "$BASE/__stub/stats"
+is "stats: trade paths and payments counted" "$(field '[d["by_path"]["/wxa/sec/order/notify_confirm_receive"], d["payments"]]')" '[8, 10]'
+call POST "$BASE/__stub/reset" '{"trade":false}'
+call GET "$BASE/__stub/stats"
+is "reset {trade:false}: payments kept" "$(field 'd["payments"]')" 10
+call POST "$BASE/__stub/reset"
+call GET "$BASE/__stub/trade/payments"
+a=$BODY
+call GET "$BASE/__stub/trade/config"
+is "plain reset: payments and app settings cleared" "$a $(field '[d["auto_payments"], d["apps"]["wxtestappid"]["msg_jump_path"]]')" "[] [false, null]"
+
+# get_order_list
+treg '[{"transaction_id":"4200000401","openid":"oA","pay_time":1000},{"transaction_id":"4200000403","openid":"oB","pay_time":3000},{"transaction_id":"4200000402","openid":"oA","pay_time":2000},{"transaction_id":"4200000404","pay_time":2500,"found_after_lookups":1}]'
+tcall get_order_list '{"page_size":2}'
+LAST=$(field 'd["last_index"]')
+is "get_order_list page 1: by pay_time, has_more; one not yet found left out" \
+    "$(field '[d["errcode"], d["has_more"], [o["transaction_id"] for o in d["order_list"]], bool(re.fullmatch("[0-9a-f]{18}", d["last_index"]))]')" \
+    '[0, true, ["4200000401", "4200000402"], true]'
+tcall get_order_list "{\"page_size\":2,\"last_index\":\"$LAST\"}"
+is "get_order_list page 2: the rest" "$(field '[d["has_more"], [o["transaction_id"] for o in d["order_list"]]]')" '[false, ["4200000403"]]'
+tcall get_order_list '{"openid":"oA","pay_time_range":{"begin_time":1500}}'
+is "get_order_list by openid and pay_time_range" "$(field '[o["transaction_id"] for o in d["order_list"]]')" '["4200000402"]'
+tcall get_order_list '{"order_state":2}'
+is "get_order_list by order_state: none shipped" "$(field '[d["errcode"], d["order_list"], d["has_more"]]')" '[0, [], false]'
+tcall get_order_list '{"last_index":"092dd3cecbc6926301"}'
+is "get_order_list with a last_index it did not give: 10060011" "$(errcode)" 10060011
+tcall get_order_list '{"page_size":"2"}'
+is "get_order_list, page_size a string: 47001" "$(errcode)" 47001
+
+# auto_payments
+tconf '{"auto_payments":true}'
+tcall upload_shipping_info "$(edit "$TUNI" 'd["order_key"]["transaction_id"] = "4200000999"')"
+a=$(errcode)
+TPAY_KEY='p["transaction_id"] == "4200000999"'
+is "auto_payments: an unregistered payment is found and shipped" "$a $(tpay '[p["auto"], p["order"]["order_state"], p["order"]["openid"]]')" '0 [true, 2, "oBuyer1"]'
+call POST "$BASE/__stub/reset"
+tcall get_order '{"transaction_id":"4200000999"}'
+is "reset: auto_payments off again, the payment gone" "$(errcode)" 10060001
+
+# control input errors
+treg '{"openid":"oA"}'
+is "trade/payments without a key: HTTP 400" "$STATUS" 400
+treg '{"transaction_id":"1","bogus":1}'
+is "trade/payments with an unknown field: HTTP 400" "$STATUS" 400
+treg '{"mchid":"1230000109"}'
+is "trade/payments, mchid without out_trade_no: HTTP 400" "$STATUS" 400
+call GET "$BASE/__stub/trade/payments"
+is "refused registrations register nothing" "$BODY" "[]"
+
 # ---- concurrency: requests are served in parallel
 token
 T=$(field 'd["access_token"]')

@@ -9,6 +9,20 @@ siblings.md):
     POST /user-order/shoppinginfo/verify?access_token=T    verify an upload
     POST /user-order/orders/shippings?access_token=T       shipping information
 
+and WeChat's order shipping management service (order-shipping.md; see "The
+order shipping management service" below):
+
+    POST /wxa/sec/order/upload_shipping_info?access_token=T
+    POST /wxa/sec/order/upload_combined_shipping_info?access_token=T
+    POST /wxa/sec/order/get_order?access_token=T
+    POST /wxa/sec/order/get_order_list?access_token=T
+    POST /wxa/sec/order/notify_confirm_receive?access_token=T
+    POST /wxa/sec/order/set_msg_jump_path?access_token=T
+    POST /wxa/sec/order/is_trade_managed?access_token=T
+    POST /wxa/sec/order/is_trade_management_confirmation_completed?access_token=T
+    POST /wxa/sec/order/opspecialorder?access_token=T
+    POST /cgi-bin/express/delivery/open_msg/get_delivery_list?access_token=T
+
 plus a control API under /__stub/ so that tests written in any language (Perl
 TAP, shell) can inject faults and inspect what the client sent.  Python 3
 standard library only.
@@ -20,7 +34,7 @@ Command line
                                 [--tls-cert CRT --tls-key KEY]
                                 [--accounts appid:secret,appid2:secret2]
                                 [--token-ttl 7200] [--log FILE] [--seed N]
-                                [--verbose]
+                                [--auto-payments] [--verbose]
 
 * Listens on 127.0.0.1 only (any other --host is refused).  --port 0 (the
   default) picks a free port.  Once the socket is listening, the port number
@@ -36,6 +50,8 @@ Command line
 * --seed N: seed the random generator that drives "fraction" faults (for
   reproducible runs).  --verbose: log each request and each connection error
   to stderr (quiet by default).
+* --auto-payments: the order shipping management service finds every
+  payment, registered or not (see there; default: only registered ones).
 * SIGTERM / SIGINT: stop serving and exit with status 0.
 
 HTTP/1.1 with keep-alive; every answer carries Content-Length.  Request bodies
@@ -166,11 +182,187 @@ kept.  Shippings always carry a valid upload_time.
 
 Orders survive /__stub/reset unless its body has "orders": true.
 
+The order shipping management service
+======================================
+
+WeChat's /wxa/sec/order/... calls (and the logistics service's
+get_delivery_list), as the spec order-shipping.md gives them, the current
+pages' figures where the sources disagree (at most 15 parcels, order_state
+1..6).  Every one is POST ?access_token=T with a JSON object body and is
+answered {"errcode":0,"errmsg":"ok", ...the call's fields} or
+{"errcode":E,"errmsg":"<errmsg>: <what> rid: R"}.  For each, in this order:
+    T not a currently valid token -> 40001 (as for the calls above)
+    the token's appid not in the service (POST /__stub/trade/config), for
+      every call but the two appid checks (is_trade_managed and
+      is_trade_management_confirmation_completed) and get_delivery_list
+      -> 48001 "api unauthorized"
+    body not a JSON object (or not UTF-8, or empty) -> 47001
+    then the body's checks, first violation answered.  Where the spec gives
+    no errcode (a value of a wrong JSON type, a required one missing, a
+    shipping_list that is not an array), 47001 "data format error" (the
+    stub's choice, the extension's validator's too).
+
+Payments.  The stub keeps the payments it was told exist (POST
+/__stub/trade/payments); a payment has a transaction_id and/or a mchid +
+out_trade_no (+ sub_mchid), and is found by either form it has: order_key
+type 2 / transaction_id by its transaction_id; order_key type 1 /
+merchant_id + merchant_trade_no by (mchid or sub_mchid, out_trade_no).  A
+payment registered with an appid is found only with that appid's tokens
+(default: any appid's).  A key naming no payment -> 10060001 "payment not
+found", unless payments auto-exist (--auto-payments, or POST
+/__stub/trade/config {"auto_payments": true}; default off): then such a key
+creates a payment on the spot (known by that key only, of the caller's
+appid, payer unknown).  Each call naming a payment is a lookup; a payment
+registered with found_after_lookups N answers 10060001 to its first N
+lookups, one with found_after_seconds S to every lookup in its first S
+seconds ("not found right after payment, then found"); get_order_list does
+not list it meanwhile (and is no lookup).  A faulted request is no lookup.
+A payment whose openid is null (not registered) takes the payer.openid of
+its first accepted upload.
+
+POST /wxa/sec/order/upload_shipping_info
+        body {"order_key": {...}, "logistics_type": 1..4, "delivery_mode": 1|2,
+              "is_all_delivered": bool, "shipping_list": [{"tracking_no": "...",
+              "express_company": "SF", "item_desc": "...", "contact":
+              {"consignor_contact": "...", "receiver_contact": "..."}}],
+              "upload_time": "RFC 3339", "payer": {"openid": "..."}}
+    Checked in this order:
+      order_key as for shippings above (missing or a bad order_number_type
+        268485194; empty transaction_id 268485195, mchid 268485196,
+        out_trade_no 268485197), but 47001 where shippings say 268435461
+      logistics_type not the integer 1, 2, 3 or 4 (or missing): 10060005
+      delivery_mode not the integer 1 or 2 (or missing): 268485224
+      delivery_mode 2 with logistics_type other than 1: 10060006
+      is_all_delivered missing in mode 2: 10060007; not a boolean: 47001
+        (ignored in mode 1)
+      shipping_list missing, not an array or empty: 47001; over 15 parcels:
+        10060024; mode 1 with more than 1: 268485228
+      each parcel: not an object 47001; tracking_no (required for
+        logistics_type 1: missing/empty 268485226) over 128 bytes 10060026;
+        express_company (required for 1: 268485227) over 128 bytes 10060025;
+        item_desc missing/empty 10060008, over 120 characters 10060009;
+        contact not an object, its phones not strings or over 1024 bytes,
+        or a phone whose last 4 digits are not in clear (the extension's
+        rule: "189****1234" yes, "18912345***" no): 47001; express_company
+        "SF" without a non-empty consignor_contact or receiver_contact:
+        47001.  express_company is not checked against get_delivery_list.
+      upload_time missing/empty 268485214, not a string 47001, not RFC 3339
+        268485216
+      payer / payer.openid missing or empty 268485192; a wrong type or over
+        128 bytes 47001
+      the payment: none (or not yet found) 10060001; another payer than the
+        payment's openid 10060031; order_state 5 (refunded) 10060004;
+        order_state 3, 4 or 6 (receipt confirmed: shipping can no longer
+        change) 10060002
+      unchanged: the shipping the upload would leave is the payment's
+        (delivery_mode, logistics_type, is_all_delivered, parcels; not the
+        upload_time) -> 10060023
+      upload_time earlier than the last accepted upload's -> 268485216 (an
+        update must carry a later time; the same instant is let through)
+      the one re-ship: see below -> 10060003
+    otherwise -> {"errcode":0,"errmsg":"ok"}.
+    The first accepted upload ships the payment (order_state 1 -> 2).  A
+    unified upload (mode 1), or a split one (mode 2) with is_all_delivered
+    true, finishes the shipping; while a split shipping is not finished, a
+    further split express upload is accepted and merged: a parcel with the
+    (express_company, tracking_no) of a kept one replaces it, others are
+    appended (at most 15 in all: 10060024).  A re-ship is an accepted upload
+    once the shipping is finished, or one that changes delivery_mode or
+    logistics_type; it replaces the whole shipping; a payment has one
+    (10060003 for a second).  finish_shipping_count: 0 not finished, 1
+    finished, 2 finished with the re-ship used.  When the shipping gets
+    finished, shipped_time becomes the upload_time (seconds) and
+    estimated_settlement_time 10 days later (the stub's figure).
+
+POST /wxa/sec/order/upload_combined_shipping_info
+        body {"order_key": {...}, "sub_orders": [{"order_key": {...},
+              "logistics_type", "delivery_mode", "is_all_delivered",
+              "shipping_list"}, ...], "upload_time": "...", "payer": {...}}
+    order_key as above; sub_orders missing, not an array or empty 47001 (the
+    stub's choice); each: not an object 47001, order_key as above (the
+    detail names sub_orders[i]), another order_number_type than the main
+    key's 268485253, a sub-order named twice 10060013, then the delivery
+    fields as above; upload_time, payer.  Then the main key must name a
+    payment (10060001) of that payer (10060031), each sub-order key one of
+    its sub_orders (registered with it; 10060001 otherwise), and each
+    sub-order's upload passes the rules above; an unchanged sub-order is
+    skipped, all unchanged -> 10060023; any other refusal refuses the
+    whole call (nothing applied).
+
+POST /wxa/sec/order/get_order
+        body {"transaction_id": "..."} or {"merchant_id": "...",
+             "merchant_trade_no": "...", "sub_merchant_id": "..."}
+    a key field not a string 47001; neither form 10060014 (transaction_id
+    wins when both are given); no such payment 10060001 (also when a
+    sub_merchant_id is given and is not the payment's sub_mchid)
+    -> {"errcode":0,"errmsg":"ok","order":{"transaction_id","merchant_id",
+        "sub_merchant_id","merchant_trade_no","description","paid_amount",
+        "openid","trade_create_time","pay_time","order_state","in_complaint",
+        "shipping"}}
+    description: the registered one, else the parcels' item_desc joined by
+    ";" (over 120 characters: 117 and "...").  openid "" while unknown.
+    shipping: {} before the first accepted upload, else {"delivery_mode",
+    "logistics_type", "finish_shipping", "finish_shipping_count",
+    "goods_desc": "", "shipping_list": [{"tracking_no", "express_company",
+    "goods_desc" (the item_desc), "upload_time" (timestamp of the upload that
+    brought the parcel), "contact": {"consignor_contact",
+    "receiver_contact"}}]} ("" for what was not sent).
+
+POST /wxa/sec/order/get_order_list
+        body {"pay_time_range": {"begin_time": N, "end_time": N},
+              "order_state": N, "openid": "...", "last_index": "...",
+              "page_size": N}, every field optional
+    a wrong type 47001; order_state not 1..6 or page_size < 1 10060014;
+    last_index not one this stub gave 10060011 ("" = the first page)
+    -> {"errcode":0,"errmsg":"ok","last_index":"<18 hex digits>",
+        "has_more":bool,"order_list":[order as get_order's, ...]}
+    The caller's app's payments found now, by pay_time then registration,
+    pay_time in [begin_time (0), end_time (2^32-1)], page_size default 100.
+
+POST /wxa/sec/order/notify_confirm_receive
+        body the get_order key + {"received_time": N}
+    key as get_order; received_time missing or not an integer 47001; no
+    such payment 10060001; a reminder sent already 10060030; not shipped
+    (order_state not 2, or the shipping not finished) 10060028;
+    logistics_type not 1 10060032; received_time not a Unix time in seconds
+    (> 10 digits, e.g. milliseconds) or before shipped_time 10060029
+    -> {"errcode":0,"errmsg":"ok"}; once per payment.
+
+POST /wxa/sec/order/set_msg_jump_path   body {"path": "pages/..."}
+    path missing or not a string 47001 -> 0; kept per appid (trade/config).
+
+POST /wxa/sec/order/is_trade_managed    body {"appid": "..."}
+POST /wxa/sec/order/is_trade_management_confirmation_completed   same body
+    appid missing or empty 40097; not an appid of --accounts 40013; another
+    account's appid than the token's 61003 (no third-party authority here)
+    -> {"errcode":0,"errmsg":"ok","is_trade_managed":bool} /
+       {"errcode":0,"errmsg":"ok","completed":bool}
+    (per appid, default true: POST /__stub/trade/config).  WeChat's 48001
+    for an app without the service (a forum report) is a fault away.
+
+POST /wxa/sec/order/opspecialorder
+        body {"order_id": "...", "type": 1|2, "delay_to": N}
+    order_id missing/empty or not a string 47001; type not 1 or 2
+    268546000; type 1 without an integer delay_to 268546001; order_id not
+    the transaction_id or out_trade_no of a payment found now, or one
+    already shipped or not in order_state 1: 268546002; type 1 with delay_to
+    not 15..330 days after pay_time 268546001 -> 0, kept as the payment's
+    "special".  (No payment is created here when payments auto-exist.)
+
+POST /cgi-bin/express/delivery/open_msg/get_delivery_list   body {}
+    -> {"errcode":0,"errmsg":"ok","delivery_list":[{"delivery_id":"SF",
+        "delivery_name":"顺丰速运"}, YD, YTO, ZTO, STO, EMS],"count":6}
+    (a fixed sample; WeChat's list has ~1,500).  Not subject to 48001.
+
+The trade state (payments, app settings, auto_payments back to the command
+line's) is cleared by /__stub/reset unless its body has "trade": false.
+
 Recording
 =========
 
 Every request to a non-control path (stable_token, uploads, verify,
-shippings, rejected ones, 404s) is recorded before it is answered, so a test
+shippings, the /wxa/sec/order calls and get_delivery_list, rejected ones,
+404s) is recorded before it is answered, so a test
 that has its answer (or saw the connection drop) always finds the record.  A record:
 
     {"seq": 1,                       # 1, 2, ... in arrival order; restarts at reset
@@ -212,22 +404,28 @@ GET  /__stub/stats
          "faults_pending": N,
          "stale": {"/user-order/orders": N,     # stale bodies (see "Orders"),
                    "/user-order/orders/shippings": N},  # answered 0, not kept
-         "orders": N}                           # orders remembered (not
+         "orders": N,                           # orders remembered (not
                                                 # cleared by a plain reset)
-        by_path counts every path, the verify and shippings ones included.
-POST /__stub/reset          body optional: {"tokens": true, "orders": true}
+         "payments": N}                         # payments of the order
+                                                # shipping management service
+        by_path counts every path, the verify, shippings and trade ones included.
+POST /__stub/reset          body optional: {"tokens": true, "orders": true,
+                                            "trade": false}
         Clears records, pending faults, all counters (seq restarts at 1) and
         the verify_result settings (the defaults "linked" and "unlinked"
         again, no override).  Tokens survive unless "tokens" is true; the
         remembered orders (with their kept bodies and their per-order counts)
-        survive unless "orders" is true.  -> {"ok": true}
+        survive unless "orders" is true.  The order shipping management
+        service's state (payments, app settings, auto_payments) is cleared
+        unless "trade" is false.  -> {"ok": true}
 POST /__stub/fault          body {"kind": K, "count": N, "fraction": F,
                                   "path": P, "delay_ms": MS}
         Queues a fault for requests to path P (default "/user-order/orders";
         "/cgi-bin/stable_token", "/user-order/shoppinginfo/verify",
-        "/user-order/orders/shippings" or any other path, matched exactly;
-        "*" = every non-control path).  A faulted request changes no order
-        (except under "delay", answered normally).
+        "/user-order/orders/shippings", "/wxa/sec/order/get_order" or any
+        other path, matched exactly; "*" = every non-control path).  A
+        faulted request changes no order and no payment and is no lookup of
+        one (except under "delay", answered normally).
         Kinds K:
           "errcode:-1"   answer {"errcode":-1,"errmsg":"system error rid: R"}
           "errcode:NNN"  any integer, answered with a plausible errmsg + rid
@@ -310,6 +508,69 @@ POST /__stub/verify_result  body, any of:
         (the rules above), a value of the wrong type, or an unknown field ->
         HTTP 400 {"error": "..."}.  /__stub/reset restores the defaults.
 
+GET  /__stub/trade/payments
+        Every payment, in registration order: [{"transaction_id", "mchid",
+        "out_trade_no", "sub_mchid", "appid", "auto" (created by
+        auto_payments), "order" (what get_order answers now),
+        "found" (now), "found_after_lookups" (lookups still refused),
+        "found_after_seconds" (seconds still to wait), "lookups",
+        "lookups_refused", "shipped", "finish_shipping", "is_all_delivered",
+        "uploads_accepted", "uploads_refused" (refused once found:
+        10060031, 10060002, 10060004, 10060023, 268485216, 10060003,
+        10060024), "reship_used", "last_upload_time", "last_upload" (the
+        accepted body; a sub-order's for combined), "shipped_time",
+        "estimated_settlement_time", "confirm_receive_time",
+        "confirm_receive_method", "settlement_time",
+        "receipt_reminder_sent", "received_time", "special" ({"type",
+        "delay_to"} or null), "parent" / "sub_orders" (keys
+        {"transaction_id","mchid","out_trade_no"} of combined payments)}, ...]
+POST /__stub/trade/payments body {"payments": [P, ...]}, or [P, ...], or P
+        Registers payments; P = {KEY, "openid": "o..." (null: the first
+        upload's payer), "appid": "wx..." (null: any app), "paid_amount": N
+        (fen, default 100), "description": "..." (default: from the
+        parcels), "pay_time": N, "trade_create_time": N (default now),
+        "order_state": 1..6 (default 1), "in_complaint": bool (false),
+        "found_after_lookups": N, "found_after_seconds": S, "sub_orders":
+        [P, ...] (a combined payment's; they inherit appid and openid)}.
+        KEY: "transaction_id": "...", and/or "mchid" + "out_trade_no" (+
+        "sub_mchid"), or "order_key": {order_number_type 1|2 ...}.  A
+        payment that one of its keys names is replaced.  -> {"ok": true,
+        "payments": [as GET, ...]}.  Invalid input -> HTTP 400.
+POST /__stub/trade/state    body {KEY, field: value, ...}
+        Sets the WeChat state of the payment KEY names: "order_state" 1..6,
+        "in_complaint", "openid", "paid_amount", "description", "pay_time",
+        "trade_create_time", "shipped_time", "estimated_settlement_time",
+        "confirm_receive_time", "confirm_receive_method" (1|2),
+        "settlement_time", "found_after_lookups", "found_after_seconds".
+        order_state 3, 4 or 6 also sets confirm_receive_time (now) and
+        confirm_receive_method (1) if unset; 4 settlement_time (now) if
+        unset.  E.g. settled: {"transaction_id":"42..","order_state":4};
+        refunded: 5; dispute: {"in_complaint":true}.  -> {"ok": true,
+        "payment": {as GET}}; no such payment, or bad input -> HTTP 400.
+GET  /__stub/trade/config   {"auto_payments": bool, "apps": {APPID:
+        {"is_trade_managed": bool, "completed": bool, "msg_jump_path":
+        "..." or null}, ...}} (every --accounts appid, defaults true/true)
+POST /__stub/trade/config   body {"auto_payments": bool, "apps": {APPID:
+        {"is_trade_managed": bool, "completed": bool}}}, parts optional
+        -> the settings as GET, plus "ok": true.
+POST /__stub/trade/event    body {"event": E, KEY, "stage": "shipping" |
+        "settlement", "msg": "...", "appid": "...", "fields": {...}}
+        The JSON of a push event of the payment KEY names, for a test to
+        feed to the merchant's side (the stub sends nothing):
+        {"ToUserName": "gh_<12 hex digits of the SHA-1 of the appid: the
+        body's, the payment's, else the first of --accounts>",
+        "FromUserName": "<system openid>", "CreateTime": now,
+        "MsgType": "event", "Event": E, ...}:
+          trade_manage_remind_access_api (no KEY needed): "msg"
+          trade_manage_remind_shipping: "transaction_id", "merchant_id",
+            "sub_merchant_id", "merchant_trade_no", "pay_time", "msg"
+          trade_manage_order_settlement: the keys, "pay_time",
+            "shipped_time"; stage "shipping" (default while the payment has
+            no settlement_time): "estimated_settlement_time"; "settlement":
+            "confirm_receive_method", "confirm_receive_time",
+            "settlement_time" (the payment's, else 1 / now)
+        "fields" are merged last (to fake any value).
+
 Unknown /__stub/ paths answer 404 {"error": ...}.
 
 Shell example:
@@ -320,6 +581,7 @@ Shell example:
 
 import argparse
 import decimal
+import hashlib
 import http.server
 import json
 import math
@@ -340,6 +602,26 @@ TOKEN_PATH = "/cgi-bin/stable_token"
 VERIFY_PATH = "/user-order/shoppinginfo/verify"
 SHIPPINGS_PATH = "/user-order/orders/shippings"
 CONTROL_PREFIX = "/__stub/"
+# the order shipping management service (docs/order-shipping.md)
+TRADE_PREFIX = "/wxa/sec/order/"
+TRADE_UPLOAD_PATH = TRADE_PREFIX + "upload_shipping_info"
+TRADE_COMBINED_PATH = TRADE_PREFIX + "upload_combined_shipping_info"
+TRADE_GET_ORDER_PATH = TRADE_PREFIX + "get_order"
+TRADE_ORDER_LIST_PATH = TRADE_PREFIX + "get_order_list"
+TRADE_NOTIFY_PATH = TRADE_PREFIX + "notify_confirm_receive"
+TRADE_JUMP_PATH = TRADE_PREFIX + "set_msg_jump_path"
+TRADE_MANAGED_PATH = TRADE_PREFIX + "is_trade_managed"
+TRADE_COMPLETED_PATH = TRADE_PREFIX + "is_trade_management_confirmation_completed"
+TRADE_SPECIAL_PATH = TRADE_PREFIX + "opspecialorder"
+DELIVERY_LIST_PATH = "/cgi-bin/express/delivery/open_msg/get_delivery_list"
+TRADE_PATHS = (TRADE_UPLOAD_PATH, TRADE_COMBINED_PATH, TRADE_GET_ORDER_PATH,
+               TRADE_ORDER_LIST_PATH, TRADE_NOTIFY_PATH, TRADE_JUMP_PATH,
+               TRADE_MANAGED_PATH, TRADE_COMPLETED_PATH, TRADE_SPECIAL_PATH,
+               DELIVERY_LIST_PATH)
+# the calls an app outside the service is answered 48001 for
+TRADE_MANAGED_ONLY = (TRADE_UPLOAD_PATH, TRADE_COMBINED_PATH, TRADE_GET_ORDER_PATH,
+                      TRADE_ORDER_LIST_PATH, TRADE_NOTIFY_PATH, TRADE_JUMP_PATH,
+                      TRADE_SPECIAL_PATH)
 
 MAX_BODY = 16 * 1024 * 1024     # larger bodies are refused with HTTP 413
 CONNECTION_TIMEOUT = 300        # seconds a keep-alive connection may idle
@@ -352,6 +634,7 @@ ERRMSGS = {
     40002: "invalid grant_type",
     40003: "invalid openid",
     40013: "invalid appid",
+    40097: "invalid args",
     40014: "invalid access_token",
     40125: "invalid appsecret",
     41002: "appid missing",
@@ -362,6 +645,7 @@ ERRMSGS = {
     45011: "api minute-quota reach limit  mustslower  retry next minute",
     47001: "data format error",
     48001: "api unauthorized",
+    61003: "component is not authorized by this account",
     61007: "api is unauthorized to component",
     268435461: "param error",
 }
@@ -424,6 +708,94 @@ REFUSAL_ERRMSGS = {
     ERR_TRACKING_NO_MISSING: "tracking_no missing",
     ERR_UNIFIED_NEEDS_ONE: "unified delivery needs exactly one shipment",
 }
+
+# Limits and errcodes of the order shipping management service
+# (docs/order-shipping.md: the current pages' figures)
+TRADE_SHIPPING_LIST_MAX = 15    # parcels (10 on the older page, WxJava)
+TRADE_ITEM_DESC_MAX = 120       # characters
+TRADE_CONTACT_MAX = 1024        # bytes
+TRADE_DESCRIPTION_MAX = 120     # get_order's description: characters
+LOGISTICS_EXPRESS = 1
+DELIVERY_ID_SF = "SF"
+TRADE_PAGE_SIZE = 100           # get_order_list's default page_size
+SETTLEMENT_DELAY = 10 * 86400   # shipped_time -> estimated_settlement_time (stub's)
+PRESALE_MIN = 15 * 86400        # opspecialorder delay_to: after pay_time
+PRESALE_MAX = 330 * 86400
+# the push events' FromUserName (a system OpenID; the stub's own)
+EVENT_FROM_USER = "o_stub_trade_manage_system00"
+# get_delivery_list's answer (the stub's sample of WeChat's ~1,500 companies)
+DELIVERY_COMPANIES = [("SF", "顺丰速运"), ("YD", "韵达速递"), ("YTO", "圆通速递"),
+                      ("ZTO", "中通快递"), ("STO", "申通快递"), ("EMS", "EMS")]
+
+ERR_DATA_FORMAT = 47001
+ERR_API_UNAUTHORIZED = 48001
+ERR_INVALID_APPID = 40013
+ERR_APPID_MISSING = 40097
+ERR_COMPONENT_UNAUTHORIZED = 61003
+ERR_TRADE_NOT_FOUND = 10060001
+ERR_TRADE_ALL_SHIPPED = 10060002
+ERR_TRADE_RESHIP_USED = 10060003
+ERR_TRADE_NOT_SHIPPABLE = 10060004
+ERR_TRADE_LOGISTICS_TYPE = 10060005
+ERR_TRADE_SPLIT_NOT_EXPRESS = 10060006
+ERR_TRADE_ALL_DELIVERED_MISSING = 10060007
+ERR_TRADE_ITEM_DESC_MISSING = 10060008
+ERR_TRADE_ITEM_DESC_TOO_LONG = 10060009
+ERR_TRADE_LAST_INDEX = 10060011
+ERR_TRADE_SUB_ORDER_REPEATED = 10060013
+ERR_TRADE_PARAM = 10060014
+ERR_TRADE_UNCHANGED = 10060023
+ERR_TRADE_LIST_TOO_LONG = 10060024
+ERR_TRADE_EXPRESS_COMPANY_TOO_LONG = 10060025
+ERR_TRADE_TRACKING_NO_TOO_LONG = 10060026
+ERR_TRADE_NOT_SHIPPED = 10060028
+ERR_TRADE_RECEIVED_TIME = 10060029
+ERR_TRADE_REMINDER_USED = 10060030
+ERR_TRADE_NOT_PAYER = 10060031
+ERR_TRADE_REMINDER_NOT_EXPRESS = 10060032
+ERR_DELIVERY_MODE = 268485224
+ERR_EXPRESS_COMPANY_MISSING = 268485227
+ERR_SUB_ORDER_KEY_TYPE = 268485253
+ERR_SPECIAL_TYPE = 268546000
+ERR_SPECIAL_DELAY_TO = 268546001
+ERR_SPECIAL_NO_ORDER = 268546002
+TRADE_ERRMSGS = {
+    ERR_DATA_FORMAT: "data format error",
+    ERR_API_UNAUTHORIZED: "api unauthorized",
+    ERR_INVALID_APPID: "invalid appid",
+    ERR_APPID_MISSING: "invalid args",
+    ERR_COMPONENT_UNAUTHORIZED: "component is not authorized by this account",
+    ERR_TRADE_NOT_FOUND: "payment not found",
+    ERR_TRADE_ALL_SHIPPED: "payment already fully shipped",
+    ERR_TRADE_RESHIP_USED: "re-ship chance used up",
+    ERR_TRADE_NOT_SHIPPABLE: "payment not in a shippable state",
+    ERR_TRADE_LOGISTICS_TYPE: "invalid logistics_type",
+    ERR_TRADE_SPLIT_NOT_EXPRESS: "split delivery only with express",
+    ERR_TRADE_ALL_DELIVERED_MISSING: "is_all_delivered missing",
+    ERR_TRADE_ITEM_DESC_MISSING: "item_desc empty",
+    ERR_TRADE_ITEM_DESC_TOO_LONG: "item_desc too long",
+    ERR_TRADE_LAST_INDEX: "invalid last_index",
+    ERR_TRADE_SUB_ORDER_REPEATED: "repeated sub-order",
+    ERR_TRADE_PARAM: "parameter error",
+    ERR_TRADE_UNCHANGED: "shipping information unchanged",
+    ERR_TRADE_LIST_TOO_LONG: "shipping_list too long",
+    ERR_TRADE_EXPRESS_COMPANY_TOO_LONG: "express_company too long",
+    ERR_TRADE_TRACKING_NO_TOO_LONG: "tracking_no too long",
+    ERR_TRADE_NOT_SHIPPED: "payment not shipped",
+    ERR_TRADE_RECEIVED_TIME: "invalid received_time",
+    ERR_TRADE_REMINDER_USED: "receipt reminder already used",
+    ERR_TRADE_NOT_PAYER: "payment does not belong to payer.openid",
+    ERR_TRADE_REMINDER_NOT_EXPRESS: "receipt reminder only for express delivery",
+    ERR_DELIVERY_MODE: "invalid delivery_mode",
+    ERR_EXPRESS_COMPANY_MISSING: "express_company missing",
+    ERR_SUB_ORDER_KEY_TYPE: "sub-order order_number_type differs",
+    ERR_SPECIAL_TYPE: "invalid type",
+    ERR_SPECIAL_DELAY_TO: "invalid delay_to",
+    ERR_SPECIAL_NO_ORDER: "no such order awaiting shipment",
+}
+REFUSAL_ERRMSGS.update(TRADE_ERRMSGS)
+for _code, _msg in TRADE_ERRMSGS.items():
+    ERRMSGS.setdefault(_code, _msg)
 
 RFC3339_RE = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
@@ -544,69 +916,75 @@ def rfc3339_instant(text):
     return decimal.Decimal(seconds) + decimal.Decimal("0" + (m.group(7) or ".0"))
 
 
-def _string(obj, key, path, missing_code, max_len, chars=False, min_len=1):
+def _string(obj, key, path, missing_code, max_len, chars=False, min_len=1,
+            param=ERR_PARAM, long_code=None):
     """obj[key] as a string of min_len..max_len bytes (characters if chars).
     Absent, null or "" -> Refusal(missing_code); another type or length ->
-    Refusal(268435461)."""
+    Refusal(param), but a string over max_len -> Refusal(long_code) if given."""
     v = obj.get(key)
     if v is None or v == "":
         raise Refusal(missing_code, "%s is missing or empty" % path)
     if not isinstance(v, str):
-        raise Refusal(ERR_PARAM, "%s must be a string" % path)
+        raise Refusal(param, "%s must be a string" % path)
     n = len(v) if chars else utf8_len(v)
     if not min_len <= n <= max_len:
-        raise Refusal(ERR_PARAM, "%s must be %d to %d %s long"
+        raise Refusal(long_code if long_code is not None and n > max_len else param,
+                      "%s must be %d to %d %s long"
                       % (path, min_len, max_len, "characters" if chars else "bytes"))
     return v
 
 
-def order_identity(body):
+def order_identity(body, param=ERR_PARAM):
     """The identity of the order body["order_key"] names:
     ("mchid", mchid, out_trade_no) for order_number_type 1,
     ("tx", transaction_id) for 2.  Refusal (the upload's errcodes) if it
-    names none."""
+    names none; a value of a wrong type or form is Refusal(param)."""
     key = body.get("order_key")
     if key is None:
         raise Refusal(ERR_ORDER_KEY_MISSING, "order_key is missing")
     if not isinstance(key, dict):
-        raise Refusal(ERR_PARAM, "order_key must be an object")
+        raise Refusal(param, "order_key must be an object")
     kind = key.get("order_number_type")
     if kind is None:
         raise Refusal(ERR_ORDER_KEY_MISSING, "order_key.order_number_type is missing")
     if not is_int(kind):
-        raise Refusal(ERR_PARAM, "order_key.order_number_type must be an integer")
+        raise Refusal(param, "order_key.order_number_type must be an integer")
     if kind == 1:
-        mchid = _string(key, "mchid", "order_key.mchid", ERR_MCHID_MISSING, KEY_ID_MAX)
+        mchid = _string(key, "mchid", "order_key.mchid", ERR_MCHID_MISSING, KEY_ID_MAX,
+                        param=param)
         no = _string(key, "out_trade_no", "order_key.out_trade_no",
                      ERR_OUT_TRADE_NO_MISSING, OUT_TRADE_NO_MAX, chars=True,
-                     min_len=OUT_TRADE_NO_MIN)
+                     min_len=OUT_TRADE_NO_MIN, param=param)
         if not OUT_TRADE_NO_RE.fullmatch(no):
-            raise Refusal(ERR_PARAM, "order_key.out_trade_no may hold only "
-                                     "0-9 A-Z a-z _ - * |")
+            raise Refusal(param, "order_key.out_trade_no may hold only "
+                                 "0-9 A-Z a-z _ - * |")
         return ("mchid", mchid, no)
     if kind == 2:
         return ("tx", _string(key, "transaction_id", "order_key.transaction_id",
-                              ERR_TRANSACTION_ID_MISSING, KEY_ID_MAX))
+                              ERR_TRANSACTION_ID_MISSING, KEY_ID_MAX, param=param))
     raise Refusal(ERR_ORDER_KEY_MISSING, "order_key.order_number_type must be 1 or 2")
 
 
-def payer_openid(body):
-    """body["payer"]["openid"], or Refusal (the upload's errcodes)."""
+def payer_openid(body, param=ERR_PARAM):
+    """body["payer"]["openid"], or Refusal (the upload's errcodes; a wrong
+    type or length: param)."""
     payer = body.get("payer")
     if payer is None:
         raise Refusal(ERR_PAYER_OPENID_MISSING, "payer is missing")
     if not isinstance(payer, dict):
-        raise Refusal(ERR_PARAM, "payer must be an object")
-    return _string(payer, "openid", "payer.openid", ERR_PAYER_OPENID_MISSING, OPENID_MAX)
+        raise Refusal(param, "payer must be an object")
+    return _string(payer, "openid", "payer.openid", ERR_PAYER_OPENID_MISSING, OPENID_MAX,
+                   param=param)
 
 
-def upload_time(body):
-    """(text, instant) of body["upload_time"], or Refusal (the upload's errcodes)."""
+def upload_time(body, param=ERR_PARAM):
+    """(text, instant) of body["upload_time"], or Refusal (the upload's
+    errcodes; not a string: param)."""
     v = body.get("upload_time")
     if v is None or v == "":
         raise Refusal(ERR_UPLOAD_TIME_MISSING, "upload_time is missing or empty")
     if not isinstance(v, str):
-        raise Refusal(ERR_PARAM, "upload_time must be a string")
+        raise Refusal(param, "upload_time must be a string")
     instant = rfc3339_instant(v)
     if instant is None:
         raise Refusal(ERR_UPLOAD_TIME_FORMAT, "upload_time is not an RFC 3339 date-time")
@@ -684,11 +1062,146 @@ def check_shipping_body(body):
     return mode, refs
 
 
+# ---- the order shipping management service: body checks ---------------------
+
+def _trade_opt_string(obj, key, path, missing_code, max_len, long_code):
+    """obj[key], an optional string of at most max_len bytes ("" if absent,
+    null or empty): missing_code (if not None) makes it required."""
+    v = obj.get(key)
+    if v is None or v == "":
+        if missing_code is not None:
+            raise Refusal(missing_code, "%s is missing or empty" % path)
+        return ""
+    if not isinstance(v, str):
+        raise Refusal(ERR_DATA_FORMAT, "%s must be a string" % path)
+    if utf8_len(v) > max_len:
+        raise Refusal(long_code, "%s must be at most %d bytes long" % (path, max_len))
+    return v
+
+
+def contact_ok(value):
+    """A masked phone number's rule (the extension's): its last 4 digits are
+    in clear (walking from the end, 4 digits come before any '*')."""
+    clear = 0
+    for ch in reversed(value):
+        if clear == 4:
+            break
+        if ch == "*":
+            return False
+        if "0" <= ch <= "9":
+            clear += 1
+    return clear == 4
+
+
+def check_trade_parcel(parcel, path, express):
+    """shipping_list[i] of an upload_shipping_info body: the parcel,
+    normalized ({tracking_no, express_company, item_desc, contact}, "" for
+    what is absent), or Refusal."""
+    if not isinstance(parcel, dict):
+        raise Refusal(ERR_DATA_FORMAT, "%s must be an object" % path)
+    tracking = _trade_opt_string(parcel, "tracking_no", path + ".tracking_no",
+                                 ERR_TRACKING_NO_MISSING if express else None,
+                                 TRACKING_NO_MAX, ERR_TRADE_TRACKING_NO_TOO_LONG)
+    company = _trade_opt_string(parcel, "express_company", path + ".express_company",
+                                ERR_EXPRESS_COMPANY_MISSING if express else None,
+                                EXPRESS_COMPANY_MAX, ERR_TRADE_EXPRESS_COMPANY_TOO_LONG)
+    desc = _string(parcel, "item_desc", path + ".item_desc", ERR_TRADE_ITEM_DESC_MISSING,
+                   TRADE_ITEM_DESC_MAX, chars=True, param=ERR_DATA_FORMAT,
+                   long_code=ERR_TRADE_ITEM_DESC_TOO_LONG)
+    contact = parcel.get("contact")
+    phones = {"consignor_contact": "", "receiver_contact": ""}
+    if contact is not None:
+        if not isinstance(contact, dict):
+            raise Refusal(ERR_DATA_FORMAT, "%s.contact must be an object" % path)
+        for key in phones:
+            phone = _trade_opt_string(contact, key, "%s.contact.%s" % (path, key), None,
+                                      TRADE_CONTACT_MAX, ERR_DATA_FORMAT)
+            if phone and not contact_ok(phone):
+                raise Refusal(ERR_DATA_FORMAT, "%s.contact.%s must be a masked phone "
+                              "number with its last 4 digits in clear, such as "
+                              "189****1234" % (path, key))
+            phones[key] = phone
+    if company == DELIVERY_ID_SF and not any(phones.values()):
+        raise Refusal(ERR_DATA_FORMAT, "%s.contact needs consignor_contact or "
+                                       "receiver_contact when express_company is "
+                                       "\"SF\" (SF Express)" % path)
+    return {"tracking_no": tracking, "express_company": company, "item_desc": desc,
+            "contact": phones}
+
+
+def check_trade_delivery(body, prefix=""):
+    """logistics_type, delivery_mode, is_all_delivered and shipping_list of an
+    upload_shipping_info body (or of sub_orders[i] of a combined one, prefix
+    "sub_orders[i]."): (logistics_type, delivery_mode, is_all_delivered or
+    None in unified mode, [normalized parcels]), or Refusal."""
+    logistics = body.get("logistics_type")
+    if not is_int(logistics) or not 1 <= logistics <= 4:
+        raise Refusal(ERR_TRADE_LOGISTICS_TYPE, "%slogistics_type must be 1, 2, 3 or 4"
+                      % prefix)
+    mode = body.get("delivery_mode")
+    if not is_int(mode) or mode not in (UNIFIED_DELIVERY, SPLIT_DELIVERY):
+        raise Refusal(ERR_DELIVERY_MODE, "%sdelivery_mode must be 1 or 2" % prefix)
+    if mode == SPLIT_DELIVERY and logistics != LOGISTICS_EXPRESS:
+        raise Refusal(ERR_TRADE_SPLIT_NOT_EXPRESS, "%sdelivery_mode 2 needs "
+                      "logistics_type 1 (express)" % prefix)
+    all_delivered = body.get("is_all_delivered")
+    if all_delivered is None and mode == SPLIT_DELIVERY:
+        raise Refusal(ERR_TRADE_ALL_DELIVERED_MISSING, "%sis_all_delivered is required "
+                      "when delivery_mode is 2" % prefix)
+    if all_delivered is not None and not isinstance(all_delivered, bool):
+        raise Refusal(ERR_DATA_FORMAT, "%sis_all_delivered must be true or false" % prefix)
+    parcels = body.get("shipping_list")
+    path = prefix + "shipping_list"
+    if parcels is None:
+        raise Refusal(ERR_DATA_FORMAT, "%s is required" % path)
+    if not isinstance(parcels, list):
+        raise Refusal(ERR_DATA_FORMAT, "%s must be an array" % path)
+    if not parcels:
+        raise Refusal(ERR_DATA_FORMAT, "%s must not be empty" % path)
+    if len(parcels) > TRADE_SHIPPING_LIST_MAX:
+        raise Refusal(ERR_TRADE_LIST_TOO_LONG, "%s has %d parcels; at most %d"
+                      % (path, len(parcels), TRADE_SHIPPING_LIST_MAX))
+    if mode == UNIFIED_DELIVERY and len(parcels) != 1:
+        raise Refusal(ERR_UNIFIED_NEEDS_ONE, "%s has %d parcels; delivery_mode 1 needs "
+                      "exactly 1" % (path, len(parcels)))
+    out = [check_trade_parcel(parcel, "%s[%d]" % (path, i), logistics == LOGISTICS_EXPRESS)
+           for i, parcel in enumerate(parcels)]
+    return logistics, mode, all_delivered if mode == SPLIT_DELIVERY else None, out
+
+
+def query_key(body):
+    """The query key of get_order / notify_confirm_receive: ("tx", id, sub) or
+    ("mchid", merchant_id, merchant_trade_no, sub), sub being the
+    sub_merchant_id ("" if none); Refusal otherwise."""
+    values = {}
+    for key in ("transaction_id", "merchant_id", "merchant_trade_no", "sub_merchant_id"):
+        v = body.get(key)
+        if v is not None and not isinstance(v, str):
+            raise Refusal(ERR_DATA_FORMAT, "%s must be a string" % key)
+        values[key] = v or ""
+    if values["transaction_id"]:
+        return ("tx", values["transaction_id"], values["sub_merchant_id"])
+    if values["merchant_id"] and values["merchant_trade_no"]:
+        return ("mchid", values["merchant_id"], values["merchant_trade_no"],
+                values["sub_merchant_id"])
+    raise Refusal(ERR_TRADE_PARAM, "give transaction_id, or merchant_id and "
+                                   "merchant_trade_no")
+
+
+def cut_description(text):
+    """WeChat's cut of a description: over 120 characters, 117 and "..."."""
+    if len(text) > TRADE_DESCRIPTION_MAX:
+        return text[:TRADE_DESCRIPTION_MAX - 3] + "..."
+    return text
+
+
 class StubState:
     """Accounts, tokens, faults, records and counters; shared by all threads."""
 
-    def __init__(self, accounts, token_ttl, log_file=None, seed=None):
+    def __init__(self, accounts, token_ttl, log_file=None, seed=None,
+                 auto_payments=False):
         self.lock = threading.Lock()
+        self.trade = TradeState(accounts, auto_payments)
         self.accounts = dict(accounts)
         self.token_ttl = token_ttl
         self.log_file = log_file
@@ -746,6 +1259,13 @@ class StubState:
     def token_valid(self, token):
         with self.lock:
             return token is not None and self._token_remaining(token) is not None
+
+    def token_appid(self, token):
+        """The appid token was issued to, or None if it is not valid."""
+        with self.lock:
+            if token is None or self._token_remaining(token) is None:
+                return None
+            return self.tokens[token][0]
 
     def invalidate_token(self, token):
         with self.lock:
@@ -962,11 +1482,14 @@ class StubState:
                     "force_refresh": self.force_refresh,
                     "faults_pending": len(self.faults),
                     "stale": dict(self.stale),
-                    "orders": len(self.orders)}
+                    "orders": len(self.orders),
+                    "payments": self.trade.count()}
 
-    def reset(self, tokens=False, orders=False):
+    def reset(self, tokens=False, orders=False, trade=True):
         with self.lock:
             self._clear_locked()
+            if trade:
+                self.trade.reset()
             if tokens:
                 self.tokens.clear()
                 self.current.clear()
@@ -1091,6 +1614,754 @@ class StubState:
             out = self._verify_config_locked()
         out["ok"] = True
         return out
+
+
+class TradeState:
+    """The order shipping management service's payments and per-app settings
+    (see "The order shipping management service" above); shared by all
+    threads, under a lock of its own (taken after StubState's, never before)."""
+
+    PAYMENT_FIELDS = {"order_key", "transaction_id", "mchid", "out_trade_no", "sub_mchid",
+                      "appid", "openid", "paid_amount", "description",
+                      "trade_create_time", "pay_time", "order_state", "in_complaint",
+                      "found_after_lookups", "found_after_seconds", "sub_orders"}
+    KEY_FIELDS = {"order_key", "transaction_id", "mchid", "out_trade_no"}
+    STATE_FIELDS = {"order_state", "in_complaint", "openid", "paid_amount", "description",
+                    "trade_create_time", "pay_time", "shipped_time",
+                    "estimated_settlement_time", "confirm_receive_time",
+                    "confirm_receive_method", "settlement_time",
+                    "found_after_lookups", "found_after_seconds"}
+    EVENTS = ("trade_manage_remind_access_api", "trade_manage_remind_shipping",
+              "trade_manage_order_settlement")
+
+    def __init__(self, accounts, auto_payments=False):
+        self.lock = threading.Lock()
+        self.accounts = set(accounts)
+        self.auto_default = auto_payments
+        self.salt = secrets.randbits(32)    # last_index: this process's own
+        self.seq = 0
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.auto = self.auto_default
+            self.payments = {}      # seq -> payment (dict)
+            self.by_tx = {}         # transaction_id -> payment
+            self.by_mch = {}        # (mchid or sub_mchid, out_trade_no) -> payment
+            self.apps = {}          # appid -> settings (defaults: see _app)
+
+    def count(self):
+        with self.lock:
+            return len(self.payments)
+
+    # ---- apps --------------------------------------------------------------
+
+    def _app(self, appid):
+        entry = {"is_trade_managed": True, "completed": True, "msg_jump_path": None}
+        entry.update(self.apps.get(appid, {}))
+        return entry
+
+    def managed(self, appid):
+        with self.lock:
+            return self._app(appid)["is_trade_managed"]
+
+    def app_flag(self, caller, data, flag, answer_key):
+        """is_trade_managed / is_trade_management_confirmation_completed."""
+        appid = data.get("appid")
+        if appid is None or appid == "":
+            raise Refusal(ERR_APPID_MISSING, "appid is missing")
+        if not isinstance(appid, str) or appid not in self.accounts:
+            raise Refusal(ERR_INVALID_APPID, "appid %s is not an app's" % json.dumps(appid))
+        if appid != caller:
+            raise Refusal(ERR_COMPONENT_UNAUTHORIZED, "appid %s is not the caller's own "
+                          "(no third-party authority)" % appid)
+        with self.lock:
+            return {"errcode": 0, "errmsg": "ok", answer_key: self._app(appid)[flag]}
+
+    def set_jump_path(self, appid, data):
+        path = data.get("path")
+        if not isinstance(path, str):
+            raise Refusal(ERR_DATA_FORMAT, "path is required, a string")
+        with self.lock:
+            self.apps.setdefault(appid, {})["msg_jump_path"] = path
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def config(self):
+        with self.lock:
+            return {"auto_payments": self.auto,
+                    "apps": {a: self._app(a) for a in sorted(self.accounts | set(self.apps))}}
+
+    def set_config(self, spec):
+        if not isinstance(spec, dict):
+            raise ControlError("trade/config takes a JSON object")
+        unknown = set(spec) - {"auto_payments", "apps"}
+        if unknown:
+            raise ControlError("unknown trade/config fields: %s" % ", ".join(sorted(unknown)))
+        auto = spec.get("auto_payments")
+        if auto is not None and not isinstance(auto, bool):
+            raise ControlError("'auto_payments' must be true or false")
+        apps = spec.get("apps", {})
+        if not isinstance(apps, dict):
+            raise ControlError("'apps' must be an object {appid: {...}}")
+        for appid, flags in apps.items():
+            if not isinstance(flags, dict) or set(flags) - {"is_trade_managed", "completed"}:
+                raise ControlError("apps.%s: only is_trade_managed and completed" % appid)
+            for key, value in flags.items():
+                if not isinstance(value, bool):
+                    raise ControlError("apps.%s.%s must be true or false" % (appid, key))
+        with self.lock:
+            if auto is not None:
+                self.auto = auto
+            for appid, flags in apps.items():
+                self.apps.setdefault(appid, {}).update(flags)
+        out = self.config()
+        out["ok"] = True
+        return out
+
+    # ---- payments: control -----------------------------------------------
+
+    @staticmethod
+    def _control_keys(spec, where):
+        """(transaction_id, mchid, out_trade_no) a control body names ("" for
+        what it does not); ControlError unless it names at least one form."""
+        keys = {}
+        for name in ("transaction_id", "mchid", "out_trade_no"):
+            v = spec.get(name)
+            if v is not None and not isinstance(v, str):
+                raise ControlError("%s: '%s' must be a string" % (where, name))
+            keys[name] = v or ""
+        if spec.get("order_key") is not None:
+            try:
+                ident = order_identity({"order_key": spec["order_key"]})
+            except Refusal as exc:
+                raise ControlError("%s: order_key names no payment: %s" % (where, exc.detail))
+            given = (dict(zip(("transaction_id",), ident[1:])) if ident[0] == "tx"
+                     else dict(zip(("mchid", "out_trade_no"), ident[1:])))
+            for name, value in given.items():
+                if keys[name] and keys[name] != value:
+                    raise ControlError("%s: order_key and '%s' disagree" % (where, name))
+                keys[name] = value
+        if bool(keys["mchid"]) != bool(keys["out_trade_no"]):
+            raise ControlError("%s: 'mchid' and 'out_trade_no' go together" % where)
+        if not keys["transaction_id"] and not keys["mchid"]:
+            raise ControlError("%s: give transaction_id, or mchid and out_trade_no "
+                               "(or an order_key)" % where)
+        return keys["transaction_id"], keys["mchid"], keys["out_trade_no"]
+
+    @staticmethod
+    def _control_fields(spec, where, names):
+        """The payment fields of a control body among names, checked."""
+        out = {}
+        for name in names & set(spec):
+            v = spec[name]
+            if name in ("sub_mchid", "description", "appid", "openid"):
+                if v is not None and not isinstance(v, str):
+                    raise ControlError("%s: '%s' must be a string or null" % (where, name))
+                if name == "sub_mchid":
+                    v = v or ""
+                elif name in ("appid", "openid"):
+                    v = v or None
+            elif name == "in_complaint":
+                if not isinstance(v, bool):
+                    raise ControlError("%s: 'in_complaint' must be true or false" % where)
+            elif name == "found_after_seconds":
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                    raise ControlError("%s: 'found_after_seconds' must be a number >= 0"
+                                       % where)
+            elif name in ("order_state", "confirm_receive_method", "paid_amount",
+                          "trade_create_time", "pay_time", "found_after_lookups"):
+                lo, hi = {"order_state": (1, 6), "confirm_receive_method": (1, 2)}.get(
+                    name, (0, None))
+                if not is_int(v) or v < lo or (hi is not None and v > hi):
+                    raise ControlError("%s: '%s' must be an integer %s" % (
+                        where, name, ">= 0" if hi is None else "%d..%d" % (lo, hi)))
+            elif name in ("shipped_time", "estimated_settlement_time",
+                          "confirm_receive_time", "settlement_time"):
+                if v is not None and (not is_int(v) or v < 0):
+                    raise ControlError("%s: '%s' must be a timestamp (seconds) or null"
+                                       % (where, name))
+            out[name] = v
+        return out
+
+    def _new_payment(self, fields):
+        self.seq += 1
+        now = int(time.time())
+        p = {"seq": self.seq, "transaction_id": "", "mchid": "", "out_trade_no": "",
+             "sub_mchid": "", "appid": None, "openid": None, "paid_amount": 100,
+             "description": None, "trade_create_time": now, "pay_time": now,
+             "order_state": 1, "in_complaint": False, "auto": False,
+             "lookups_to_fail": 0, "visible_at": None, "lookups": 0, "lookups_refused": 0,
+             "shipping": None, "reship_used": False, "uploads_accepted": 0,
+             "uploads_refused": 0, "last_upload": None, "last_upload_time": None,
+             "last_upload_instant": None, "shipped_time": None,
+             "estimated_settlement_time": None, "confirm_receive_time": None,
+             "confirm_receive_method": None, "settlement_time": None,
+             "received_time": None, "special": None, "parent": None, "sub_orders": []}
+        p.update(fields)
+        self.payments[p["seq"]] = p
+        if p["transaction_id"]:
+            self.by_tx[p["transaction_id"]] = p
+        for mchid in (p["mchid"], p["sub_mchid"]):
+            if mchid and p["out_trade_no"]:
+                self.by_mch[(mchid, p["out_trade_no"])] = p
+        return p
+
+    def _drop(self, p):
+        self.payments.pop(p["seq"], None)
+        for index in (self.by_tx, self.by_mch):
+            for key in [k for k, v in index.items() if v is p]:
+                del index[key]
+
+    def _visibility(self, fields):
+        """found_after_* of a control body -> the payment's fields."""
+        out = {}
+        if "found_after_lookups" in fields:
+            out["lookups_to_fail"] = fields.pop("found_after_lookups")
+        if "found_after_seconds" in fields:
+            seconds = fields.pop("found_after_seconds")
+            out["visible_at"] = time.monotonic() + seconds if seconds else None
+        return out
+
+    def register(self, spec):
+        """POST /__stub/trade/payments."""
+        if isinstance(spec, dict) and "payments" in spec:
+            if set(spec) != {"payments"}:
+                raise ControlError("a body with 'payments' holds nothing else")
+            spec = spec["payments"]
+        entries = spec if isinstance(spec, list) else [spec]
+        parsed = []
+        for i, entry in enumerate(entries):
+            where = "payments[%d]" % i
+            if not isinstance(entry, dict):
+                raise ControlError("%s must be a JSON object" % where)
+            unknown = set(entry) - self.PAYMENT_FIELDS
+            if unknown:
+                raise ControlError("%s: unknown fields: %s"
+                                   % (where, ", ".join(sorted(unknown))))
+            subs = entry.get("sub_orders", [])
+            if not isinstance(subs, list):
+                raise ControlError("%s: 'sub_orders' must be an array" % where)
+            children = []
+            for j, sub in enumerate(subs):
+                sub_where = "%s.sub_orders[%d]" % (where, j)
+                if not isinstance(sub, dict):
+                    raise ControlError("%s must be a JSON object" % sub_where)
+                unknown = set(sub) - (self.PAYMENT_FIELDS - {"sub_orders"})
+                if unknown:
+                    raise ControlError("%s: unknown fields: %s"
+                                       % (sub_where, ", ".join(sorted(unknown))))
+                children.append(self._parse_entry(sub, sub_where))
+            parsed.append((self._parse_entry(entry, where), children))
+        created = []
+        with self.lock:
+            for (fields, visible), children in parsed:
+                p = self._add(fields, visible)
+                created.append(p)
+                for sub_fields, sub_visible in children:
+                    for inherited in ("appid", "openid"):
+                        sub_fields.setdefault(inherited, p[inherited])
+                    sub_fields["parent"] = p["seq"]
+                    child = self._add(sub_fields, sub_visible)
+                    p["sub_orders"].append(child["seq"])
+                    created.append(child)
+            return {"ok": True, "payments": [self._payment_view(p) for p in created]}
+
+    def _parse_entry(self, entry, where):
+        tx, mchid, no = self._control_keys(entry, where)
+        fields = self._control_fields(entry, where, self.PAYMENT_FIELDS - self.KEY_FIELDS
+                                      - {"sub_orders"})
+        fields.update(transaction_id=tx, mchid=mchid, out_trade_no=no)
+        return fields, self._visibility(fields)
+
+    def _add(self, fields, visible):
+        """A new payment (callers hold the lock); one its keys name goes."""
+        for old in {id(p): p for p in (
+                self.by_tx.get(fields["transaction_id"]),
+                self.by_mch.get((fields["mchid"], fields["out_trade_no"])),
+                self.by_mch.get((fields.get("sub_mchid") or None, fields["out_trade_no"])))
+                if p is not None}.values():
+            self._drop(old)
+        fields = dict(fields, **visible)
+        return self._new_payment(fields)
+
+    def _control_find(self, spec, where):
+        tx, mchid, no = self._control_keys(spec, where)
+        p = self.by_tx.get(tx) if tx else None
+        if p is None and mchid:
+            p = self.by_mch.get((mchid, no))
+        if p is None:
+            raise ControlError("%s: no such payment" % where)
+        return p
+
+    def set_state(self, spec):
+        """POST /__stub/trade/state."""
+        if not isinstance(spec, dict):
+            raise ControlError("trade/state takes a JSON object")
+        unknown = set(spec) - self.STATE_FIELDS - self.KEY_FIELDS
+        if unknown:
+            raise ControlError("unknown trade/state fields: %s" % ", ".join(sorted(unknown)))
+        fields = self._control_fields(spec, "trade/state", self.STATE_FIELDS)
+        visible = self._visibility(fields)
+        now = int(time.time())
+        with self.lock:
+            p = self._control_find(spec, "trade/state")
+            p.update(fields)
+            p.update(visible)
+            if fields.get("order_state") in (3, 4, 6):
+                if p["confirm_receive_time"] is None:
+                    p["confirm_receive_time"] = now
+                if p["confirm_receive_method"] is None:
+                    p["confirm_receive_method"] = 1
+            if fields.get("order_state") == 4 and p["settlement_time"] is None:
+                p["settlement_time"] = now
+            return {"ok": True, "payment": self._payment_view(p)}
+
+    def list_payments(self):
+        with self.lock:
+            return [self._payment_view(p) for p in self.payments.values()]
+
+    def event(self, spec):
+        """POST /__stub/trade/event: a push event's JSON."""
+        if not isinstance(spec, dict):
+            raise ControlError("trade/event takes a JSON object")
+        unknown = set(spec) - self.KEY_FIELDS - {"event", "appid", "stage", "msg", "fields"}
+        if unknown:
+            raise ControlError("unknown trade/event fields: %s" % ", ".join(sorted(unknown)))
+        name = spec.get("event")
+        if name not in self.EVENTS:
+            raise ControlError("'event' must be one of %s" % ", ".join(self.EVENTS))
+        stage = spec.get("stage")
+        if stage not in (None, "shipping", "settlement"):
+            raise ControlError("'stage' must be \"shipping\" or \"settlement\"")
+        for key in ("appid", "msg"):
+            if spec.get(key) is not None and not isinstance(spec[key], str):
+                raise ControlError("'%s' must be a string" % key)
+        extra = spec.get("fields", {})
+        if not isinstance(extra, dict):
+            raise ControlError("'fields' must be an object")
+        now = int(time.time())
+        with self.lock:
+            p = None
+            if name != "trade_manage_remind_access_api" or set(spec) & self.KEY_FIELDS:
+                p = self._control_find(spec, "trade/event")
+            appid = spec.get("appid") or (p and p["appid"]) or min(self.accounts)
+            ev = {"ToUserName": "gh_" + hashlib.sha1(appid.encode("utf-8")).hexdigest()[:12],
+                  "FromUserName": EVENT_FROM_USER, "CreateTime": now,
+                  "MsgType": "event", "Event": name}
+            if name == "trade_manage_remind_access_api":
+                ev["msg"] = spec.get("msg") or "请尽快接入发货信息管理服务API"
+            else:
+                ev.update(transaction_id=p["transaction_id"], merchant_id=p["mchid"],
+                          sub_merchant_id=p["sub_mchid"], merchant_trade_no=p["out_trade_no"],
+                          pay_time=p["pay_time"])
+            if name == "trade_manage_remind_shipping":
+                ev["msg"] = spec.get("msg") or "你有订单超过48小时未发货，请尽快发货"
+            elif name == "trade_manage_order_settlement":
+                shipped = p["shipped_time"] if p["shipped_time"] is not None else now
+                ev["shipped_time"] = shipped
+                if stage is None:
+                    stage = "settlement" if p["settlement_time"] is not None else "shipping"
+                if stage == "shipping":
+                    est = p["estimated_settlement_time"]
+                    ev["estimated_settlement_time"] = (est if est is not None
+                                                       else shipped + SETTLEMENT_DELAY)
+                else:
+                    for key, default in (("confirm_receive_method", 1),
+                                         ("confirm_receive_time", now),
+                                         ("settlement_time", now)):
+                        ev[key] = p[key] if p[key] is not None else default
+        ev.update(extra)
+        return ev
+
+    # ---- payments: views -----------------------------------------------------
+
+    @staticmethod
+    def _shipping_view(p):
+        s = p["shipping"]
+        if s is None:
+            return {}
+        return {"delivery_mode": s["delivery_mode"], "logistics_type": s["logistics_type"],
+                "finish_shipping": s["finish_shipping"],
+                "finish_shipping_count": (0 if not s["finish_shipping"]
+                                          else 2 if p["reship_used"] else 1),
+                "goods_desc": "",
+                "shipping_list": [{"tracking_no": x["tracking_no"],
+                                   "express_company": x["express_company"],
+                                   "goods_desc": x["item_desc"],
+                                   "upload_time": x["upload_time"],
+                                   "contact": dict(x["contact"])} for x in s["parcels"]]}
+
+    def _order_view(self, p):
+        """get_order's order."""
+        description = p["description"]
+        if description is None:
+            parcels = p["shipping"]["parcels"] if p["shipping"] else []
+            description = cut_description(";".join(x["item_desc"] for x in parcels))
+        return {"transaction_id": p["transaction_id"], "merchant_id": p["mchid"],
+                "sub_merchant_id": p["sub_mchid"], "merchant_trade_no": p["out_trade_no"],
+                "description": description, "paid_amount": p["paid_amount"],
+                "openid": p["openid"] or "", "trade_create_time": p["trade_create_time"],
+                "pay_time": p["pay_time"], "order_state": p["order_state"],
+                "in_complaint": p["in_complaint"], "shipping": self._shipping_view(p)}
+
+    def _key_view(self, seq):
+        p = self.payments.get(seq)
+        if p is None:
+            return None
+        return {"transaction_id": p["transaction_id"], "mchid": p["mchid"],
+                "out_trade_no": p["out_trade_no"]}
+
+    def _payment_view(self, p):
+        """GET /__stub/trade/payments: one payment, all the stub knows."""
+        waiting = (None if p["visible_at"] is None
+                   else max(0.0, p["visible_at"] - time.monotonic()))
+        s = p["shipping"]
+        return {"transaction_id": p["transaction_id"], "mchid": p["mchid"],
+                "out_trade_no": p["out_trade_no"], "sub_mchid": p["sub_mchid"],
+                "appid": p["appid"], "auto": p["auto"],
+                "order": self._order_view(p),
+                "found": p["lookups_to_fail"] == 0 and not waiting,
+                "found_after_lookups": p["lookups_to_fail"],
+                "found_after_seconds": waiting or 0,
+                "lookups": p["lookups"], "lookups_refused": p["lookups_refused"],
+                "shipped": s is not None,
+                "finish_shipping": bool(s and s["finish_shipping"]),
+                "is_all_delivered": s["is_all_delivered"] if s else None,
+                "uploads_accepted": p["uploads_accepted"],
+                "uploads_refused": p["uploads_refused"],
+                "reship_used": p["reship_used"],
+                "last_upload_time": p["last_upload_time"],
+                "last_upload": p["last_upload"],
+                "shipped_time": p["shipped_time"],
+                "estimated_settlement_time": p["estimated_settlement_time"],
+                "confirm_receive_time": p["confirm_receive_time"],
+                "confirm_receive_method": p["confirm_receive_method"],
+                "settlement_time": p["settlement_time"],
+                "receipt_reminder_sent": p["received_time"] is not None,
+                "received_time": p["received_time"],
+                "special": p["special"],
+                "parent": self._key_view(p["parent"]) if p["parent"] else None,
+                "sub_orders": [self._key_view(seq) for seq in p["sub_orders"]]}
+
+    # ---- payments: the API ---------------------------------------------------
+
+    @staticmethod
+    def _describe(ident):
+        if ident[0] == "tx":
+            return "transaction_id %s" % ident[1]
+        return "mchid %s + out_trade_no %s" % (ident[1], ident[2])
+
+    @staticmethod
+    def _hidden(p):
+        """Counts a lookup of p: True if it is not to be found (yet)."""
+        p["lookups"] += 1
+        hidden = p["lookups_to_fail"] > 0 or (p["visible_at"] is not None
+                                              and time.monotonic() < p["visible_at"])
+        if p["lookups_to_fail"] > 0:
+            p["lookups_to_fail"] -= 1
+        if hidden:
+            p["lookups_refused"] += 1
+        return hidden
+
+    def _lookup(self, appid, ident, sub=""):
+        """The payment ident names for appid (callers hold the lock), created
+        when payments auto-exist; Refusal 10060001 otherwise."""
+        if ident[0] == "tx":
+            p = self.by_tx.get(ident[1])
+        else:
+            p = self.by_mch.get((ident[1], ident[2]))
+        if p is not None and p["appid"] not in (None, appid):
+            p = None
+        if p is not None and sub and sub != p["sub_mchid"]:
+            p = None
+        if p is None:
+            if not self.auto:
+                raise Refusal(ERR_TRADE_NOT_FOUND, "no payment with %s" % self._describe(ident))
+            fields = ({"transaction_id": ident[1]} if ident[0] == "tx" else
+                      {"mchid": ident[1], "out_trade_no": ident[2], "sub_mchid": sub})
+            p = self._new_payment(dict(fields, appid=appid, auto=True))
+        if self._hidden(p):
+            raise Refusal(ERR_TRADE_NOT_FOUND, "no payment with %s" % self._describe(ident))
+        return p
+
+    @staticmethod
+    def _content(shipping):
+        """What an unchanged upload leaves equal (parcels without upload_time)."""
+        return (shipping["delivery_mode"], shipping["logistics_type"],
+                shipping["is_all_delivered"], shipping["finish_shipping"],
+                [{k: v for k, v in x.items() if k != "upload_time"}
+                 for x in shipping["parcels"]])
+
+    @staticmethod
+    def _merge(old, new):
+        """Split parcels: a new parcel with an old one's (express_company,
+        tracking_no) replaces it (if it differs), others are appended."""
+        out = list(old)
+        for parcel in new:
+            key = (parcel["express_company"], parcel["tracking_no"])
+            for i, kept in enumerate(out):
+                if (kept["express_company"], kept["tracking_no"]) == key:
+                    if dict(kept, upload_time=0) != dict(parcel, upload_time=0):
+                        out[i] = parcel
+                    break
+            else:
+                out.append(parcel)
+        return out
+
+    def _plan(self, p, openid, instant, delivery):
+        """What an upload does to p: (shipping, is a re-ship), or Refusal
+        (callers hold the lock)."""
+        logistics, mode, all_delivered, parcels = delivery
+        if p["openid"] is not None and p["openid"] != openid:
+            raise Refusal(ERR_TRADE_NOT_PAYER, "payer.openid is not the payer of the payment")
+        if p["order_state"] == 5:
+            raise Refusal(ERR_TRADE_NOT_SHIPPABLE, "the payment is refunded (order_state 5)")
+        if p["order_state"] in (3, 4, 6):
+            raise Refusal(ERR_TRADE_ALL_SHIPPED, "receipt is confirmed (order_state %d): "
+                          "the shipping can no longer change" % p["order_state"])
+        stamp = int(math.floor(instant))
+        fresh = {"delivery_mode": mode, "logistics_type": logistics,
+                 "is_all_delivered": all_delivered,
+                 "finish_shipping": mode == UNIFIED_DELIVERY or all_delivered is True,
+                 "parcels": [dict(x, upload_time=stamp) for x in parcels]}
+        cur = p["shipping"]
+        if cur is None:
+            return fresh, False
+        merged = None
+        if (mode == SPLIT_DELIVERY and cur["delivery_mode"] == mode
+                and cur["logistics_type"] == logistics):
+            merged = dict(fresh, parcels=self._merge(cur["parcels"], fresh["parcels"]))
+        if self._content(fresh) == self._content(cur) or (
+                merged is not None and self._content(merged) == self._content(cur)):
+            raise Refusal(ERR_TRADE_UNCHANGED, "nothing to update: the payment's shipping "
+                                               "information is the same")
+        if p["last_upload_instant"] is not None and instant < p["last_upload_instant"]:
+            raise Refusal(ERR_UPLOAD_TIME_FORMAT, "upload_time is earlier than the last "
+                          "accepted upload's, %s" % p["last_upload_time"])
+        if merged is not None and not cur["finish_shipping"]:
+            if len(merged["parcels"]) > TRADE_SHIPPING_LIST_MAX:
+                raise Refusal(ERR_TRADE_LIST_TOO_LONG, "the payment would have %d parcels; "
+                              "at most %d" % (len(merged["parcels"]), TRADE_SHIPPING_LIST_MAX))
+            return merged, False
+        if p["reship_used"]:
+            raise Refusal(ERR_TRADE_RESHIP_USED, "the payment's one re-ship is used")
+        return fresh, True
+
+    @staticmethod
+    def _apply(p, openid, text, instant, body, plan):
+        shipping, reship = plan
+        was_finished = p["shipping"] is not None and p["shipping"]["finish_shipping"]
+        p["shipping"] = shipping
+        p["reship_used"] = p["reship_used"] or reship
+        if p["openid"] is None:
+            p["openid"] = openid
+        p["uploads_accepted"] += 1
+        p.update(last_upload=body, last_upload_time=text, last_upload_instant=instant)
+        if p["order_state"] == 1:
+            p["order_state"] = 2
+        if shipping["finish_shipping"] and (reship or not was_finished):
+            p["shipped_time"] = int(math.floor(instant))
+            p["estimated_settlement_time"] = p["shipped_time"] + SETTLEMENT_DELAY
+
+    def upload(self, appid, data):
+        """upload_shipping_info."""
+        ident = order_identity(data, ERR_DATA_FORMAT)
+        delivery = check_trade_delivery(data)
+        text, instant = upload_time(data, ERR_DATA_FORMAT)
+        openid = payer_openid(data, ERR_DATA_FORMAT)
+        with self.lock:
+            p = self._lookup(appid, ident)
+            try:
+                plan = self._plan(p, openid, instant, delivery)
+            except Refusal:
+                p["uploads_refused"] += 1
+                raise
+            self._apply(p, openid, text, instant, data, plan)
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def upload_combined(self, appid, data):
+        """upload_combined_shipping_info: every sub-order's upload is checked
+        before any is applied."""
+        main = order_identity(data, ERR_DATA_FORMAT)
+        subs = data.get("sub_orders")
+        if not isinstance(subs, list) or not subs:
+            raise Refusal(ERR_DATA_FORMAT, "sub_orders must be a non-empty array")
+        parsed, seen = [], set()
+        for i, sub in enumerate(subs):
+            prefix = "sub_orders[%d]." % i
+            if not isinstance(sub, dict):
+                raise Refusal(ERR_DATA_FORMAT, "sub_orders[%d] must be an object" % i)
+            try:
+                ident = order_identity(sub, ERR_DATA_FORMAT)
+            except Refusal as exc:
+                raise Refusal(exc.errcode, prefix + exc.detail)
+            if ident[0] != main[0]:
+                raise Refusal(ERR_SUB_ORDER_KEY_TYPE, "%sorder_key.order_number_type differs "
+                                                      "from the main order_key's" % prefix)
+            if ident in seen:
+                raise Refusal(ERR_TRADE_SUB_ORDER_REPEATED, "%sorder_key names a sub-order "
+                                                            "given before" % prefix)
+            seen.add(ident)
+            parsed.append((ident, check_trade_delivery(sub, prefix), sub))
+        text, instant = upload_time(data, ERR_DATA_FORMAT)
+        openid = payer_openid(data, ERR_DATA_FORMAT)
+        with self.lock:
+            parent = self._lookup(appid, main)
+            if parent["openid"] is not None and parent["openid"] != openid:
+                raise Refusal(ERR_TRADE_NOT_PAYER, "payer.openid is not the payer of the "
+                                                   "payment")
+            plans = []
+            for i, (ident, delivery, sub) in enumerate(parsed):
+                p = self._lookup(appid, ident)
+                if p["parent"] != parent["seq"]:
+                    if self.auto and p["parent"] is None and p is not parent:
+                        p["parent"] = parent["seq"]
+                        parent["sub_orders"].append(p["seq"])
+                    else:
+                        raise Refusal(ERR_TRADE_NOT_FOUND, "sub_orders[%d]: %s is not a "
+                                      "sub-order of the combined payment"
+                                      % (i, self._describe(ident)))
+                try:
+                    plans.append((p, sub, self._plan(p, openid, instant, delivery)))
+                except Refusal as exc:
+                    if exc.errcode == ERR_TRADE_UNCHANGED:
+                        continue
+                    p["uploads_refused"] += 1
+                    raise Refusal(exc.errcode, "sub_orders[%d]: %s" % (i, exc.detail))
+            if not plans:
+                raise Refusal(ERR_TRADE_UNCHANGED, "nothing to update: every sub-order's "
+                                                   "shipping information is the same")
+            for p, sub, plan in plans:
+                self._apply(p, openid, text, instant, sub, plan)
+            if parent["openid"] is None:
+                parent["openid"] = openid
+            parent["uploads_accepted"] += 1
+            parent.update(last_upload=data, last_upload_time=text, last_upload_instant=instant)
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def get_order(self, appid, data):
+        key = query_key(data)
+        with self.lock:
+            p = self._lookup(appid, key[:-1], key[-1])
+            return {"errcode": 0, "errmsg": "ok", "order": self._order_view(p)}
+
+    def get_order_list(self, appid, data):
+        begin, end = 0, 2 ** 32 - 1
+        time_range = data.get("pay_time_range")
+        if time_range is not None:
+            if not isinstance(time_range, dict):
+                raise Refusal(ERR_DATA_FORMAT, "pay_time_range must be an object")
+            for key in ("begin_time", "end_time"):
+                v = time_range.get(key)
+                if v is not None and not is_int(v):
+                    raise Refusal(ERR_DATA_FORMAT, "pay_time_range.%s must be an integer" % key)
+            if time_range.get("begin_time") is not None:
+                begin = time_range["begin_time"]
+            if time_range.get("end_time") is not None:
+                end = time_range["end_time"]
+        order_state = data.get("order_state")
+        if order_state is not None:
+            if not is_int(order_state):
+                raise Refusal(ERR_DATA_FORMAT, "order_state must be an integer")
+            if not 1 <= order_state <= 6:
+                raise Refusal(ERR_TRADE_PARAM, "order_state must be 1 to 6")
+        openid = data.get("openid")
+        if openid is not None and not isinstance(openid, str):
+            raise Refusal(ERR_DATA_FORMAT, "openid must be a string")
+        last_index = data.get("last_index")
+        if last_index is not None and not isinstance(last_index, str):
+            raise Refusal(ERR_DATA_FORMAT, "last_index must be a string")
+        offset = 0
+        if last_index:
+            if (not re.fullmatch(r"[0-9a-f]{18}", last_index)
+                    or int(last_index[:8], 16) != self.salt):
+                raise Refusal(ERR_TRADE_LAST_INDEX, "last_index is not one this stub gave")
+            offset = int(last_index[8:], 16)
+        size = data.get("page_size")
+        if size is None:
+            size = TRADE_PAGE_SIZE
+        elif not is_int(size):
+            raise Refusal(ERR_DATA_FORMAT, "page_size must be an integer")
+        elif size < 1:
+            raise Refusal(ERR_TRADE_PARAM, "page_size must be at least 1")
+        now = time.monotonic()
+        with self.lock:
+            rows = [p for p in sorted(self.payments.values(),
+                                      key=lambda p: (p["pay_time"], p["seq"]))
+                    if p["appid"] in (None, appid) and p["lookups_to_fail"] == 0
+                    and (p["visible_at"] is None or now >= p["visible_at"])
+                    and begin <= p["pay_time"] <= end
+                    and (order_state is None or p["order_state"] == order_state)
+                    and (not openid or p["openid"] == openid)]
+            page = rows[offset:offset + size]
+            following = offset + len(page)
+            return {"errcode": 0, "errmsg": "ok",
+                    "last_index": "%08x%010x" % (self.salt, following),
+                    "has_more": following < len(rows),
+                    "order_list": [self._order_view(p) for p in page]}
+
+    def notify(self, appid, data):
+        """notify_confirm_receive."""
+        key = query_key(data)
+        received = data.get("received_time")
+        if not is_int(received):
+            raise Refusal(ERR_DATA_FORMAT, "received_time is required, an integer")
+        with self.lock:
+            p = self._lookup(appid, key[:-1], key[-1])
+            if p["received_time"] is not None:
+                raise Refusal(ERR_TRADE_REMINDER_USED, "the payment's receipt reminder was "
+                                                       "sent already")
+            s = p["shipping"]
+            if p["order_state"] != 2 or s is None or not s["finish_shipping"]:
+                raise Refusal(ERR_TRADE_NOT_SHIPPED, "the payment is not shipped (order_state "
+                              "%d%s)" % (p["order_state"], ", shipping not finished"
+                                         if s is not None and not s["finish_shipping"] else ""))
+            if s["logistics_type"] != LOGISTICS_EXPRESS:
+                raise Refusal(ERR_TRADE_REMINDER_NOT_EXPRESS, "logistics_type is %d, not 1 "
+                              "(express)" % s["logistics_type"])
+            if not 0 < received < 10 ** 10:
+                raise Refusal(ERR_TRADE_RECEIVED_TIME, "received_time must be a Unix time "
+                                                       "in seconds")
+            if p["shipped_time"] is not None and received < p["shipped_time"]:
+                raise Refusal(ERR_TRADE_RECEIVED_TIME, "received_time %d is before the "
+                              "shipping time %d" % (received, p["shipped_time"]))
+            p["received_time"] = received
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def special(self, appid, data):
+        """opspecialorder."""
+        order_id = data.get("order_id")
+        if not isinstance(order_id, str) or not order_id:
+            raise Refusal(ERR_DATA_FORMAT, "order_id is required, a string")
+        kind = data.get("type")
+        if not is_int(kind) or kind not in (1, 2):
+            raise Refusal(ERR_SPECIAL_TYPE, "type must be 1 (pre-sale) or 2 (test)")
+        delay_to = data.get("delay_to")
+        if kind == 1 and not is_int(delay_to):
+            raise Refusal(ERR_SPECIAL_DELAY_TO, "delay_to is required for type 1, a timestamp")
+        with self.lock:
+            found = [p for p in self.payments.values()
+                     if p["appid"] in (None, appid)
+                     and order_id in (p["transaction_id"], p["out_trade_no"])]
+            if not found or self._hidden(found[0]):
+                raise Refusal(ERR_SPECIAL_NO_ORDER, "no payment %s" % order_id)
+            p = found[0]
+            if p["shipping"] is not None or p["order_state"] != 1:
+                raise Refusal(ERR_SPECIAL_NO_ORDER, "payment %s is not awaiting shipment"
+                              % order_id)
+            if kind == 1 and not (p["pay_time"] + PRESALE_MIN <= delay_to
+                                  <= p["pay_time"] + PRESALE_MAX):
+                raise Refusal(ERR_SPECIAL_DELAY_TO, "delay_to must lie 15 to 330 days after "
+                                                    "pay_time %d" % p["pay_time"])
+            p["special"] = {"type": kind, "delay_to": delay_to if kind == 1 else None}
+        return {"errcode": 0, "errmsg": "ok"}
+
+    @staticmethod
+    def delivery_list():
+        return {"errcode": 0, "errmsg": "ok",
+                "delivery_list": [{"delivery_id": i, "delivery_name": n}
+                                  for i, n in DELIVERY_COMPANIES],
+                "count": len(DELIVERY_COMPANIES)}
 
 
 class BadRequest(Exception):
@@ -1315,8 +2586,48 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if ident is not None:
                 state.remember_upload(ident, data)
             return Answer(json_obj={"errcode": 0, "errmsg": "ok"})
+        if self.command == "POST" and path in TRADE_PATHS:
+            return self._trade_answer(path, token, body)
         return Answer(404, json_obj={"error": "not found", "method": self.command,
                                      "path": path})
+
+    def _trade_answer(self, path, token, body):
+        """The Answer to a call of the order shipping management service (or
+        get_delivery_list); no fault applies any more."""
+        state = self.server.state
+        trade = state.trade
+        appid = state.token_appid(token)
+        if appid is None:
+            return Answer(json_obj=wechat_error(40001))
+        if path in TRADE_MANAGED_ONLY and not trade.managed(appid):
+            return Answer(json_obj=wechat_error(ERR_API_UNAUTHORIZED))
+        data = self._json_body(body)
+        if not isinstance(data, dict):
+            return Answer(json_obj=wechat_error(ERR_DATA_FORMAT))
+        try:
+            if path == TRADE_UPLOAD_PATH:
+                answer = trade.upload(appid, data)
+            elif path == TRADE_COMBINED_PATH:
+                answer = trade.upload_combined(appid, data)
+            elif path == TRADE_GET_ORDER_PATH:
+                answer = trade.get_order(appid, data)
+            elif path == TRADE_ORDER_LIST_PATH:
+                answer = trade.get_order_list(appid, data)
+            elif path == TRADE_NOTIFY_PATH:
+                answer = trade.notify(appid, data)
+            elif path == TRADE_JUMP_PATH:
+                answer = trade.set_jump_path(appid, data)
+            elif path == TRADE_MANAGED_PATH:
+                answer = trade.app_flag(appid, data, "is_trade_managed", "is_trade_managed")
+            elif path == TRADE_COMPLETED_PATH:
+                answer = trade.app_flag(appid, data, "completed", "completed")
+            elif path == TRADE_SPECIAL_PATH:
+                answer = trade.special(appid, data)
+            else:
+                answer = trade.delivery_list()
+        except Refusal as exc:
+            return Answer(json_obj=exc.answer())
+        return Answer(json_obj=answer)
 
     def _verify(self, data):
         """The answer to a verify body (a dict); Refusal if malformed (every
@@ -1388,7 +2699,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if data is not None and not isinstance(data, dict):
                     raise ControlError("reset takes a JSON object")
                 state.reset(tokens=bool(data and data.get("tokens") is True),
-                            orders=bool(data and data.get("orders") is True))
+                            orders=bool(data and data.get("orders") is True),
+                            trade=not (data and data.get("trade") is False))
                 result = {"ok": True}
             elif method == "GET" and path == "/__stub/orders":
                 result = state.list_orders()
@@ -1400,6 +2712,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 result = state.add_fault(data)
             elif method == "POST" and path == "/__stub/faults/clear":
                 result = {"ok": True, "cleared": state.clear_faults()}
+            elif method == "GET" and path == "/__stub/trade/payments":
+                result = state.trade.list_payments()
+            elif method == "POST" and path == "/__stub/trade/payments":
+                result = state.trade.register(data)
+            elif method == "POST" and path == "/__stub/trade/state":
+                result = state.trade.set_state(data)
+            elif method == "GET" and path == "/__stub/trade/config":
+                result = state.trade.config()
+            elif method == "POST" and path == "/__stub/trade/config":
+                result = state.trade.set_config(data)
+            elif method == "POST" and path == "/__stub/trade/event":
+                result = state.trade.event(data)
             else:
                 self._send_json(404, {"error": "no control endpoint %s %s"
                                       % (method, path)})
@@ -1499,6 +2823,8 @@ def main(argv=None):
                         help="access token lifetime in seconds")
     parser.add_argument("--log", help="append each recorded request to FILE (JSON lines)")
     parser.add_argument("--seed", type=int, help="seed for fraction faults")
+    parser.add_argument("--auto-payments", action="store_true",
+                        help="/wxa/sec/order: every payment exists without registration")
     parser.add_argument("--verbose", action="store_true",
                         help="log requests and connection errors to stderr")
     args = parser.parse_args(argv)
@@ -1523,7 +2849,8 @@ def main(argv=None):
             ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
             ssl_context.set_alpn_protocols(["http/1.1"])
         log_file = open(args.log, "a", encoding="utf-8") if args.log else None
-        state = StubState(accounts, args.token_ttl, log_file, args.seed)
+        state = StubState(accounts, args.token_ttl, log_file, args.seed,
+                          args.auto_payments)
         server = StubServer((args.host, args.port), state, ssl_context, args.verbose)
     except (OSError, ssl.SSLError) as exc:
         sys.stderr.write("wechat_stub: %s\n" % exc)
