@@ -29,8 +29,10 @@
 #   PG_NET=auto       part 5 (pg_net measured the same way) runs when pg_net is
 #                     installed for PG_BIN; 0 skips it, 1 requires it
 #   PG_NET_BATCHES="1000 2500 5000 10000"   pg_net.batch_size values tried
-#   BENCH_PERF=1      profile the worker with perf (linux-perf) during the
-#                     last backlog run: perf-backlog.txt in BENCH_OUT
+#   BENCH_PERF=1      profile the worker with perf (linux-perf, installed
+#                     when missing) during the last backlog run, and during
+#                     10 s more at 200 orders/s after part 2 (in no figure):
+#                     perf-backlog.txt and perf-200.txt in BENCH_OUT
 #   BENCH_OUT=bench/out-<YYYYmmdd-HHMMSS>   the folder (made if missing) for
 #                     the pictures and the data files they are drawn from;
 #                     by default a new one in the repository's bench/ for each
@@ -234,6 +236,10 @@ if [ ! -f "$("$PG_BIN/pg_config" --pkglibdir)/shopping_upload.so" ] ||
 	[ ! -f "$("$PG_BIN/pg_config" --sharedir)/extension/shopping_upload.control" ]; then
 	echo "worker.sh: shopping_upload is not installed for $PG_BIN (make install)" >&2
 	exit 1
+fi
+if [ -n "${BENCH_PERF:-}" ] && ! command -v perf >/dev/null; then
+	echo "worker.sh: installing linux-perf (BENCH_PERF)" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends linux-perf >/dev/null
 fi
 # the pictures: gnuplot draws them (without it, only the data files are written)
 if ! command -v gnuplot >/dev/null; then
@@ -1113,6 +1119,20 @@ tps_run() {
 	cfg_orders[$cfg]=$((${cfg_orders[$cfg]:-0} + inserted))
 	printf '%s=%s ' "$cfg" "$(fmt "$tps" 0)" >>"$work/round.txt"
 }
+if [ -n "${BENCH_PERF:-}" ]; then
+	# after the figures of part 2, not in them: perf slows the worker down
+	say "profile: pgbench -R $LAT_RATE -T 10 -c $LAT_CLIENTS, perf on the worker (in no figure)"
+	perf record -F 4999 -g -p "$wpid" -o "$BENCH_OUT/perf-$LAT_RATE.data" >/dev/null 2>&1 &
+	perf_pid=$!
+	pgbench_run "$work/pgbench_perf.out" bench -R "$LAT_RATE" -T 10 -c "$LAT_CLIENTS" || true
+	drain bench || true
+	kill -INT "$perf_pid" 2>/dev/null
+	wait "$perf_pid" 2>/dev/null || true
+	perf report -i "$BENCH_OUT/perf-$LAT_RATE.data" --no-children --stdio --sort dso,symbol \
+		>"$BENCH_OUT/perf-$LAT_RATE.txt" 2>/dev/null || true
+	say "profile: the worker at $LAT_RATE orders/s (perf, self time by symbol): $BENCH_OUT/perf-$LAT_RATE.txt"
+fi
+
 echo
 echo "== 3. Insert throughput: pgbench -n -c $TPS_CLIENTS -T $TPS_SECONDS, one order of 3 items per transaction;"
 echo "   $TPS_RUNS runs of each configuration, interleaved; VACUUM and CHECKPOINT before each run"
