@@ -15,6 +15,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/array.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -445,6 +446,7 @@ su_claim_sql(PG_FUNCTION_ARGS)
 	int			n;
 	int			looked_at;
 	SuPartition all = {1, 0};
+	int			nestlevel;
 
 	su_require_extension_version();
 
@@ -455,7 +457,18 @@ su_claim_sql(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	claims = palloc(sizeof(SuClaim) * max);
 	SPI_connect();
+
+	/*
+	 * Planned as the worker's claim is (worker.c): a plan kept from while
+	 * due was small must read its first hints by due_at_idx, not all of them.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	n = su_queue_claim(max, &all, claims, &looked_at);
+	AtEOXact_GUC(true, nestlevel);
 	SPI_finish();
 	for (int i = 0; i < n; i++)
 	{

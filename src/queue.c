@@ -205,8 +205,12 @@ su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt,
 	{
 		Datum		id = Int64GetDatum(order_id);
 
-		/* the worker's release: waiting rows only, none locked waited for */
-		release_shipping(&id, 1, false, earliest);
+		/*
+		 * A call's release (this is a call by hand's, in a transaction after
+		 * the one that leased the order: a worker's claim may be setting
+		 * the row waiting meanwhile)
+		 */
+		release_shipping(&id, 1, true, earliest);
 	}
 	return true;
 }
@@ -252,10 +256,12 @@ enum
  * Shipping information that waited for these orders is due now.  The
  * worker never waits for a row another transaction holds: a writer's
  * queueing makes it pending anyway, and the worker itself, the only one
- * to set rows waiting, is not claiming meanwhile.  A call by hand
- * (upload_shopping_info()) waits for the worker's claim that may be
- * setting the row waiting right now (so a pending row is taken too: its
- * new version is read after that claim), then releases it.
+ * to set rows waiting, is not claiming meanwhile (and a claim looks again,
+ * in a new snapshot, at the rows it set waiting).  A call by hand
+ * (upload_shopping_info(), or its lease ended unsent) locks the rows first,
+ * waiting for a worker's claim that may be setting one waiting right now,
+ * then releases them in a new statement (a pending row too: its new
+ * version is read after that claim).
  */
 static void
 release_shipping(Datum *accepted, int n_accepted, bool by_hand,
@@ -263,9 +269,27 @@ release_shipping(Datum *accepted, int n_accepted, bool by_hand,
 {
 	static SPIPlanPtr release_plan = NULL;
 	static SPIPlanPtr release_wait_plan = NULL;
+	static SPIPlanPtr lock_plan = NULL;
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		rel_args[1] = {su_array(accepted, NULL, n_accepted, INT8OID)};
 
+	/*
+	 * A call by hand first waits for the rows whatever their state: a
+	 * worker's claim takes any due row (retrying, or a lease run out), and
+	 * may be setting it waiting now.  The release that follows is a new
+	 * statement, whose snapshot sees that claim.
+	 */
+	if (by_hand)
+	{
+		su_kept_plan(&lock_plan,
+					 "SELECT FROM " SU_SCHEMA ".shipping_state h"
+					 " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+					 " ORDER BY h.order_id FOR UPDATE",
+					 1, types, 0);
+		if (SPI_execute_plan(lock_plan, rel_args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock the shipping information of %d orders",
+				 n_accepted);
+	}
 	if (by_hand)
 		su_kept_plan(&release_wait_plan, SU_SQL_HINTED(SU_HINT_SHIPPING,
 													   "UPDATE " SU_SCHEMA ".shipping_state h SET state = 'pending',"
