@@ -189,7 +189,7 @@ case ${1:-} in
 		;;
 	'') ;;
 	*)
-		echo "usage: bash bench/worker.sh [-h]   (settings through BACKLOG, WRK_SECONDS, LAT_SECONDS, TPS_RUNS, TPS_SECONDS, NGINX_WORKERS, TIMEOUT, SWEEP_RATES, SWEEP_SECONDS, PG_NET, PG_NET_BATCHES, BENCH_OUT)" >&2
+		echo "usage: bash bench/worker.sh [-h]   (settings through BACKLOG, WRK_SECONDS, LAT_SECONDS, TPS_RUNS, TPS_SECONDS, NGINX_WORKERS, TIMEOUT, SWEEP_RATES, SWEEP_SECONDS, PG_NET, PG_NET_BATCHES, BENCH_OUT, BENCH_CONF, BENCH_LEGACY_SECRET, BENCH_PERF)" >&2
 		exit 2
 		;;
 esac
