@@ -287,9 +287,11 @@ say() { printf '[%3ds] %s\n' $((SECONDS - start_seconds)) "$*"; }
 work=
 nginx_pid=
 child=
+perf_pid=
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	[ -n "$perf_pid" ] && kill -INT "$perf_pid" 2>/dev/null || true
 	if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
 		kill -TERM "$child" 2>/dev/null || true
 		for _ in $(seq 50); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
@@ -322,6 +324,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# perf_start NAME / perf_stop NAME: perf on the worker (BENCH_PERF) between
+# the two; perf-NAME.txt in BENCH_OUT, self time by symbol
+perf_start() {
+	perf record -F 4999 -g -p "$wpid" -o "$BENCH_OUT/perf-$1.data" >/dev/null 2>&1 &
+	perf_pid=$!
+}
+perf_stop() {
+	kill -INT "$perf_pid" 2>/dev/null || true
+	wait "$perf_pid" 2>/dev/null || true
+	perf_pid=
+	perf report -i "$BENCH_OUT/perf-$1.data" --no-children --stdio --sort dso,symbol \
+		>"$BENCH_OUT/perf-$1.txt" 2>/dev/null || true
+}
 
 # run_child OUT PROGRAM [ARG...]: runs PROGRAM (not a shell function) in the
 # background, output to OUT, and waits for it: a signal interrupts the wait,
@@ -753,19 +769,9 @@ for run in $(seq "$RUNS"); do
 	before=$(q bench 'SELECT coalesce(max(audit_id), 0) FROM shopping_upload.audit')
 	cpu0=$(cpu_ticks "$wpid")
 	say "run $run: queueing orders 1..$BACKLOG in one transaction"
-	perf_pid=''
-	if [ "$run" = "$RUNS" ] && [ -n "${BENCH_PERF:-}" ]; then
-		perf record -F 4999 -g -p "$wpid" -o "$BENCH_OUT/perf-backlog.data" >/dev/null 2>&1 &
-		perf_pid=$!
-	fi
+	[ "$run" = "$RUNS" ] && [ -n "${BENCH_PERF:-}" ] && perf_start backlog
 	qw bench "CALL bench.backlog(1, $BACKLOG, $TIMEOUT)"
-	if [ -n "$perf_pid" ]; then
-		kill -INT "$perf_pid" 2>/dev/null
-		wait "$perf_pid" 2>/dev/null || true
-		perf report -i "$BENCH_OUT/perf-backlog.data" --no-children --stdio --sort dso,symbol \
-			>"$BENCH_OUT/perf-backlog.txt" 2>/dev/null || true
-		say "run $run: the worker's profile (perf, self time by symbol): $BENCH_OUT/perf-backlog.txt"
-	fi
+	[ -n "$perf_pid" ] && perf_stop backlog && say "run $run: the worker's profile (perf, self time by symbol): $BENCH_OUT/perf-backlog.txt"
 	IFS='|' read -r secs left stuck t0 wal0 wal1 <<<"$QW"
 	cpu1=$(cpu_ticks "$wpid")
 	check_worker
@@ -1122,14 +1128,10 @@ tps_run() {
 if [ -n "${BENCH_PERF:-}" ]; then
 	# after the figures of part 2, not in them: perf slows the worker down
 	say "profile: pgbench -R $LAT_RATE -T 10 -c $LAT_CLIENTS, perf on the worker (in no figure)"
-	perf record -F 4999 -g -p "$wpid" -o "$BENCH_OUT/perf-$LAT_RATE.data" >/dev/null 2>&1 &
-	perf_pid=$!
+	perf_start "$LAT_RATE"
 	pgbench_run "$work/pgbench_perf.out" bench -R "$LAT_RATE" -T 10 -c "$LAT_CLIENTS" || true
 	drain bench || true
-	kill -INT "$perf_pid" 2>/dev/null
-	wait "$perf_pid" 2>/dev/null || true
-	perf report -i "$BENCH_OUT/perf-$LAT_RATE.data" --no-children --stdio --sort dso,symbol \
-		>"$BENCH_OUT/perf-$LAT_RATE.txt" 2>/dev/null || true
+	perf_stop "$LAT_RATE"
 	say "profile: the worker at $LAT_RATE orders/s (perf, self time by symbol): $BENCH_OUT/perf-$LAT_RATE.txt"
 fi
 

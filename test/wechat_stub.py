@@ -614,10 +614,21 @@ TRADE_MANAGED_PATH = TRADE_PREFIX + "is_trade_managed"
 TRADE_COMPLETED_PATH = TRADE_PREFIX + "is_trade_management_confirmation_completed"
 TRADE_SPECIAL_PATH = TRADE_PREFIX + "opspecialorder"
 DELIVERY_LIST_PATH = "/cgi-bin/express/delivery/open_msg/get_delivery_list"
-TRADE_PATHS = (TRADE_UPLOAD_PATH, TRADE_COMBINED_PATH, TRADE_GET_ORDER_PATH,
-               TRADE_ORDER_LIST_PATH, TRADE_NOTIFY_PATH, TRADE_JUMP_PATH,
-               TRADE_MANAGED_PATH, TRADE_COMPLETED_PATH, TRADE_SPECIAL_PATH,
-               DELIVERY_LIST_PATH)
+# each call's answer: (TradeState, appid, body dict) -> answer dict, or Refusal
+TRADE_CALLS = {
+    TRADE_UPLOAD_PATH: lambda t, appid, d: t.upload(appid, d),
+    TRADE_COMBINED_PATH: lambda t, appid, d: t.upload_combined(appid, d),
+    TRADE_GET_ORDER_PATH: lambda t, appid, d: t.get_order(appid, d),
+    TRADE_ORDER_LIST_PATH: lambda t, appid, d: t.get_order_list(appid, d),
+    TRADE_NOTIFY_PATH: lambda t, appid, d: t.notify(appid, d),
+    TRADE_JUMP_PATH: lambda t, appid, d: t.set_jump_path(appid, d),
+    TRADE_MANAGED_PATH: lambda t, appid, d: t.app_flag(appid, d, "is_trade_managed",
+                                                       "is_trade_managed"),
+    TRADE_COMPLETED_PATH: lambda t, appid, d: t.app_flag(appid, d, "completed", "completed"),
+    TRADE_SPECIAL_PATH: lambda t, appid, d: t.special(appid, d),
+    DELIVERY_LIST_PATH: lambda t, appid, d: t.delivery_list(),
+}
+TRADE_PATHS = tuple(TRADE_CALLS)
 # the calls an app outside the service is answered 48001 for
 TRADE_MANAGED_ONLY = (TRADE_UPLOAD_PATH, TRADE_COMBINED_PATH, TRADE_GET_ORDER_PATH,
                       TRADE_ORDER_LIST_PATH, TRADE_NOTIFY_PATH, TRADE_JUMP_PATH,
@@ -2605,26 +2616,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not isinstance(data, dict):
             return Answer(json_obj=wechat_error(ERR_DATA_FORMAT))
         try:
-            if path == TRADE_UPLOAD_PATH:
-                answer = trade.upload(appid, data)
-            elif path == TRADE_COMBINED_PATH:
-                answer = trade.upload_combined(appid, data)
-            elif path == TRADE_GET_ORDER_PATH:
-                answer = trade.get_order(appid, data)
-            elif path == TRADE_ORDER_LIST_PATH:
-                answer = trade.get_order_list(appid, data)
-            elif path == TRADE_NOTIFY_PATH:
-                answer = trade.notify(appid, data)
-            elif path == TRADE_JUMP_PATH:
-                answer = trade.set_jump_path(appid, data)
-            elif path == TRADE_MANAGED_PATH:
-                answer = trade.app_flag(appid, data, "is_trade_managed", "is_trade_managed")
-            elif path == TRADE_COMPLETED_PATH:
-                answer = trade.app_flag(appid, data, "completed", "completed")
-            elif path == TRADE_SPECIAL_PATH:
-                answer = trade.special(appid, data)
-            else:
-                answer = trade.delivery_list()
+            answer = TRADE_CALLS[path](trade, appid, data)
         except Refusal as exc:
             return Answer(json_obj=exc.answer())
         return Answer(json_obj=answer)
