@@ -30,6 +30,7 @@ OBJS = \
 	src/queue.o \
 	src/queue_commit.o \
 	src/queue_followup.o \
+	src/queue_trade.o \
 	src/apps.o \
 	src/alerts.o \
 	src/launcher.o \

@@ -500,3 +500,126 @@ CREATE TRIGGER due_hints AFTER INSERT ON order_state
 CREATE TRIGGER due_hints AFTER INSERT ON shipping_state
 	FOR EACH STATEMENT EXECUTE FUNCTION due_rows_inserted();
 REVOKE ALL ON FUNCTION due_rows_inserted() FROM PUBLIC;
+
+/*
+ * Which appids ship through the order shipping management service: WeChat
+ * says (is_trade_managed, cached in managed), or the administrator pins it
+ * (pinned wins).  Shipping information of an order whose appid is in the
+ * service is queued for /wxa/sec/order/upload_shipping_info (trade_state).
+ */
+CREATE TABLE trade_apps (
+	appid		text PRIMARY KEY,
+	managed		boolean,		/* WeChat's is_trade_managed; NULL: not asked yet */
+	pinned		boolean,		/* the administrator's; NULL: WeChat decides */
+	checked_at	timestamptz,	/* when WeChat was last asked */
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE trade_apps IS
+'The appids in WeChat''s order shipping management service: coalesce(pinned, managed) (pinned by the administrator, managed as is_trade_managed answered)';
+
+/*
+ * Where every payment's shipping information stands at the order shipping
+ * management service, as shipping_state for /user-order: waiting_for_payment
+ * while WeChat has not found the payment yet (10060001, for up to
+ * shopping_upload.payment_wait), needs_reship when a change after the
+ * shipping was complete and accepted waits for reship().
+ */
+CREATE TABLE trade_state (
+	order_id	bigint PRIMARY KEY,
+	state		text NOT NULL DEFAULT 'pending'
+		CHECK (state IN ('pending', 'waiting_for_payment', 'uploading', 'uploaded',
+						 'retrying', 'rejected', 'dead', 'held', 'needs_reship')),
+	version		bigint NOT NULL DEFAULT 1,
+	uploaded_version bigint,
+	attempts	integer NOT NULL DEFAULT 0,
+	next_attempt_at timestamptz DEFAULT now(),
+	last_upload_time timestamptz,
+	last_errcode integer,
+	last_errmsg text,
+	queued_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	payment_wait_since timestamptz, /* the first 10060001 of this wait */
+	finish_count integer NOT NULL DEFAULT 0,	/* accepted uploads that completed
+												 * the shipping: 1, 2 after the
+												 * re-ship */
+	reship_allowed boolean NOT NULL DEFAULT false,	/* reship() was called */
+	reship_used boolean NOT NULL DEFAULT false,	/* the one re-ship was accepted */
+	uploaded_body jsonb,		/* the last accepted body, without upload_time */
+	/* WeChat's view of the payment (get_order, push events) */
+	wechat_order_state integer,
+	in_complaint boolean,
+	estimated_settlement_at timestamptz,
+	settled_at	timestamptz,
+	shipping_reminded_at timestamptz,	/* the 48-hour reminder */
+	confirm_notified_at timestamptz,	/* notify_confirm_receive done */
+	checked_at	timestamptz		/* get_order last answered */
+) WITH (fillfactor = 70);
+
+COMMENT ON TABLE trade_state IS
+'Upload state of every shipping information queued for the order shipping management service (/wxa/sec/order)';
+
+CREATE TRIGGER due_hints AFTER INSERT ON trade_state
+	FOR EACH STATEMENT EXECUTE FUNCTION due_rows_inserted();
+
+CREATE FUNCTION upload_trade_shipping(order_id bigint)
+RETURNS TABLE (errcode integer, errmsg text, http_status integer,
+	audit_id bigint)
+AS 'MODULE_PATHNAME', 'su_upload_trade_shipping_sql'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION upload_trade_shipping(bigint) IS
+'Uploads an order''s shipping information to the order shipping management service now: validate, POST, audit; answers WeChat''s errcode and errmsg';
+
+CREATE FUNCTION reship(order_id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'su_reship_sql'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION reship(bigint) IS
+'Allows the payment''s one re-ship: the shipping information as it is now is sent once more, after its shipping was complete and accepted';
+
+SELECT pg_catalog.pg_extension_config_dump('trade_apps', '');
+SELECT pg_catalog.pg_extension_config_dump('trade_state', '');
+
+ALTER TABLE audit DROP CONSTRAINT audit_kind_check,
+	ADD CONSTRAINT audit_kind_check
+		CHECK (kind IN ('order', 'verify', 'shipping', 'trade_shipping'));
+
+CREATE OR REPLACE VIEW order_status AS
+SELECT o.order_id,
+	   coalesce(o.appid, current_setting('shopping_upload.appid', true)) AS appid,
+	   s.state,
+	   coalesce(s.attempts, 0) AS attempts,
+	   s.last_errcode,
+	   s.last_errmsg,
+	   s.next_attempt_at,
+	   s.version,
+	   s.uploaded_version,
+	   s.last_upload_time,
+	   s.queued_at,
+	   coalesce(s.updated_at, o.updated_at) AS updated_at,
+	   s.verify_result,
+	   s.verified_at,
+	   s.verify_due_at AS next_verify_at,
+	   s.verify_errcode,
+	   sh.state AS shipping_state,
+	   sh.last_errcode AS shipping_errcode,
+	   sh.last_errmsg AS shipping_errmsg,
+	   /* added in 1.2: the order shipping management service's */
+	   t.state AS trade_shipping_state,
+	   t.last_errcode AS trade_shipping_errcode,
+	   t.last_errmsg AS trade_shipping_errmsg,
+	   CASE t.wechat_order_state WHEN 1 THEN 'awaiting_shipment' WHEN 2 THEN 'shipped'
+		   WHEN 3 THEN 'receipt_confirmed' WHEN 4 THEN 'complete' WHEN 5 THEN 'refunded'
+		   WHEN 6 THEN 'awaiting_settlement' END AS wechat_order_state,
+	   t.in_complaint,
+	   t.reship_used
+  FROM orders o
+  LEFT JOIN order_state s USING (order_id)
+  LEFT JOIN shipping_state sh USING (order_id)
+  LEFT JOIN trade_state t USING (order_id);
+
+REVOKE ALL ON trade_apps, trade_state FROM PUBLIC;
+REVOKE ALL ON FUNCTION upload_trade_shipping(bigint), reship(bigint) FROM PUBLIC;

@@ -76,6 +76,14 @@ su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
 	upload_time = k->begin(order_id, u);
 	k->prepare(1, &u, &upload_time, &cxt, &prepared);
 	MemoryContextSwitchTo(cxt);
+	if (u->deferred && u->next_state != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the shipping information of order " INT64_FORMAT " was not sent: %s",
+						order_id, u->errmsg),
+				 strcmp(u->next_state, "needs_reship") == 0 ?
+				 errhint("Call shopping_upload.reship(" INT64_FORMAT ") to send it as the payment's one re-ship.",
+						 order_id) : 0));
 	if (u->deferred)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -118,7 +126,7 @@ su_call_send(SuUpload *u, const SuCredentials *creds, int round)
 	}
 	su_upload_request(u, su_kind(u->kind)->path, tok.token);
 	su_http_perform(&u->req);
-	su_upload_conclude(u);
+	su_upload_conclude(u, su_kind(u->kind)->classify);
 	return u->cls != SU_CLASS_REFRESH_TOKEN || round > 0;
 }
 

@@ -61,6 +61,8 @@ PG_FUNCTION_INFO_V1(su_build_trade_shipping_payload_sql);
 PG_FUNCTION_INFO_V1(su_validate_trade_shipping_payload_sql);
 PG_FUNCTION_INFO_V1(su_verify_shopping_info_sql);
 PG_FUNCTION_INFO_V1(su_upload_shipping_info_sql);
+PG_FUNCTION_INFO_V1(su_upload_trade_shipping_sql);
+PG_FUNCTION_INFO_V1(su_reship_sql);
 PG_FUNCTION_INFO_V1(su_claim_waits_sql);
 PG_FUNCTION_INFO_V1(su_worker_status_sql);
 
@@ -319,6 +321,77 @@ su_upload_shipping_info_sql(PG_FUNCTION_ARGS)
 	values[3] = Int64GetDatum(u.audit_id);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
+}
+
+/*
+ * upload_trade_shipping(order_id bigint)
+ *		RETURNS TABLE (errcode integer, errmsg text, http_status integer,
+ *					   audit_id bigint)
+ */
+Datum
+su_upload_trade_shipping_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		order_id = PG_GETARG_INT64(0);
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	SuSyncResult u;
+
+	su_require_extension_version();
+	InitMaterializedSRF(fcinfo, 0);
+
+	su_sync_call(SU_KIND_TRADE_SHIPPING, order_id, &u);
+	values[0] = Int32GetDatum(u.errcode);
+	if (u.errmsg)
+		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
+	else
+		nulls[1] = true;
+	values[2] = Int32GetDatum((int32) u.http_status);
+	nulls[2] = !u.sent || u.http_status == 0;
+	values[3] = Int64GetDatum(u.audit_id);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * reship(order_id bigint): allows the payment's one re-ship.
+ */
+Datum
+su_reship_sql(PG_FUNCTION_ARGS)
+{
+	int64		order_id = PG_GETARG_INT64(0);
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+	bool		isnull;
+	bool		used;
+
+	su_require_extension_version();
+	SPI_connect();
+	if (su_trade_reship(order_id))
+	{
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
+	if (SPI_execute_with_args("SELECT st.reship_used FROM " SU_SCHEMA ".trade_state st"
+							  " WHERE st.order_id OPERATOR(pg_catalog.=) $1"
+							  " AND st.finish_count OPERATOR(pg_catalog.>=) 1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the trade shipping state of order " INT64_FORMAT, order_id);
+	used = SPI_processed > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (used)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the payment of order " INT64_FORMAT " has used its one re-ship", order_id),
+				 errdetail("WeChat allows one re-ship a payment (10060003 afterwards).")));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the shipping of order " INT64_FORMAT " was not complete and accepted by the shipping management service",
+					order_id),
+			 errdetail("A re-ship is a change after the shipping was complete (unified, or split with is_all_delivered true) and accepted; "
+					   "until then every change is sent as it comes."),
+			 errhint("See trade_shipping_state in shopping_upload.order_status.")));
+	PG_RETURN_VOID();
 }
 
 /*
@@ -724,31 +797,6 @@ su_build_trade_shipping_payload_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * The delivery_ids of delivery_companies, copied into cxt; NULL (the rule
- * skipped) while the table is empty.  SPI must be connected.
- */
-static char **
-delivery_ids(MemoryContext cxt, int *n)
-{
-	char	  **ids;
-
-	*n = 0;
-	if (SPI_execute("SELECT d.delivery_id FROM " SU_SCHEMA ".delivery_companies d"
-					" WHERE d.delivery_id IS NOT NULL", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read shopping_upload.delivery_companies");
-	if (SPI_processed == 0)
-		return NULL;
-	ids = MemoryContextAlloc(cxt, sizeof(char *) * SPI_processed);
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
-
-		ids[(*n)++] = MemoryContextStrdup(cxt, v);
-	}
-	return ids;
-}
-
-/*
  * validate_trade_shipping_payload(payload jsonb, appid text DEFAULT NULL)
  *		RETURNS TABLE (errcode integer, errmsg text, field text)
  *
@@ -775,7 +823,7 @@ su_validate_trade_shipping_payload_sql(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	SPI_connect();
-	ids = delivery_ids(caller, &n_ids);
+	ids = su_delivery_ids(caller, &n_ids);
 	SPI_finish();
 
 	InitMaterializedSRF(fcinfo, 0);

@@ -10,7 +10,7 @@
  * audit.kind CHECK of the SQL scripts.
  *
  * SU_KIND(symbol, name, function, path, due, tables,
- *		   claim, begin, prepare, record)
+ *		   claim, begin, prepare, record, classify)
  *	symbol		its SuKind
  *	name		audit.kind, and the name in log lines and claim_waits()
  *	function	the SQL function that makes the call by hand
@@ -22,6 +22,7 @@
  *	begin		starts a call by hand: leases or locks the row (SuBeginFn)
  *	prepare		builds and validates the bodies of claimed rows (SuPrepareFn)
  *	record		records the answers in the rows' states (SuRecordFn)
+ *	classify	what WeChat's errcode means for it (retry.c)
  *
  * No include guard: included once per expansion of SU_KIND.
  *
@@ -31,15 +32,27 @@
 /* uploadShoppingInfo: the order's shopping details */
 SU_KIND(SU_KIND_ORDER, "order", "upload_shopping_info",
 		"/user-order/orders", SU_DUE_ORDER, order_tables,
-		su_queue_claim, su_queue_begin, su_upload_prepare, su_queue_record)
+		su_queue_claim, su_queue_begin, su_upload_prepare, su_queue_record,
+		su_retry_classify)
 
 /* the shipping information of an order whose upload was accepted */
 SU_KIND(SU_KIND_SHIPPING, "shipping", "upload_shipping_info",
 		"/user-order/orders/shippings", SU_DUE_SHIPPING, shipping_tables,
 		su_shipping_claim, su_shipping_begin, su_shipping_prepare,
-		su_shipping_record)
+		su_shipping_record, su_retry_classify)
 
 /* verify: did WeChat link the accepted upload to the payment? */
 SU_KIND(SU_KIND_VERIFY, "verify", "verify_shopping_info",
 		"/user-order/shoppinginfo/verify", SU_DUE_VERIFY, verify_tables,
-		su_verify_claim, su_verify_begin, su_verify_prepare, su_verify_record)
+		su_verify_claim, su_verify_begin, su_verify_prepare, su_verify_record,
+		su_retry_classify)
+
+/*
+ * the order shipping management service: the shipping information of a
+ * payment whose appid is in it (trade_apps), sent once WeChat finds the
+ * payment, whatever became of the order's own upload
+ */
+SU_KIND(SU_KIND_TRADE_SHIPPING, "trade_shipping", "upload_trade_shipping",
+		"/wxa/sec/order/upload_shipping_info", SU_DUE_TRADE, trade_tables,
+		su_trade_claim, su_trade_begin, su_trade_prepare, su_trade_record,
+		su_retry_trade_classify)

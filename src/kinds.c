@@ -15,6 +15,7 @@
 #include "common.h"
 #include "kinds.h"
 #include "queue.h"
+#include "retry.h"
 #include "upload.h"
 
 /* the tables each kind's bodies are read from, in the order they are locked */
@@ -22,14 +23,16 @@ static const char *const order_tables[] = {"orders", "sub_orders", "items"};
 static const char *const shipping_tables[] = {"orders", "items", "shippings",
 "shipments", "shipment_items"};
 static const char *const verify_tables[] = {"orders"};
+static const char *const trade_tables[] = {"orders", "items", "shippings",
+"shipments", "shipment_items"};
 
 const SuKindInfo su_kinds[SU_KINDS] = {
 #define SU_KIND(symbol, name_, function_, path_, due_, tables_, \
-				claim_, begin_, prepare_, record_) \
+				claim_, begin_, prepare_, record_, classify_) \
 	[symbol] = {.name = name_, .function = function_, .path = path_, \
 				.due = due_, .tables = tables_, .n_tables = lengthof(tables_), \
 				.claim = claim_, .begin = begin_, .prepare = prepare_, \
-				.record = record_},
+				.record = record_, .classify = classify_},
 #include "kindlist.h"
 #undef SU_KIND
 };

@@ -51,6 +51,7 @@ typedef struct SuKindInfo
 	SuBeginFn	begin;
 	SuPrepareFn prepare;
 	SuRecordFn	record;
+	SuErrClass	(*classify) (int errcode);	/* WeChat's answer (retry.c) */
 } SuKindInfo;
 
 extern const SuKindInfo su_kinds[SU_KINDS];

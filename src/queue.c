@@ -155,11 +155,31 @@ su_queue_begin(int64 order_id, SuUpload *u)
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_lease_upload_time, &isnull));
 }
 
-/* is a due column's row in shipping_state (else order_state)? */
-static bool
-on_shipping_state(SuDue due)
+/* the state table of a due column's rows */
+static const char *
+state_table(SuDue due)
 {
-	return due == SU_DUE_SHIPPING;
+	switch (due)
+	{
+		case SU_DUE_SHIPPING:
+			return "shipping_state";
+		case SU_DUE_TRADE:
+			return "trade_state";
+		case SU_DUE_ORDER:
+		case SU_DUE_VERIFY:
+		case SU_DUES:
+			break;
+	}
+	return "order_state";
+}
+
+/* kept plan *plan of the statement fmt, its %s the state table of due */
+static SPIPlanPtr
+state_plan(SPIPlanPtr *plan, SuDue due, const char *fmt, int nargs, Oid *types)
+{
+	if (*plan == NULL)
+		su_kept_plan(plan, psprintf(fmt, state_table(due)), nargs, types, 0);
+	return *plan;
 }
 
 static void release_shipping(Datum *accepted, int n_accepted, bool by_hand,
@@ -169,29 +189,22 @@ bool
 su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt,
 				 TimestampTz *earliest)
 {
-	static SPIPlanPtr plans[2];
+	static SPIPlanPtr plans[SU_DUES];
 	Oid			types[3] = {INT8OID, INT8OID, INT4OID};
 	Datum		args[3] = {Int64GetDatum(order_id), Int64GetDatum(version),
 	Int32GetDatum(attempt)};
-	bool		shipping = on_shipping_state(due);
+	bool		on_order = (due == SU_DUE_ORDER || due == SU_DUE_VERIFY);
 
-	su_kept_plan(&plans[shipping], shipping ?
-				 "UPDATE " SU_SCHEMA ".shipping_state s SET state = 'uploaded',"
-				 " next_attempt_at = NULL, updated_at = pg_catalog.now()"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
-				 " AND s.version OPERATOR(pg_catalog.=) $2"
-				 " AND s.uploaded_version OPERATOR(pg_catalog.=) $2"
-				 " AND s.attempts OPERATOR(pg_catalog.=) $3"
-				 " AND s.state OPERATOR(pg_catalog.=) 'uploading'" :
-				 "UPDATE " SU_SCHEMA ".order_state s SET state = 'uploaded',"
-				 " next_attempt_at = NULL, updated_at = pg_catalog.now()"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
-				 " AND s.version OPERATOR(pg_catalog.=) $2"
-				 " AND s.uploaded_version OPERATOR(pg_catalog.=) $2"
-				 " AND s.attempts OPERATOR(pg_catalog.=) $3"
-				 " AND s.state OPERATOR(pg_catalog.=) 'uploading'",
-				 3, types, 0);
-	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_UPDATE)
+	state_plan(&plans[due], due,
+			   "UPDATE " SU_SCHEMA ".%s s SET state = 'uploaded',"
+			   " next_attempt_at = NULL, updated_at = pg_catalog.now()"
+			   " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
+			   " AND s.version OPERATOR(pg_catalog.=) $2"
+			   " AND s.uploaded_version OPERATOR(pg_catalog.=) $2"
+			   " AND s.attempts OPERATOR(pg_catalog.=) $3"
+			   " AND s.state OPERATOR(pg_catalog.=) 'uploading'",
+			   3, types);
+	if (SPI_execute_plan(plans[due], args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not end the lease of order " INT64_FORMAT, order_id);
 	if (SPI_processed != 1)
 		return false;
@@ -201,7 +214,7 @@ su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt,
 	 * shipping information found it not accepted and set that waiting for
 	 * it: WeChat has the order, so the shipping information is due now.
 	 */
-	if (!shipping)
+	if (on_order)
 	{
 		Datum		id = Int64GetDatum(order_id);
 
@@ -218,18 +231,15 @@ su_queue_restore(SuDue due, int64 order_id, int64 version, int attempt,
 void
 su_queue_lock_state(SuDue due, int64 order_id)
 {
-	static SPIPlanPtr plans[2];
+	static SPIPlanPtr plans[SU_DUES];
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
-	bool		shipping = on_shipping_state(due);
 
-	su_kept_plan(&plans[shipping], shipping ?
-				 "SELECT FROM " SU_SCHEMA ".shipping_state h"
-				 " WHERE h.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE" :
-				 "SELECT FROM " SU_SCHEMA ".order_state s"
-				 " WHERE s.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-				 1, types, 0);
-	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_SELECT)
+	state_plan(&plans[due], due,
+			   "SELECT FROM " SU_SCHEMA ".%s s"
+			   " WHERE s.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+			   1, types);
+	if (SPI_execute_plan(plans[due], args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock the state of order " INT64_FORMAT, order_id);
 }
 
@@ -550,19 +560,16 @@ enum
 int
 su_queue_mark_gone(SuUpload **us, int n, bool *recorded, Datum ids, SuDue due)
 {
-	static SPIPlanPtr plans[2];
-	bool		shipping = on_shipping_state(due);
+	static SPIPlanPtr plans[SU_DUES];
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		args[1] = {ids};
 	int			n_gone = 0;
 
-	su_kept_plan(&plans[shipping], shipping ?
-				 "SELECT h.order_id FROM " SU_SCHEMA ".shipping_state h"
-				 " WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)" :
-				 "SELECT st.order_id FROM " SU_SCHEMA ".order_state st"
-				 " WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)",
-				 1, types, 0);
-	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) != SPI_OK_SELECT)
+	state_plan(&plans[due], due,
+			   "SELECT st.order_id FROM " SU_SCHEMA ".%s st"
+			   " WHERE st.order_id OPERATOR(pg_catalog.=) ANY ($1)",
+			   1, types);
+	if (SPI_execute_plan(plans[due], args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the state of %d orders", n);
 	for (int i = 0; i < n; i++)
 	{
@@ -642,7 +649,7 @@ su_queue_requeue(int64 order_id, bool all, Datum states)
 int64
 su_queue_release_local_holds(void)
 {
-	static SPIPlanPtr plans[2];
+	static SPIPlanPtr plans[3];
 	Oid			types[1] = {INT4ARRAYOID};
 	Datum		elems[8];
 	Datum		args[1];
@@ -680,7 +687,18 @@ su_queue_release_local_holds(void)
 										  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
 										  "w.order_id"),
 				 1, types, 0);
-	for (int i = 0; i < 2; i++)
+	su_kept_plan(&plans[2], SU_SQL_HINTED(SU_HINT_TRADE,
+										  "WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".trade_state h"
+										  "  WHERE h.state OPERATOR(pg_catalog.=) 'held'"
+										  "  AND h.last_errcode OPERATOR(pg_catalog.=) ANY ($1)"
+										  "  AND h.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+										  "  FOR UPDATE SKIP LOCKED)"
+										  " UPDATE " SU_SCHEMA ".trade_state s SET next_attempt_at = pg_catalog.now()"
+										  " FROM l WHERE s.order_id OPERATOR(pg_catalog.=) l.order_id"
+										  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+										  "w.order_id"),
+				 1, types, 0);
+	for (int i = 0; i < (int) lengthof(plans); i++)
 	{
 		if (SPI_execute_plan(plans[i], args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not release the rows held by a local configuration problem");
@@ -692,7 +710,7 @@ su_queue_release_local_holds(void)
 void
 su_queue_clock_stepped_back(int64 usecs)
 {
-	static SPIPlanPtr plans[2];
+	static SPIPlanPtr plans[3];
 	Oid			types[1] = {FLOAT8OID};
 	Datum		args[1] = {Float8GetDatum((double) usecs / USECS_PER_SEC)};
 
@@ -720,7 +738,16 @@ su_queue_clock_stepped_back(int64 usecs)
 										  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
 										  "w.order_id"),
 				 1, types, 0);
-	for (int i = 0; i < 2; i++)
+	su_kept_plan(&plans[2], SU_SQL_HINTED(SU_HINT_TRADE,
+										  "UPDATE " SU_SCHEMA ".trade_state s SET next_attempt_at ="
+										  " greatest(pg_catalog.now(), s.next_attempt_at OPERATOR(pg_catalog.-)"
+										  "  pg_catalog.make_interval(secs => $1))"
+										  " WHERE s.next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()"
+										  " AND s.state OPERATOR(pg_catalog.=) ANY ('{pending,retrying,waiting_for_payment}')"
+										  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+										  "w.order_id"),
+				 1, types, 0);
+	for (int i = 0; i < (int) lengthof(plans); i++)
 		if (SPI_execute_plan(plans[i], args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not bring forward the rows planned before the clock went back");
 }
@@ -728,13 +755,23 @@ su_queue_clock_stepped_back(int64 usecs)
 void
 su_queue_forget(int64 order_id, SuDue due)
 {
-	static SPIPlanPtr plans[2];
+	static SPIPlanPtr plans[SU_DUES];
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
-	bool		shipping = on_shipping_state(due);
+	bool		shipping = (due == SU_DUE_SHIPPING || due == SU_DUE_TRADE);
 
 	/* a statement of its own: a fresh snapshot sees every committed row */
-	su_kept_plan(&plans[shipping], shipping ?
+	if (due == SU_DUE_TRADE)
+		su_kept_plan(&plans[due],
+					 SU_SQL_HINTED(SU_HINT_TRADE,
+								   "DELETE FROM " SU_SCHEMA ".trade_state s"
+								   " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
+								   " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+								   "  WHERE h.order_id OPERATOR(pg_catalog.=) $1)"
+								   " RETURNING s.order_id, CAST(NULL AS pg_catalog.timestamptz) AS hint_at",
+								   "w.order_id"),
+					 1, types, 0);
+	su_kept_plan(&plans[due], shipping ?
 				 SU_SQL_HINTED(SU_HINT_SHIPPING,
 							   "DELETE FROM " SU_SCHEMA ".shipping_state s"
 							   " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
@@ -751,7 +788,7 @@ su_queue_forget(int64 order_id, SuDue due)
 				 " WHERE h.kind OPERATOR(pg_catalog.=) ANY ('{" SU_HINT_ORDER "," SU_HINT_VERIFY "}')"
 				 " AND h.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT w.order_id FROM w))",
 				 1, types, 0);
-	if (SPI_execute_plan(plans[shipping], args, NULL, false, 0) !=
+	if (SPI_execute_plan(plans[due], args, NULL, false, 0) !=
 		(shipping ? SPI_OK_SELECT : SPI_OK_DELETE))
 		elog(ERROR, "could not delete the %s state of order " INT64_FORMAT,
 			 shipping ? "shipping" : "upload", order_id);
@@ -845,7 +882,7 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 
 /* due_plan's columns: one per due column, k + 1 for SuDue k */
 StaticAssertDecl(SU_DUE_ORDER == 0 && SU_DUE_SHIPPING == 1 &&
-				 SU_DUE_VERIFY == 2 && SU_DUES == 3,
+				 SU_DUE_VERIFY == 2 && SU_DUE_TRADE == 3 && SU_DUES == 4,
 				 "the columns of due_plan follow SuDue");
 
 /*
@@ -944,7 +981,9 @@ rebuild_hints(bool force)
 							" UNION ALL SELECT '" SU_HINT_VERIFY "', s.order_id, s.verify_due_at"
 							"  FROM " SU_SCHEMA ".order_state s WHERE s.verify_due_at IS NOT NULL"
 							" UNION ALL SELECT '" SU_HINT_SHIPPING "', s.order_id, s.next_attempt_at"
-							"  FROM " SU_SCHEMA ".shipping_state s WHERE s.next_attempt_at IS NOT NULL) r"
+							"  FROM " SU_SCHEMA ".shipping_state s WHERE s.next_attempt_at IS NOT NULL"
+							" UNION ALL SELECT '" SU_HINT_TRADE "', s.order_id, s.next_attempt_at"
+							"  FROM " SU_SCHEMA ".trade_state s WHERE s.next_attempt_at IS NOT NULL) r"
 							" ORDER BY r.kind, r.order_id"
 							" ON CONFLICT (kind, order_id) DO UPDATE"
 							" SET at = LEAST(h.at, EXCLUDED.at)", false, 0) != SPI_OK_INSERT)
@@ -1013,7 +1052,7 @@ su_queue_next_due(TimestampTz *due)
 		rebuild_hints(true);
 
 	/*
-	 * Three index probes: the first hint of each kind whose row is there
+	 * One index probe per kind: the first hint of each whose row is there
 	 * (an early hint makes a claim that sets it right; one whose row is gone
 	 * would wake the worker for nothing), and whether the hints are complete.
 	 */
@@ -1029,6 +1068,9 @@ su_queue_next_due(TimestampTz *due)
 				 "  ORDER BY t.at LIMIT 1),"
 				 " (SELECT t.at FROM " SU_SCHEMA ".due t"
 				 "  WHERE " SU_SQL_DUE_KIND("t", SU_HINT_VERIFY) HAS_ROW("order_state")
+				 "  ORDER BY t.at LIMIT 1),"
+				 " (SELECT t.at FROM " SU_SCHEMA ".due t"
+				 "  WHERE " SU_SQL_DUE_KIND("t", SU_HINT_TRADE) HAS_ROW("trade_state")
 				 "  ORDER BY t.at LIMIT 1),"
 				 " EXISTS (SELECT FROM " SU_SCHEMA ".due t"
 				 "  WHERE " SU_SQL_DUE_MARKER("t") ")",
@@ -1113,5 +1155,18 @@ su_queue_recover(TimestampTz leased_before)
 	if (SPI_processed > 0)
 		ereport(LOG,
 				(errmsg("shopping_upload worker: %llu shipping information left uploading by a previous worker are due again",
+						(unsigned long long) SPI_processed)));
+	if (SPI_execute_with_args(SU_SQL_HINTED(SU_HINT_TRADE,
+											"UPDATE " SU_SCHEMA ".trade_state s SET next_attempt_at ="
+											" LEAST(s.queued_at, pg_catalog.now())"
+											" WHERE s.state OPERATOR(pg_catalog.=) 'uploading'"
+											" AND s.updated_at OPERATOR(pg_catalog.<) $1"
+											" RETURNING s.order_id, s.next_attempt_at AS hint_at",
+											"w.order_id"),
+							  1, types, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not recover the trade shipping uploads of a previous worker");
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("shopping_upload worker: %llu trade shipping uploads left uploading by a previous worker are due again",
 						(unsigned long long) SPI_processed)));
 }

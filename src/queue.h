@@ -118,6 +118,27 @@ extern int	su_shipping_claim(int max, const SuPartition *share, SuClaim *out,
 							  int *looked_at);
 
 /*
+ * The order shipping management service (queue_trade.c): claims up to max
+ * due rows of trade_state, leased; leases one by hand; records answers;
+ * reship() (false: the shipping was not complete and accepted, or its
+ * re-ship was used).
+ */
+extern int	su_trade_claim(int max, const SuPartition *share, SuClaim *out,
+						   int *looked_at);
+extern TimestampTz su_trade_begin(int64 order_id, SuUpload *u);
+extern int	su_trade_record(SuUpload **us, int n, bool *recorded,
+							TimestampTz *earliest);
+extern bool su_trade_reship(int64 order_id);
+
+/*
+ * The rows of us that a record statement's RETURNING names (order_id, the
+ * next due time, whether the state is the one planned) marked recorded;
+ * their earliest next due time into earliest[due].  Returns how many.
+ */
+extern int	su_queue_mark_recorded(SuUpload **us, int n, bool *recorded,
+								   TimestampTz *earliest, SuDue due);
+
+/*
  * Earliest next attempt by each due column (SU_DUES of them, 0 if none is
  * planned), in one statement.
  */

@@ -85,6 +85,8 @@ static SPIPlanPtr queue_plan[2];
 static SPIPlanPtr forget_plan[2];
 static SPIPlanPtr ship_queue_plan[2];
 static SPIPlanPtr ship_forget_plan[2];
+static SPIPlanPtr trade_queue_plan = NULL;
+static SPIPlanPtr trade_forget_plan = NULL;
 
 /*
  * Does this database have the due hints (1.2 on)?  The writers' queueing
@@ -415,6 +417,7 @@ requeue_reborn(int64 *ids, long n_all, bool all)
  * was written (a database still at 1.0 has no shipping_state).
  */
 static void queue_noted_now(int64 *ids, long n);
+static void queue_noted_trade(int64 *ids, long n);
 
 static void
 queue_noted_shipping(int64 *ids, long n)
@@ -470,6 +473,69 @@ queue_noted_shipping(int64 *ids, long n)
 		NOTED(ship_requeue_all))
 		wake_at_commit |= 1 << SU_DUE_SHIPPING;
 	(void) apply_noted(ship_forget_plan[hints], NOTE_SHIP_FORGET, ids, n);
+	if (hints)
+		queue_noted_trade(ids, n);
+}
+
+/*
+ * The same for the order shipping management service (trade_state, 1.2
+ * and later, which has the due hints): the shipping information of an
+ * order whose appid is in the service (trade_apps; an order without an
+ * appid is the configured appid's) is queued for it too.  It waits for the
+ * payment, never for the order's own upload.
+ */
+#define TRADE_IN_SERVICE(o) \
+	"EXISTS (SELECT FROM " SU_SCHEMA ".trade_apps a" \
+	" WHERE a.appid OPERATOR(pg_catalog.=) coalesce(" o ".appid," \
+	"  NULLIF(pg_catalog.current_setting('shopping_upload.appid', true), ''))" \
+	" AND coalesce(a.pinned, a.managed, false))"
+
+static void
+queue_noted_trade(int64 *ids, long n)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+
+	su_kept_plan(&trade_queue_plan, SU_SQL_HINTED(SU_HINT_TRADE,
+												  "INSERT INTO " SU_SCHEMA ".trade_state AS s (order_id, queued_at)"
+												  " SELECT h.order_id, pg_catalog.clock_timestamp()"
+												  " FROM pg_catalog.unnest($1) AS k(order_id),"
+												  "  LATERAL (SELECT h.order_id FROM " SU_SCHEMA ".shippings h"
+												  "   JOIN " SU_SCHEMA ".orders o ON o.order_id OPERATOR(pg_catalog.=) h.order_id"
+												  "   WHERE h.order_id OPERATOR(pg_catalog.=) k.order_id"
+												  "   AND " TRADE_IN_SERVICE("o") " OFFSET 0) h"
+												  " ORDER BY h.order_id"
+												  " ON CONFLICT (order_id) DO UPDATE SET"
+												  SU_SQL_QUEUE_AGAIN("s")
+												  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+												  "w.order_id"),
+				 1, types, CURSOR_OPT_GENERIC_PLAN);
+	su_kept_plan(&trade_forget_plan, SU_SQL_HINTED(SU_HINT_TRADE,
+												   "DELETE FROM " SU_SCHEMA ".trade_state s"
+												   " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+												   " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+												   "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)"
+												   " RETURNING s.order_id, CAST(NULL AS pg_catalog.timestamptz) AS hint_at",
+												   "w.order_id"),
+				 1, types, CURSOR_OPT_GENERIC_PLAN);
+	if (NOTED(ship_requeue_all) &&
+		exec_now_sql(SU_SQL_HINTED(SU_HINT_TRADE,
+								   "UPDATE " SU_SCHEMA ".trade_state s SET"
+								   SU_SQL_QUEUE_AGAIN("s")
+								   " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+								   "w.order_id")) != SPI_OK_SELECT)
+		elog(ERROR, "could not queue the trade shipping of truncated shipments");
+	if (NOTED(ship_truncated) &&
+		exec_now_sql(SU_SQL_HINTED(SU_HINT_TRADE,
+								   "DELETE FROM " SU_SCHEMA ".trade_state s WHERE NOT EXISTS"
+								   " (SELECT FROM " SU_SCHEMA ".shippings h"
+								   "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)"
+								   " RETURNING s.order_id, CAST(NULL AS pg_catalog.timestamptz) AS hint_at",
+								   "w.order_id")) != SPI_OK_SELECT)
+		elog(ERROR, "could not delete the trade states of truncated shipping information");
+	if (apply_noted(trade_queue_plan, NOTE_SHIP_QUEUE, ids, n) > 0 ||
+		NOTED(ship_requeue_all))
+		wake_at_commit |= 1 << SU_DUE_TRADE;
+	(void) apply_noted(trade_forget_plan, NOTE_SHIP_FORGET, ids, n);
 }
 
 /*
@@ -686,7 +752,8 @@ su_due_rows_inserted(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not ask for a rebuild of the due hints");
 	leave_as_owner(&saved);
 	/* the worker looks at commit (and rebuilds them) */
-	wake_at_commit |= (1 << SU_DUE_ORDER) | (1 << SU_DUE_SHIPPING) | (1 << SU_DUE_VERIFY);
+	wake_at_commit |= (1 << SU_DUE_ORDER) | (1 << SU_DUE_SHIPPING) |
+		(1 << SU_DUE_VERIFY) | (1 << SU_DUE_TRADE);
 	return PointerGetDatum(NULL);
 }
 

@@ -241,9 +241,9 @@ enum
 	Anum_recorded_as_planned	/* false: the row changed, it is pending */
 };
 
-static int
-mark_recorded(SuUpload **us, int n, bool *recorded, TimestampTz *earliest,
-			  SuDue due)
+int
+su_queue_mark_recorded(SuUpload **us, int n, bool *recorded,
+					   TimestampTz *earliest, SuDue due)
 {
 	int			n_recorded = 0;
 
@@ -358,7 +358,7 @@ su_verify_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	args[7] = su_array(v[7], nul[7], n, BOOLOID);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record the outcome of %d verifies", n);
-	n_recorded = mark_recorded(us, n, recorded, earliest, SU_DUE_VERIFY);
+	n_recorded = su_queue_mark_recorded(us, n, recorded, earliest, SU_DUE_VERIFY);
 	SPI_freetuptable(SPI_tuptable);
 	if (n_recorded < n)
 	{
@@ -448,7 +448,7 @@ su_shipping_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 	args[6] = su_array(v[6], nul[6], n, TEXTOID);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not record the outcome of %d shipping uploads", n);
-	n_recorded = mark_recorded(us, n, recorded, earliest, SU_DUE_SHIPPING);
+	n_recorded = su_queue_mark_recorded(us, n, recorded, earliest, SU_DUE_SHIPPING);
 	SPI_freetuptable(SPI_tuptable);
 	if (n_recorded < n)
 	{

@@ -55,7 +55,8 @@
  * of a state row (the claim, the record) change no indexed column and can
  * be HOT.  The claims find due rows through due, an unlogged table of
  * hints: (kind, order_id, at), kind 'o' for order_state.next_attempt_at,
- * 's' for shipping_state.next_attempt_at, 'v' for verify_due_at.  A row
+ * 's' for shipping_state.next_attempt_at, 'v' for verify_due_at, 't'
+ * for trade_state.next_attempt_at.  A row
  * whose due column is not NULL has a hint at or before it: a statement that
  * sets a due column earlier, or from NULL, sets the hint of each row it
  * writes, in the same statement, with the row locked.  A statement that
@@ -87,6 +88,7 @@
 #define SU_CLAIM_CANDIDATES	"4"
 #define SU_HINT_SHIPPING	"s"
 #define SU_HINT_VERIFY		"v"
+#define SU_HINT_TRADE		"t"
 
 /*
  * The hints of the rows of CTE src (its columns order_id and hint_at) set

@@ -33,6 +33,8 @@ su_retry_state_name(SuNextState state)
 			return "rejected";
 		case SU_NEXT_DEAD:
 			return "dead";
+		case SU_NEXT_WAITING_PAYMENT:
+			return "waiting_for_payment";
 	}
 	return "unknown";
 }
@@ -262,6 +264,70 @@ su_retry_verify_first(const SuRetryLimits *l, int64_t accepted)
 	if (l->verify_delay_s <= 0)
 		return 0;
 	return accepted + (int64_t) l->verify_delay_s * SU_USECS_PER_SEC;
+}
+
+/*
+ * The order shipping management service's own codes (/wxa/sec/order), then
+ * the general ones.  10060023: nothing was updated, WeChat has the shipping
+ * information as sent.  10060001: the payment is not found yet (normal right
+ * after payment: su_retry_trade_next() waits for it).  10060002, 10060003
+ * and 10060004 are final: the payment cannot be shipped (again).  48001:
+ * the appid is not in the service; no hold (a hold stops every kind of the
+ * appid, its shopping details too): the shipping information is rejected,
+ * with WeChat's message.
+ */
+SuErrClass
+su_retry_trade_classify(int errcode)
+{
+	switch (errcode)
+	{
+		case WX_ERR_TRADE_UNCHANGED:
+			return SU_CLASS_OK;
+		case WX_ERR_TRADE_PAYMENT_NOT_FOUND:
+		case WX_ERR_TRADE_SYSTEM_ERROR:
+		case WX_ERR_TRADE_SYSTEM_ERROR_2:
+			return SU_CLASS_RETRY;
+		case WX_ERR_TRADE_ALL_SHIPPED:
+		case WX_ERR_TRADE_RESHIP_USED:
+		case WX_ERR_TRADE_NOT_SHIPPABLE:
+		case WX_ERR_API_UNAUTHORIZED:
+			return SU_CLASS_DATA;
+		default:
+			break;
+	}
+	return su_retry_classify(errcode);
+}
+
+/*
+ * A payment not found (10060001) is looked for again, 5 s, 10 s, 20 s ...
+ * at most 60 s apart (jittered), until payment_wait after the first such
+ * answer (wait_since, 0: this one): then it is rejected, the reason saying
+ * so.  Every other answer as su_retry_next().
+ */
+SuNextState
+su_retry_trade_next(const SuRetryLimits *l, SuErrClass cls, int errcode,
+					int attempt, int64_t now, int64_t wait_since,
+					double jitter, int64_t *next)
+{
+	int64_t		gap = SU_PAYMENT_LOOK_FIRST_S * SU_USECS_PER_SEC;
+	int64_t		end;
+
+	if (errcode != WX_ERR_TRADE_PAYMENT_NOT_FOUND)
+		return su_retry_next(l, cls, attempt, now, jitter, next);
+	*next = 0;
+	if (wait_since == 0 || wait_since > now)
+		wait_since = now;
+	end = wait_since + (int64_t) l->payment_wait_s * SU_USECS_PER_SEC;
+	if (now >= end)
+		return SU_NEXT_REJECTED;
+	for (int i = 1; i < attempt && gap < SU_PAYMENT_LOOK_MAX_S * SU_USECS_PER_SEC; i++)
+		gap *= 2;
+	if (gap > SU_PAYMENT_LOOK_MAX_S * SU_USECS_PER_SEC)
+		gap = SU_PAYMENT_LOOK_MAX_S * SU_USECS_PER_SEC;
+	gap = (int64_t) (gap * (0.5 + jitter / 2));
+	/* one last look when the wait ends */
+	*next = now + gap < end ? now + gap : end;
+	return SU_NEXT_WAITING_PAYMENT;
 }
 
 bool

@@ -56,6 +56,8 @@
 /* the follow-up calls (queue_followup.c) */
 /* how long shipping information waits for its order before a new look */
 #define SU_WAITING_RECHECK_S	300
+#define SU_PAYMENT_LOOK_FIRST_S	5	/* 10060001: the first look again */
+#define SU_PAYMENT_LOOK_MAX_S	60	/* ... the longest gap between two */
 /* ... and when the order changed between the claim and the body's read */
 #define SU_DEFERRED_RECHECK_MS	1000
 
@@ -114,6 +116,7 @@ typedef struct SuRetryLimits
 	int			retry_max_ms;	/* shopping_upload.retry_max_delay */
 	int			config_retry_s; /* shopping_upload.config_retry_interval */
 	int			verify_delay_s; /* shopping_upload.verify_delay; 0: none */
+	int			payment_wait_s; /* shopping_upload.payment_wait */
 } SuRetryLimits;
 
 /* the state an answer leaves its order in (su_retry_state_name) */
@@ -123,7 +126,9 @@ typedef enum SuNextState
 	SU_NEXT_RETRYING,			/* tried again at next */
 	SU_NEXT_HELD,				/* held until next (a quota, the config) */
 	SU_NEXT_REJECTED,			/* not again until the order changes */
-	SU_NEXT_DEAD				/* max_attempts used up */
+	SU_NEXT_DEAD,				/* max_attempts used up */
+	SU_NEXT_WAITING_PAYMENT		/* the payment not found yet: looked for
+								 * again at next (trade_shipping) */
 } SuNextState;
 
 /*
@@ -203,6 +208,11 @@ extern int64_t su_retry_verify_next(const SuRetryLimits *l, SuErrClass cls,
  * verify_delay_s later, or 0 (no verify) when verify_delay_s is 0.
  */
 extern int64_t su_retry_verify_first(const SuRetryLimits *l, int64_t accepted);
+extern SuErrClass su_retry_trade_classify(int errcode);
+extern SuNextState su_retry_trade_next(const SuRetryLimits *l, SuErrClass cls,
+									   int errcode, int attempt, int64_t now,
+									   int64_t wait_since, double jitter,
+									   int64_t *next);
 
 /*
  * Does an answer of class cls hold every call of its appid (until

@@ -34,6 +34,7 @@ int			su_retry_base_ms = 1000;
 int			su_retry_max_ms = 600000;
 int			su_config_retry_s = 600;
 int			su_verify_delay_s = 60;
+int			su_payment_wait_s = 600;
 char	   *su_database_name = NULL;
 char	   *su_databases = NULL;
 int			su_workers_per_database = 1;
@@ -356,6 +357,13 @@ su_define_settings(bool preload)
 							&su_config_retry_s, 600, 1, 86400 * 7,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.payment_wait",
+							"How long shipping information for the order shipping management service waits for WeChat to find its payment.",
+							"WeChat answers 10060001 (payment not found) for a while after the payment: the upload is tried again, "
+							"with backoff, in the state waiting_for_payment, for this long after the first such answer; then it is "
+							"rejected, the reason saying so.",
+							&su_payment_wait_s, 600, 1, 86400 * 7,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.verify_delay",
 							"How long after an accepted upload the worker verifies it.",
 							"WeChat links an upload to its payment asynchronously; 0 turns the worker's verifies off.",
@@ -442,6 +450,7 @@ su_retry_limits(void)
 	l.retry_max_ms = su_retry_max_ms;
 	l.config_retry_s = su_config_retry_s;
 	l.verify_delay_s = su_verify_delay_s;
+	l.payment_wait_s = su_payment_wait_s;
 	return l;
 }
 

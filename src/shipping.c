@@ -789,6 +789,13 @@ build_trade_parcel(json_object *list, HeapTuple tup, TupleDesc desc)
 json_object *
 su_build_trade_shipping_payload(int64 order_id, TimestampTz upload_time)
 {
+	return su_build_trade_shipping_payload_ex(order_id, upload_time, false, NULL);
+}
+
+json_object *
+su_build_trade_shipping_payload_ex(int64 order_id, TimestampTz upload_time,
+								   bool quiet, bool *oversized)
+{
 	Oid			order_types[1] = {INT8OID};
 	Oid			parcel_types[2] = {INT8OID, INT4OID};
 	Datum		args[2] = {Int64GetDatum(order_id), 0};
@@ -811,11 +818,23 @@ su_build_trade_shipping_payload(int64 order_id, TimestampTz upload_time)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute_plan(trade_order_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (oversized)
+		*oversized = false;
+	if (SPI_processed == 0 && quiet)
+	{
+		PopActiveSnapshot();
+		return NULL;
+	}
 	if (SPI_processed == 0)
 		su_order_missing(order_id);
 	tt = SPI_tuptable;
 	tup = tt->vals[0];
 	SPI_getbinval(tup, tt->tupdesc, Anum_trade_order_shipping_order_id, &isnull);
+	if (isnull && quiet)
+	{
+		PopActiveSnapshot();
+		return NULL;
+	}
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -827,6 +846,16 @@ su_build_trade_shipping_payload(int64 order_id, TimestampTz upload_time)
 	bytes = shipment_rows(trade_parcels_plan, args, order_id,
 						  su_row_bytes(tup, tt->tupdesc), &parcels, &n_parcels);
 	PopActiveSnapshot();
+	if (bytes > SU_MAX_BODY_BYTES && oversized)
+	{
+		if (parcels)
+			SPI_freetuptable(parcels);
+		SPI_freetuptable(tt);
+		*oversized = true;
+		root = json_object_new_object();
+		su_json_track(root);
+		return root;
+	}
 	if (bytes > SU_MAX_BODY_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -861,4 +890,30 @@ su_build_trade_shipping_payload(int64 order_id, TimestampTz upload_time)
 		SPI_freetuptable(parcels);
 	SPI_freetuptable(tt);
 	return root;
+}
+
+/*
+ * The delivery_ids of delivery_companies, copied into cxt; NULL (the rule
+ * skipped) while the table is empty.  SPI must be connected.
+ */
+char	  **
+su_delivery_ids(MemoryContext cxt, int *n)
+{
+	char	  **ids;
+
+	*n = 0;
+	if (SPI_execute("SELECT d.delivery_id FROM " SU_SCHEMA ".delivery_companies d"
+					" WHERE d.delivery_id IS NOT NULL", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read shopping_upload.delivery_companies");
+	if (SPI_processed == 0)
+		return NULL;
+	ids = MemoryContextAlloc(cxt, sizeof(char *) * SPI_processed);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+
+		ids[(*n)++] = MemoryContextStrdup(cxt, v);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return ids;
 }

@@ -73,5 +73,16 @@ extern struct json_object *su_build_shipping_payload_ex(int64 order_id,
  */
 extern struct json_object *su_build_trade_shipping_payload(int64 order_id,
 														   TimestampTz upload_time);
+/*
+ * The same for the worker and the calls: quiet, NULL when the order or its
+ * shipping information is gone; with oversized, an empty body and
+ * *oversized set instead of the error of a body over SU_MAX_BODY_BYTES.
+ */
+extern struct json_object *su_build_trade_shipping_payload_ex(int64 order_id,
+															  TimestampTz upload_time,
+															  bool quiet,
+															  bool *oversized);
+/* delivery_companies' delivery_ids (NULL while it is empty), in cxt */
+extern char **su_delivery_ids(MemoryContext cxt, int *n);
 
 #endif							/* SU_SHIPPING_H */

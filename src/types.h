@@ -42,6 +42,7 @@ typedef enum SuDue
 	SU_DUE_ORDER,				/* order_state.next_attempt_at */
 	SU_DUE_SHIPPING,			/* shipping_state.next_attempt_at */
 	SU_DUE_VERIFY,				/* order_state.verify_due_at */
+	SU_DUE_TRADE,				/* trade_state.next_attempt_at */
 	SU_DUES
 } SuDue;
 
@@ -94,6 +95,10 @@ typedef struct SuUpload
 	SuErrClass	cls;
 	int64		audit_id;
 	char	   *verify_result;	/* a verify's answer, verbatim; NULL if none */
+	/* the order shipping management service's (trade_shipping) */
+	bool		reship;			/* the body is the payment's one re-ship */
+	bool		completes;		/* accepted, it completes the shipping */
+	TimestampTz payment_wait_since; /* 10060001 first answered (0: none) */
 	const char *next_state;		/* the state its record leads to (a static
 								 * string; NULL: not recorded, or a verify) */
 } SuUpload;

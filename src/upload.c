@@ -29,6 +29,7 @@
 #include "upload.h"
 #include "validate.h"
 #include "validate_shipping.h"
+#include "validate_trade.h"
 #include "spi_util.h"
 #include "text_clean.h"
 #include "queue_sql.h"
@@ -192,7 +193,7 @@ transport_failure(SuUpload *u, char *what)
 }
 
 void
-su_upload_conclude(SuUpload *u)
+su_upload_conclude(SuUpload *u, SuErrClass (*classify) (int errcode))
 {
 	SuHttpRequest *req = &u->req;
 	char		host[256];
@@ -234,7 +235,8 @@ su_upload_conclude(SuUpload *u)
 			u->errmsg = json_object_object_get_ex(answer, "errmsg", &v) &&
 				!json_object_is_type(v, json_type_null) ?
 				su_clean_text_capped(json_object_get_string(v)) : NULL;
-			u->cls = su_retry_classify(u->errcode);
+			/* the kind's reading (the shipping management service has its own) */
+			u->cls = classify(u->errcode);
 			/* a verify's verdict, kept verbatim (a string, or the JSON text) */
 			if (u->keep_result && u->errcode == WX_ERR_OK &&
 				json_object_object_get_ex(answer, "verify_result", &v) &&
@@ -492,6 +494,189 @@ su_shipping_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 			u->errmsg = v.errmsg;
 			u->field = v.field;
 			u->cls = su_retry_classify(v.errcode);
+		}
+		else
+			ok[i] = appid_known(u);
+	}
+	MemoryContextSwitchTo(caller);
+}
+
+/* su_trade_prepare()'s look at the payment's state, with the body built */
+#define TRADE_STATE_SQL \
+	"SELECT o.appid, coalesce(st.finish_count, 0), coalesce(st.reship_allowed, false)," \
+	" coalesce(st.reship_used, false), st.uploaded_version IS NOT NULL," \
+	" st.payment_wait_since," \
+	" coalesce(st.uploaded_body OPERATOR(pg_catalog.=) (CAST($2 AS pg_catalog.jsonb)" \
+	"  OPERATOR(pg_catalog.-) 'upload_time'), false)," \
+	" coalesce((st.uploaded_body OPERATOR(pg_catalog.->) 'delivery_mode')" \
+	"  OPERATOR(pg_catalog.<>) (CAST($2 AS pg_catalog.jsonb) OPERATOR(pg_catalog.->) 'delivery_mode')" \
+	"  OR (st.uploaded_body OPERATOR(pg_catalog.->) 'logistics_type')" \
+	"  OPERATOR(pg_catalog.<>) (CAST($2 AS pg_catalog.jsonb) OPERATOR(pg_catalog.->) 'logistics_type')," \
+	"  false)" \
+	" FROM " SU_SCHEMA ".orders o" \
+	" LEFT JOIN " SU_SCHEMA ".trade_state st ON st.order_id OPERATOR(pg_catalog.=) o.order_id" \
+	" WHERE o.order_id OPERATOR(pg_catalog.=) $1"
+enum
+{
+	Anum_tstate_appid = 1,
+	Anum_tstate_finish_count,
+	Anum_tstate_reship_allowed,
+	Anum_tstate_reship_used,
+	Anum_tstate_has_uploaded,
+	Anum_tstate_payment_wait_since,
+	Anum_tstate_unchanged,		/* the body is the accepted one */
+	Anum_tstate_mode_changed	/* its delivery_mode or logistics_type is not */
+};
+
+/* an integer member of a built body (0: none) */
+static int
+body_int(json_object *payload, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(payload, key, &v) &&
+		json_object_is_type(v, json_type_int) ? json_object_get_int(v) : 0;
+}
+
+/*
+ * The decision the service's one re-ship asks for, before the body is
+ * validated: false when it is not to be sent (deferred: needs_reship, or
+ * unchanged since its accepted upload; or refused here with 10060003).
+ */
+static bool
+trade_may_send(SuUpload *u, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	int			finish_count = DatumGetInt32(SPI_getbinval(tup, desc, Anum_tstate_finish_count, &isnull));
+	bool		allowed = DatumGetBool(SPI_getbinval(tup, desc, Anum_tstate_reship_allowed, &isnull));
+	bool		used = DatumGetBool(SPI_getbinval(tup, desc, Anum_tstate_reship_used, &isnull));
+	bool		has_uploaded = DatumGetBool(SPI_getbinval(tup, desc, Anum_tstate_has_uploaded, &isnull));
+	bool		unchanged = DatumGetBool(SPI_getbinval(tup, desc, Anum_tstate_unchanged, &isnull));
+	bool		mode_changed = DatumGetBool(SPI_getbinval(tup, desc, Anum_tstate_mode_changed, &isnull));
+	Datum		since = SPI_getbinval(tup, desc, Anum_tstate_payment_wait_since, &isnull);
+
+	/* a complete shipping accepted, or a new delivery_mode or logistics_type */
+	bool		reship = finish_count >= 1 || (has_uploaded && mode_changed);
+
+	u->payment_wait_since = isnull ? 0 : DatumGetTimestampTz(since);
+	u->reship = false;			/* until it is sent as one */
+	if (has_uploaded && unchanged && !allowed)
+	{
+		/* WeChat has it: nothing to send (after completion, it would be a re-ship) */
+		u->deferred = true;
+		u->next_state = "uploaded";
+		u->errcode = WX_ERR_OK;
+		u->errmsg = pstrdup("unchanged since its accepted upload: not sent");
+		return false;
+	}
+	if (reship && used)
+	{
+		u->errcode = WX_ERR_TRADE_RESHIP_USED;
+		u->errmsg = pstrdup("the payment's one re-ship was used: WeChat takes no further change "
+							"of its shipping information (refused here, not sent)");
+		u->cls = su_retry_trade_classify(u->errcode);
+		return false;
+	}
+	if (reship && !allowed)
+	{
+		u->deferred = true;
+		u->next_state = "needs_reship";
+		u->errcode = WX_ERR_OK;
+		u->cls = SU_CLASS_DATA;
+		u->errmsg = pstrdup(finish_count >= 1 ?
+							"the shipping was complete and accepted: this change is the payment's one re-ship, "
+							"sent once shopping_upload.reship(order_id) allows it" :
+							"a new delivery_mode or logistics_type after an accepted upload is the payment's one "
+							"re-ship, sent once shopping_upload.reship(order_id) allows it");
+		return false;
+	}
+	u->reship = reship;
+	return true;
+}
+
+void
+su_trade_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+				 MemoryContext *cxts, bool *ok)
+{
+	static SPIPlanPtr plan = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	char	  **ids;
+	int			n_ids = 0;
+
+	su_kept_plan(&plan, TRADE_STATE_SQL, 2, types, 0);
+	ids = su_delivery_ids(caller, &n_ids);
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+		MemoryContext cxt = cxts ? cxts[i] : caller;
+		FirstViolation v = {0};
+		json_object *payload;
+		bool		oversized = false;
+		Datum		args[2];
+		char	   *appid;
+
+		payload = su_build_trade_shipping_payload_ex(u->order_id, upload_times[i],
+													 true, &oversized);
+		MemoryContextSwitchTo(cxt);
+		u->sent = false;
+		u->cls = SU_CLASS_OK;
+		u->gone = (payload == NULL);
+		ok[i] = false;
+		if (u->gone)
+			continue;
+		u->upload_time = su_format_upload_time(upload_times[i]);
+		if (oversized)
+		{
+			u->errcode = WX_ERR_POST_DATA_TOO_LONG;
+			u->errmsg = psprintf("the shipping information's text is over %d bytes, the most a body may hold; "
+								 "it was not built nor sent", SU_MAX_BODY_BYTES);
+			u->cls = su_retry_classify(u->errcode);
+			continue;
+		}
+		u->body = su_json_text(payload, &u->body_len);
+		u->payload = NULL;		/* the audit reads the body */
+		u->completes = body_int(payload, "delivery_mode") == 1;
+		{
+			json_object *all;
+
+			if (json_object_object_get_ex(payload, "is_all_delivered", &all) &&
+				json_object_is_type(all, json_type_boolean) &&
+				json_object_get_boolean(all))
+				u->completes = true;
+		}
+
+		args[0] = Int64GetDatum(u->order_id);
+		args[1] = su_text_datum(u->body);
+		if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the trade shipping state of order " INT64_FORMAT,
+				 u->order_id);
+		MemoryContextSwitchTo(cxt);
+		if (SPI_processed == 0)
+		{
+			u->gone = true;
+			continue;
+		}
+		appid = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, Anum_tstate_appid);
+		u->appid = appid ? pstrdup(appid) :
+			(su_appid != NULL && su_appid[0] != '\0') ? pstrdup(su_appid) : NULL;
+		if (!trade_may_send(u, SPI_tuptable->vals[0], SPI_tuptable->tupdesc))
+		{
+			SPI_freetuptable(SPI_tuptable);
+			MemoryContextSwitchTo(cxt);
+			continue;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextSwitchTo(cxt);
+		su_validate_trade_shipping(payload, (const char *const *) ids, (size_t) n_ids,
+								   keep_first, &v, interrupt_pending, NULL);
+		CHECK_FOR_INTERRUPTS();
+		if (v.count > 0)
+		{
+			u->errcode = v.errcode;
+			u->errmsg = v.errmsg;
+			u->field = v.field;
+			u->cls = su_retry_trade_classify(v.errcode);
 		}
 		else
 			ok[i] = appid_known(u);

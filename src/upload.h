@@ -37,13 +37,25 @@ extern void su_shipping_prepare(int n, SuUpload **us,
 								MemoryContext *cxts, bool *ok);
 
 /*
+ * The order shipping management service's bodies of n payments, as
+ * su_upload_prepare(); one that is not to be sent is deferred (its
+ * next_state needs_reship, or uploaded when WeChat has it unchanged), or
+ * refused here with 10060003 once the re-ship was used.
+ */
+extern void su_trade_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+							 MemoryContext *cxts, bool *ok);
+
+/*
  * Sets the request up for a token, to path (the kind's, under
  * api_base_url); u->req is then ready to be started.
  */
 extern void su_upload_request(SuUpload *u, const char *path, const char *token);
 
-/* Reads the finished request into errcode/errmsg/cls; releases its body. */
-extern void su_upload_conclude(SuUpload *u);
+/*
+ * Reads the finished request into errcode/errmsg/cls (WeChat's errcode as
+ * classify, the kind's, reads it); releases its body.
+ */
+extern void su_upload_conclude(SuUpload *u, SuErrClass (*classify) (int errcode));
 
 /* Records a failure to get a token as the attempt's outcome. */
 extern void su_upload_token_failed(SuUpload *u, int errcode, const char *errmsg);

@@ -860,7 +860,7 @@ step_send(TimestampTz now)
 		}
 		else
 		{
-			su_upload_conclude(&f->u);
+			su_upload_conclude(&f->u, su_kind(f->u.kind)->classify);
 			dlist_push_tail(&fleet.done, &f->node);
 		}
 		fleet.in_hand = NULL;
@@ -885,7 +885,7 @@ step_collect(void)
 		dlist_delete(&f->node);
 		fleet.n_inflight--;
 		fleet.in_hand = f;
-		su_upload_conclude(&f->u);
+		su_upload_conclude(&f->u, su_kind(f->u.kind)->classify);
 		su_apps_maybe_hold(&f->u);
 		fleet.in_hand = NULL;
 		MemoryContextSwitchTo(old);

@@ -1,0 +1,382 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue_trade.c
+ *		Where each payment's shipping information stands at WeChat's order
+ *		shipping management service (shopping_upload.trade_state): its
+ *		claim, its lease by hand, the record of its answers and reship().
+ *
+ * The service's rules that span calls live here and in retry.c: a payment
+ * WeChat has not found yet (10060001) waits for it, waiting_for_payment,
+ * for up to shopping_upload.payment_wait; once a payment's shipping is
+ * complete and accepted (finish_count 1), a change is the payment's one
+ * re-ship, sent only after reship() (needs_reship until then), and after it
+ * (reship_used) a change is refused here with 10060003.  Which body is a
+ * re-ship is decided when it is built (su_trade_prepare(), upload.c), in
+ * the claim's transaction, from the row the claim locked.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "common.h"
+#include "queue.h"
+#include "queue_commit.h"
+#include "retry.h"
+#include "settings.h"
+#include "spi_util.h"
+#include "queue_sql.h"
+
+enum
+{
+	Anum_tclaim_order_id = 1,
+	Anum_tclaim_version,
+	Anum_tclaim_attempts,
+	Anum_tclaim_upload_time,
+	Anum_tclaim_queued_at
+};
+
+int
+su_trade_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {INT4OID, FLOAT8OID, INT4OID, INT4OID};
+	Datum		args[4] = {Int32GetDatum(max), Float8GetDatum((double) su_lease_s),
+	Int32GetDatum(share->n), Int32GetDatum(share->part)};
+	bool		isnull;
+
+	/* as su_queue_claim(): the first due hints, their rows locked, leased */
+	su_kept_plan(&plan,
+				 "WITH c AS (SELECT d.order_id, d.next_attempt_at,"
+				 "  coalesce(d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now(),"
+				 "   false) AS go"
+				 "  FROM " SU_SCHEMA ".trade_state d"
+				 "  WHERE d.order_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				 "   SELECT t.order_id FROM " SU_SCHEMA ".due t"
+				 "   WHERE " SU_SQL_DUE_KIND("t", SU_HINT_TRADE)
+				 "   AND t.at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+				 "   AND " SU_SQL_IN_SHARE("t", "$3", "$4")
+				 "   ORDER BY t.at LIMIT $1 OPERATOR(pg_catalog.*) " SU_CLAIM_CANDIDATES "))"
+				 "  LIMIT $1 FOR UPDATE OF d SKIP LOCKED),"
+				 " w AS (UPDATE " SU_SCHEMA ".trade_state s SET state = 'uploading',"
+				 " next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
+				 "  pg_catalog.make_interval(secs => $2),"
+				 " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
+				 " last_upload_time = greatest(pg_catalog.date_trunc('milliseconds',"
+				 "  pg_catalog.clock_timestamp()),"
+				 "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
+				 " updated_at = pg_catalog.now()"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c.order_id FROM c WHERE c.go))"
+				 " RETURNING s.order_id, s.version, s.attempts, s.last_upload_time,"
+				 "  CASE WHEN s.uploaded_version OPERATOR(pg_catalog.=) s.version"
+				 "  THEN NULL ELSE s.queued_at END AS queued_at, s.next_attempt_at),"
+				 " f AS (SELECT w.order_id, w.next_attempt_at AS hint_at FROM w"
+				 "  UNION ALL SELECT c.order_id, c.next_attempt_at FROM c WHERE NOT c.go),"
+				 SU_SQL_HINT_CTES("", SU_HINT_TRADE, "f")
+				 " SELECT w.order_id, w.version, w.attempts, w.last_upload_time, w.queued_at FROM w",
+				 4, types, CURSOR_OPT_GENERIC_PLAN);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim trade shipping uploads");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		out[i].order_id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_tclaim_order_id, &isnull));
+		out[i].version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_tclaim_version, &isnull));
+		out[i].attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_tclaim_attempts, &isnull));
+		out[i].upload_time = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_tclaim_upload_time, &isnull));
+		out[i].queued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_tclaim_queued_at, &isnull));
+		if (isnull)
+			out[i].queued_at = 0;
+	}
+	*looked_at = (int) SPI_processed;
+	return (int) SPI_processed;
+}
+
+enum
+{
+	Anum_tbegin_has_shipping = 1
+};
+
+enum
+{
+	Anum_tflight_in_flight = 1,
+	Anum_tflight_accepted
+};
+
+enum
+{
+	Anum_tlease_upload_time = 1,
+	Anum_tlease_version,
+	Anum_tlease_attempts,
+	Anum_tlease_queued_at
+};
+
+TimestampTz
+su_trade_begin(int64 order_id, SuUpload *u)
+{
+	static SPIPlanPtr check_plan = NULL;
+	static SPIPlanPtr flight_plan = NULL;
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+	Oid			lease_types[2] = {INT8OID, FLOAT8OID};
+	Datum		lease_args[2] = {Int64GetDatum(order_id), Float8GetDatum((double) su_lease_s)};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	int			ret;
+
+	su_kept_plan(&check_plan,
+				 "SELECT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+				 "  WHERE h.order_id OPERATOR(pg_catalog.=) o.order_id)"
+				 " FROM " SU_SCHEMA ".orders o WHERE o.order_id OPERATOR(pg_catalog.=) $1",
+				 1, types, 0);
+	if (SPI_execute_plan(check_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		su_order_missing(order_id);
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									Anum_tbegin_has_shipping, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("order " INT64_FORMAT " has no shipping information", order_id),
+				 errhint("Store it in shopping_upload.shippings and shipments, or with shopping_upload.import_shipping().")));
+	SPI_freetuptable(SPI_tuptable);
+
+	/* one request per payment in flight: the state row, locked, says */
+	su_kept_plan(&flight_plan,
+				 "SELECT " SU_SQL_IN_FLIGHT("h") ", " SU_SQL_ACCEPTED("h")
+				 " FROM " SU_SCHEMA ".trade_state h"
+				 " WHERE h.order_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+				 1, types, 0);
+	if (SPI_execute_plan(flight_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the trade shipping state of order " INT64_FORMAT, order_id);
+	if (SPI_processed > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_tflight_in_flight, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("the shipping information of order " INT64_FORMAT " is being uploaded to the shipping management service by the worker",
+						order_id),
+				 errdetail("One request per payment is in flight at a time."),
+				 errhint("Wait until its trade_shipping_state in shopping_upload.order_status is no longer \"uploading\".")));
+	u->was_accepted = SPI_processed > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   Anum_tflight_accepted, &isnull));
+
+	/* leased, as su_shipping_begin() leases shipping information */
+	su_kept_plan(&plan, SU_SQL_HINTED(SU_HINT_TRADE,
+									  "INSERT INTO " SU_SCHEMA ".trade_state AS s"
+									  " (order_id, last_upload_time, attempts, state, next_attempt_at)"
+									  " VALUES ($1, pg_catalog.date_trunc('milliseconds',"
+									  "  pg_catalog.clock_timestamp()), 1, 'uploading',"
+									  "  pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $2))"
+									  " ON CONFLICT (order_id) DO UPDATE SET"
+									  " last_upload_time = greatest(EXCLUDED.last_upload_time,"
+									  "  s.last_upload_time OPERATOR(pg_catalog.+) interval '1 millisecond'),"
+									  " attempts = s.attempts OPERATOR(pg_catalog.+) 1,"
+									  " state = 'uploading', next_attempt_at = EXCLUDED.next_attempt_at,"
+									  " updated_at = pg_catalog.now()"
+									  " RETURNING s.order_id, s.next_attempt_at AS hint_at,"
+									  "  s.last_upload_time, s.version, s.attempts, s.queued_at",
+									  "w.last_upload_time, w.version, w.attempts, w.queued_at"),
+				 2, lease_types, 0);
+	su_queue_own_insert(true);
+	ret = SPI_execute_plan(plan, lease_args, NULL, false, 0);
+	su_queue_own_insert(false);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not start an attempt on the trade shipping of order " INT64_FORMAT,
+			 order_id);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	u->version = DatumGetInt64(SPI_getbinval(tup, desc, Anum_tlease_version, &isnull));
+	u->attempt = DatumGetInt32(SPI_getbinval(tup, desc, Anum_tlease_attempts, &isnull));
+	u->lease_attempt = u->attempt;
+	u->queued_at = u->was_accepted ? 0 :
+		DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_tlease_queued_at, &isnull));
+	return DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_tlease_upload_time, &isnull));
+}
+
+/*
+ * The state an answer leads to (retry.c decides; the jitter is drawn here),
+ * and the reason kept with it: a payment never found gets its own.
+ */
+static const char *
+trade_next_state(SuUpload *u, TimestampTz now, TimestampTz *next, char **reason)
+{
+	SuRetryLimits limits = su_retry_limits();
+	SuNextState st;
+
+	st = su_retry_trade_next(&limits, u->cls, u->errcode, u->attempt, now,
+							 u->payment_wait_since,
+							 pg_prng_double(&pg_global_prng_state), next);
+	*reason = u->errmsg;
+	if (st == SU_NEXT_REJECTED && u->errcode == WX_ERR_TRADE_PAYMENT_NOT_FOUND)
+		*reason = psprintf("WeChat did not find the payment within shopping_upload.payment_wait "
+						   "(%d s after its first 10060001): check the order's key (transaction_id, "
+						   "or mchid and out_trade_no) and that the payment was made through this "
+						   "Mini Program; shopping_upload.upload_trade_shipping(order_id) tries again. WeChat said: %s",
+						   limits.payment_wait_s, u->errmsg ? u->errmsg : "");
+	return su_retry_state_name(st);
+}
+
+int
+su_trade_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
+{
+	static SPIPlanPtr plan = NULL;
+#define NCOLS 11
+	Oid			types[NCOLS] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+		TIMESTAMPTZARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+	BOOLARRAYOID, BOOLARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
+	Datum		args[NCOLS];
+	Datum	   *v[NCOLS];
+	bool	   *nul[NCOLS];
+	TimestampTz now = GetCurrentTimestamp();
+	int			n_recorded;
+
+	/*
+	 * As su_shipping_record(): a change while in flight is due at once (its
+	 * body is decided again: a re-ship or not).  What an accepted body did
+	 * is kept whatever: it completed the shipping (finish_count), it was
+	 * the one re-ship (reship_used; not when WeChat changed nothing,
+	 * 10060023), and the body itself, to tell a later change from none.  A
+	 * body not sent (u.sent_none: needs_reship, or unchanged) gives its
+	 * claim's attempt back.
+	 */
+	su_kept_plan(&plan,
+				 "WITH w AS (WITH l AS (SELECT h.order_id FROM " SU_SCHEMA ".trade_state h"
+				 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+				 "  FOR UPDATE SKIP LOCKED)"
+				 " UPDATE " SU_SCHEMA ".trade_state s SET"
+				 " state = CASE WHEN s.version OPERATOR(pg_catalog.=) u.version"
+				 "  THEN u.state ELSE 'pending' END,"
+				 " next_attempt_at = CASE WHEN s.version OPERATOR(pg_catalog.=) u.version"
+				 "  THEN u.next ELSE pg_catalog.now() END,"
+				 " uploaded_version = CASE WHEN u.ok"
+				 "  THEN greatest(s.uploaded_version, u.version)"
+				 "  ELSE s.uploaded_version END,"
+				 " attempts = CASE WHEN u.unsent"
+				 "  THEN greatest(s.attempts OPERATOR(pg_catalog.-) 1, 0) ELSE s.attempts END,"
+				 " last_errcode = u.errcode, last_errmsg = u.errmsg,"
+				 " payment_wait_since = CASE WHEN u.errcode OPERATOR(pg_catalog.=) 10060001"
+				 "  THEN coalesce(s.payment_wait_since, pg_catalog.now()) ELSE NULL END,"
+				 " finish_count = CASE WHEN u.ok AND u.reship AND u.errcode OPERATOR(pg_catalog.=) 0 THEN 2"
+				 "  WHEN u.ok AND u.completes THEN greatest(s.finish_count, 1)"
+				 "  ELSE s.finish_count END,"
+				 " reship_used = s.reship_used OR (u.ok AND u.reship AND u.errcode OPERATOR(pg_catalog.=) 0),"
+				 " reship_allowed = s.reship_allowed AND NOT (u.ok AND u.reship),"
+				 " uploaded_body = CASE WHEN u.ok AND u.body IS NOT NULL"
+				 "  THEN CAST(u.body AS pg_catalog.jsonb) OPERATOR(pg_catalog.-) 'upload_time'"
+				 "  ELSE s.uploaded_body END,"
+				 " updated_at = pg_catalog.now()"
+				 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+				 "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+				 "  pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+				 "  pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11))"
+				 "  AS u(order_id, version, state, next, ok, errcode, errmsg, reship,"
+				 "   completes, body, unsent), l"
+				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
+				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
+				 " RETURNING s.order_id, s.next_attempt_at AS hint_at,"
+				 "  s.version OPERATOR(pg_catalog.=) u.version AS as_planned),"
+				 SU_SQL_HINT_CTES("", SU_HINT_TRADE, "w")
+				 " SELECT w.order_id, w.hint_at, w.as_planned FROM w",
+				 NCOLS, types, 0);
+	for (int c = 0; c < NCOLS; c++)
+	{
+		v[c] = palloc(sizeof(Datum) * n);
+		nul[c] = palloc0(sizeof(bool) * n);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+		TimestampTz next = 0;
+		char	   *reason = u->errmsg;
+		bool		ok;
+
+		if (u->deferred)
+			next = 0;			/* needs_reship, or unchanged: nothing planned */
+		else
+			u->next_state = trade_next_state(u, now, &next, &reason);
+		ok = (u->cls == SU_CLASS_OK);
+		v[0][i] = Int64GetDatum(u->order_id);
+		v[1][i] = Int64GetDatum(u->version);
+		v[2][i] = CStringGetTextDatum(u->next_state);
+		v[3][i] = TimestampTzGetDatum(next);
+		nul[3][i] = (next == 0);
+		v[4][i] = BoolGetDatum(ok);
+		v[5][i] = Int32GetDatum(u->errcode);
+		if (reason)
+			v[6][i] = CStringGetTextDatum(reason);
+		else
+			nul[6][i] = true;
+		v[7][i] = BoolGetDatum(u->reship);
+		v[8][i] = BoolGetDatum(u->completes);
+		if (ok && u->sent && u->body)
+			v[9][i] = CStringGetTextDatum(u->body);
+		else
+			nul[9][i] = true;
+		v[10][i] = BoolGetDatum(u->deferred);
+		recorded[i] = false;
+	}
+	args[0] = su_array(v[0], NULL, n, INT8OID);
+	args[1] = su_array(v[1], NULL, n, INT8OID);
+	args[2] = su_array(v[2], NULL, n, TEXTOID);
+	args[3] = su_array(v[3], nul[3], n, TIMESTAMPTZOID);
+	args[4] = su_array(v[4], NULL, n, BOOLOID);
+	args[5] = su_array(v[5], NULL, n, INT4OID);
+	args[6] = su_array(v[6], nul[6], n, TEXTOID);
+	args[7] = su_array(v[7], NULL, n, BOOLOID);
+	args[8] = su_array(v[8], NULL, n, BOOLOID);
+	args[9] = su_array(v[9], nul[9], n, TEXTOID);
+	args[10] = su_array(v[10], NULL, n, BOOLOID);
+#undef NCOLS
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not record the outcome of %d trade shipping uploads", n);
+	n_recorded = su_queue_mark_recorded(us, n, recorded, earliest, SU_DUE_TRADE);
+	SPI_freetuptable(SPI_tuptable);
+	if (n_recorded < n)
+	{
+		n_recorded += su_queue_mark_gone(us, n, recorded, args[0], SU_DUE_TRADE);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	return n_recorded;
+}
+
+bool
+su_trade_reship(int64 order_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+
+	/*
+	 * Allowed once the shipping was complete and accepted, and the re-ship
+	 * not used: the row is due now, and its body goes as the re-ship (a
+	 * request in flight keeps its lease; the record makes it due).
+	 */
+	su_kept_plan(&plan, SU_SQL_HINTED(SU_HINT_TRADE,
+									  "UPDATE " SU_SCHEMA ".trade_state s SET reship_allowed = true,"
+									  " state = CASE WHEN " SU_SQL_IN_FLIGHT("s") " THEN s.state ELSE 'pending' END,"
+									  " next_attempt_at = CASE WHEN " SU_SQL_IN_FLIGHT("s")
+									  "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
+									  " attempts = 0, updated_at = pg_catalog.now()"
+									  " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
+									  " AND s.finish_count OPERATOR(pg_catalog.>=) 1 AND NOT s.reship_used"
+									  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
+									  "w.order_id"),
+				 1, types, 0);
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not allow the re-ship of order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		return false;
+	su_queue_wake_at_commit(SU_DUE_TRADE);
+	return true;
+}
