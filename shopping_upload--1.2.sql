@@ -345,7 +345,8 @@ CREATE TABLE audit (
 	duration_ms double precision,
 	/* what the row is the attempt of; a verify's answer */
 	kind		text NOT NULL DEFAULT 'order'
-		CHECK (kind IN ('order', 'verify', 'shipping', 'trade_shipping')),
+		CHECK (kind IN ('order', 'verify', 'shipping', 'trade_shipping', 'trade_order',
+					   'trade_confirm')),
 	verify_result text,
 	/* added in 1.2: the version sent, when it was queued, the body's digest */
 	version		bigint,
@@ -544,8 +545,22 @@ CREATE TABLE trade_state (
 	estimated_settlement_at timestamptz,
 	settled_at	timestamptz,
 	shipping_reminded_at timestamptz,	/* the 48-hour reminder */
-	confirm_notified_at timestamptz,	/* notify_confirm_receive done */
-	checked_at	timestamptz		/* get_order last answered */
+	checked_at	timestamptz,	/* get_order last answered */
+	wechat_order jsonb,			/* ... its order object */
+	unshipped_resends integer NOT NULL DEFAULT 0,	/* sent again because
+													 * get_order showed it
+													 * unshipped (at most 2) */
+	/* the worker's get_order: next (while asking, the lease's end; NULL: none) */
+	check_due_at timestamptz,
+	check_attempts integer NOT NULL DEFAULT 0,
+	check_errcode integer,
+	check_errmsg text,
+	/* the receipt reminder (notify_confirm_receive), once */
+	confirm_due_at timestamptz,
+	confirm_attempts integer NOT NULL DEFAULT 0,
+	confirm_notified_at timestamptz,
+	confirm_errcode integer,
+	confirm_errmsg text
 ) WITH (fillfactor = 70);
 
 COMMENT ON TABLE trade_state IS
@@ -568,6 +583,26 @@ CREATE FUNCTION reship(order_id bigint)
 RETURNS void
 AS 'MODULE_PATHNAME', 'su_reship_sql'
 LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION get_trade_order(order_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'su_get_trade_order_sql'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION get_trade_order(bigint) IS
+'Asks the order shipping management service for the payment of an order now (get_order): stores WeChat''s state in trade_state, answers WeChat''s order object';
+
+CREATE FUNCTION notify_confirm_receive(order_id bigint,
+	received_at timestamptz DEFAULT NULL)
+RETURNS TABLE (errcode integer, errmsg text, http_status integer,
+	audit_id bigint)
+AS 'MODULE_PATHNAME', 'su_notify_confirm_receive_sql'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION notify_confirm_receive(bigint, timestamptz) IS
+'Asks WeChat to remind the buyer to confirm receipt (once a payment): received_at, or shippings.received_at, is when the parcel was signed for';
 
 COMMENT ON FUNCTION reship(bigint) IS
 'Allows the payment''s one re-ship: the shipping information as it is now is sent once more, after its shipping was complete and accepted';

@@ -52,7 +52,8 @@ restored(SuUpload *u, TimestampTz *earliest)
 }
 
 bool
-su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
+su_call_prepare(SuKind kind, int64 order_id, TimestampTz given_at, SuUpload *u,
+				SuCredentials *creds)
 {
 	const SuKindInfo *k = su_kind(kind);
 	MemoryContext cxt = CurrentMemoryContext;
@@ -65,6 +66,7 @@ su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
 	u->by_hand = true;
 	u->kind = kind;
 	u->order_id = order_id;
+	u->given_at = given_at;
 
 	/*
 	 * The body tables first, as the worker's claim takes them, waiting: a
@@ -79,8 +81,8 @@ su_call_prepare(SuKind kind, int64 order_id, SuUpload *u, SuCredentials *creds)
 	if (u->deferred && u->next_state != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the shipping information of order " INT64_FORMAT " was not sent: %s",
-						order_id, u->errmsg),
+				 errmsg("%s(" INT64_FORMAT ") sent nothing: %s",
+						k->function, order_id, u->errmsg),
 				 strcmp(u->next_state, "needs_reship") == 0 ?
 				 errhint("Call shopping_upload.reship(" INT64_FORMAT ") to send it as the payment's one re-ship.",
 						 order_id) : 0));

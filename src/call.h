@@ -34,7 +34,8 @@
  * su_call_record_state(), so that the audit row never waits for it.
  */
 struct SuCredentials;
-extern bool su_call_prepare(SuKind kind, int64 order_id, SuUpload *u,
+extern bool su_call_prepare(SuKind kind, int64 order_id, TimestampTz given_at,
+							SuUpload *u,
 							struct SuCredentials *creds);
 extern bool su_call_send(SuUpload *u, const struct SuCredentials *creds,
 						 int round);

@@ -18,6 +18,16 @@
  */
 #define SU_MAX_BODY_BYTES (1024 * 1024)
 
+/*
+ * The most of an answer's member kept (get_order's order object): a larger
+ * one is not kept.  A call by hand hands it back through its slot.
+ */
+#define SU_RESULT_MAX_BYTES (16 * 1024)
+
+/* a timestamptz as the Unix seconds WeChat's /wxa/sec/order calls take */
+#define su_unix_seconds(t) \
+	((t) / INT64CONST(1000000) + INT64CONST(946684800))
+
 /* Raises "order N does not exist" (ERRCODE_NO_DATA_FOUND). */
 #if PG_VERSION_NUM >= 180000
 /* PostgreSQL 18 replaced pg_attribute_noreturn() with pg_noreturn */

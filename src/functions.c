@@ -63,6 +63,8 @@ PG_FUNCTION_INFO_V1(su_verify_shopping_info_sql);
 PG_FUNCTION_INFO_V1(su_upload_shipping_info_sql);
 PG_FUNCTION_INFO_V1(su_upload_trade_shipping_sql);
 PG_FUNCTION_INFO_V1(su_reship_sql);
+PG_FUNCTION_INFO_V1(su_get_trade_order_sql);
+PG_FUNCTION_INFO_V1(su_notify_confirm_receive_sql);
 PG_FUNCTION_INFO_V1(su_claim_waits_sql);
 PG_FUNCTION_INFO_V1(su_worker_status_sql);
 
@@ -341,6 +343,63 @@ su_upload_trade_shipping_sql(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	su_sync_call(SU_KIND_TRADE_SHIPPING, order_id, &u);
+	values[0] = Int32GetDatum(u.errcode);
+	if (u.errmsg)
+		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
+	else
+		nulls[1] = true;
+	values[2] = Int32GetDatum((int32) u.http_status);
+	nulls[2] = !u.sent || u.http_status == 0;
+	values[3] = Int64GetDatum(u.audit_id);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * get_trade_order(order_id bigint) RETURNS jsonb: WeChat's order object
+ * (NULL when its answer had none); WeChat's refusal is an error.
+ */
+Datum
+su_get_trade_order_sql(PG_FUNCTION_ARGS)
+{
+	int64		order_id = PG_GETARG_INT64(0);
+	SuSyncResult u;
+
+	su_require_extension_version();
+	su_sync_call(SU_KIND_TRADE_ORDER, order_id, &u);
+	if (u.errcode != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("get_order of order " INT64_FORMAT " failed: errcode %d: %s",
+						order_id, u.errcode, u.errmsg ? u.errmsg : ""),
+				 u.audit_id != 0 ? errdetail("Audit row " INT64_FORMAT ".", u.audit_id) : 0,
+				 errhint("10060001: WeChat does not find the payment (its key, or not paid through this Mini Program); "
+						 "-1 and 10060012: try again.")));
+	if (u.result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(u.result)));
+}
+
+/*
+ * notify_confirm_receive(order_id bigint, received_at timestamptz DEFAULT
+ * NULL) RETURNS TABLE (errcode, errmsg, http_status, audit_id)
+ */
+Datum
+su_notify_confirm_receive_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	SuSyncResult u;
+
+	su_require_extension_version();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("order_id must not be NULL")));
+	InitMaterializedSRF(fcinfo, 0);
+	su_sync_call_at(SU_KIND_TRADE_CONFIRM, PG_GETARG_INT64(0),
+					PG_ARGISNULL(1) ? 0 : PG_GETARG_TIMESTAMPTZ(1), &u);
 	values[0] = Int32GetDatum(u.errcode);
 	if (u.errmsg)
 		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));

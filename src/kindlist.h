@@ -56,3 +56,16 @@ SU_KIND(SU_KIND_TRADE_SHIPPING, "trade_shipping", "upload_trade_shipping",
 		"/wxa/sec/order/upload_shipping_info", SU_DUE_TRADE, trade_tables,
 		su_trade_claim, su_trade_begin, su_trade_prepare, su_trade_record,
 		su_retry_trade_classify)
+
+/* get_order: WeChat's view of the payment, after its shipping was accepted */
+SU_KIND(SU_KIND_TRADE_ORDER, "trade_order", "get_trade_order",
+		"/wxa/sec/order/get_order", SU_DUE_TRADE_CHECK, trade_check_tables,
+		su_trade_check_claim, su_trade_check_begin, su_trade_check_prepare,
+		su_trade_check_record, su_retry_trade_classify)
+
+/* notify_confirm_receive: the buyer reminded to confirm receipt, once */
+SU_KIND(SU_KIND_TRADE_CONFIRM, "trade_confirm", "notify_confirm_receive",
+		"/wxa/sec/order/notify_confirm_receive", SU_DUE_TRADE_CONFIRM,
+		trade_confirm_tables, su_trade_confirm_claim, su_trade_confirm_begin,
+		su_trade_confirm_prepare, su_trade_confirm_record,
+		su_retry_trade_confirm_classify)

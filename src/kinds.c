@@ -25,6 +25,8 @@ static const char *const shipping_tables[] = {"orders", "items", "shippings",
 static const char *const verify_tables[] = {"orders"};
 static const char *const trade_tables[] = {"orders", "items", "shippings",
 "shipments", "shipment_items"};
+static const char *const trade_check_tables[] = {"orders"};
+static const char *const trade_confirm_tables[] = {"orders", "shippings"};
 
 const SuKindInfo su_kinds[SU_KINDS] = {
 #define SU_KIND(symbol, name_, function_, path_, due_, tables_, \

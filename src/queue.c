@@ -164,6 +164,8 @@ state_table(SuDue due)
 		case SU_DUE_SHIPPING:
 			return "shipping_state";
 		case SU_DUE_TRADE:
+		case SU_DUE_TRADE_CHECK:
+		case SU_DUE_TRADE_CONFIRM:
 			return "trade_state";
 		case SU_DUE_ORDER:
 		case SU_DUE_VERIFY:
@@ -758,19 +760,20 @@ su_queue_forget(int64 order_id, SuDue due)
 	static SPIPlanPtr plans[SU_DUES];
 	Oid			types[1] = {INT8OID};
 	Datum		args[1] = {Int64GetDatum(order_id)};
-	bool		shipping = (due == SU_DUE_SHIPPING || due == SU_DUE_TRADE);
+	bool		trade = (due == SU_DUE_TRADE || due == SU_DUE_TRADE_CHECK ||
+						 due == SU_DUE_TRADE_CONFIRM);
+	bool		shipping = (due == SU_DUE_SHIPPING || trade);
 
 	/* a statement of its own: a fresh snapshot sees every committed row */
-	if (due == SU_DUE_TRADE)
+	if (trade)
+	{
+		due = SU_DUE_TRADE;
 		su_kept_plan(&plans[due],
-					 SU_SQL_HINTED(SU_HINT_TRADE,
-								   "DELETE FROM " SU_SCHEMA ".trade_state s"
-								   " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
-								   " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
-								   "  WHERE h.order_id OPERATOR(pg_catalog.=) $1)"
-								   " RETURNING s.order_id, CAST(NULL AS pg_catalog.timestamptz) AS hint_at",
-								   "w.order_id"),
+					 SU_SQL_TRADE_FORGET("s.order_id OPERATOR(pg_catalog.=) $1"
+										 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+										 "  WHERE h.order_id OPERATOR(pg_catalog.=) $1)"),
 					 1, types, 0);
+	}
 	su_kept_plan(&plans[due], shipping ?
 				 SU_SQL_HINTED(SU_HINT_SHIPPING,
 							   "DELETE FROM " SU_SCHEMA ".shipping_state s"
@@ -882,7 +885,8 @@ su_queue_claim(int max, const SuPartition *share, SuClaim *out, int *looked_at)
 
 /* due_plan's columns: one per due column, k + 1 for SuDue k */
 StaticAssertDecl(SU_DUE_ORDER == 0 && SU_DUE_SHIPPING == 1 &&
-				 SU_DUE_VERIFY == 2 && SU_DUE_TRADE == 3 && SU_DUES == 4,
+				 SU_DUE_VERIFY == 2 && SU_DUE_TRADE == 3 &&
+				 SU_DUE_TRADE_CHECK == 4 && SU_DUE_TRADE_CONFIRM == 5 && SU_DUES == 6,
 				 "the columns of due_plan follow SuDue");
 
 /*
@@ -983,7 +987,11 @@ rebuild_hints(bool force)
 							" UNION ALL SELECT '" SU_HINT_SHIPPING "', s.order_id, s.next_attempt_at"
 							"  FROM " SU_SCHEMA ".shipping_state s WHERE s.next_attempt_at IS NOT NULL"
 							" UNION ALL SELECT '" SU_HINT_TRADE "', s.order_id, s.next_attempt_at"
-							"  FROM " SU_SCHEMA ".trade_state s WHERE s.next_attempt_at IS NOT NULL) r"
+							"  FROM " SU_SCHEMA ".trade_state s WHERE s.next_attempt_at IS NOT NULL"
+							" UNION ALL SELECT '" SU_HINT_TRADE_CHECK "', s.order_id, s.check_due_at"
+							"  FROM " SU_SCHEMA ".trade_state s WHERE s.check_due_at IS NOT NULL"
+							" UNION ALL SELECT '" SU_HINT_TRADE_CONFIRM "', s.order_id, s.confirm_due_at"
+							"  FROM " SU_SCHEMA ".trade_state s WHERE s.confirm_due_at IS NOT NULL) r"
 							" ORDER BY r.kind, r.order_id"
 							" ON CONFLICT (kind, order_id) DO UPDATE"
 							" SET at = LEAST(h.at, EXCLUDED.at)", false, 0) != SPI_OK_INSERT)
@@ -1071,6 +1079,12 @@ su_queue_next_due(TimestampTz *due)
 				 "  ORDER BY t.at LIMIT 1),"
 				 " (SELECT t.at FROM " SU_SCHEMA ".due t"
 				 "  WHERE " SU_SQL_DUE_KIND("t", SU_HINT_TRADE) HAS_ROW("trade_state")
+				 "  ORDER BY t.at LIMIT 1),"
+				 " (SELECT t.at FROM " SU_SCHEMA ".due t"
+				 "  WHERE " SU_SQL_DUE_KIND("t", SU_HINT_TRADE_CHECK) HAS_ROW("trade_state")
+				 "  ORDER BY t.at LIMIT 1),"
+				 " (SELECT t.at FROM " SU_SCHEMA ".due t"
+				 "  WHERE " SU_SQL_DUE_KIND("t", SU_HINT_TRADE_CONFIRM) HAS_ROW("trade_state")
 				 "  ORDER BY t.at LIMIT 1),"
 				 " EXISTS (SELECT FROM " SU_SCHEMA ".due t"
 				 "  WHERE " SU_SQL_DUE_MARKER("t") ")",

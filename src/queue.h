@@ -131,6 +131,23 @@ extern int	su_trade_record(SuUpload **us, int n, bool *recorded,
 extern bool su_trade_reship(int64 order_id);
 
 /*
+ * The payment's follow-ups at the service, each as verify is to an upload:
+ * get_order (reconciliation: after each accepted upload, then every
+ * reconcile_interval until complete, refunded or settled) and the receipt
+ * reminder (once an express shipping is accepted and signed for).
+ */
+extern int	su_trade_check_claim(int max, const SuPartition *share, SuClaim *out,
+								 int *looked_at);
+extern TimestampTz su_trade_check_begin(int64 order_id, SuUpload *u);
+extern int	su_trade_check_record(SuUpload **us, int n, bool *recorded,
+								  TimestampTz *earliest);
+extern int	su_trade_confirm_claim(int max, const SuPartition *share, SuClaim *out,
+								   int *looked_at);
+extern TimestampTz su_trade_confirm_begin(int64 order_id, SuUpload *u);
+extern int	su_trade_confirm_record(SuUpload **us, int n, bool *recorded,
+									TimestampTz *earliest);
+
+/*
  * The rows of us that a record statement's RETURNING names (order_id, the
  * next due time, whether the state is the one planned) marked recorded;
  * their earliest next due time into earliest[due].  Returns how many.

@@ -509,13 +509,10 @@ queue_noted_trade(int64 *ids, long n)
 												  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
 												  "w.order_id"),
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
-	su_kept_plan(&trade_forget_plan, SU_SQL_HINTED(SU_HINT_TRADE,
-												   "DELETE FROM " SU_SCHEMA ".trade_state s"
-												   " WHERE s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
-												   " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
-												   "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)"
-												   " RETURNING s.order_id, CAST(NULL AS pg_catalog.timestamptz) AS hint_at",
-												   "w.order_id"),
+	su_kept_plan(&trade_forget_plan,
+				 SU_SQL_TRADE_FORGET("s.order_id OPERATOR(pg_catalog.=) ANY ($1)"
+									 " AND NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+									 "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id OFFSET 0)"),
 				 1, types, CURSOR_OPT_GENERIC_PLAN);
 	if (NOTED(ship_requeue_all) &&
 		exec_now_sql(SU_SQL_HINTED(SU_HINT_TRADE,
@@ -525,12 +522,8 @@ queue_noted_trade(int64 *ids, long n)
 								   "w.order_id")) != SPI_OK_SELECT)
 		elog(ERROR, "could not queue the trade shipping of truncated shipments");
 	if (NOTED(ship_truncated) &&
-		exec_now_sql(SU_SQL_HINTED(SU_HINT_TRADE,
-								   "DELETE FROM " SU_SCHEMA ".trade_state s WHERE NOT EXISTS"
-								   " (SELECT FROM " SU_SCHEMA ".shippings h"
-								   "  WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)"
-								   " RETURNING s.order_id, CAST(NULL AS pg_catalog.timestamptz) AS hint_at",
-								   "w.order_id")) != SPI_OK_SELECT)
+		exec_now_sql(SU_SQL_TRADE_FORGET("NOT EXISTS (SELECT FROM " SU_SCHEMA ".shippings h"
+										 " WHERE h.order_id OPERATOR(pg_catalog.=) s.order_id)")) != SPI_OK_SELECT)
 		elog(ERROR, "could not delete the trade states of truncated shipping information");
 	if (apply_noted(trade_queue_plan, NOTE_SHIP_QUEUE, ids, n) > 0 ||
 		NOTED(ship_requeue_all))
@@ -753,7 +746,8 @@ su_due_rows_inserted(PG_FUNCTION_ARGS)
 	leave_as_owner(&saved);
 	/* the worker looks at commit (and rebuilds them) */
 	wake_at_commit |= (1 << SU_DUE_ORDER) | (1 << SU_DUE_SHIPPING) |
-		(1 << SU_DUE_VERIFY) | (1 << SU_DUE_TRADE);
+		(1 << SU_DUE_VERIFY) | (1 << SU_DUE_TRADE) |
+		(1 << SU_DUE_TRADE_CHECK) | (1 << SU_DUE_TRADE_CONFIRM);
 	return PointerGetDatum(NULL);
 }
 

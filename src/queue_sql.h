@@ -56,7 +56,8 @@
  * be HOT.  The claims find due rows through due, an unlogged table of
  * hints: (kind, order_id, at), kind 'o' for order_state.next_attempt_at,
  * 's' for shipping_state.next_attempt_at, 'v' for verify_due_at, 't'
- * for trade_state.next_attempt_at.  A row
+ * for trade_state.next_attempt_at, 'g' for its check_due_at (get_order),
+ * 'c' for its confirm_due_at (notify_confirm_receive).  A row
  * whose due column is not NULL has a hint at or before it: a statement that
  * sets a due column earlier, or from NULL, sets the hint of each row it
  * writes, in the same statement, with the row locked.  A statement that
@@ -89,6 +90,8 @@
 #define SU_HINT_SHIPPING	"s"
 #define SU_HINT_VERIFY		"v"
 #define SU_HINT_TRADE		"t"
+#define SU_HINT_TRADE_CHECK	"g"
+#define SU_HINT_TRADE_CONFIRM	"c"
 
 /*
  * The hints of the rows of CTE src (its columns order_id and hint_at) set
@@ -117,6 +120,20 @@
 	"WITH w AS (" write ")," \
 	SU_SQL_HINT_CTES("", kind, "w") \
 	" SELECT " cols " FROM w"
+
+/*
+ * Deletes the trade_state rows where cond holds, with their hints of every
+ * kind (the upload's, get_order's and the receipt reminder's); returns
+ * their order_ids (SPI_OK_SELECT).
+ */
+#define SU_SQL_TRADE_FORGET(cond) \
+	"WITH w AS (DELETE FROM " SU_SCHEMA ".trade_state s WHERE " cond \
+	"  RETURNING s.order_id)," \
+	" hd AS (DELETE FROM " SU_SCHEMA ".due h" \
+	"  WHERE h.kind OPERATOR(pg_catalog.=) ANY ('{" SU_HINT_TRADE "," SU_HINT_TRADE_CHECK \
+	"," SU_HINT_TRADE_CONFIRM "}')" \
+	"  AND h.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT w.order_id FROM w)))" \
+	" SELECT w.order_id FROM w"
 
 /*
  * What the builders read of an order's state, in their own statements (the

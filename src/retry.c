@@ -299,6 +299,44 @@ su_retry_trade_classify(int errcode)
 }
 
 /*
+ * The receipt reminder: 10060030 (already reminded) is what was wanted.
+ * 10060028 (not shipped), 10060029 (received_time before the shipping) and
+ * 10060032 (not express) are final.
+ */
+SuErrClass
+su_retry_trade_confirm_classify(int errcode)
+{
+	switch (errcode)
+	{
+		case WX_ERR_TRADE_CONFIRM_DONE:
+			return SU_CLASS_OK;
+		case WX_ERR_TRADE_NOT_SHIPPED:
+		case WX_ERR_TRADE_RECEIVED_TIME:
+		case WX_ERR_TRADE_CONFIRM_NOT_EXPRESS:
+			return SU_CLASS_DATA;
+		default:
+			break;
+	}
+	return su_retry_trade_classify(errcode);
+}
+
+/*
+ * The worker's get_order of a payment: a failure is asked again as a
+ * verify is (backoff, up to max_attempts); after an answer, or once the
+ * attempts are used up, the next look is reconcile_interval later (the
+ * caller stops once the payment is settled, complete or refunded).
+ */
+int64_t
+su_retry_trade_check_next(const SuRetryLimits *l, SuErrClass cls, int attempt,
+						  int64_t now, double jitter)
+{
+	int64_t		next = cls == SU_CLASS_OK ? 0 :
+		su_retry_verify_next(l, cls, attempt, now, jitter);
+
+	return next != 0 ? next : now + (int64_t) l->reconcile_s * SU_USECS_PER_SEC;
+}
+
+/*
  * A payment not found (10060001) is looked for again, 5 s, 10 s, 20 s ...
  * at most 60 s apart (jittered), until payment_wait after the first such
  * answer (wait_since, 0: this one): then it is rejected, the reason saying

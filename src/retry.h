@@ -117,6 +117,7 @@ typedef struct SuRetryLimits
 	int			config_retry_s; /* shopping_upload.config_retry_interval */
 	int			verify_delay_s; /* shopping_upload.verify_delay; 0: none */
 	int			payment_wait_s; /* shopping_upload.payment_wait */
+	int			reconcile_s;	/* shopping_upload.reconcile_interval */
 } SuRetryLimits;
 
 /* the state an answer leaves its order in (su_retry_state_name) */
@@ -209,6 +210,9 @@ extern int64_t su_retry_verify_next(const SuRetryLimits *l, SuErrClass cls,
  */
 extern int64_t su_retry_verify_first(const SuRetryLimits *l, int64_t accepted);
 extern SuErrClass su_retry_trade_classify(int errcode);
+extern SuErrClass su_retry_trade_confirm_classify(int errcode);
+extern int64_t su_retry_trade_check_next(const SuRetryLimits *l, SuErrClass cls,
+										 int attempt, int64_t now, double jitter);
 extern SuNextState su_retry_trade_next(const SuRetryLimits *l, SuErrClass cls,
 									   int errcode, int attempt, int64_t now,
 									   int64_t wait_since, double jitter,

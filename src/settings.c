@@ -35,6 +35,7 @@ int			su_retry_max_ms = 600000;
 int			su_config_retry_s = 600;
 int			su_verify_delay_s = 60;
 int			su_payment_wait_s = 600;
+int			su_reconcile_s = 21600;
 char	   *su_database_name = NULL;
 char	   *su_databases = NULL;
 int			su_workers_per_database = 1;
@@ -364,6 +365,12 @@ su_define_settings(bool preload)
 							"rejected, the reason saying so.",
 							&su_payment_wait_s, 600, 1, 86400 * 7,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("shopping_upload.reconcile_interval",
+							"How often the worker asks the order shipping management service for a payment's state (get_order).",
+							"For each payment whose shipping was accepted, until WeChat shows it complete or refunded, or "
+							"it is settled; once shortly after each accepted upload too.",
+							&su_reconcile_s, 21600, 1, 86400 * 7,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("shopping_upload.verify_delay",
 							"How long after an accepted upload the worker verifies it.",
 							"WeChat links an upload to its payment asynchronously; 0 turns the worker's verifies off.",
@@ -451,6 +458,7 @@ su_retry_limits(void)
 	l.config_retry_s = su_config_retry_s;
 	l.verify_delay_s = su_verify_delay_s;
 	l.payment_wait_s = su_payment_wait_s;
+	l.reconcile_s = su_reconcile_s;
 	return l;
 }
 

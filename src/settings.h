@@ -28,6 +28,7 @@ extern int	su_retry_max_ms;
 extern int	su_config_retry_s;
 extern int	su_verify_delay_s;
 extern int	su_payment_wait_s;
+extern int	su_reconcile_s;
 extern char *su_database_name;
 extern char *su_databases;
 extern int	su_workers_per_database;

@@ -26,6 +26,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "common.h"
 #include "json_util.h"
@@ -916,4 +917,72 @@ su_delivery_ids(MemoryContext cxt, int *n)
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return ids;
+}
+
+/*
+ * The query key of get_order and notify_confirm_receive: transaction_id,
+ * or merchant_id + merchant_trade_no (the order_key's parts under other
+ * names), with the order's appid, its shippings' received_at and
+ * logistics_type.
+ */
+#define BUILD_TRADE_QUERY_SQL \
+	"SELECT o.order_number_type, o.transaction_id, o.mchid, o.out_trade_no, o.appid," \
+	" h.received_at, coalesce(h.logistics_type, o.logistics_type, 1)" \
+	" FROM " SU_SCHEMA ".orders o" \
+	" LEFT JOIN " SU_SCHEMA ".shippings h ON h.order_id OPERATOR(pg_catalog.=) o.order_id" \
+	" WHERE o.order_id OPERATOR(pg_catalog.=) $1"
+enum
+{
+	Anum_trade_query_order_number_type = 1,
+	Anum_trade_query_transaction_id,
+	Anum_trade_query_mchid,
+	Anum_trade_query_out_trade_no,
+	Anum_trade_query_appid,
+	Anum_trade_query_received_at,
+	Anum_trade_query_logistics_type
+};
+
+json_object *
+su_build_trade_query_payload(int64 order_id, char **appid,
+							 TimestampTz *received_at, int *logistics_type)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(order_id)};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		v;
+	json_object *root;
+	int			type;
+
+	su_kept_plan(&plan, BUILD_TRADE_QUERY_SQL, 1, types, 0);
+	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read order " INT64_FORMAT, order_id);
+	if (SPI_processed == 0)
+		return NULL;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	root = json_object_new_object();
+	su_json_track(root);
+	v = SPI_getbinval(tup, desc, Anum_trade_query_order_number_type, &isnull);
+	type = isnull ? 0 : DatumGetInt32(v);
+	if (type == 2)
+		add_text_col(root, "transaction_id", tup, desc,
+					 Anum_trade_query_transaction_id, true);
+	else
+	{
+		add_text_col(root, "merchant_id", tup, desc, Anum_trade_query_mchid, true);
+		add_text_col(root, "merchant_trade_no", tup, desc,
+					 Anum_trade_query_out_trade_no, true);
+	}
+	*appid = SPI_getvalue(tup, desc, Anum_trade_query_appid);
+	if (*appid == NULL && su_appid != NULL && su_appid[0] != '\0')
+		*appid = pstrdup(su_appid);
+	v = SPI_getbinval(tup, desc, Anum_trade_query_received_at, &isnull);
+	*received_at = isnull ? 0 : DatumGetTimestampTz(v);
+	v = SPI_getbinval(tup, desc, Anum_trade_query_logistics_type, &isnull);
+	*logistics_type = isnull ? 0 : DatumGetInt32(v);
+	SPI_freetuptable(SPI_tuptable);
+	return root;
 }

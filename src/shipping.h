@@ -82,6 +82,15 @@ extern struct json_object *su_build_trade_shipping_payload_ex(int64 order_id,
 															  TimestampTz upload_time,
 															  bool quiet,
 															  bool *oversized);
+/*
+ * The query key of get_order and notify_confirm_receive (transaction_id, or
+ * merchant_id and merchant_trade_no) of an order; its appid (or the
+ * configured one), its shippings' received_at (0: none) and its
+ * logistics_type.  NULL: no such order.  SPI connected.
+ */
+extern struct json_object *su_build_trade_query_payload(int64 order_id, char **appid,
+														TimestampTz *received_at,
+														int *logistics_type);
 /* delivery_companies' delivery_ids (NULL while it is empty), in cxt */
 extern char **su_delivery_ids(MemoryContext cxt, int *n);
 

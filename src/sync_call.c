@@ -78,6 +78,7 @@ typedef struct SyncSlot
 	char		kind[NAMEDATALEN];	/* its name: the call's worker may have
 									 * loaded another build of the library */
 	int64		order_id;
+	TimestampTz given_at;		/* a timestamp the call is given (0: none) */
 	Oid			dboid;
 	Oid			roleoid;
 	Oid			caller;			/* the role that called the function */
@@ -104,6 +105,8 @@ typedef struct SyncSlot
 	int64		audit_id;
 	bool		has_verify_result;
 	char		verify_result[MSG_LEN];
+	bool		has_result;
+	char		result[SU_RESULT_MAX_BYTES + 1];	/* whole, or not at all */
 } SyncSlot;
 
 /* the SQL function that makes a call of this kind */
@@ -175,6 +178,13 @@ start_call(dsm_segment *seg, SuKind kind, int64 order_id)
 void
 su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 {
+	su_sync_call_at(kind, order_id, 0, res);
+}
+
+void
+su_sync_call_at(SuKind kind, int64 order_id, TimestampTz given_at,
+				SuSyncResult *res)
+{
 	dsm_segment *seg;
 	SyncSlot   *slot;
 	BackgroundWorkerHandle *handle;
@@ -207,6 +217,7 @@ su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 	memset(slot, 0, sizeof(SyncSlot));
 	strlcpy(slot->kind, su_kind(kind)->name, sizeof(slot->kind));
 	slot->order_id = order_id;
+	slot->given_at = given_at;
 	slot->dboid = MyDatabaseId;
 	slot->roleoid = GetUserId();	/* the function's owner: SECURITY DEFINER */
 	slot->caller = GetOuterUserId();	/* outside the function */
@@ -276,6 +287,7 @@ su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res)
 	res->sent = slot->sent;
 	res->audit_id = slot->audit_id;
 	res->verify_result = slot->has_verify_result ? pstrdup(slot->verify_result) : NULL;
+	res->result = slot->has_result ? pstrdup(slot->result) : NULL;
 	dsm_detach(seg);
 }
 
@@ -295,6 +307,9 @@ answer(SyncSlot *slot, const SuUpload *u)
 	slot->audit_id = u->audit_id;
 	slot->has_verify_result = (u->verify_result != NULL);
 	copy_text(slot->verify_result, u->verify_result);
+	slot->has_result = u->result != NULL && strlen(u->result) <= SU_RESULT_MAX_BYTES;
+	if (slot->has_result)
+		strlcpy(slot->result, u->result, sizeof(slot->result));
 }
 
 /*
@@ -474,7 +489,7 @@ su_sync_main(Datum arg)
 		pgstat_report_activity(STATE_RUNNING, call_name(kind));
 		su_require_extension_version();
 		check_caller(kind, slot->order_id, slot->caller, slot->session_user);
-		if (su_call_prepare(kind, slot->order_id, &u, &creds))
+		if (su_call_prepare(kind, slot->order_id, slot->given_at, &u, &creds))
 		{
 			commit_call_txn(cxt);
 

@@ -20,6 +20,7 @@ typedef struct SuSyncResult
 	bool		sent;
 	int64		audit_id;
 	char	   *verify_result;	/* NULL: none */
+	char	   *result;			/* the answer's kept member, JSON (NULL: none) */
 } SuSyncResult;
 
 /*
@@ -31,5 +32,8 @@ typedef struct SuSyncResult
  * what is sent.  An error of the call is raised here, with its SQLSTATE.
  */
 extern void su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res);
+/* the same, the call given a timestamp (notify_confirm_receive's received_at) */
+extern void su_sync_call_at(SuKind kind, int64 order_id, TimestampTz given_at,
+							SuSyncResult *res);
 
 #endif							/* SU_SYNC_CALL_H */

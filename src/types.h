@@ -43,6 +43,8 @@ typedef enum SuDue
 	SU_DUE_SHIPPING,			/* shipping_state.next_attempt_at */
 	SU_DUE_VERIFY,				/* order_state.verify_due_at */
 	SU_DUE_TRADE,				/* trade_state.next_attempt_at */
+	SU_DUE_TRADE_CHECK,			/* trade_state.check_due_at */
+	SU_DUE_TRADE_CONFIRM,		/* trade_state.confirm_due_at */
 	SU_DUES
 } SuDue;
 
@@ -99,6 +101,9 @@ typedef struct SuUpload
 	bool		reship;			/* the body is the payment's one re-ship */
 	bool		completes;		/* accepted, it completes the shipping */
 	TimestampTz payment_wait_since; /* 10060001 first answered (0: none) */
+	TimestampTz given_at;		/* a call by hand's received_at (0: none) */
+	const char *result_member;	/* the answer's member kept in result */
+	char	   *result;			/* ... as JSON text (NULL: none) */
 	const char *next_state;		/* the state its record leads to (a static
 								 * string; NULL: not recorded, or a verify) */
 } SuUpload;

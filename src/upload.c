@@ -237,6 +237,16 @@ su_upload_conclude(SuUpload *u, SuErrClass (*classify) (int errcode))
 				su_clean_text_capped(json_object_get_string(v)) : NULL;
 			/* the kind's reading (the shipping management service has its own) */
 			u->cls = classify(u->errcode);
+			/* a kind's answer member (get_order's order), as JSON text */
+			if (u->result_member && u->cls == SU_CLASS_OK &&
+				json_object_object_get_ex(answer, u->result_member, &v) &&
+				json_object_is_type(v, json_type_object))
+			{
+				const char *text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+
+				if (strlen(text) <= SU_RESULT_MAX_BYTES)
+					u->result = pstrdup(text);
+			}
 			/* a verify's verdict, kept verbatim (a string, or the JSON text) */
 			if (u->keep_result && u->errcode == WX_ERR_OK &&
 				json_object_object_get_ex(answer, "verify_result", &v) &&
@@ -680,6 +690,112 @@ su_trade_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 		}
 		else
 			ok[i] = appid_known(u);
+	}
+	MemoryContextSwitchTo(caller);
+}
+
+/*
+ * The query key of a get_order or notify_confirm_receive body, with the
+ * order's appid: false (refused, not sent) when the order has none.
+ */
+static bool
+trade_query_body(SuUpload *u, json_object *payload, const char *appid)
+{
+	u->appid = appid ? pstrdup(appid) : NULL;
+	if (json_object_object_length(payload) == 0 ||
+		(!json_object_object_get_ex(payload, "transaction_id", NULL) &&
+		 (!json_object_object_get_ex(payload, "merchant_id", NULL) ||
+		  !json_object_object_get_ex(payload, "merchant_trade_no", NULL))))
+	{
+		u->errcode = WX_ERR_TRADE_PARAMETER;
+		u->field = pstrdup("order_key");
+		u->errmsg = pstrdup("the order has no transaction_id (order_number_type 2), nor mchid and "
+							"out_trade_no (type 1): WeChat finds a payment by one of them");
+		u->cls = su_retry_trade_classify(u->errcode);
+		return false;
+	}
+	return true;
+}
+
+void
+su_trade_check_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+					   MemoryContext *cxts, bool *ok)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	(void) upload_times;		/* a get_order body has none */
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+		MemoryContext cxt = cxts ? cxts[i] : caller;
+		char	   *appid = NULL;
+		TimestampTz received;
+		int			logistics;
+		json_object *payload = su_build_trade_query_payload(u->order_id, &appid,
+															&received, &logistics);
+
+		MemoryContextSwitchTo(cxt);
+		u->sent = false;
+		u->cls = SU_CLASS_OK;
+		u->gone = (payload == NULL);
+		u->result_member = "order";
+		ok[i] = false;
+		if (u->gone || !trade_query_body(u, payload, appid))
+			continue;
+		u->body = su_json_text(payload, &u->body_len);
+		ok[i] = appid_known(u);
+	}
+	MemoryContextSwitchTo(caller);
+}
+
+void
+su_trade_confirm_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+						 MemoryContext *cxts, bool *ok)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	(void) upload_times;
+	for (int i = 0; i < n; i++)
+	{
+		SuUpload   *u = us[i];
+		MemoryContext cxt = cxts ? cxts[i] : caller;
+		char	   *appid = NULL;
+		TimestampTz received;
+		int			logistics;
+		json_object *payload = su_build_trade_query_payload(u->order_id, &appid,
+															&received, &logistics);
+
+		MemoryContextSwitchTo(cxt);
+		u->sent = false;
+		u->cls = SU_CLASS_OK;
+		u->gone = (payload == NULL);
+		ok[i] = false;
+		if (u->gone || !trade_query_body(u, payload, appid))
+			continue;
+		if (u->given_at != 0)
+			received = u->given_at;
+		if (received == 0)
+		{
+			/* received_at was cleared since: nothing to remind of */
+			u->deferred = true;
+			u->next_state = "none";
+			u->errcode = WX_ERR_OK;
+			u->errmsg = pstrdup("shippings.received_at is not set: no receipt reminder");
+			continue;
+		}
+		if (logistics != 1)
+		{
+			u->errcode = WX_ERR_TRADE_CONFIRM_NOT_EXPRESS;
+			u->field = pstrdup("logistics_type");
+			u->errmsg = psprintf("the receipt reminder is for express delivery only (logistics_type 1, not %d): "
+								 "refused here, not sent", logistics);
+			u->cls = su_retry_trade_confirm_classify(u->errcode);
+			continue;
+		}
+		json_object_object_add(payload, "received_time",
+							   json_object_new_int64((int64) su_unix_seconds(received)));
+		u->body = su_json_text(payload, &u->body_len);
+		ok[i] = appid_known(u);
 	}
 	MemoryContextSwitchTo(caller);
 }

@@ -46,6 +46,16 @@ extern void su_trade_prepare(int n, SuUpload **us, const TimestampTz *upload_tim
 							 MemoryContext *cxts, bool *ok);
 
 /*
+ * The bodies of get_order (the answer's order kept in result) and of
+ * notify_confirm_receive (received_time: a call's given_at, else
+ * shippings.received_at; refused here unless express delivery).
+ */
+extern void su_trade_check_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+								   MemoryContext *cxts, bool *ok);
+extern void su_trade_confirm_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
+									 MemoryContext *cxts, bool *ok);
+
+/*
  * Sets the request up for a token, to path (the kind's, under
  * api_base_url); u->req is then ready to be started.
  */
