@@ -31,6 +31,7 @@ OBJS = \
 	src/queue_commit.o \
 	src/queue_followup.o \
 	src/queue_trade.o \
+	src/trade_app.o \
 	src/apps.o \
 	src/alerts.o \
 	src/launcher.o \

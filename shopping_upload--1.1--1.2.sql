@@ -617,6 +617,143 @@ COMMENT ON FUNCTION reship(bigint) IS
 SELECT pg_catalog.pg_extension_config_dump('trade_apps', '');
 SELECT pg_catalog.pg_extension_config_dump('trade_state', '');
 
+CREATE FUNCTION is_trade_managed(appid text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'su_is_trade_managed_sql'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION is_trade_managed(text) IS
+'Asks WeChat whether an appid (NULL: shopping_upload.appid) is in the order shipping management service; keeps the answer in trade_apps.managed';
+
+CREATE FUNCTION refresh_delivery_companies(appid text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'su_refresh_delivery_companies_sql'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION refresh_delivery_companies(text) IS
+'Replaces delivery_companies with WeChat''s list (get_delivery_list); returns how many';
+
+CREATE FUNCTION set_msg_jump_path(path text, appid text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'su_set_msg_jump_path_sql'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION set_msg_jump_path(text, text) IS
+'The Mini Program page WeChat''s shipping and receipt messages open (set_msg_jump_path); '''' brings back WeChat''s own';
+
+CREATE FUNCTION report_special_order(order_id bigint, kind text,
+	ship_by timestamptz DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'su_report_special_order_sql'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION report_special_order(bigint, text, timestamptz) IS
+'Reports an unshipped order to WeChat (opspecialorder): kind presale (ship_by: when it ships) or test';
+
+/*
+ * The service's push events (trade_manage_remind_access_api,
+ * trade_manage_remind_shipping, trade_manage_order_settlement), as the
+ * merchant's message endpoint receives them, stored and applied to the
+ * payment's state by receive_event().
+ */
+CREATE TABLE events (
+	event_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	event		text,			/* its Event */
+	order_id	bigint,			/* the order of its payment, if one is found */
+	applied		text,			/* what it changed, or why nothing */
+	payload		jsonb NOT NULL
+);
+
+COMMENT ON TABLE events IS
+'Push events of the order shipping management service, as received (receive_event()), with the order they name and what they changed';
+
+CREATE FUNCTION receive_event(event jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	name text;
+	found_order bigint;
+	what text;
+	id bigint;
+	ts timestamptz;
+BEGIN
+	IF jsonb_typeof(event) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'a push event is a JSON object, not %', jsonb_typeof(event)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF octet_length(event::text) > 65536 THEN
+		RAISE EXCEPTION 'the push event is % bytes long; at most 65536 are taken', octet_length(event::text)
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	IF jsonb_typeof(event -> 'Event') IS DISTINCT FROM 'string' THEN
+		RAISE EXCEPTION 'the push event has no Event (a string)'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass the JSON WeChat posted to the message endpoint, as it is (XML pushes converted member by member).';
+	END IF;
+	name := event ->> 'Event';
+
+	/* the payment's order: by transaction_id, else merchant and its order number */
+	IF coalesce(event ->> 'transaction_id', '') <> '' THEN
+		SELECT o.order_id INTO found_order FROM shopping_upload.orders o
+		 WHERE o.transaction_id = event ->> 'transaction_id'
+		 ORDER BY o.order_id LIMIT 1;
+	END IF;
+	IF found_order IS NULL AND coalesce(event ->> 'merchant_trade_no', '') <> '' THEN
+		SELECT o.order_id INTO found_order FROM shopping_upload.orders o
+		 WHERE o.out_trade_no = event ->> 'merchant_trade_no'
+		   AND o.mchid IN (event ->> 'merchant_id', event ->> 'sub_merchant_id')
+		 ORDER BY o.order_id LIMIT 1;
+	END IF;
+
+	IF name NOT IN ('trade_manage_remind_shipping', 'trade_manage_order_settlement') THEN
+		what := 'stored (no payment state to change)';
+	ELSIF found_order IS NULL THEN
+		what := 'no order has this payment''s transaction_id, or merchant_id and merchant_trade_no';
+	ELSIF NOT EXISTS (SELECT FROM shopping_upload.trade_state t WHERE t.order_id = found_order) THEN
+		what := 'the order''s shipping was never queued for the shipping management service';
+	ELSIF name = 'trade_manage_remind_shipping' THEN
+		UPDATE shopping_upload.trade_state t SET shipping_reminded_at = now(), updated_at = now()
+		 WHERE t.order_id = found_order;
+		what := 'shipping_reminded_at set: WeChat reminds that the payment is unshipped after 48 hours';
+	ELSIF jsonb_typeof(event -> 'settlement_time') = 'number' THEN
+		ts := to_timestamp((event ->> 'settlement_time')::double precision);
+		/* settled: WeChat's view is final, the worker's get_order stops */
+		UPDATE shopping_upload.trade_state t SET settled_at = ts, check_due_at = NULL,
+			   wechat_order_state = CASE WHEN t.wechat_order_state = 5 THEN 5 ELSE 4 END,
+			   updated_at = now()
+		 WHERE t.order_id = found_order;
+		what := 'settled_at set';
+	ELSE
+		ts := CASE WHEN jsonb_typeof(event -> 'estimated_settlement_time') = 'number'
+			THEN to_timestamp((event ->> 'estimated_settlement_time')::double precision) END;
+		UPDATE shopping_upload.trade_state t SET estimated_settlement_at = coalesce(ts, t.estimated_settlement_at),
+			   wechat_order_state = CASE WHEN coalesce(t.wechat_order_state, 1) < 2 THEN 2
+				   ELSE t.wechat_order_state END,
+			   updated_at = now()
+		 WHERE t.order_id = found_order;
+		what := 'shipped: estimated_settlement_at set';
+	END IF;
+
+	INSERT INTO shopping_upload.events (event, order_id, applied, payload)
+	VALUES (name, found_order, what, event)
+	RETURNING event_id INTO id;
+	RETURN id;
+END
+$$;
+
+COMMENT ON FUNCTION receive_event(jsonb) IS
+'Stores a push event of the order shipping management service and applies it to its payment''s state (the 48-hour reminder, shipped, settled); returns its event_id';
+
+SELECT pg_catalog.pg_extension_config_dump('events', '');
+SELECT pg_catalog.pg_extension_config_dump('events_event_id_seq', '');
+
 ALTER TABLE audit DROP CONSTRAINT audit_kind_check,
 	ADD CONSTRAINT audit_kind_check
 		CHECK (kind IN ('order', 'verify', 'shipping', 'trade_shipping', 'trade_order',
@@ -656,6 +793,8 @@ SELECT o.order_id,
   LEFT JOIN shipping_state sh USING (order_id)
   LEFT JOIN trade_state t USING (order_id);
 
-REVOKE ALL ON trade_apps, trade_state FROM PUBLIC;
+REVOKE ALL ON trade_apps, trade_state, events FROM PUBLIC;
 REVOKE ALL ON FUNCTION upload_trade_shipping(bigint), reship(bigint),
-	get_trade_order(bigint), notify_confirm_receive(bigint, timestamptz) FROM PUBLIC;
+	get_trade_order(bigint), notify_confirm_receive(bigint, timestamptz),
+	receive_event(jsonb), is_trade_managed(text), refresh_delivery_companies(text),
+	set_msg_jump_path(text, text), report_special_order(bigint, text, timestamptz) FROM PUBLIC;

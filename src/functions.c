@@ -28,6 +28,7 @@
 #include "settings.h"
 #include "shipping.h"
 #include "sync_call.h"
+#include "trade_app.h"
 #include "token.h"
 #include "kinds.h"
 #include "upload.h"
@@ -64,6 +65,10 @@ PG_FUNCTION_INFO_V1(su_upload_shipping_info_sql);
 PG_FUNCTION_INFO_V1(su_upload_trade_shipping_sql);
 PG_FUNCTION_INFO_V1(su_reship_sql);
 PG_FUNCTION_INFO_V1(su_get_trade_order_sql);
+PG_FUNCTION_INFO_V1(su_is_trade_managed_sql);
+PG_FUNCTION_INFO_V1(su_refresh_delivery_companies_sql);
+PG_FUNCTION_INFO_V1(su_set_msg_jump_path_sql);
+PG_FUNCTION_INFO_V1(su_report_special_order_sql);
 PG_FUNCTION_INFO_V1(su_notify_confirm_receive_sql);
 PG_FUNCTION_INFO_V1(su_claim_waits_sql);
 PG_FUNCTION_INFO_V1(su_worker_status_sql);
@@ -412,6 +417,124 @@ su_notify_confirm_receive_sql(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* an optional text argument, NULL when NULL */
+#define TEXT_ARG_OR_NULL(n) (PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n)))
+
+/*
+ * is_trade_managed(appid text DEFAULT NULL) RETURNS boolean: WeChat's
+ * answer, kept in trade_apps.
+ */
+Datum
+su_is_trade_managed_sql(PG_FUNCTION_ARGS)
+{
+	char	   *appid = TEXT_ARG_OR_NULL(0);
+	bool		managed;
+
+	su_require_extension_version();
+	SPI_connect();
+	managed = su_trade_app_managed(appid);
+	SPI_finish();
+	PG_RETURN_BOOL(managed);
+}
+
+/* refresh_delivery_companies(appid text DEFAULT NULL) RETURNS integer */
+Datum
+su_refresh_delivery_companies_sql(PG_FUNCTION_ARGS)
+{
+	char	   *appid = TEXT_ARG_OR_NULL(0);
+	int			n;
+
+	su_require_extension_version();
+	SPI_connect();
+	n = su_trade_app_delivery_companies(appid);
+	SPI_finish();
+	PG_RETURN_INT32(n);
+}
+
+/* set_msg_jump_path(path text, appid text DEFAULT NULL) */
+Datum
+su_set_msg_jump_path_sql(PG_FUNCTION_ARGS)
+{
+	char	   *appid = TEXT_ARG_OR_NULL(1);
+	json_object *body;
+
+	su_require_extension_version();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("path must not be NULL"),
+				 errhint("An empty path ('') brings back WeChat's own page.")));
+	body = json_object_new_object();
+	su_json_track(body);
+	json_object_object_add(body, "path",
+						   json_object_new_string(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	SPI_connect();
+	(void) su_trade_app_call(appid, "/wxa/sec/order/set_msg_jump_path", body);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * report_special_order(order_id bigint, kind text, ship_by timestamptz
+ * DEFAULT NULL): opspecialorder, a pre-sale order (ship_by: when it ships,
+ * 15 to 330 days after payment) or a test order.
+ */
+Datum
+su_report_special_order_sql(PG_FUNCTION_ARGS)
+{
+	int64		order_id;
+	char	   *kind;
+	json_object *body;
+	json_object *key;
+	json_object *v;
+	char	   *appid = NULL;
+	TimestampTz received;
+	int			logistics;
+	const char *id;
+
+	su_require_extension_version();
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("order_id and kind must not be NULL")));
+	order_id = PG_GETARG_INT64(0);
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(kind, "presale") != 0 && strcmp(kind, "test") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("kind must be 'presale' or 'test', not \"%s\"", kind)));
+	if (strcmp(kind, "presale") == 0 && PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a pre-sale order needs ship_by, when it will ship"),
+				 errdetail("WeChat takes a time 15 to 330 days after the payment (268546001 otherwise).")));
+	if (strcmp(kind, "presale") == 0 && PG_GETARG_TIMESTAMPTZ(2) <= GetCurrentTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ship_by must lie in the future")));
+	SPI_connect();
+	key = su_build_trade_query_payload(order_id, &appid, &received, &logistics);
+	if (key == NULL)
+		su_order_missing(order_id);
+	/* WeChat Pay's transaction id, else the merchant's order number */
+	id = json_object_object_get_ex(key, "transaction_id", &v) ? json_object_get_string(v) :
+		json_object_object_get_ex(key, "merchant_trade_no", &v) ? json_object_get_string(v) : NULL;
+	if (id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("order " INT64_FORMAT " has no transaction_id nor out_trade_no", order_id)));
+	body = json_object_new_object();
+	su_json_track(body);
+	json_object_object_add(body, "order_id", json_object_new_string(id));
+	json_object_object_add(body, "type", json_object_new_int(strcmp(kind, "presale") == 0 ? 1 : 2));
+	if (strcmp(kind, "presale") == 0)
+		json_object_object_add(body, "delay_to",
+							   json_object_new_int64(su_unix_seconds(PG_GETARG_TIMESTAMPTZ(2))));
+	(void) su_trade_app_call(appid, "/wxa/sec/order/opspecialorder", body);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
 /*
  * reship(order_id bigint): allows the payment's one re-ship.
  */
@@ -432,8 +555,7 @@ su_reship_sql(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	}
 	if (SPI_execute_with_args("SELECT st.reship_used FROM " SU_SCHEMA ".trade_state st"
-							  " WHERE st.order_id OPERATOR(pg_catalog.=) $1"
-							  " AND st.finish_count OPERATOR(pg_catalog.>=) 1",
+							  " WHERE st.order_id OPERATOR(pg_catalog.=) $1",
 							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the trade shipping state of order " INT64_FORMAT, order_id);
 	used = SPI_processed > 0 &&
@@ -447,8 +569,8 @@ su_reship_sql(PG_FUNCTION_ARGS)
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("the shipping of order " INT64_FORMAT " was not complete and accepted by the shipping management service",
 					order_id),
-			 errdetail("A re-ship is a change after the shipping was complete (unified, or split with is_all_delivered true) and accepted; "
-					   "until then every change is sent as it comes."),
+			 errdetail("A re-ship is a change after the shipping was complete (unified, or split with is_all_delivered true) and accepted, "
+					   "or a new delivery_mode or logistics_type after an accepted upload; any other change is sent as it comes."),
 			 errhint("See trade_shipping_state in shopping_upload.order_status.")));
 	PG_RETURN_VOID();
 }

@@ -484,11 +484,18 @@ queue_noted_shipping(int64 *ids, long n)
  * appid is the configured appid's) is queued for it too.  It waits for the
  * payment, never for the order's own upload.
  */
+#define TRADE_CONFIGURED \
+	"NULLIF(pg_catalog.current_setting('shopping_upload.appid', true), '')"
+#define TRADE_APP(o, col) \
+	"(SELECT a." col " FROM " SU_SCHEMA ".trade_apps a" \
+	"  WHERE a.appid OPERATOR(pg_catalog.=) coalesce(" o ".appid, " TRADE_CONFIGURED "))"
 #define TRADE_IN_SERVICE(o) \
-	"EXISTS (SELECT FROM " SU_SCHEMA ".trade_apps a" \
-	" WHERE a.appid OPERATOR(pg_catalog.=) coalesce(" o ".appid," \
-	"  NULLIF(pg_catalog.current_setting('shopping_upload.appid', true), ''))" \
-	" AND coalesce(a.pinned, a.managed, false))"
+	"coalesce(" TRADE_APP(o, "pinned") "," \
+	" CASE WHEN coalesce(" o ".appid, " TRADE_CONFIGURED ")" \
+	"  OPERATOR(pg_catalog.=) " TRADE_CONFIGURED \
+	"  THEN CASE pg_catalog.current_setting('shopping_upload.trade_managed', true)" \
+	"   WHEN 'on' THEN true WHEN 'off' THEN false END END," \
+	" " TRADE_APP(o, "managed") ", false)"
 
 static void
 queue_noted_trade(int64 *ids, long n)

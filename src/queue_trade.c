@@ -410,8 +410,9 @@ su_trade_reship(int64 order_id)
 	Datum		args[1] = {Int64GetDatum(order_id)};
 
 	/*
-	 * Allowed once the shipping was complete and accepted, and the re-ship
-	 * not used: the row is due now, and its body goes as the re-ship (a
+	 * Allowed once the shipping was complete and accepted, or a change waits
+	 * for it (a new delivery_mode or logistics_type), and the re-ship not
+	 * used: the row is due now, and its body goes as the re-ship (a
 	 * request in flight keeps its lease; the record makes it due).
 	 */
 	su_kept_plan(&plan, SU_SQL_HINTED(SU_HINT_TRADE,
@@ -421,7 +422,9 @@ su_trade_reship(int64 order_id)
 									  "  THEN s.next_attempt_at ELSE pg_catalog.now() END,"
 									  " attempts = 0, updated_at = pg_catalog.now()"
 									  " WHERE s.order_id OPERATOR(pg_catalog.=) $1"
-									  " AND s.finish_count OPERATOR(pg_catalog.>=) 1 AND NOT s.reship_used"
+									  " AND (s.finish_count OPERATOR(pg_catalog.>=) 1"
+									  "  OR s.state OPERATOR(pg_catalog.=) 'needs_reship')"
+									  " AND NOT s.reship_used"
 									  " RETURNING s.order_id, s.next_attempt_at AS hint_at",
 									  "w.order_id"),
 				 1, types, 0);

@@ -86,6 +86,7 @@
 
 /* the worker's and the launcher's literals of today (worker.c), named */
 #define SU_AUDIT_TRIM_IDLE_MS	60000	/* next audit trim once caught up */
+#define SU_TRADE_APPS_MS		(24 * 3600 * 1000)	/* is_trade_managed again */
 #define SU_WAIT_MAX_MS			60000	/* the longest wait of a round */
 #define SU_LOOK_ALL_MS			60000	/* every kind looked at, known due or not */
 #define SU_RATE_LIMITED_MS		5	/* a look again while a rate limit holds */

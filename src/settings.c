@@ -52,6 +52,14 @@ static const struct config_enum_entry audit_request_options[] = {
 	{NULL, 0, false}
 };
 int			su_claim_interval_ms = 100;
+int			su_trade_managed = SU_TRADE_MANAGED_AUTO;
+
+static const struct config_enum_entry trade_managed_options[] = {
+	{"auto", SU_TRADE_MANAGED_AUTO, false},
+	{"on", SU_TRADE_MANAGED_ON, false},
+	{"off", SU_TRADE_MANAGED_OFF, false},
+	{NULL, 0, false}
+};
 
 const char *
 su_api_base(void)
@@ -410,6 +418,15 @@ su_define_settings(bool preload)
 							&su_audit_retention_s, 30 * 86400, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("shopping_upload.trade_managed",
+							 "Is the configured appid in the order shipping management service: auto (as WeChat's "
+							 "is_trade_managed says), on or off.",
+							 "Its shipping information goes to /wxa/sec/order/upload_shipping_info once it is; another "
+							 "appid is pinned by trade_apps.pinned.",
+							 &su_trade_managed, SU_TRADE_MANAGED_AUTO,
+							 trade_managed_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	DefineCustomEnumVariable("shopping_upload.audit_request",
 							 "Which audit rows keep the body sent: failed (those not accepted), all, or none.",
 							 "Every row of a request sent keeps the SHA-256 digest of its body, and every row its version and upload_time.",

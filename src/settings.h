@@ -62,6 +62,15 @@ typedef enum SuAuditRequest
 	SU_AUDIT_REQUEST_NONE
 } SuAuditRequest;
 extern int	su_audit_request;
+
+/* shopping_upload.trade_managed: the configured appid's service */
+typedef enum SuTradeManaged
+{
+	SU_TRADE_MANAGED_AUTO,		/* as is_trade_managed says (trade_apps) */
+	SU_TRADE_MANAGED_ON,
+	SU_TRADE_MANAGED_OFF
+} SuTradeManaged;
+extern int	su_trade_managed;
 extern int	su_claim_interval_ms;
 
 /* api_base_url without a trailing slash */

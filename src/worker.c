@@ -70,6 +70,7 @@
 #include "settings.h"
 #include "shared.h"
 #include "token.h"
+#include "trade_app.h"
 #include "upload.h"
 #include "wake.h"
 #include "worker.h"
@@ -130,6 +131,7 @@ static struct
 	TimestampTz next_record;	/* held answers: when to try again */
 	TimestampTz done_since;		/* when the done list was found non-empty */
 	TimestampTz next_trim;		/* next deletion of old audit rows */
+	TimestampTz next_apps;		/* next look at the appids' service */
 	TimestampTz next_look;		/* next look at every kind, whatever */
 	TimestampTz next_due_read;	/* when su_queue_next_due() last ran */
 	SuPartition share;			/* of the last claim (registry.c) */
@@ -929,8 +931,15 @@ record_flights(Flight **flights, int n, bool *recorded)
 			su_earlier(&sched.next_due[kind], su_wall_to_mono(t));
 	}
 	for (int i = 0; i < n; i++)
+	{
 		if (recorded[i] && flights[i]->attempted)
 			attempted[n_attempted++] = &flights[i]->u;
+		/* the shipping management service refused the appid: ask again now */
+		if (flights[i]->u.errcode == WX_ERR_API_UNAUTHORIZED &&
+			strncmp(su_kind(flights[i]->u.kind)->path, SU_TRADE_PATH_PREFIX,
+					strlen(SU_TRADE_PATH_PREFIX)) == 0)
+			sched.next_apps = 0;
+	}
 	su_audit_insert(attempted, n_attempted);
 }
 
@@ -1148,6 +1157,22 @@ step_trim(TimestampTz now)
 	commit_txn();
 	pg_atomic_fetch_add_u64(&su_registry_my_db()->audit_deleted, (uint64) deleted);
 	sched.next_trim = caught_up ? TimestampTzPlusMilliseconds(now, SU_AUDIT_TRIM_IDLE_MS) : now;
+}
+
+/*
+ * Once a day (and at once after the service answered 48001): which appids
+ * are in the order shipping management service, and WeChat's delivery
+ * companies.  The first share's worker asks for all.
+ */
+static void
+step_trade_apps(TimestampTz now)
+{
+	if (now < sched.next_apps || sched.share.part != 0)
+		return;
+	begin_txn("asking WeChat which appids are in the shipping management service");
+	su_trade_apps_refresh(true);
+	commit_txn();
+	sched.next_apps = TimestampTzPlusMilliseconds(now, SU_TRADE_APPS_MS);
 }
 
 /* Waits until the next step has something to do. */
@@ -1539,6 +1564,7 @@ su_worker_main(Datum arg)
 		step_collect();
 		step_record(now);
 		step_trim(now);
+		step_trade_apps(now);
 		su_alert_flush();
 		step_wait();
 	}

@@ -192,6 +192,8 @@ sub node
 		"shared_preload_libraries = 'shopping_upload'\n"
 		  . "listen_addresses = ''\n"
 		  . "shopping_upload.allow_insecure_http = on\n"
+		  # the shipping management service only where a test asks for it
+		  . "shopping_upload.trade_managed = off\n"
 		  . $conf);
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION shopping_upload');
