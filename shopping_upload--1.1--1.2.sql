@@ -132,65 +132,6 @@ REVOKE ALL ON workers FROM PUBLIC;
 /* names, states and process ids, as pg_database and pg_stat_activity show them, for the stats view */
 GRANT EXECUTE ON FUNCTION worker_status() TO PUBLIC;
 
-/* At a glance: now with what the claims wait for. */
-CREATE OR REPLACE VIEW stats AS
-SELECT s.*, l.*
-  FROM (SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
-		   count(*) FILTER (WHERE state = 'uploading') AS uploading,
-		   count(*) FILTER (WHERE state = 'uploaded') AS uploaded,
-		   count(*) FILTER (WHERE state = 'retrying') AS retrying,
-		   count(*) FILTER (WHERE state = 'held') AS held,
-		   count(*) FILTER (WHERE state = 'rejected') AS rejected,
-		   count(*) FILTER (WHERE state = 'dead') AS dead,
-		   (SELECT count(*) FROM audit a
-			 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
-			   AND a.errcode = 0)
-			 AS uploads_last_minute,
-		   (SELECT count(*) FROM audit a
-			 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
-			   AND a.errcode <> 0)
-			 AS failures_last_minute,
-		   now() - min(queued_at) FILTER (WHERE state IN ('pending', 'retrying', 'uploading'))
-			 AS oldest_pending_age,
-		   audit_rows_deleted() AS audit_rows_deleted,
-		   count(*) FILTER (WHERE verified_at IS NOT NULL) AS verified,
-		   count(*) FILTER (WHERE verify_due_at IS NOT NULL) AS awaiting_verification,
-		   (SELECT count(*) FROM shipping_state h WHERE h.state = 'uploaded')
-			 AS shippings_uploaded,
-		   (SELECT count(*) FROM shipping_state h WHERE h.state = 'waiting_for_order')
-			 AS shippings_waiting_for_order,
-		   (SELECT count(*) FROM shipping_state h
-			 WHERE h.state IN ('pending', 'uploading', 'retrying'))
-			 AS shippings_pending,
-		   (SELECT count(*) FROM shipping_state h
-			 WHERE h.state IN ('held', 'rejected', 'dead'))
-			 AS shippings_failed,
-		   (SELECT string_agg(w.kind || ' waits for ' || w.waiting_for || ' since ' || w.since, '; '
-							  ORDER BY w.kind)
-			  FROM claim_waits() w)
-			 AS claims_waiting,
-		   (SELECT w.workers FROM worker_status() w
-			 WHERE w.database = current_database())
-			 AS workers,
-		   (SELECT string_agg(w.database, ', ' ORDER BY w.database) FROM worker_status() w
-			 WHERE w.state = 'no_slot')
-			 AS databases_unserved
-		  FROM order_state) s
- CROSS JOIN (SELECT count(*) AS accepted_last_hour,
-					count(*) FILTER (WHERE a.created_at - a.queued_at <= interval '5 seconds')
-					  ::float8 / nullif(count(*), 0) AS within_5s_last_hour,
-					percentile_cont(0.5) WITHIN GROUP (ORDER BY a.created_at - a.queued_at)
-					  AS commit_to_accepted_p50,
-					percentile_cont(0.99) WITHIN GROUP (ORDER BY a.created_at - a.queued_at)
-					  AS commit_to_accepted_p99,
-					count(*) FILTER (WHERE a.created_at - a.queued_at > interval '5 seconds')
-					  AS over_5s_last_hour
-			   FROM audit a
-			  WHERE a.created_at > now() - interval '1 hour' AND a.kind = 'order'
-				AND a.errcode = 0 AND a.queued_at IS NOT NULL) l;
-
-COMMENT ON VIEW stats IS
-'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state, what the workers'' claims wait for, the workers serving this database, the databases of the server left without a worker (no background worker slot), and WeChat''s 5-second rule over the last hour: orders accepted, the share within 5 s of their commit, p50 and p99 commit to accepted, the count over 5 s';
 
 /*
  * WeChat's 5-second rule, per appid, over the last hour: the orders
@@ -589,7 +530,8 @@ COMMENT ON FUNCTION upload_trade_shipping(bigint) IS
 CREATE FUNCTION reship(order_id bigint)
 RETURNS void
 AS 'MODULE_PATHNAME', 'su_reship_sql'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION get_trade_order(order_id bigint)
 RETURNS jsonb
@@ -798,3 +740,81 @@ REVOKE ALL ON FUNCTION upload_trade_shipping(bigint), reship(bigint),
 	get_trade_order(bigint), notify_confirm_receive(bigint, timestamptz),
 	receive_event(jsonb), is_trade_managed(text), refresh_delivery_companies(text),
 	set_msg_jump_path(text, text), report_special_order(bigint, text, timestamptz) FROM PUBLIC;
+
+/* At a glance: now with what the claims wait for. */
+CREATE OR REPLACE VIEW stats AS
+SELECT s.*, l.*, t.*
+  FROM (SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+		   count(*) FILTER (WHERE state = 'uploading') AS uploading,
+		   count(*) FILTER (WHERE state = 'uploaded') AS uploaded,
+		   count(*) FILTER (WHERE state = 'retrying') AS retrying,
+		   count(*) FILTER (WHERE state = 'held') AS held,
+		   count(*) FILTER (WHERE state = 'rejected') AS rejected,
+		   count(*) FILTER (WHERE state = 'dead') AS dead,
+		   (SELECT count(*) FROM audit a
+			 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
+			   AND a.errcode = 0)
+			 AS uploads_last_minute,
+		   (SELECT count(*) FROM audit a
+			 WHERE a.created_at > now() - interval '1 minute' AND a.kind = 'order'
+			   AND a.errcode <> 0)
+			 AS failures_last_minute,
+		   now() - min(queued_at) FILTER (WHERE state IN ('pending', 'retrying', 'uploading'))
+			 AS oldest_pending_age,
+		   audit_rows_deleted() AS audit_rows_deleted,
+		   count(*) FILTER (WHERE verified_at IS NOT NULL) AS verified,
+		   count(*) FILTER (WHERE verify_due_at IS NOT NULL) AS awaiting_verification,
+		   (SELECT count(*) FROM shipping_state h WHERE h.state = 'uploaded')
+			 AS shippings_uploaded,
+		   (SELECT count(*) FROM shipping_state h WHERE h.state = 'waiting_for_order')
+			 AS shippings_waiting_for_order,
+		   (SELECT count(*) FROM shipping_state h
+			 WHERE h.state IN ('pending', 'uploading', 'retrying'))
+			 AS shippings_pending,
+		   (SELECT count(*) FROM shipping_state h
+			 WHERE h.state IN ('held', 'rejected', 'dead'))
+			 AS shippings_failed,
+		   (SELECT string_agg(w.kind || ' waits for ' || w.waiting_for || ' since ' || w.since, '; '
+							  ORDER BY w.kind)
+			  FROM claim_waits() w)
+			 AS claims_waiting,
+		   (SELECT w.workers FROM worker_status() w
+			 WHERE w.database = current_database())
+			 AS workers,
+		   (SELECT string_agg(w.database, ', ' ORDER BY w.database) FROM worker_status() w
+			 WHERE w.state = 'no_slot')
+			 AS databases_unserved
+		  FROM order_state) s
+ CROSS JOIN (SELECT count(*) AS accepted_last_hour,
+					count(*) FILTER (WHERE a.created_at - a.queued_at <= interval '5 seconds')
+					  ::float8 / nullif(count(*), 0) AS within_5s_last_hour,
+					percentile_cont(0.5) WITHIN GROUP (ORDER BY a.created_at - a.queued_at)
+					  AS commit_to_accepted_p50,
+					percentile_cont(0.99) WITHIN GROUP (ORDER BY a.created_at - a.queued_at)
+					  AS commit_to_accepted_p99,
+					count(*) FILTER (WHERE a.created_at - a.queued_at > interval '5 seconds')
+					  AS over_5s_last_hour
+			   FROM audit a
+			  WHERE a.created_at > now() - interval '1 hour' AND a.kind = 'order'
+				AND a.errcode = 0 AND a.queued_at IS NOT NULL) l
+ /* added in 1.2: the order shipping management service (trade_state) */
+ CROSS JOIN (SELECT count(*) FILTER (WHERE x.state = 'uploaded') AS trade_shipped,
+					count(*) FILTER (WHERE x.state IN ('pending', 'uploading', 'retrying'))
+					  AS trade_pending,
+					count(*) FILTER (WHERE x.state = 'waiting_for_payment')
+					  AS trade_waiting_for_payment,
+					count(*) FILTER (WHERE x.state = 'needs_reship') AS trade_needs_reship,
+					count(*) FILTER (WHERE x.state IN ('held', 'rejected', 'dead'))
+					  AS trade_failed,
+					count(*) FILTER (WHERE x.in_complaint) AS payments_in_complaint,
+					count(*) FILTER (WHERE x.finish_count >= 1 AND x.settled_at IS NULL
+									 AND coalesce(x.wechat_order_state, 0) NOT IN (4, 5))
+					  AS payments_awaiting_settlement,
+					count(*) FILTER (WHERE x.settled_at IS NOT NULL) AS payments_settled,
+					count(*) FILTER (WHERE x.shipping_reminded_at IS NOT NULL
+									 AND x.finish_count = 0)
+					  AS payments_reminded_unshipped
+			   FROM trade_state x) t;
+
+COMMENT ON VIEW stats IS
+'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state, what the workers'' claims wait for, the workers serving this database, the databases of the server left without a worker (no background worker slot), WeChat''s 5-second rule over the last hour: orders accepted, the share within 5 s of their commit, p50 and p99 commit to accepted, the count over 5 s; and the payments at the order shipping management service: shipped, pending, waiting for the payment, needing reship(), failed, in dispute, awaiting settlement, settled, reminded unshipped';

@@ -582,7 +582,8 @@ COMMENT ON FUNCTION upload_trade_shipping(bigint) IS
 CREATE FUNCTION reship(order_id bigint)
 RETURNS void
 AS 'MODULE_PATHNAME', 'su_reship_sql'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION get_trade_order(order_id bigint)
 RETURNS jsonb
@@ -834,7 +835,7 @@ COMMENT ON VIEW workers IS
 
 /* At a glance. */
 CREATE VIEW stats AS
-SELECT s.*, l.*
+SELECT s.*, l.*, t.*
   FROM (SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
 		   count(*) FILTER (WHERE state = 'uploading') AS uploading,
 		   count(*) FILTER (WHERE state = 'uploaded') AS uploaded,
@@ -887,10 +888,28 @@ SELECT s.*, l.*
 					  AS over_5s_last_hour
 			   FROM audit a
 			  WHERE a.created_at > now() - interval '1 hour' AND a.kind = 'order'
-				AND a.errcode = 0 AND a.queued_at IS NOT NULL) l;
+				AND a.errcode = 0 AND a.queued_at IS NOT NULL) l
+ /* added in 1.2: the order shipping management service (trade_state) */
+ CROSS JOIN (SELECT count(*) FILTER (WHERE x.state = 'uploaded') AS trade_shipped,
+					count(*) FILTER (WHERE x.state IN ('pending', 'uploading', 'retrying'))
+					  AS trade_pending,
+					count(*) FILTER (WHERE x.state = 'waiting_for_payment')
+					  AS trade_waiting_for_payment,
+					count(*) FILTER (WHERE x.state = 'needs_reship') AS trade_needs_reship,
+					count(*) FILTER (WHERE x.state IN ('held', 'rejected', 'dead'))
+					  AS trade_failed,
+					count(*) FILTER (WHERE x.in_complaint) AS payments_in_complaint,
+					count(*) FILTER (WHERE x.finish_count >= 1 AND x.settled_at IS NULL
+									 AND coalesce(x.wechat_order_state, 0) NOT IN (4, 5))
+					  AS payments_awaiting_settlement,
+					count(*) FILTER (WHERE x.settled_at IS NOT NULL) AS payments_settled,
+					count(*) FILTER (WHERE x.shipping_reminded_at IS NOT NULL
+									 AND x.finish_count = 0)
+					  AS payments_reminded_unshipped
+			   FROM trade_state x) t;
 
 COMMENT ON VIEW stats IS
-'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state, what the workers'' claims wait for, the workers serving this database, the databases of the server left without a worker (no background worker slot), and WeChat''s 5-second rule over the last hour: orders accepted, the share within 5 s of their commit, p50 and p99 commit to accepted, the count over 5 s';
+'Orders per state, uploads in the last minute, age of the oldest order waiting, audit rows deleted, verifies, shipping information per state, what the workers'' claims wait for, the workers serving this database, the databases of the server left without a worker (no background worker slot), WeChat''s 5-second rule over the last hour: orders accepted, the share within 5 s of their commit, p50 and p99 commit to accepted, the count over 5 s; and the payments at the order shipping management service: shipped, pending, waiting for the payment, needing reship(), failed, in dispute, awaiting settlement, settled, reminded unshipped';
 
 /*
  * WeChat's 5-second rule, per appid, over the last hour: the orders

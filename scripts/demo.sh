@@ -4,7 +4,10 @@
 # throwaway cluster and the stand-in WeChat server on 127.0.0.1, and shows
 # an order imported, validated, built and uploaded: once by hand with
 # upload_shopping_info(), once by the background worker after a plain
-# INSERT-and-COMMIT.  Everything it started is stopped at the end.
+# INSERT-and-COMMIT; then the payment's life at WeChat's order shipping
+# management service: its shipment uploaded once WeChat finds the payment,
+# get_trade_order() showing it shipped, the receipt reminder sent, and a
+# settlement event received.  Everything it started is stopped at the end.
 #
 # SU_INSTALLED=1: the extension is already installed (the Debian package
 # postgresql-NN-shopping-upload of scripts/package.sh, say): nothing is built;
@@ -57,6 +60,16 @@ stub_pid=$!
 for _ in $(seq 100); do [ -s "$work/stub.port" ] && break; sleep 0.1; done
 stub_url="http://127.0.0.1:$(cat "$work/stub.port")"
 echo "stand-in: $stub_url"
+stub_post() { python3 - "$stub_url$1" "$2" <<'PY'
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST",
+                             headers={"Content-Type": "application/json"})
+print(urllib.request.urlopen(req).read().decode())
+PY
+}
+# the second order's payment, as WeChat Pay made it: found on the second look
+stub_post /__stub/trade/payments '{"mchid": "1230000109", "out_trade_no": "DEMO_20261126_0002",
+	"openid": null, "found_after_lookups": 1}' >/dev/null
 
 say "Starting a throwaway PostgreSQL $PG_MAJOR_VERSION cluster (Unix socket in $work)"
 as_pg initdb -D "$work/pg" -A trust -E UTF8 --locale="$SU_LOCALE" >/dev/null
@@ -100,6 +113,13 @@ psql_ -c "SELECT * FROM shopping_upload.validate_payload(
 
 say "Uploading it by hand: SELECT * FROM shopping_upload.upload_shopping_info($id)"
 psql_ -c "SELECT * FROM shopping_upload.upload_shopping_info($id)"
+
+# the worker asks WeChat at start whether the appid is in the order shipping
+# management service; shipments committed before it knows go to /user-order only
+for _ in $(seq 100); do
+	[ "$(psql_ -qAt -c "SELECT count(*) FROM shopping_upload.trade_apps WHERE managed")" = 1 ] && break
+	sleep 0.1
+done
 
 say "The background worker: an order and its shipment committed together; the worker"
 say "uploads the order, then its shipping information, then verifies the upload"
@@ -147,5 +167,50 @@ for r in reqs:
     print(f'{r["method"]} {r["path"]} access_token={shown} -> {json.dumps(ans, ensure_ascii=False)}')
     print(f'    {body[:160]}{"..." if len(body) > 160 else ""}')
 PY
+
+say "Getting paid: the shipment at WeChat's order shipping management service"
+say "(the worker asked is_trade_managed at start; WeChat found the payment on its second look)"
+psql_ -c "SELECT appid, managed, pinned, checked_at IS NOT NULL AS asked FROM shopping_upload.trade_apps"
+loop=
+for _ in $(seq 300); do
+	loop=$(psql_ -qAt -c "SELECT trade_shipping_state FROM shopping_upload.order_status WHERE order_id = $id2")
+	[ "$loop" = "uploaded" ] && break
+	sleep 0.1
+done
+if [ "$loop" != "uploaded" ]; then
+	echo "demo.sh: the shipment of order $id2 was not uploaded to the shipping management service ($loop)" >&2
+	exit 1
+fi
+psql_ -c "SELECT audit_id, kind, via, errcode, errmsg FROM shopping_upload.audit
+	WHERE kind = 'trade_shipping' ORDER BY audit_id"
+
+say "get_trade_order(): WeChat's view of the payment (order_state 2: shipped)"
+psql_ -At -c "SELECT jsonb_pretty(shopping_upload.get_trade_order($id2))"
+
+say "The courier reports the parcel signed for: the worker sends the receipt reminder, once"
+psql_ -q -c "UPDATE shopping_upload.shippings SET received_at = now() WHERE order_id = $id2"
+loop=
+for _ in $(seq 150); do
+	loop=$(psql_ -qAt -c "SELECT confirm_notified_at IS NOT NULL FROM shopping_upload.trade_state WHERE order_id = $id2")
+	[ "$loop" = "t" ] && break
+	sleep 0.1
+done
+if [ "$loop" != "t" ]; then
+	echo "demo.sh: no receipt reminder was sent for order $id2" >&2
+	exit 1
+fi
+psql_ -c "SELECT audit_id, kind, via, errcode, errmsg FROM shopping_upload.audit
+	WHERE kind = 'trade_confirm' ORDER BY audit_id"
+
+say "WeChat settles the payment and pushes an event; the message endpoint hands it to receive_event()"
+event=$(stub_post /__stub/trade/event '{"event": "trade_manage_order_settlement",
+	"mchid": "1230000109", "out_trade_no": "DEMO_20261126_0002", "stage": "settlement"}')
+echo "$event"
+psql_ -c "SELECT shopping_upload.receive_event(\$e\$$event\$e\$) AS event_id"
+psql_ -c "SELECT event_id, event, order_id, applied FROM shopping_upload.events"
+psql_ -c "SELECT order_id, trade_shipping_state, wechat_order_state, in_complaint, reship_used
+	FROM shopping_upload.order_status WHERE order_id = $id2"
+psql_ -c "SELECT trade_shipped, trade_needs_reship, payments_awaiting_settlement, payments_settled
+	FROM shopping_upload.stats"
 
 say "Done: the cluster and the stand-in are stopped and removed"

@@ -549,6 +549,8 @@ su_reship_sql(PG_FUNCTION_ARGS)
 
 	su_require_extension_version();
 	SPI_connect();
+	/* SECURITY DEFINER: a role limited to appids re-ships its own orders only */
+	su_check_caller("reship", order_id, GetOuterUserId(), GetSessionUserId());
 	if (su_trade_reship(order_id))
 	{
 		SPI_finish();

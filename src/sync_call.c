@@ -319,8 +319,8 @@ answer(SyncSlot *slot, const SuUpload *u)
  * older snapshot does not decide).  An order that does not exist is left to
  * the call, which says so.
  */
-static void
-check_caller(SuKind kind, int64 order_id, Oid caller, Oid session_user)
+void
+su_check_caller(const char *function, int64 order_id, Oid caller, Oid session_user)
 {
 	Oid			types[3] = {NAMEOID, INT8OID, NAMEOID};
 	Datum		args[3];
@@ -357,7 +357,7 @@ check_caller(SuKind kind, int64 order_id, Oid caller, Oid session_user)
 				 errmsg("role \"%s\" may not upload order " INT64_FORMAT,
 						GetUserNameFromId(caller, false), order_id),
 				 errdetail("%s() of an order is allowed to the roles its appid is granted to "
-						   "(shopping_upload.appid_grants).", call_name(kind))));
+						   "(shopping_upload.appid_grants).", function)));
 }
 
 /* a transaction with SPI connected, the call's context current */
@@ -488,7 +488,7 @@ su_sync_main(Datum arg)
 		kind = su_kind_by_name(slot->kind);
 		pgstat_report_activity(STATE_RUNNING, call_name(kind));
 		su_require_extension_version();
-		check_caller(kind, slot->order_id, slot->caller, slot->session_user);
+		su_check_caller(call_name(kind), slot->order_id, slot->caller, slot->session_user);
 		if (su_call_prepare(kind, slot->order_id, slot->given_at, &u, &creds))
 		{
 			commit_call_txn(cxt);

@@ -32,6 +32,13 @@ typedef struct SuSyncResult
  * what is sent.  An error of the call is raised here, with its SQLSTATE.
  */
 extern void su_sync_call(SuKind kind, int64 order_id, SuSyncResult *res);
+/*
+ * Raises 42501 unless the roles caller and session_user may act on the
+ * order (appid_grants); SPI connected, the rows committed now.
+ */
+extern void su_check_caller(const char *function, int64 order_id, Oid caller,
+							Oid session_user);
+
 /* the same, the call given a timestamp (notify_confirm_receive's received_at) */
 extern void su_sync_call_at(SuKind kind, int64 order_id, TimestampTz given_at,
 							SuSyncResult *res);
