@@ -451,11 +451,16 @@ enum
 
 /*
  * The claim of a follow-up: column col's due rows (hint kind), leased (col
- * set to the lease's end, attempts col counted).
+ * set to the lease's end, attempts col counted).  One request per payment
+ * in flight: a row whose upload is in flight waits for its answer (its
+ * hint is moved to the upload's lease end; the record makes it due).
  */
 #define FOLLOWUP_CLAIM_SQL(kind, col, attempts) \
-	"WITH c AS (SELECT d.order_id, d." col "," \
-	"  coalesce(d." col " OPERATOR(pg_catalog.<=) pg_catalog.now(), false) AS go" \
+	"WITH c AS (SELECT d.order_id," \
+	"  CASE WHEN " SU_SQL_IN_FLIGHT("d") " THEN greatest(d." col ", d.next_attempt_at)" \
+	"  ELSE d." col " END AS " col "," \
+	"  coalesce(d." col " OPERATOR(pg_catalog.<=) pg_catalog.now()" \
+	"   AND NOT " SU_SQL_IN_FLIGHT("d") ", false) AS go" \
 	"  FROM " SU_SCHEMA ".trade_state d" \
 	"  WHERE d.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(" \
 	"   SELECT t.order_id FROM " SU_SCHEMA ".due t" \

@@ -58,6 +58,8 @@ static const SuRetryLimits defaults = {
 	.retry_max_ms = 600000,
 	.config_retry_s = 600,
 	.verify_delay_s = 60,
+	.payment_wait_s = 600,
+	.reconcile_s = 21600,
 };
 
 static void
@@ -619,9 +621,101 @@ test_token_hints(void)
 				strstr(su_retry_token_hint(40125), "secret_file") != NULL, true);
 }
 
+/* su_retry_trade_next: the state's name and *next */
+static void
+expect_trade_next(const char *what, int errcode, SuErrClass cls, int attempt,
+				  int64_t now, int64_t since, double jitter,
+				  const char *want_state, int64_t want_next)
+{
+	char		name[256];
+	int64_t		next = -1;
+	SuNextState state = su_retry_trade_next(&defaults, cls, errcode, attempt,
+											now, since, jitter, &next);
+
+	snprintf(name, sizeof(name), "%s: state", what);
+	expect_str(name, su_retry_state_name(state), want_state);
+	snprintf(name, sizeof(name), "%s: next", what);
+	expect_i64(name, next, want_next);
+}
+
+/*
+ * The order shipping management service: its codes, the wait for a payment
+ * WeChat has not found yet (10060001), the receipt reminder's codes and the
+ * get_order schedule.
+ */
+static void
+test_trade(void)
+{
+	/* the upload's codes */
+	expect_i64("trade: 0 ok", su_retry_trade_classify(0), SU_CLASS_OK);
+	expect_i64("trade: 10060023 unchanged is accepted", su_retry_trade_classify(10060023), SU_CLASS_OK);
+	expect_i64("trade: 10060001 retried", su_retry_trade_classify(10060001), SU_CLASS_RETRY);
+	expect_i64("trade: 10060012 retried", su_retry_trade_classify(10060012), SU_CLASS_RETRY);
+	expect_i64("trade: 10060019 retried", su_retry_trade_classify(10060019), SU_CLASS_RETRY);
+	expect_i64("trade: 10060002 final", su_retry_trade_classify(10060002), SU_CLASS_DATA);
+	expect_i64("trade: 10060003 final", su_retry_trade_classify(10060003), SU_CLASS_DATA);
+	expect_i64("trade: 10060004 final", su_retry_trade_classify(10060004), SU_CLASS_DATA);
+	expect_i64("trade: 48001 rejects, holds no appid", su_retry_trade_classify(48001), SU_CLASS_DATA);
+	expect_bool("trade: 48001's class holds no appid",
+				su_retry_holds_appid(su_retry_trade_classify(48001)), false);
+	expect_i64("trade: -1 as elsewhere", su_retry_trade_classify(-1), SU_CLASS_RETRY);
+	expect_i64("trade: 42001 as elsewhere", su_retry_trade_classify(42001), SU_CLASS_REFRESH_TOKEN);
+	expect_i64("trade: 45009 as elsewhere", su_retry_trade_classify(45009), SU_CLASS_QUOTA_DAY);
+	expect_i64("trade: 10060005 (a data code) as elsewhere: unknown", su_retry_trade_classify(10060005),
+			   SU_CLASS_UNKNOWN);
+	/* the general reading knows none of them */
+	expect_i64("general: 10060023 is unknown", su_retry_classify(10060023), SU_CLASS_UNKNOWN);
+
+	/* the receipt reminder */
+	expect_i64("confirm: 10060030 done", su_retry_trade_confirm_classify(10060030), SU_CLASS_OK);
+	expect_i64("confirm: 10060028 final", su_retry_trade_confirm_classify(10060028), SU_CLASS_DATA);
+	expect_i64("confirm: 10060029 final", su_retry_trade_confirm_classify(10060029), SU_CLASS_DATA);
+	expect_i64("confirm: 10060032 final", su_retry_trade_confirm_classify(10060032), SU_CLASS_DATA);
+	expect_i64("confirm: 10060001 retried", su_retry_trade_confirm_classify(10060001), SU_CLASS_RETRY);
+
+	/* 10060001: 5 s, 10 s, 20 s, 40 s, then 60 s apart (jitter x0.5 .. x1) */
+	expect_trade_next("payment: first, no jitter", 10060001, SU_CLASS_RETRY, 1,
+					  T_NOON, 0, 0.0, "waiting_for_payment", T_NOON + 2500 * MSEC);
+	expect_trade_next("payment: first, most jitter", 10060001, SU_CLASS_RETRY, 1,
+					  T_NOON, 0, JMAX, "waiting_for_payment", T_NOON + 5 * SEC - 1);
+	expect_trade_next("payment: third", 10060001, SU_CLASS_RETRY, 3,
+					  T_NOON, T_NOON - 20 * SEC, 0.0, "waiting_for_payment", T_NOON + 10 * SEC);
+	expect_trade_next("payment: fifth, capped at 60 s", 10060001, SU_CLASS_RETRY, 5,
+					  T_NOON, T_NOON - 100 * SEC, 0.0, "waiting_for_payment", T_NOON + 30 * SEC);
+	expect_trade_next("payment: the 50th, still capped", 10060001, SU_CLASS_RETRY, 50,
+					  T_NOON, T_NOON - 100 * SEC, 0.0, "waiting_for_payment", T_NOON + 30 * SEC);
+	/* the wait ends payment_wait (600 s) after the first 10060001 */
+	expect_trade_next("payment: one last look when the wait ends", 10060001, SU_CLASS_RETRY, 9,
+					  T_NOON, T_NOON - 590 * SEC, 0.0, "waiting_for_payment", T_NOON + 10 * SEC);
+	expect_trade_next("payment: the wait is over", 10060001, SU_CLASS_RETRY, 10,
+					  T_NOON, T_NOON - 600 * SEC, 0.0, "rejected", 0);
+	expect_trade_next("payment: attempts do not end the wait", 10060001, SU_CLASS_RETRY, 99,
+					  T_NOON, T_NOON - 60 * SEC, 0.0, "waiting_for_payment", T_NOON + 30 * SEC);
+	expect_trade_next("payment: a wait start in the future is now", 10060001, SU_CLASS_RETRY, 1,
+					  T_NOON, T_NOON + 3600 * SEC, 0.0, "waiting_for_payment", T_NOON + 2500 * MSEC);
+	/* any other answer as su_retry_next() */
+	expect_trade_next("trade: accepted", 0, SU_CLASS_OK, 1, T_NOON, T_NOON - SEC, 0.0,
+					  "uploaded", 0);
+	expect_trade_next("trade: -1 backs off as elsewhere", -1, SU_CLASS_RETRY, 1, T_NOON, 0, 0.0,
+					  "retrying", T_NOON + 500 * MSEC);
+	expect_trade_next("trade: 10060003 rejected", 10060003, SU_CLASS_DATA, 1, T_NOON, 0, 0.0,
+					  "rejected", 0);
+
+	/* get_order: after an answer, reconcile_interval (6 h) later */
+	expect_i64("check: after an answer", su_retry_trade_check_next(&defaults, SU_CLASS_OK, 1, T_NOON, 0.0),
+			   T_NOON + INT64_C(21600) * SEC);
+	expect_i64("check: a failure sooner, with backoff",
+			   su_retry_trade_check_next(&defaults, SU_CLASS_RETRY, 1, T_NOON, 0.0),
+			   T_NOON + 500 * MSEC);
+	expect_i64("check: attempts used up, the next interval",
+			   su_retry_trade_check_next(&defaults, SU_CLASS_RETRY, 10, T_NOON, 0.0),
+			   T_NOON + INT64_C(21600) * SEC);
+}
+
 void
 run_retry_tests(void)
 {
+	test_trade();
 	test_state_names();
 	test_backoff();
 	test_next();
