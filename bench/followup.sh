@@ -2,7 +2,8 @@
 # Usage: bash bench/followup.sh [-h]     (as root; about 3 minutes on 2 cores)
 #
 # Orders with shipments, end to end, per second: the worker against a local
-# nginx that answers the three calls (upload, shippings, verify) at once.  A
+# nginx that answers the calls (upload, shippings, verify, and the order
+# shipping management service's upload and get_order) at once.  A
 # benchmark: it prints figures, never fails on them; it exits 1 when a run
 # did not finish (an order, a shipment or a verify left over).
 #
@@ -18,9 +19,11 @@
 # process per core) on 127.0.0.1 answers POST /cgi-bin/stable_token with a
 # token, /user-order/orders and /user-order/orders/shippings with
 # {"errcode":0,"errmsg":"ok"}, /user-order/shoppinginfo/verify with
-# {"errcode":0,"errmsg":"ok","verify_result":"linked"}.  ORDERS orders of 3
-# items are made with bench/orders.sql, each with one shipment (unified
-# delivery), auto_upload off.  Three configurations, RUNS runs each,
+# {"errcode":0,"errmsg":"ok","verify_result":"linked"}, the service's
+# /wxa/sec/order/upload_shipping_info with {"errcode":0,"errmsg":"ok"} and
+# get_order with a complete payment (order_state 4: no further look).  ORDERS
+# orders of 3 items are made with bench/orders.sql, each with one shipment
+# (unified delivery), auto_upload off.  Four configurations, RUNS runs each,
 # interleaved, VACUUM and CHECKPOINT before each run:
 #   orders:             the orders alone are queued (verify_delay 0)
 #   orders+shipments:   the orders and their shipping information are queued in
@@ -28,6 +31,12 @@
 #                       shipment after its order is accepted
 #   full loop:          the same with verify_delay = 1s: each accepted upload
 #                       is also verified
+#   trade shipments:    the appid in the order shipping management service
+#                       (shopping_upload.trade_managed = on), the orders
+#                       uploaded before: every shipment written again in one
+#                       transaction, which queues it for both services; done
+#                       when both accepted it and the worker's get_order,
+#                       reconcile_interval (1 s) after the acceptance, is in
 # Each run queues everything in one transaction (version + 1 for rows queued
 # before, verify columns cleared) and is timed inside the server from the
 # return of its COMMIT until nothing is left to do (every order uploaded, every
@@ -46,7 +55,7 @@ TIMEOUT=${TIMEOUT:-300}
 
 case ${1:-} in
 	-h | --help)
-		sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	'') ;;
@@ -141,6 +150,10 @@ http {
 		location = /user-order/orders { return 200 '{"errcode":0,"errmsg":"ok"}'; }
 		location = /user-order/orders/shippings { return 200 '{"errcode":0,"errmsg":"ok"}'; }
 		location = /user-order/shoppinginfo/verify { return 200 '{"errcode":0,"errmsg":"ok","verify_result":"linked"}'; }
+		location = /wxa/sec/order/upload_shipping_info { return 200 '{"errcode":0,"errmsg":"ok"}'; }
+		location = /wxa/sec/order/get_order { return 200 '{"errcode":0,"errmsg":"ok","order":{"order_state":4,"in_complaint":false}}'; }
+		location = /wxa/sec/order/is_trade_managed { return 200 '{"errcode":0,"errmsg":"ok","is_trade_managed":true}'; }
+		location = /cgi-bin/express/delivery/open_msg/get_delivery_list { return 200 '{"errcode":0,"errmsg":"ok","delivery_list":[{"delivery_id":"SF","delivery_name":"SF Express"}],"count":1}'; }
 		location / { return 404; }
 	}
 }
@@ -169,6 +182,8 @@ shopping_upload.appid = 'wxtestappid'
 shopping_upload.secret_file = '$work/app_secret'
 shopping_upload.allow_insecure_http = on
 shopping_upload.verify_delay = 0
+shopping_upload.trade_managed = off
+shopping_upload.reconcile_interval = 1s
 shared_buffers = 1GB
 max_wal_size = 4GB
 CONF
@@ -233,6 +248,39 @@ BEGIN
 	seconds := extract(epoch FROM t1 - t0);
 END
 $$;
+/*
+ * The same for the order shipping management service: every shipment of
+ * first..last written again in one transaction (queued for both services),
+ * then polled until both accepted each and the worker's get_order of it is
+ * in.
+ */
+CREATE PROCEDURE bench.run_trade(first bigint, last bigint, timeout_s float8,
+	INOUT seconds float8 DEFAULT NULL, INOUT left_over bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz;
+	t1 timestamptz;
+BEGIN
+	DELETE FROM shopping_upload.trade_state;
+	DELETE FROM shopping_upload.due WHERE kind IN ('t', 'g', 'c');
+	UPDATE shopping_upload.shippings SET updated_at = now()
+	 WHERE order_id BETWEEN first AND last;
+	COMMIT;
+	t0 := clock_timestamp();
+	LOOP
+		SELECT (SELECT count(*) FROM shopping_upload.shipping_state WHERE state <> 'uploaded')
+			 + (SELECT count(*) FROM shopping_upload.trade_state
+				 WHERE state <> 'uploaded' OR checked_at IS NULL)
+			 + (last - first + 1 - (SELECT count(*) FROM shopping_upload.trade_state))
+		  INTO left_over;
+		t1 := clock_timestamp();
+		COMMIT;
+		EXIT WHEN left_over = 0 OR t1 - t0 > make_interval(secs => timeout_s);
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	seconds := extract(epoch FROM t1 - t0);
+END
+$$;
 SQL
 say "making $ORDERS orders of 3 items, each with one shipment (auto_upload off)"
 psql_db -v n="$ORDERS" -v first=1 -f "$here/bench/orders.sql" </dev/null
@@ -249,21 +297,28 @@ worker_pid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'shopping_
 clk=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$worker_pid/stat"; }
 
-configs=(orders orders+shipments "full loop")
+configs=(orders orders+shipments "full loop" "trade shipments")
 declare -A rates cpus
 rc=0
 for r in $(seq 0 $((RUNS - 1))); do
-	for k in 0 1 2; do
-		c=$(((k + r) % 3))
+	for k in 0 1 2 3; do
+		c=$(((k + r) % 4))
 		name=${configs[$c]}
 		ship=$([ "$c" -ge 1 ] && echo true || echo false)
 		verify=$([ "$c" = 2 ] && echo true || echo false)
-		as_pg "$PG_BIN/psql" -h "$work" -U postgres -d postgres -X -q -c "ALTER SYSTEM SET shopping_upload.verify_delay = '$([ "$verify" = true ] && echo 1s || echo 0)'" -c 'SELECT pg_reload_conf()' >/dev/null
+		trade=$([ "$c" = 3 ] && echo on || echo off)
+		as_pg "$PG_BIN/psql" -h "$work" -U postgres -d postgres -X -q \
+			-c "ALTER SYSTEM SET shopping_upload.verify_delay = '$([ "$verify" = true ] && echo 1s || echo 0)'" \
+			-c "ALTER SYSTEM SET shopping_upload.trade_managed = $trade" -c 'SELECT pg_reload_conf()' >/dev/null
 		q 'VACUUM' >/dev/null
 		q 'CHECKPOINT' >/dev/null
 		sleep 0.5
 		t0=$(cpu_ticks)
-		IFS='|' read -r secs left <<<"$(q "CALL bench.run(1, $ORDERS, $ship, $verify, $TIMEOUT)")"
+		if [ "$c" = 3 ]; then
+			IFS='|' read -r secs left <<<"$(q "CALL bench.run_trade(1, $ORDERS, $TIMEOUT)")"
+		else
+			IFS='|' read -r secs left <<<"$(q "CALL bench.run(1, $ORDERS, $ship, $verify, $TIMEOUT)")"
+		fi
 		t1=$(cpu_ticks)
 		if [ "$left" != 0 ]; then
 			echo "  FAILED: $name run $((r + 1)): $left left after ${secs}s" >&2
@@ -283,7 +338,7 @@ echo
 echo "| $ORDERS orders, $RUNS runs | orders/s min / median / max | worker CPU µs per order, median | rate against orders alone |"
 echo "|---|---|---|---|"
 read -r _ base _ <<<"$(stats ${rates[0]:-0})"
-for c in 0 1 2; do
+for c in 0 1 2 3; do
 	read -r mn md mx <<<"$(stats ${rates[$c]:-0})"
 	read -r _ cm _ <<<"$(stats ${cpus[$c]:-0})"
 	ratio=$(awk -v a="$md" -v b="$base" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
