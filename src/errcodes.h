@@ -112,6 +112,11 @@
  * configuration problem, never retried to death as a transport failure.
  */
 #define SU_ERR_LOCAL_CONFIG					(-2)
+/*
+ * shopping_upload's own, not WeChat's: an express_company that is not a
+ * delivery_id of delivery_companies (WeChat's list, once it is filled)
+ */
+#define SU_ERR_UNKNOWN_DELIVERY_ID			(-3)
 
 /* the 2684xxxxx range: the order's data, unless listed otherwise */
 #define WX_ERR_DATA_RANGE_FIRST				268400000

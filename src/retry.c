@@ -291,6 +291,7 @@ su_retry_trade_classify(int errcode)
 		case WX_ERR_TRADE_RESHIP_USED:
 		case WX_ERR_TRADE_NOT_SHIPPABLE:
 		case WX_ERR_API_UNAUTHORIZED:
+		case SU_ERR_UNKNOWN_DELIVERY_ID:
 			return SU_CLASS_DATA;
 		default:
 			break;

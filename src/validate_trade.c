@@ -163,7 +163,7 @@ check_shipment(Ctx *c, struct json_object *list, size_t i, int logistics,
 		sf = v.len == strlen(SU_DELIVERY_ID_SF) &&
 			memcmp(v.s, SU_DELIVERY_ID_SF, v.len) == 0;
 		if (known->known && !delivery_ids_has(known, &v))
-			su_v_report(c, WX_ERR_DATA_FORMAT, sub,
+			su_v_report(c, SU_ERR_UNKNOWN_DELIVERY_ID, sub,
 						"is not a delivery_id of WeChat's delivery company list "
 						"(shopping_upload.delivery_companies)");
 	}

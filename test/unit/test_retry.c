@@ -656,6 +656,8 @@ test_trade(void)
 	expect_i64("trade: 10060003 final", su_retry_trade_classify(10060003), SU_CLASS_DATA);
 	expect_i64("trade: 10060004 final", su_retry_trade_classify(10060004), SU_CLASS_DATA);
 	expect_i64("trade: 48001 rejects, holds no appid", su_retry_trade_classify(48001), SU_CLASS_DATA);
+	expect_i64("trade: -3 (an unknown delivery company, ours) rejects", su_retry_trade_classify(-3),
+			   SU_CLASS_DATA);
 	expect_bool("trade: 48001's class holds no appid",
 				su_retry_holds_appid(su_retry_trade_classify(48001)), false);
 	expect_i64("trade: -1 as elsewhere", su_retry_trade_classify(-1), SU_CLASS_RETRY);

@@ -178,7 +178,7 @@ static const TradeCase cases[] = {
 		.expect = {{10060025, S1 ".express_company", NULL}}},
 	{"express_company not in the list",
 		.patches = {{S1 ".express_company", "\"NOPE\""}},
-		.expect = {{FMT, S1 ".express_company", NULL}}},
+		.expect = {{-3, S1 ".express_company", NULL}}},
 	{"express_company not in the list, list unknown",
 		.patches = {{S1 ".express_company", "\"NOPE\""}}, .unknown_ids = true,
 		.expect = NONE},
