@@ -606,8 +606,8 @@ confirm_next(SuUpload *u, TimestampTz now)
 
 	if (u->deferred)
 		return 0;
-	return su_retry_verify_next(&limits, u->cls, u->attempt, now,
-								pg_prng_double(&pg_global_prng_state));
+	return su_retry_trade_confirm_next(&limits, u->cls, u->attempt, now,
+									   pg_prng_double(&pg_global_prng_state));
 }
 
 /*

@@ -338,6 +338,20 @@ su_retry_trade_check_next(const SuRetryLimits *l, SuErrClass cls, int attempt,
 }
 
 /*
+ * The receipt reminder's next try: none after a final refusal (data: not
+ * shipped, a received_time before the shipping, not express), else as a
+ * verify's.
+ */
+int64_t
+su_retry_trade_confirm_next(const SuRetryLimits *l, SuErrClass cls, int attempt,
+							int64_t now, double jitter)
+{
+	if (cls == SU_CLASS_DATA)
+		return 0;
+	return su_retry_verify_next(l, cls, attempt, now, jitter);
+}
+
+/*
  * A payment not found (10060001) is looked for again, 5 s, 10 s, 20 s ...
  * at most 60 s apart (jittered), until payment_wait after the first such
  * answer (wait_since, 0: this one): then it is rejected, the reason saying

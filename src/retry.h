@@ -212,6 +212,8 @@ extern int64_t su_retry_verify_next(const SuRetryLimits *l, SuErrClass cls,
 extern int64_t su_retry_verify_first(const SuRetryLimits *l, int64_t accepted);
 extern SuErrClass su_retry_trade_classify(int errcode);
 extern SuErrClass su_retry_trade_confirm_classify(int errcode);
+extern int64_t su_retry_trade_confirm_next(const SuRetryLimits *l, SuErrClass cls,
+										   int attempt, int64_t now, double jitter);
 extern int64_t su_retry_trade_check_next(const SuRetryLimits *l, SuErrClass cls,
 										 int attempt, int64_t now, double jitter);
 extern SuNextState su_retry_trade_next(const SuRetryLimits *l, SuErrClass cls,

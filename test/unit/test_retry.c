@@ -675,6 +675,13 @@ test_trade(void)
 	expect_i64("confirm: 10060032 final", su_retry_trade_confirm_classify(10060032), SU_CLASS_DATA);
 	expect_i64("confirm: 10060001 retried", su_retry_trade_confirm_classify(10060001), SU_CLASS_RETRY);
 
+	expect_i64("confirm: a final refusal is not tried again",
+			   su_retry_trade_confirm_next(&defaults, SU_CLASS_DATA, 1, T_NOON, 0.0), 0);
+	expect_i64("confirm: -1 is, with backoff",
+			   su_retry_trade_confirm_next(&defaults, SU_CLASS_RETRY, 1, T_NOON, 0.0),
+			   T_NOON + 500 * MSEC);
+	expect_i64("confirm: done", su_retry_trade_confirm_next(&defaults, SU_CLASS_OK, 1, T_NOON, 0.0), 0);
+
 	/* 10060001: 5 s, 10 s, 20 s, 40 s, then 60 s apart (jitter x0.5 .. x1) */
 	expect_trade_next("payment: first, no jitter", 10060001, SU_CLASS_RETRY, 1,
 					  T_NOON, 0, 0.0, "waiting_for_payment", T_NOON + 2500 * MSEC);
