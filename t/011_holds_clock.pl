@@ -162,11 +162,12 @@ ok(uploaded_within($o, 30), 'with shipment_items locked by an idle transaction, 
 ok(SuStub::poll_until($node, 'postgres',
 	"SELECT claims_waiting LIKE 'shipping waits for a lock on shopping_upload.shipment_items since %' FROM shopping_upload.stats",
 	't', 30), 'stats says the shipping information waits for that lock');
-# every kind that reads shipment_items waits (the order shipping management
-# service's upload reads it too), and no other
-is(sql("SELECT string_agg(kind || ' ' || waiting_for, '; ' ORDER BY kind) FROM shopping_upload.claim_waits()"),
-	'shipping a lock on shopping_upload.shipment_items; trade_shipping a lock on shopping_upload.shipment_items',
-	'claim_waits() names the kinds and the table');
+# the shipping information's kind waits for that table; so may the order
+# shipping management service's upload, which reads it too (when the worker
+# looked at that kind meanwhile); no other kind, no other table
+is(sql("SELECT bool_or(kind = 'shipping') AND bool_and(kind IN ('shipping', 'trade_shipping'))
+	AND bool_and(waiting_for = 'a lock on shopping_upload.shipment_items') FROM shopping_upload.claim_waits()"),
+	't', 'claim_waits() names the kind and the table');
 is(sql("SELECT shipping_state FROM shopping_upload.order_status WHERE order_id = $o"), 'pending',
 	'the shipping information waits');
 $lock->query_safe('COMMIT');
