@@ -706,6 +706,15 @@ followup_record(SPIPlanPtr *plan, const char *sql, SuDue due,
 	" THEN CAST(CAST(CAST(u.result AS pg_catalog.jsonb) OPERATOR(pg_catalog.->) 'order_state'" \
 	"  AS pg_catalog.numeric) AS pg_catalog.int4) END"
 
+/*
+ * An answer newer than what the row holds: a settlement event recorded
+ * while a get_order was in flight is not undone by its older answer (a
+ * settled payment is complete or refunded, nothing before)
+ */
+#define FRESH \
+	"(u.ok AND u.result IS NOT NULL AND NOT (s.settled_at IS NOT NULL" \
+	" AND coalesce(" ORDER_STATE " OPERATOR(pg_catalog.<>) ALL ('{4,5}'), true)))"
+
 int
 su_trade_check_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 {
@@ -716,11 +725,11 @@ su_trade_check_record(SuUpload **us, int n, bool *recorded, TimestampTz *earlies
 						   "  FROM " SU_SCHEMA ".trade_state h"
 						   "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1) FOR UPDATE SKIP LOCKED)"
 						   " UPDATE " SU_SCHEMA ".trade_state s SET"
-						   " wechat_order = CASE WHEN u.ok AND u.result IS NOT NULL"
+						   " wechat_order = CASE WHEN " FRESH
 						   "  THEN CAST(u.result AS pg_catalog.jsonb) ELSE s.wechat_order END,"
-						   " wechat_order_state = CASE WHEN u.ok AND u.result IS NOT NULL"
+						   " wechat_order_state = CASE WHEN " FRESH
 						   "  THEN " ORDER_STATE " ELSE s.wechat_order_state END,"
-						   " in_complaint = CASE WHEN u.ok AND u.result IS NOT NULL AND"
+						   " in_complaint = CASE WHEN " FRESH " AND"
 						   "  pg_catalog.jsonb_typeof(CAST(u.result AS pg_catalog.jsonb) OPERATOR(pg_catalog.->) 'in_complaint')"
 						   "  OPERATOR(pg_catalog.=) 'boolean'"
 						   "  THEN CAST(CAST(u.result AS pg_catalog.jsonb) OPERATOR(pg_catalog.->>) 'in_complaint' AS pg_catalog.bool)"
@@ -728,10 +737,10 @@ su_trade_check_record(SuUpload **us, int n, bool *recorded, TimestampTz *earlies
 						   " checked_at = CASE WHEN u.ok THEN pg_catalog.now() ELSE s.checked_at END,"
 						   " check_errcode = u.errcode, check_errmsg = u.errmsg,"
 						   " check_attempts = CASE WHEN u.ok THEN 0 ELSE s.check_attempts END,"
-						   " check_due_at = CASE WHEN u.by_hand AND NOT u.ok THEN s.check_due_at"
+						   " check_due_at = CASE"
 						   "  WHEN u.ok AND (" ORDER_STATE " OPERATOR(pg_catalog.=) ANY ('{4,5}')"
 						   "   OR s.settled_at IS NOT NULL) THEN NULL"
-						   "  WHEN u.by_hand AND s.check_due_at IS NULL THEN NULL"
+						   "  WHEN u.by_hand THEN s.check_due_at"
 						   "  ELSE u.next END,"
 						   " state = CASE WHEN " UNSHIPPED " THEN 'pending' ELSE s.state END,"
 						   " next_attempt_at = CASE WHEN " UNSHIPPED " THEN pg_catalog.now()"

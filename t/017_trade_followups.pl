@@ -15,7 +15,9 @@
 #     here (10060032, nothing sent); nothing without received_at;
 #  5. receive_event(): the settlement push at shipping and at settlement,
 #     the 48-hour reminder, the access reminder, an event of no known
-#     order, and bad input (stored nothing);
+#     order, and bad input (stored nothing); a settlement push while the
+#     worker's get_order is in flight stays settled (its older answer
+#     recorded after it does not undo it);
 #  6. the appid's calls: is_trade_managed() kept in trade_apps, the worker
 #     asking at start under trade_managed = auto, refresh_delivery_companies()
 #     and the validator's delivery_id rule, set_msg_jump_path(),
@@ -232,7 +234,7 @@ sql("BEGIN;
 	COMMIT;");
 
 # --- 1. get_trade_order()
-my ($id1, $no1) = (1, 'TRADE1001');
+my ($id1, $no1) = (1001, 'TRADE1001');
 shipped_order($id1, $no1);
 wait_for(settled($id1), 'uploaded true', 'a unified delivery is uploaded');
 my $gap = sql("SELECT extract(epoch FROM t.check_due_at - a.created_at)
@@ -258,7 +260,7 @@ is(sql("SELECT string_agg(via || ' ' || errcode || ' ' || http_status, ',') FROM
 is(nreq($no1, $GET_ORDER), 1, 'one get_order request');
 
 # a payment the stand-in does not know
-my ($id2, $no2) = (2, 'TRADE1002');
+my ($id2, $no2) = (1002, 'TRADE1002');
 new_order($id2, $no2);
 ship_unified($id2, "YT$no2");
 wait_for("SELECT state FROM shopping_upload.trade_state WHERE order_id = $id2", 'waiting_for_payment',
@@ -271,16 +273,16 @@ is(tstate($id2, "coalesce(wechat_order_state::text, '-') || ' ' || coalesce(in_c
 	'- - true true true', 'nothing kept in trade_state');
 is(taudit($id2, 'trade_order'), '10060001', 'the attempt audited, 10060001');
 $err = sql_error("SELECT shopping_upload.get_trade_order(999999)");
-like($err, qr/ERROR:\s+02000: order 999999 does not exist/, 'get_trade_order() of an order that does not exist: an error');
+like($err, qr/ERROR:\s+P0002: order 999999 does not exist/, 'get_trade_order() of an order that does not exist: an error');
 is(naudit(999999, 'trade_order'), '0', 'no audit row for it');
 # (its uploads would go on being retried: out of the way of the faults below)
 sql("DELETE FROM shopping_upload.orders WHERE order_id = $id2");
 
 # --- 4. the receipt reminder
-my ($id41, $no41) = (41, 'TRADE1041');
-my ($id42, $no42) = (42, 'TRADE1042');
-my ($id43, $no43) = (43, 'TRADE1043');
-my ($id44, $no44) = (44, 'TRADE1044');
+my ($id41, $no41) = (1041, 'TRADE1041');
+my ($id42, $no42) = (1042, 'TRADE1042');
+my ($id43, $no43) = (1043, 'TRADE1043');
+my ($id44, $no44) = (1044, 'TRADE1044');
 shipped_order($id41, $no41);
 shipped_order($id42, $no42);
 shipped_order($id43, $no43, logistics => 2);
@@ -329,6 +331,11 @@ is(sql("SELECT errcode || ' ' || http_status || ' ' || (audit_id IS NOT NULL)
 is(tstate($id41, "(confirm_notified_at = '$notified41') || ' ' || (confirm_due_at IS NULL) || ' ' || confirm_errcode"),
 	'true true 10060030', 'counted as done: confirm_notified_at kept, nothing planned');
 is(taudit($id41, 'trade_confirm'), '0,10060030', 'audited');
+# by hand, for an order whose shipping has no received_at and none given: nothing sent
+like(sql_error("SELECT * FROM shopping_upload.notify_confirm_receive($id42)"),
+	qr/ERROR:.*notify_confirm_receive\($id42\) sent nothing: shippings\.received_at is not set/,
+	'notify_confirm_receive() by hand without any received_at: an error, nothing sent');
+is(nreq($no42, $NOTIFY) . ' ' . tstate($id42, 'confirm_notified_at IS NULL'), '0 t', 'no request, not done');
 # by hand, with received_at given, for an order whose shipping has none
 my $before = time();
 is(sql("SELECT errcode || ' ' || http_status FROM shopping_upload.notify_confirm_receive($id42, now())"),
@@ -353,7 +360,7 @@ ok(!payment($no43)->{receipt_reminder_sent}, 'the stand-in sent no reminder');
 is(tstate($id43, 'confirm_notified_at IS NULL'), 't', 'not counted as done');
 
 # --- 5. receive_event()
-my ($id51, $no51) = (51, 'TRADE1051');
+my ($id51, $no51) = (1051, 'TRADE1051');
 shipped_order($id51, $no51);
 wait_for(settled($id51), 'uploaded true', 'a shipping accepted');
 is(tstate($id51, "(check_due_at > now() + interval '30 seconds') || ' ' || (wechat_order_state IS NULL)"),
@@ -431,13 +438,14 @@ is(sql('SELECT count(*) FROM shopping_upload.delivery_companies'), $n, 'delivery
 is(sql("SELECT string_agg(delivery_id, ',' ORDER BY delivery_id) FROM shopping_upload.delivery_companies"),
 	join(',', sort map { $_->{delivery_id} } @{ $answer->{delivery_list} }), 'its delivery_ids');
 is(sql("SELECT string_agg(errcode || ' ' || field, ',') FROM shopping_upload.validate_trade_shipping_payload($nope)"),
-	'47001 shipping_list[0].express_company', 'then an express_company not in it is refused (47001)');
+	'-3 shipping_list[0].express_company',
+	'then an express_company not in it is refused (our own code -3, SU_ERR_UNKNOWN_DELIVERY_ID)');
 is(sql("SELECT count(*) FROM shopping_upload.validate_trade_shipping_payload(
 	shopping_upload.build_trade_shipping_payload($id1))"), '0', 'one in it passes');
-my ($id61, $no61) = (61, 'TRADE1061');
+my ($id61, $no61) = (1061, 'TRADE1061');
 shipped_order($id61, $no61, company => 'NOPE');
 wait_for("SELECT state || ' ' || last_errcode FROM shopping_upload.trade_state WHERE order_id = $id61",
-	'rejected 47001', 'the worker refuses a shipment of an unknown express_company');
+	'rejected -3', 'the worker refuses a shipment of an unknown express_company (-3)');
 is(nreq($no61), 0, 'not sent');
 
 # set_msg_jump_path
@@ -446,7 +454,7 @@ is($stub->_control('GET', '/__stub/trade/config')->{apps}{wxtestappid}{msg_jump_
 	'the stand-in keeps the path');
 
 # report_special_order
-my ($id62, $no62, $id63, $no63) = (62, 'TRADE1062', 63, 'TRADE1063');
+my ($id62, $no62, $id63, $no63) = (1062, 'TRADE1062', 1063, 'TRADE1063');
 register($no62);
 register($no63);
 new_order($id62, $no62);
@@ -465,14 +473,35 @@ like(sql_error("SELECT shopping_upload.report_special_order($id62, 'later')"),
 like(sql_error("SELECT shopping_upload.report_special_order($id62, 'presale')"),
 	qr/ERROR:\s+22004: a pre-sale order needs ship_by/, 'presale without ship_by: refused');
 is(scalar @{ $stub->requests($SPECIAL) }, 2, 'neither was sent');
+# get_trade_order() of an order never queued for the service: WeChat's answer, nothing kept
+$got = sql("SELECT shopping_upload.get_trade_order($id62)");
+$order = SuStub->decode($got || '{}');
+is(($order->{order_state} // '-') . ' ' . ($order->{merchant_trade_no} // '-'), "1 $no62",
+	'get_trade_order() of an unshipped order, never queued for the service: order_state 1');
+is(sql("SELECT count(*) FROM shopping_upload.trade_state WHERE order_id = $id62"), '0', 'no trade_state row made');
+is(sql("SELECT via || ' ' || errcode FROM shopping_upload.audit WHERE order_id = $id62 AND kind = 'trade_order'"),
+	'sql 0', 'audited');
 
 # --- 2. and 3. the worker's get_order, every reconcile_interval (2 s)
 reload('shopping_upload.reconcile_interval', '2s');
 wait_for("SELECT setting FROM pg_settings WHERE name = 'shopping_upload.reconcile_interval'", '2',
 	'reconcile_interval is 2 s');
 usleep(500_000);
-my ($id21, $no21, $id22, $no22, $id31, $no31) = (21, 'TRADE1021', 22, 'TRADE1022', 31, 'TRADE1031');
+my ($id21, $no21, $id22, $no22, $id31, $no31) = (1021, 'TRADE1021', 1022, 'TRADE1022', 1031, 'TRADE1031');
 shipped_order($_->[0], $_->[1]) for [ $id21, $no21 ], [ $id22, $no22 ], [ $id31, $no31 ];
+# (5.) and one of wxsecond whose first get_order the stand-in holds 4 s
+my ($id52, $no52) = (1052, 'TRADE1052');
+$stub->fault(kind => 'delay', delay_ms => 4000, path => $GET_ORDER, appid => 'wxsecond', count => 1);
+register($no52);
+new_order($id52, $no52, appid => 'wxsecond');
+ship_unified($id52, "YT$no52");
+# 5. the settlement push while the worker's get_order is in flight: settled stays settled
+wait_for("SELECT check_due_at > now() + interval '20 seconds' FROM shopping_upload.trade_state WHERE order_id = $id52",
+	't', 'a get_order in flight (leased), held at the stand-in', 15);
+($ev, $evid) = feed_event(event => 'trade_manage_order_settlement', stage => 'settlement',
+	mchid => $MCHID, out_trade_no => $no52);
+is(tstate($id52, "(settled_at IS NOT NULL) || ' ' || (check_due_at IS NULL) || ' ' || wechat_order_state"),
+	'true true 4', 'the settlement push meanwhile: settled');
 wait_for("SELECT string_agg(state || ' ' || (uploaded_version = version), ',' ORDER BY order_id)
 	FROM shopping_upload.trade_state WHERE order_id IN ($id21, $id22, $id31)",
 	'uploaded true,uploaded true,uploaded true', 'three shippings accepted');
@@ -495,6 +524,14 @@ wait_for("SELECT in_complaint FROM shopping_upload.order_status WHERE order_id =
 	'a dispute at the stand-in shows in order_status.in_complaint', 15);
 is(naudit($id21, 'trade_order', 'sql'), '0', 'without a call by hand');
 is(tstate($id21, "wechat_order -> 'in_complaint'"), 'true', 'wechat_order is the latest answer');
+
+# 5. (continued)
+wait_for("SELECT count(*) FROM shopping_upload.audit WHERE order_id = $id52 AND kind = 'trade_order'", '1',
+	'the get_order answered before the settlement is recorded after it', 15)
+  or diag(sql("SELECT audit_id, kind, created_at, via, errcode, http_status, duration_ms FROM shopping_upload.audit
+	WHERE order_id = $id52 ORDER BY audit_id"));
+is(tstate($id52, "(settled_at IS NOT NULL) || ' ' || coalesce(check_due_at::text, 'NULL') || ' ' || wechat_order_state"),
+	'true NULL 4', 'still settled: no next get_order, wechat_order_state 4 (not the older answer\'s 2)');
 
 # 3. awaiting shipment after the accepted upload, first by a new payment
 wait_for("SELECT wechat_order_state FROM shopping_upload.trade_state WHERE order_id = $id31", '2',
@@ -526,12 +563,14 @@ wait_for("SELECT unshipped_resends || ' ' || state || ' ' || (uploaded_version =
 	FROM shopping_upload.trade_state WHERE order_id = $id31", '2 uploaded true 10060023',
 	'order_state 1 again: sent a second time (answered 10060023, unchanged)', 15);
 my $checks31 = naudit($id31, 'trade_order');
-wait_for("SELECT count(*) >= $checks31 + 2 FROM shopping_upload.audit WHERE order_id = $id31 AND kind = 'trade_order'",
+wait_for("SELECT count(*) > $checks31 FROM shopping_upload.audit WHERE order_id = $id31 AND kind = 'trade_order'",
 	't', 'the worker goes on asking', 15);
 is(tstate($id31, "unshipped_resends || ' ' || state || ' ' || wechat_order_state"), '2 uploaded 1',
 	'WeChat still shows it awaiting shipment: not sent a third time');
 is(sql("SELECT wechat_order_state FROM shopping_upload.order_status WHERE order_id = $id31"), 'awaiting_shipment',
 	'order_status shows awaiting_shipment');
+my $bound31 = sprintf('%d upload and %d get_order requests until the bound was seen',
+	nreq($no31), nreq($no31, $GET_ORDER));
 
 # 2. complete (4) and refunded (5) stop the worker's get_order
 set_state($no21, order_state => 4);
@@ -542,13 +581,13 @@ wait_for("SELECT string_agg((check_due_at IS NULL) || ' ' || wechat_order_state,
 is(sql("SELECT string_agg(wechat_order_state, ',' ORDER BY order_id) FROM shopping_upload.order_status
 	WHERE order_id IN ($id21, $id22)"), 'complete,refunded', 'order_status shows them');
 
-# what must not happen, over three intervals
+# what must not happen, over two and a half intervals
 my %count = (
 	c21 => naudit($id21, 'trade_order'), c22 => naudit($id22, 'trade_order'),
 	r21 => nreq($no21, $GET_ORDER), r22 => nreq($no22, $GET_ORDER),
 	u31 => nreq($no31), c31 => naudit($id31, 'trade_order'),
 	n41 => nreq($no41, $NOTIFY), a41 => naudit($id41, 'trade_confirm'));
-sleep 6;
+sleep 5;
 is(naudit($id21, 'trade_order') . ' ' . naudit($id22, 'trade_order'), "$count{c21} $count{c22}",
 	'no further trade_order audit rows for the complete and the refunded payment');
 is(nreq($no21, $GET_ORDER) . ' ' . nreq($no22, $GET_ORDER), "$count{r21} $count{r22}",
@@ -559,8 +598,8 @@ cmp_ok(naudit($id31, 'trade_order'), '>', $count{c31}, '(while get_order goes on
 is(nreq($no41, $NOTIFY) . ' ' . naudit($id41, 'trade_confirm'), "$count{n41} $count{a41}",
 	'the second change of received_at: no second receipt reminder');
 is(nreq($no42, $NOTIFY) . ' ' . nreq($no43, $NOTIFY), '1 0', 'nor any by the worker for the others');
-diag(sprintf('payment %s: %d upload requests, %d get_order requests (unshipped twice, then bounded)',
-	$no31, nreq($no31), nreq($no31, $GET_ORDER)));
+diag(sprintf('payment %s (unshipped twice, then bounded): %s; %d and %d by now',
+	$no31, $bound31, nreq($no31), nreq($no31, $GET_ORDER)));
 
 # --- 7. 48001 on an upload
 set_managed('wxsecond', 0);
@@ -591,7 +630,7 @@ is(naudit($id71, 'trade_shipping'), '1', 'the rejected upload is not tried again
 # --- 6. (end) the configured appid's shipments queued only while it is managed
 set_managed('wxtestappid', 0);
 is(sql('SELECT shopping_upload.is_trade_managed()'), 'f', 'the configured appid out of the service');
-my ($id64, $no64, $id65, $no65) = (64, 'TRADE1064', 65, 'TRADE1065');
+my ($id64, $no64, $id65, $no65) = (1064, 'TRADE1064', 1065, 'TRADE1065');
 shipped_order($id64, $no64);
 is(sql("SELECT count(*) FROM shopping_upload.shipping_state WHERE order_id = $id64") . ' '
 	. sql("SELECT count(*) FROM shopping_upload.trade_state WHERE order_id = $id64"), '1 0',
