@@ -250,6 +250,31 @@ su_trade_app_delivery_companies(const char *appid)
 	" WHERE x.appid IS NOT NULL" \
 	" ORDER BY NOT x.pinned, x.appid"
 
+/* is appid in the service (as the queue decides: pinned, the setting, WeChat's answer)? */
+static bool
+trade_app_in_service(const char *appid)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {su_text_datum(appid)};
+	bool		isnull;
+	bool		in;
+
+	if (SPI_execute_with_args("SELECT coalesce("
+							  " (SELECT a.pinned FROM " SU_SCHEMA ".trade_apps a"
+							  "  WHERE a.appid OPERATOR(pg_catalog.=) $1),"
+							  " CASE WHEN $1 OPERATOR(pg_catalog.=)"
+							  "  NULLIF(pg_catalog.current_setting('shopping_upload.appid', true), '')"
+							  "  THEN CASE pg_catalog.current_setting('shopping_upload.trade_managed', true)"
+							  "   WHEN 'on' THEN true WHEN 'off' THEN false END END,"
+							  " (SELECT a.managed FROM " SU_SCHEMA ".trade_apps a"
+							  "  WHERE a.appid OPERATOR(pg_catalog.=) $1), false)",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read trade_apps");
+	in = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return in;
+}
+
 /* has trade_apps a pin for appid? */
 static bool
 trade_app_pinned(const char *appid)
@@ -293,7 +318,7 @@ su_trade_apps_refresh(bool delivery)
 	MemoryContextSwitchTo(cxt);
 
 	/* each in a subtransaction: one appid that fails does not stop the rest */
-	for (int i = 0; i < n + (delivery ? 1 : 0); i++)
+	for (int i = 0; i < n + 1; i++)
 	{
 		ResourceOwner owner = CurrentResourceOwner;
 
@@ -310,10 +335,18 @@ su_trade_apps_refresh(bool delivery)
 						(errmsg("shopping_upload worker: appid %s is %sin the order shipping management service",
 								appids[i], managed ? "" : "not ")));
 			}
-			else if (n > 0)
-				ereport(LOG,
-						(errmsg("shopping_upload worker: %d delivery companies read from WeChat",
-								su_trade_app_delivery_companies(appids[0]))));
+			else if (i == n && delivery)
+			{
+				/* with the token of an appid in the service: no other needs the list */
+				for (int j = 0; j < n; j++)
+					if (trade_app_in_service(appids[j]))
+					{
+						ereport(LOG,
+								(errmsg("shopping_upload worker: %d delivery companies read from WeChat",
+										su_trade_app_delivery_companies(appids[j]))));
+						break;
+					}
+			}
 			ReleaseCurrentSubTransaction();
 		}
 		PG_CATCH();
