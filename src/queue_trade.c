@@ -227,6 +227,15 @@ trade_next_state(SuUpload *u, TimestampTz now, TimestampTz *next, char **reason)
 	return su_retry_state_name(st);
 }
 
+/*
+ * The row is due again at once, whatever the answer planned: a change
+ * written while the request was in flight (its version), or a reship()
+ * made since the body was found to need one.
+ */
+#define REDO \
+	"(s.version OPERATOR(pg_catalog.<>) u.version" \
+	" OR (u.state OPERATOR(pg_catalog.=) 'needs_reship' AND s.reship_allowed))"
+
 /* su_trade_record()'s RETURNING after su_queue_mark_recorded()'s three */
 enum
 {
@@ -279,10 +288,8 @@ su_trade_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 "  WHERE h.order_id OPERATOR(pg_catalog.=) ANY ($1)"
 				 "  FOR UPDATE SKIP LOCKED)"
 				 " UPDATE " SU_SCHEMA ".trade_state s SET"
-				 " state = CASE WHEN s.version OPERATOR(pg_catalog.=) u.version"
-				 "  THEN u.state ELSE 'pending' END,"
-				 " next_attempt_at = CASE WHEN s.version OPERATOR(pg_catalog.=) u.version"
-				 "  THEN u.next ELSE pg_catalog.now() END,"
+				 " state = CASE WHEN " REDO " THEN 'pending' ELSE u.state END,"
+				 " next_attempt_at = CASE WHEN " REDO " THEN pg_catalog.now() ELSE u.next END,"
 				 " uploaded_version = CASE WHEN u.ok"
 				 "  THEN greatest(s.uploaded_version, u.version)"
 				 "  ELSE s.uploaded_version END,"
@@ -314,7 +321,7 @@ su_trade_record(SuUpload **us, int n, bool *recorded, TimestampTz *earliest)
 				 " WHERE s.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " AND l.order_id OPERATOR(pg_catalog.=) u.order_id"
 				 " RETURNING s.order_id, s.next_attempt_at AS hint_at,"
-				 "  s.version OPERATOR(pg_catalog.=) u.version AS as_planned,"
+				 "  s.state OPERATOR(pg_catalog.=) u.state AS as_planned,"
 				 "  s.check_due_at, s.confirm_due_at),"
 				 SU_SQL_HINT_CTES("", SU_HINT_TRADE, "w")
 				 ", wg AS (SELECT w.order_id, w.check_due_at AS hint_at FROM w"

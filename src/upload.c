@@ -658,7 +658,13 @@ su_trade_prepare(int n, SuUpload **us, const TimestampTz *upload_times,
 
 		args[0] = Int64GetDatum(u->order_id);
 		args[1] = su_text_datum(u->body);
-		if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		/*
+		 * Not read-only: a new snapshot (READ COMMITTED), that sees a
+		 * reship() or an accepted upload by hand committed since the
+		 * claim's transaction began; the row is locked by the claim (or the
+		 * call's lease), so nothing changes it until the record.
+		 */
+		if (SPI_execute_plan(plan, args, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the trade shipping state of order " INT64_FORMAT,
 				 u->order_id);
 		MemoryContextSwitchTo(cxt);

@@ -18,6 +18,26 @@
 # theirs with them (ON DELETE CASCADE).  shopping_upload.verify_delay is 1 s,
 # so verifies run during the soak.
 #
+# WeChat's order shipping management service: a trade driver (a Perl
+# script, its own process) writes orders of wxtradeapp, an appid pinned in
+# the service, under ids the pgbench writers never pick (negative), about
+# one a second, their payments registered at the stand-in (1 in 10 found
+# only at the second lookup: 10060001 first); shipments unified, split in
+# two steps or split at once, some changed once the shipping is complete
+# and accepted, some of those given reship() (once needs_reship), some of
+# those changed again after the re-ship, some given reship() unchanged, some
+# marked signed for (the receipt reminder).  get_order runs every 5 s
+# (reconcile_interval); the stand-in fails one request in ten of the
+# service's upload, get_order and receipt reminder too.  Checked at the end,
+# each with its figures: no payment gets a third accepted upload (a split
+# delivery's steps before completion aside); no re-ship reaches the stand-in
+# without a reship() call; every shipment ends uploaded, needs_reship (only
+# those changed after completion without reship()), or rejected with a reason
+# (10060003 only for those changed after the re-ship), none left waiting; no
+# state says uploaded unless the stand-in accepted an upload of that payment,
+# and one uploaded at its version is the body the stand-in kept last; one
+# request per payment in flight.
+#
 # Reported (diag), not checked: deadlocks and serialization failures the
 # writers saw (the update script locks items, then their order; a delete
 # locks the order, then its items by the cascade: the writers' own lock
@@ -48,6 +68,9 @@ my $drain_limit = 120;    # seconds for the queue to drain once writers stop
 my $UPLOAD = '/user-order/orders';
 my $SHIP = '/user-order/orders/shippings';
 my $VERIFY = '/user-order/shoppinginfo/verify';
+my $TRADE = '/wxa/sec/order/upload_shipping_info';
+my $TRADE_GET = '/wxa/sec/order/get_order';
+my $TRADE_NOTIFY = '/wxa/sec/order/notify_confirm_receive';
 
 # The writer groups: transactions per second (pgbench -R, whole group), clients.
 my %group = (
@@ -56,6 +79,7 @@ my %group = (
 	delete => { clients => 1, rate => 10 },    # 1 in 20 of the inserts
 	ship => { clients => 1, rate => 40 },      # shipping information: add, change
 	upload => { clients => 1 },                # psql: upload_shopping_info()
+	trade => { clients => 1 },                 # the trade driver (perl)
 );
 my $ship_share = 3;    # in 10 of the inserts store a shipment with the order
 my $upload_pause = 0.04;    # seconds between two upload_shopping_info() calls
@@ -63,7 +87,8 @@ my $upload_tail = 3;    # seconds it goes on once the other writers are done
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my $stub_log = "$dir/stub_requests.jsonl";
-my $stub = SuStub->start(dir => $dir, log => $stub_log);
+my $stub = SuStub->start(dir => $dir, log => $stub_log,
+	accounts => 'wxtestappid:testsecret,wxtradeapp:tradesecret');
 
 my $node = SuStub::node(conf => <<"EOC");
 shopping_upload.api_base_url = '${\ $stub->url}'
@@ -75,6 +100,7 @@ shopping_upload.max_attempts = 1000
 shopping_upload.timeout = '5s'
 shopping_upload.lease = '10s'
 shopping_upload.verify_delay = '1s'
+shopping_upload.reconcile_interval = '5s'
 shopping_upload.workers_per_database = $workers
 restart_after_crash = on
 max_connections = 40
@@ -82,6 +108,10 @@ log_statement = none
 EOC
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+# the trade driver's appid: its secret, and pinned in the service
+sql("INSERT INTO shopping_upload.accounts (appid, secret) VALUES ('wxtradeapp', 'tradesecret');
+	INSERT INTO shopping_upload.trade_apps (appid, pinned) VALUES ('wxtradeapp', true);");
 
 # a query that may fail (the cluster restarting): its output, or undef
 sub try_sql
@@ -126,7 +156,8 @@ sql("CREATE SEQUENCE public.soak_txn; CREATE SEQUENCE public.soak_ver;
 	CREATE SEQUENCE public.soak_ship_import; CREATE SEQUENCE public.soak_ship_change;");
 
 # an existing order: one of the newest 50, most likely in the worker's hands
-# right now (mode 1), or any (otherwise)
+# right now (mode 1), or any (otherwise); never one of the trade driver's
+# (negative ids)
 my $pick = <<'EOS';
 \if :mode = 1
 SELECT order_id AS target FROM shopping_upload.orders
@@ -135,7 +166,7 @@ SELECT order_id AS target FROM shopping_upload.orders
 \else
 SELECT order_id AS target FROM shopping_upload.orders
  WHERE order_id >= (SELECT min(order_id) + (max(order_id) - min(order_id)) * :frac / 1000000
-                      FROM shopping_upload.orders)
+                      FROM shopping_upload.orders WHERE order_id > 0)
  ORDER BY order_id LIMIT 1 \gset
 \endif
 EOS
@@ -207,7 +238,7 @@ my $from = sub {
 	my ($table) = @_;
 	return "CASE WHEN :mode = 1 THEN (SELECT max(order_id) - :back FROM shopping_upload.$table)
 	  ELSE (SELECT min(order_id) + (max(order_id) - min(order_id)) * :frac / 1000000
-	          FROM shopping_upload.$table) END";
+	          FROM shopping_upload.$table WHERE order_id > 0) END";
 };
 append_to_file("$dir/ship.sql", <<"EOS");
 \\set mode random(1, 2)
@@ -248,6 +279,251 @@ EOS
 
 my @conn = ('-h', $node->host, '-p', $node->port);
 
+append_to_file("$dir/trade.pl", <<'EOS');
+# The trade driver of t/004_soak.pl: orders of wxtradeapp (an appid pinned
+# in the order shipping management service), ids -first, -(first+1), ...
+# (the pgbench writers pick positive ids only), each with its shipment
+# and its payment registered at the stand-in, one at each look (at most
+# one every 0.3 to 0.7 s) until the deadline, then driven through a plan:
+# unified, split in two steps or split at once; changed after completion
+# (tracking_no, only once the state shows the shipping complete and
+# accepted at its version), then reship() (once it shows needs_reship),
+# then changed again after the re-ship (once it shows reship_used); or
+# reship() of an unchanged complete shipping; a parcel signed for once
+# complete.  Each step is
+# logged once it is known to have committed (its psql answered, or a later
+# look finds it done): "plan N k=v ...", "created N", "step2 N",
+# "received N", "changed N", "reship_try N" (before each call),
+# "reship_ok N", "changed2 N".  Every failure (the cluster crash-restarts
+# meanwhile) is tried again on a later look.
+use strict;
+use warnings;
+use HTTP::Tiny;
+use JSON::PP;
+use Time::HiRes qw(time usleep);
+
+my ($host, $port, $stub, $deadline, $log, $first, $seed) = @ARGV;
+srand($seed);
+$ENV{PGCONNECT_TIMEOUT} = 5;
+my $json = JSON::PP->new->canonical;
+my $http = HTTP::Tiny->new(timeout => 10);
+open my $L, '>>', $log or die "$log: $!";
+$L->autoflush(1);
+sub note_ev { print $L join(' ', @_), "\n"; }
+
+# one psql session: (succeeded, its output)
+sub psql
+{
+	my ($sql) = @_;
+	open(my $fh, '-|', 'psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', $host, '-p', $port,
+		'-d', 'postgres', '-c', $sql) or return (0, '');
+	local $/;
+	my $out = <$fh> // '';
+	close $fh;
+	chomp $out;
+	return ($? == 0, $out);
+}
+
+sub txn { return sprintf('43%018d', $_[0]); }
+
+sub register
+{
+	my ($n, $late) = @_;
+	my $r = $http->post("$stub/__stub/trade/payments", {
+		headers => { 'Content-Type' => 'application/json' },
+		content => $json->encode({ transaction_id => txn($n), openid => "o-trade-$n", appid => 'wxtradeapp',
+			$late ? (found_after_lookups => 1) : () }) });
+	return $r->{success};
+}
+
+sub parcel_sql
+{
+	my ($id, $no, $tracking, $company, $item) = @_;
+	return ("INSERT INTO shopping_upload.shipments (order_id, shipment_no, tracking_no, express_company)
+		VALUES ($id, $no, '$tracking', '$company')",
+		defined $item ? ("INSERT INTO shopping_upload.shipment_items (order_id, shipment_no, item_no, merchant_item_id)
+		VALUES ($id, $no, 0, 'sku-$item')") : ());
+}
+
+sub create_sql
+{
+	my ($n, $p) = @_;
+	my $id = -$n;
+	my @s = ("INSERT INTO shopping_upload.orders (order_id, appid, order_number_type, transaction_id, openid, logistics_type)
+		VALUES ($id, 'wxtradeapp', 2, '" . txn($n) . "', 'o-trade-$n', 1)",
+		"INSERT INTO shopping_upload.sub_orders (order_id, sub_order_no, merchant_order_no, link_type, link_url)
+		VALUES ($id, 0, 'm-t$n', 'URL', 'https://shop.example.com/o/t$n')",
+		"INSERT INTO shopping_upload.items (order_id, sub_order_no, item_no, merchant_item_id, name,
+			unit_price, quantity, image_url, link_type, link_url)
+		SELECT $id, 0, g, 'sku-' || g, 'Tea ' || g, 100 * (g + 1), 1,
+			ARRAY['https://img.example.com/' || g || '.png'], 'URL', 'https://shop.example.com/i/' || g
+		FROM generate_series(0, 1) g");
+	if ($p->{kind} eq 'unified')
+	{
+		push @s, "INSERT INTO shopping_upload.shippings (order_id, delivery_mode, logistics_type) VALUES ($id, 1, 1)",
+		  parcel_sql($id, 0, "YTT$n-a", 'YTO');
+	}
+	else
+	{
+		my $all = $p->{kind} eq 'split' ? 'true' : 'false';
+		push @s, "INSERT INTO shopping_upload.shippings (order_id, delivery_mode, logistics_type, is_all_delivered)
+			VALUES ($id, 2, 1, $all)", parcel_sql($id, 0, "YTT$n-a", 'YTO', 0);
+		push @s, parcel_sql($id, 1, "ZTT$n-b", 'ZTO', 1) if $p->{kind} eq 'split';
+	}
+	return join(";\n", 'BEGIN', @s, 'COMMIT') . ';';
+}
+
+sub plan
+{
+	my %p;
+	my $r = rand();
+	$p{kind} = $r < 0.45 ? 'unified' : $r < 0.8 ? 'steps' : 'split';
+	$p{late} = rand() < 0.1 ? 1 : 0;
+	my $c = rand();
+	$p{change} = $c < 0.5 ? 1 : 0;
+	$p{reship} = $p{change} && rand() < 0.6 ? 1 : 0;
+	$p{change2} = $p{reship} && rand() < 0.4 ? 1 : 0;
+	$p{nochange} = !$p{change} && $c < 0.6 ? 1 : 0;
+	$p{receipt} = $p{kind} eq 'unified' && rand() < 0.3 ? 1 : 0;
+	return \%p;
+}
+
+my (%o, @active);
+my $n = $first - 1;
+my $next_create = time;
+while (time < $deadline)
+{
+	if (time >= $next_create)
+	{
+		$n++;
+		my $p = plan();
+		$o{$n} = { plan => $p };
+		note_ev('plan', $n, map { "$_=$p->{$_}" } sort keys %$p);
+		push @active, $n;
+		$next_create = time + 0.3 + rand(0.4);
+	}
+	my @ids = map { -$_ } @active;
+	my ($ok, $out) = @ids ? psql("SELECT o.order_id, coalesce(t.state, '-'),
+			coalesce(t.version = t.uploaded_version, false), coalesce(t.finish_count, 0),
+			coalesce(t.reship_used, false), coalesce(t.reship_allowed, false),
+			coalesce(m.tracking_no, '-'), coalesce(h.is_all_delivered, false), h.received_at IS NOT NULL
+		  FROM shopping_upload.orders o
+		  LEFT JOIN shopping_upload.trade_state t ON t.order_id = o.order_id
+		  LEFT JOIN shopping_upload.shippings h ON h.order_id = o.order_id
+		  LEFT JOIN shopping_upload.shipments m ON m.order_id = o.order_id AND m.shipment_no = 0
+		 WHERE o.order_id IN (" . join(',', @ids) . ')') : (1, '');
+	if (!$ok)
+	{
+		usleep(300_000);
+		next;
+	}
+	my %row = map { my @f = split /\|/; ($f[0] => \@f) } grep { /\S/ } split /\n/, $out;
+	my $actions = 0;
+	my @still;
+	for my $i (0 .. $#active)
+	{
+		my $k = $active[$i];
+		if ($actions >= 4)
+		{
+			push @still, @active[ $i .. $#active ];    # at most 4 steps a look
+			last;
+		}
+		my $t = $o{$k};
+		my $p = $t->{plan};
+		my $r = $row{ -$k };
+		push @still, $k;
+		if (!$t->{created})
+		{
+			if ($r)
+			{
+				$t->{created} = 1;
+				note_ev('created', $k);
+				next;
+			}
+			$t->{registered} ||= register($k, $p->{late});
+			next unless $t->{registered};
+			$actions++;
+			my ($done) = psql(create_sql($k, $p));
+			if ($done) { $t->{created} = 1; note_ev('created', $k); }
+			next;
+		}
+		next unless $r;
+		my (undef, $state, $current, $finish, $rused, $rallowed, $track, $all, $recv) = @$r;
+		my $accepted = $state eq 'uploaded' && $current eq 't';
+		my $complete = $accepted && $finish >= 1;
+		my $id = -$k;
+		my $step = sub {
+			my ($flag, $sql) = @_;
+			$actions++;
+			my ($done) = psql($sql);
+			if ($done) { $t->{$flag} = 1; note_ev($flag, $k); }
+		};
+		if ($p->{kind} eq 'steps' && !$t->{step2})
+		{
+			if ($all eq 't') { $t->{step2} = 1; note_ev('step2', $k); }
+			elsif ($accepted)
+			{
+				$step->('step2', join(";\n", 'BEGIN', parcel_sql($id, 1, "ZTT$k-b", 'ZTO', 1),
+					"UPDATE shopping_upload.shippings SET is_all_delivered = true WHERE order_id = $id", 'COMMIT') . ';');
+			}
+			next;
+		}
+		if ($p->{receipt} && !$t->{received})
+		{
+			if ($recv eq 't') { $t->{received} = 1; note_ev('received', $k); }
+			elsif ($complete)
+			{
+				$step->('received', "UPDATE shopping_upload.shippings SET received_at = clock_timestamp() WHERE order_id = $id");
+			}
+			next;
+		}
+		if ($p->{nochange} && !$t->{reship_ok})
+		{
+			if ($complete)
+			{
+				note_ev('reship_try', $k);
+				$step->('reship_ok', "SELECT shopping_upload.reship($id)");
+			}
+			next;
+		}
+		if ($p->{change} && !$t->{changed})
+		{
+			if ($track eq "YTT$k-c1") { $t->{changed} = 1; note_ev('changed', $k); }
+			elsif ($complete)
+			{
+				$step->('changed', "UPDATE shopping_upload.shipments SET tracking_no = 'YTT$k-c1'
+					WHERE order_id = $id AND shipment_no = 0");
+			}
+			next;
+		}
+		if ($p->{reship} && !$t->{reship_ok})
+		{
+			if ($rused eq 't' || $rallowed eq 't') { $t->{reship_ok} = 1; note_ev('reship_ok', $k); }
+			elsif ($state eq 'needs_reship')
+			{
+				note_ev('reship_try', $k);
+				$step->('reship_ok', "SELECT shopping_upload.reship($id)");
+			}
+			next;
+		}
+		if ($p->{change2} && !$t->{changed2})
+		{
+			if ($track eq "YTT$k-c2") { $t->{changed2} = 1; note_ev('changed2', $k); }
+			elsif ($rused eq 't' && $accepted)
+			{
+				$step->('changed2', "UPDATE shopping_upload.shipments SET tracking_no = 'YTT$k-c2'
+					WHERE order_id = $id AND shipment_no = 0");
+			}
+			next;
+		}
+		pop @still;    # its plan is done
+	}
+	@active = @still;
+	usleep(100_000);
+}
+note_ev('end', $n);
+EOS
+
 # upload_shopping_info() on random orders (half of them among the newest
 # 100), paced; psql goes on after an error and prints its SQLSTATE
 sub upload_script
@@ -259,7 +535,7 @@ sub upload_script
 		my $from = rand() < 0.5
 		  ? sprintf('(SELECT max(order_id) - %d FROM shopping_upload.orders)', int(rand(100)))
 		  : sprintf('(SELECT min(order_id) + ((max(order_id) - min(order_id)) * %.6f)::bigint'
-			  . ' FROM shopping_upload.orders)', rand());
+			  . ' FROM shopping_upload.orders WHERE order_id > 0)', rand());
 		$s .= "SELECT 'call ' || coalesce(errcode::text, '?') FROM shopping_upload.upload_shopping_info("
 		  . "(SELECT order_id FROM shopping_upload.orders WHERE order_id >= $from ORDER BY order_id LIMIT 1));\n"
 		  . "SELECT pg_sleep($upload_pause);\n";
@@ -346,6 +622,14 @@ sub launch
 {
 	my ($name, $secs) = @_;
 	my $g = $group{$name};
+	if ($name eq 'trade')
+	{
+		# its orders from -(100000 * run + 1) down: a relaunched driver
+		# starts new ones
+		my $nrun = scalar(grep { $_->{group} eq 'trade' } @runs);
+		return spawn($name, 'perl', "$dir/trade.pl", $node->host, $node->port, $stub->url,
+			time + $secs, "$dir/trade.log", 100000 * $nrun + 1, 4 + $nrun);
+	}
 	if ($name eq 'upload')
 	{
 		my $path = "$dir/upload." . (scalar(@runs) + 1) . '.sql';
@@ -390,8 +674,9 @@ ok(wait_until("SELECT count(*) FROM shopping_upload.order_status WHERE verified_
 # ---------------------------------------------------------------------
 
 # about one request in ten fails, transiently, for the whole run: uploads,
-# shipping information and verifies alike
-for my $path ($UPLOAD, $SHIP, $VERIFY)
+# shipping information and verifies alike, and the service's upload,
+# get_order and receipt reminder
+for my $path ($UPLOAD, $SHIP, $VERIFY, $TRADE, $TRADE_GET, $TRADE_NOTIFY)
 {
 	$stub->fault(kind => 'errcode:-1', fraction => 0.05, count => 0, path => $path);
 	$stub->fault(kind => 'http500', fraction => 0.05, count => 0, path => $path);
@@ -446,7 +731,9 @@ while (time < $deadline)
 			|| uploaded || ' uploaded; verified ' || verified || ', awaiting ' || awaiting_verification
 			|| '; shipping information: ' || shippings_uploaded || ' uploaded, '
 			|| shippings_waiting_for_order || ' waiting for the order, ' || shippings_pending
-			|| ' pending, ' || shippings_failed || ' failed' FROM shopping_upload.stats");
+			|| ' pending, ' || shippings_failed || ' failed; the service: ' || trade_shipped || ' uploaded, '
+			|| trade_pending || ' pending, ' || trade_waiting_for_payment || ' waiting for the payment, '
+			|| trade_needs_reship || ' needs_reship, ' || trade_failed || ' failed' FROM shopping_upload.stats");
 		diag(sprintf('soak: %.0f s: %s; %d requests at the stand-in', time - $t0,
 			$s // '(database unavailable)', $stub->stats->{requests}));
 		$next_report = time + 15;
@@ -494,7 +781,10 @@ while (time < $drain_start + $drain_limit)
 	my $n = try_sql("SELECT (SELECT count(*) FROM shopping_upload.order_state
 		WHERE state IN ('pending', 'uploading', 'retrying', 'held') OR verify_due_at IS NOT NULL)
 		+ (SELECT count(*) FROM shopping_upload.shipping_state
-		WHERE state IN ('pending', 'waiting_for_order', 'uploading', 'retrying', 'held'))");
+		WHERE state IN ('pending', 'waiting_for_order', 'uploading', 'retrying', 'held'))
+		+ (SELECT count(*) FROM shopping_upload.trade_state
+		WHERE state IN ('pending', 'waiting_for_payment', 'uploading', 'retrying', 'held')
+		   OR confirm_due_at IS NOT NULL)");
 	$quiet = (defined $n && $n eq '0') ? $quiet + 1 : 0;
 	if ($quiet >= 2) { $drained = 1; last; }
 	usleep(500_000);
@@ -504,12 +794,14 @@ if ($killed_pid && !$back_pid && defined(my $pid = worker_pid()))
 {
 	($back_pid, $back_at) = ($pid, time) if $pid != $killed_pid;
 }
-ok($drained, sprintf('the queue drains: orders, shipping information, verifies (%.1f s)', $drain_secs))
+ok($drained, sprintf('the queue drains: orders, shipping information, verifies, the service\'s uploads and receipt reminders (%.1f s)', $drain_secs))
   or diag(sql("SELECT 'order ' || state || ': ' || count(*) FROM shopping_upload.order_state GROUP BY state
 	UNION ALL SELECT 'verify planned: ' || count(*) || ', due since ' || coalesce(round(extract(epoch FROM
 		now() - min(verify_due_at))::numeric, 1)::text, '-') || ' s'
 	  FROM shopping_upload.order_state WHERE verify_due_at IS NOT NULL
-	UNION ALL SELECT 'shipping ' || state || ': ' || count(*) FROM shopping_upload.shipping_state GROUP BY state"));
+	UNION ALL SELECT 'shipping ' || state || ': ' || count(*) FROM shopping_upload.shipping_state GROUP BY state
+	UNION ALL SELECT 'trade shipping ' || state || ': ' || count(*) FROM shopping_upload.trade_state GROUP BY state
+	UNION ALL SELECT 'receipt reminders planned: ' || count(*) FROM shopping_upload.trade_state WHERE confirm_due_at IS NOT NULL"));
 
 # ---------------------------------------------------------------------
 # What the writers did
@@ -796,6 +1088,163 @@ my $faults_by_path = sql("SELECT string_agg(p || ' ' || n, ', ' ORDER BY p) FROM
 	(SELECT rec->>'path' AS p, count(*) AS n FROM public.soak_requests
 	  WHERE rec->>'fault' IS NOT NULL GROUP BY 1) x");
 
+# ---------------------------------------------------------------------
+# The order shipping management service: what the trade driver did (its
+# log), what the stand-in accepted (its record and GET
+# /__stub/trade/payments), where each shipment stands
+# ---------------------------------------------------------------------
+
+my %T;
+for my $line (-e "$dir/trade.log" ? split(/\n/, slurp_file("$dir/trade.log")) : ())
+{
+	my ($ev, $n, @kv) = split / /, $line;
+	next unless defined $n && $n =~ /^\d+$/ && $ev ne 'end';
+	if ($ev eq 'plan') { $T{$n} = { map { split /=/, $_, 2 } @kv }; }
+	else { $T{$n}{$ev} = 1; }
+}
+my @t_created = sort { $a <=> $b } grep { $T{$_}{created} } keys %T;
+# what each must end as: changed after the re-ship, refused here (10060003);
+# changed after completion with no reship() that took, needs_reship; else
+# uploaded at its version
+my $bool = sub { return $_[0] ? 'true' : 'false' };
+my $t_values = join(",\n", map {
+	my $t = $T{$_};
+	my $want = $t->{changed2} ? 'rejected' : $t->{changed} && !$t->{reship_ok} ? 'needs_reship' : 'uploaded';
+	sprintf("(%d, '%s', '%s', %s, %s, %s, %s, %s, %s)", -$_, $t->{kind} // '?', $want,
+		map { $bool->($t->{$_}) } qw(reship_try reship_ok changed changed2 step2 received))
+} @t_created);
+{
+	my $r = HTTP::Tiny->new(timeout => 120)->get($stub->url . '/__stub/trade/payments');
+	die "GET /__stub/trade/payments: $r->{status} $r->{reason}" unless $r->{success};
+	open my $out, '>:raw', "$dir/stub_payments.json" or die "$dir/stub_payments.json: $!";
+	print $out $r->{content}, "\n";
+	close $out or die "$dir/stub_payments.json: $!";
+}
+sql("CREATE TABLE public.soak_trade_plan (order_id bigint PRIMARY KEY, kind text, want text,
+		reship_called boolean, reship_ok boolean, changed boolean, changed2 boolean, step2 boolean,
+		received boolean);
+	" . (@t_created ? "INSERT INTO public.soak_trade_plan VALUES $t_values;" : '') . "
+	CREATE TABLE public.soak_trade_pay_raw (doc jsonb);
+	COPY public.soak_trade_pay_raw FROM '$dir/stub_payments.json' WITH (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e');
+	CREATE TABLE public.soak_trade_pay AS
+	SELECT e->>'transaction_id' AS txn, (e->>'uploads_accepted')::int AS accepted,
+	       (e->>'reship_used')::boolean AS reship_used, (e->>'receipt_reminder_sent')::boolean AS reminded,
+	       e->'last_upload' AS last_upload
+	  FROM public.soak_trade_pay_raw, jsonb_array_elements(doc) e;
+	CREATE TABLE public.soak_trade_req AS
+	SELECT (rec->>'seq')::bigint AS seq, rec->>'path' AS path, (rec->>'body')::jsonb AS body,
+	       coalesce((rec->>'body')::jsonb #>> '{order_key,transaction_id}',
+	                (rec->>'body')::jsonb->>'transaction_id') AS txn,
+	       (rec->>'errcode')::bigint AS errcode, rec->>'fault' AS fault
+	  FROM public.soak_requests WHERE rec->>'path' LIKE '/wxa/sec/order/%' AND left(rec->>'body', 1) = '{';
+	CREATE TABLE public.soak_trade AS
+	SELECT p.*, o.transaction_id AS txn, t.state, coalesce(t.version = t.uploaded_version, false) AS at_version,
+	       t.last_errcode, t.last_errmsg, t.finish_count, t.reship_used, t.reship_allowed,
+	       t.confirm_notified_at IS NOT NULL AS reminded,
+	       coalesce(s.accepted, 0) AS stub_accepted, coalesce(s.reship_used, false) AS stub_reship_used,
+	       coalesce(s.reminded, false) AS stub_reminded,
+	       coalesce(s.last_upload - 'upload_time'
+	                = shopping_upload.build_trade_shipping_payload(p.order_id) - 'upload_time', false) AS stub_has_current,
+	       coalesce(q.ok, 0) AS ok_requests, coalesce(q.partial, 0) AS partial_ok
+	  FROM public.soak_trade_plan p
+	  JOIN shopping_upload.orders o USING (order_id)
+	  LEFT JOIN shopping_upload.trade_state t USING (order_id)
+	  LEFT JOIN public.soak_trade_pay s ON s.txn = o.transaction_id
+	  LEFT JOIN (SELECT txn, count(*) AS ok,
+	                    count(*) FILTER (WHERE body->>'delivery_mode' = '2' AND body->>'is_all_delivered' = 'false') AS partial
+	               FROM public.soak_trade_req WHERE path = '$TRADE' AND errcode = 0 AND fault IS NULL GROUP BY 1) q
+	    ON q.txn = o.transaction_id;
+	ANALYZE public.soak_trade, public.soak_trade_req, public.soak_trade_pay;");
+
+# the workload: plans and what was done of them
+my ($t_n, $t_kinds, $t_steps, $t_changed, $t_reship_called, $t_reship_ok, $t_reship_unchanged, $t_changed2,
+	$t_received) = split /\|/, sql(
+	"SELECT count(*), coalesce((SELECT string_agg(kind || ' ' || n, ', ' ORDER BY kind) FROM
+		(SELECT kind, count(*) AS n FROM public.soak_trade GROUP BY 1) x), 'none'),
+		count(*) FILTER (WHERE step2), count(*) FILTER (WHERE changed),
+		count(*) FILTER (WHERE reship_called AND changed), count(*) FILTER (WHERE reship_ok AND changed),
+		count(*) FILTER (WHERE reship_called AND NOT changed),
+		count(*) FILTER (WHERE changed2), count(*) FILTER (WHERE received)
+	   FROM public.soak_trade");
+my $t_other = sql("SELECT count(*) FROM shopping_upload.trade_state s
+	WHERE NOT EXISTS (SELECT FROM public.soak_trade_plan p WHERE p.order_id = s.order_id)");
+# the requests: per path, accepted, refused (by errcode), faulted
+my $t_requests = sql("SELECT coalesce(string_agg(x, '; ' ORDER BY x), 'none') FROM
+	(SELECT replace(path, '/wxa/sec/order/', '') || ' ' || count(*) || ' (' || count(*) FILTER (WHERE fault IS NOT NULL)
+	        || ' faulted; ' || coalesce((SELECT string_agg(e || ' x' || n, ', ' ORDER BY n DESC) FROM
+	           (SELECT coalesce(errcode::text, 'none') AS e, count(*) AS n FROM public.soak_trade_req r2
+	             WHERE r2.path = r.path AND r2.fault IS NULL GROUP BY 1) y), '') || ')' AS x
+	   FROM public.soak_trade_req r GROUP BY path) z");
+
+# 1. no third accepted upload: uploads_accepted of each payment at the
+# stand-in at most 2 (a split delivery's steps before its completion
+# aside: those are accepted uploads too, and precede the completion)
+my ($inv1_max, $inv1_max_plain, $inv1_over, $inv1_over_complete, $inv1_split_steps, $inv1_record_differs, $inv1_examples)
+  = split /\|/, sql(
+	"SELECT coalesce(max(stub_accepted), 0), coalesce(max(stub_accepted) FILTER (WHERE partial_ok = 0), 0),
+		count(*) FILTER (WHERE partial_ok = 0 AND stub_accepted > 2),
+		count(*) FILTER (WHERE ok_requests - partial_ok > 2),
+		count(*) FILTER (WHERE partial_ok > 0),
+		count(*) FILTER (WHERE ok_requests <> stub_accepted),
+		coalesce(string_agg(order_id || ' (' || kind || '): ' || stub_accepted || ' accepted, ' || partial_ok
+			|| ' of a split not yet complete', '; ') FILTER (WHERE ok_requests - partial_ok > 2
+			OR (partial_ok = 0 AND stub_accepted > 2)), '')
+	   FROM public.soak_trade");
+
+# 2. no re-ship without reship(): every payment whose re-ship the stand-in
+# took is one whose order the driver called reship() for
+my ($inv2_used, $inv2_uncalled, $inv2_examples, $inv2_local_differs) = split /\|/, sql(
+	"SELECT count(*) FILTER (WHERE s.reship_used),
+		count(*) FILTER (WHERE s.reship_used AND NOT coalesce(t.reship_called, false)),
+		coalesce(string_agg(s.txn || ' (order ' || coalesce(t.order_id::text, 'none') || ')', '; ')
+			FILTER (WHERE s.reship_used AND NOT coalesce(t.reship_called, false)), ''),
+		count(*) FILTER (WHERE t.order_id IS NOT NULL AND s.reship_used IS DISTINCT FROM coalesce(t.reship_used, false))
+	   FROM public.soak_trade_pay s LEFT JOIN public.soak_trade t USING (txn)");
+
+# 3. how each ends: uploaded at its version, needs_reship (changed after
+# completion, no reship()), rejected with a reason (10060003, changed after
+# the re-ship); none left waiting
+my ($inv3_ends, $inv3_stuck, $inv3_wrong, $inv3_examples) = split /\|/, sql(
+	"SELECT coalesce((SELECT string_agg(w || ': ' || n, ', ' ORDER BY w) FROM
+		(SELECT want || ' -> ' || coalesce(state, 'no state') || CASE WHEN state = 'rejected'
+		        THEN ' ' || coalesce(last_errcode::text, '-') ELSE '' END AS w, count(*) AS n
+		   FROM public.soak_trade GROUP BY 1) x), 'none'),
+		count(*) FILTER (WHERE state IS NULL OR state IN ('pending', 'uploading', 'retrying', 'waiting_for_payment', 'held')),
+		count(*) FILTER (WHERE NOT coalesce(
+			   (want = 'uploaded' AND state = 'uploaded' AND at_version)
+			OR (want = 'needs_reship' AND state = 'needs_reship')
+			OR (want = 'rejected' AND state = 'rejected' AND last_errcode = 10060003 AND coalesce(last_errmsg, '') <> ''),
+			false)),
+		coalesce((SELECT string_agg(order_id || ' (' || kind || CASE WHEN changed THEN ', changed' ELSE '' END
+			|| CASE WHEN reship_called THEN ', reship() ' || CASE WHEN reship_ok THEN 'took' ELSE 'tried' END ELSE '' END
+			|| CASE WHEN changed2 THEN ', changed after the re-ship' ELSE '' END || '): want ' || want || ', is '
+			|| coalesce(state, 'no state') || ' finish ' || coalesce(finish_count::text, '-') || ' reship_allowed '
+			|| coalesce(reship_allowed::text, '-') || ' ' || coalesce(last_errcode::text, '-') || ' '
+			|| coalesce(last_errmsg, '') || '; stand-in: '
+			|| stub_accepted || ' accepted, re-ship ' || stub_reship_used, E'\\n')
+		   FROM (SELECT * FROM public.soak_trade WHERE NOT coalesce(
+			   (want = 'uploaded' AND state = 'uploaded' AND at_version)
+			OR (want = 'needs_reship' AND state = 'needs_reship')
+			OR (want = 'rejected' AND state = 'rejected' AND last_errcode = 10060003 AND coalesce(last_errmsg, '') <> ''),
+			false) ORDER BY order_id DESC LIMIT 10) y), '')
+	   FROM public.soak_trade");
+
+# 4. no state says uploaded unless the stand-in accepted an upload of that
+# payment; uploaded at its version: the body the stand-in kept last is the
+# current one
+my ($inv4_unaccepted, $inv4_stale, $inv4_examples) = split /\|/, sql(
+	"SELECT count(*) FILTER (WHERE (state = 'uploaded' OR finish_count >= 1) AND stub_accepted = 0),
+		count(*) FILTER (WHERE state = 'uploaded' AND at_version AND NOT stub_has_current),
+		coalesce(string_agg(order_id || ' ' || state || ' finish ' || finish_count || ': ' || stub_accepted
+			|| ' accepted at the stand-in, its last body ' || CASE WHEN stub_has_current THEN 'current' ELSE 'not current' END, '; ')
+			FILTER (WHERE ((state = 'uploaded' OR finish_count >= 1) AND stub_accepted = 0)
+			   OR (state = 'uploaded' AND at_version AND NOT stub_has_current)), '')
+	   FROM public.soak_trade");
+my ($t_reminders_marked, $t_reminded, $t_reminders_sent) = split /\|/, sql(
+	"SELECT count(*) FILTER (WHERE received), count(*) FILTER (WHERE received AND reminded),
+		count(*) FILTER (WHERE stub_reminded) FROM public.soak_trade");
+my ($overlaps_t, $overlap_pairs_t) = overlaps($TRADE);
+
 my $committed = $w{insert}{tx} + $w{update}{tx} + $w{delete}{tx} + $w{ship}{tx};
 my $retries = 0;
 $retries += $w{$_}{retries} for qw(insert update delete ship);
@@ -850,6 +1299,31 @@ diag(join "\n", '',
 	'soak: other writer errors: ' . $fmt_counts->(\%writer_errors),
 	'soak: server log: ' . $fmt_counts->(\%log_errors),
 	'======================================================');
+
+diag(join "\n", '',
+	'==================== soak figures: the order shipping management service ====================',
+	sprintf('soak: trade orders written %d (%s); split steps completed %d; changed after completion %d, reship() called for %d '
+		  . 'of them (took for %d), changed after the re-ship %d; reship() of an unchanged complete shipping %d; signed for %d '
+		  . '(reminded %d, the stand-in sent %d reminders); other trade_state rows %d',
+		$t_n, $t_kinds, $t_steps, $t_changed, $t_reship_called, $t_reship_ok, $t_changed2, $t_reship_unchanged,
+		$t_received, $t_reminded, $t_reminders_sent, $t_other),
+	"soak: trade requests at the stand-in: $t_requests",
+	sprintf('soak: trade invariant 1 (no third accepted upload): uploads_accepted max %d (%d among payments with no split step '
+		  . 'before completion), payments over 2 %d; split steps accepted before completion for %d payments, payments with '
+		  . 'more than 2 accepted uploads of a complete shipping %d; record and GET /__stub/trade/payments differ for %d',
+		$inv1_max, $inv1_max_plain, $inv1_over, $inv1_split_steps, $inv1_over_complete, $inv1_record_differs),
+	sprintf('soak: trade invariant 2 (no re-ship without reship()): re-ships the stand-in took %d, of payments never given reship() %d; '
+		  . 'local reship_used differs from the stand-in\'s for %d', $inv2_used, $inv2_uncalled, $inv2_local_differs),
+	sprintf('soak: trade invariant 3 (how each ends, want -> is): %s; left waiting %d, not as wanted %d',
+		$inv3_ends, $inv3_stuck, $inv3_wrong),
+	sprintf('soak: trade invariant 4 (uploaded means accepted at the stand-in): uploaded without an accepted upload %d, '
+		  . 'uploaded at its version with another body kept by the stand-in %d', $inv4_unaccepted, $inv4_stale),
+	"soak: trade uploads of one payment in flight at once: $overlaps_t ($overlap_pairs_t)",
+	'==============================================================================================');
+diag("soak: trade shipments not as wanted (first 10):\n$inv3_examples") if $inv3_examples ne '';
+diag("soak: payments over the accepted uploads' bound: $inv1_examples") if $inv1_examples ne '';
+diag("soak: re-ships without reship(): $inv2_examples") if $inv2_examples ne '';
+diag("soak: uploaded, not so at the stand-in: $inv4_examples") if $inv4_examples ne '';
 
 # a few of the bad orders, to start from
 my $examples = sql(
@@ -996,5 +1470,26 @@ is($unverified, '0', 'every order whose upload was accepted is verified (verify_
 is($verify_older, '0', 'at the version accepted last');
 is($verify_refused, '0', 'the stand-in refused no verify but by an injected fault');
 ok($audit_verify_ok > 0, "the audit has accepted kind verify rows ($audit_verify_ok)");
+
+# ---------------------------------------------------------------------
+# The order shipping management service
+# ---------------------------------------------------------------------
+
+ok($t_n >= 20 && $t_steps > 0 && $t_changed > 0 && $t_reship_ok > 0 && $t_changed2 > 0,
+	"the trade driver wrote shipments for the service ($t_n: $t_kinds), completed split steps ($t_steps), "
+	  . "changed them after completion ($t_changed), re-shipped ($t_reship_ok), changed them after the re-ship ($t_changed2)");
+is($inv1_over, '0',
+	"no payment got a third accepted upload at the stand-in, a split delivery's steps before completion aside "
+	  . "(uploads_accepted at most 2: max $inv1_max_plain; $inv1_max with the steps)");
+is($inv1_over_complete, '0',
+	'nor more than two accepted uploads of a complete shipping (the completion and the one re-ship), a split delivery\'s steps aside');
+is($inv2_uncalled, '0', "no re-ship reached the stand-in without reship() ($inv2_used re-ships taken)");
+is($inv3_stuck, '0', 'no trade shipment is left pending, uploading, retrying or waiting_for_payment after the drain');
+is($inv3_wrong, '0',
+	'each trade shipment ends uploaded at its version, needs_reship (changed after completion, no reship()), '
+	  . "or rejected with 10060003 and a reason (changed after the re-ship): $inv3_ends");
+is($inv4_unaccepted, '0', 'no trade state says uploaded unless the stand-in accepted an upload of that payment');
+is($inv4_stale, '0', 'one uploaded at its version is the body the stand-in accepted last (upload_time aside)');
+is($overlaps_t, '0', 'no payment had two uploads to the service in flight at once');
 
 done_testing();

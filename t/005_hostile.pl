@@ -1,6 +1,7 @@
 # Hostile roles.  Roles with exactly the README's grants for each duty
-# (writer, uploader, watcher) and the owner of the worker's database
-# (dbowner) attack the extension:
+# (writer, uploader, watcher, receiver: the message endpoint's, granted
+# receive_event() alone) and the owner of the worker's database (dbowner)
+# attack the extension:
 #
 #   1. they plant look-alike functions, operators and aggregates (now(),
 #      "=", unnest(), min(), "greatest", ...) in their own schemas and in
@@ -17,11 +18,28 @@
 #      role settings or connection options (appid, api_base_url,
 #      verify_delay); shipping bodies are each their own order's; the worker
 #      is idle once nothing is due;
+#      1c. the same for WeChat's order shipping management service
+#      (shopping_upload.trade_managed on, reconcile_interval 2 s, payments
+#      registered at the stand-in): the writer writes its shipments (unified,
+#      split in two steps, changed after completion, signed for), the
+#      receiver passes push events to receive_event(), the uploader calls
+#      upload_trade_shipping, get_trade_order, notify_confirm_receive and
+#      reship, under every ordering, while the worker sends the uploads, the
+#      re-ships, get_order and the receipt reminders; an administrator calls
+#      every SECURITY DEFINER function of the service with an attacker's
+#      schema first.  Roles without EXECUTE are refused each new function; no
+#      role reads or writes trade_state, trade_apps, events or
+#      delivery_companies beyond its grants, nor steers the service by SET,
+#      role or database settings or connection options (payment_wait,
+#      reconcile_interval, trade_managed, appid, api_base_url);
 #   2. a database owner pre-creates the extension's schema before CREATE
 #      EXTENSION;
 #   3. they hunt for the app secret and the access tokens in every view,
 #      setting, table, function, error message, and in the server log
-#      (also at log_min_messages = debug5 while the secret is changed);
+#      (also at log_min_messages = debug5 while the secret is changed); the
+#      service's too: events, trade_state, trade_apps, the audit rows of
+#      kinds trade_shipping, trade_order and trade_confirm, the messages of
+#      its failing calls;
 #   4. session settings (appid, timeouts) must not steer
 #      upload_shopping_info(); made-up appids must not fill the token cache
 #      nor receive the secret;
@@ -76,6 +94,8 @@ shopping_upload.lease = '4s'
 shopping_upload.retry_base_delay = '50ms'
 shopping_upload.retry_max_delay = '200ms'
 shopping_upload.verify_delay = '1s'
+shopping_upload.trade_managed = on
+shopping_upload.reconcile_interval = '2s'
 log_line_prefix = '%m [%p] %b %u\@%d '
 log_statement = 'all'
 EOC
@@ -209,13 +229,14 @@ my $json = JSON::PP->new->utf8->canonical;
 # Roles with the README's grants, their schemas, public writable by all
 # (as in clusters upgraded from 14), the database owned by dbowner
 # ---------------------------------------------------------------------
-my @attackers = qw(writer uploader watcher dbowner);
+my @attackers = qw(writer uploader watcher dbowner receiver);
 sql(<<'EOS');
 CREATE ROLE writer LOGIN;
 CREATE ROLE uploader LOGIN;
 CREATE ROLE watcher LOGIN;
 CREATE ROLE dbowner LOGIN;
-GRANT USAGE ON SCHEMA shopping_upload TO writer, uploader, watcher;
+CREATE ROLE receiver LOGIN;
+GRANT USAGE ON SCHEMA shopping_upload TO writer, uploader, watcher, receiver;
 GRANT INSERT, UPDATE, DELETE, SELECT ON shopping_upload.orders,
 	shopping_upload.sub_orders, shopping_upload.items TO writer;
 GRANT EXECUTE ON FUNCTION shopping_upload.import_order(jsonb, text) TO writer;
@@ -234,10 +255,19 @@ GRANT INSERT, UPDATE, DELETE, SELECT ON shopping_upload.orders,
 GRANT EXECUTE ON FUNCTION shopping_upload.import_order(jsonb, text) TO orders_writer;
 GRANT SELECT ON shopping_upload.order_status, shopping_upload.stats,
 	shopping_upload.audit TO watcher;
+-- the order shipping management service (README, "Privileges"): calls by
+-- hand for the uploader, its tables for the watcher, push events for the
+-- role of the merchant's message endpoint alone
+GRANT EXECUTE ON FUNCTION shopping_upload.upload_trade_shipping(bigint),
+	shopping_upload.reship(bigint), shopping_upload.get_trade_order(bigint),
+	shopping_upload.notify_confirm_receive(bigint, timestamptz) TO uploader;
+GRANT SELECT ON shopping_upload.trade_state, shopping_upload.events TO watcher;
+GRANT EXECUTE ON FUNCTION shopping_upload.receive_event(jsonb) TO receiver;
 CREATE SCHEMA evil_writer AUTHORIZATION writer;
 CREATE SCHEMA evil_uploader AUTHORIZATION uploader;
 CREATE SCHEMA evil_watcher AUTHORIZATION watcher;
 CREATE SCHEMA evil_dbowner AUTHORIZATION dbowner;
+CREATE SCHEMA evil_receiver AUTHORIZATION receiver;
 GRANT CREATE ON SCHEMA public TO PUBLIC;
 ALTER DATABASE postgres OWNER TO dbowner;
 EOS
@@ -313,6 +343,14 @@ my @plant_items;
 		(map { [ 'unnest', "${_}[]", $_, 1, 'pg_catalog.unnest($1)' ] }
 			  qw(int8 int4 text timestamptz bool jsonb float8)),
 		[ 'unnest', 'anyarray', 'anyelement', 1, 'pg_catalog.unnest($1)' ],
+		# the order shipping management service's statements (queue_trade.c,
+		# upload.c, shipping.c, trade_app.c) and receive_event()
+		[ 'left', 'text, int4', 'text', 0, 'pg_catalog.left($1, $2)' ],
+		[ 'char_length', 'text', 'int4', 0, 'pg_catalog.char_length($1)' ],
+		[ 'octet_length', 'text', 'int4', 0, 'pg_catalog.octet_length($1)' ],
+		[ 'jsonb_typeof', 'jsonb', 'text', 0, 'pg_catalog.jsonb_typeof($1)' ],
+		[ 'to_timestamp', 'float8', 'timestamptz', 0, 'pg_catalog.to_timestamp($1)' ],
+		[ 'hashint8', 'int8', 'int4', 0, 'pg_catalog.hashint8($1)' ],
 	);
 	push @plant_items, { kind => 'fn', name => $_->[0], args => $_->[1],
 		ret => $_->[2], setof => $_->[3], expr => $_->[4] } for @fns;
@@ -337,10 +375,22 @@ my @plant_items;
 		[ '<>', 'text', 'text', 'bool' ],
 		(map { [ $_, 'timestamptz', 'timestamptz', 'bool' ] } qw(< <= > >=)),
 		[ '>', 'float8', 'int4', 'bool' ],    # verify_delay > 0
+		# the service's: its bodies and WeChat's answers as jsonb,
+		# finish_count >= 1, unshipped_resends < 2, attempts - 1, item_desc
+		[ '->', 'jsonb', 'text', 'jsonb' ],
+		[ '->>', 'jsonb', 'text', 'text' ],
+		[ '-', 'jsonb', 'text', 'jsonb' ],
+		[ '=', 'jsonb', 'jsonb', 'bool' ],
+		[ '<>', 'jsonb', 'jsonb', 'bool' ],
+		[ '>=', 'int4', 'int4', 'bool' ],
+		[ '<', 'int4', 'int4', 'bool' ],
+		[ '-', 'int4', 'int4', 'int4' ],
+		[ '||', 'text', 'text', 'text' ],
 	);
 	push @plant_items, { kind => 'op', name => $_->[0], left => $_->[1],
 		right => $_->[2], ret => $_->[3], only => $_->[4] } for @ops;
-	push @plant_items, { kind => 'agg', name => 'min' }, { kind => 'agg', name => 'count' };
+	push @plant_items, { kind => 'agg', name => 'min' }, { kind => 'agg', name => 'count' },
+	  { kind => 'agg', name => 'string_agg' };
 }
 
 sub qt { my ($s) = @_; $s =~ s/'/''/g; return "'$s'"; }
@@ -392,6 +442,16 @@ sub plant_sql
 				q{CREATE OPERATOR %s.%s (LEFTARG = pg_catalog.%s, RIGHTARG = pg_catalog.%s, FUNCTION = %s)},
 				$qs, $it->{name}, $it->{left}, $it->{right}, $f);
 		}
+		elsif ($it->{name} eq 'string_agg')
+		{
+			my $tag = "$schema.string_agg(text,text)";
+			push @s, sprintf(
+				q{CREATE FUNCTION %s.pwn_sagg_step(pg_catalog.text, pg_catalog.text, pg_catalog.text) RETURNS pg_catalog.text LANGUAGE plpgsql AS $pwn$ BEGIN PERFORM public.pwn_note(%s, %s); IF $2 IS NULL THEN RETURN $1; END IF; IF $1 IS NULL THEN RETURN $2; END IF; RETURN pg_catalog.textcat(pg_catalog.textcat($1, $3), $2); END $pwn$},
+				$qs, qt($planter), qt($tag));
+			push @s, sprintf(
+				q{CREATE AGGREGATE %s.string_agg(pg_catalog.text, pg_catalog.text) (SFUNC = %s.pwn_sagg_step, STYPE = pg_catalog.text)},
+				$qs, $qs);
+		}
 		elsif ($it->{name} eq 'count')
 		{
 			my $tag = "$schema.count(*)";
@@ -433,7 +493,7 @@ sub plant
 
 my $is_public_by_writer = sub { $_[0]{name} eq 'unnest' || $_[0]{kind} eq 'agg' };
 my $planted_ok = 1;
-$planted_ok = plant($_, "evil_$_") && $planted_ok for qw(writer uploader watcher dbowner);
+$planted_ok = plant($_, "evil_$_") && $planted_ok for qw(writer uploader watcher dbowner receiver);
 # public: writer (CREATE granted to PUBLIC) and the database owner
 $planted_ok = plant('writer', 'public', $is_public_by_writer) && $planted_ok;
 $planted_ok = plant('dbowner', 'public', sub { !$is_public_by_writer->(@_) }) && $planted_ok;
@@ -1008,9 +1068,493 @@ my (@ship_sent, @ship_forgotten, @ship_verified);    # orders, as they must end
 }
 
 # ---------------------------------------------------------------------
-# Nothing left due: the worker is idle (no request, little CPU)
+# 1c. WeChat's order shipping management service: trade_managed on,
+# reconcile_interval 2 s, each payment registered at the stand-in before
+# its shipment is written.  Per ordering the writer writes a unified
+# delivery that it changes once the shipping is complete and accepted
+# (needs_reship, until the uploader's reship()), a split delivery in two
+# steps, a unified one whose parcel it marks signed for later (the worker's
+# receipt reminder), one with auto_upload off (the uploader sends it by
+# hand, asks get_order and reminds of the receipt) and one rolled back; the
+# receiver passes push events to receive_event(), committed and rolled
+# back; the watcher reads trade_state, events and the views' new columns.
+# The worker sends the uploads, the re-ships, get_order and the receipt
+# reminders meanwhile, and re-plans.
+# ---------------------------------------------------------------------
+my $TRADE_UPLOAD = '/wxa/sec/order/upload_shipping_info';
+my $TRADE_GET = '/wxa/sec/order/get_order';
+my $TRADE_NOTIFY = '/wxa/sec/order/notify_confirm_receive';
+# the calls about an appid (the administrator's alone)
+my @TRADE_APP_PATHS = ('/wxa/sec/order/is_trade_managed', '/wxa/sec/order/set_msg_jump_path',
+	'/wxa/sec/order/opspecialorder', '/cgi-bin/express/delivery/open_msg/get_delivery_list');
+
+# the payments of orders of order_insert_sql (transaction_id 42000<id>,
+# payer o-<id>), registered at the stand-in
+sub trade_register
+{
+	my @ids = @_;
+	$stub->_control('POST', '/__stub/trade/payments',
+		{ payments => [ map { { transaction_id => "42000$_", openid => "o-$_" } } @ids ] });
+}
+
+# the stand-in's payments, by order id
+sub trade_payments
+{
+	return { map { (($_->{transaction_id} // '') =~ s/^42000//r) => $_ }
+		  @{ $stub->_control('GET', '/__stub/trade/payments') } };
+}
+
+# a push event of an order's payment, as WeChat posts it (JSON text)
+sub trade_event
+{
+	my ($id, $event, %o) = @_;
+	return $json->encode($stub->_control('POST', '/__stub/trade/event',
+		{ transaction_id => "42000$id", event => $event, %o }));
+}
+
+# shipping rows for the service, for an order of order_insert_sql: by
+# express (YTO and ZTO need no contact), each parcel's item_desc derived
+# from its items; unified (one parcel), or split in two steps (parcel a with
+# i-0, not all delivered; then parcel b with i-1, all delivered)
+sub trade_unified_sql
+{
+	my ($id) = @_;
+	return (
+		"INSERT INTO shopping_upload.shippings (order_id, delivery_mode, logistics_type) VALUES ($id, 1, 1)",
+		"INSERT INTO shopping_upload.shipments (order_id, shipment_no, tracking_no, express_company)
+			VALUES ($id, 0, 'YT$id-a', 'YTO')");
+}
+
+sub trade_split_sql
+{
+	my ($id, $step) = @_;
+	return (
+		"INSERT INTO shopping_upload.shippings (order_id, delivery_mode, logistics_type, is_all_delivered)
+			VALUES ($id, 2, 1, false)",
+		"INSERT INTO shopping_upload.shipments (order_id, shipment_no, tracking_no, express_company)
+			VALUES ($id, 0, 'YT$id-a', 'YTO')",
+		"INSERT INTO shopping_upload.shipment_items (order_id, shipment_no, item_no, merchant_item_id)
+			VALUES ($id, 0, 0, 'i-0')") if $step == 1;
+	return (
+		"INSERT INTO shopping_upload.shipments (order_id, shipment_no, tracking_no, express_company)
+			VALUES ($id, 1, 'ZT$id-b', 'ZTO')",
+		"INSERT INTO shopping_upload.shipment_items (order_id, shipment_no, item_no, merchant_item_id)
+			VALUES ($id, 1, 0, 'i-1')",
+		"UPDATE shopping_upload.shippings SET is_all_delivered = true WHERE order_id OPERATOR(pg_catalog.=) $id");
+}
+
+# an order of order_insert_sql with a unified shipment for the service,
+# written with auto_upload off (not queued: a call by hand sends it), and
+# its payment registered
+sub trade_unqueued_order
+{
+	my ($id) = @_;
+	trade_register($id);
+	sql(join(";\n", order_insert_sql($id), 'SET shopping_upload.auto_upload = off',
+		'BEGIN', trade_unified_sql($id), 'COMMIT') . ";\n");
+}
+
+# no shipment waiting for the service (or leased by a claim)
+sub settle_trade
+{
+	my ($secs) = @_;
+	return wait_for("SELECT count(*) FROM shopping_upload.trade_state
+		WHERE state IN ('pending', 'uploading', 'retrying', 'waiting_for_payment')", '0', $secs // 8);
+}
+
+# where the service's shipments of these orders stand (for the details)
+sub trade_rows
+{
+	my (@ids) = @_;
+	return sql("SELECT coalesce(string_agg(order_id || ':' || state || ' finish ' || finish_count
+			|| ' reship ' || reship_used || ' allowed ' || reship_allowed || ' ' || coalesce(last_errcode::text, '-') || ' '
+			|| coalesce(last_errmsg, '') || ' checked ' || (checked_at IS NOT NULL)
+			|| ' reminded ' || (confirm_notified_at IS NOT NULL), '; ' ORDER BY order_id), 'none')
+		FROM shopping_upload.trade_state WHERE order_id IN (" . join(',', @ids, 0) . ")");
+}
+
+my (@trade_reshipped, @trade_split, @trade_received, @trade_by_hand, @trade_forgotten, @trade_admin);
+{
+	my $seq0 = stub_seq();
+	my $since = sql('SELECT pg_catalog.clock_timestamp()');
+	my @write_errors;
+	my $tround = 0;
+	for my $o (@orderings)
+	{
+		my ($oname, $pathf) = @$o;
+		$tround++;
+		my $b = 600000 + 1000 * $tround;
+		my ($reship, $split, $received, $by_hand, $forgotten) = map { $b + $_ } 1 .. 5;
+		trade_register($reship, $split, $received, $by_hand, $forgotten);
+
+		# the writer: its orders, then a shipment each, in a transaction each
+		my $wpath = $pathf->('writer');
+		my ($rc, $out, $err) = as_role('writer', "SET search_path = $wpath;\n" . join(";\n",
+			(map { order_insert_sql($_) } $reship, $split, $received, $by_hand, $forgotten),
+			'BEGIN', trade_unified_sql($reship), 'COMMIT',
+			'BEGIN', trade_split_sql($split, 1), 'COMMIT',
+			'BEGIN', trade_unified_sql($received), 'COMMIT',
+			'SET shopping_upload.auto_upload = off', trade_unified_sql($by_hand),
+			'RESET shopping_upload.auto_upload',
+			'BEGIN', trade_unified_sql($forgotten), 'ROLLBACK') . ";\n");
+		my $queued = sql("SELECT coalesce(string_agg(order_id::text, ' ' ORDER BY order_id), '')
+			FROM shopping_upload.trade_state WHERE order_id BETWEEN $b AND $b + 999");
+		check($queued eq "$reship $split $received" && errors_of($err) eq '',
+			"writer: shipments for the shipping management service work with search_path $wpath ($oname), queued at commit",
+			"queued: [$queued], want [$reship $split $received] (not the one written with auto_upload off, "
+			  . 'nor the one rolled back); ' . errors_of($err));
+
+		# once the worker has them accepted: the split's last parcel, a change
+		# after completion, the parcel signed for
+		wait_for("SELECT count(*) FROM shopping_upload.trade_state WHERE order_id IN ($reship, $split, $received)
+			AND state = 'uploaded' AND uploaded_version = version", '3', 15);
+		($rc, $out, $err) = as_role('writer', "SET search_path = $wpath;\n" . join(";\n",
+			'BEGIN', trade_split_sql($split, 2), 'COMMIT',
+			"UPDATE shopping_upload.shipments SET tracking_no = 'YT$reship-c'
+				WHERE order_id OPERATOR(pg_catalog.=) $reship",
+			"UPDATE shopping_upload.shippings SET received_at = pg_catalog.clock_timestamp()
+				WHERE order_id OPERATOR(pg_catalog.=) $received") . ";\n");
+		push @write_errors, "$oname: " . errors_of($err) if failed($err);
+
+		# the receiver: push events, committed and rolled back
+		my @ev = (trade_event($reship, 'trade_manage_remind_shipping', msg => 'ship it within 48 hours'),
+			trade_event($received, 'trade_manage_order_settlement', stage => 'shipping'),
+			trade_event($split, 'trade_manage_remind_access_api', msg => 'use the API'));
+		my $rpath = $pathf->('receiver');
+		($rc, $out, $err) = as_role('receiver', "SET search_path = $rpath;\n"
+			  . join('', map { 'SELECT shopping_upload.receive_event(' . qt($_) . "::pg_catalog.jsonb) IS NOT NULL;\n" } @ev)
+			  . "BEGIN;\nSELECT shopping_upload.receive_event(" . qt($ev[0]) . "::pg_catalog.jsonb) IS NOT NULL;\nROLLBACK;\n");
+		my @got = grep { /^[tf]$/ } split /\n/, $out;
+		check("@got" eq 't t t t' && errors_of($err) eq '',
+			"receiver: receive_event() works with search_path $rpath ($oname), committed and rolled back",
+			"answers: [@got] " . errors_of($err));
+
+		# the uploader: the one not queued by hand; the re-ship of the change
+		wait_for("SELECT state FROM shopping_upload.trade_state WHERE order_id = $reship", 'needs_reship', 10);
+		my $upath = $pathf->('uploader');
+		($rc, $out, $err) = as_role('uploader', "SET search_path = $upath;\n" . join(";\n",
+			"SELECT errcode, errmsg FROM shopping_upload.upload_trade_shipping(${by_hand}::pg_catalog.int8)",
+			"SELECT shopping_upload.get_trade_order(${by_hand}::pg_catalog.int8) IS NOT NULL",
+			"SELECT errcode, errmsg FROM shopping_upload.notify_confirm_receive(${by_hand}::pg_catalog.int8,
+				pg_catalog.clock_timestamp())",
+			'BEGIN',
+			"SELECT shopping_upload.get_trade_order(${received}::pg_catalog.int8) IS NOT NULL",
+			'ROLLBACK',
+			"SELECT shopping_upload.reship(${reship}::pg_catalog.int8)") . ";\n");
+		my @answers = grep { /\S/ } split /\n/, $out;
+		check("@answers" eq '0|ok t 0|ok t' && errors_of($err) eq '',
+			"uploader: upload_trade_shipping, get_trade_order, notify_confirm_receive and reship work with search_path $upath ($oname), committed and rolled back",
+			"answers: [@answers] " . errors_of($err) . '; ' . trade_rows($reship, $by_hand));
+
+		# the watcher: trade_state, events, the views' new columns
+		my $vpath = $pathf->('watcher');
+		($rc, $out, $err) = as_role('watcher', "SET search_path = $vpath;
+			SELECT trade_shipping_state, trade_shipping_errcode, wechat_order_state, in_complaint, reship_used
+			  FROM shopping_upload.order_status WHERE order_id OPERATOR(pg_catalog.=) $reship;
+			SELECT pg_catalog.count(*) FROM shopping_upload.trade_state;
+			SELECT pg_catalog.count(*) FROM shopping_upload.events;
+			SELECT trade_shipped, trade_pending, trade_waiting_for_payment, trade_needs_reship, trade_failed
+			  FROM shopping_upload.stats;");
+		check(errors_of($err) eq '',
+			"watcher: reads trade_state, events and the service's columns of the views with search_path $vpath ($oname)",
+			errors_of($err));
+
+		push @trade_reshipped, $reship;
+		push @trade_split, $split;
+		push @trade_received, $received;
+		push @trade_by_hand, $by_hand;
+		push @trade_forgotten, $forgotten;
+		sql('ANALYZE shopping_upload.trade_state, shopping_upload.trade_apps, shopping_upload.events,
+			shopping_upload.shippings, shopping_upload.shipments, shopping_upload.shipment_items');
+		sql('SELECT pg_reload_conf()');
+	}
+
+	# what the worker did meanwhile: the uploads, the re-ships, get_order of
+	# every payment accepted, the receipt reminders; what the stand-in has
+	my @accepted = (@trade_reshipped, @trade_split, @trade_received, @trade_by_hand);
+	my $list = join(',', @accepted);
+	my $done = wait_for("SELECT count(*) FROM shopping_upload.trade_state WHERE order_id IN ($list)
+		AND state = 'uploaded' AND uploaded_version = version AND finish_count >= 1 AND checked_at IS NOT NULL
+		AND (reship_used OR order_id NOT IN (" . join(',', @trade_reshipped) . "))
+		AND (confirm_notified_at IS NOT NULL OR order_id NOT IN (" . join(',', @trade_received, @trade_by_hand) . '))',
+		scalar(@accepted), 20);
+	my $pay = trade_payments();
+	my @wrong;
+	my $stand_in = sub {
+		my ($id, $accepted, $reship_used, $reminded) = @_;
+		my $p = $pay->{$id} // {};
+		my $is = sprintf('%d accepted, re-ship %s, reminder %s', $p->{uploads_accepted} // 0,
+			$p->{reship_used} ? 'used' : 'not used', $p->{receipt_reminder_sent} ? 'sent' : 'not sent');
+		push @wrong, "$id: $is"
+		  if ($p->{uploads_accepted} // 0) != $accepted || !$p->{reship_used} != !$reship_used
+		  || !$p->{receipt_reminder_sent} != !$reminded;
+	};
+	$stand_in->($_, 2, 1, 0) for @trade_reshipped;
+	$stand_in->($_, 2, 0, 0) for @trade_split;
+	$stand_in->($_, 1, 0, 1) for @trade_received, @trade_by_hand;
+	$stand_in->($_, 0, 0, 0) for @trade_forgotten;
+	my $forgotten = sql('SELECT count(*) FROM shopping_upload.trade_state WHERE order_id IN ('
+		  . join(',', @trade_forgotten) . ')');
+	my $by_worker = sql("SELECT coalesce(string_agg(kind || ' ' || n, ', ' ORDER BY kind), '') FROM
+		(SELECT kind, count(*) AS n FROM shopping_upload.audit WHERE via = 'worker' AND errcode = 0
+		   AND kind IN ('trade_shipping', 'trade_order', 'trade_confirm') AND order_id IN ($list) GROUP BY 1) x");
+	my %req;
+	$req{ $_->{path} }++ for grep { !defined $_->{fault} && ($_->{errcode} // -9) == 0 } @{ stub_since($seq0) };
+	check($done && !@wrong && $forgotten eq '0' && $by_worker =~ /trade_confirm \d.*trade_order \d.*trade_shipping \d/
+		  && !@write_errors,
+		'the worker sent the uploads, the re-ships, get_order and the receipt reminders of the shipments written under the hostile search_paths ('
+		  . scalar(@accepted) . ' payments); the stand-in has each as it must',
+		"accepted by the worker: $by_worker; at the stand-in: "
+		  . join(', ', map { "$_ x" . ($req{$_} // 0) } $TRADE_UPLOAD, $TRADE_GET, $TRADE_NOTIFY)
+		  . '; wrong: ' . join('; ', @wrong) . '; ' . join('; ', @write_errors)
+		  . ($done ? '' : '; ' . trade_rows(@accepted)));
+	my $foreign = sql("SELECT coalesce(string_agg(DISTINCT fn || ' (by ' || planter || ') as ' || current_user_
+		|| ' in ' || coalesce(backend, '?'), '; '), '') FROM public.pwned
+		WHERE current_user_ <> planter AND at >= '$since'");
+	check($foreign eq '', 'no planted object ran as another role meanwhile (public.pwned)', $foreign);
+}
+
+# the administrator: the service's SECURITY DEFINER functions, the builder
+# and the validator (which run as their caller), with an attacker's schema
+# first; each path on an order of its own, its payment not shipped yet
+{
+	my $n = 0;
+	for my $p (@admin_paths)
+	{
+		$n++;
+		my $id = 700000 + $n;
+		trade_register($id);
+		sql(join(";\n", order_insert_sql($id)) . ";\n");
+		my $remind = trade_event($id, 'trade_manage_remind_shipping', msg => 'ship it within 48 hours');
+		my @calls = (
+			'SELECT shopping_upload.is_trade_managed() IS NOT NULL',
+			"SELECT shopping_upload.is_trade_managed('wxacct'::pg_catalog.text) IS NOT NULL",
+			'SELECT shopping_upload.refresh_delivery_companies() IS NOT NULL',
+			"SELECT shopping_upload.set_msg_jump_path('pages/order/detail'::pg_catalog.text)",
+			"SELECT shopping_upload.report_special_order(${id}::pg_catalog.int8, 'test'::pg_catalog.text)",
+			'SELECT shopping_upload.receive_event(' . qt($remind) . '::pg_catalog.jsonb) IS NOT NULL',
+			# stored without queueing: the call by hand sends it
+			'SET shopping_upload.auto_upload = off',
+			'BEGIN', trade_unified_sql($id), 'COMMIT',
+			'RESET shopping_upload.auto_upload',
+			"SELECT shopping_upload.build_trade_shipping_payload(${id}::pg_catalog.int8) IS NOT NULL",
+			"SELECT pg_catalog.count(*) FROM shopping_upload.validate_trade_shipping_payload(
+				shopping_upload.build_trade_shipping_payload(${id}::pg_catalog.int8))",
+			"SELECT errcode, errmsg FROM shopping_upload.upload_trade_shipping(${id}::pg_catalog.int8)",
+			"SELECT shopping_upload.get_trade_order(${id}::pg_catalog.int8) IS NOT NULL",
+			"SELECT errcode, errmsg FROM shopping_upload.notify_confirm_receive(${id}::pg_catalog.int8,
+				pg_catalog.clock_timestamp())",
+			# queued at commit for the worker, which sends it as the re-ship
+			"UPDATE shopping_upload.shipments SET tracking_no = 'YT$id-c' WHERE order_id OPERATOR(pg_catalog.=) $id",
+			"SELECT shopping_upload.reship(${id}::pg_catalog.int8)",
+			'SELECT pg_catalog.count(*) FROM shopping_upload.trade_state',
+			'SELECT pg_catalog.count(*) FROM shopping_upload.events',
+			'SELECT pg_catalog.count(*) FROM shopping_upload.trade_apps',
+			'SELECT pg_catalog.count(*) FROM shopping_upload.order_status',
+			'SELECT * FROM shopping_upload.stats');
+		my ($rc, $out, $err) = $node->psql('postgres',
+			"SET search_path = $p;\n" . join(";\n", @calls) . ";\n", on_error_stop => 0);
+		my @answers = grep { /^-?\d+\|[a-z]/ } split /\n/, $out;
+		check(errors_of($err) eq '' && "@answers" eq '0|ok 0|ok',
+			"administrator: is_trade_managed, refresh_delivery_companies, set_msg_jump_path, report_special_order, receive_event, the trade builder and validator, upload_trade_shipping, get_trade_order, notify_confirm_receive, reship work with search_path $p",
+			"answers: [@answers] " . errors_of($err));
+		push @trade_admin, $id;
+	}
+	my $list = join(',', @trade_admin);
+	my $sent = wait_for("SELECT count(*) FROM shopping_upload.trade_state WHERE order_id IN ($list)
+		AND reship_used AND state = 'uploaded' AND uploaded_version = version", scalar(@trade_admin), 15);
+	my $pay = trade_payments();
+	my @special = grep { !($pay->{$_}{special} && ($pay->{$_}{special}{type} // 0) == 2) } @trade_admin;
+	check($sent && !@special, 'and the worker sent the re-ships they allowed; the stand-in has each test order reported',
+		trade_rows(@trade_admin) . "; not reported: [@special]");
+}
+
+# ---------------------------------------------------------------------
+# Who may call what: the service's functions refuse roles without
+# EXECUTE; trade_state, trade_apps, events and delivery_companies are
+# read and written by no role beyond its grants (the watcher reads
+# trade_state and events)
 # ---------------------------------------------------------------------
 {
+	my $id = $trade_reshipped[0];
+	my $seq = stub_seq();
+	my $events0 = sql('SELECT count(*) FROM shopping_upload.events');
+	my $settled = trade_event($id, 'trade_manage_order_settlement', stage => 'settlement');
+	my %calls = (
+		upload_trade_shipping => "SELECT * FROM shopping_upload.upload_trade_shipping(${id}::pg_catalog.int8)",
+		reship => "SELECT shopping_upload.reship(${id}::pg_catalog.int8)",
+		get_trade_order => "SELECT shopping_upload.get_trade_order(${id}::pg_catalog.int8)",
+		notify_confirm_receive => "SELECT * FROM shopping_upload.notify_confirm_receive(${id}::pg_catalog.int8, pg_catalog.clock_timestamp())",
+		receive_event => 'SELECT shopping_upload.receive_event(' . qt($settled) . '::pg_catalog.jsonb)',
+		is_trade_managed => "SELECT shopping_upload.is_trade_managed('wxtestappid'::pg_catalog.text)",
+		refresh_delivery_companies => 'SELECT shopping_upload.refresh_delivery_companies()',
+		set_msg_jump_path => "SELECT shopping_upload.set_msg_jump_path('pages/evil'::pg_catalog.text)",
+		report_special_order => "SELECT shopping_upload.report_special_order(${id}::pg_catalog.int8, 'test'::pg_catalog.text)",
+		build_trade_shipping_payload => "SELECT shopping_upload.build_trade_shipping_payload(${id}::pg_catalog.int8)",
+		validate_trade_shipping_payload => "SELECT * FROM shopping_upload.validate_trade_shipping_payload('{}'::pg_catalog.jsonb)",
+	);
+	my %granted = (uploader => [qw(upload_trade_shipping reship get_trade_order notify_confirm_receive)],
+		receiver => ['receive_event']);
+	my %tables = (
+		trade_state => [ "INSERT INTO shopping_upload.trade_state (order_id) VALUES (699999)",
+			"UPDATE shopping_upload.trade_state SET reship_allowed = true, reship_used = false, finish_count = 0, state = 'pending', next_attempt_at = pg_catalog.now()",
+			'DELETE FROM shopping_upload.trade_state', 'TRUNCATE shopping_upload.trade_state' ],
+		trade_apps => [ "INSERT INTO shopping_upload.trade_apps (appid, pinned) VALUES ('wxEVIL', true)",
+			'UPDATE shopping_upload.trade_apps SET pinned = false', 'DELETE FROM shopping_upload.trade_apps',
+			'TRUNCATE shopping_upload.trade_apps' ],
+		events => [ "INSERT INTO shopping_upload.events (event, payload) VALUES ('forged', '{}')",
+			"UPDATE shopping_upload.events SET applied = 'forged'", 'DELETE FROM shopping_upload.events',
+			'TRUNCATE shopping_upload.events', "SELECT pg_catalog.nextval('shopping_upload.events_event_id_seq')" ],
+		delivery_companies => [ "INSERT INTO shopping_upload.delivery_companies (delivery_id) VALUES ('EVIL')",
+			"UPDATE shopping_upload.delivery_companies SET delivery_name = 'forged'",
+			'DELETE FROM shopping_upload.delivery_companies', 'TRUNCATE shopping_upload.delivery_companies' ],
+	);
+	my %may_read = (watcher => { trade_state => 1, events => 1 });
+	my (@allowed, $tries);
+	for my $role (qw(writer uploader watcher dbowner orders_writer receiver))
+	{
+		my %mine = map { $_ => 1 } @{ $granted{$role} // [] };
+		my @q = map { $calls{$_} } grep { !$mine{$_} } sort keys %calls;
+		for my $t (sort keys %tables)
+		{
+			push @q, "SELECT * FROM shopping_upload.$t" unless $may_read{$role}{$t};
+			push @q, @{ $tables{$t} };
+		}
+		# one session, a statement a line: psql's messages name the line
+		my ($rc, $out, $err) = as_role($role, join('', map { "$_;\n" } @q));
+		my %refused;
+		$refused{$1} = 1 while $err =~ /^psql:<stdin>:(\d+): ERROR:\s+(?:permission denied|must be (?:superuser|owner))/mg;
+		push @allowed, map { "$role: $q[$_ - 1]" } grep { !$refused{$_} } 1 .. @q;
+		$tries += @q;
+	}
+	harvest_tokens();
+	my @req = grep {
+		my $r = $_;
+		grep({ $r->{path} eq $_ } @TRADE_APP_PATHS)
+		  || (grep({ $r->{path} eq $_ } $TRADE_UPLOAD, $TRADE_NOTIFY) && index($r->{body}, "42000$id") >= 0)
+	} @{ stub_since($seq) };
+	my $left = sql("SELECT (SELECT count(*) FROM shopping_upload.trade_state WHERE order_id = 699999)
+		|| ' ' || (SELECT count(*) FROM shopping_upload.trade_apps WHERE appid = 'wxEVIL' OR NOT pinned)
+		|| ' ' || (SELECT count(*) FROM shopping_upload.events WHERE event = 'forged' OR applied = 'forged')
+		|| ' ' || (SELECT count(*) FROM shopping_upload.events)
+		|| ' ' || (SELECT count(*) FROM shopping_upload.delivery_companies WHERE delivery_id = 'EVIL' OR delivery_name = 'forged')");
+	check(!@allowed && !@req && $left eq "0 0 0 $events0 0",
+		"roles without EXECUTE are refused each of the service's functions; no role reads or writes trade_state, trade_apps, events, delivery_companies beyond its grants ($tries tries)",
+		'not refused: ' . join('; ', @allowed) . '; requests made: ' . join(' ', map { $_->{path} } @req)
+		  . "; forged rows (trade_state, trade_apps, events, events in all (was $events0), delivery_companies): $left");
+}
+
+# ---------------------------------------------------------------------
+# The service's settings: no role sets payment_wait, reconcile_interval,
+# trade_managed, appid or api_base_url by SET, SET LOCAL, set_config(), role
+# settings or connection options; the uploader's calls reach the
+# configured API with the configured appid's token, and a writer's
+# shipment is queued for the service whatever it tried
+# ---------------------------------------------------------------------
+{
+	# src/settings.c: payment_wait, reconcile_interval and trade_managed are
+	# PGC_SIGHUP (postgresql.conf only: "cannot be changed now", for every
+	# session), appid and api_base_url PGC_SUSET ("permission denied" to any
+	# role but a superuser)
+	my $sighup = qr/parameter "[^"]+" cannot be changed now/;
+	my $suset = qr/permission denied to set parameter/;
+	my @settings = ([ 'shopping_upload.payment_wait', '1', $sighup ],
+		[ 'shopping_upload.reconcile_interval', '1', $sighup ],
+		[ 'shopping_upload.trade_managed', 'off', $sighup ],
+		[ 'shopping_upload.appid', 'wxROLE', $suset ],
+		[ 'shopping_upload.api_base_url', 'http://127.0.0.1:9', $suset ]);
+	is(sql("SELECT string_agg(name || ' ' || context, ', ' ORDER BY name) FROM pg_settings WHERE name IN ("
+		  . join(', ', map { "'$_->[0]'" } @settings) . ')'),
+		'shopping_upload.api_base_url superuser, shopping_upload.appid superuser, shopping_upload.payment_wait sighup, '
+		  . 'shopping_upload.reconcile_interval sighup, shopping_upload.trade_managed sighup',
+		'the service\'s settings are sighup (payment_wait, reconcile_interval, trade_managed) or superuser (appid, api_base_url)');
+	# one try a line: psql's messages name the line
+	my (@tries, @want);
+	for my $s (@settings)
+	{
+		my ($name, $v, $refusal) = @$s;
+		for my $t ("SET $name = '$v'", "BEGIN; SET LOCAL $name = '$v'; COMMIT",
+			"SELECT pg_catalog.set_config('$name', '$v', false)", "ALTER ROLE CURRENT_USER SET $name = '$v'",
+			"ALTER ROLE CURRENT_USER IN DATABASE postgres SET $name = '$v'")
+		{
+			push @tries, $t;
+			push @want, $refusal;
+		}
+	}
+	my $script = join('', map { "$_;\n" } @tries);
+	my $opts = join(' ', $ENV{PGOPTIONS}, map { "-c $_->[0]=$_->[1]" } @settings);
+	my (@accepted, $n);
+	for my $role (qw(uploader writer receiver))
+	{
+		my ($rc, $out, $err) = as_role($role, $script);
+		my %refusal;
+		$refusal{$1} = $2 while $err =~ /^psql:<stdin>:(\d+): ERROR:\s+(.*)$/mg;
+		push @accepted, map { "$role: $tries[$_ - 1]: " . ($refusal{$_} // 'accepted') }
+		  grep { ($refusal{$_} // '') !~ $want[ $_ - 1 ] } 1 .. @tries;
+		for my $s (@settings)
+		{
+			($rc, $out, $err) = as_role($role, 'SELECT 1', pgoptions => "$ENV{PGOPTIONS} -c $s->[0]=$s->[1]");
+			push @accepted, "$role: -c $s->[0]=$s->[1]: " . (errors_of($err) || 'accepted')
+			  unless $err =~ /FATAL:\s+$s->[2]/;
+		}
+		$n += @tries + @settings;
+	}
+	check(!@accepted, "no role sets payment_wait, reconcile_interval, trade_managed (\"cannot be changed now\"), appid, api_base_url (\"permission denied\") ($n tries: SET, SET LOCAL, set_config, ALTER ROLE, connection options)",
+		'not refused so: ' . join('; ', @accepted));
+	sql("ALTER ROLE $_ RESET ALL") for qw(uploader writer receiver);
+
+	# the calls by hand, after the uploader tried every way (and with the
+	# connection options, which are refused)
+	my $id = 690001;
+	trade_unqueued_order($id);
+	my $seq = stub_seq();
+	my $calls = "SELECT errcode, errmsg FROM shopping_upload.upload_trade_shipping(${id}::pg_catalog.int8);
+		SELECT shopping_upload.get_trade_order(${id}::pg_catalog.int8) IS NOT NULL;
+		SELECT errcode, errmsg FROM shopping_upload.notify_confirm_receive(${id}::pg_catalog.int8, pg_catalog.clock_timestamp());\n";
+	my ($rc0, $out0, $err0) = as_role('uploader', $calls, pgoptions => $opts);
+	my ($rc, $out, $err) = as_role('uploader', $script . $calls
+		  . join('', map { "SHOW $_->[0];\n" } @settings[0 .. 2]));
+	harvest_tokens();
+	my @req = grep { index($_->{body}, "42000$id") >= 0 } @{ stub_since($seq) };
+	my %paths;
+	$paths{ $_->{path} }++ for @req;
+	my @apps = map { token_appids_of_request($_) } @req;
+	my @role_tok = grep { ($json->decode($_->{body})->{appid} // '') eq 'wxROLE' } @{ stub_since($seq, '/cgi-bin/stable_token') };
+	my @answers = grep { /\S/ && !/^(SET|BEGIN|COMMIT|ROLLBACK|ALTER ROLE)$/ } split /\n/, $out;
+	check(failed($err0) && $out0 eq '' && "@answers" eq '0|ok t 0|ok 10min 2s on'
+		  && $paths{$TRADE_UPLOAD} && $paths{$TRADE_GET} && $paths{$TRADE_NOTIFY}
+		  && !grep({ $_ ne 'wxtestappid' } @apps) && !@role_tok,
+		"upload_trade_shipping, get_trade_order and notify_confirm_receive reach the configured API with the configured appid's token, whatever the uploader tried",
+		'with the connection options: ' . ($out0 || errors_of($err0)) . "; answers after the tries: [@answers]; requests: "
+		  . join(', ', map { "$_ x$paths{$_}" } sort keys %paths) . " with tokens of [@apps]; stable_token for wxROLE: " . scalar(@role_tok));
+	sql('ALTER ROLE uploader RESET ALL');
+
+	# a writer that tried to turn the service off for its session
+	my $wid = 690002;
+	trade_register($wid);
+	($rc, $out, $err) = as_role('writer', "SET shopping_upload.trade_managed = off;\n"
+		  . "SELECT pg_catalog.set_config('shopping_upload.trade_managed', 'off', false);\n"
+		  . join(";\n", 'BEGIN', order_insert_sql($wid), trade_unified_sql($wid), 'COMMIT') . ";\n");
+	my $up = wait_for("SELECT coalesce((SELECT state FROM shopping_upload.trade_state WHERE order_id = $wid), 'none')",
+		'uploaded', 10);
+	check($up, "a writer's shipment is queued for the service and uploaded, whatever trade_managed it tried to SET",
+		trade_rows($wid) . '; ' . errors_of($err));
+}
+
+# ---------------------------------------------------------------------
+# Nothing left due: the worker is idle (no request, little CPU).  The
+# service's payments are settled first (a push event each), which ends the
+# worker's get_order of them
+# ---------------------------------------------------------------------
+{
+	settle_trade(15);
+	for my $id (split /\n/, sql('SELECT order_id FROM shopping_upload.trade_state WHERE check_due_at IS NOT NULL ORDER BY 1'))
+	{
+		sql('SELECT shopping_upload.receive_event('
+			  . qt(trade_event($id, 'trade_manage_order_settlement', stage => 'settlement')) . '::jsonb)');
+	}
+	wait_for("SELECT count(*) FROM shopping_upload.trade_state WHERE check_due_at IS NOT NULL OR confirm_due_at IS NOT NULL
+		OR state IN ('pending', 'uploading', 'retrying', 'waiting_for_payment')", '0', 15);
 	wait_for("SELECT count(*) FROM shopping_upload.shipping_state WHERE state IN ('pending', 'uploading', 'retrying')",
 		'0', 15);
 	wait_for("SELECT count(*) FROM shopping_upload.order_state WHERE verify_due_at IS NOT NULL", '0', 15);
@@ -1027,7 +1571,10 @@ my (@ship_sent, @ship_forgotten, @ship_verified);    # orders, as they must end
 	my $t1 = $ticks->();
 	my @req = @{ stub_since($seq) };
 	my $due = sql("SELECT (SELECT count(*) FROM shopping_upload.shipping_state WHERE next_attempt_at <= now())
-		|| ' shipping, ' || (SELECT count(*) FROM shopping_upload.order_state WHERE verify_due_at <= now()) || ' verify due'");
+		|| ' shipping, ' || (SELECT count(*) FROM shopping_upload.order_state WHERE verify_due_at <= now()) || ' verify, '
+		|| (SELECT count(*) FROM shopping_upload.trade_state WHERE next_attempt_at <= now()) || ' trade shipping, '
+		|| (SELECT count(*) FROM shopping_upload.trade_state WHERE check_due_at <= now()) || ' get_order, '
+		|| (SELECT count(*) FROM shopping_upload.trade_state WHERE confirm_due_at <= now()) || ' receipt reminders due'");
 	check(defined $t0 && defined $t1 && $t1 - $t0 < 30 && !@req,
 		'with nothing due the worker makes no request and spins not (3 s)',
 		(defined $t0 && defined $t1 ? ($t1 - $t0) . ' clock ticks of CPU' : 'no /proc') . '; requests: '
@@ -1083,7 +1630,7 @@ my (@ship_sent, @ship_forgotten, @ship_verified);    # orders, as they must end
 sub supers
 {
 	return sql("SELECT coalesce(string_agg(rolname, ', '), '') FROM pg_roles
-		WHERE rolsuper AND rolname IN ('writer', 'uploader', 'watcher', 'dbowner')");
+		WHERE rolsuper AND rolname IN ('writer', 'uploader', 'watcher', 'dbowner', 'receiver')");
 }
 my $supers1 = supers();
 check($supers1 eq '', 'no attacker became superuser through its planted objects',
@@ -1204,6 +1751,49 @@ for my $f (@failures)
 	}
 	settle_ship(6);
 }
+# failing calls of the shipping management service: the uploader's by hand
+# (each kind of fault on an order of its own, not queued, so that the
+# worker's retry of one does not meet the next fault), the administrator's
+# calls about the appid, an upload cancelled by statement_timeout, a
+# made-up appid
+my $trade_fail_out = '';
+{
+	my $n = 0;
+	for my $kind ('drop', 'http500', 'notjson', 'errcode:40001', 'errcode:-1')
+	{
+		$n++;
+		my $id = 680000 + $n;
+		trade_unqueued_order($id);
+		# the fault of each path once, then the calls in one session
+		$stub->fault(kind => $kind, path => $_) for $TRADE_UPLOAD, $TRADE_GET, $TRADE_NOTIFY;
+		my ($rc, $out, $err) = as_role('uploader',
+			"SELECT errcode, errmsg FROM shopping_upload.upload_trade_shipping(${id}::pg_catalog.int8);
+			SELECT shopping_upload.get_trade_order(${id}::pg_catalog.int8);
+			SELECT errcode, errmsg FROM shopping_upload.notify_confirm_receive(${id}::pg_catalog.int8, pg_catalog.clock_timestamp());");
+		$stub->clear_faults;
+		$trade_fail_out .= "$out\n$err\n";
+		$stub->fault(kind => $kind, path => $_) for @TRADE_APP_PATHS;
+		($rc, $out, $err) = $node->psql('postgres', "SELECT shopping_upload.is_trade_managed();
+			SELECT shopping_upload.set_msg_jump_path('pages/order/detail');
+			SELECT shopping_upload.report_special_order($id, 'test');
+			SELECT shopping_upload.refresh_delivery_companies();", on_error_stop => 0);
+		$stub->clear_faults;
+		$trade_fail_out .= "$out\n$err\n";
+	}
+	my $id = 680009;
+	trade_unqueued_order($id);
+	$stub->fault(kind => 'delay', delay_ms => 2000, path => $TRADE_UPLOAD);
+	my ($rc, $out, $err) = as_role('uploader', "SET statement_timeout = '300ms';
+		SELECT errcode, errmsg FROM shopping_upload.upload_trade_shipping(${id}::pg_catalog.int8);");
+	$trade_fail_out .= "$out\n$err\n";
+	($rc, $out, $err) = $node->psql('postgres', "SELECT shopping_upload.is_trade_managed('wxFAKETRADE');
+		SELECT shopping_upload.set_msg_jump_path('pages/x', 'wxFAKETRADE');
+		SELECT shopping_upload.get_trade_order(987654321::pg_catalog.int8);", on_error_stop => 0);
+	$trade_fail_out .= "$out\n$err\n";
+	usleep(2_200_000);
+	$stub->clear_faults;
+	settle_trade(10);
+}
 harvest_tokens();
 
 my @hunts = (
@@ -1238,6 +1828,17 @@ my @hunts = (
 	[ 'pg_proc of the extension', "SELECT proname, proconfig, prosrc FROM pg_proc WHERE pronamespace = 'shopping_upload'::regnamespace", 0 ],
 	[ 'SET shopping_upload.secret', "SET shopping_upload.secret = 'mine'", 1 ],
 	[ 'ALTER ROLE self SET shopping_upload.secret', 'ALTER ROLE CURRENT_USER SET shopping_upload.secret = \'mine\'', 1 ],
+	# the shipping management service's
+	[ 'trade_state', 'SELECT * FROM shopping_upload.trade_state', 0 ],
+	[ 'events', 'SELECT * FROM shopping_upload.events', 0 ],
+	[ 'trade_apps', 'SELECT * FROM shopping_upload.trade_apps', 1 ],
+	[ 'delivery_companies', 'SELECT * FROM shopping_upload.delivery_companies', 1 ],
+	[ 'upload_trade_shipping()', "SELECT * FROM shopping_upload.upload_trade_shipping($trade_by_hand[0])", 0 ],
+	[ 'get_trade_order()', "SELECT shopping_upload.get_trade_order($trade_by_hand[0])", 0 ],
+	[ 'notify_confirm_receive()', "SELECT * FROM shopping_upload.notify_confirm_receive($trade_by_hand[0], now())", 0 ],
+	[ 'build_trade_shipping_payload()', "SELECT shopping_upload.build_trade_shipping_payload($trade_by_hand[0])", 1 ],
+	[ 'is_trade_managed()', 'SELECT shopping_upload.is_trade_managed()', 1 ],
+	[ 'receive_event()', 'SELECT shopping_upload.receive_event(\'{"Event": "trade_manage_remind_access_api"}\')', 0 ],
 );
 for my $role (@attackers)
 {
@@ -1283,6 +1884,22 @@ for my $role (@attackers)
 	$what = leaked("$audit\n$state");
 	check(!defined $what, 'no secret nor token in the audit rows (request, errmsg, transport_error) or order states',
 		$what);
+	$what = leaked($trade_fail_out);
+	check(!defined $what && $trade_fail_out =~ /ERROR/,
+		'the messages of the shipping management service\'s failing calls (upload_trade_shipping, get_trade_order, notify_confirm_receive by hand; is_trade_managed, set_msg_jump_path, report_special_order, refresh_delivery_companies; drop, 500, not JSON, 40001, -1, cancel, a made-up appid, no order) hold no secret nor token',
+		$what // scalar(() = $trade_fail_out =~ /ERROR/g) . ' error messages read');
+	my %rows = map { $_ => sql("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM shopping_upload.$_ t") }
+	  qw(events trade_state trade_apps delivery_companies);
+	$rows{audit} = sql("SELECT coalesce(string_agg(a::text, E'\\n'), '') FROM shopping_upload.audit a
+		WHERE kind IN ('trade_shipping', 'trade_order', 'trade_confirm')");
+	my $kinds = sql("SELECT string_agg(kind || ' ' || n || ' (' || failed || ' failed)', ', ' ORDER BY kind) FROM
+		(SELECT kind, count(*) AS n, count(*) FILTER (WHERE errcode IS DISTINCT FROM 0) AS failed
+		   FROM shopping_upload.audit WHERE kind IN ('trade_shipping', 'trade_order', 'trade_confirm') GROUP BY 1) x");
+	$what = leaked(join("\n", map { $rows{$_} } sort keys %rows));
+	check(!defined $what && $kinds =~ /trade_confirm \d+ \(\d*[1-9].*trade_order \d+ \(\d*[1-9].*trade_shipping \d+ \(\d*[1-9]/
+		  && $rows{events} ne '',
+		'no secret nor token in events, trade_state, trade_apps, delivery_companies, nor the audit rows of kinds trade_shipping, trade_order, trade_confirm (failed ones included)',
+		($what // 'none found') . "; audit rows: $kinds");
 }
 
 # ---------------------------------------------------------------------
@@ -1517,6 +2134,9 @@ sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} /
 		"ALTER DATABASE postgres SET shopping_upload.max_attempts = 1",
 		"ALTER DATABASE postgres SET shopping_upload.verify_delay = 0",
 		"ALTER DATABASE postgres SET shopping_upload.api_base_url = 'http://127.0.0.1:9'",
+		"ALTER DATABASE postgres SET shopping_upload.trade_managed = off",
+		"ALTER DATABASE postgres SET shopping_upload.payment_wait = 1",
+		"ALTER DATABASE postgres SET shopping_upload.reconcile_interval = 1",
 	);
 	my @accepted;
 	for my $s (@sets)
@@ -1525,6 +2145,9 @@ sub token_appids_of_request { return $all_tokens{ $_[0]->{query}{access_token} /
 		push @accepted, ($s =~ s/ALTER DATABASE postgres SET //r) unless failed($err);
 	}
 	diag 'dbowner stored: ' . (join(', ', @accepted) || 'nothing');
+	my @trade_set = grep { /trade_managed|payment_wait|reconcile_interval/ } @accepted;
+	check(!@trade_set, 'dbowner cannot store the service\'s settings (trade_managed, payment_wait, reconcile_interval) for its database',
+		'stored: ' . join(', ', @trade_set));
 	my $pid0 = worker_pid();
 	sql("SELECT pg_terminate_backend($pid0)");    # as after any restart
 	wait_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker' AND pid <> $pid0",
