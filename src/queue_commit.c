@@ -491,10 +491,8 @@ queue_noted_shipping(int64 *ids, long n)
 	"  WHERE a.appid OPERATOR(pg_catalog.=) coalesce(" o ".appid, " TRADE_CONFIGURED "))"
 #define TRADE_IN_SERVICE(o) \
 	"coalesce(" TRADE_APP(o, "pinned") "," \
-	" CASE WHEN coalesce(" o ".appid, " TRADE_CONFIGURED ")" \
-	"  OPERATOR(pg_catalog.=) " TRADE_CONFIGURED \
-	"  THEN CASE pg_catalog.current_setting('shopping_upload.trade_managed', true)" \
-	"   WHEN 'on' THEN true WHEN 'off' THEN false END END," \
+	" CASE pg_catalog.current_setting('shopping_upload.trade_managed', true)" \
+	"  WHEN 'on' THEN true WHEN 'off' THEN false END," \
 	" " TRADE_APP(o, "managed") ", false)"
 
 static void

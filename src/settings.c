@@ -419,10 +419,10 @@ su_define_settings(bool preload)
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomEnumVariable("shopping_upload.trade_managed",
-							 "Is the configured appid in the order shipping management service: auto (as WeChat's "
-							 "is_trade_managed says), on or off.",
-							 "Its shipping information goes to /wxa/sec/order/upload_shipping_info once it is; another "
-							 "appid is pinned by trade_apps.pinned.",
+							 "Are the appids served in the order shipping management service: auto (as WeChat's "
+							 "is_trade_managed says for each), on or off.",
+							 "Their shipping information goes to /wxa/sec/order/upload_shipping_info when they are; "
+							 "trade_apps.pinned decides for one appid, whatever this says.",
 							 &su_trade_managed, SU_TRADE_MANAGED_AUTO,
 							 trade_managed_options,
 							 PGC_SIGHUP, 0,

@@ -63,7 +63,7 @@ typedef enum SuAuditRequest
 } SuAuditRequest;
 extern int	su_audit_request;
 
-/* shopping_upload.trade_managed: the configured appid's service */
+/* shopping_upload.trade_managed: the appids' service, unless pinned in trade_apps */
 typedef enum SuTradeManaged
 {
 	SU_TRADE_MANAGED_AUTO,		/* as is_trade_managed says (trade_apps) */

@@ -239,16 +239,15 @@ su_trade_app_delivery_companies(const char *appid)
 
 /*
  * The appids the worker's database serves (its accounts, and the configured
- * one), those whose service WeChat decides first: not pinned (trade_apps.
- * pinned, shopping_upload.trade_managed for the configured one).
+ * one); WeChat is asked about them while shopping_upload.trade_managed is
+ * auto (those pinned in trade_apps excepted).
  */
 #define SERVED_APPIDS_SQL \
-	"SELECT x.appid, NOT x.pinned FROM (SELECT a.appid, false AS pinned" \
-	"  FROM " SU_SCHEMA ".accounts a" \
-	" UNION SELECT NULLIF(pg_catalog.current_setting('shopping_upload.appid', true), '')," \
-	"  pg_catalog.current_setting('shopping_upload.trade_managed', true) OPERATOR(pg_catalog.<>) 'auto') x" \
-	" WHERE x.appid IS NOT NULL" \
-	" ORDER BY NOT x.pinned, x.appid"
+	"SELECT x.appid, pg_catalog.current_setting('shopping_upload.trade_managed', true)" \
+	"  OPERATOR(pg_catalog.=) 'auto'" \
+	" FROM (SELECT a.appid FROM " SU_SCHEMA ".accounts a" \
+	" UNION SELECT NULLIF(pg_catalog.current_setting('shopping_upload.appid', true), '')) x" \
+	" WHERE x.appid IS NOT NULL ORDER BY x.appid"
 
 /* is appid in the service (as the queue decides: pinned, the setting, WeChat's answer)? */
 static bool
@@ -262,10 +261,8 @@ trade_app_in_service(const char *appid)
 	if (SPI_execute_with_args("SELECT coalesce("
 							  " (SELECT a.pinned FROM " SU_SCHEMA ".trade_apps a"
 							  "  WHERE a.appid OPERATOR(pg_catalog.=) $1),"
-							  " CASE WHEN $1 OPERATOR(pg_catalog.=)"
-							  "  NULLIF(pg_catalog.current_setting('shopping_upload.appid', true), '')"
-							  "  THEN CASE pg_catalog.current_setting('shopping_upload.trade_managed', true)"
-							  "   WHEN 'on' THEN true WHEN 'off' THEN false END END,"
+							  " CASE pg_catalog.current_setting('shopping_upload.trade_managed', true)"
+							  "  WHEN 'on' THEN true WHEN 'off' THEN false END,"
 							  " (SELECT a.managed FROM " SU_SCHEMA ".trade_apps a"
 							  "  WHERE a.appid OPERATOR(pg_catalog.=) $1), false)",
 							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
