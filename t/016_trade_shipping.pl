@@ -48,6 +48,8 @@ shopping_upload.retry_max_delay = '200ms'
 shopping_upload.timeout = '10s'
 shopping_upload.lease = '30s'
 shopping_upload.verify_delay = '0'
+# WeChat's answer decides for an appid that is not pinned (trade_apps.managed)
+shopping_upload.trade_managed = auto
 restart_after_crash = on
 EOC
 
