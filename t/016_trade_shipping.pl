@@ -170,7 +170,8 @@ sub ship_unified
 
 wait_for("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shopping_upload worker'",
 	'1', 'the worker runs');
-sql("INSERT INTO shopping_upload.trade_apps (appid, pinned) VALUES ('wxtestappid', true);
+sql("INSERT INTO shopping_upload.trade_apps (appid, pinned) VALUES ('wxtestappid', true)
+	  ON CONFLICT (appid) DO UPDATE SET pinned = EXCLUDED.pinned;
 	INSERT INTO shopping_upload.trade_apps (appid, managed, pinned) VALUES ('wxpinnedoff', true, false);
 	INSERT INTO shopping_upload.trade_apps (appid, managed) VALUES ('wxmanaged', true);");
 
