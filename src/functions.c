@@ -301,23 +301,20 @@ su_verify_shopping_info_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * upload_shipping_info(order_id bigint)
- *		RETURNS TABLE (errcode integer, errmsg text, http_status integer,
- *					   audit_id bigint)
+ * One call by hand of kind, its outcome as the one row of TABLE (errcode,
+ * errmsg, http_status, audit_id); given_at: the timestamp the call is
+ * given (0: none).
  */
-Datum
-su_upload_shipping_info_sql(PG_FUNCTION_ARGS)
+static Datum
+call_row(FunctionCallInfo fcinfo, SuKind kind, int64 order_id, TimestampTz given_at)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int64		order_id = PG_GETARG_INT64(0);
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	SuSyncResult u;
 
-	su_require_extension_version();
 	InitMaterializedSRF(fcinfo, 0);
-
-	su_sync_call(SU_KIND_SHIPPING, order_id, &u);
+	su_sync_call_at(kind, order_id, given_at, &u);
 	values[0] = Int32GetDatum(u.errcode);
 	if (u.errmsg)
 		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
@@ -331,6 +328,18 @@ su_upload_shipping_info_sql(PG_FUNCTION_ARGS)
 }
 
 /*
+ * upload_shipping_info(order_id bigint)
+ *		RETURNS TABLE (errcode integer, errmsg text, http_status integer,
+ *					   audit_id bigint)
+ */
+Datum
+su_upload_shipping_info_sql(PG_FUNCTION_ARGS)
+{
+	su_require_extension_version();
+	return call_row(fcinfo, SU_KIND_SHIPPING, PG_GETARG_INT64(0), 0);
+}
+
+/*
  * upload_trade_shipping(order_id bigint)
  *		RETURNS TABLE (errcode integer, errmsg text, http_status integer,
  *					   audit_id bigint)
@@ -338,26 +347,8 @@ su_upload_shipping_info_sql(PG_FUNCTION_ARGS)
 Datum
 su_upload_trade_shipping_sql(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int64		order_id = PG_GETARG_INT64(0);
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	SuSyncResult u;
-
 	su_require_extension_version();
-	InitMaterializedSRF(fcinfo, 0);
-
-	su_sync_call(SU_KIND_TRADE_SHIPPING, order_id, &u);
-	values[0] = Int32GetDatum(u.errcode);
-	if (u.errmsg)
-		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
-	else
-		nulls[1] = true;
-	values[2] = Int32GetDatum((int32) u.http_status);
-	nulls[2] = !u.sent || u.http_status == 0;
-	values[3] = Int64GetDatum(u.audit_id);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	return (Datum) 0;
+	return call_row(fcinfo, SU_KIND_TRADE_SHIPPING, PG_GETARG_INT64(0), 0);
 }
 
 /*
@@ -392,29 +383,13 @@ su_get_trade_order_sql(PG_FUNCTION_ARGS)
 Datum
 su_notify_confirm_receive_sql(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	SuSyncResult u;
-
 	su_require_extension_version();
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("order_id must not be NULL")));
-	InitMaterializedSRF(fcinfo, 0);
-	su_sync_call_at(SU_KIND_TRADE_CONFIRM, PG_GETARG_INT64(0),
-					PG_ARGISNULL(1) ? 0 : PG_GETARG_TIMESTAMPTZ(1), &u);
-	values[0] = Int32GetDatum(u.errcode);
-	if (u.errmsg)
-		values[1] = PointerGetDatum(cstring_to_text(u.errmsg));
-	else
-		nulls[1] = true;
-	values[2] = Int32GetDatum((int32) u.http_status);
-	nulls[2] = !u.sent || u.http_status == 0;
-	values[3] = Int64GetDatum(u.audit_id);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	return (Datum) 0;
+	return call_row(fcinfo, SU_KIND_TRADE_CONFIRM, PG_GETARG_INT64(0),
+					PG_ARGISNULL(1) ? 0 : PG_GETARG_TIMESTAMPTZ(1));
 }
 
 /* an optional text argument, NULL when NULL */
