@@ -97,7 +97,7 @@ fi
 if ls "$tree"/t/*.pl >/dev/null 2>&1; then
 	log=$work/tap.log
 	as_pg make -C "$tree" PG_CONFIG="$PG_CONFIG" installcheck REGRESS= ISOLATION= \
-		PROVE_FLAGS=-v >"$log" 2>&1
+		PROVE_FLAGS='-v --merge' >"$log" 2>&1
 	rc=$?
 	ok=$(grep -cE '^\s*ok [0-9]+' "$log")
 	bad=$(grep -cE '^\s*not ok [0-9]+' "$log")

@@ -13,10 +13,10 @@
 #    in flight) while a writer commits more orders one by one.  Two rounds,
 #    each on a fresh pair: an immediate shutdown, then a kill -9 of the
 #    postmaster.  After the promotion the new primary's worker starts by
-#    itself, takes over the leases the dead worker left (before they end),
-#    and uploads every order the primary acknowledged committing; the only
-#    orders sent twice are those the dead worker had sent without its answer
-#    reaching the standby.
+#    itself, takes over the leases the dead worker left (at once and first,
+#    not when they end), and uploads every order the primary acknowledged
+#    committing; the only orders sent twice are those the dead worker had
+#    sent without its answer reaching the standby.
 # 3. Every process a round starts (nodes, their children, stand-ins) is
 #    stopped before the next one.
 #
@@ -352,12 +352,31 @@ sub round
 	ok($dups <= $max_inflight + 64,
 		"round $r: duplicates ($dups) at most max_inflight + a record batch (" . ($max_inflight + 64) . ")");
 
-	# Leases the dead worker left are taken over, not waited on: each leased
-	# order reached the new stand-in before its lease would have ended.
-	my @late = grep { !defined $first_new{$_} || $first_new{$_} >= $lease_end{$_} } keys %lease_end;
+	# Leases the dead worker left are taken over, not waited on.  Told by
+	# order, not by the clock (a slow machine may take longer from the crash
+	# to the promotion than a lease lasts): the new worker makes them due at
+	# once and first (at the time they were queued, before the pending
+	# backlog queued after them), so they are among its first uploads; a
+	# worker that waited for the leases to end would send them behind the
+	# whole pending backlog (due at their queueing, before any lease's end).
+	my @order_new = map { $_->[0] } sort { $a->[1] <=> $b->[1] } uploads_of($stub_new);
+	my %rank_new;
+	for my $i (0 .. $#order_new)
+	{
+		$rank_new{ $order_new[$i] } //= $i;
+	}
+	my $first_n = keys(%lease_end) + $max_inflight;
+	my @late = grep { !defined $rank_new{$_} || $rank_new{$_} >= $first_n } keys %lease_end;
 	ok(%lease_end && !@late, "round $r: the " . scalar(keys %lease_end)
-		  . " orders leased at the crash were sent again before their lease ended")
-	  or diag "late or never: @late[0 .. ($#late < 9 ? $#late : 9)]";
+		  . " orders leased at the crash were among the new primary's first $first_n uploads")
+	  or diag sprintf("crash -> promotion %.2f s; late or never (rank among the new uploads, "
+		  . "lease end and first sent again, from the promotion): %s", $t_promote - $t_crash,
+		join(', ', map { sprintf('%s #%s %.2f %s', $_, $rank_new{$_} // '-', $lease_end{$_} - $t_promote,
+			defined $first_new{$_} ? sprintf('%.2f', $first_new{$_} - $t_promote) : 'never') }
+			(sort @late)[0 .. ($#late < 9 ? $#late : 9)]));
+	# the figure, not a check: how many leases ended before their order was
+	# sent again (0 unless crash -> promotion took about a lease)
+	my $after_lease = grep { defined $first_new{$_} && $first_new{$_} >= $lease_end{$_} } keys %lease_end;
 	my $leased_done = 0;
 	for (keys %lease_end)
 	{
@@ -373,9 +392,10 @@ sub round
 		scalar(grep { $state_at_promotion{$_} eq 'pending' } @in_hands),
 		$inflight, $max_inflight, $after_crash, $last_after);
 	diag sprintf("round %d (%s): the standby held {%s}; promotion -> first upload %.2f s, "
-		  . "-> last leased order sent %.2f s, -> all uploaded %.2f s",
+		  . "-> last leased order sent %.2f s, -> all uploaded %.2f s; crash -> promotion %.2f s; "
+		  . "leased orders sent again after their lease ended: %d",
 		$r, $how, $states, defined $t_first ? $t_first - $t_promote : -1,
-		$leased_done, $t_done - $t_promote);
+		$leased_done, $t_done - $t_promote, $t_promote - $t_crash, $after_lease);
 
 	# --- 3. everything this round started stops
 	my @spids = ($standby->{_pid}, split /\n/, $S->("SELECT pid FROM pg_stat_activity"));
