@@ -479,6 +479,12 @@ su_http_next_done(SuHttpClient *client)
 	return req;
 }
 
+bool
+su_http_has_done(SuHttpClient *client)
+{
+	return client->done_head != NULL;
+}
+
 void
 su_http_forget(SuHttpClient *client, SuHttpRequest *req)
 {

@@ -85,6 +85,13 @@ extern int	su_http_connecting(SuHttpClient *client);
 /* The next finished request, or NULL. */
 extern SuHttpRequest *su_http_next_done(SuHttpClient *client);
 
+/*
+ * Are finished requests waiting for su_http_next_done()?  A request waited
+ * for with su_http_perform() moves the client's other transfers on too: an
+ * answer it finished waits there, in no socket.
+ */
+extern bool su_http_has_done(SuHttpClient *client);
+
 /* Abandons a running request (its connection is closed). */
 extern void su_http_cancel(SuHttpClient *client, SuHttpRequest *req);
 

@@ -1239,6 +1239,15 @@ step_wait(void)
 		}
 	if (fleet.n_inflight > 0 && curl_ms >= 0)
 		timeout_ms = Min(timeout_ms, curl_ms);
+
+	/*
+	 * Answers that a request waited for in between (a token, the appids of
+	 * the shipping management service: su_http_perform() moves every
+	 * transfer of the client on) brought to their end wait in no socket:
+	 * nothing would wake us for them before the longest wait.  Taken now.
+	 */
+	if (!hold_answers && su_http_has_done(io.client))
+		timeout_ms = 0;
 	worker_wait_on(hold_answers ? io.latch_set : io.wait_set, timeout_ms);
 }
 

@@ -10,6 +10,7 @@ use Test::More;
 use SuStub;
 use Digest::SHA;
 use Encode;
+use Time::HiRes ();
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my $stub = SuStub->start(dir => $dir);
@@ -429,5 +430,68 @@ pass('the worker starts once the database exists, with the extension');
 ($rc, $out, $err) = $node2->psql('postgres', 'DROP DATABASE shop', timeout => 60);
 is($rc, 0, 'DROP DATABASE of the worker\'s database succeeds') or diag $err;
 $node2->stop;
+
+# --- A request the worker waits for while uploads are in flight (here
+# is_trade_managed, which it asks at its start under trade_managed = auto;
+# a token fetch is another) moves their transfers on too: their answers,
+# finished in that wait, are in no socket any more.  They are recorded once
+# the wait ends, not when the worker's longest wait (60 s) runs out.  The
+# orders are left leased by a worker stopped with the server, so that the
+# new worker's first round sends them (a backlog: the room for more is made
+# by answers only), then asks is_trade_managed.
+{
+	my $up_ms = 1500;         # each upload is answered this late
+	my $managed_ms = 5000;    # and is_trade_managed this late
+	my $MANAGED = '/wxa/sec/order/is_trade_managed';
+	my $node3 = SuStub::node(name => 'sync_wait', conf => <<"EOC");
+shopping_upload.api_base_url = '${\ $stub->url}'
+shopping_upload.appid = 'wxtestappid'
+shopping_upload.secret = 'testsecret'
+shopping_upload.timeout = '20s'
+shopping_upload.lease = '5min'
+shopping_upload.max_inflight = 4
+shopping_upload.trade_managed = auto
+EOC
+	my $sql3 = sub { $node3->safe_psql('postgres', $_[0]) };
+	$node3->poll_query_until('postgres', "SELECT count(*) = 1 FROM shopping_upload.trade_apps")
+	  or die 'the worker did not ask is_trade_managed at its start';
+	$stub->clear_faults;
+	$stub->fault(kind => 'delay', delay_ms => $up_ms, count => 0);
+	my @ids = map {
+		$sql3->("SELECT shopping_upload.import_order('"
+			  . SuStub::order_json(out_trade_no => sprintf('SYNCWAIT%04d', $_)) . "'::jsonb)")
+	} 1 .. 12;
+	$node3->poll_query_until('postgres',
+		"SELECT count(*) = 4 FROM shopping_upload.order_state WHERE state = 'uploading'")
+	  or die 'the orders were not sent';
+	$node3->stop('fast');
+	$stub->fault(kind => 'delay', delay_ms => $managed_ms, count => 1, path => $MANAGED);
+	my $sent_before = scalar @{ $stub->requests('/user-order/orders') };
+	my $t0 = Time::HiRes::time();
+	$node3->start;
+	my $limit = 40;
+	my ($done, $took);
+	while (1)
+	{
+		$took = Time::HiRes::time() - $t0;
+		$done = $sql3->("SELECT count(*) FROM shopping_upload.order_state WHERE state = 'uploaded'") >= 4;
+		last if $done || $took > $limit;
+		Time::HiRes::usleep(100_000);
+	}
+	# the condition held: the uploads were sent again before is_trade_managed
+	my @ups = @{ $stub->requests('/user-order/orders') }[ $sent_before .. $sent_before + 3 ];
+	my @asks = grep { $_->{time} > $t0 } @{ $stub->requests($MANAGED) };
+	ok(@asks && (grep { defined $_ && $_->{time} < $asks[0]{time} } @ups) == 4,
+		'after the restart the worker sent the 4 leased orders (max_inflight, of a backlog of 12), '
+		  . 'then asked is_trade_managed');
+	ok($done, "their answers, which came during that request, are recorded when it ends, "
+		  . "well before the worker's longest wait (within $limit s of the start)")
+	  or diag $sql3->("SELECT string_agg(state || ' ' || n, ', ') FROM (SELECT state, count(*) n
+		FROM shopping_upload.order_state GROUP BY state) s");
+	diag sprintf('restart -> the 4 orders recorded: %.1f s (uploads answered after %.1f s, '
+		  . 'is_trade_managed after %.1f s)', $took, $up_ms / 1000, $managed_ms / 1000);
+	$stub->clear_faults;
+	$node3->stop;
+}
 
 done_testing();
