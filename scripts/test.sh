@@ -97,7 +97,7 @@ fi
 if ls "$tree"/t/*.pl >/dev/null 2>&1; then
 	log=$work/tap.log
 	as_pg make -C "$tree" PG_CONFIG="$PG_CONFIG" installcheck REGRESS= ISOLATION= \
-		PROVE_FLAGS='-v --merge' >"$log" 2>&1
+		PROVE_FLAGS=-v >"$log" 2>&1
 	rc=$?
 	ok=$(grep -cE '^\s*ok [0-9]+' "$log")
 	bad=$(grep -cE '^\s*not ok [0-9]+' "$log")
@@ -112,6 +112,23 @@ if ls "$tree"/t/*.pl >/dev/null 2>&1; then
 		{ n = 0 }
 		/Dubious|Parse errors|No plan found|Bad plan/ { print "tap: " file ": " $0 }' "$log" |
 		head -n 60 >"$work/recap.tap"
+	# A failed check's diagnostics, from its test's own log, where they
+	# follow it (prove's output gets them from stderr, often ahead of it); a
+	# test that ended without a failed check (it died): its log's last lines
+	for f in $(awk '/^t\/[0-9A-Za-z_]+\.pl \.\./ { file = $1 }
+		/^\s*not ok [0-9]+|Dubious|Parse errors/ { print file }' "$log" | sort -u); do
+		rl=$tree/tmp_check/log/regress_log_$(basename "$f" .pl)
+		[ -f "$rl" ] || continue
+		if grep -qE '^(\[[0-9:.]+\]\([0-9.]+s\) )?not ok [0-9]+' "$rl"; then
+			sed -E 's/^\[[0-9:.]+\]\([0-9.]+s\) //' "$rl" |
+				awk -v f="$f" '/^not ok [0-9]+/ { print "tap: " f " (its log): " $0; n = 10; next }
+					n > 0 && /^#/ { print "tap:   " substr($0, 1, 800); n--; next }
+					{ n = 0 }' | head -n 40
+		else
+			echo "tap: $f (the last lines of its log):"
+			tail -n 12 "$rl" | cut -c 1-400 | sed 's/^/tap:   /'
+		fi
+	done >>"$work/recap.tap"
 	tally tap "$ok" "$bad"
 fi
 

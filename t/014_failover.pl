@@ -44,13 +44,31 @@ my $preload = 2000;       # orders committed before the crash, 200 a transaction
 my $trickle = 3000;       # orders a writer commits one by one meanwhile
 my $delay_ms = 200;       # the old primary's stand-in answers this late
 
-# one "(pid) (comm) S ..." line: a zombie counts as gone
-sub alive
+# A process, as "pid:start" (its start time in clock ticks since boot, from
+# /proc/PID/stat): a pid the kernel gives again to another process (pids
+# wrap at 32768 on a small machine, and a test run makes many) is not taken
+# for the one it named.  undef when there is none.
+sub proc_id
 {
 	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/stat" or return undef;
+	my $stat = <$fh> // '';
+	# "pid (comm) state ppid ... starttime ...": starttime is the 22nd field
+	$stat =~ /^\d+ \(.*\) (.*)$/s or return undef;
+	my @f = split ' ', $1;
+	return "$pid:$f[19]";
+}
+
+# is the process named by proc_id() still there?  A zombie counts as gone.
+sub alive
+{
+	my ($id) = @_;
+	return 0 unless defined $id;
+	my ($pid) = split /:/, $id;
 	open my $fh, '<', "/proc/$pid/stat" or return 0;
 	my $stat = <$fh> // '';
-	return !($stat =~ /^\d+ \(.*\) (\S)/ && $1 eq 'Z');
+	return 0 unless $stat =~ /^\d+ \(.*\) (\S)/ && $1 ne 'Z';
+	return (proc_id($pid) // '') eq $id;
 }
 
 # polls $query on $node until it returns $want, at most $secs seconds;
@@ -227,8 +245,9 @@ sub round
 
 	# --- 2. the primary dies
 	my $inflight = $P->("SELECT count(*) FROM shopping_upload.order_state WHERE state = 'uploading'");
-	my @pids = split /\n/, $P->("SELECT pid FROM pg_stat_activity");
-	my $pm = $primary->{_pid};
+	my @pids = grep { defined } map { proc_id($_) } split /\n/, $P->("SELECT pid FROM pg_stat_activity");
+	my $pm = proc_id($primary->{_pid});
+	my $pm_pid = $primary->{_pid};
 	my $t_crash = time;
 	if ($how eq 'immediate')
 	{
@@ -236,7 +255,7 @@ sub round
 	}
 	else
 	{
-		kill 'KILL', $pm;
+		kill 'KILL', $pm_pid;
 		# its postmaster.pid is stale (the postmaster may linger as a zombie,
 		# which _update_pid would take for a live one)
 		$primary->{_pid} = undef;
@@ -248,7 +267,7 @@ sub round
 	usleep(50_000) while (grep { alive($_) } $pm, @pids) && time < $end;
 	my @left = grep { alive($_) } $pm, @pids;
 	is("@left", '', "round $r: every process of the old primary is gone ($how)");
-	kill 'KILL', @left if @left;
+	kill 'KILL', map { (split /:/)[0] } @left if @left;
 	eval { $writer->finish };
 	my @acked = grep { /^\d+$/ } split /\n/, slurp_file($wout);
 	my $committed = $preload + scalar(@acked);
@@ -410,7 +429,8 @@ sub round
 		$leased_done, $t_done - $t_promote, $t_promote - $t_crash, $after_lease);
 
 	# --- 3. everything this round started stops
-	my @spids = ($standby->{_pid}, split /\n/, $S->("SELECT pid FROM pg_stat_activity"));
+	my @spids = grep { defined } map { proc_id($_) }
+	  ($standby->{_pid}, split /\n/, $S->("SELECT pid FROM pg_stat_activity"));
 	$standby->stop;
 	$stub_old->stop;
 	$stub_new->stop;
