@@ -457,10 +457,9 @@ EOC
 	  or die 'the worker did not ask is_trade_managed at its start';
 	$stub->clear_faults;
 	$stub->fault(kind => 'delay', delay_ms => $up_ms, count => 0);
-	my @ids = map {
-		$sql3->("SELECT shopping_upload.import_order('"
-			  . SuStub::order_json(out_trade_no => sprintf('SYNCWAIT%04d', $_)) . "'::jsonb)")
-	} 1 .. 12;
+	$sql3->("SELECT shopping_upload.import_order('"
+		  . SuStub::order_json(out_trade_no => sprintf('SYNCWAIT%04d', $_)) . "'::jsonb)")
+	  for 1 .. 12;
 	$node3->poll_query_until('postgres',
 		"SELECT count(*) = 4 FROM shopping_upload.order_state WHERE state = 'uploading'")
 	  or die 'the orders were not sent';

@@ -47,7 +47,8 @@ my $delay_ms = 200;       # the old primary's stand-in answers this late
 # A process, as "pid:start" (its start time in clock ticks since boot, from
 # /proc/PID/stat): a pid the kernel gives again to another process (pids
 # wrap at 32768 on a small machine, and a test run makes many) is not taken
-# for the one it named.  undef when there is none.
+# for the one it named.  undef when there is none; a zombie's with "Z" as
+# its second value.
 sub proc_id
 {
 	my ($pid) = @_;
@@ -56,7 +57,7 @@ sub proc_id
 	# "pid (comm) state ppid ... starttime ...": starttime is the 22nd field
 	$stat =~ /^\d+ \(.*\) (.*)$/s or return undef;
 	my @f = split ' ', $1;
-	return "$pid:$f[19]";
+	return wantarray ? ("$pid:$f[19]", $f[0]) : "$pid:$f[19]";
 }
 
 # is the process named by proc_id() still there?  A zombie counts as gone.
@@ -64,11 +65,8 @@ sub alive
 {
 	my ($id) = @_;
 	return 0 unless defined $id;
-	my ($pid) = split /:/, $id;
-	open my $fh, '<', "/proc/$pid/stat" or return 0;
-	my $stat = <$fh> // '';
-	return 0 unless $stat =~ /^\d+ \(.*\) (\S)/ && $1 ne 'Z';
-	return (proc_id($pid) // '') eq $id;
+	my ($now, $state) = proc_id((split /:/, $id)[0]);
+	return defined $now && $now eq $id && $state ne 'Z';
 }
 
 # polls $query on $node until it returns $want, at most $secs seconds;
@@ -245,7 +243,7 @@ sub round
 
 	# --- 2. the primary dies
 	my $inflight = $P->("SELECT count(*) FROM shopping_upload.order_state WHERE state = 'uploading'");
-	my @pids = grep { defined } map { proc_id($_) } split /\n/, $P->("SELECT pid FROM pg_stat_activity");
+	my @pids = grep { defined } map { scalar proc_id($_) } split /\n/, $P->("SELECT pid FROM pg_stat_activity");
 	my $pm = proc_id($primary->{_pid});
 	my $pm_pid = $primary->{_pid};
 	my $t_crash = time;
@@ -386,28 +384,29 @@ sub round
 		$rank_new{ $order_new[$i] } //= $i;
 	}
 	my $first_n = keys(%lease_end) + $max_inflight;
+	# the first ten of some leased orders: rank among the new primary's
+	# uploads, lease end and first sent again (from the promotion)
+	my $late_list = sub {
+		my @some = (sort @_)[0 .. ($#_ < 9 ? $#_ : 9)];
+		return sprintf("crash -> promotion %.2f s; late or never (rank, lease end, sent again): %s",
+			$t_promote - $t_crash,
+			join(', ', map { sprintf('%s #%s %.2f %s', $_, $rank_new{$_} // '-',
+				$lease_end{$_} - $t_promote,
+				defined $first_new{$_} ? sprintf('%.2f', $first_new{$_} - $t_promote) : 'never') } @some));
+	};
 	my @late = grep { !defined $rank_new{$_} || $rank_new{$_} >= $first_n } keys %lease_end;
 	ok(%lease_end && !@late, "round $r: the " . scalar(keys %lease_end)
 		  . " orders leased at the crash were among the new primary's first $first_n uploads")
-	  or diag sprintf("crash -> promotion %.2f s; late or never (rank among the new uploads, "
-		  . "lease end and first sent again, from the promotion): %s", $t_promote - $t_crash,
-		join(', ', map { sprintf('%s #%s %.2f %s', $_, $rank_new{$_} // '-', $lease_end{$_} - $t_promote,
-			defined $first_new{$_} ? sprintf('%.2f', $first_new{$_} - $t_promote) : 'never') }
-			(sort @late)[0 .. ($#late < 9 ? $#late : 9)]));
+	  or diag $late_list->(@late);
 	# and at once: each before its lease would have ended (the crash ->
 	# promotion takes well under a second here, a lease 20 s).  Its failure
 	# on sid was a worker that sent the first max_inflight of them, asked
 	# is_trade_managed (its answers finished in that wait), then slept its
 	# longest wait, 60 s (t/002 has that condition alone).
 	my @after_lease = grep { !defined $first_new{$_} || $first_new{$_} >= $lease_end{$_} } keys %lease_end;
-	my $after_lease = @after_lease;
 	ok(%lease_end && !@after_lease, "round $r: the " . scalar(keys %lease_end)
 		  . " orders leased at the crash were sent again before their lease ended")
-	  or diag sprintf("crash -> promotion %.2f s; late (lease end, then first sent again, from the promotion): %s",
-		$t_promote - $t_crash,
-		join(', ', map { sprintf('%s %.2f %s', $_, $lease_end{$_} - $t_promote,
-			defined $first_new{$_} ? sprintf('%.2f', $first_new{$_} - $t_promote) : 'never') }
-			(sort @after_lease)[0 .. ($#after_lease < 9 ? $#after_lease : 9)]));
+	  or diag $late_list->(@after_lease);
 	my $leased_done = 0;
 	for (keys %lease_end)
 	{
@@ -426,10 +425,10 @@ sub round
 		  . "-> last leased order sent %.2f s, -> all uploaded %.2f s; crash -> promotion %.2f s; "
 		  . "leased orders sent again after their lease ended: %d",
 		$r, $how, $states, defined $t_first ? $t_first - $t_promote : -1,
-		$leased_done, $t_done - $t_promote, $t_promote - $t_crash, $after_lease);
+		$leased_done, $t_done - $t_promote, $t_promote - $t_crash, scalar @after_lease);
 
 	# --- 3. everything this round started stops
-	my @spids = grep { defined } map { proc_id($_) }
+	my @spids = grep { defined } map { scalar proc_id($_) }
 	  ($standby->{_pid}, split /\n/, $S->("SELECT pid FROM pg_stat_activity"));
 	$standby->stop;
 	$stub_old->stop;
